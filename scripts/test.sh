@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds, and runs every test: the normal build (with the
+# CUDA backend compiled when nvcc is present) and the ASan+UBSan build, plus a
+# short fuzzing smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh --test
+export VNP_PYTHON=${VNP_PYENV:-/opt/virnucpro-pyenv}/bin/python
+jobs=$(nproc)
+
+echo "== release build =="
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+echo "== sanitizer build (ASan + UBSan) =="
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVNP_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+   ctest --output-on-failure -j"$jobs")
+
+if [[ -f fuzz/CMakeLists.txt ]]; then
+  echo "== fuzz smoke =="
+  CC=clang cmake -S . -B build-fuzz -DVNP_FUZZ=ON -DVNP_TESTS=OFF -DVNP_CUDA=OFF >/dev/null
+  cmake --build build-fuzz -j"$jobs"
+  bash fuzz/smoke.sh build-fuzz
+fi

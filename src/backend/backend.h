@@ -1,0 +1,122 @@
+/* The small interface the models are written against. The CPU backend
+ * (src/backend/cpu) is the reference; the CUDA backend (src/backend/cuda)
+ * implements the same ops. All activations are packed variable-length
+ * sequences: a [T, H] row-major matrix of T tokens, with cu_seqlens giving
+ * where each sequence starts. No padding anywhere. */
+#ifndef VNP_BACKEND_H
+#define VNP_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "virnucpro/error.h"
+#include "virnucpro/model.h"
+#include "virnucpro/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A buffer in the backend's memory (host for CPU, device for CUDA). */
+typedef struct vnp_buf {
+    void *ptr;
+    vnp_dtype dtype; /* F32 / F16 / BF16 for activations and weights, I32 for ids */
+    size_t n;        /* elements */
+} vnp_buf;
+
+typedef enum vnp_act {
+    VNP_ACT_NONE = 0,
+    VNP_ACT_GELU_ERF, /* 0.5 x (1 + erf(x / sqrt 2)) */
+    VNP_ACT_RELU
+} vnp_act;
+
+typedef enum vnp_posenc {
+    VNP_POS_NONE = 0,
+    VNP_POS_ROTARY, /* ESM-2: rotate_half over all head dims, positions from 0 per sequence */
+    VNP_POS_ALIBI   /* DNABERT-S: score += slope[h] * -|i - j| */
+} vnp_posenc;
+
+typedef struct vnp_attn_desc {
+    int heads;
+    int head_dim;
+    float scale;          /* multiplies q.k (head_dim^-0.5) */
+    vnp_posenc pos;
+    const vnp_buf *inv_freq; /* ROTARY: [head_dim/2] float32, as stored in the checkpoint */
+    const vnp_buf *slopes;   /* ALIBI: [heads] float32 */
+} vnp_attn_desc;
+
+typedef struct vnp_backend_ops {
+    const char *name;
+    void (*destroy)(vnp_backend *be);
+
+    /* ---- memory ---- */
+    /* Activations: allocated in the backend's compute dtype (F32 on CPU; F16/BF16/F32 on CUDA). */
+    vnp_code (*alloc_act)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
+    vnp_code (*alloc_i32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
+    /* A weight tensor converted to what the backend computes with. matrix != 0 for
+     * GEMM operands (may be stored in F16/BF16); vectors (biases, LayerNorm) may be kept F32. */
+    vnp_code (*upload_weight)(vnp_backend *be, const vnp_tensor *t, int matrix, vnp_buf *out,
+                              vnp_error *err);
+    /* Plain float32 host array -> backend buffer of F32 (inv_freq, slopes). */
+    vnp_code (*upload_f32)(vnp_backend *be, const float *src, size_t n, vnp_buf *out,
+                           vnp_error *err);
+    vnp_code (*upload_i32)(vnp_backend *be, const int32_t *src, size_t n, vnp_buf *dst,
+                           vnp_error *err);
+    vnp_code (*download_f32)(vnp_backend *be, const vnp_buf *src, size_t n, float *dst,
+                             vnp_error *err);
+    void (*free_buf)(vnp_backend *be, vnp_buf *buf);
+
+    /* ---- ops (may be asynchronous on a device; download_f32 synchronises) ---- */
+    /* out[i,:] = (table[ids[i],:] + add_row) * scale ; add_row may be NULL. */
+    vnp_code (*embedding)(vnp_backend *be, const vnp_buf *table, const vnp_buf *ids, int T,
+                          int H, const vnp_buf *add_row, float scale, vnp_buf *out,
+                          vnp_error *err);
+    /* out[M,N] = act(x[M,K] W[N,K]^T + bias[N]) + residual[M,N]; bias, residual may be
+     * NULL; out may alias residual. W is in PyTorch nn.Linear layout. */
+    vnp_code (*linear)(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
+                       vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
+                       vnp_error *err);
+    /* out = LayerNorm(x + residual) * gamma + beta over rows of width H (statistics in FP32);
+     * residual may be NULL; out may alias x. */
+    vnp_code (*layernorm)(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,
+                          const vnp_buf *gamma, const vnp_buf *beta, float eps, int M, int H,
+                          vnp_buf *out, vnp_error *err);
+    /* out[M,I] = gelu_erf(x[M, :I]) * x[M, I:2I]. */
+    vnp_code (*gated_gelu)(vnp_backend *be, const vnp_buf *x, int M, int I, vnp_buf *out,
+                           vnp_error *err);
+    /* qkv[T, 3*heads*head_dim] (q | k | v, heads contiguous inside each) -> out[T, heads*head_dim].
+     * cu_seqlens is a device i32 buffer of nseq+1 entries; max_len bounds any sequence. Softmax
+     * in FP32. Positions restart at 0 at each sequence's first token. */
+    vnp_code (*attention)(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
+                          int nseq, int max_len, int T, const vnp_attn_desc *desc, vnp_buf *out,
+                          vnp_error *err);
+    /* out[s,:] = mean of x[row_begin[s] .. row_end[s]) (host arrays, absolute rows), FP32. */
+    vnp_code (*mean_pool)(vnp_backend *be, const vnp_buf *x, int H, const int32_t *row_begin,
+                          const int32_t *row_end, int nseq, float *out, vnp_error *err);
+
+    /* ---- numeric guard ---- */
+    /* Non-zero when any op since the last reset produced a NaN/Inf (cheap: a flag
+     * the kernels set; read with the results). */
+    int (*nonfinite_seen)(vnp_backend *be);
+    void (*nonfinite_reset)(vnp_backend *be);
+} vnp_backend_ops;
+
+struct vnp_backend {
+    const vnp_backend_ops *ops;
+    vnp_precision prec;
+    int threads;
+    char name[64];
+    void *impl;
+};
+
+/* Constructors (implemented in cpu/ and cuda/). */
+vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err);
+#ifdef VNP_HAVE_CUDA
+vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **out,
+                                 vnp_error *err);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif

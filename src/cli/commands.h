@@ -1,0 +1,14 @@
+/* Subcommands of the virnucpro CLI; each lives in cmd_<name>.c. */
+#ifndef VNP_CLI_COMMANDS_H
+#define VNP_CLI_COMMANDS_H
+
+typedef struct vnp_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} vnp_command;
+
+/* Prints "virnucpro: error: <msg>" to stderr. */
+void vnp_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,57 @@
+/* virnucpro: command-line entry point and subcommand dispatch. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "virnucpro.h"
+
+#ifndef VNP_VERSION
+#define VNP_VERSION VNP_VERSION_STRING
+#endif
+
+/* Each subcommand registers itself here. */
+static const vnp_command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+void vnp_cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("virnucpro: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "virnucpro %s - identify viral sequences with ESM-2 + DNABERT-S embeddings\n\n"
+               "Usage: virnucpro <command> [options]\n\nCommands:\n",
+            VNP_VERSION);
+    for (const vnp_command *c = commands; c->name; c++)
+        fprintf(f, "  %-20s %s\n", c->name, c->summary);
+    fprintf(f, "\nRun 'virnucpro <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("virnucpro %s\n", VNP_VERSION);
+        return 0;
+    }
+    for (const vnp_command *c = commands; c->name; c++)
+        if (!strcmp(argv[1], c->name))
+            return c->run(argc - 1, argv + 1);
+    vnp_cli_error("unknown command '%s'; run 'virnucpro --help' for the list", argv[1]);
+    return 2;
+}

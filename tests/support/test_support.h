@@ -1,0 +1,33 @@
+/* Helpers shared by the cmocka tests: fixture paths, file reading, running the CLI. */
+#ifndef VNP_TEST_SUPPORT_H
+#define VNP_TEST_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Path of a file under tests/fixtures (VNP_FIXTURES). Returned buffer is one of
+ * a few rotating static buffers. */
+const char *vnp_test_fixture(const char *rel);
+/* Path under this test's scratch directory (VNP_TMP). */
+const char *vnp_test_tmp(const char *rel);
+/* Path of the built CLI (VNP_CLI). */
+const char *vnp_test_cli(void);
+/* Reads a whole file (gunzips *.gz). Returns malloc'd NUL-terminated data or NULL. */
+char *vnp_test_read_file(const char *path, size_t *len);
+/* Writes data to path; returns 0 on success. */
+int vnp_test_write_file(const char *path, const void *data, size_t len);
+/* Runs `sh -c cmd`, capturing stdout/stderr into malloc'd strings (may pass NULL).
+ * Returns the exit status (or 128+signal). */
+int vnp_test_run(const char *cmd, char **out, char **err);
+/* Asserts two files have identical bytes (gunzipping *.gz); prints the first difference. */
+void vnp_test_assert_files_equal(const char *got, const char *want);
+
+/* Captures vnp_log messages into a buffer while installed. */
+void vnp_test_capture_log_begin(void);
+/* Returns everything logged since begin (one message per line) and uninstalls. */
+char *vnp_test_capture_log_end(void);
+
+#endif
