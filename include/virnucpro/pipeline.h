@@ -1,0 +1,192 @@
+/* Stage 5: the prediction pipeline. Streams records from the input through
+ * chunking, six-frame translation, tokenization, token-budget packing, both
+ * encoders and the classifier, and writes the output files in input order with
+ * memory bounded by the batch size, not by the input. */
+#ifndef VIRNUCPRO_PIPELINE_H
+#define VIRNUCPRO_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "virnucpro/error.h"
+#include "virnucpro/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- float formatting ---- */
+
+/* Room for any float32 as vnp_format_f32 writes it, NUL included. */
+#define VNP_F32_STR_MAX 24
+
+/* Writes v as numpy prints a float32 scalar (repr/str): the shortest decimal
+ * that reads back to the same float32; positional when 1e-4 <= |v| < 1e16 or
+ * v == 0 ("0.5", "1.0", "123456790.0"), otherwise scientific with at least two
+ * exponent digits ("1e-05", "1.2345e-05", "3.4e+38"); "nan", "inf", "-inf".
+ * buf must hold VNP_F32_STR_MAX bytes. Returns the length written. */
+int vnp_format_f32(float v, char *buf);
+
+/* ---- token-budget packing ---- */
+
+/* A batch of the packing: order[first .. first + count) are the items in it;
+ * tokens is the sum of their lengths. */
+typedef struct vnp_pack_batch {
+    size_t first;
+    size_t count;
+    size_t tokens;
+} vnp_pack_batch;
+
+typedef struct vnp_packing {
+    size_t *order;           /* item indices, batch by batch */
+    size_t n;                /* items (= entries of order) */
+    vnp_pack_batch *batches;
+    size_t nbatches;
+} vnp_packing;
+
+/* Groups items 0..n-1 with lengths len[i] (tokens) into batches of at most
+ * `budget` tokens. Items are taken in windows of `window` consecutive items
+ * (0 = one window of all n); within a window they are sorted by length,
+ * longest first, ties by index, and filled greedily, so that a batch holds
+ * sequences of similar length. An item longer than the budget on its own gets
+ * a batch of its own. The result depends only on (len, n, budget, window).
+ * Every item appears in exactly one batch. */
+vnp_code vnp_pack(const size_t *len, size_t n, size_t budget, size_t window, vnp_packing *out,
+                  vnp_error *err);
+void vnp_packing_free(vnp_packing *p);
+
+/* ---- prediction_results.txt ---- */
+
+/* The original tool's label rule (torch.max over the two probabilities keeps
+ * the first of equal values): "virus" when p_virus > p_others, else "others". */
+const char *vnp_label_of(float p_others, float p_virus);
+
+/* Header "Sequence_ID\tPrediction\tscore1\tscore2". */
+vnp_code vnp_results_write_header(FILE *f, const char *path, vnp_error *err);
+/* One row: id, label, both probabilities as numpy prints float32. */
+vnp_code vnp_results_write_row(FILE *f, const char *path, const char *id, size_t id_len,
+                               float p_others, float p_virus, vnp_error *err);
+
+/* ---- prediction_results_highestscore.csv ---- */
+
+/* Collects per-chunk maxima of both scores and writes them sorted by chunk ID
+ * (byte order, as pandas' groupby sorts Python strings), one row per distinct
+ * chunk ID with "True" when max score2 >= max score1. Chunk IDs that occur
+ * more than once (duplicate record IDs in the input) are merged, as groupby
+ * does. Memory is bounded: past `mem_limit` bytes of collected IDs the sorted
+ * entries spill to temporary files next to the output and are merged at the
+ * end. */
+typedef struct vnp_chunk_calls vnp_chunk_calls;
+
+/* out_path: the final file; spill files are created as out_path.runN.tmp.
+ * mem_limit 0 = 64 MiB. */
+vnp_code vnp_chunk_calls_create(const char *out_path, size_t mem_limit, vnp_chunk_calls **out,
+                                vnp_error *err);
+/* Adds one frame's scores under its chunk ID (the frame ID minus its last two
+ * characters). Consecutive frames of a chunk are combined on the fly. */
+vnp_code vnp_chunk_calls_add(vnp_chunk_calls *c, const char *chunk_id, size_t id_len,
+                             float p_others, float p_virus, vnp_error *err);
+/* Sorts, merges and writes the file; removes the spill files. */
+vnp_code vnp_chunk_calls_finish(vnp_chunk_calls *c, vnp_error *err);
+/* Spill files written so far (tests). */
+size_t vnp_chunk_calls_runs(const vnp_chunk_calls *c);
+/* Frees; removes spill files left by an unfinished run. */
+void vnp_chunk_calls_free(vnp_chunk_calls *c);
+
+/* ---- sequences.tsv: one row per input sequence ---- */
+
+/* A sequence's tally. A chunk is "scored" when at least one of its frames was
+ * kept and classified; it is "called viral" when its max score2 >= its max
+ * score1 (the rule of prediction_results_highestscore.csv). The verdict:
+ *   "virus"    scored > 0 and 2 * viral >= scored (at least half of the scored
+ *              chunks called viral; a tie goes to virus like the per-chunk rule)
+ *   "others"   scored > 0 and fewer than half called viral
+ *   "unscored" no chunk has a stop-free frame (nothing to classify). */
+typedef struct vnp_seq_tally {
+    size_t length;
+    size_t chunks;
+    size_t chunks_scored;
+    size_t chunks_viral;
+    float max_virus; /* max score2 over all frames; meaningful when chunks_scored > 0 */
+    /* running state of the current chunk */
+    size_t cur_chunk;
+    int cur_open;
+    float cur_max1, cur_max2;
+} vnp_seq_tally;
+
+void vnp_seq_tally_begin(vnp_seq_tally *t, size_t length, size_t chunks);
+/* A classified frame of chunk `chunk` (0-based); frames come chunk by chunk. */
+void vnp_seq_tally_add(vnp_seq_tally *t, size_t chunk, float p_others, float p_virus);
+void vnp_seq_tally_end(vnp_seq_tally *t);
+const char *vnp_seq_tally_verdict(const vnp_seq_tally *t);
+
+/* Header "Sequence_ID\tLength\tChunks\tChunks_scored\tChunks_virus\tMax_virus_score\tVerdict". */
+vnp_code vnp_sequences_write_header(FILE *f, const char *path, vnp_error *err);
+/* One row; Max_virus_score is "NA" when nothing was scored. */
+vnp_code vnp_sequences_write_row(FILE *f, const char *path, const char *id, size_t id_len,
+                                 const vnp_seq_tally *t, vnp_error *err);
+
+/* ---- merged features as safetensors, streamed ---- */
+
+/* Writes tensor "features" [N, width] F32 (row i = [DNABERT-S | ESM-2] of
+ * ORF i, in prediction_results.txt order) and the ORF IDs in the header's
+ * __metadata__ under "ids" (a JSON array as a string) ; rows stream to a
+ * temporary file and the final file is assembled at finish, so memory does
+ * not grow with N. */
+typedef struct vnp_features_writer vnp_features_writer;
+
+vnp_code vnp_features_writer_create(const char *path, int width, vnp_features_writer **out,
+                                    vnp_error *err);
+vnp_code vnp_features_writer_add(vnp_features_writer *w, const char *id, size_t id_len,
+                                 const float *row, vnp_error *err);
+vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err);
+void vnp_features_writer_free(vnp_features_writer *w);
+
+/* ---- predict ---- */
+
+typedef struct vnp_predict_options {
+    const char *input;      /* FASTA/FASTQ path, gzip or not; "-" = stdin */
+    const char *out_dir;    /* created if missing */
+    const char *esm;        /* ESM-2 model directory or fair-esm .pt */
+    const char *dnabert;    /* DNABERT-S model directory (with tokenizer.json) */
+    const char *classifier; /* VirNucPro classifier .pth */
+    const char *device;     /* "cpu" (default), "cuda", "cuda:N" */
+    vnp_precision precision;
+    int threads;            /* CPU threads, 0 = all cores */
+    int chunk_len;          /* 300 or 500 */
+    size_t batch_tokens;    /* token budget of one encoder batch; 0 = default */
+    size_t window_orfs;     /* ORFs read ahead and sorted by length; 0 = default */
+    int keep_intermediate;  /* also write the three preprocessing files */
+    int embeddings;         /* also write merged_features.safetensors */
+    int progress;           /* -1 = on when stderr is a terminal, 0 off, 1 on */
+} vnp_predict_options;
+
+/* Defaults: device "cpu", FP16 (used on CUDA; the CPU computes in FP32),
+ * chunk 500, progress auto. */
+void vnp_predict_options_init(vnp_predict_options *o);
+
+typedef struct vnp_predict_stats {
+    size_t records;      /* sequences read */
+    size_t chunks;
+    size_t orfs;         /* kept frames classified */
+    uint64_t tokens;     /* tokens through both encoders */
+    double seconds;      /* wall time from the first record to the last row */
+    double load_seconds; /* model loading */
+    long peak_rss_kb;    /* getrusage(RUSAGE_SELF) ru_maxrss at the end */
+} vnp_predict_stats;
+
+/* Output file names inside out_dir. */
+#define VNP_PREDICT_RESULTS "prediction_results.txt"
+#define VNP_PREDICT_HIGHEST "prediction_results_highestscore.csv"
+#define VNP_PREDICT_SEQUENCES "sequences.tsv"
+#define VNP_PREDICT_FEATURES "merged_features.safetensors"
+
+/* Loads and checks every model (classifier input = DNABERT-S hidden + ESM-2
+ * hidden) before the input is opened, then streams the input to the outputs. */
+vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
