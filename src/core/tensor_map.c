@@ -26,7 +26,60 @@ struct vnp_tensor_map {
     size_t nh, caph;
     attr *a;
     size_t na, capa;
+    /* Open-addressing indexes by name (slot = position + 1, 0 = empty), so that lookups
+     * and duplicate checks stay O(1) for checkpoints with many tensors. */
+    size_t *ti, *ai;
+    size_t ticap, aicap;
 };
+
+static size_t name_hash(const char *s)
+{
+    size_t h = (size_t)1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * (size_t)1099511628211ULL;
+    return h;
+}
+
+/* Finds `name` in index `ix` whose entries name themselves through key_at; returns the
+ * slot holding it or the empty slot where it would go. */
+static size_t index_find(const size_t *ix, size_t cap, const char *name,
+                         const char *(*key_at)(const void *, size_t), const void *owner)
+{
+    size_t mask = cap - 1, i = name_hash(name) & mask;
+    while (ix[i] && strcmp(key_at(owner, ix[i] - 1), name) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Makes room for `count` entries (load <= 1/2) and re-inserts them; 0 when out of memory. */
+static int index_reserve(size_t **ix, size_t *cap, size_t count,
+                         const char *(*key_at)(const void *, size_t), const void *owner)
+{
+    if (count * 2 <= *cap)
+        return 1;
+    size_t nc = *cap ? *cap : 32;
+    while (count * 2 > nc)
+        nc *= 2;
+    size_t *n = calloc(nc, sizeof *n);
+    if (!n)
+        return 0;
+    for (size_t k = 0; k + 1 < count; k++)
+        n[index_find(n, nc, key_at(owner, k), key_at, owner)] = k + 1;
+    free(*ix);
+    *ix = n;
+    *cap = nc;
+    return 1;
+}
+
+static const char *tensor_key(const void *m, size_t i)
+{
+    return ((const struct vnp_tensor_map *)m)->t[i].name;
+}
+
+static const char *attr_key(const void *m, size_t i)
+{
+    return ((const struct vnp_tensor_map *)m)->a[i].key;
+}
 
 size_t vnp_dtype_size(vnp_dtype dt)
 {
@@ -121,6 +174,8 @@ void vnp_tensor_map_free(vnp_tensor_map *m)
     free(m->owned);
     free(m->h);
     free(m->a);
+    free(m->ti);
+    free(m->ai);
     free(m);
 }
 
@@ -132,10 +187,10 @@ const vnp_tensor *vnp_tensor_map_at(const vnp_tensor_map *m, size_t i)
 
 const vnp_tensor *vnp_tensor_map_get(const vnp_tensor_map *m, const char *name)
 {
-    for (size_t i = 0; i < m->n; i++)
-        if (strcmp(m->t[i].name, name) == 0)
-            return &m->t[i];
-    return NULL;
+    if (!m->ticap)
+        return NULL;
+    size_t slot = index_find(m->ti, m->ticap, name, tensor_key, m);
+    return m->ti[slot] ? &m->t[m->ti[slot] - 1] : NULL;
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -167,7 +222,8 @@ vnp_code vnp_tensor_map_add(vnp_tensor_map *m, const char *name, vnp_dtype dt, i
         return vnp_fail(err, VNP_EFORMAT, "tensor '%s' appears twice in the checkpoint", name);
     }
     if (!grow((void **)&m->t, &m->cap, m->n + 1, sizeof *m->t) ||
-        !grow((void **)&m->owned, &m->capo, m->n + 1, sizeof *m->owned)) {
+        !grow((void **)&m->owned, &m->capo, m->n + 1, sizeof *m->owned) ||
+        !index_reserve(&m->ti, &m->ticap, m->n + 1, tensor_key, m)) {
         free(owned_data);
         return vnp_fail(err, VNP_ENOMEM, "out of memory adding tensor '%s'", name);
     }
@@ -188,6 +244,7 @@ vnp_code vnp_tensor_map_add(vnp_tensor_map *m, const char *name, vnp_dtype dt, i
     t->data = owned_data ? owned_data : data;
     t->nbytes = numel * vnp_dtype_size(dt);
     m->owned[m->n] = owned_data;
+    m->ti[index_find(m->ti, m->ticap, t->name, tensor_key, m)] = m->n + 1;
     m->n++;
     return VNP_OK;
 }
@@ -205,15 +262,24 @@ vnp_code vnp_tensor_map_hold(vnp_tensor_map *m, void *res, void (*release)(void 
     return VNP_OK;
 }
 
+static const attr *attr_get(const vnp_tensor_map *m, const char *key)
+{
+    if (!m->aicap)
+        return NULL;
+    size_t slot = m->ai[index_find(m->ai, m->aicap, key, attr_key, m)];
+    return slot ? &m->a[slot - 1] : NULL;
+}
+
 static attr *attr_slot(vnp_tensor_map *m, const char *key, vnp_error *err)
 {
-    for (size_t i = 0; i < m->na; i++)
-        if (strcmp(m->a[i].key, key) == 0) {
-            free(m->a[i].str);
-            m->a[i].str = NULL;
-            return &m->a[i];
-        }
-    if (!grow((void **)&m->a, &m->capa, m->na + 1, sizeof *m->a)) {
+    attr *found = (attr *)attr_get(m, key);
+    if (found) {
+        free(found->str);
+        found->str = NULL;
+        return found;
+    }
+    if (!grow((void **)&m->a, &m->capa, m->na + 1, sizeof *m->a) ||
+        !index_reserve(&m->ai, &m->aicap, m->na + 1, attr_key, m)) {
         vnp_fail(err, VNP_ENOMEM, "out of memory");
         return NULL;
     }
@@ -225,6 +291,7 @@ static attr *attr_slot(vnp_tensor_map *m, const char *key, vnp_error *err)
         vnp_fail(err, VNP_ENOMEM, "out of memory");
         return NULL;
     }
+    m->ai[index_find(m->ai, m->aicap, a->key, attr_key, m)] = m->na + 1;
     m->na++;
     return a;
 }
@@ -252,20 +319,17 @@ vnp_code vnp_tensor_map_set_str(vnp_tensor_map *m, const char *key, const char *
 
 int vnp_tensor_map_num(const vnp_tensor_map *m, const char *key, double *out)
 {
-    for (size_t i = 0; i < m->na; i++)
-        if (strcmp(m->a[i].key, key) == 0 && !m->a[i].str) {
-            *out = m->a[i].num;
-            return 1;
-        }
-    return 0;
+    const attr *a = attr_get(m, key);
+    if (!a || a->str)
+        return 0;
+    *out = a->num;
+    return 1;
 }
 
 const char *vnp_tensor_map_str(const vnp_tensor_map *m, const char *key)
 {
-    for (size_t i = 0; i < m->na; i++)
-        if (strcmp(m->a[i].key, key) == 0)
-            return m->a[i].str;
-    return NULL;
+    const attr *a = attr_get(m, key);
+    return a ? a->str : NULL;
 }
 
 size_t vnp_tensor_map_attr_count(const vnp_tensor_map *m) { return m->na; }
