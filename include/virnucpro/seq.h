@@ -11,40 +11,59 @@
 extern "C" {
 #endif
 
-/* ---- reader ---- */
+/* ---- reader ----
+ * Streaming FASTA / FASTQ (format from the first non-blank line: '>' or '@'),
+ * gzip-transparent (zlib), multi-line records, CRLF, blank lines. Memory is
+ * bounded by the current record. Errors name the file and line
+ * ("reads.fq:12: ..."): binary or non-sequence input, a FASTQ quality length
+ * that differs from the sequence, a truncated or corrupt gzip stream. */
 typedef struct vnp_seq_reader vnp_seq_reader;
 
 /* One record. Pointers stay valid until the next vnp_seq_read / close. */
 typedef struct vnp_record {
-    const char *id;   /* first whitespace-delimited word of the header */
+    const char *id;   /* first whitespace-delimited word of the header, NUL-terminated
+                       * ("" when the header has no word, as Biopython) */
     size_t id_len;
-    const char *desc; /* rest of the header after the ID ("" if none) */
-    const char *seq;  /* residues, line breaks and whitespace removed, case kept */
+    const char *desc; /* rest of the header after the ID, trimmed ("" if none) */
+    const char *seq;  /* residues, NUL-terminated; line breaks and whitespace removed, case kept */
     size_t len;
-    const char *qual; /* FASTQ quality string, NULL for FASTA */
+    const char *qual; /* FASTQ quality string (len bytes), NULL for FASTA */
     size_t line;      /* 1-based line number of the header */
 } vnp_record;
 
 /* path "-" reads stdin. gzip is detected from the content, not the name. */
 vnp_code vnp_seq_open(const char *path, vnp_seq_reader **out, vnp_error *err);
 /* Returns 1 with a record, 0 at end of input, or -(vnp_code) on error with err set.
- * Records with an empty sequence are skipped with a warning naming them. */
+ * Records with an empty sequence are skipped with a warning naming them
+ * ("FILE:LINE: record 'ID' has an empty sequence; skipped"); an input with no
+ * record at all logs "FILE: no sequences in the input" once and returns 0. */
 int vnp_seq_read(vnp_seq_reader *r, vnp_record *rec, vnp_error *err);
 /* Records returned so far / records skipped (empty). */
 size_t vnp_seq_records(const vnp_seq_reader *r);
 size_t vnp_seq_skipped(const vnp_seq_reader *r);
+/* Uncompressed input bytes consumed so far. */
+uint64_t vnp_seq_bytes(const vnp_seq_reader *r);
+/* The name used in messages: the path, or "<stdin>". */
+const char *vnp_seq_name(const vnp_seq_reader *r);
 void vnp_seq_close(vnp_seq_reader *r);
 
-/* ---- chunking (the original VirNucPro overlap rule) ---- */
+/* ---- chunking (the original VirNucPro overlap rule) ----
+ * n = ceil(len/chunk) chunks; the overlap R = n*chunk - len is taken back by
+ * per-chunk shifts [lo+1]*need + [lo]*(n-1-need) (lo = R/n, need = R - lo*(n-1));
+ * chunk i starts at i*chunk minus the earlier shifts and is clipped at len. When
+ * need > n-1 the last chunk comes out short (e.g. len 301, chunk 300: [0,300)
+ * and [150,301)), exactly as the original. Chunk i is named "<id>_chunk_<i+1>". */
 typedef struct vnp_chunk {
     size_t start; /* 0-based offset into the sequence */
     size_t len;   /* may be < chunk size for the quirky short last chunk */
 } vnp_chunk;
 
-/* Number of chunks for a sequence of length len (ceil(len / chunk), at least 1 when len > 0). */
+/* Number of chunks for a sequence of length len (ceil(len / chunk); 0 when len or chunk is 0). */
 size_t vnp_chunk_count(size_t len, size_t chunk);
 /* Fills out[0..vnp_chunk_count) ; returns the count. */
 size_t vnp_chunk_plan(size_t len, size_t chunk, vnp_chunk *out);
+/* The i-th chunk (0-based, i < vnp_chunk_count) without building the whole plan. */
+vnp_chunk vnp_chunk_at(size_t len, size_t chunk, size_t i);
 
 /* ---- six-frame translation ---- */
 /* Frame index 0..5 = F1 F2 F3 R1 R2 R3. */
@@ -71,6 +90,32 @@ void vnp_frames_free(vnp_frames *f);
 vnp_code vnp_six_frames(const char *chunk, size_t len, vnp_frames *out, vnp_error *err);
 /* "F1".."R3" */
 const char *vnp_frame_name(int frame);
+
+/* ---- preprocess: the original tool's three intermediate files ----
+ * For input stem S and chunk size C, writes into outdir (created if missing):
+ *   S_chunked<C>.fa              chunks, 60-column lines (as Biopython writes FASTA)
+ *   S_identified_nucleotide.fa   kept frames' nucleotides, one line per sequence
+ *   S_identified_protein.faa     kept frames' proteins, one line per sequence
+ * byte-identical to VirNucPro's. Files are written under temporary names and
+ * renamed when complete; on error none of them is left behind. */
+typedef struct vnp_preprocess_stats {
+    size_t records;   /* records chunked */
+    size_t skipped;   /* empty records skipped */
+    size_t chunks;
+    size_t frames;    /* kept frames (lines of the protein file / 2) */
+    uint64_t bases;   /* residues read */
+    uint64_t bytes;   /* uncompressed input bytes */
+} vnp_preprocess_stats;
+
+/* The output stem the original derives from an input path: the file name up to
+ * its first ".fa" ("x.fasta.gz" -> "x"); otherwise the name without ".gz" and
+ * its last extension ("reads.fq.gz" -> "reads"); "stdin" for "-". Writes a
+ * NUL-terminated stem into out; VNP_EINVAL if it would be empty or too long. */
+vnp_code vnp_preprocess_stem(const char *input, char *out, size_t cap, vnp_error *err);
+
+/* stem NULL derives it from input with vnp_preprocess_stem. stats may be NULL. */
+vnp_code vnp_preprocess(const char *input, const char *outdir, const char *stem, size_t chunk,
+                        vnp_preprocess_stats *stats, vnp_error *err);
 
 #ifdef __cplusplus
 }

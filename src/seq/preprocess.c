@@ -1,0 +1,192 @@
+/* The preprocess stage as files: chunks, kept frames' nucleotides and proteins,
+ * byte-identical to the original VirNucPro intermediate files. */
+#include "virnucpro/seq.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "seq/text_out.h"
+
+#define FASTA_WIDTH 60 /* Biopython's FASTA line width */
+
+vnp_code vnp_preprocess_stem(const char *input, char *out, size_t cap, vnp_error *err)
+{
+    if (!strcmp(input, "-")) {
+        if (cap < 6)
+            return vnp_fail(err, VNP_EINVAL, "output name buffer too small");
+        memcpy(out, "stdin", 6);
+        return VNP_OK;
+    }
+    const char *base = strrchr(input, '/');
+    base = base ? base + 1 : input;
+    size_t n = strlen(base);
+    const char *fa = strstr(base, ".fa");
+    if (fa) {
+        n = (size_t)(fa - base); /* the original: name.split('.fa')[0] */
+    } else {
+        if (n > 3 && !memcmp(base + n - 3, ".gz", 3))
+            n -= 3;
+        for (size_t i = n; i > 1; i--)
+            if (base[i - 1] == '.') {
+                n = i - 1;
+                break;
+            }
+    }
+    if (n == 0)
+        return vnp_fail(err, VNP_EINVAL,
+                        "cannot derive an output name from '%s'; give one with --name", input);
+    if (n + 1 > cap)
+        return vnp_fail(err, VNP_EINVAL, "the output name from '%s' is too long", input);
+    memcpy(out, base, n);
+    out[n] = '\0';
+    return VNP_OK;
+}
+
+static vnp_code make_dirs(const char *dir, vnp_error *err)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    vnp_code rc = VNP_OK;
+    size_t n = strlen(p);
+    for (size_t i = 1; i <= n && rc == VNP_OK; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        struct stat st;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            rc = vnp_fail(err, VNP_EIO, "cannot create output directory '%s': %s", p,
+                          strerror(errno));
+        else if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+            rc = vnp_fail(err, VNP_EIO, "output path '%s' exists and is not a directory", p);
+        p[i] = c;
+    }
+    free(p);
+    return rc;
+}
+
+typedef struct outputs {
+    vnp_text_out chunked, nucleotide, protein;
+} outputs;
+
+static vnp_code open_outputs(outputs *o, const char *dir, const char *stem, size_t chunk,
+                             vnp_error *err)
+{
+    size_t n = strlen(dir) + strlen(stem) + 64;
+    char *path = malloc(n);
+    if (!path)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    o->chunked.fd = o->nucleotide.fd = o->protein.fd = -1;
+    snprintf(path, n, "%s/%s_chunked%zu.fa", dir, stem, chunk);
+    vnp_code rc = vnp_text_out_open(&o->chunked, path, err);
+    if (rc == VNP_OK) {
+        snprintf(path, n, "%s/%s_identified_nucleotide.fa", dir, stem);
+        rc = vnp_text_out_open(&o->nucleotide, path, err);
+    }
+    if (rc == VNP_OK) {
+        snprintf(path, n, "%s/%s_identified_protein.faa", dir, stem);
+        rc = vnp_text_out_open(&o->protein, path, err);
+    }
+    free(path);
+    return rc;
+}
+
+static void abort_outputs(outputs *o)
+{
+    vnp_text_out_abort(&o->chunked);
+    vnp_text_out_abort(&o->nucleotide);
+    vnp_text_out_abort(&o->protein);
+}
+
+/* Chunks one record and writes its chunks and kept frames. */
+static vnp_code emit_record(outputs *o, const vnp_record *rec, size_t chunk, vnp_frames *fr,
+                            vnp_preprocess_stats *st, vnp_error *err)
+{
+    size_t n = vnp_chunk_count(rec->len, chunk);
+    for (size_t i = 0; i < n; i++) {
+        vnp_chunk c = vnp_chunk_at(rec->len, chunk, i);
+        char suffix[40];
+        int sl = snprintf(suffix, sizeof suffix, "_chunk_%zu", i + 1);
+        vnp_text_out_header(&o->chunked, rec->id, rec->id_len, suffix);
+        vnp_text_out_wrapped(&o->chunked, rec->seq + c.start, c.len, FASTA_WIDTH);
+        vnp_code rc = vnp_six_frames(rec->seq + c.start, c.len, fr, err);
+        if (rc != VNP_OK)
+            return rc;
+        for (int k = 0; k < fr->n; k++) {
+            const vnp_frame *f = &fr->frame[k];
+            memcpy(suffix + sl, vnp_frame_name(f->frame), 3);
+            vnp_text_out_header(&o->nucleotide, rec->id, rec->id_len, suffix);
+            vnp_text_out_put(&o->nucleotide, f->nucleotide, f->nucleotide_len);
+            vnp_text_out_put(&o->nucleotide, "\n", 1);
+            vnp_text_out_header(&o->protein, rec->id, rec->id_len, suffix);
+            vnp_text_out_put(&o->protein, f->protein, f->protein_len);
+            vnp_text_out_put(&o->protein, "\n", 1);
+            suffix[sl] = '\0';
+        }
+        st->frames += (size_t)fr->n;
+    }
+    st->chunks += n;
+    st->records++;
+    st->bases += rec->len;
+    return VNP_OK;
+}
+
+vnp_code vnp_preprocess(const char *input, const char *outdir, const char *stem, size_t chunk,
+                        vnp_preprocess_stats *stats, vnp_error *err)
+{
+    vnp_preprocess_stats st;
+    memset(&st, 0, sizeof st);
+    if (chunk == 0)
+        return vnp_fail(err, VNP_EINVAL, "the chunk length must be positive (300 or 500)");
+    char derived[1024];
+    if (!stem) {
+        vnp_code rc = vnp_preprocess_stem(input, derived, sizeof derived, err);
+        if (rc != VNP_OK)
+            return rc;
+        stem = derived;
+    }
+    vnp_code rc = make_dirs(outdir, err);
+    if (rc != VNP_OK)
+        return rc;
+    vnp_seq_reader *r = NULL;
+    rc = vnp_seq_open(input, &r, err);
+    if (rc != VNP_OK)
+        return rc;
+    outputs o;
+    memset(&o, 0, sizeof o);
+    rc = open_outputs(&o, outdir, stem, chunk, err);
+    vnp_frames fr;
+    vnp_frames_init(&fr);
+    vnp_record rec;
+    int got = 0;
+    while (rc == VNP_OK && (got = vnp_seq_read(r, &rec, err)) == 1)
+        rc = emit_record(&o, &rec, chunk, &fr, &st, err);
+    if (rc == VNP_OK && got < 0)
+        rc = (vnp_code)-got;
+    /* Complete all three before any takes its final name. */
+    if (rc == VNP_OK)
+        rc = vnp_text_out_finish(&o.chunked, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_finish(&o.nucleotide, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_finish(&o.protein, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_commit(&o.chunked, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_commit(&o.nucleotide, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_commit(&o.protein, err);
+    if (rc != VNP_OK)
+        abort_outputs(&o);
+    st.skipped = vnp_seq_skipped(r);
+    st.bytes = vnp_seq_bytes(r);
+    vnp_frames_free(&fr);
+    vnp_seq_close(r);
+    if (stats)
+        *stats = st;
+    return rc;
+}
