@@ -8,6 +8,8 @@ typedef struct vnp_command {
     int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
 } vnp_command;
 
+int vnp_cmd_preprocess(int argc, char **argv);
+
 /* Prints "virnucpro: error: <msg>" to stderr. */
 void vnp_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -12,6 +12,8 @@
 
 /* Each subcommand registers itself here. */
 static const vnp_command commands[] = {
+    {"preprocess", "chunk sequences and keep stop-free six-frame ORFs (the original's files)",
+     vnp_cmd_preprocess},
     {NULL, NULL, NULL},
 };
 
