@@ -81,8 +81,9 @@ typedef struct vnp_backend_ops {
     vnp_code (*layernorm)(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,
                           const vnp_buf *gamma, const vnp_buf *beta, float eps, int M, int H,
                           vnp_buf *out, vnp_error *err);
-    /* out[M,I] = gelu_erf(x[M, :I]) * x[M, I:2I]. */
-    vnp_code (*gated_gelu)(vnp_backend *be, const vnp_buf *x, int M, int I, vnp_buf *out,
+    /* out[M,inter] = gelu_erf(x[M, :inter]) * x[M, inter:2*inter]. (The parameter is not
+     * named I: OpenBLAS's cblas.h pulls in <complex.h>, which defines I.) */
+    vnp_code (*gated_gelu)(vnp_backend *be, const vnp_buf *x, int M, int inter, vnp_buf *out,
                            vnp_error *err);
     /* qkv[T, 3*heads*head_dim] (q | k | v, heads contiguous inside each) -> out[T, heads*head_dim].
      * cu_seqlens is a device i32 buffer of nseq+1 entries; max_len bounds any sequence. Softmax

@@ -1,0 +1,209 @@
+/* The CPU backend: construction, memory, and the op table. */
+#include "backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "virnucpro/half.h"
+
+/* 64-byte aligned float/int storage. */
+static void *alloc_aligned(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = 64;
+    if (posix_memalign(&p, 64, bytes) != 0)
+        return NULL;
+    return p;
+}
+
+vnp_code vnp_cpu_reserve_scratch(vnp_cpu *c, size_t n, vnp_error *err)
+{
+    for (int i = 0; i < c->nthreads; i++) {
+        if (c->scratch_cap[i] >= n)
+            continue;
+        float *p = alloc_aligned(n * sizeof(float));
+        if (!p)
+            return vnp_fail(err, VNP_ENOMEM,
+                            "out of memory for %zu MiB of CPU scratch space; use smaller batches",
+                            n * sizeof(float) >> 20);
+        free(c->scratch[i]);
+        c->scratch[i] = p;
+        c->scratch_cap[i] = n;
+    }
+    return VNP_OK;
+}
+
+void vnp_cpu_check_finite(vnp_cpu *c, const float *x, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= !isfinite(x[i]);
+    if (bad)
+        atomic_store(&c->nonfinite, 1);
+}
+
+static vnp_code alloc_f32(size_t n, vnp_buf *out, vnp_error *err)
+{
+    out->ptr = alloc_aligned(n * sizeof(float));
+    out->dtype = VNP_DT_F32;
+    out->n = n;
+    if (!out->ptr)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory allocating %zu MiB on the CPU",
+                        n * sizeof(float) >> 20);
+    return VNP_OK;
+}
+
+static vnp_code cpu_alloc_act(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
+{
+    return alloc_f32(n, out, err);
+}
+
+static vnp_code cpu_alloc_i32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
+{
+    out->ptr = alloc_aligned(n * sizeof(int32_t));
+    out->dtype = VNP_DT_I32;
+    out->n = n;
+    if (!out->ptr)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory allocating %zu MiB on the CPU",
+                        n * sizeof(int32_t) >> 20);
+    return VNP_OK;
+}
+
+static vnp_code cpu_upload_weight(vnp_backend *be, const vnp_tensor *t, int matrix, vnp_buf *out,
+                                  vnp_error *err)
+{
+    size_t n = (size_t)vnp_tensor_numel(t);
+    vnp_code rc = alloc_f32(n, out, err);
+    if (rc)
+        return rc;
+    rc = vnp_tensor_to_f32(t, out->ptr, err);
+    if (rc) {
+        free(out->ptr);
+        out->ptr = NULL;
+    }
+    return rc;
+}
+
+static vnp_code cpu_upload_f32(vnp_backend *be, const float *src, size_t n, vnp_buf *out,
+                               vnp_error *err)
+{
+    vnp_code rc = alloc_f32(n, out, err);
+    if (rc)
+        return rc;
+    memcpy(out->ptr, src, n * sizeof(float));
+    return VNP_OK;
+}
+
+static vnp_code cpu_upload_i32(vnp_backend *be, const int32_t *src, size_t n, vnp_buf *dst,
+                               vnp_error *err)
+{
+    if (dst->dtype != VNP_DT_I32 || dst->n < n)
+        return vnp_fail(err, VNP_EINVAL, "upload of %zu ids into a buffer of %zu %s elements", n,
+                        dst->n, vnp_dtype_name(dst->dtype));
+    memcpy(dst->ptr, src, n * sizeof(int32_t));
+    return VNP_OK;
+}
+
+static vnp_code cpu_download_f32(vnp_backend *be, const vnp_buf *src, size_t n, float *dst,
+                                 vnp_error *err)
+{
+    if (src->dtype != VNP_DT_F32 || src->n < n)
+        return vnp_fail(err, VNP_EINVAL, "download of %zu floats from a buffer of %zu %s elements",
+                        n, src->n, vnp_dtype_name(src->dtype));
+    memcpy(dst, src->ptr, n * sizeof(float));
+    return VNP_OK;
+}
+
+static void cpu_free_buf(vnp_backend *be, vnp_buf *buf)
+{
+    if (!buf)
+        return;
+    free(buf->ptr);
+    buf->ptr = NULL;
+    buf->n = 0;
+}
+
+static int cpu_nonfinite_seen(vnp_backend *be) { return atomic_load(&vnp_cpu_of(be)->nonfinite); }
+static void cpu_nonfinite_reset(vnp_backend *be) { atomic_store(&vnp_cpu_of(be)->nonfinite, 0); }
+
+static void cpu_destroy(vnp_backend *be)
+{
+    vnp_cpu *c = vnp_cpu_of(be);
+    if (c) {
+        vnp_cpu_pool_free(c->pool);
+        for (int i = 0; c->scratch && i < c->nthreads; i++)
+            free(c->scratch[i]);
+        free(c->scratch);
+        free(c->scratch_cap);
+        free(c);
+    }
+    free(be);
+}
+
+static const vnp_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc_act = cpu_alloc_act,
+    .alloc_i32 = cpu_alloc_i32,
+    .upload_weight = cpu_upload_weight,
+    .upload_f32 = cpu_upload_f32,
+    .upload_i32 = cpu_upload_i32,
+    .download_f32 = cpu_download_f32,
+    .free_buf = cpu_free_buf,
+    .embedding = vnp_cpu_embedding,
+    .linear = vnp_cpu_linear,
+    .layernorm = vnp_cpu_layernorm,
+    .gated_gelu = vnp_cpu_gated_gelu,
+    .attention = vnp_cpu_attention,
+    .mean_pool = vnp_cpu_mean_pool,
+    .nonfinite_seen = cpu_nonfinite_seen,
+    .nonfinite_reset = cpu_nonfinite_reset,
+};
+
+vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
+{
+    *out = NULL;
+    if (threads < 0)
+        return vnp_fail(err, VNP_EINVAL, "thread count %d: use 0 for all cores or a positive count",
+                        threads);
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    if (threads > 1024)
+        return vnp_fail(err, VNP_EINVAL, "thread count %d is more than 1024", threads);
+    vnp_backend *be = calloc(1, sizeof *be);
+    vnp_cpu *c = calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return vnp_fail(err, VNP_ENOMEM, "out of memory creating the CPU backend");
+    }
+    be->ops = &cpu_ops;
+    be->prec = VNP_PREC_FP32;
+    be->threads = threads;
+    be->impl = c;
+    snprintf(be->name, sizeof be->name, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
+    c->nthreads = threads;
+    atomic_init(&c->nonfinite, 0);
+    c->scratch = calloc((size_t)threads, sizeof *c->scratch);
+    c->scratch_cap = calloc((size_t)threads, sizeof *c->scratch_cap);
+    vnp_code rc = VNP_OK;
+    if (!c->scratch || !c->scratch_cap)
+        rc = vnp_fail(err, VNP_ENOMEM, "out of memory creating the CPU backend");
+    if (!rc)
+        rc = vnp_cpu_pool_create(threads, &c->pool, err);
+    if (rc) {
+        cpu_destroy(be);
+        return rc;
+    }
+    /* OpenBLAS runs inside our workers, one GEMM per worker at a time. */
+    openblas_set_num_threads(1);
+    *out = be;
+    return VNP_OK;
+}

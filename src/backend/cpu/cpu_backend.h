@@ -1,0 +1,54 @@
+/* Internals of the CPU backend shared by its op files. Activations and
+ * weights are plain float32 host arrays; OpenBLAS runs single-threaded inside
+ * our own worker pool so that one threading model governs every op. */
+#ifndef VNP_CPU_BACKEND_H
+#define VNP_CPU_BACKEND_H
+
+#include <math.h>
+#include <stdatomic.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_pool.h"
+
+typedef struct vnp_cpu {
+    vnp_cpu_pool *pool;
+    int nthreads;
+    atomic_int nonfinite;
+    /* one growable float scratch area per worker, grown by the calling thread
+     * before a loop starts (workers never allocate) */
+    float **scratch;
+    size_t *scratch_cap;
+} vnp_cpu;
+
+static inline vnp_cpu *vnp_cpu_of(vnp_backend *be) { return (vnp_cpu *)be->impl; }
+
+/* Makes every worker's scratch hold at least n floats. */
+vnp_code vnp_cpu_reserve_scratch(vnp_cpu *c, size_t n, vnp_error *err);
+/* Flags a NaN/Inf if any of x[0..n) is not finite. */
+void vnp_cpu_check_finite(vnp_cpu *c, const float *x, size_t n);
+
+/* The ops, one file per kind. */
+vnp_code vnp_cpu_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
+                        vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
+                        vnp_error *err);
+vnp_code vnp_cpu_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,
+                           const vnp_buf *gamma, const vnp_buf *beta, float eps, int M, int H,
+                           vnp_buf *out, vnp_error *err);
+vnp_code vnp_cpu_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
+                           int nseq, int max_len, int T, const vnp_attn_desc *desc, vnp_buf *out,
+                           vnp_error *err);
+vnp_code vnp_cpu_embedding(vnp_backend *be, const vnp_buf *table, const vnp_buf *ids, int T,
+                           int H, const vnp_buf *add_row, float scale, vnp_buf *out,
+                           vnp_error *err);
+vnp_code vnp_cpu_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int inter, vnp_buf *out,
+                            vnp_error *err);
+vnp_code vnp_cpu_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const int32_t *row_begin,
+                           const int32_t *row_end, int nseq, float *out, vnp_error *err);
+
+/* erf GELU as torch.nn.GELU(approximate='none'). */
+static inline float vnp_gelu_erf(float x)
+{
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+}
+
+#endif

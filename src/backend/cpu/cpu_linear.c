@@ -1,0 +1,106 @@
+/* linear: out = act(x W^T + bias) + residual with OpenBLAS sgemm.
+ * The work is cut into one block per worker, by rows of x when there are
+ * enough of them, else by output columns (rows of W). Each worker multiplies
+ * into its own scratch tile and applies the epilogue while the tile is hot,
+ * so `out` may alias `residual`. */
+#include <cblas.h>
+#include <math.h>
+
+#include "backend/cpu/cpu_backend.h"
+
+typedef struct {
+    vnp_cpu *c;
+    const float *x, *w, *bias, *res;
+    float *out;
+    vnp_act act;
+    int M, N, K;
+    int by_rows; /* 1: blocks of `step` rows; 0: blocks of `step` output columns */
+    int step;
+} linear_job;
+
+static inline float activate(float v, vnp_act act)
+{
+    switch (act) {
+    case VNP_ACT_GELU_ERF: return vnp_gelu_erf(v);
+    case VNP_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case VNP_ACT_NONE: break;
+    }
+    return v;
+}
+
+static void linear_block(void *ctx, size_t begin, size_t end, int worker)
+{
+    const linear_job *j = ctx;
+    float *tile = j->c->scratch[worker];
+    for (size_t b = begin; b < end; b++) {
+        int m0 = 0, m1 = j->M, n0 = 0, n1 = j->N;
+        if (j->by_rows) {
+            m0 = (int)b * j->step;
+            m1 = m0 + j->step < j->M ? m0 + j->step : j->M;
+        } else {
+            n0 = (int)b * j->step;
+            n1 = n0 + j->step < j->N ? n0 + j->step : j->N;
+        }
+        int rows = m1 - m0, cols = n1 - n0;
+        if (rows <= 0 || cols <= 0)
+            continue;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, j->K, 1.0f,
+                    j->x + (size_t)m0 * j->K, j->K, j->w + (size_t)n0 * j->K, j->K, 0.0f, tile,
+                    cols);
+        int bad = 0;
+        for (int m = 0; m < rows; m++) {
+            const float *t = tile + (size_t)m * cols;
+            size_t o = (size_t)(m0 + m) * j->N + (size_t)n0;
+            float *dst = j->out + o;
+            const float *res = j->res ? j->res + o : NULL;
+            for (int n = 0; n < cols; n++) {
+                float v = t[n];
+                if (j->bias)
+                    v += j->bias[n0 + n];
+                v = activate(v, j->act);
+                if (res)
+                    v += res[n];
+                dst[n] = v;
+                bad |= !isfinite(v);
+            }
+        }
+        if (bad)
+            atomic_store(&j->c->nonfinite, 1);
+    }
+}
+
+vnp_code vnp_cpu_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
+                        vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
+                        vnp_error *err)
+{
+    vnp_cpu *c = vnp_cpu_of(be);
+    if (M <= 0 || N <= 0 || K <= 0)
+        return M == 0 ? VNP_OK
+                      : vnp_fail(err, VNP_EINVAL, "linear of shape M=%d N=%d K=%d", M, N, K);
+    if (x->n < (size_t)M * K || w->n < (size_t)N * K || out->n < (size_t)M * N ||
+        (bias && bias->n < (size_t)N) || (residual && residual->n < (size_t)M * N))
+        return vnp_fail(err, VNP_EINVAL,
+                        "linear [%d x %d] x [%d x %d]^T: a buffer is smaller than the shapes need",
+                        M, K, N, K);
+    int t = c->nthreads;
+    linear_job j = {c, x->ptr, w->ptr, bias ? bias->ptr : NULL, residual ? residual->ptr : NULL,
+                    out->ptr, act, M, N, K, 1, M};
+    size_t blocks = 1;
+    if (t > 1) {
+        if (M >= 16 * t) {
+            j.by_rows = 1;
+            j.step = ((M + t - 1) / t + 7) / 8 * 8;
+            blocks = (size_t)((M + j.step - 1) / j.step);
+        } else {
+            j.by_rows = 0;
+            j.step = ((N + t - 1) / t + 15) / 16 * 16;
+            blocks = (size_t)((N + j.step - 1) / j.step);
+        }
+    }
+    size_t tile = j.by_rows ? (size_t)j.step * N : (size_t)M * j.step;
+    vnp_code rc = vnp_cpu_reserve_scratch(c, tile, err);
+    if (rc)
+        return rc;
+    vnp_cpu_pool_run(c->pool, blocks, 1, linear_block, &j);
+    return VNP_OK;
+}
