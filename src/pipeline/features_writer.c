@@ -1,0 +1,135 @@
+/* merged_features.safetensors, streamed: rows and IDs go to two temporary files
+ * while predicting; finish writes the header (now that N is known) and appends
+ * both. Layout: tensor "features" F32 [N, width]; tensor "ids" U8 [bytes], the
+ * ORF IDs in row order, each followed by '\n'. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "virnucpro/pipeline.h"
+
+struct vnp_features_writer {
+    char *path, *rows_path, *ids_path, *tmp_path;
+    FILE *rows, *ids;
+    int width;
+    uint64_t n, id_bytes;
+};
+
+static char *with_suffix(const char *path, const char *suffix)
+{
+    size_t n = strlen(path) + strlen(suffix) + 1;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s%s", path, suffix);
+    return p;
+}
+
+void vnp_features_writer_free(vnp_features_writer *w)
+{
+    if (!w)
+        return;
+    if (w->rows)
+        fclose(w->rows);
+    if (w->ids)
+        fclose(w->ids);
+    if (w->rows_path)
+        remove(w->rows_path);
+    if (w->ids_path)
+        remove(w->ids_path);
+    if (w->tmp_path)
+        remove(w->tmp_path);
+    free(w->path);
+    free(w->rows_path);
+    free(w->ids_path);
+    free(w->tmp_path);
+    free(w);
+}
+
+vnp_code vnp_features_writer_create(const char *path, int width, vnp_features_writer **out,
+                                    vnp_error *err)
+{
+    *out = NULL;
+    if (width <= 0)
+        return vnp_fail(err, VNP_EINVAL, "feature width must be positive, not %d", width);
+    vnp_features_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    w->width = width;
+    w->path = strdup(path);
+    w->rows_path = with_suffix(path, ".rows.tmp");
+    w->ids_path = with_suffix(path, ".ids.tmp");
+    w->tmp_path = with_suffix(path, ".tmp");
+    if (!w->path || !w->rows_path || !w->ids_path || !w->tmp_path) {
+        vnp_features_writer_free(w);
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    }
+    w->rows = fopen(w->rows_path, "wb+");
+    w->ids = w->rows ? fopen(w->ids_path, "wb+") : NULL;
+    if (!w->rows || !w->ids) {
+        vnp_code rc = vnp_fail(err, VNP_EIO, "cannot create temporary files next to %s: %s",
+                               path, strerror(errno));
+        vnp_features_writer_free(w);
+        return rc;
+    }
+    *out = w;
+    return VNP_OK;
+}
+
+vnp_code vnp_features_writer_add(vnp_features_writer *w, const char *id, size_t id_len,
+                                 const float *row, vnp_error *err)
+{
+    if (fwrite(row, sizeof(float), (size_t)w->width, w->rows) != (size_t)w->width ||
+        fwrite(id, 1, id_len, w->ids) != id_len || fputc('\n', w->ids) == EOF)
+        return vnp_fail(err, VNP_EIO, "cannot write temporary data of %s: %s", w->path,
+                        strerror(errno));
+    w->n++;
+    w->id_bytes += id_len + 1;
+    return VNP_OK;
+}
+
+static int copy_all(FILE *from, FILE *to)
+{
+    char buf[1 << 16];
+    if (fflush(from) != 0 || fseek(from, 0, SEEK_SET) != 0)
+        return -1;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, from)) > 0)
+        if (fwrite(buf, 1, n, to) != n)
+            return -1;
+    return ferror(from) ? -1 : 0;
+}
+
+vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err)
+{
+    uint64_t fbytes = w->n * (uint64_t)w->width * sizeof(float);
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "{\"__metadata__\":{\"format\":\"pt\",\"ids\":\"tensor ids: UTF-8, one "
+                      "per line, in row order\",\"features\":\"DNABERT-S mean | ESM-2 mean\"},"
+                      "\"features\":{\"dtype\":\"F32\",\"shape\":[%llu,%d],"
+                      "\"data_offsets\":[0,%llu]},"
+                      "\"ids\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[%llu,%llu]}}",
+                      (unsigned long long)w->n, w->width, (unsigned long long)fbytes,
+                      (unsigned long long)w->id_bytes, (unsigned long long)fbytes,
+                      (unsigned long long)(fbytes + w->id_bytes));
+    while (hl % 8) /* the data starts 8-byte aligned; pad the JSON with spaces */
+        head[hl++] = ' ';
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    FILE *f = fopen(w->tmp_path, "wb");
+    int bad = !f || fwrite(len8, 1, 8, f) != 8 || fwrite(head, 1, (size_t)hl, f) != (size_t)hl ||
+              copy_all(w->rows, f) || copy_all(w->ids, f);
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (bad || rename(w->tmp_path, w->path) != 0)
+        return vnp_fail(err, VNP_EIO, "cannot write %s: %s (check free space)", w->path,
+                        strerror(errno));
+    fclose(w->rows);
+    fclose(w->ids);
+    w->rows = w->ids = NULL;
+    remove(w->rows_path);
+    remove(w->ids_path);
+    return VNP_OK;
+}
