@@ -102,6 +102,22 @@ static void abort_outputs(outputs *o)
     vnp_text_out_abort(&o->protein);
 }
 
+/* Writes "_chunk_<k>" (NUL-terminated) and returns its length. */
+static size_t chunk_suffix(char *out, size_t k)
+{
+    char digits[24];
+    size_t nd = 0;
+    do {
+        digits[nd++] = (char)('0' + k % 10);
+        k /= 10;
+    } while (k);
+    memcpy(out, "_chunk_", 7);
+    for (size_t i = 0; i < nd; i++)
+        out[7 + i] = digits[nd - 1 - i];
+    out[7 + nd] = '\0';
+    return 7 + nd;
+}
+
 /* Chunks one record and writes its chunks and kept frames. */
 static vnp_code emit_record(outputs *o, const vnp_record *rec, size_t chunk, vnp_frames *fr,
                             vnp_preprocess_stats *st, vnp_error *err)
@@ -110,7 +126,7 @@ static vnp_code emit_record(outputs *o, const vnp_record *rec, size_t chunk, vnp
     for (size_t i = 0; i < n; i++) {
         vnp_chunk c = vnp_chunk_at(rec->len, chunk, i);
         char suffix[40];
-        int sl = snprintf(suffix, sizeof suffix, "_chunk_%zu", i + 1);
+        size_t sl = chunk_suffix(suffix, i + 1);
         vnp_text_out_header(&o->chunked, rec->id, rec->id_len, suffix);
         vnp_text_out_wrapped(&o->chunked, rec->seq + c.start, c.len, FASTA_WIDTH);
         vnp_code rc = vnp_six_frames(rec->seq + c.start, c.len, fr, err);

@@ -292,11 +292,26 @@ static int store_header(vnp_seq_reader *r, int s, const char *line, size_t len, 
     return 0;
 }
 
+/* 1 when every byte is printable ASCII other than space (the common case of a
+ * clean sequence line); written so that the compiler can vectorise it. */
+static int all_graphic(const unsigned char *s, size_t n)
+{
+    unsigned char ok = 1;
+    for (size_t i = 0; i < n; i++)
+        ok &= (unsigned char)(s[i] - 0x21u) < 0x5eu;
+    return ok;
+}
+
 /* Appends a sequence line, dropping whitespace and rejecting binary bytes. */
 static int append_seq(vnp_seq_reader *r, const char *s, size_t n, vnp_error *err)
 {
     if (grow(&r->seq, &r->seq_cap, r->seq_len + n + 1))
         return nomem(r, err);
+    if (all_graphic((const unsigned char *)s, n)) {
+        memcpy(r->seq + r->seq_len, s, n);
+        r->seq_len += n;
+        return 0;
+    }
     char *dst = r->seq + r->seq_len;
     unsigned bad = 0;
     for (size_t i = 0; i < n; i++) {

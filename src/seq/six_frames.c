@@ -8,10 +8,12 @@
 /* Standard genetic code, codons indexed 16*b1 + 4*b2 + b3 with T=0 C=1 A=2 G=3. */
 static const char k_code[65] = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG";
 
+/* Base codes T=0 C=1 A=2 G=3 (either case), 4 for anything else. On this coding
+ * the complement of a base is code ^ 2, and an invalid code stays >= 4. */
 typedef struct frame_tables {
     unsigned char upper[256];
-    unsigned char comp[256]; /* on upper-case input: A<->T, C<->G, others unchanged */
-    unsigned char base[256]; /* 0..3 for T C A G, 4 for anything else */
+    unsigned char comp_upper[256]; /* complement of the upper-cased base: only ACGT change */
+    unsigned char base[256];
 } frame_tables;
 
 static frame_tables g_t;
@@ -22,18 +24,18 @@ static void tables_init(void)
     if (g_t_ready)
         return;
     for (int c = 0; c < 256; c++) {
-        g_t.upper[c] = (unsigned char)(c >= 'a' && c <= 'z' ? c - 32 : c);
-        g_t.comp[c] = (unsigned char)c;
+        unsigned char u = (unsigned char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+        g_t.upper[c] = u;
+        g_t.comp_upper[c] = u;
         g_t.base[c] = 4;
     }
-    g_t.comp['A'] = 'T';
-    g_t.comp['T'] = 'A';
-    g_t.comp['C'] = 'G';
-    g_t.comp['G'] = 'C';
-    g_t.base['T'] = 0;
-    g_t.base['C'] = 1;
-    g_t.base['A'] = 2;
-    g_t.base['G'] = 3;
+    static const char bases[4] = {'T', 'C', 'A', 'G'};
+    for (int k = 0; k < 4; k++) {
+        unsigned char up = (unsigned char)bases[k], lo = (unsigned char)(bases[k] + 32);
+        unsigned char comp = (unsigned char)bases[k ^ 2];
+        g_t.base[up] = g_t.base[lo] = (unsigned char)k;
+        g_t.comp_upper[up] = g_t.comp_upper[lo] = comp;
+    }
     g_t_ready = 1;
 }
 
@@ -55,22 +57,53 @@ const char *vnp_frame_name(int frame)
     return frame >= 0 && frame < 6 ? names[frame] : "?";
 }
 
-/* Translates strand from offset off; codons with a base outside ACGT add
- * nothing. Returns the protein length, or -1 at the first stop codon. */
-static long translate(const unsigned char *s, size_t len, size_t off, char *prot)
+/* Translates frame f (0..5) of s; codons with a base outside ACGT add nothing.
+ * Reverse frames read the reverse complement in place: position i of the
+ * reverse strand is s[len-1-i] complemented. Returns the protein length, or -1
+ * at the first stop codon (the frame is dropped, so translation stops there). */
+static long translate(const unsigned char *s, size_t len, int f, char *prot)
 {
     const unsigned char *b = g_t.base;
-    size_t p = 0;
-    for (size_t i = off; i + 3 <= len; i += 3) {
-        unsigned x = b[s[i]], y = b[s[i + 1]], z = b[s[i + 2]];
-        if ((x | y | z) & 4)
-            continue;
-        char aa = k_code[x * 16 + y * 4 + z];
-        if (aa == '*')
-            return -1;
-        prot[p++] = aa;
+    size_t off = (size_t)(f % 3), p = 0;
+    if (f < 3) {
+        for (size_t i = off; i + 3 <= len; i += 3) {
+            unsigned x = b[s[i]], y = b[s[i + 1]], z = b[s[i + 2]];
+            if ((x | y | z) & 4)
+                continue;
+            char aa = k_code[x * 16 + y * 4 + z];
+            if (aa == '*')
+                return -1;
+            prot[p++] = aa;
+        }
+    } else {
+        for (size_t i = off; i + 3 <= len; i += 3) {
+            const unsigned char *q = s + (len - 1 - i);
+            unsigned x = b[q[0]] ^ 2, y = b[q[-1]] ^ 2, z = b[q[-2]] ^ 2;
+            if ((x | y | z) & 4)
+                continue;
+            char aa = k_code[x * 16 + y * 4 + z];
+            if (aa == '*')
+                return -1;
+            prot[p++] = aa;
+        }
     }
     return (long)p;
+}
+
+/* dst = upper(src[0..n)). */
+static void copy_upper(char *restrict dst, const unsigned char *restrict src, size_t n)
+{
+    const unsigned char *restrict t = g_t.upper;
+    for (size_t j = 0; j < n; j++)
+        dst[j] = (char)t[src[j]];
+}
+
+/* dst = reverse complement of upper(src[0..n)), complementing only ACGT. */
+static void copy_revcomp(char *restrict dst, const unsigned char *restrict src, size_t n)
+{
+    const unsigned char *restrict t = g_t.comp_upper;
+    for (size_t j = 0; j < n; j++)
+        dst[j] = (char)t[src[n - 1 - j]];
 }
 
 vnp_code vnp_six_frames(const char *chunk, size_t len, vnp_frames *out, vnp_error *err)
@@ -78,7 +111,7 @@ vnp_code vnp_six_frames(const char *chunk, size_t len, vnp_frames *out, vnp_erro
     tables_init();
     out->n = 0;
     size_t prot_cap = len / 3 + 1, nuc_cap = len + 2;
-    size_t need = 2 * (len + 1) + 6 * (prot_cap + nuc_cap);
+    size_t need = 6 * (prot_cap + nuc_cap);
     if (need > out->cap) {
         char *nb = realloc(out->buf, need);
         if (!nb)
@@ -86,40 +119,33 @@ vnp_code vnp_six_frames(const char *chunk, size_t len, vnp_frames *out, vnp_erro
         out->buf = nb;
         out->cap = need;
     }
-    unsigned char *up = (unsigned char *)out->buf;
-    unsigned char *rc = up + len + 1;
-    char *work = (char *)rc + len + 1;
     const unsigned char *in = (const unsigned char *)chunk;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char u = g_t.upper[in[i]];
-        up[i] = u;
-        rc[len - 1 - i] = g_t.comp[u];
-    }
-    up[len] = rc[len] = '\0';
-
+    char *work = out->buf;
     for (int f = 0; f < 6; f++) {
-        const unsigned char *strand = f < 3 ? up : rc;
-        size_t off = (size_t)(f % 3);
         char *prot = work;
-        long p = translate(strand, len, off, prot);
+        long p = translate(in, len, f, prot);
         if (p <= 0)
             continue;
-        /* The original keeps strand[k-1 : k+3p] for frame k: one base more than
-         * the translated codons, clipped at the end of the chunk. */
-        size_t end = off + 1 + 3 * (size_t)p;
+        /* The original keeps strand[k-1 : k+3p] of the upper-cased strand for
+         * frame k: one base more than the translated codons, clipped at the end. */
+        size_t off = (size_t)(f % 3), end = off + 1 + 3 * (size_t)p;
         if (end > len)
             end = len;
+        size_t m = end - off;
         char *nuc = prot + p + 1;
         prot[p] = '\0';
-        memcpy(nuc, strand + off, end - off);
-        nuc[end - off] = '\0';
+        if (f < 3)
+            copy_upper(nuc, in + off, m);
+        else
+            copy_revcomp(nuc, in + (len - off - m), m);
+        nuc[m] = '\0';
         vnp_frame *fr = &out->frame[out->n++];
         fr->frame = f;
         fr->protein = prot;
         fr->protein_len = (size_t)p;
         fr->nucleotide = nuc;
-        fr->nucleotide_len = end - off;
-        work = nuc + (end - off) + 1;
+        fr->nucleotide_len = m;
+        work = nuc + m + 1;
     }
     return VNP_OK;
 }

@@ -109,6 +109,11 @@ vnp_code vnp_text_out_commit(vnp_text_out *o, vnp_error *err)
         if (rc != VNP_OK)
             return rc;
     }
+    /* Replacing a file by rename makes ext4 flush the new data first (its
+     * auto_da_alloc heuristic), which costs more than the whole preprocess;
+     * remove the old output instead: these files are outputs, not state. */
+    if (unlink(o->path) != 0 && errno != ENOENT)
+        return vnp_fail(err, VNP_EIO, "cannot replace '%s': %s", o->path, strerror(errno));
     if (rename(o->tmp_path, o->path) != 0)
         return vnp_fail(err, VNP_EIO, "cannot rename '%s' to '%s': %s", o->tmp_path, o->path,
                         strerror(errno));
