@@ -117,6 +117,20 @@ vnp_code vnp_preprocess_stem(const char *input, char *out, size_t cap, vnp_error
 vnp_code vnp_preprocess(const char *input, const char *outdir, const char *stem, size_t chunk,
                         vnp_preprocess_stats *stats, vnp_error *err);
 
+/* The same three files written record by record, for a caller that reads the
+ * input itself (predict --keep-intermediate). Files appear under their final
+ * names only at commit; free without commit removes them. */
+typedef struct vnp_preprocess_writer vnp_preprocess_writer;
+
+/* Creates outdir if missing; stem as for vnp_preprocess (not NULL). */
+vnp_code vnp_preprocess_writer_open(const char *outdir, const char *stem, size_t chunk,
+                                    vnp_preprocess_writer **out, vnp_error *err);
+/* Chunks and translates rec and appends its chunks and kept frames. */
+vnp_code vnp_preprocess_writer_add(vnp_preprocess_writer *w, const vnp_record *rec,
+                                   vnp_error *err);
+vnp_code vnp_preprocess_writer_commit(vnp_preprocess_writer *w, vnp_error *err);
+void vnp_preprocess_writer_free(vnp_preprocess_writer *w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -206,3 +206,70 @@ vnp_code vnp_preprocess(const char *input, const char *outdir, const char *stem,
         *stats = st;
     return rc;
 }
+
+/* ---- record-by-record writer (predict --keep-intermediate) ---- */
+
+struct vnp_preprocess_writer {
+    outputs o;
+    size_t chunk;
+    vnp_frames fr;
+    vnp_preprocess_stats st;
+    int committed;
+};
+
+vnp_code vnp_preprocess_writer_open(const char *outdir, const char *stem, size_t chunk,
+                                    vnp_preprocess_writer **out, vnp_error *err)
+{
+    *out = NULL;
+    if (chunk == 0)
+        return vnp_fail(err, VNP_EINVAL, "the chunk length must be positive (300 or 500)");
+    vnp_code rc = make_dirs(outdir, err);
+    if (rc != VNP_OK)
+        return rc;
+    vnp_preprocess_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    w->chunk = chunk;
+    vnp_frames_init(&w->fr);
+    rc = open_outputs(&w->o, outdir, stem, chunk, err);
+    if (rc != VNP_OK) {
+        vnp_preprocess_writer_free(w);
+        return rc;
+    }
+    *out = w;
+    return VNP_OK;
+}
+
+vnp_code vnp_preprocess_writer_add(vnp_preprocess_writer *w, const vnp_record *rec,
+                                   vnp_error *err)
+{
+    return emit_record(&w->o, rec, w->chunk, &w->fr, &w->st, err);
+}
+
+vnp_code vnp_preprocess_writer_commit(vnp_preprocess_writer *w, vnp_error *err)
+{
+    vnp_code rc = vnp_text_out_finish(&w->o.chunked, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_finish(&w->o.nucleotide, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_finish(&w->o.protein, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_commit(&w->o.chunked, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_commit(&w->o.nucleotide, err);
+    if (rc == VNP_OK)
+        rc = vnp_text_out_commit(&w->o.protein, err);
+    if (rc == VNP_OK)
+        w->committed = 1;
+    return rc;
+}
+
+void vnp_preprocess_writer_free(vnp_preprocess_writer *w)
+{
+    if (!w)
+        return;
+    if (!w->committed)
+        abort_outputs(&w->o);
+    vnp_frames_free(&w->fr);
+    free(w);
+}
