@@ -1,0 +1,216 @@
+/* The state of a cached model: a quick check (sizes and modification times
+ * against the manifest) for every use, and a full re-hash for `models verify`. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "hub/hub_internal.h"
+
+static int string_is(const cJSON *obj, const char *key, const char *want)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(s) && !strcmp(s->valuestring, want);
+}
+
+static double number_of(const cJSON *obj, const char *key)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(n) ? n->valuedouble : -1.0;
+}
+
+/* The manifest entry of a model when it is complete and of the pinned revision. */
+static cJSON *complete_entry(const vnp_model_spec *spec, const cJSON *manifest)
+{
+    cJSON *m = manifest ? vnp_manifest_model((cJSON *)manifest, spec->name, 0) : NULL;
+    if (!m || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "complete")) ||
+        !string_is(m, "repo", spec->repo) || !string_is(m, "revision", spec->revision))
+        return NULL;
+    cJSON *files = cJSON_GetObjectItemCaseSensitive(m, "files");
+    return cJSON_IsObject(files) && files->child ? m : NULL;
+}
+
+int vnp_hub_cached_ok(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, const cJSON *manifest)
+{
+    cJSON *m = complete_entry(spec, manifest);
+    if (!m)
+        return 0;
+    char dir[VNP_HUB_PATH];
+    vnp_hub_model_dir(cfg, spec, dir, sizeof dir);
+    cJSON *files = cJSON_GetObjectItemCaseSensitive(m, "files");
+    for (cJSON *e = files->child; e; e = e->next) {
+        char path[VNP_HUB_PATH];
+        snprintf(path, sizeof path, "%s/%s", dir, e->string);
+        struct stat st;
+        if (stat(path, &st) != 0 || (double)st.st_size != number_of(e, "size"))
+            return 0;
+        double mt = (double)st.st_mtim.tv_sec * 1e9 + (double)st.st_mtim.tv_nsec;
+        if (mt != number_of(e, "mtime_ns"))
+            return 0;
+    }
+    return 1;
+}
+
+vnp_code vnp_hub_verify_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, int *nfiles,
+                             uint64_t *bytes, vnp_error *err)
+{
+    if (nfiles)
+        *nfiles = 0;
+    if (bytes)
+        *bytes = 0;
+    cJSON *man = NULL;
+    vnp_code rc = vnp_manifest_load(cfg->cache_dir, &man, err);
+    if (rc)
+        return rc;
+    cJSON *m = vnp_manifest_model(man, spec->name, 0);
+    cJSON *files = m ? cJSON_GetObjectItemCaseSensitive(m, "files") : NULL;
+    if (!m || !cJSON_IsObject(files) || !files->child) {
+        cJSON_Delete(man);
+        return vnp_fail(err, VNP_ENOTFOUND,
+                        "model %s is not in the cache %s; fetch it with `virnucpro models fetch "
+                        "%s`",
+                        spec->name, cfg->cache_dir, spec->name);
+    }
+    if (!complete_entry(spec, man)) {
+        int other_rev = !string_is(m, "revision", spec->revision);
+        cJSON_Delete(man);
+        return vnp_fail(err, VNP_EINTEGRITY,
+                        "model %s in %s is %s; run `virnucpro models fetch %s` to complete it",
+                        spec->name, cfg->cache_dir,
+                        other_rev ? "of another revision than this virnucpro pins"
+                                  : "incomplete (an interrupted fetch)",
+                        spec->name);
+    }
+    char dir[VNP_HUB_PATH];
+    vnp_hub_model_dir(cfg, spec, dir, sizeof dir);
+    int n = 0;
+    uint64_t total = 0;
+    for (cJSON *e = files->child; e && !rc; e = e->next) {
+        char path[VNP_HUB_PATH];
+        snprintf(path, sizeof path, "%s/%s", dir, e->string);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(e, "sha256");
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            rc = vnp_fail(err, VNP_EINTEGRITY,
+                          "%s: %s is missing; run `virnucpro models fetch %s` to download it "
+                          "again",
+                          spec->name, path, spec->name);
+            break;
+        }
+        if ((double)st.st_size != number_of(e, "size")) {
+            rc = vnp_fail(err, VNP_EINTEGRITY,
+                          "%s: %s has %lld bytes, %.0f when it was fetched; it is damaged: run "
+                          "`virnucpro models fetch %s` to download it again",
+                          spec->name, path, (long long)st.st_size, number_of(e, "size"),
+                          spec->name);
+            break;
+        }
+        vnp_digest d;
+        if ((rc = vnp_hub_digest_file(path, &d, err)))
+            break;
+        if (!cJSON_IsString(want) || strcmp(want->valuestring, d.sha256)) {
+            rc = vnp_fail(err, VNP_EINTEGRITY,
+                          "%s: %s is corrupt: its SHA-256 is %s, but was %s when it was fetched "
+                          "and verified; run `virnucpro models fetch %s` to download it again",
+                          spec->name, path, d.sha256,
+                          cJSON_IsString(want) ? want->valuestring : "(not recorded)", spec->name);
+            break;
+        }
+        n++;
+        total += d.size;
+    }
+    cJSON_Delete(man);
+    if (nfiles)
+        *nfiles = n;
+    if (bytes)
+        *bytes = total;
+    return rc;
+}
+
+const char *vnp_model_state_name(vnp_model_state s)
+{
+    switch (s) {
+    case VNP_MODEL_MISSING:
+        return "missing";
+    case VNP_MODEL_PARTIAL:
+        return "partial";
+    case VNP_MODEL_CACHED:
+        return "cached";
+    case VNP_MODEL_MODIFIED:
+        return "modified";
+    case VNP_MODEL_HF_CACHE:
+        return "hf-cache";
+    case VNP_MODEL_TORCH_HUB:
+        return "torch-hub";
+    }
+    return "?";
+}
+
+static void dir_totals(const char *dir, const cJSON *m, vnp_model_info *info)
+{
+    cJSON *files = m ? cJSON_GetObjectItemCaseSensitive(m, "files") : NULL;
+    if (!cJSON_IsObject(files))
+        return;
+    for (cJSON *e = files->child; e; e = e->next) {
+        char path[VNP_HUB_PATH];
+        snprintf(path, sizeof path, "%s/%s", dir, e->string);
+        struct stat st;
+        if (stat(path, &st) == 0) {
+            info->bytes += (uint64_t)st.st_size;
+            info->nfiles++;
+        }
+    }
+}
+
+vnp_code vnp_models_info(const char *name, const vnp_hub_options *opt, vnp_model_info *info,
+                         vnp_error *err)
+{
+    memset(info, 0, sizeof *info);
+    const vnp_model_spec *spec = vnp_hub_spec(name);
+    if (!spec)
+        return vnp_fail(err, VNP_EINVAL, "unknown model '%s' (known: esm2_t36_3B_UR50D, "
+                                         "dnabert-s, classifier-300, classifier-500)",
+                        name ? name : "(null)");
+    vnp_hub_cfg cfg;
+    vnp_code rc = vnp_hub_cfg_resolve(opt, &cfg, err);
+    if (rc)
+        return rc;
+    cJSON *man = NULL;
+    if ((rc = vnp_manifest_load(cfg.cache_dir, &man, err)))
+        return rc;
+    char dir[VNP_HUB_PATH];
+    vnp_hub_model_dir(&cfg, spec, dir, sizeof dir);
+    snprintf(info->revision, sizeof info->revision, "%s", spec->revision);
+    cJSON *m = vnp_manifest_model(man, spec->name, 0);
+    if (vnp_hub_cached_ok(&cfg, spec, man)) {
+        info->state = VNP_MODEL_CACHED;
+    } else if (complete_entry(spec, man)) {
+        info->state = VNP_MODEL_MODIFIED;
+    } else if (cfg.use_external &&
+               vnp_hub_find_hf_snapshot(spec, info->path, sizeof info->path, info->revision,
+                                        sizeof info->revision)) {
+        info->state = VNP_MODEL_HF_CACHE;
+    } else if (cfg.use_external && vnp_hub_find_torch_hub(spec, info->path, sizeof info->path)) {
+        info->state = VNP_MODEL_TORCH_HUB;
+    } else {
+        info->state = m ? VNP_MODEL_PARTIAL : VNP_MODEL_MISSING;
+    }
+    if (info->state == VNP_MODEL_HF_CACHE || info->state == VNP_MODEL_TORCH_HUB) {
+        struct stat st;
+        if (info->state == VNP_MODEL_TORCH_HUB && stat(info->path, &st) == 0) {
+            info->bytes = (uint64_t)st.st_size;
+            info->nfiles = 1;
+        }
+        if (info->state == VNP_MODEL_HF_CACHE) {
+            char snap[VNP_HUB_PATH];
+            snprintf(snap, sizeof snap, "%s", info->path);
+            vnp_hub_load_path(spec, snap, info->path, sizeof info->path);
+        }
+    } else {
+        vnp_hub_load_path(spec, dir, info->path, sizeof info->path);
+        dir_totals(dir, m, info);
+    }
+    cJSON_Delete(man);
+    return VNP_OK;
+}
