@@ -1,0 +1,291 @@
+/* predict: load and check every model, then stream the input through
+ * reader -> compute -> writer (three threads overlapping, windows in order). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pipeline/predict_internal.h"
+
+#define DEFAULT_BATCH_TOKENS_CPU 4096
+#define DEFAULT_BATCH_TOKENS_CUDA 32768
+#define DEFAULT_WINDOW_ORFS 2048
+
+void vnp_predict_options_init(vnp_predict_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->device = "cpu";
+    o->precision = VNP_PREC_FP16;
+    o->chunk_len = 500;
+    o->progress = -1;
+}
+
+void vnp_predict_fail(vnp_predict_ctx *c, const vnp_error *e)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->rc == VNP_OK) {
+        c->rc = e->code ? e->code : VNP_EIO;
+        c->err = *e;
+    }
+    pthread_mutex_unlock(&c->mu);
+    vnp_win_queue_abort(c->to_compute);
+    vnp_win_queue_abort(c->to_write);
+}
+
+int vnp_predict_failed(vnp_predict_ctx *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int f = c->rc != VNP_OK;
+    pthread_mutex_unlock(&c->mu);
+    return f;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The directory holding a model: the path itself, or the directory of a file. */
+static char *model_dir(const char *path)
+{
+    if (is_dir(path))
+        return strdup(path);
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return strdup(".");
+    size_t n = (size_t)(slash - path);
+    char *d = malloc(n + 2);
+    if (d) {
+        memcpy(d, path, n ? n : 1);
+        d[n ? n : 1] = 0;
+    }
+    return d;
+}
+
+static vnp_code need_path(const char *what, const char *opt, const char *path, vnp_error *err)
+{
+    if (!path || !*path)
+        return vnp_fail(err, VNP_EINVAL, "no %s model given: pass %s", what, opt);
+    if (access(path, R_OK) != 0)
+        return vnp_fail(err, VNP_ENOTFOUND, "%s model '%s' (%s): %s", what, path, opt,
+                        strerror(errno));
+    return VNP_OK;
+}
+
+static vnp_code load_models(vnp_predict_ctx *c, vnp_error *err)
+{
+    const vnp_predict_options *o = c->o;
+    vnp_code rc;
+    if ((rc = need_path("ESM-2", "--esm", o->esm, err)) ||
+        (rc = need_path("DNABERT-S", "--dnabert", o->dnabert, err)) ||
+        (rc = need_path("classifier", "--classifier", o->classifier, err)))
+        return rc;
+    if ((rc = vnp_classifier_load(o->classifier, &c->cls, err))) {
+        vnp_error_prefix(err, "classifier %s: ", o->classifier);
+        return rc;
+    }
+    char *dir = model_dir(o->dnabert);
+    if (!dir)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    size_t n = strlen(dir) + 32;
+    char *tok = malloc(n);
+    if (!tok) {
+        free(dir);
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    }
+    snprintf(tok, n, "%s/tokenizer.json", dir);
+    rc = vnp_bpe_load(tok, &c->bpe, err);
+    if (rc)
+        vnp_error_prefix(err, "DNABERT-S tokenizer (expected next to the model, --dnabert %s): ",
+                         o->dnabert);
+    free(tok);
+    free(dir);
+    if (rc)
+        return rc;
+    if ((rc = vnp_backend_create(o->device ? o->device : "cpu", o->precision, o->threads, &c->be,
+                                 err)))
+        return rc;
+    if ((rc = vnp_encoder_load(o->dnabert, c->be, &c->dnabert, err))) {
+        vnp_error_prefix(err, "DNABERT-S model %s: ", o->dnabert);
+        return rc;
+    }
+    if (vnp_encoder_kind_of(c->dnabert) != VNP_ENCODER_DNABERT_S)
+        return vnp_fail(err, VNP_EINVAL,
+                        "--dnabert %s is an ESM-2 checkpoint; pass the DNABERT-S model there "
+                        "and ESM-2 with --esm", o->dnabert);
+    if ((rc = vnp_encoder_load(o->esm, c->be, &c->esm, err))) {
+        vnp_error_prefix(err, "ESM-2 model %s: ", o->esm);
+        return rc;
+    }
+    if (vnp_encoder_kind_of(c->esm) != VNP_ENCODER_ESM2)
+        return vnp_fail(err, VNP_EINVAL,
+                        "--esm %s is a DNABERT-S checkpoint; pass the ESM-2 model there and "
+                        "DNABERT-S with --dnabert", o->esm);
+    c->hd = vnp_encoder_hidden_size(c->dnabert);
+    c->he = vnp_encoder_hidden_size(c->esm);
+    c->width = c->hd + c->he;
+    int in = vnp_classifier_input_size(c->cls);
+    if (in != c->width)
+        return vnp_fail(err, VNP_ESHAPE,
+                        "classifier %s takes %d features, but DNABERT-S %s (hidden %d) + "
+                        "ESM-2 %s (hidden %d) give %d; use the classifier trained on these two "
+                        "models",
+                        o->classifier, in, o->dnabert, c->hd, o->esm, c->he, c->width);
+    return VNP_OK;
+}
+
+static void free_models(vnp_predict_ctx *c)
+{
+    vnp_classifier_free(c->cls);
+    vnp_encoder_free(c->esm);
+    vnp_encoder_free(c->dnabert);
+    vnp_bpe_free(c->bpe);
+    vnp_backend_free(c->be);
+}
+
+static vnp_code make_dirs(const char *dir, vnp_error *err)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    vnp_code rc = VNP_OK;
+    size_t n = strlen(p);
+    for (size_t i = 1; i <= n && rc == VNP_OK; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char ch = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            rc = vnp_fail(err, VNP_EIO, "cannot create output directory '%s': %s", p,
+                          strerror(errno));
+        p[i] = ch;
+    }
+    free(p);
+    if (rc == VNP_OK && !is_dir(dir))
+        rc = vnp_fail(err, VNP_EIO, "output path '%s' exists and is not a directory", dir);
+    return rc;
+}
+
+/* Size of a plain, uncompressed input file (for the ETA); 0 when unknown. */
+static uint64_t plain_input_size(const char *path)
+{
+    if (!strcmp(path, "-"))
+        return 0;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    unsigned char m[2] = {0, 0};
+    size_t got = fread(m, 1, 2, f);
+    fclose(f);
+    if (got == 2 && m[0] == 0x1f && m[1] == 0x8b)
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+static vnp_code check_options(const vnp_predict_options *o, vnp_error *err)
+{
+    if (!o->input || !*o->input)
+        return vnp_fail(err, VNP_EINVAL, "no input file given");
+    if (o->chunk_len != 300 && o->chunk_len != 500)
+        return vnp_fail(err, VNP_EINVAL,
+                        "chunk length must be 300 or 500 (the lengths the classifiers were "
+                        "trained on), not %d", o->chunk_len);
+    if (!o->out_dir || !*o->out_dir)
+        return vnp_fail(err, VNP_EINVAL, "no output directory given");
+    if (strcmp(o->input, "-") && access(o->input, R_OK) != 0)
+        return vnp_fail(err, VNP_ENOTFOUND, "cannot read input '%s': %s", o->input,
+                        strerror(errno));
+    return VNP_OK;
+}
+
+static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
+{
+    const vnp_predict_options *o = c->o;
+    vnp_code rc;
+    if ((rc = vnp_seq_open(o->input, &c->reader, err)))
+        return rc;
+    if (o->keep_intermediate) {
+        char stem[1024];
+        if ((rc = vnp_preprocess_stem(o->input, stem, sizeof stem, err)) ||
+            (rc = vnp_preprocess_writer_open(o->out_dir, stem, (size_t)o->chunk_len, &c->pre,
+                                             err)))
+            return rc;
+    }
+    if ((rc = vnp_predict_outputs_open(c, err)))
+        return rc;
+    c->to_compute = vnp_win_queue_new(1);
+    c->to_write = vnp_win_queue_new(1);
+    if (!c->to_compute || !c->to_write)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    int on = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
+    vnp_progress_init(&c->progress, on, plain_input_size(o->input));
+    double t0 = vnp_now();
+    pthread_t reader, writer;
+    if (pthread_create(&reader, NULL, vnp_predict_reader_main, c) != 0)
+        return vnp_fail(err, VNP_ENOMEM, "cannot start the reader thread");
+    if (pthread_create(&writer, NULL, vnp_predict_writer_main, c) != 0) {
+        vnp_error e;
+        vnp_fail(&e, VNP_ENOMEM, "cannot start the writer thread");
+        vnp_predict_fail(c, &e);
+        pthread_join(reader, NULL);
+        *err = c->err;
+        return c->rc;
+    }
+    vnp_predict_compute_loop(c);
+    pthread_join(reader, NULL);
+    pthread_join(writer, NULL);
+    if (c->rc) {
+        *err = c->err;
+        return c->rc;
+    }
+    if (c->pre && (rc = vnp_preprocess_writer_commit(c->pre, err)))
+        return rc;
+    if ((rc = vnp_predict_outputs_commit(c, err)))
+        return rc;
+    c->st.seconds = vnp_now() - t0;
+    vnp_progress_update(&c->progress, c->st.records, c->st.orfs, c->st.tokens,
+                        vnp_seq_bytes(c->reader), 1);
+    return VNP_OK;
+}
+
+vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp_error *err)
+{
+    vnp_predict_ctx c;
+    memset(&c, 0, sizeof c);
+    c.o = o;
+    pthread_mutex_init(&c.mu, NULL);
+    vnp_code rc = check_options(o, err);
+    if (rc == VNP_OK)
+        rc = make_dirs(o->out_dir, err);
+    double t0 = vnp_now();
+    if (rc == VNP_OK)
+        rc = load_models(&c, err);
+    c.st.load_seconds = vnp_now() - t0;
+    if (rc == VNP_OK) {
+        int cuda = o->device && !strncmp(o->device, "cuda", 4);
+        c.batch_tokens = o->batch_tokens ? o->batch_tokens
+                         : cuda          ? DEFAULT_BATCH_TOKENS_CUDA
+                                         : DEFAULT_BATCH_TOKENS_CPU;
+        c.window_orfs = o->window_orfs ? o->window_orfs : DEFAULT_WINDOW_ORFS;
+        rc = run(&c, err);
+    }
+    if (rc != VNP_OK)
+        vnp_predict_outputs_abort(&c);
+    vnp_preprocess_writer_free(c.pre);
+    vnp_win_queue_free(c.to_compute);
+    vnp_win_queue_free(c.to_write);
+    if (c.reader)
+        vnp_seq_close(c.reader);
+    free_models(&c);
+    pthread_mutex_destroy(&c.mu);
+    c.st.peak_rss_kb = vnp_peak_rss_kb();
+    if (stats)
+        *stats = c.st;
+    return rc;
+}

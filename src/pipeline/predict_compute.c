@@ -1,0 +1,137 @@
+/* predict, stage 2: each window's ORFs through both encoders in token-budget
+ * batches, the merged [DNABERT-S | ESM-2] features through the classifier. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/predict_internal.h"
+
+typedef struct scratch {
+    int32_t *tok, *cu;
+    size_t tok_cap, cu_cap;
+    float *emb;
+    size_t emb_cap;
+    size_t *len;
+    size_t len_cap;
+} scratch;
+
+static int reserve(void **p, size_t *cap, size_t need, size_t sz)
+{
+    if (need <= *cap)
+        return 1;
+    void *n = realloc(*p, need * sz);
+    if (!n)
+        return 0;
+    *p = n;
+    *cap = need;
+    return 1;
+}
+
+/* Embeds every ORF of w with enc (DNA ids when dna, else protein ids) and
+ * writes the pooled vectors into columns [col, col + hidden) of w->features. */
+static vnp_code embed_all(vnp_predict_ctx *c, vnp_window *w, vnp_encoder *enc, int dna,
+                          int hidden, int col, scratch *s, uint64_t *tokens, vnp_error *err)
+{
+    if (!reserve((void **)&s->len, &s->len_cap, w->norf, sizeof *s->len))
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    for (size_t i = 0; i < w->norf; i++)
+        s->len[i] = dna ? w->orf[i].dna_len : w->orf[i].esm_len;
+    vnp_packing p;
+    vnp_code rc = vnp_pack(s->len, w->norf, c->batch_tokens, 0, &p, err);
+    if (rc)
+        return rc;
+    const int32_t *ids = dna ? w->dna.v : w->esm.v;
+    for (size_t b = 0; b < p.nbatches && rc == VNP_OK; b++) {
+        const vnp_pack_batch *bt = &p.batches[b];
+        if (!reserve((void **)&s->tok, &s->tok_cap, bt->tokens, sizeof *s->tok) ||
+            !reserve((void **)&s->cu, &s->cu_cap, bt->count + 1, sizeof *s->cu) ||
+            !reserve((void **)&s->emb, &s->emb_cap, bt->count * (size_t)hidden, sizeof *s->emb)) {
+            rc = vnp_fail(err, VNP_ENOMEM, "out of memory for a batch of %zu tokens", bt->tokens);
+            break;
+        }
+        size_t t = 0;
+        s->cu[0] = 0;
+        for (size_t j = 0; j < bt->count; j++) {
+            const vnp_win_orf *o = &w->orf[p.order[bt->first + j]];
+            size_t off = dna ? o->dna_off : o->esm_off, n = dna ? o->dna_len : o->esm_len;
+            memcpy(s->tok + t, ids + off, n * sizeof *ids);
+            t += n;
+            s->cu[j + 1] = (int32_t)t;
+        }
+        vnp_batch batch = {s->tok, s->cu, (int)bt->count};
+        rc = vnp_encoder_embed(enc, &batch, s->emb, err);
+        if (rc) {
+            const vnp_win_orf *o = &w->orf[p.order[bt->first]];
+            vnp_error_prefix(err, "%s batch of %zu sequences starting with %.*s: ",
+                             dna ? "DNABERT-S" : "ESM-2", bt->count, (int)o->id_len,
+                             w->text + o->id_off);
+            break;
+        }
+        for (size_t j = 0; j < bt->count; j++)
+            memcpy(w->features + p.order[bt->first + j] * (size_t)c->width + col,
+                   s->emb + j * (size_t)hidden, (size_t)hidden * sizeof(float));
+        *tokens += t;
+    }
+    vnp_packing_free(&p);
+    return rc;
+}
+
+/* No NaN or Inf reaches an output file. */
+static vnp_code check_finite(const vnp_window *w, int width, vnp_error *err)
+{
+    for (size_t i = 0; i < w->norf; i++) {
+        const float *f = w->features + i * (size_t)width;
+        int bad = !isfinite(w->probs[2 * i]) || !isfinite(w->probs[2 * i + 1]);
+        for (int k = 0; k < width && !bad; k++)
+            bad = !isfinite(f[k]);
+        if (bad)
+            return vnp_fail(err, VNP_ENUMERIC,
+                            "non-finite embedding or score for %.*s; nothing was written for "
+                            "it (try --device cpu or VIRNUCPRO_DISABLE_FP16=1)",
+                            (int)w->orf[i].id_len, w->text + w->orf[i].id_off);
+    }
+    return VNP_OK;
+}
+
+static vnp_code compute_window(vnp_predict_ctx *c, vnp_window *w, scratch *s, vnp_error *err)
+{
+    vnp_code rc = vnp_window_alloc_outputs(w, c->width, err);
+    if (rc || w->norf == 0)
+        return rc;
+    uint64_t tokens = 0;
+    if ((rc = embed_all(c, w, c->dnabert, 1, c->hd, 0, s, &tokens, err)) ||
+        (rc = embed_all(c, w, c->esm, 0, c->he, c->hd, s, &tokens, err)))
+        return rc;
+    if ((rc = vnp_classifier_predict(c->cls, w->features, w->norf, w->probs, err)))
+        return rc;
+    if ((rc = check_finite(w, c->width, err)))
+        return rc;
+    pthread_mutex_lock(&c->mu);
+    c->st.tokens += tokens;
+    pthread_mutex_unlock(&c->mu);
+    return VNP_OK;
+}
+
+void vnp_predict_compute_loop(vnp_predict_ctx *c)
+{
+    scratch s;
+    memset(&s, 0, sizeof s);
+    vnp_window *w;
+    vnp_error err;
+    while ((w = vnp_win_queue_pop(c->to_compute))) {
+        if (compute_window(c, w, &s, &err) != VNP_OK) {
+            vnp_window_free(w);
+            vnp_predict_fail(c, &err);
+            break;
+        }
+        if (!vnp_win_queue_push(c->to_write, w)) {
+            vnp_window_free(w);
+            break;
+        }
+    }
+    vnp_win_queue_close(c->to_write);
+    free(s.tok);
+    free(s.cu);
+    free(s.emb);
+    free(s.len);
+}

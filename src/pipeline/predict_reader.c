@@ -1,0 +1,154 @@
+/* predict, stage 1: records -> chunks -> kept frames -> token ids, grouped in
+ * windows of about window_orfs ORFs (a long record may span windows). */
+#include <stdio.h>
+#include <string.h>
+
+#include "pipeline/predict_internal.h"
+
+typedef struct reader_state {
+    vnp_predict_ctx *c;
+    vnp_window *w;
+    vnp_frames fr;
+    vnp_error err;
+    size_t records;
+} reader_state;
+
+static int push(reader_state *s, int eof)
+{
+    vnp_window *w = s->w;
+    s->w = NULL;
+    w->eof = eof;
+    w->input_bytes = vnp_seq_bytes(s->c->reader);
+    w->records = s->records;
+    if (!vnp_win_queue_push(s->c->to_compute, w)) {
+        vnp_window_free(w);
+        return 0;
+    }
+    return 1;
+}
+
+static vnp_code fresh_window(reader_state *s)
+{
+    s->w = vnp_window_new();
+    if (!s->w)
+        return vnp_fail(&s->err, VNP_ENOMEM, "out of memory");
+    return VNP_OK;
+}
+
+static vnp_code add_segment(reader_state *s, const vnp_record *rec, size_t chunks, int first)
+{
+    vnp_win_seg seg;
+    memset(&seg, 0, sizeof seg);
+    vnp_code rc = vnp_window_text(s->w, rec->id, rec->id_len, &seg.id_off, &s->err);
+    if (rc)
+        return rc;
+    seg.id_len = rec->id_len;
+    seg.length = rec->len;
+    seg.chunks = chunks;
+    seg.first = first;
+    seg.orf_begin = seg.orf_end = s->w->norf;
+    return vnp_window_add_seg(s->w, &seg, &s->err);
+}
+
+static vnp_code add_frame(reader_state *s, const vnp_record *rec, size_t chunk,
+                          const vnp_frame *f)
+{
+    vnp_window *w = s->w;
+    vnp_win_orf *o;
+    vnp_code rc = vnp_window_add_orf(w, &o, &s->err);
+    if (rc)
+        return rc;
+    char suffix[48];
+    int n = snprintf(suffix, sizeof suffix, "_chunk_%zu%s", chunk + 1, vnp_frame_name(f->frame));
+    o->chunk = chunk;
+    size_t unused;
+    if ((rc = vnp_window_text(w, rec->id, rec->id_len, &o->id_off, &s->err)) ||
+        (rc = vnp_window_text(w, suffix, (size_t)n, &unused, &s->err)))
+        return rc;
+    o->id_len = rec->id_len + (size_t)n;
+    o->dna_off = w->dna.n;
+    rc = vnp_bpe_encode(s->c->bpe, f->nucleotide, f->nucleotide_len, &w->dna, &s->err);
+    if (rc) {
+        vnp_error_prefix(&s->err, "tokenizing the DNA of %.*s: ", (int)o->id_len,
+                         w->text + o->id_off);
+        return rc;
+    }
+    o->dna_len = w->dna.n - o->dna_off;
+    o->esm_off = w->esm.n;
+    rc = vnp_esm_encode(f->protein, f->protein_len, &w->esm, &s->err);
+    if (rc) {
+        vnp_error_prefix(&s->err, "tokenizing the protein of %.*s: ", (int)o->id_len,
+                         w->text + o->id_off);
+        return rc;
+    }
+    o->esm_len = w->esm.n - o->esm_off;
+    w->seg[w->nseg - 1].orf_end = w->norf;
+    return VNP_OK;
+}
+
+static int window_full(const reader_state *s)
+{
+    return s->w->norf >= s->c->window_orfs || s->w->nseg >= 4 * s->c->window_orfs;
+}
+
+/* Returns VNP_OK, an error (in s->err), or -1 when a later stage stopped. */
+static int one_record(reader_state *s, const vnp_record *rec)
+{
+    vnp_predict_ctx *c = s->c;
+    size_t chunk_len = (size_t)c->o->chunk_len;
+    size_t chunks = vnp_chunk_count(rec->len, chunk_len);
+    s->records++;
+    vnp_code rc;
+    if (c->pre && (rc = vnp_preprocess_writer_add(c->pre, rec, &s->err)))
+        return rc;
+    if ((rc = add_segment(s, rec, chunks, 1)))
+        return rc;
+    for (size_t i = 0; i < chunks; i++) {
+        vnp_chunk ch = vnp_chunk_at(rec->len, chunk_len, i);
+        if ((rc = vnp_six_frames(rec->seq + ch.start, ch.len, &s->fr, &s->err))) {
+            vnp_error_prefix(&s->err, "record '%s' chunk %zu: ", rec->id, i + 1);
+            return rc;
+        }
+        for (int k = 0; k < s->fr.n; k++)
+            if ((rc = add_frame(s, rec, i, &s->fr.frame[k])))
+                return rc;
+        if (i + 1 < chunks && window_full(s)) { /* the record goes on in the next window */
+            if (!push(s, 0))
+                return -1;
+            if ((rc = fresh_window(s)) || (rc = add_segment(s, rec, chunks, 0)))
+                return rc;
+        }
+    }
+    s->w->seg[s->w->nseg - 1].last = 1;
+    if (window_full(s)) {
+        if (!push(s, 0))
+            return -1;
+        if ((rc = fresh_window(s)))
+            return rc;
+    }
+    return VNP_OK;
+}
+
+void *vnp_predict_reader_main(void *ctx)
+{
+    reader_state s;
+    memset(&s, 0, sizeof s);
+    s.c = ctx;
+    vnp_frames_init(&s.fr);
+    int rc = fresh_window(&s);
+    vnp_record rec;
+    int got = 0;
+    while (rc == VNP_OK && !vnp_predict_failed(s.c) &&
+           (got = vnp_seq_read(s.c->reader, &rec, &s.err)) == 1)
+        rc = one_record(&s, &rec);
+    if (rc == VNP_OK && got < 0)
+        rc = -got;
+    if (rc == VNP_OK && !vnp_predict_failed(s.c))
+        push(&s, 1);
+    else if (rc > 0)
+        vnp_predict_fail(s.c, &s.err);
+    vnp_window_free(s.w);
+    vnp_frames_free(&s.fr);
+    vnp_win_queue_close(s.c->to_compute);
+    return NULL;
+}

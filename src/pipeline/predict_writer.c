@@ -1,0 +1,176 @@
+/* predict, stage 3: windows in input order -> prediction_results.txt,
+ * prediction_results_highestscore.csv, sequences.tsv (and the features file).
+ * Everything is written under ".part" names and renamed at commit. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/predict_internal.h"
+
+static char *join(const char *dir, const char *name, const char *suffix)
+{
+    size_t n = strlen(dir) + strlen(name) + strlen(suffix) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s%s", dir, name, suffix);
+    return p;
+}
+
+vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
+{
+    vnp_predict_outputs *o = &c->out;
+    const char *dir = c->o->out_dir;
+    o->results_path = join(dir, VNP_PREDICT_RESULTS, "");
+    o->results_part = join(dir, VNP_PREDICT_RESULTS, ".part");
+    o->highest_path = join(dir, VNP_PREDICT_HIGHEST, "");
+    o->highest_part = join(dir, VNP_PREDICT_HIGHEST, ".part");
+    o->sequences_path = join(dir, VNP_PREDICT_SEQUENCES, "");
+    o->sequences_part = join(dir, VNP_PREDICT_SEQUENCES, ".part");
+    o->features_path = join(dir, VNP_PREDICT_FEATURES, "");
+    if (!o->results_path || !o->results_part || !o->highest_path || !o->highest_part ||
+        !o->sequences_path || !o->sequences_part || !o->features_path)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    o->results = fopen(o->results_part, "w");
+    if (!o->results)
+        return vnp_fail(err, VNP_EIO, "cannot create %s: %s", o->results_part, strerror(errno));
+    o->sequences = fopen(o->sequences_part, "w");
+    if (!o->sequences)
+        return vnp_fail(err, VNP_EIO, "cannot create %s: %s", o->sequences_part,
+                        strerror(errno));
+    vnp_code rc;
+    if ((rc = vnp_results_write_header(o->results, o->results_part, err)) ||
+        (rc = vnp_sequences_write_header(o->sequences, o->sequences_part, err)) ||
+        (rc = vnp_chunk_calls_create(o->highest_part, 0, &o->highest, err)))
+        return rc;
+    if (c->o->embeddings &&
+        (rc = vnp_features_writer_create(o->features_path, c->width, &o->features, err)))
+        return rc;
+    return VNP_OK;
+}
+
+static vnp_code close_file(FILE **f, const char *path, vnp_error *err)
+{
+    int bad = ferror(*f) || fclose(*f) != 0;
+    *f = NULL;
+    if (bad)
+        return vnp_fail(err, VNP_EIO, "cannot write %s: %s (check free space)", path,
+                        strerror(errno));
+    return VNP_OK;
+}
+
+static vnp_code rename_into_place(const char *from, const char *to, vnp_error *err)
+{
+    if (rename(from, to) != 0)
+        return vnp_fail(err, VNP_EIO, "cannot rename %s to %s: %s", from, to, strerror(errno));
+    return VNP_OK;
+}
+
+static void free_paths(vnp_predict_outputs *o)
+{
+    free(o->results_path);
+    free(o->results_part);
+    free(o->highest_path);
+    free(o->highest_part);
+    free(o->sequences_path);
+    free(o->sequences_part);
+    free(o->features_path);
+    memset(o, 0, sizeof *o);
+}
+
+vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
+{
+    vnp_predict_outputs *o = &c->out;
+    vnp_code rc;
+    if ((rc = close_file(&o->results, o->results_part, err)) ||
+        (rc = close_file(&o->sequences, o->sequences_part, err)) ||
+        (rc = vnp_chunk_calls_finish(o->highest, err)))
+        return rc;
+    if (o->features && (rc = vnp_features_writer_finish(o->features, err)))
+        return rc;
+    if ((rc = rename_into_place(o->results_part, o->results_path, err)) ||
+        (rc = rename_into_place(o->highest_part, o->highest_path, err)) ||
+        (rc = rename_into_place(o->sequences_part, o->sequences_path, err)))
+        return rc;
+    vnp_chunk_calls_free(o->highest);
+    vnp_features_writer_free(o->features);
+    free_paths(o);
+    return VNP_OK;
+}
+
+void vnp_predict_outputs_abort(vnp_predict_ctx *c)
+{
+    vnp_predict_outputs *o = &c->out;
+    if (o->results)
+        fclose(o->results);
+    if (o->sequences)
+        fclose(o->sequences);
+    if (o->results_part)
+        remove(o->results_part);
+    if (o->sequences_part)
+        remove(o->sequences_part);
+    if (o->highest_part)
+        remove(o->highest_part);
+    vnp_chunk_calls_free(o->highest);
+    vnp_features_writer_free(o->features);
+    free_paths(o);
+}
+
+static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error *err)
+{
+    vnp_predict_outputs *o = &c->out;
+    vnp_code rc = VNP_OK;
+    for (size_t si = 0; si < w->nseg && !rc; si++) {
+        const vnp_win_seg *s = &w->seg[si];
+        if (s->first)
+            vnp_seq_tally_begin(&o->tally, s->length, s->chunks);
+        for (size_t i = s->orf_begin; i < s->orf_end && !rc; i++) {
+            const vnp_win_orf *r = &w->orf[i];
+            const char *id = w->text + r->id_off;
+            float p0 = w->probs[2 * i], p1 = w->probs[2 * i + 1];
+            if ((rc = vnp_results_write_row(o->results, o->results_part, id, r->id_len, p0, p1,
+                                            err)) ||
+                (rc = vnp_chunk_calls_add(o->highest, id, r->id_len - 2, p0, p1, err)))
+                break;
+            if (o->features &&
+                (rc = vnp_features_writer_add(o->features, id, r->id_len,
+                                              w->features + i * (size_t)c->width, err)))
+                break;
+            vnp_seq_tally_add(&o->tally, r->chunk, p0, p1);
+        }
+        if (!rc && s->last) {
+            vnp_seq_tally_end(&o->tally);
+            rc = vnp_sequences_write_row(o->sequences, o->sequences_part, w->text + s->id_off,
+                                         s->id_len, &o->tally, err);
+        }
+    }
+    if (!rc) {
+        pthread_mutex_lock(&c->mu);
+        c->st.orfs += w->norf;
+        for (size_t si = 0; si < w->nseg; si++)
+            if (w->seg[si].first)
+                c->st.chunks += w->seg[si].chunks;
+        c->st.records = w->records;
+        size_t records = c->st.records, orfs = c->st.orfs;
+        uint64_t tokens = c->st.tokens;
+        pthread_mutex_unlock(&c->mu);
+        vnp_progress_update(&c->progress, records, orfs, tokens, w->input_bytes, 0);
+    }
+    return rc;
+}
+
+void *vnp_predict_writer_main(void *ctx)
+{
+    vnp_predict_ctx *c = ctx;
+    vnp_window *w;
+    vnp_error err;
+    while ((w = vnp_win_queue_pop(c->to_write))) {
+        vnp_code rc = write_window(c, w, &err);
+        vnp_window_free(w);
+        if (rc) {
+            vnp_predict_fail(c, &err);
+            break;
+        }
+    }
+    return NULL;
+}
