@@ -47,6 +47,7 @@ struct vnp_seq_reader {
 
     size_t records, skipped;
     int finished;
+    vnp_error failure; /* the first error, returned again by later calls */
 };
 
 static unsigned char g_class[256];
@@ -165,29 +166,31 @@ static int refill(vnp_seq_reader *r, vnp_error *err)
     if (r->eof)
         return 0;
     int n = gzread(r->gz, r->buf, READ_CHUNK);
+    if (n > 0) { /* data first; an error after it comes back from the next call */
+        r->end = (size_t)n;
+        r->bytes += (uint64_t)n;
+        return n;
+    }
+    r->eof = 1;
     int zerr = Z_OK;
     const char *zmsg = gzerror(r->gz, &zerr);
-    if (n < 0 || (zerr != Z_OK && zerr != Z_BUF_ERROR)) {
-        if (zerr == Z_ERRNO)
-            return -(int)vnp_fail(err, VNP_EIO, "%s:%zu: read error: %s", r->name, r->line + 1,
-                                  strerror(errno));
+    const char *colon = strrchr(zmsg, ':'); /* drop zlib's "<fd:N>: " prefix */
+    if (colon && colon[1] == ' ')
+        zmsg = colon + 2;
+    if (zerr == Z_ERRNO)
+        return -(int)vnp_fail(err, VNP_EIO, "%s:%zu: read error: %s", r->name, r->line + 1,
+                              strerror(errno));
+    if (zerr == Z_BUF_ERROR) /* zlib's report of input that stops inside the stream */
+        return -(int)vnp_fail(err, VNP_EFORMAT,
+                              "%s:%zu: the gzip stream ends unexpectedly: the file is "
+                              "truncated; re-download or re-compress the input",
+                              r->name, r->line + 1);
+    if (n < 0 || zerr != Z_OK)
         return -(int)vnp_fail(err, VNP_EFORMAT,
                               "%s:%zu: the gzip stream is corrupt (zlib: %s); re-download or "
                               "re-compress the input",
                               r->name, r->line + 1, zmsg);
-    }
-    if (n == 0) {
-        r->eof = 1;
-        if (zerr == Z_BUF_ERROR)
-            return -(int)vnp_fail(err, VNP_EFORMAT,
-                                  "%s:%zu: the gzip stream ends unexpectedly (truncated file; "
-                                  "zlib: %s); re-download or re-compress the input",
-                                  r->name, r->line + 1, zmsg);
-        return 0;
-    }
-    r->end = (size_t)n;
-    r->bytes += (uint64_t)n;
-    return n;
+    return 0;
 }
 
 /* Next line without its '\n'. Returns 1, 0 at the end of input, or -(code). */
@@ -343,10 +346,11 @@ static int read_first_header(vnp_seq_reader *r, vnp_error *err)
         for (size_t i = 0; i < n; i++)
             if (g_class[(unsigned char)l[i]] == C_BAD)
                 return bad_byte(r, l, n, err);
+        size_t show = rstrip(l, n) < 20 ? rstrip(l, n) : 20;
         return -(int)vnp_fail(err, VNP_EFORMAT,
                               "%s:%zu: expected a FASTA header ('>') or a FASTQ header ('@'), "
-                              "found '%.20s'; the input is not FASTA/FASTQ",
-                              r->name, r->line, l);
+                              "found '%.*s'; the input is not FASTA/FASTQ",
+                              r->name, r->line, (int)show, l);
     }
     return rc;
 }
@@ -434,6 +438,8 @@ static int read_fastq_body(vnp_seq_reader *r, vnp_error *err)
                               "quality characters; the lengths must match",
                               r->name, r->line, r->hdr[cur], r->hline[cur], r->seq_len,
                               r->qual_len);
+    if (grow(&r->qual, &r->qual_cap, r->qual_len + 1))
+        return nomem(r, err);
     r->qual[r->qual_len] = '\0';
     /* The next non-blank line must start the next record. */
     while ((rc = next_line(r, &l, &n, err)) == 1) {
@@ -451,10 +457,29 @@ static int read_fastq_body(vnp_seq_reader *r, vnp_error *err)
     return rc < 0 ? rc : cur;
 }
 
+static int read_record(vnp_seq_reader *r, vnp_record *rec, vnp_error *err);
+
 int vnp_seq_read(vnp_seq_reader *r, vnp_record *rec, vnp_error *err)
 {
+    if (r->failure.code != VNP_OK) {
+        if (err)
+            *err = r->failure;
+        return -(int)r->failure.code;
+    }
     if (r->finished)
         return 0;
+    vnp_error local;
+    vnp_error *e = err ? err : &local;
+    int rc = read_record(r, rec, e);
+    if (rc < 0) {
+        r->failure = *e;
+        r->failure.code = (vnp_code)-rc;
+    }
+    return rc;
+}
+
+static int read_record(vnp_seq_reader *r, vnp_record *rec, vnp_error *err)
+{
     if (r->format == FMT_UNKNOWN && r->pending < 0) {
         int rc = read_first_header(r, err);
         if (rc < 0)
