@@ -1,5 +1,24 @@
 /* Stage 3: checkpoint readers. Each fills a vnp_tensor_map; nothing a file
- * asks for is ever executed. */
+ * asks for is ever executed.
+ *
+ * Tensors are row-major contiguous (vnp_tensor). Where the file's layout allows, their
+ * data points into a read-only memory map of the file that the map keeps alive (so
+ * loading an 11 GB checkpoint copies nothing); misaligned or non-contiguous tensors
+ * are copied. Returned maps own everything; free them with vnp_tensor_map_free.
+ *
+ * Errors (vnp_code, message naming the file and the tensor/entry/byte offset):
+ *   VNP_ENOTFOUND     the file does not exist
+ *   VNP_EIO           it cannot be opened / mapped
+ *   VNP_EFORMAT       truncated or corrupt: bad header JSON, offsets outside the file,
+ *                     overlapping tensors, sizes != dtype x shape, damaged zip directory,
+ *                     missing storage, malformed pickle, ...
+ *   VNP_EUNSUPPORTED  valid but not supported: other dtypes (F8, complex, ...), compressed
+ *                     or encrypted zip entries, big-endian storages, legacy (pre-1.6)
+ *                     torch files, and any pickle opcode or global outside the allow-list
+ *                     (e.g. "pickle global 'posix.system' at byte 2 is not allowed")
+ *   VNP_EINTEGRITY    data.pkl does not match its zip CRC-32
+ *   VNP_ENOMEM        out of memory
+ */
 #ifndef VIRNUCPRO_WEIGHTS_H
 #define VIRNUCPRO_WEIGHTS_H
 
@@ -10,17 +29,43 @@
 extern "C" {
 #endif
 
-/* Hugging Face model.safetensors (memory-mapped). */
+/* Hugging Face model.safetensors (memory-mapped). Dtypes F32, F16, BF16, I64 (and F64,
+ * I32, I16, I8, U8, BOOL). The header is validated before use: well-formed JSON object,
+ * data_offsets inside the data section, end - begin == dtype size x shape, no overlap and
+ * no unindexed bytes (the format requires the data section to be fully covered).
+ * Tensor names are the header's keys, in header order. "__metadata__" entries become
+ * string attributes "__metadata__.<key>" (e.g. "__metadata__.format" = "pt"). */
 vnp_code vnp_safetensors_load(const char *path, vnp_tensor_map **out, vnp_error *err);
 
-/* PyTorch zip checkpoint (torch.save): a state dict (pytorch_model.bin), a fair-esm
- * hub file ({"model": state_dict, "cfg": ...}: tensors under "model.", cfg values
- * as attributes "cfg.model.layers", ...), or a whole pickled module (VirNucPro's
- * classifier .pth: flat "hidden_layer.weight", "bn1.running_var", ... and plain
- * attributes such as "bn1.eps"). */
+/* PyTorch zip checkpoint (torch.save, PyTorch >= 1.6; any archive folder name; zip64).
+ * The pickle is read by a restricted interpreter (see src/weights/pickle_vm.h) and its
+ * value tree is flattened into dotted names:
+ *  - a state dict (pytorch_model.bin): the dict's keys as they are, e.g.
+ *    "esm.encoder.layer.0.attention.self.query.weight", "bert.embeddings...";
+ *  - nested dicts join their keys with '.': the fair-esm hub file
+ *    {"model": state_dict, "cfg": {"model": argparse.Namespace}} gives tensors
+ *    "model.encoder.sentence_encoder.embed_tokens.weight", ... and attributes named
+ *    after the Namespace's fields, verbatim:
+ *      "cfg.model.encoder_layers"           (number)
+ *      "cfg.model.encoder_embed_dim"        (number)
+ *      "cfg.model.encoder_ffn_embed_dim"    (number)
+ *      "cfg.model.encoder_attention_heads"  (number)
+ *      "cfg.model.token_dropout"            (number, 1 = True)
+ *      "cfg.model.arch"                     (string, e.g. "ESM-1b")
+ *    and every other number/bool/string in cfg the same way (lists get ".0", ".1", ...);
+ *  - a whole pickled nn.Module (VirNucPro's classifier .pth, CPU or CUDA tagged):
+ *    its state_dict() names, in state_dict() order — "hidden_layer.weight",
+ *    "bn1.running_var", "bn1.num_batches_tracked" (I64, 0-dim), ... — and each
+ *    module's public plain attributes as attributes: "bn1.eps", "bn1.momentum",
+ *    "bn1.num_features", "bn1.affine" (1/0), "hidden_layer.in_features",
+ *    "dropout.p", ... ("training" and "_private" fields are skipped);
+ *  - a file holding one bare tensor gives one tensor named "tensor".
+ * Numbers and bools become numeric attributes (vnp_tensor_map_num), strings string
+ * attributes (vnp_tensor_map_str), torch dtype objects the string "torch.float32". */
 vnp_code vnp_torch_load(const char *path, vnp_tensor_map **out, vnp_error *err);
 
-/* Either of the above, chosen by content (safetensors header or zip magic). */
+/* Either of the above, chosen by content (zip magic, pickle magic, or a safetensors
+ * header). */
 vnp_code vnp_checkpoint_load(const char *path, vnp_tensor_map **out, vnp_error *err);
 
 #ifdef __cplusplus

@@ -1,0 +1,31 @@
+/* Picks the checkpoint reader from the file's first bytes. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "virnucpro/weights.h"
+
+vnp_code vnp_checkpoint_load(const char *path, vnp_tensor_map **out, vnp_error *err)
+{
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        int e = errno;
+        return vnp_fail(err, e == ENOENT ? VNP_ENOTFOUND : VNP_EIO, "%s: cannot open: %s", path,
+                        strerror(e));
+    }
+    uint8_t head[9] = {0};
+    size_t n = fread(head, 1, sizeof head, fp);
+    fclose(fp);
+    if (n >= 4 && memcmp(head, "PK\3\4", 4) == 0)
+        return vnp_torch_load(path, out, err);
+    if (n >= 2 && head[0] == 0x80 && head[1] <= 5)
+        return vnp_torch_load(path, out, err); /* legacy format: its own clear message */
+    if (n == 9 && head[8] == '{')
+        return vnp_safetensors_load(path, out, err);
+    return vnp_fail(err, VNP_EFORMAT,
+                    "%s: neither a safetensors file nor a PyTorch zip checkpoint; give "
+                    "model.safetensors, pytorch_model.bin or a .pth/.pt saved by torch.save",
+                    path);
+}

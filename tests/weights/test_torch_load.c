@@ -1,0 +1,306 @@
+/* PyTorch zip checkpoints: every golden file against what PyTorch itself reads, the
+ * safetensors/pickle twins bit for bit, the classifier's module tree and attributes,
+ * the fair-esm cfg, and damaged archives. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "test_support.h"
+#include "virnucpro/weights.h"
+
+static vnp_tensor_map *load_ok(const char *path)
+{
+    vnp_error e;
+    vnp_tensor_map *m = NULL;
+    vnp_code rc = vnp_checkpoint_load(path, &m, &e);
+    if (rc)
+        fail_msg("%s: %s", path, e.msg);
+    assert_non_null(m);
+    return m;
+}
+
+/* Compares our map with tools/weights/dump_checkpoint.py's listing: same tensors in the
+ * same order, same dtype, shape and bytes (CRC-32). */
+static void check_against_torch(const char *rel)
+{
+    const char *path = vnp_test_fixture(rel);
+    char cmd[8192];
+    const char *py = getenv("VNP_PYTHON"), *src = getenv("VNP_SOURCE_DIR");
+    assert_non_null(py);
+    assert_non_null(src);
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/weights/dump_checkpoint.py' '%s'", py, src, path);
+    char *out = NULL, *errs = NULL;
+    int status = vnp_test_run(cmd, &out, &errs);
+    if (status != 0)
+        fail_msg("reference dump failed (%d): %s", status, errs ? errs : "");
+    vnp_tensor_map *m = load_ok(path);
+    size_t i = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"), i++) {
+        assert_true(i < vnp_tensor_map_count(m));
+        const vnp_tensor *t = vnp_tensor_map_at(m, i);
+        char shape[128], mine[1024];
+        uLong crc = crc32(0L, t->data, (uInt)t->nbytes);
+        snprintf(mine, sizeof mine, "%s\t%s\t%s\t%08lx", t->name, vnp_dtype_name(t->dtype),
+                 vnp_shape_str(t->shape, t->ndim, shape, sizeof shape), (unsigned long)crc);
+        if (strcmp(line, mine) != 0)
+            fail_msg("%s tensor %zu:\n torch: %s\n ours:  %s", rel, i, line, mine);
+    }
+    assert_int_equal(i, vnp_tensor_map_count(m));
+    vnp_tensor_map_free(m);
+    free(out);
+    free(errs);
+}
+
+static void test_golden_against_torch(void **state)
+{
+    (void)state;
+    check_against_torch("golden/classifier.pth");
+    check_against_torch("golden/classifier_cuda.pth");
+    check_against_torch("golden/classifier_torch1.13.pth");
+    check_against_torch("golden/esm2_bin/pytorch_model.bin");
+    check_against_torch("golden/esm2_fairesm/esm2_t3_test_UR50D.pt");
+    check_against_torch("golden/dnabert_s/pytorch_model.bin");
+}
+
+static void test_safetensors_equals_pickle(void **state)
+{
+    (void)state;
+    vnp_tensor_map *a = load_ok(vnp_test_fixture("golden/esm2/model.safetensors"));
+    vnp_tensor_map *b = load_ok(vnp_test_fixture("golden/esm2_bin/pytorch_model.bin"));
+    assert_int_equal(vnp_tensor_map_count(a), 61);
+    assert_int_equal(vnp_tensor_map_count(a), vnp_tensor_map_count(b));
+    for (size_t i = 0; i < vnp_tensor_map_count(a); i++) {
+        const vnp_tensor *x = vnp_tensor_map_at(a, i);
+        const vnp_tensor *y = vnp_tensor_map_get(b, x->name);
+        if (!y)
+            fail_msg("'%s' missing from pytorch_model.bin", x->name);
+        assert_int_equal(x->dtype, y->dtype);
+        assert_int_equal(x->ndim, y->ndim);
+        assert_memory_equal(x->shape, y->shape, sizeof x->shape[0] * (size_t)x->ndim);
+        assert_int_equal(x->nbytes, y->nbytes);
+        assert_memory_equal(x->data, y->data, x->nbytes);
+    }
+    vnp_tensor_map_free(a);
+    vnp_tensor_map_free(b);
+}
+
+static void check_classifier(const char *rel)
+{
+    static const struct {
+        const char *name;
+        vnp_dtype dt;
+        int ndim;
+        int64_t d0, d1;
+    } want[] = {
+        {"hidden_layer.weight", VNP_DT_F32, 2, 32, 256}, {"hidden_layer.bias", VNP_DT_F32, 1, 32, 0},
+        {"bn1.weight", VNP_DT_F32, 1, 32, 0},            {"bn1.bias", VNP_DT_F32, 1, 32, 0},
+        {"bn1.running_mean", VNP_DT_F32, 1, 32, 0},      {"bn1.running_var", VNP_DT_F32, 1, 32, 0},
+        {"bn1.num_batches_tracked", VNP_DT_I64, 0, 0, 0}, {"output_layer.weight", VNP_DT_F32, 2, 2, 32},
+        {"output_layer.bias", VNP_DT_F32, 1, 2, 0},
+    };
+    vnp_tensor_map *m = load_ok(vnp_test_fixture(rel));
+    assert_int_equal(vnp_tensor_map_count(m), 9);
+    for (size_t i = 0; i < 9; i++) {
+        const vnp_tensor *t = vnp_tensor_map_at(m, i);
+        assert_string_equal(t->name, want[i].name);
+        assert_int_equal(t->dtype, want[i].dt);
+        assert_int_equal(t->ndim, want[i].ndim);
+        if (t->ndim > 0)
+            assert_int_equal(t->shape[0], want[i].d0);
+        if (t->ndim > 1)
+            assert_int_equal(t->shape[1], want[i].d1);
+        assert_int_equal((uintptr_t)t->data % vnp_dtype_size(t->dtype), 0);
+    }
+    const vnp_tensor *nbt = vnp_tensor_map_get(m, "bn1.num_batches_tracked");
+    assert_int_equal(nbt->nbytes, 8);
+    double v;
+    assert_int_equal(vnp_tensor_map_num(m, "bn1.eps", &v), 1);
+    assert_true(v == 1e-5);
+    assert_int_equal(vnp_tensor_map_num(m, "bn1.momentum", &v), 1);
+    assert_true(v == 0.1);
+    assert_int_equal(vnp_tensor_map_num(m, "dropout.p", &v), 1);
+    assert_true(v == 0.5);
+    assert_int_equal(vnp_tensor_map_num(m, "hidden_layer.in_features", &v), 1);
+    assert_true(v == 256);
+    assert_int_equal(vnp_tensor_map_num(m, "bn1.track_running_stats", &v), 1);
+    assert_true(v == 1);
+    assert_int_equal(vnp_tensor_map_num(m, "training", &v), 0);
+    assert_int_equal(vnp_tensor_map_num(m, "bn1.training", &v), 0);
+    vnp_tensor_map_free(m);
+}
+
+static void test_classifier_variants(void **state)
+{
+    (void)state;
+    check_classifier("golden/classifier.pth");
+    check_classifier("golden/classifier_cuda.pth");
+    check_classifier("golden/classifier_torch1.13.pth");
+}
+
+static void test_fairesm(void **state)
+{
+    (void)state;
+    vnp_tensor_map *m = load_ok(vnp_test_fixture("golden/esm2_fairesm/esm2_t3_test_UR50D.pt"));
+    double v;
+    assert_int_equal(vnp_tensor_map_num(m, "cfg.model.encoder_layers", &v), 1);
+    assert_true(v == 3);
+    assert_int_equal(vnp_tensor_map_num(m, "cfg.model.encoder_embed_dim", &v), 1);
+    assert_true(v == 128);
+    assert_int_equal(vnp_tensor_map_num(m, "cfg.model.encoder_ffn_embed_dim", &v), 1);
+    assert_true(v == 512);
+    assert_int_equal(vnp_tensor_map_num(m, "cfg.model.encoder_attention_heads", &v), 1);
+    assert_true(v == 2);
+    assert_int_equal(vnp_tensor_map_num(m, "cfg.model.token_dropout", &v), 1);
+    assert_true(v == 1);
+    assert_string_equal(vnp_tensor_map_str(m, "cfg.model.arch"), "ESM-1b");
+    const vnp_tensor *t = vnp_tensor_map_get(m, "model.encoder.sentence_encoder.embed_tokens.weight");
+    assert_non_null(t);
+    assert_int_equal(t->shape[0], 33);
+    assert_int_equal(t->shape[1], 128);
+    assert_non_null(vnp_tensor_map_get(
+        m, "model.encoder.sentence_encoder.layers.2.self_attn.rot_emb.inv_freq"));
+    /* the same weights as the hub layout */
+    vnp_tensor_map *h = load_ok(vnp_test_fixture("golden/esm2/model.safetensors"));
+    const vnp_tensor *u = vnp_tensor_map_get(h, "esm.embeddings.word_embeddings.weight");
+    assert_int_equal(u->nbytes, t->nbytes);
+    assert_memory_equal(u->data, t->data, t->nbytes);
+    vnp_tensor_map_free(h);
+    vnp_tensor_map_free(m);
+}
+
+/* ---- damaged archives: byte patches of classifier.pth ---- */
+
+static char *read_fixture(const char *rel, size_t *len)
+{
+    char *b = vnp_test_read_file(vnp_test_fixture(rel), len);
+    assert_non_null(b);
+    return b;
+}
+
+/* The central directory record of entry `name`. */
+static uint8_t *central(char *buf, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i + 46 + nl <= len; i++) {
+        uint8_t *p = (uint8_t *)buf + i;
+        if (p[0] == 'P' && p[1] == 'K' && p[2] == 1 && p[3] == 2 && p[28] == (nl & 0xff) &&
+            p[29] == nl >> 8 && memcmp(p + 46, name, nl) == 0)
+            return p;
+    }
+    fail_msg("no central entry %s", name);
+    return NULL;
+}
+
+static char *find_bytes(char *buf, size_t len, const char *what)
+{
+    size_t n = strlen(what);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(buf + i, what, n) == 0)
+            return buf + i;
+    return NULL;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void expect_torch_fail(const char *name, const void *buf, size_t len, vnp_code code,
+                              const char *s1, const char *s2)
+{
+    const char *path = vnp_test_tmp(name);
+    assert_int_equal(vnp_test_write_file(path, buf, len), 0);
+    vnp_error e;
+    vnp_tensor_map *m = (vnp_tensor_map *)1;
+    vnp_code rc = vnp_checkpoint_load(path, &m, &e);
+    if (rc != code)
+        fail_msg("%s: expected %s, got %s: %s", name, vnp_code_name(code), vnp_code_name(rc),
+                 rc ? e.msg : "");
+    assert_null(m);
+    if (!strstr(e.msg, path) || (s1 && !strstr(e.msg, s1)) || (s2 && !strstr(e.msg, s2)))
+        fail_msg("%s: message '%s' lacks '%s' / '%s'", name, e.msg, s1 ? s1 : "", s2 ? s2 : "");
+}
+
+static void test_damaged_archives(void **state)
+{
+    (void)state;
+    size_t len;
+    char *orig = read_fixture("golden/classifier.pth", &len);
+    char *b = malloc(len);
+    assert_non_null(b);
+
+    memcpy(b, orig, len);
+    central(b, len, "classifier/data/0")[10] = 8; /* deflated */
+    expect_torch_fail("deflate.pth", b, len, VNP_EUNSUPPORTED, "'classifier/data/0' is compressed",
+                      "zip -0");
+
+    memcpy(b, orig, len);
+    central(b, len, "classifier/data/3")[8] |= 1;
+    expect_torch_fail("crypt.pth", b, len, VNP_EUNSUPPORTED, "'classifier/data/3' is encrypted",
+                      NULL);
+
+    memcpy(b, orig, len);
+    central(b, len, "classifier/data/4")[46 + 16] = 'x'; /* rename the storage */
+    expect_torch_fail("missing.pth", b, len, VNP_EFORMAT, "storage '4'",
+                      "'classifier/data/4') is missing");
+
+    memcpy(b, orig, len);
+    uint8_t *c = central(b, len, "classifier/data/1");
+    put32(c + 20, 64);
+    put32(c + 24, 64);
+    expect_torch_fail("short.pth", b, len, VNP_EFORMAT,
+                      "storage '1' has 64 bytes but 32 F32 elements need 128", NULL);
+
+    memcpy(b, orig, len);
+    c = central(b, len, "classifier/data/2");
+    put32(c + 42, (uint32_t)len - 10);
+    expect_torch_fail("offset.pth", b, len, VNP_EFORMAT, "'classifier/data/2': no local header",
+                      NULL);
+
+    memcpy(b, orig, len);
+    c = central(b, len, "classifier/data/0");
+    put32(c + 20, (uint32_t)len);
+    put32(c + 24, (uint32_t)len);
+    expect_torch_fail("past.pth", b, len, VNP_EFORMAT, "'classifier/data/0'",
+                      "runs past the end of the file");
+
+    memcpy(b, orig, len);
+    c = central(b, len, "classifier/byteorder");
+    put32(c + 20, 3);
+    put32(c + 24, 3);
+    uint8_t *data = (uint8_t *)find_bytes(b, len, "little");
+    assert_non_null(data);
+    memcpy(data, "big", 3);
+    expect_torch_fail("big.pth", b, len, VNP_EUNSUPPORTED, "big-endian", NULL);
+
+    memcpy(b, orig, len);
+    char *pk = find_bytes(b, len, "hidden_layer");
+    assert_non_null(pk);
+    pk[0] = 'H'; /* data.pkl no longer matches its CRC-32 */
+    expect_torch_fail("crc.pth", b, len, VNP_EINTEGRITY, "classifier/data.pkl: CRC-32 mismatch",
+                      NULL);
+
+    expect_torch_fail("trunc.pth", orig, len / 2, VNP_EFORMAT, "end-of-central-directory",
+                      "truncated");
+    expect_torch_fail("trunc2.pth", orig, len - 30, VNP_EFORMAT, "end-of-central-directory",
+                      NULL);
+    expect_torch_fail("legacy.pth", "\x80\x02\x8a\x0alegacy", 10, VNP_EUNSUPPORTED,
+                      "legacy (pre-1.6, non-zip)", NULL);
+    expect_torch_fail("text.pth", "hello world, not a model", 24, VNP_EFORMAT,
+                      "neither a safetensors file nor a PyTorch zip checkpoint", NULL);
+    free(b);
+    free(orig);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_against_torch), cmocka_unit_test(test_safetensors_equals_pickle),
+        cmocka_unit_test(test_classifier_variants),  cmocka_unit_test(test_fairesm),
+        cmocka_unit_test(test_damaged_archives),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
