@@ -9,6 +9,7 @@ typedef struct vnp_command {
 } vnp_command;
 
 int vnp_cmd_preprocess(int argc, char **argv);
+int vnp_cmd_models(int argc, char **argv);
 
 /* Prints "virnucpro: error: <msg>" to stderr. */
 void vnp_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -14,6 +14,8 @@
 static const vnp_command commands[] = {
     {"preprocess", "chunk sequences and keep stop-free six-frame ORFs (the original's files)",
      vnp_cmd_preprocess},
+    {"models", "fetch, verify, list and locate the ESM-2, DNABERT-S and classifier checkpoints",
+     vnp_cmd_models},
     {NULL, NULL, NULL},
 };
 
