@@ -1,0 +1,501 @@
+/* Variable-length multi-head attention over packed sequences (no padding),
+ * FlashAttention style: each block owns 64 query rows of one head of one
+ * sequence, streams that sequence's keys and values through shared memory in
+ * tiles of 64, and keeps a running (online) softmax in FP32, so the score
+ * matrix never reaches device memory.
+ *
+ * FP16/BF16: tensor cores through mma.sync m16n8k16 with FP32 accumulation;
+ * four warps, sixteen query rows each. FP32: a plain-FMA kernel of the same
+ * structure (one thread per query row), exact enough for 1e-5 checks.
+ *
+ * Position encodings are applied on the fly: ESM-2's rotary embedding
+ * (rotate_half over the whole head, positions restarting at 0 per sequence,
+ * angles from the checkpoint's inv_freq) is applied to Q and K as their tiles
+ * are loaded; DNABERT-S's ALiBi adds slope[h] * -|i - j| to each score. */
+#include "backend/cuda/cuda_internal.cuh"
+
+#define HD 64       /* head dimension */
+#define BM 64       /* query rows per block */
+#define BN 64       /* keys per tile */
+#define SROW 72     /* shared-memory row pitch in elements (64 + 8: no bank conflicts) */
+#define LOG2E 1.4426950408889634f
+
+/* ---- rotary table: cos and sin of pos * inv_freq[i], FP32, as the reference
+ * computes them (torch.outer in fp32, then cos/sin) ---- */
+__global__ void rope_table_kernel(const float *__restrict__ inv_freq, int half, int max_len,
+                                  float *__restrict__ table)
+{
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= max_len * half)
+        return;
+    int pos = idx / half, i = idx - pos * half;
+    float a = (float)pos * inv_freq[i];
+    float s, c;
+    sincosf(a, &s, &c);
+    table[idx] = c;
+    table[(size_t)max_len * half + idx] = s;
+}
+
+/* ---- tensor-core kernel ---- */
+template <typename T> struct mma_traits;
+template <> struct mma_traits<__half> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        __half2 h = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&h);
+    }
+    static __device__ __forceinline__ void mma(float *d, const uint32_t *a, uint32_t b0,
+                                               uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+template <> struct mma_traits<__nv_bfloat16> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&h);
+    }
+    static __device__ __forceinline__ void mma(float *d, const uint32_t *a, uint32_t b0,
+                                               uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+/* Loads rows [row0, row0 + 64) of one head's 64 columns into a shared tile
+ * (16-byte loads, eight threads per row); rows at or past `len` become zero. */
+template <typename T>
+__device__ __forceinline__ void load_tile(T (*dst)[SROW], const T *__restrict__ src, size_t ld,
+                                          int row0, int len)
+{
+    for (int chunk = threadIdx.x; chunk < 64 * 8; chunk += blockDim.x) {
+        int r = chunk >> 3, c8 = (chunk & 7) * 8;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (row0 + r < len)
+            v = *reinterpret_cast<const uint4 *>(src + (size_t)(row0 + r) * ld + c8);
+        *reinterpret_cast<uint4 *>(&dst[r][c8]) = v;
+    }
+}
+
+/* Same, transposed into dst[d][row] (V: the P.V product needs keys contiguous). */
+template <typename T>
+__device__ __forceinline__ void load_tile_t(T (*dst)[SROW], const T *__restrict__ src, size_t ld,
+                                            int row0, int len)
+{
+    for (int chunk = threadIdx.x; chunk < 64 * 8; chunk += blockDim.x) {
+        int r = chunk & 63, c8 = (chunk >> 6) * 8;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (row0 + r < len)
+            v = *reinterpret_cast<const uint4 *>(src + (size_t)(row0 + r) * ld + c8);
+        const T *e = reinterpret_cast<const T *>(&v);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            dst[c8 + k][r] = e[k];
+    }
+}
+
+/* Rotates a shared tile in place (rows are positions pos0.., rotate_half), and
+ * multiplies it by `mul`. */
+template <typename T>
+__device__ __forceinline__ void rotate_tile(T (*t)[SROW], const float *__restrict__ rope,
+                                            int max_len, int pos0, int len, float mul)
+{
+    const float *cs = rope, *sn = rope + (size_t)max_len * (HD / 2);
+    for (int idx = threadIdx.x; idx < 64 * (HD / 2); idx += blockDim.x) {
+        int r = idx >> 5, i = idx & 31;
+        int pos = pos0 + r;
+        if (pos >= len)
+            continue;
+        float x1 = vnp_ld<T>(t[r][i]), x2 = vnp_ld<T>(t[r][i + 32]);
+        float c = cs[(size_t)pos * 32 + i], s = sn[(size_t)pos * 32 + i];
+        t[r][i] = vnp_st<T>((x1 * c - x2 * s) * mul);
+        t[r][i + 32] = vnp_st<T>((x2 * c + x1 * s) * mul);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void scale_tile(T (*t)[SROW], float mul)
+{
+    for (int idx = threadIdx.x; idx < 64 * HD; idx += blockDim.x) {
+        int r = idx >> 6, i = idx & 63;
+        t[r][i] = vnp_st<T>(vnp_ld<T>(t[r][i]) * mul);
+    }
+}
+
+template <typename T, int POS>
+__global__ void __launch_bounds__(128)
+    attn_mma_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu, T *__restrict__ out,
+                    int nh, float scale, const float *__restrict__ rope, int max_len,
+                    const float *__restrict__ slopes, int *flag)
+{
+    __shared__ __align__(16) T Qs[BM][SROW];
+    __shared__ __align__(16) T Ks[BN][SROW];
+    __shared__ __align__(16) T Vt[HD][SROW];
+
+    const int s = blockIdx.x, h = blockIdx.y, q0 = blockIdx.z * BM;
+    const int start = cu[s], len = cu[s + 1] - start;
+    if (len > max_len) { /* the caller's max_len is wrong: refuse rather than read past */
+        if (blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0)
+            atomicOr(flag, VNP_CUDA_FLAG_BAD_SHAPE);
+        return;
+    }
+    if (q0 >= len)
+        return;
+    const size_t ld = (size_t)3 * nh * HD;
+    const T *qbase = qkv + (size_t)start * ld + (size_t)h * HD;
+    const T *kbase = qbase + (size_t)nh * HD;
+    const T *vbase = qbase + (size_t)2 * nh * HD;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, tig = lane & 3;
+
+    /* Q: scaled by softmax scale * log2(e) so that exp2 gives the softmax. */
+    const float qmul = scale * LOG2E;
+    load_tile<T>(Qs, qbase, ld, q0, len);
+    __syncthreads();
+    if (POS == VNP_POS_ROTARY)
+        rotate_tile<T>(Qs, rope, max_len, q0, len, qmul);
+    else
+        scale_tile<T>(Qs, qmul);
+    __syncthreads();
+
+    uint32_t qa[4][4];
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) {
+        const int r = warp * 16 + g, c = ks * 16 + 2 * tig;
+        qa[ks][0] = *reinterpret_cast<const uint32_t *>(&Qs[r][c]);
+        qa[ks][1] = *reinterpret_cast<const uint32_t *>(&Qs[r + 8][c]);
+        qa[ks][2] = *reinterpret_cast<const uint32_t *>(&Qs[r][c + 8]);
+        qa[ks][3] = *reinterpret_cast<const uint32_t *>(&Qs[r + 8][c + 8]);
+    }
+
+    float o[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    const int qi0 = q0 + warp * 16 + g, qi1 = qi0 + 8; /* this thread's two query rows */
+    const float slope = POS == VNP_POS_ALIBI ? slopes[h] * LOG2E : 0.0f;
+
+    for (int k0 = 0; k0 < len; k0 += BN) {
+        __syncthreads(); /* the previous tile is no longer read */
+        load_tile<T>(Ks, kbase, ld, k0, len);
+        load_tile_t<T>(Vt, vbase, ld, k0, len);
+        __syncthreads();
+        if (POS == VNP_POS_ROTARY) {
+            rotate_tile<T>(Ks, rope, max_len, k0, len, 1.0f);
+            __syncthreads();
+        }
+
+        float sc[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++) {
+                const int kr = j * 8 + g, c = ks * 16 + 2 * tig;
+                uint32_t b0 = *reinterpret_cast<const uint32_t *>(&Ks[kr][c]);
+                uint32_t b1 = *reinterpret_cast<const uint32_t *>(&Ks[kr][c + 8]);
+                mma_traits<T>::mma(sc[j], qa[ks], b0, b1);
+            }
+        }
+        /* mask keys past the end, add ALiBi, row maxima */
+        float mx0 = m0, mx1 = m1;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = k0 + j * 8 + 2 * tig + e;
+                if (key >= len) {
+                    sc[j][e] = -INFINITY;
+                    sc[j][2 + e] = -INFINITY;
+                } else if (POS == VNP_POS_ALIBI) {
+                    sc[j][e] -= slope * (float)abs(qi0 - key);
+                    sc[j][2 + e] -= slope * (float)abs(qi1 - key);
+                }
+                mx0 = fmaxf(mx0, sc[j][e]);
+                mx1 = fmaxf(mx1, sc[j][2 + e]);
+            }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float a0 = exp2f(m0 - mx0), a1 = exp2f(m1 - mx1);
+        m0 = mx0;
+        m1 = mx1;
+        float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            sc[j][0] = exp2f(sc[j][0] - m0);
+            sc[j][1] = exp2f(sc[j][1] - m0);
+            sc[j][2] = exp2f(sc[j][2] - m1);
+            sc[j][3] = exp2f(sc[j][3] - m1);
+            s0 += sc[j][0] + sc[j][1];
+            s1 += sc[j][2] + sc[j][3];
+        }
+        l0 = l0 * a0 + s0; /* per-thread partial sums; reduced across the quad at the end */
+        l1 = l1 * a1 + s1;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            o[j][0] *= a0;
+            o[j][1] *= a0;
+            o[j][2] *= a1;
+            o[j][3] *= a1;
+        }
+        /* O += P V, P straight from the score registers */
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            uint32_t pa[4];
+            pa[0] = mma_traits<T>::pack(sc[2 * ks][0], sc[2 * ks][1]);
+            pa[1] = mma_traits<T>::pack(sc[2 * ks][2], sc[2 * ks][3]);
+            pa[2] = mma_traits<T>::pack(sc[2 * ks + 1][0], sc[2 * ks + 1][1]);
+            pa[3] = mma_traits<T>::pack(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int dr = j * 8 + g, c = ks * 16 + 2 * tig;
+                uint32_t b0 = *reinterpret_cast<const uint32_t *>(&Vt[dr][c]);
+                uint32_t b1 = *reinterpret_cast<const uint32_t *>(&Vt[dr][c + 8]);
+                mma_traits<T>::mma(o[j], pa, b0, b1);
+            }
+        }
+    }
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+    const size_t ldo = (size_t)nh * HD;
+    T *obase = out + (size_t)start * ldo + (size_t)h * HD;
+    int bad = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int c = j * 8 + 2 * tig;
+        if (qi0 < len) {
+            float x0 = o[j][0] * inv0, x1 = o[j][1] * inv0;
+            bad |= !isfinite(x0) || !isfinite(x1);
+            *reinterpret_cast<uint32_t *>(obase + (size_t)qi0 * ldo + c) =
+                mma_traits<T>::pack(x0, x1);
+        }
+        if (qi1 < len) {
+            float x0 = o[j][2] * inv1, x1 = o[j][3] * inv1;
+            bad |= !isfinite(x0) || !isfinite(x1);
+            *reinterpret_cast<uint32_t *>(obase + (size_t)qi1 * ldo + c) =
+                mma_traits<T>::pack(x0, x1);
+        }
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+/* ---- FP32 kernel: one thread per query row, keys streamed through shared
+ * memory 32 at a time, exact expf softmax with a running maximum ---- */
+#define F32_BM 64
+#define F32_BN 32
+
+template <int POS>
+__global__ void __launch_bounds__(F32_BM)
+    attn_f32_kernel(const float *__restrict__ qkv, const int32_t *__restrict__ cu,
+                    float *__restrict__ out, int nh, float scale, const float *__restrict__ rope,
+                    int max_len, const float *__restrict__ slopes, int *flag)
+{
+    __shared__ float Ks[F32_BN][HD + 1];
+    __shared__ float Vs[F32_BN][HD + 1];
+    const int s = blockIdx.x, h = blockIdx.y, q0 = blockIdx.z * F32_BM;
+    const int start = cu[s], len = cu[s + 1] - start;
+    if (len > max_len) { /* the caller's max_len is wrong: refuse rather than read past */
+        if (blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0)
+            atomicOr(flag, VNP_CUDA_FLAG_BAD_SHAPE);
+        return;
+    }
+    if (q0 >= len)
+        return;
+    const size_t ld = (size_t)3 * nh * HD;
+    const float *qbase = qkv + (size_t)start * ld + (size_t)h * HD;
+    const float *kbase = qbase + (size_t)nh * HD;
+    const float *vbase = qbase + (size_t)2 * nh * HD;
+    const float *cs = rope, *sn = rope + (size_t)max_len * (HD / 2);
+    const int qi = q0 + threadIdx.x;
+    const int valid = qi < len;
+    const float slope = POS == VNP_POS_ALIBI ? slopes[h] : 0.0f;
+
+    float q[HD], acc[HD];
+#pragma unroll
+    for (int d = 0; d < HD; d++) {
+        q[d] = valid ? qbase[(size_t)qi * ld + d] : 0.0f;
+        acc[d] = 0.0f;
+    }
+    if (POS == VNP_POS_ROTARY && valid) {
+#pragma unroll
+        for (int i = 0; i < HD / 2; i++) {
+            float c = cs[(size_t)qi * 32 + i], sv = sn[(size_t)qi * 32 + i];
+            float x1 = q[i], x2 = q[i + 32];
+            q[i] = x1 * c - x2 * sv;
+            q[i + 32] = x2 * c + x1 * sv;
+        }
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int k0 = 0; k0 < len; k0 += F32_BN) {
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < F32_BN * HD; idx += blockDim.x) {
+            int r = idx / HD, d = idx - r * HD;
+            int key = k0 + r;
+            Ks[r][d] = key < len ? kbase[(size_t)key * ld + d] : 0.0f;
+            Vs[r][d] = key < len ? vbase[(size_t)key * ld + d] : 0.0f;
+        }
+        __syncthreads();
+        if (POS == VNP_POS_ROTARY) {
+            for (int idx = threadIdx.x; idx < F32_BN * (HD / 2); idx += blockDim.x) {
+                int r = idx / (HD / 2), i = idx - r * (HD / 2);
+                int key = k0 + r;
+                if (key >= len)
+                    continue;
+                float c = cs[(size_t)key * 32 + i], sv = sn[(size_t)key * 32 + i];
+                float x1 = Ks[r][i], x2 = Ks[r][i + 32];
+                Ks[r][i] = x1 * c - x2 * sv;
+                Ks[r][i + 32] = x2 * c + x1 * sv;
+            }
+            __syncthreads();
+        }
+        const int nk = len - k0 < F32_BN ? len - k0 : F32_BN;
+        float sc[F32_BN];
+        float mx = m;
+#pragma unroll
+        for (int r = 0; r < F32_BN; r++) {
+            float d = 0.0f;
+#pragma unroll
+            for (int k = 0; k < HD; k++)
+                d = fmaf(q[k], Ks[r][k], d);
+            d *= scale;
+            if (POS == VNP_POS_ALIBI)
+                d -= slope * (float)abs(qi - (k0 + r));
+            sc[r] = r < nk ? d : -INFINITY;
+            mx = fmaxf(mx, sc[r]);
+        }
+        const float alpha = expf(m - mx);
+        m = mx;
+        l *= alpha;
+#pragma unroll
+        for (int d = 0; d < HD; d++)
+            acc[d] *= alpha;
+#pragma unroll
+        for (int r = 0; r < F32_BN; r++) {
+            float p = expf(sc[r] - m);
+            l += p;
+#pragma unroll
+            for (int d = 0; d < HD; d++)
+                acc[d] = fmaf(p, Vs[r][d], acc[d]);
+        }
+    }
+    if (!valid)
+        return;
+    const size_t ldo = (size_t)nh * HD;
+    float *orow = out + (size_t)(start + qi) * ldo + (size_t)h * HD;
+    const float inv = 1.0f / l;
+    int bad = 0;
+#pragma unroll
+    for (int d = 0; d < HD; d++) {
+        float v = acc[d] * inv;
+        bad |= !isfinite(v);
+        orow[d] = v;
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
+                            int nseq, int max_len, int T, const vnp_attn_desc *desc,
+                            vnp_buf *out, vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (desc->head_dim != HD)
+        return vnp_fail(err, VNP_EUNSUPPORTED,
+                        "CUDA attention supports head dimension %d (ESM-2 and DNABERT-S); this "
+                        "model has %d",
+                        HD, desc->head_dim);
+    const int nh = desc->heads;
+    if (nseq < 0 || T < 0 || max_len < 0 || nh <= 0 || qkv->dtype != c->act ||
+        out->dtype != c->act || cu_seqlens->dtype != VNP_DT_I32 ||
+        cu_seqlens->n < (size_t)nseq + 1 || qkv->n < (size_t)T * 3 * nh * HD ||
+        out->n < (size_t)T * nh * HD)
+        return vnp_fail(err, VNP_EINVAL,
+                        "CUDA attention: inconsistent arguments (T=%d, nseq=%d, heads=%d)", T,
+                        nseq, nh);
+    if (nseq == 0 || T == 0 || max_len == 0)
+        return VNP_OK;
+    if (nh > 65535)
+        return vnp_fail(err, VNP_EUNSUPPORTED, "CUDA attention: %d heads (at most 65535)", nh);
+    const int pos = desc->pos;
+    if (pos == VNP_POS_ROTARY &&
+        (!desc->inv_freq || desc->inv_freq->dtype != VNP_DT_F32 || desc->inv_freq->n < HD / 2))
+        return vnp_fail(err, VNP_EINVAL, "CUDA attention: rotary needs inv_freq [%d] float32",
+                        HD / 2);
+    if (pos == VNP_POS_ALIBI &&
+        (!desc->slopes || desc->slopes->dtype != VNP_DT_F32 || desc->slopes->n < (size_t)nh))
+        return vnp_fail(err, VNP_EINVAL, "CUDA attention: ALiBi needs slopes [%d] float32", nh);
+    vnp_code rc;
+    if (pos == VNP_POS_ROTARY) {
+        size_t need = (size_t)max_len * HD; /* cos and sin, max_len x 32 each */
+        size_t have = c->rope_floats * 4;
+        rc = vnp_cuda_reserve((void **)&c->rope, &have, need * 4, "allocating the rotary table",
+                              err);
+        c->rope_floats = have / 4;
+        if (rc)
+            return rc;
+        int n = max_len * (HD / 2);
+        rope_table_kernel<<<(n + 255) / 256, 256, 0, c->stream>>>(
+            (const float *)desc->inv_freq->ptr, HD / 2, max_len, c->rope);
+        rc = vnp_cuda_check_launch("rope_table", err);
+        if (rc)
+            return rc;
+    }
+    const float *slopes = pos == VNP_POS_ALIBI ? (const float *)desc->slopes->ptr : NULL;
+    const int32_t *cu = (const int32_t *)cu_seqlens->ptr;
+    if (c->act == VNP_DT_F32) {
+        dim3 grid((unsigned)nseq, (unsigned)nh, (unsigned)((max_len + F32_BM - 1) / F32_BM));
+        const float *q = (const float *)qkv->ptr;
+        float *o = (float *)out->ptr;
+        if (pos == VNP_POS_ROTARY)
+            attn_f32_kernel<VNP_POS_ROTARY><<<grid, F32_BM, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+        else if (pos == VNP_POS_ALIBI)
+            attn_f32_kernel<VNP_POS_ALIBI><<<grid, F32_BM, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+        else
+            attn_f32_kernel<VNP_POS_NONE><<<grid, F32_BM, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+        return vnp_cuda_check_launch("attention_f32", err);
+    }
+    dim3 grid((unsigned)nseq, (unsigned)nh, (unsigned)((max_len + BM - 1) / BM));
+    if (c->act == VNP_DT_F16) {
+        const __half *q = (const __half *)qkv->ptr;
+        __half *o = (__half *)out->ptr;
+        if (pos == VNP_POS_ROTARY)
+            attn_mma_kernel<__half, VNP_POS_ROTARY><<<grid, 128, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+        else if (pos == VNP_POS_ALIBI)
+            attn_mma_kernel<__half, VNP_POS_ALIBI><<<grid, 128, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+        else
+            attn_mma_kernel<__half, VNP_POS_NONE><<<grid, 128, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+    } else {
+        const __nv_bfloat16 *q = (const __nv_bfloat16 *)qkv->ptr;
+        __nv_bfloat16 *o = (__nv_bfloat16 *)out->ptr;
+        if (pos == VNP_POS_ROTARY)
+            attn_mma_kernel<__nv_bfloat16, VNP_POS_ROTARY><<<grid, 128, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+        else if (pos == VNP_POS_ALIBI)
+            attn_mma_kernel<__nv_bfloat16, VNP_POS_ALIBI><<<grid, 128, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+        else
+            attn_mma_kernel<__nv_bfloat16, VNP_POS_NONE><<<grid, 128, 0, c->stream>>>(
+                q, cu, o, nh, desc->scale, c->rope, max_len, slopes, c->flag);
+    }
+    return vnp_cuda_check_launch("attention", err);
+}

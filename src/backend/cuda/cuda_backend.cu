@@ -1,0 +1,429 @@
+/* The CUDA backend: construction, device memory, weight conversion at load,
+ * and the device-side non-finite guard. The ops live in their own files. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.cuh"
+#include "virnucpro/error.h"
+
+vnp_code vnp_cuda_check(cudaError_t e, const char *what, vnp_error *err)
+{
+    if (e == cudaSuccess)
+        return VNP_OK;
+    if (e == cudaErrorMemoryAllocation)
+        return vnp_fail(err, VNP_ENOMEM,
+                        "CUDA: out of GPU memory while %s (%s); use a smaller --batch-tokens "
+                        "budget or a GPU with more memory",
+                        what, cudaGetErrorString(e));
+    return vnp_fail(err, VNP_EDEVICE, "CUDA: %s failed: %s (%s)", what, cudaGetErrorString(e),
+                    cudaGetErrorName(e));
+}
+
+vnp_code vnp_cuda_check_launch(const char *kernel, vnp_error *err)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess)
+        return VNP_OK;
+    char what[128];
+    snprintf(what, sizeof what, "launching kernel %s", kernel);
+    return vnp_cuda_check(e, what, err);
+}
+
+vnp_code vnp_cuda_reserve(void **ptr, size_t *have, size_t bytes, const char *what,
+                          vnp_error *err)
+{
+    if (*have >= bytes && *ptr)
+        return VNP_OK;
+    if (*ptr) {
+        /* The old scratch may still be read by queued kernels. */
+        cudaDeviceSynchronize();
+        cudaFree(*ptr);
+        *ptr = NULL;
+        *have = 0;
+    }
+    size_t want = bytes < 256 ? 256 : bytes;
+    vnp_code rc = vnp_cuda_check(cudaMalloc(ptr, want), what, err);
+    if (rc) {
+        *ptr = NULL;
+        return rc;
+    }
+    *have = want;
+    return VNP_OK;
+}
+
+size_t vnp_cuda_dtype_size(vnp_dtype dt)
+{
+    switch (dt) {
+    case VNP_DT_F32: return 4;
+    case VNP_DT_F16: return 2;
+    case VNP_DT_BF16: return 2;
+    case VNP_DT_I32: return 4;
+    default: return 0;
+    }
+}
+
+int vnp_cuda_is_float(vnp_dtype dt)
+{
+    return dt == VNP_DT_F32 || dt == VNP_DT_F16 || dt == VNP_DT_BF16;
+}
+
+/* ---- conversion ---- */
+template <typename S, typename D>
+__global__ void convert_kernel(const S *__restrict__ src, D *__restrict__ dst, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = vnp_st<D>(vnp_ld<S>(src[i]));
+}
+
+template <typename S>
+static void launch_convert_from(const S *src, void *dst, vnp_dtype ddt, size_t n, cudaStream_t st)
+{
+    unsigned blocks = (unsigned)((n + 255) / 256);
+    if (blocks > 65535u * 8u)
+        blocks = 65535u * 8u;
+    if (blocks == 0)
+        blocks = 1;
+    if (ddt == VNP_DT_F16)
+        convert_kernel<S, __half><<<blocks, 256, 0, st>>>(src, (__half *)dst, n);
+    else if (ddt == VNP_DT_BF16)
+        convert_kernel<S, __nv_bfloat16><<<blocks, 256, 0, st>>>(src, (__nv_bfloat16 *)dst, n);
+    else
+        convert_kernel<S, float><<<blocks, 256, 0, st>>>(src, (float *)dst, n);
+}
+
+vnp_code vnp_cuda_convert(vnp_cuda *c, const void *src, vnp_dtype sdt, void *dst, vnp_dtype ddt,
+                          size_t n, vnp_error *err)
+{
+    if (n == 0)
+        return VNP_OK;
+    if (sdt == ddt)
+        return vnp_cuda_check(cudaMemcpyAsync(dst, src, n * vnp_cuda_dtype_size(sdt),
+                                              cudaMemcpyDeviceToDevice, c->stream),
+                              "copying a device buffer", err);
+    if (sdt == VNP_DT_F16)
+        launch_convert_from((const __half *)src, dst, ddt, n, c->stream);
+    else if (sdt == VNP_DT_BF16)
+        launch_convert_from((const __nv_bfloat16 *)src, dst, ddt, n, c->stream);
+    else
+        launch_convert_from((const float *)src, dst, ddt, n, c->stream);
+    return vnp_cuda_check_launch("convert", err);
+}
+
+/* ---- memory ---- */
+static vnp_code cu_alloc(vnp_cuda *c, size_t n, vnp_dtype dt, vnp_buf *out, vnp_error *err)
+{
+    out->ptr = NULL;
+    out->dtype = dt;
+    out->n = n;
+    if (n == 0)
+        return VNP_OK;
+    size_t es = vnp_cuda_dtype_size(dt);
+    if (n > SIZE_MAX / es)
+        return vnp_fail(err, VNP_ENOMEM, "CUDA: a buffer of %zu elements is too large", n);
+    char what[96];
+    snprintf(what, sizeof what, "allocating %zu bytes of GPU memory", n * es);
+    vnp_code rc = vnp_cuda_check(cudaMalloc(&out->ptr, n * es), what, err);
+    if (rc)
+        out->ptr = NULL;
+    return rc;
+}
+
+static vnp_code cu_alloc_act(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    return cu_alloc(c, n, c->act, out, err);
+}
+
+static vnp_code cu_alloc_i32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
+{
+    return cu_alloc(vnp_cuda_of(be), n, VNP_DT_I32, out, err);
+}
+
+static void cu_free_buf(vnp_backend *be, vnp_buf *buf)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (!buf)
+        return;
+    if (buf->ptr) {
+        for (int i = 0; i < c->nbias; i++)
+            if (c->bias[i].src == buf->ptr) {
+                cudaFree(c->bias[i].conv);
+                c->bias[i] = c->bias[--c->nbias];
+                break;
+            }
+        cudaFree(buf->ptr);
+    }
+    buf->ptr = NULL;
+    buf->n = 0;
+}
+
+/* Host data -> device, converted to `ddt` on the GPU through a staging buffer,
+ * so that an 11 GB checkpoint converts at copy speed. */
+static vnp_code upload_convert(vnp_cuda *c, const void *src, vnp_dtype sdt, size_t n,
+                               const vnp_buf *out, const char *name, vnp_error *err)
+{
+    size_t ses = vnp_cuda_dtype_size(sdt), des = vnp_cuda_dtype_size(out->dtype);
+    if (sdt == out->dtype)
+        return vnp_cuda_check(cudaMemcpy(out->ptr, src, n * ses, cudaMemcpyHostToDevice),
+                              "copying a weight tensor to the GPU", err);
+    const size_t chunk = (size_t)32 << 20; /* elements per pass */
+    size_t stage_elems = n < chunk ? n : chunk;
+    vnp_code rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, stage_elems * ses,
+                                   "allocating the weight staging buffer", err);
+    if (rc)
+        return rc;
+    for (size_t off = 0; off < n; off += stage_elems) {
+        size_t m = n - off < stage_elems ? n - off : stage_elems;
+        rc = vnp_cuda_check(cudaMemcpyAsync(c->scratch, (const char *)src + off * ses, m * ses,
+                                            cudaMemcpyHostToDevice, c->stream),
+                            "copying a weight tensor to the GPU", err);
+        if (!rc)
+            rc = vnp_cuda_convert(c, c->scratch, sdt, (char *)out->ptr + off * des, out->dtype,
+                                  m, err);
+        if (!rc)
+            rc = vnp_cuda_check(cudaStreamSynchronize(c->stream), "converting a weight tensor",
+                                err);
+        if (rc) {
+            vnp_error_prefix(err, "tensor '%s': ", name ? name : "?");
+            return rc;
+        }
+    }
+    return VNP_OK;
+}
+
+static vnp_code cu_upload_weight(vnp_backend *be, const vnp_tensor *t, int matrix, vnp_buf *out,
+                                 vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (!vnp_cuda_is_float(t->dtype))
+        return vnp_fail(err, VNP_EUNSUPPORTED,
+                        "tensor '%s' has dtype %s; the CUDA backend takes F32, F16 or BF16 "
+                        "weights",
+                        t->name ? t->name : "?", vnp_dtype_name(t->dtype));
+    int64_t numel = vnp_tensor_numel(t);
+    if (numel < 0 || (size_t)numel * vnp_cuda_dtype_size(t->dtype) > t->nbytes)
+        return vnp_fail(err, VNP_ESHAPE, "tensor '%s' holds fewer bytes than its shape needs",
+                        t->name ? t->name : "?");
+    vnp_dtype dt = matrix ? c->act : VNP_DT_F32;
+    vnp_code rc = cu_alloc(c, (size_t)numel, dt, out, err);
+    if (rc) {
+        vnp_error_prefix(err, "tensor '%s': ", t->name ? t->name : "?");
+        return rc;
+    }
+    if (numel == 0)
+        return VNP_OK;
+    rc = upload_convert(c, t->data, t->dtype, (size_t)numel, out, t->name, err);
+    if (rc)
+        cu_free_buf(be, out);
+    return rc;
+}
+
+static vnp_code cu_upload_f32(vnp_backend *be, const float *src, size_t n, vnp_buf *out,
+                              vnp_error *err)
+{
+    vnp_code rc = cu_alloc(vnp_cuda_of(be), n, VNP_DT_F32, out, err);
+    if (rc || n == 0)
+        return rc;
+    rc = vnp_cuda_check(cudaMemcpy(out->ptr, src, n * 4, cudaMemcpyHostToDevice),
+                        "copying float data to the GPU", err);
+    if (rc)
+        cu_free_buf(be, out);
+    return rc;
+}
+
+static vnp_code cu_upload_i32(vnp_backend *be, const int32_t *src, size_t n, vnp_buf *dst,
+                              vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (!dst->ptr || dst->n < n || dst->dtype != VNP_DT_I32) {
+        cu_free_buf(be, dst);
+        vnp_code rc = cu_alloc(c, n, VNP_DT_I32, dst, err);
+        if (rc)
+            return rc;
+    }
+    if (n == 0)
+        return VNP_OK;
+    /* Asynchronous with respect to the kernels still reading the previous ids:
+     * ordered on the same stream. */
+    return vnp_cuda_check(cudaMemcpyAsync(dst->ptr, src, n * 4, cudaMemcpyHostToDevice,
+                                          c->stream),
+                          "copying token ids to the GPU", err);
+}
+
+static vnp_code cu_download_f32(vnp_backend *be, const vnp_buf *src, size_t n, float *dst,
+                                vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (n > src->n)
+        return vnp_fail(err, VNP_EINVAL, "CUDA: download of %zu elements from a buffer of %zu",
+                        n, src->n);
+    if (n == 0)
+        return VNP_OK;
+    const void *from = src->ptr;
+    vnp_code rc;
+    if (src->dtype != VNP_DT_F32) {
+        rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, n * 4,
+                              "allocating a download buffer", err);
+        if (rc)
+            return rc;
+        rc = vnp_cuda_convert(c, src->ptr, src->dtype, c->scratch, VNP_DT_F32, n, err);
+        if (rc)
+            return rc;
+        from = c->scratch;
+    }
+    rc = vnp_cuda_check(cudaMemcpyAsync(dst, from, n * 4, cudaMemcpyDeviceToHost, c->stream),
+                        "copying results from the GPU", err);
+    if (!rc)
+        rc = vnp_cuda_check(cudaStreamSynchronize(c->stream), "running the GPU batch", err);
+    return rc;
+}
+
+/* ---- guard ---- */
+static int cu_nonfinite_seen(vnp_backend *be)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    int flag = 0;
+    if (cudaMemcpyAsync(&flag, c->flag, sizeof flag, cudaMemcpyDeviceToHost, c->stream) !=
+            cudaSuccess ||
+        cudaStreamSynchronize(c->stream) != cudaSuccess)
+        return 1; /* a device failure: never report a clean batch */
+    return flag;
+}
+
+static void cu_nonfinite_reset(vnp_backend *be)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    cudaMemsetAsync(c->flag, 0, sizeof(int), c->stream);
+}
+
+static void cu_destroy(vnp_backend *be)
+{
+    if (!be)
+        return;
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (c) {
+        cudaSetDevice(c->device);
+        cudaStreamSynchronize(c->stream);
+        vnp_cuda_gemm_release(c);
+        for (int i = 0; i < c->nbias; i++)
+            cudaFree(c->bias[i].conv);
+        free(c->bias);
+        cudaFree(c->workspace);
+        cudaFree(c->flag);
+        cudaFree(c->scratch);
+        cudaFree(c->rope);
+        cudaFree(c->pool_rows);
+        cudaFree(c->pool_out);
+        if (c->lt)
+            cublasLtDestroy(c->lt);
+        if (c->stream)
+            cudaStreamDestroy(c->stream);
+        free(c);
+    }
+    free(be);
+}
+
+static vnp_backend_ops g_cuda_ops;
+
+static void fill_ops(void)
+{
+    g_cuda_ops.name = "cuda";
+    g_cuda_ops.destroy = cu_destroy;
+    g_cuda_ops.alloc_act = cu_alloc_act;
+    g_cuda_ops.alloc_i32 = cu_alloc_i32;
+    g_cuda_ops.upload_weight = cu_upload_weight;
+    g_cuda_ops.upload_f32 = cu_upload_f32;
+    g_cuda_ops.upload_i32 = cu_upload_i32;
+    g_cuda_ops.download_f32 = cu_download_f32;
+    g_cuda_ops.free_buf = cu_free_buf;
+    g_cuda_ops.embedding = vnp_cuda_embedding;
+    g_cuda_ops.linear = vnp_cuda_linear;
+    g_cuda_ops.layernorm = vnp_cuda_layernorm;
+    g_cuda_ops.gated_gelu = vnp_cuda_gated_gelu;
+    g_cuda_ops.attention = vnp_cuda_attention;
+    g_cuda_ops.mean_pool = vnp_cuda_mean_pool;
+    g_cuda_ops.nonfinite_seen = cu_nonfinite_seen;
+    g_cuda_ops.nonfinite_reset = cu_nonfinite_reset;
+}
+
+static const char *prec_name(vnp_precision p)
+{
+    return p == VNP_PREC_FP16 ? "fp16" : p == VNP_PREC_BF16 ? "bf16" : "fp32";
+}
+
+extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **out,
+                                            vnp_error *err)
+{
+    *out = NULL;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0)
+        return vnp_fail(err, VNP_EDEVICE,
+                        "no CUDA GPU is usable here (%s); run with --device cpu",
+                        e != cudaSuccess ? cudaGetErrorString(e) : "no device found");
+    if (device < 0 || device >= count)
+        return vnp_fail(err, VNP_EINVAL, "--device cuda:%d: this machine has %d CUDA GPU%s (0..%d)",
+                        device, count, count == 1 ? "" : "s", count - 1);
+    if (prec != VNP_PREC_FP32 && prec != VNP_PREC_FP16 && prec != VNP_PREC_BF16)
+        return vnp_fail(err, VNP_EINVAL, "CUDA backend: unknown precision %d", (int)prec);
+    vnp_code rc = vnp_cuda_check(cudaSetDevice(device), "selecting the GPU", err);
+    if (rc)
+        return rc;
+    cudaDeviceProp prop;
+    rc = vnp_cuda_check(cudaGetDeviceProperties(&prop, device), "reading the GPU's properties",
+                        err);
+    if (rc)
+        return rc;
+    if (prop.major < 8)
+        return vnp_fail(err, VNP_EUNSUPPORTED,
+                        "GPU %d (%s) has compute capability %d.%d; the CUDA backend needs 8.0 or "
+                        "newer (built for sm_90)",
+                        device, prop.name, prop.major, prop.minor);
+
+    vnp_backend *be = (vnp_backend *)calloc(1, sizeof *be);
+    vnp_cuda *c = (vnp_cuda *)calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return vnp_fail(err, VNP_ENOMEM, "out of memory creating the CUDA backend");
+    }
+    fill_ops();
+    be->ops = &g_cuda_ops;
+    be->prec = prec;
+    be->threads = 1;
+    be->impl = c;
+    c->device = device;
+    c->act = prec == VNP_PREC_FP16 ? VNP_DT_F16 : prec == VNP_PREC_BF16 ? VNP_DT_BF16 : VNP_DT_F32;
+    snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
+    snprintf(be->name, sizeof be->name, "cuda:%d %s", device, prec_name(prec));
+
+    rc = vnp_cuda_check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
+                        "creating a CUDA stream", err);
+    if (!rc && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
+        rc = vnp_fail(err, VNP_EDEVICE, "CUDA: cuBLASLt could not be initialised on GPU %d",
+                      device);
+    if (!rc) {
+        c->workspace_size = (size_t)64 << 20;
+        rc = vnp_cuda_check(cudaMalloc(&c->workspace, c->workspace_size),
+                            "allocating the GEMM workspace", err);
+    }
+    if (!rc)
+        rc = vnp_cuda_check(cudaMalloc((void **)&c->flag, sizeof(int)),
+                            "allocating the guard flag", err);
+    if (!rc)
+        rc = vnp_cuda_check(cudaMemset(c->flag, 0, sizeof(int)), "clearing the guard flag", err);
+    if (rc) {
+        cu_destroy(be);
+        return rc;
+    }
+    *out = be;
+    return VNP_OK;
+}
+
+/* Name of the GPU a CUDA backend runs on (for logs and benchmark tables). */
+extern "C" const char *vnp_backend_cuda_device_name(vnp_backend *be)
+{
+    return vnp_cuda_of(be)->device_name;
+}

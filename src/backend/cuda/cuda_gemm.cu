@@ -1,0 +1,243 @@
+/* linear(): out = act(x W^T + bias) + residual through cuBLASLt.
+ * The bias rides the GEMM's BIAS epilogue (cuBLASLt wants it in the output
+ * dtype, so FP32 biases get a converted copy made once and cached), ReLU its
+ * RELU_BIAS epilogue, and the residual the C operand (beta = 1, in place when
+ * out aliases it). GELU is not taken from cuBLASLt: its GELU epilogue is the
+ * tanh approximation, and both models use the erf form, so GELU runs as our
+ * own kernel over the GEMM output. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+static cudaDataType_t cuda_type(vnp_dtype dt)
+{
+    return dt == VNP_DT_F16 ? CUDA_R_16F : dt == VNP_DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+static int ptr_align(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 1 && (a % (uintptr_t)al))
+        al >>= 1;
+    return al;
+}
+
+static vnp_code lt_fail(cublasStatus_t s, const char *what, vnp_error *err)
+{
+    return vnp_fail(err, VNP_EDEVICE, "cuBLASLt: %s failed (status %d)", what, (int)s);
+}
+
+static void plan_release(vnp_cuda_gemm_plan *p)
+{
+    if (!p->used)
+        return;
+    cublasLtMatmulDescDestroy(p->desc);
+    cublasLtMatrixLayoutDestroy(p->a);
+    cublasLtMatrixLayoutDestroy(p->b);
+    cublasLtMatrixLayoutDestroy(p->c);
+    cublasLtMatrixLayoutDestroy(p->d);
+    memset(p, 0, sizeof *p);
+}
+
+void vnp_cuda_gemm_release(vnp_cuda *c)
+{
+    for (int i = 0; i < VNP_CUDA_PLANS; i++)
+        plan_release(&c->plans[i]);
+}
+
+/* Finds or builds the plan for one GEMM shape. Row-major out[M,N] = x[M,K] W[N,K]^T
+ * is column-major out^T[N,M] = W^T... i.e. D(N x M) = op_T(A = W, K x N) * B(x, K x M). */
+static vnp_code get_plan(vnp_cuda *c, int M, int N, int K, cublasLtEpilogue_t epi, int has_c,
+                         int align, vnp_cuda_gemm_plan **out, vnp_error *err)
+{
+    vnp_cuda_gemm_plan *victim = &c->plans[0];
+    for (int i = 0; i < VNP_CUDA_PLANS; i++) {
+        vnp_cuda_gemm_plan *p = &c->plans[i];
+        if (p->used && p->m == M && p->n == N && p->k == K && p->epilogue == (int)epi &&
+            p->has_c == has_c && p->align == align) {
+            p->stamp = ++c->clock;
+            *out = p;
+            return VNP_OK;
+        }
+        if (!p->used || p->stamp < victim->stamp)
+            victim = p;
+        if (!p->used)
+            break;
+    }
+    plan_release(victim);
+    vnp_cuda_gemm_plan *p = victim;
+    cudaDataType_t t = cuda_type(c->act);
+    cublasStatus_t s = cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return lt_fail(s, "creating a matmul descriptor", err);
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    int ok = cublasLtMatrixLayoutCreate(&p->a, t, K, N, K) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatrixLayoutCreate(&p->b, t, K, M, K) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatrixLayoutCreate(&p->c, t, N, M, N) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatrixLayoutCreate(&p->d, t, N, M, N) == CUBLAS_STATUS_SUCCESS;
+    p->used = 1; /* so that plan_release frees what was made */
+    if (!ok) {
+        plan_release(p);
+        return vnp_fail(err, VNP_EDEVICE, "cuBLASLt: could not describe a %dx%dx%d GEMM", M, N,
+                        K);
+    }
+    cublasLtMatmulPreference_t pref;
+    s = cublasLtMatmulPreferenceCreate(&pref);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        plan_release(p);
+        return lt_fail(s, "creating a matmul preference", err);
+    }
+    uint64_t ws = c->workspace_size;
+    uint32_t al = (uint32_t)align;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                         sizeof ws);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al,
+                                         sizeof al);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al,
+                                         sizeof al);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al,
+                                         sizeof al);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al,
+                                         sizeof al);
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->d, pref, 1, &res,
+                                       &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
+        plan_release(p);
+        return vnp_fail(err, VNP_EDEVICE,
+                        "cuBLASLt found no algorithm for a %dx%dx%d GEMM (epilogue %d, status %d)",
+                        M, N, K, (int)epi, (int)s);
+    }
+    p->algo = res.algo;
+    p->m = M;
+    p->n = N;
+    p->k = K;
+    p->epilogue = (int)epi;
+    p->has_c = has_c;
+    p->align = align;
+    p->stamp = ++c->clock;
+    *out = p;
+    return VNP_OK;
+}
+
+/* The compute-dtype copy of a bias vector, made on first use. */
+static vnp_code bias_in_act(vnp_cuda *c, const vnp_buf *bias, const void **out, vnp_error *err)
+{
+    if (bias->dtype == c->act) {
+        *out = bias->ptr;
+        return VNP_OK;
+    }
+    for (int i = 0; i < c->nbias; i++)
+        if (c->bias[i].src == bias->ptr) {
+            *out = c->bias[i].conv;
+            return VNP_OK;
+        }
+    if (c->nbias == c->capbias) {
+        int cap = c->capbias ? 2 * c->capbias : 64;
+        vnp_cuda_bias *nb = (vnp_cuda_bias *)realloc(c->bias, (size_t)cap * sizeof *nb);
+        if (!nb)
+            return vnp_fail(err, VNP_ENOMEM, "out of memory caching GEMM biases");
+        c->bias = nb;
+        c->capbias = cap;
+    }
+    void *conv = NULL;
+    vnp_code rc = vnp_cuda_check(cudaMalloc(&conv, bias->n * vnp_cuda_dtype_size(c->act)),
+                                 "allocating a GEMM bias", err);
+    if (rc)
+        return rc;
+    rc = vnp_cuda_convert(c, bias->ptr, bias->dtype, conv, c->act, bias->n, err);
+    if (rc) {
+        cudaFree(conv);
+        return rc;
+    }
+    c->bias[c->nbias].src = bias->ptr;
+    c->bias[c->nbias].conv = conv;
+    c->nbias++;
+    *out = conv;
+    return VNP_OK;
+}
+
+vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
+                         vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
+                         vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (M < 0 || N <= 0 || K <= 0 || x->dtype != c->act || out->dtype != c->act ||
+        x->n < (size_t)M * K || out->n < (size_t)M * N || w->n < (size_t)N * K ||
+        (bias && bias->n < (size_t)N) ||
+        (residual && (residual->dtype != c->act || residual->n < (size_t)M * N)))
+        return vnp_fail(err, VNP_EINVAL, "CUDA linear: inconsistent arguments (M=%d N=%d K=%d)",
+                        M, N, K);
+    if (w->dtype != c->act)
+        return vnp_fail(err, VNP_EINVAL,
+                        "CUDA linear: the weight is %s but the backend computes in %s; upload "
+                        "GEMM weights with matrix=1",
+                        vnp_dtype_name(w->dtype), vnp_dtype_name(c->act));
+    if (bias && !vnp_cuda_is_float(bias->dtype))
+        return vnp_fail(err, VNP_EINVAL, "CUDA linear: the bias is not a float buffer");
+    if (M == 0)
+        return VNP_OK;
+
+    const void *bptr = NULL;
+    vnp_code rc;
+    if (bias) {
+        rc = bias_in_act(c, bias, &bptr, err);
+        if (rc)
+            return rc;
+    }
+    /* What the GEMM itself computes, and what a kernel finishes. */
+    int gelu = act == VNP_ACT_GELU_ERF;
+    int relu = act == VNP_ACT_RELU;
+    int post = gelu || (relu && residual); /* activation applied after the GEMM */
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (relu && !residual)
+        epi = bptr ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+    else if (bptr)
+        epi = CUBLASLT_EPILOGUE_BIAS;
+    int c_in_gemm = residual && !post; /* residual as the C operand */
+    void *dst = out->ptr;
+    size_t nout = (size_t)M * N;
+    if (post && residual) {
+        rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, nout * vnp_cuda_dtype_size(c->act),
+                              "allocating a GEMM temporary", err);
+        if (rc)
+            return rc;
+        dst = c->scratch;
+    }
+    int align = ptr_align(x->ptr);
+    int a2 = ptr_align(w->ptr), a3 = ptr_align(dst);
+    if (a2 < align)
+        align = a2;
+    if (a3 < align)
+        align = a3;
+    if (c_in_gemm && ptr_align(residual->ptr) < align)
+        align = ptr_align(residual->ptr);
+    if (bptr && ptr_align(bptr) < align)
+        align = ptr_align(bptr);
+    vnp_cuda_gemm_plan *p = NULL;
+    rc = get_plan(c, M, N, K, epi, c_in_gemm, align, &p, err);
+    if (rc)
+        return rc;
+    if (bptr)
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bptr,
+                                       sizeof bptr);
+    const float alpha = 1.0f, beta = c_in_gemm ? 1.0f : 0.0f;
+    const void *cptr = c_in_gemm ? residual->ptr : dst;
+    cublasStatus_t s = cublasLtMatmul(c->lt, p->desc, &alpha, w->ptr, p->a, x->ptr, p->b, &beta,
+                                      cptr, p->c, dst, p->d, &p->algo, c->workspace,
+                                      c->workspace_size, c->stream);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return vnp_fail(err, VNP_EDEVICE, "cuBLASLt: a %dx%dx%d GEMM failed (status %d)", M, N,
+                        K, (int)s);
+    if (post)
+        return vnp_cuda_act_residual(c, dst, act, residual ? residual->ptr : NULL, out->ptr,
+                                     nout, err);
+    return VNP_OK;
+}

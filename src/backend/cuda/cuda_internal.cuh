@@ -1,0 +1,138 @@
+/* Internal state and helpers shared by the CUDA backend's translation units.
+ * Every kernel launches on the backend's one stream; nothing here synchronises
+ * except the calls that hand results back to the host. */
+#ifndef VNP_CUDA_INTERNAL_CUH
+#define VNP_CUDA_INTERNAL_CUH
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+
+/* Bits of the device-side guard word. */
+#define VNP_CUDA_FLAG_NONFINITE 1
+#define VNP_CUDA_FLAG_BAD_TOKEN 2
+#define VNP_CUDA_FLAG_BAD_SHAPE 4
+
+typedef struct vnp_cuda_gemm_plan {
+    int used;
+    int m, n, k, epilogue, has_c, align;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c, d;
+    cublasLtMatmulAlgo_t algo;
+    unsigned long long stamp;
+} vnp_cuda_gemm_plan;
+
+typedef struct vnp_cuda_bias {
+    const void *src; /* the F32 buffer the model passed */
+    void *conv;      /* its copy in the compute dtype */
+} vnp_cuda_bias;
+
+#define VNP_CUDA_PLANS 48
+
+typedef struct vnp_cuda {
+    int device;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *workspace;
+    size_t workspace_size;
+    int *flag;         /* device guard word */
+    vnp_dtype act;     /* compute dtype of activations and GEMM weights */
+    void *scratch;     /* GEMM temporaries, conversions */
+    size_t scratch_bytes;
+    float *rope;       /* cos | sin tables for rotary, [max_len][head_dim/2] each */
+    size_t rope_floats;
+    int32_t *pool_rows; /* device copy of the pooling row ranges */
+    size_t pool_rows_cap;
+    float *pool_out;
+    size_t pool_out_cap;
+    vnp_cuda_bias *bias;
+    int nbias, capbias;
+    vnp_cuda_gemm_plan plans[VNP_CUDA_PLANS];
+    unsigned long long clock;
+    char device_name[256];
+} vnp_cuda;
+
+static inline vnp_cuda *vnp_cuda_of(vnp_backend *be) { return (vnp_cuda *)be->impl; }
+
+/* Turns a CUDA status into a vnp_error naming what was being done. */
+vnp_code vnp_cuda_check(cudaError_t e, const char *what, vnp_error *err);
+vnp_code vnp_cuda_check_launch(const char *kernel, vnp_error *err);
+/* Grows a scratch allocation to at least `bytes`. */
+vnp_code vnp_cuda_reserve(void **ptr, size_t *have, size_t bytes, const char *what,
+                          vnp_error *err);
+size_t vnp_cuda_dtype_size(vnp_dtype dt);
+int vnp_cuda_is_float(vnp_dtype dt);
+
+/* Element-wise conversion between float dtypes on the device (n elements). */
+vnp_code vnp_cuda_convert(vnp_cuda *c, const void *src, vnp_dtype sdt, void *dst, vnp_dtype ddt,
+                          size_t n, vnp_error *err);
+
+/* Ops, one translation unit each. */
+vnp_code vnp_cuda_embedding(vnp_backend *be, const vnp_buf *table, const vnp_buf *ids, int T,
+                            int H, const vnp_buf *add_row, float scale, vnp_buf *out,
+                            vnp_error *err);
+vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
+                         vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
+                         vnp_error *err);
+void vnp_cuda_gemm_release(vnp_cuda *c);
+vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,
+                            const vnp_buf *gamma, const vnp_buf *beta, float eps, int M, int H,
+                            vnp_buf *out, vnp_error *err);
+vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vnp_buf *out,
+                             vnp_error *err);
+/* out[i] = act(y[i]) + (res ? res[i] : 0) over n elements; all in the compute dtype. */
+vnp_code vnp_cuda_act_residual(vnp_cuda *c, const void *y, vnp_act act, const void *res,
+                               void *out, size_t n, vnp_error *err);
+vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
+                            int nseq, int max_len, int T, const vnp_attn_desc *desc,
+                            vnp_buf *out, vnp_error *err);
+vnp_code vnp_cuda_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const int32_t *row_begin,
+                            const int32_t *row_end, int nseq, float *out, vnp_error *err);
+
+/* ---- device helpers ---- */
+#ifdef __CUDACC__
+template <typename T> __device__ __forceinline__ float vnp_ld(const T v);
+template <> __device__ __forceinline__ float vnp_ld<float>(const float v) { return v; }
+template <> __device__ __forceinline__ float vnp_ld<__half>(const __half v)
+{
+    return __half2float(v);
+}
+template <> __device__ __forceinline__ float vnp_ld<__nv_bfloat16>(const __nv_bfloat16 v)
+{
+    return __bfloat162float(v);
+}
+
+template <typename T> __device__ __forceinline__ T vnp_st(float v);
+template <> __device__ __forceinline__ float vnp_st<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half vnp_st<__half>(float v)
+{
+    return __float2half_rn(v);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 vnp_st<__nv_bfloat16>(float v)
+{
+    return __float2bfloat16_rn(v);
+}
+
+/* Reads element i of a buffer whose float dtype is only known at run time
+ * (biases, LayerNorm parameters, added rows): a warp-uniform branch. */
+__device__ __forceinline__ float vnp_ld_any(const void *p, int dt, size_t i)
+{
+    if (dt == VNP_DT_F16)
+        return __half2float(((const __half *)p)[i]);
+    if (dt == VNP_DT_BF16)
+        return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+__device__ __forceinline__ float vnp_gelu_erf(float x)
+{
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+}
+#endif
+
+#endif

@@ -1,0 +1,153 @@
+/* Element-wise ops of the CUDA backend: token embedding (+ added row, scale),
+ * erf GELU with an optional residual, and DNABERT-S's gated GELU. Each marks
+ * the guard word when it writes a NaN or Inf. */
+#include "backend/cuda/cuda_internal.cuh"
+
+static unsigned grid_for(size_t n, unsigned threads)
+{
+    size_t b = (n + threads - 1) / threads;
+    if (b > 65535u * 16u)
+        b = 65535u * 16u;
+    return b ? (unsigned)b : 1u;
+}
+
+template <typename TO>
+__global__ void embedding_kernel(const void *__restrict__ table, int tdt, long rows,
+                                 const int32_t *__restrict__ ids, int H,
+                                 const void *__restrict__ add_row, int adt, float scale,
+                                 TO *__restrict__ out, int *flag)
+{
+    const int t = blockIdx.x;
+    const int id = ids[t];
+    const int ok = id >= 0 && id < rows;
+    int bad = 0;
+    for (int j = threadIdx.x; j < H; j += blockDim.x) {
+        float v = ok ? vnp_ld_any(table, tdt, (size_t)id * H + j) : 0.0f;
+        if (add_row)
+            v += vnp_ld_any(add_row, adt, j);
+        v *= scale;
+        TO o = vnp_st<TO>(v);
+        bad |= !isfinite(vnp_ld<TO>(o));
+        out[(size_t)t * H + j] = o;
+    }
+    if (!ok && threadIdx.x == 0)
+        atomicOr(flag, VNP_CUDA_FLAG_BAD_TOKEN);
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+vnp_code vnp_cuda_embedding(vnp_backend *be, const vnp_buf *table, const vnp_buf *ids, int T,
+                            int H, const vnp_buf *add_row, float scale, vnp_buf *out,
+                            vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (T < 0 || H <= 0 || !vnp_cuda_is_float(table->dtype) || ids->dtype != VNP_DT_I32 ||
+        (size_t)T > ids->n || (size_t)T * H > out->n || table->n % (size_t)H ||
+        (add_row && (!vnp_cuda_is_float(add_row->dtype) || add_row->n < (size_t)H)))
+        return vnp_fail(err, VNP_EINVAL, "CUDA embedding: inconsistent arguments (T=%d, H=%d)",
+                        T, H);
+    if (T == 0)
+        return VNP_OK;
+    long rows = (long)(table->n / (size_t)H);
+    const void *ar = add_row ? add_row->ptr : NULL;
+    int adt = add_row ? (int)add_row->dtype : 0;
+    unsigned th = H >= 256 ? 256 : 128;
+    if (out->dtype == VNP_DT_F16)
+        embedding_kernel<__half><<<T, th, 0, c->stream>>>(table->ptr, table->dtype, rows,
+                                                          (const int32_t *)ids->ptr, H, ar, adt,
+                                                          scale, (__half *)out->ptr, c->flag);
+    else if (out->dtype == VNP_DT_BF16)
+        embedding_kernel<__nv_bfloat16><<<T, th, 0, c->stream>>>(
+            table->ptr, table->dtype, rows, (const int32_t *)ids->ptr, H, ar, adt, scale,
+            (__nv_bfloat16 *)out->ptr, c->flag);
+    else
+        embedding_kernel<float><<<T, th, 0, c->stream>>>(table->ptr, table->dtype, rows,
+                                                         (const int32_t *)ids->ptr, H, ar, adt,
+                                                         scale, (float *)out->ptr, c->flag);
+    return vnp_cuda_check_launch("embedding", err);
+}
+
+template <typename T>
+__global__ void act_residual_kernel(const T *__restrict__ y, int act, const T *__restrict__ res,
+                                    T *out, size_t n, int *flag)
+{
+    int bad = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float v = vnp_ld<T>(y[i]);
+        if (act == VNP_ACT_GELU_ERF)
+            v = vnp_gelu_erf(v);
+        else if (act == VNP_ACT_RELU)
+            v = v > 0.0f ? v : 0.0f;
+        if (res)
+            v += vnp_ld<T>(res[i]);
+        T o = vnp_st<T>(v);
+        bad |= !isfinite(vnp_ld<T>(o));
+        out[i] = o;
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+vnp_code vnp_cuda_act_residual(vnp_cuda *c, const void *y, vnp_act act, const void *res,
+                               void *out, size_t n, vnp_error *err)
+{
+    if (n == 0)
+        return VNP_OK;
+    unsigned g = grid_for(n, 256);
+    if (c->act == VNP_DT_F16)
+        act_residual_kernel<__half><<<g, 256, 0, c->stream>>>(
+            (const __half *)y, act, (const __half *)res, (__half *)out, n, c->flag);
+    else if (c->act == VNP_DT_BF16)
+        act_residual_kernel<__nv_bfloat16><<<g, 256, 0, c->stream>>>(
+            (const __nv_bfloat16 *)y, act, (const __nv_bfloat16 *)res, (__nv_bfloat16 *)out, n,
+            c->flag);
+    else
+        act_residual_kernel<float><<<g, 256, 0, c->stream>>>((const float *)y, act,
+                                                             (const float *)res, (float *)out, n,
+                                                             c->flag);
+    return vnp_cuda_check_launch("act_residual", err);
+}
+
+template <typename T>
+__global__ void gated_gelu_kernel(const T *__restrict__ x, int M, int I, T *__restrict__ out,
+                                  int *flag)
+{
+    int bad = 0;
+    const size_t n = (size_t)M * I;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t m = i / (size_t)I, j = i - m * (size_t)I;
+        const T *row = x + m * 2 * (size_t)I;
+        float v = vnp_gelu_erf(vnp_ld<T>(row[j])) * vnp_ld<T>(row[I + j]);
+        T o = vnp_st<T>(v);
+        bad |= !isfinite(vnp_ld<T>(o));
+        out[i] = o;
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vnp_buf *out,
+                             vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (M < 0 || I <= 0 || x->dtype != c->act || out->dtype != c->act ||
+        x->n < (size_t)M * 2 * I || out->n < (size_t)M * I)
+        return vnp_fail(err, VNP_EINVAL, "CUDA gated_gelu: inconsistent arguments (M=%d, I=%d)",
+                        M, I);
+    size_t n = (size_t)M * I;
+    if (n == 0)
+        return VNP_OK;
+    unsigned g = grid_for(n, 256);
+    if (c->act == VNP_DT_F16)
+        gated_gelu_kernel<__half><<<g, 256, 0, c->stream>>>((const __half *)x->ptr, M, I,
+                                                            (__half *)out->ptr, c->flag);
+    else if (c->act == VNP_DT_BF16)
+        gated_gelu_kernel<__nv_bfloat16><<<g, 256, 0, c->stream>>>(
+            (const __nv_bfloat16 *)x->ptr, M, I, (__nv_bfloat16 *)out->ptr, c->flag);
+    else
+        gated_gelu_kernel<float><<<g, 256, 0, c->stream>>>((const float *)x->ptr, M, I,
+                                                           (float *)out->ptr, c->flag);
+    return vnp_cuda_check_launch("gated_gelu", err);
+}
