@@ -1,0 +1,492 @@
+/* Backend op tests, CUDA against the CPU reference backend: every op of
+ * vnp_backend_ops on fresh random inputs, in FP32, FP16 and BF16, compared by
+ * relative L2 error (and max abs error) against the CPU's FP32 result on the
+ * same (dtype-rounded) inputs. Also: the non-finite guard, the bad-length
+ * guard, and a timing of the attention kernel on ESM-2 3B shapes.
+ * Prints one line per check and exits non-zero if any check fails. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/backend.h"
+#include "virnucpro/half.h"
+
+static int g_failed, g_checks;
+static unsigned long long g_rng = 0x9E3779B97F4A7C15ull;
+
+static double urand(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (double)(g_rng >> 11) / 9007199254740992.0;
+}
+
+static float nrand(void)
+{
+    double u = urand() + 1e-12, v = urand();
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static float *rand_vec(size_t n, float scale)
+{
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = nrand() * scale;
+    return p;
+}
+
+/* Rounds host data to what the backend will hold, so both backends see the same inputs. */
+static void round_to(float *p, size_t n, vnp_precision prec)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (prec == VNP_PREC_FP16)
+            p[i] = vnp_f16_to_f32(vnp_f32_to_f16(p[i]));
+        else if (prec == VNP_PREC_BF16)
+            p[i] = vnp_bf16_to_f32(vnp_f32_to_bf16(p[i]));
+    }
+}
+
+static void die(const char *what, const vnp_error *err)
+{
+    fprintf(stderr, "FATAL %s: %s\n", what, err->msg);
+    exit(2);
+}
+
+/* Uploads host floats as a GEMM-type (compute dtype) or F32 buffer. */
+static vnp_buf up(vnp_backend *be, const float *src, size_t n, int matrix)
+{
+    vnp_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = "test";
+    t.dtype = VNP_DT_F32;
+    t.ndim = 1;
+    t.shape[0] = (int64_t)n;
+    t.data = src;
+    t.nbytes = n * 4;
+    vnp_buf b;
+    vnp_error err;
+    if (be->ops->upload_weight(be, &t, matrix, &b, &err))
+        die("upload_weight", &err);
+    return b;
+}
+
+static vnp_buf up_i32(vnp_backend *be, const int32_t *src, size_t n)
+{
+    vnp_buf b = {0};
+    vnp_error err;
+    if (be->ops->upload_i32(be, src, n, &b, &err))
+        die("upload_i32", &err);
+    return b;
+}
+
+static vnp_buf act(vnp_backend *be, size_t n)
+{
+    vnp_buf b;
+    vnp_error err;
+    if (be->ops->alloc_act(be, n, &b, &err))
+        die("alloc_act", &err);
+    return b;
+}
+
+static float *down(vnp_backend *be, const vnp_buf *b, size_t n)
+{
+    float *p = malloc(n * sizeof *p);
+    vnp_error err;
+    if (be->ops->download_f32(be, b, n, p, &err))
+        die("download_f32", &err);
+    return p;
+}
+
+static double tol_for(vnp_precision p)
+{
+    return p == VNP_PREC_FP32 ? 1e-5 : p == VNP_PREC_FP16 ? 2e-3 : 1.6e-2;
+}
+
+static const char *pname(vnp_precision p)
+{
+    return p == VNP_PREC_FP32 ? "fp32" : p == VNP_PREC_FP16 ? "fp16" : "bf16";
+}
+
+static void compare(const char *op, vnp_precision prec, const float *ref, const float *got,
+                    size_t n, double tol)
+{
+    double num = 0, den = 0, maxabs = 0;
+    int nonfinite = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]))
+            nonfinite++;
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+        if (fabs(d) > maxabs)
+            maxabs = fabs(d);
+    }
+    double rel = sqrt(num / (den > 0 ? den : 1));
+    int ok = !nonfinite && rel <= tol;
+    g_checks++;
+    if (!ok)
+        g_failed++;
+    printf("%-4s %-34s %-5s rel_l2 %.3e  max_abs %.3e  tol %.1e%s\n", ok ? "ok" : "FAIL", op,
+           pname(prec), rel, maxabs, tol, nonfinite ? "  NON-FINITE" : "");
+}
+
+static void check(int cond, const char *what)
+{
+    g_checks++;
+    if (!cond)
+        g_failed++;
+    printf("%-4s %s\n", cond ? "ok" : "FAIL", what);
+}
+
+/* ---- one op on both backends ---- */
+static void test_embedding(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
+{
+    int V = 37, H = 160, T = 301;
+    float *table = rand_vec((size_t)V * H, 1.0f), *row = rand_vec((size_t)H, 0.5f);
+    round_to(table, (size_t)V * H, prec);
+    int32_t *ids = malloc((size_t)T * 4);
+    for (int i = 0; i < T; i++)
+        ids[i] = (int32_t)(urand() * V) % V;
+    float *res[2];
+    vnp_backend *bes[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf tb = up(be, table, (size_t)V * H, 1), rb = up(be, row, (size_t)H, 0);
+        vnp_buf ib = up_i32(be, ids, (size_t)T), out = act(be, (size_t)T * H);
+        vnp_error err;
+        if (be->ops->embedding(be, &tb, &ib, T, H, &rb, 0.88f, &out, &err))
+            die("embedding", &err);
+        res[k] = down(be, &out, (size_t)T * H);
+        be->ops->free_buf(be, &tb);
+        be->ops->free_buf(be, &rb);
+        be->ops->free_buf(be, &ib);
+        be->ops->free_buf(be, &out);
+    }
+    compare("embedding(+row, x0.88)", prec, res[0], res[1], (size_t)T * H, tol_for(prec));
+    free(res[0]);
+    free(res[1]);
+    free(table);
+    free(row);
+    free(ids);
+}
+
+static void test_linear(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, int M, int N,
+                        int K, int with_bias, vnp_act a, int with_res, int alias)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K));
+    float *b = rand_vec((size_t)N, 0.3f), *r = rand_vec((size_t)M * N, 1.0f);
+    round_to(x, (size_t)M * K, prec);
+    round_to(w, (size_t)N * K, prec);
+    round_to(r, (size_t)M * N, prec);
+    float *res[2];
+    vnp_backend *bes[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf xb = up(be, x, (size_t)M * K, 1), wb = up(be, w, (size_t)N * K, 1);
+        vnp_buf bb = up(be, b, (size_t)N, 0), rb = up(be, r, (size_t)M * N, 1);
+        vnp_buf ob = alias ? rb : act(be, (size_t)M * N);
+        vnp_error err;
+        if (be->ops->linear(be, &xb, &wb, with_bias ? &bb : NULL, a, with_res ? &rb : NULL, M, N,
+                            K, &ob, &err))
+            die("linear", &err);
+        res[k] = down(be, &ob, (size_t)M * N);
+        be->ops->free_buf(be, &xb);
+        be->ops->free_buf(be, &wb);
+        be->ops->free_buf(be, &bb);
+        be->ops->free_buf(be, &rb);
+        if (!alias)
+            be->ops->free_buf(be, &ob);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "linear %dx%dx%d%s%s%s%s", M, N, K, with_bias ? " +b" : "",
+             a == VNP_ACT_GELU_ERF ? " gelu" : a == VNP_ACT_RELU ? " relu" : "",
+             with_res ? " +res" : "", alias ? "(inplace)" : "");
+    compare(name, prec, res[0], res[1], (size_t)M * N, tol_for(prec));
+    free(res[0]);
+    free(res[1]);
+    free(x);
+    free(w);
+    free(b);
+    free(r);
+}
+
+static void test_layernorm(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, int M, int H,
+                           int with_res, int alias)
+{
+    float *x = rand_vec((size_t)M * H, 2.0f), *r = rand_vec((size_t)M * H, 1.0f);
+    float *g = rand_vec((size_t)H, 1.0f), *bt = rand_vec((size_t)H, 0.5f);
+    for (size_t i = 0; i < (size_t)M * H; i++)
+        x[i] += 0.7f; /* a non-zero mean */
+    round_to(x, (size_t)M * H, prec);
+    round_to(r, (size_t)M * H, prec);
+    float *res[2];
+    vnp_backend *bes[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf xb = up(be, x, (size_t)M * H, 1), rb = up(be, r, (size_t)M * H, 1);
+        vnp_buf gb = up(be, g, (size_t)H, 0), bb = up(be, bt, (size_t)H, 0);
+        vnp_buf ob = alias ? xb : act(be, (size_t)M * H);
+        vnp_error err;
+        if (be->ops->layernorm(be, &xb, with_res ? &rb : NULL, &gb, &bb, 1e-5f, M, H, &ob, &err))
+            die("layernorm", &err);
+        res[k] = down(be, &ob, (size_t)M * H);
+        be->ops->free_buf(be, &xb);
+        be->ops->free_buf(be, &rb);
+        be->ops->free_buf(be, &gb);
+        be->ops->free_buf(be, &bb);
+        if (!alias)
+            be->ops->free_buf(be, &ob);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "layernorm %dx%d%s%s", M, H, with_res ? " +res" : "",
+             alias ? "(inplace)" : "");
+    compare(name, prec, res[0], res[1], (size_t)M * H, tol_for(prec));
+    free(res[0]);
+    free(res[1]);
+    free(x);
+    free(r);
+    free(g);
+    free(bt);
+}
+
+static void test_gated_gelu(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
+{
+    int M = 97, I = 300;
+    float *x = rand_vec((size_t)M * 2 * I, 1.5f);
+    round_to(x, (size_t)M * 2 * I, prec);
+    float *res[2];
+    vnp_backend *bes[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf xb = up(be, x, (size_t)M * 2 * I, 1), ob = act(be, (size_t)M * I);
+        vnp_error err;
+        if (be->ops->gated_gelu(be, &xb, M, I, &ob, &err))
+            die("gated_gelu", &err);
+        res[k] = down(be, &ob, (size_t)M * I);
+        be->ops->free_buf(be, &xb);
+        be->ops->free_buf(be, &ob);
+    }
+    compare("gated_gelu 97x300", prec, res[0], res[1], (size_t)M * I, tol_for(prec));
+    free(res[0]);
+    free(res[1]);
+    free(x);
+}
+
+static void test_attention(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec,
+                           vnp_posenc pos, const int *lens, int nseq, int heads)
+{
+    int hd = 64, T = 0, max_len = 0;
+    int32_t *cu = malloc(((size_t)nseq + 1) * 4);
+    cu[0] = 0;
+    for (int s = 0; s < nseq; s++) {
+        T += lens[s];
+        cu[s + 1] = T;
+        if (lens[s] > max_len)
+            max_len = lens[s];
+    }
+    size_t nq = (size_t)T * 3 * heads * hd, no = (size_t)T * heads * hd;
+    float *qkv = rand_vec(nq, 1.0f);
+    round_to(qkv, nq, prec);
+    float inv_freq[32], slopes[64];
+    for (int i = 0; i < 32; i++) /* fp16-rounded, as ESM-2 checkpoints store it */
+        inv_freq[i] = vnp_f16_to_f32(vnp_f32_to_f16(powf(10000.0f, -(float)(2 * i) / 64.0f)));
+    for (int h = 0; h < heads; h++)
+        slopes[h] = powf(2.0f, -8.0f * (float)(h + 1) / (float)heads);
+    float *res[2];
+    vnp_backend *bes[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf qb = up(be, qkv, nq, 1), ob = act(be, no), cb = up_i32(be, cu, (size_t)nseq + 1);
+        vnp_buf fb, sb;
+        vnp_error err;
+        if (be->ops->upload_f32(be, inv_freq, 32, &fb, &err) ||
+            be->ops->upload_f32(be, slopes, (size_t)heads, &sb, &err))
+            die("upload_f32", &err);
+        vnp_attn_desc d = {heads, hd, 0.125f, pos, &fb, &sb};
+        if (be->ops->attention(be, &qb, &cb, nseq, max_len, T, &d, &ob, &err))
+            die("attention", &err);
+        res[k] = down(be, &ob, no);
+        be->ops->free_buf(be, &qb);
+        be->ops->free_buf(be, &ob);
+        be->ops->free_buf(be, &cb);
+        be->ops->free_buf(be, &fb);
+        be->ops->free_buf(be, &sb);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "attention %s n=%d T=%d max=%d h=%d",
+             pos == VNP_POS_ROTARY ? "rotary" : pos == VNP_POS_ALIBI ? "alibi" : "plain", nseq, T,
+             max_len, heads);
+    /* P is rounded to the compute dtype before P.V: allow a little more than elsewhere */
+    compare(name, prec, res[0], res[1], no, tol_for(prec) * (prec == VNP_PREC_FP32 ? 1 : 1.5));
+    free(res[0]);
+    free(res[1]);
+    free(qkv);
+    free(cu);
+}
+
+static void test_mean_pool(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
+{
+    int H = 130, T = 500, nseq = 5;
+    int32_t b[5] = {0, 1, 100, 250, 499}, e[5] = {1, 100, 101, 499, 500};
+    float *x = rand_vec((size_t)T * H, 1.0f);
+    round_to(x, (size_t)T * H, prec);
+    float *res[2];
+    vnp_backend *bes[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf xb = up(be, x, (size_t)T * H, 1);
+        res[k] = malloc((size_t)nseq * H * 4);
+        vnp_error err;
+        if (be->ops->mean_pool(be, &xb, H, b, e, nseq, res[k], &err))
+            die("mean_pool", &err);
+        be->ops->free_buf(be, &xb);
+    }
+    compare("mean_pool 5 ranges", prec, res[0], res[1], (size_t)nseq * H,
+            1e-5);
+    free(res[0]);
+    free(res[1]);
+    free(x);
+}
+
+static void test_guard(vnp_backend *gpu, vnp_precision prec)
+{
+    int M = 8, H = 64;
+    float *x = rand_vec((size_t)M * H, 1.0f), *g = rand_vec((size_t)H, 1.0f);
+    vnp_buf xb = up(gpu, x, (size_t)M * H, 1), gb = up(gpu, g, (size_t)H, 0);
+    vnp_buf ob = act(gpu, (size_t)M * H);
+    vnp_error err;
+    gpu->ops->nonfinite_reset(gpu);
+    if (gpu->ops->layernorm(gpu, &xb, NULL, &gb, NULL, 1e-5f, M, H, &ob, &err))
+        die("layernorm", &err);
+    int clean = gpu->ops->nonfinite_seen(gpu);
+    gpu->ops->free_buf(gpu, &xb);
+    x[3 * H + 5] = INFINITY;
+    xb = up(gpu, x, (size_t)M * H, 1);
+    if (gpu->ops->layernorm(gpu, &xb, NULL, &gb, NULL, 1e-5f, M, H, &ob, &err))
+        die("layernorm", &err);
+    int hit = gpu->ops->nonfinite_seen(gpu);
+    gpu->ops->nonfinite_reset(gpu);
+    int after = gpu->ops->nonfinite_seen(gpu);
+    char what[128];
+    snprintf(what, sizeof what, "guard %s: clean=%d inf-hit=%d after-reset=%d", pname(prec),
+             clean, hit, after);
+    check(clean == 0 && hit != 0 && after == 0, what);
+    /* a max_len smaller than a sequence is refused by the kernel, not read past */
+    int32_t cu[2] = {0, 70};
+    float *qkv = rand_vec((size_t)70 * 3 * 64, 1.0f);
+    vnp_buf qb = up(gpu, qkv, (size_t)70 * 192, 1), cb = up_i32(gpu, cu, 2),
+            ab = act(gpu, (size_t)70 * 64);
+    vnp_attn_desc d = {1, 64, 0.125f, VNP_POS_NONE, NULL, NULL};
+    if (gpu->ops->attention(gpu, &qb, &cb, 1, 64, 70, &d, &ab, &err))
+        die("attention", &err);
+    int bad = gpu->ops->nonfinite_seen(gpu);
+    gpu->ops->nonfinite_reset(gpu);
+    snprintf(what, sizeof what, "guard %s: max_len below a sequence's length is flagged (%d)",
+             pname(prec), bad);
+    check(bad != 0, what);
+    gpu->ops->free_buf(gpu, &qb);
+    gpu->ops->free_buf(gpu, &cb);
+    gpu->ops->free_buf(gpu, &ab);
+    gpu->ops->free_buf(gpu, &xb);
+    gpu->ops->free_buf(gpu, &gb);
+    gpu->ops->free_buf(gpu, &ob);
+    free(x);
+    free(g);
+    free(qkv);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Attention alone at ESM-2 3B's shape (40 heads x 64) on a 16k-token batch. */
+static void time_attention(vnp_backend *gpu, int len, int heads)
+{
+    int nseq = 16384 / len, T = nseq * len;
+    int32_t *cu = malloc(((size_t)nseq + 1) * 4);
+    for (int s = 0; s <= nseq; s++)
+        cu[s] = s * len;
+    size_t nq = (size_t)T * 3 * heads * 64, no = (size_t)T * heads * 64;
+    float *qkv = rand_vec(nq, 1.0f), inv_freq[32];
+    for (int i = 0; i < 32; i++)
+        inv_freq[i] = powf(10000.0f, -(float)(2 * i) / 64.0f);
+    vnp_buf qb = up(gpu, qkv, nq, 1), ob = act(gpu, no), cb = up_i32(gpu, cu, (size_t)nseq + 1),
+            fb;
+    vnp_error err;
+    if (gpu->ops->upload_f32(gpu, inv_freq, 32, &fb, &err))
+        die("upload_f32", &err);
+    vnp_attn_desc d = {heads, 64, 0.125f, VNP_POS_ROTARY, &fb, NULL};
+    float probe;
+    for (int it = 0; it < 3; it++)
+        gpu->ops->attention(gpu, &qb, &cb, nseq, len, T, &d, &ob, &err);
+    gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
+    int reps = 20;
+    double t0 = now_s();
+    for (int it = 0; it < reps; it++)
+        gpu->ops->attention(gpu, &qb, &cb, nseq, len, T, &d, &ob, &err);
+    gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
+    double dt = (now_s() - t0) / reps;
+    double bytes = (double)(nq + no) * 2;
+    double flops = 4.0 * heads * 64.0 * (double)len * T;
+    printf("time attention fp16 rotary len=%d T=%d heads=%d: %.3f ms  %.0f GB/s  %.1f TFLOP/s\n",
+           len, T, heads, dt * 1e3, bytes / dt / 1e9, flops / dt / 1e12);
+    gpu->ops->free_buf(gpu, &qb);
+    gpu->ops->free_buf(gpu, &ob);
+    gpu->ops->free_buf(gpu, &cb);
+    gpu->ops->free_buf(gpu, &fb);
+    free(qkv);
+    free(cu);
+}
+
+int main(void)
+{
+    vnp_error err;
+    vnp_backend *cpu;
+    if (vnp_backend_cpu_create(0, &cpu, &err))
+        die("cpu backend", &err);
+    static const int lens_a[] = {1, 7, 64, 65, 130, 300, 2, 129};
+    static const int lens_b[] = {42, 40, 38, 51, 12, 42, 168, 166};
+    vnp_precision precs[3] = {VNP_PREC_FP32, VNP_PREC_FP16, VNP_PREC_BF16};
+    for (int p = 0; p < 3; p++) {
+        vnp_backend *gpu;
+        if (vnp_backend_cuda_create(0, precs[p], &gpu, &err))
+            die("cuda backend", &err);
+        if (p == 0)
+            printf("device: %s\n", gpu->name);
+        test_embedding(cpu, gpu, precs[p]);
+        test_linear(cpu, gpu, precs[p], 77, 96, 128, 1, VNP_ACT_NONE, 0, 0);
+        test_linear(cpu, gpu, precs[p], 130, 384, 128, 1, VNP_ACT_NONE, 0, 0);
+        test_linear(cpu, gpu, precs[p], 129, 128, 256, 1, VNP_ACT_NONE, 1, 1);
+        test_linear(cpu, gpu, precs[p], 64, 200, 96, 1, VNP_ACT_GELU_ERF, 0, 0);
+        test_linear(cpu, gpu, precs[p], 64, 200, 96, 0, VNP_ACT_NONE, 0, 0);
+        test_linear(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_RELU, 0, 0);
+        test_linear(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_GELU_ERF, 1, 0);
+        test_linear(cpu, gpu, precs[p], 33, 64, 64, 0, VNP_ACT_RELU, 1, 1);
+        test_layernorm(cpu, gpu, precs[p], 50, 128, 0, 0);
+        test_layernorm(cpu, gpu, precs[p], 50, 768, 1, 0);
+        test_layernorm(cpu, gpu, precs[p], 33, 2560, 0, 1);
+        test_gated_gelu(cpu, gpu, precs[p]);
+        test_attention(cpu, gpu, precs[p], VNP_POS_ROTARY, lens_a, 8, 2);
+        test_attention(cpu, gpu, precs[p], VNP_POS_ALIBI, lens_a, 8, 3);
+        test_attention(cpu, gpu, precs[p], VNP_POS_NONE, lens_a, 8, 2);
+        test_attention(cpu, gpu, precs[p], VNP_POS_ROTARY, lens_b, 8, 4);
+        test_attention(cpu, gpu, precs[p], VNP_POS_ALIBI, lens_b, 8, 12);
+        test_mean_pool(cpu, gpu, precs[p]);
+        test_guard(gpu, precs[p]);
+        if (precs[p] == VNP_PREC_FP16) {
+            time_attention(gpu, 42, 40);
+            time_attention(gpu, 168, 40);
+            time_attention(gpu, 1026, 40);
+        }
+        gpu->ops->destroy(gpu);
+    }
+    cpu->ops->destroy(cpu);
+    printf("op tests: %d checks, %d failed\n", g_checks, g_failed);
+    return g_failed ? 1 : 0;
+}
