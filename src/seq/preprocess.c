@@ -158,6 +158,8 @@ vnp_code vnp_preprocess(const char *input, const char *outdir, const char *stem,
     memset(&st, 0, sizeof st);
     if (chunk == 0)
         return vnp_fail(err, VNP_EINVAL, "the chunk length must be positive (300 or 500)");
+    if (!outdir || !*outdir)
+        return vnp_fail(err, VNP_EINVAL, "the output directory name is empty");
     char derived[1024];
     if (!stem) {
         vnp_code rc = vnp_preprocess_stem(input, derived, sizeof derived, err);
@@ -223,6 +225,8 @@ vnp_code vnp_preprocess_writer_open(const char *outdir, const char *stem, size_t
     *out = NULL;
     if (chunk == 0)
         return vnp_fail(err, VNP_EINVAL, "the chunk length must be positive (300 or 500)");
+    if (!outdir || !*outdir)
+        return vnp_fail(err, VNP_EINVAL, "the output directory name is empty");
     vnp_code rc = make_dirs(outdir, err);
     if (rc != VNP_OK)
         return rc;

@@ -317,6 +317,13 @@ static void test_library_api_stats(void **state)
     assert_outputs(vnp_test_tmp("api_out/nested"), "api", 500,
                    vnp_test_fixture("golden/preprocess_500"), "dev", "");
     assert_int_equal(vnp_preprocess(in, vnp_test_tmp("api.fa"), NULL, 500, &st, &err), VNP_EIO);
+    char msg[4200];
+    snprintf(msg, sizeof msg, "output path '%s' exists and is not a directory",
+             vnp_test_tmp("api.fa"));
+    assert_string_equal(err.msg, msg);
+    assert_int_equal(vnp_preprocess(in, "", NULL, 500, &st, &err), VNP_EINVAL);
+    assert_string_equal(err.msg, "the output directory name is empty");
+    assert_int_equal(vnp_preprocess(in, vnp_test_tmp("x"), NULL, 0, &st, &err), VNP_EINVAL);
 }
 
 int main(void)
