@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_DEPTH = 64, MAX_VISITS = 1 << 22 };
+enum { MAX_DEPTH = 64, MAX_VISITS = 1 << 22, MAX_EXPANDED_BYTES = 64 << 20 };
 
 typedef struct {
     const char *label;
@@ -172,10 +172,13 @@ static vnp_code add_tensor(flattener *f, const vnp_pk_value *t)
                  t->tensor.offset, numel, last, st->storage.key, st->storage.numel);
         return tensor_error(f, VNP_EFORMAT, msg);
     }
-    if (!contiguous && numel > st->storage.numel)
+    /* A view with more elements than its storage repeats them (an expand()ed tensor):
+     * materialized up to MAX_EXPANDED_BYTES, so that a tiny file cannot ask for an
+     * unbounded copy. */
+    if (!contiguous && numel > st->storage.numel && nbytes > MAX_EXPANDED_BYTES)
         return tensor_error(f, VNP_EUNSUPPORTED,
-                            "it is a broadcast (expanded) view with more elements than its "
-                            "storage; save it with .contiguous()");
+                            "it is a broadcast (expanded) view larger than 64 MiB once "
+                            "materialized; save it with .contiguous()");
     const uint8_t *base;
     vnp_code rc = f->storage(f->ctx, st, &base, f->err);
     if (rc)

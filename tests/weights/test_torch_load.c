@@ -21,23 +21,82 @@ static vnp_tensor_map *load_ok(const char *path)
     return m;
 }
 
-/* Compares our map with tools/weights/dump_checkpoint.py's listing: same tensors in the
- * same order, same dtype, shape and bytes (CRC-32). */
+/* What PyTorch reads from every file the tests compare against (one run of
+ * tools/weights/dump_checkpoint.py), after tools/weights/make_views.py has written the
+ * extra checkpoints into VNP_TMP/views. */
+static char *g_reference;
+
+static const char *const k_reference_files[] = {
+    "golden/classifier.pth",
+    "golden/classifier_cuda.pth",
+    "golden/classifier_torch1.13.pth",
+    "golden/esm2_bin/pytorch_model.bin",
+    "golden/esm2_fairesm/esm2_t3_test_UR50D.pt",
+    "golden/dnabert_s/pytorch_model.bin",
+    "views/views_p2.pth",
+    "views/views_p4.pth",
+    "views/views_p5.pth",
+    "views/expanded.pth",
+};
+
+static const char *ref_path(const char *rel)
+{
+    return strncmp(rel, "golden/", 7) == 0 ? vnp_test_fixture(rel) : vnp_test_tmp(rel);
+}
+
+static int make_reference(void **state)
+{
+    (void)state;
+    const char *py = getenv("VNP_PYTHON"), *src = getenv("VNP_SOURCE_DIR");
+    if (!py || !src) {
+        fprintf(stderr, "VNP_PYTHON and VNP_SOURCE_DIR must be set\n");
+        return -1;
+    }
+    char cmd[16384];
+    int off = snprintf(cmd, sizeof cmd,
+                       "'%s' '%s/tools/weights/make_views.py' '%s' && '%s' "
+                       "'%s/tools/weights/dump_checkpoint.py'",
+                       py, src, vnp_test_tmp("views"), py, src);
+    for (size_t i = 0; i < sizeof k_reference_files / sizeof *k_reference_files; i++)
+        off += snprintf(cmd + off, sizeof cmd - (size_t)off, " '%s'",
+                        ref_path(k_reference_files[i]));
+    char *errs = NULL;
+    int status = vnp_test_run(cmd, &g_reference, &errs);
+    if (status != 0) {
+        fprintf(stderr, "reference tools failed (%d): %s\n", status, errs ? errs : "");
+        free(errs);
+        return -1;
+    }
+    free(errs);
+    return 0;
+}
+
+static int free_reference(void **state)
+{
+    (void)state;
+    free(g_reference);
+    return 0;
+}
+
+/* Compares our map with PyTorch's listing of `rel`: same tensors in the same order, same
+ * dtype, shape and bytes (CRC-32). */
 static void check_against_torch(const char *rel)
 {
-    const char *path = vnp_test_fixture(rel);
-    char cmd[8192];
-    const char *py = getenv("VNP_PYTHON"), *src = getenv("VNP_SOURCE_DIR");
-    assert_non_null(py);
-    assert_non_null(src);
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/weights/dump_checkpoint.py' '%s'", py, src, path);
-    char *out = NULL, *errs = NULL;
-    int status = vnp_test_run(cmd, &out, &errs);
-    if (status != 0)
-        fail_msg("reference dump failed (%d): %s", status, errs ? errs : "");
+    const char *path = ref_path(rel);
+    char header[4200];
+    snprintf(header, sizeof header, "# %s\n", path);
+    const char *sec = strstr(g_reference, header);
+    if (!sec)
+        fail_msg("no reference listing for %s", path);
+    sec += strlen(header);
+    const char *sec_end = strstr(sec, "\n# ");
+    size_t sec_len = sec_end ? (size_t)(sec_end - sec + 1) : strlen(sec);
+    char *listing = strndup(sec, sec_len);
+    assert_non_null(listing);
     vnp_tensor_map *m = load_ok(path);
     size_t i = 0;
-    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"), i++) {
+    char *save = NULL;
+    for (char *line = strtok_r(listing, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
         assert_true(i < vnp_tensor_map_count(m));
         const vnp_tensor *t = vnp_tensor_map_at(m, i);
         char shape[128], mine[1024];
@@ -47,10 +106,10 @@ static void check_against_torch(const char *rel)
         if (strcmp(line, mine) != 0)
             fail_msg("%s tensor %zu:\n torch: %s\n ours:  %s", rel, i, line, mine);
     }
+    assert_true(i > 0);
     assert_int_equal(i, vnp_tensor_map_count(m));
     vnp_tensor_map_free(m);
-    free(out);
-    free(errs);
+    free(listing);
 }
 
 static void test_golden_against_torch(void **state)
@@ -62,6 +121,47 @@ static void test_golden_against_torch(void **state)
     check_against_torch("golden/esm2_bin/pytorch_model.bin");
     check_against_torch("golden/esm2_fairesm/esm2_t3_test_UR50D.pt");
     check_against_torch("golden/dnabert_s/pytorch_model.bin");
+}
+
+/* Strided and offset views, every dtype, nested containers, pickle protocols 2, 4, 5,
+ * and an expand()ed view, each against PyTorch. */
+static void test_views_against_torch(void **state)
+{
+    (void)state;
+    check_against_torch("views/views_p2.pth");
+    check_against_torch("views/views_p4.pth");
+    check_against_torch("views/views_p5.pth");
+    check_against_torch("views/expanded.pth");
+    vnp_tensor_map *m = load_ok(vnp_test_tmp("views/views_p4.pth"));
+    const vnp_tensor *base = vnp_tensor_map_get(m, "base"), *rows = vnp_tensor_map_get(m, "rows");
+    /* a contiguous view with a storage offset points into the same storage bytes */
+    assert_ptr_equal((const float *)rows->data, (const float *)base->data + 10);
+    double v;
+    assert_int_equal(vnp_tensor_map_num(m, "count", &v), 1);
+    assert_true(v == 5);
+    assert_int_equal(vnp_tensor_map_num(m, "rate", &v), 1);
+    assert_true(v == 2.5);
+    assert_int_equal(vnp_tensor_map_num(m, "flag", &v), 1);
+    assert_true(v == 1);
+    assert_int_equal(vnp_tensor_map_num(m, "nested.n", &v), 1);
+    assert_true(v == 7);
+    assert_int_equal(vnp_tensor_map_num(m, "size.1", &v), 1);
+    assert_true(v == 3);
+    assert_string_equal(vnp_tensor_map_str(m, "name"), "hello");
+    assert_string_equal(vnp_tensor_map_str(m, "device"), "cuda:0");
+    assert_string_equal(vnp_tensor_map_str(m, "dtype"), "torch.float16");
+    assert_int_equal(vnp_tensor_map_num(m, "nothing", &v), 0);
+    assert_null(vnp_tensor_map_str(m, "nothing"));
+    const vnp_tensor *e = vnp_tensor_map_get(m, "empty");
+    assert_int_equal(e->nbytes, 0);
+    assert_int_equal(e->shape[1], 4);
+    vnp_tensor_map_free(m);
+
+    vnp_error err;
+    m = (vnp_tensor_map *)1;
+    assert_int_equal(vnp_torch_load(vnp_test_tmp("views/legacy.pth"), &m, &err), VNP_EUNSUPPORTED);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "legacy (pre-1.6, non-zip)"));
 }
 
 static void test_safetensors_equals_pickle(void **state)
@@ -298,9 +398,10 @@ static void test_damaged_archives(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden_against_torch), cmocka_unit_test(test_safetensors_equals_pickle),
+        cmocka_unit_test(test_golden_against_torch), cmocka_unit_test(test_views_against_torch),
+        cmocka_unit_test(test_safetensors_equals_pickle),
         cmocka_unit_test(test_classifier_variants),  cmocka_unit_test(test_fairesm),
         cmocka_unit_test(test_damaged_archives),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, make_reference, free_reference);
 }

@@ -7,7 +7,7 @@ Used by tests/weights as the reference for the C readers. Whole pickled modules
 dicts are flattened with '.' like the C reader does. Classes a pickled module needs
 (VirNucPro's __main__.MLPClassifier) are defined here so that unpickling works.
 
-usage: dump_checkpoint.py FILE
+usage: dump_checkpoint.py FILE...   (with several files, each listing starts "# FILE")
 """
 import sys
 import zlib
@@ -46,7 +46,14 @@ def flatten(prefix, value, out):
 def main():
     import __main__
     __main__.MLPClassifier = MLPClassifier
-    obj = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+    for path in sys.argv[1:]:
+        if len(sys.argv) > 2:
+            print("# " + path)
+        dump(path)
+
+
+def dump(path):
+    obj = torch.load(path, map_location="cpu", weights_only=False)
     out = []
     flatten("", obj, out)
     for name, t in out:
