@@ -151,65 +151,7 @@ static vnp_code emit_record(outputs *o, const vnp_record *rec, size_t chunk, vnp
     return VNP_OK;
 }
 
-vnp_code vnp_preprocess(const char *input, const char *outdir, const char *stem, size_t chunk,
-                        vnp_preprocess_stats *stats, vnp_error *err)
-{
-    vnp_preprocess_stats st;
-    memset(&st, 0, sizeof st);
-    if (chunk == 0)
-        return vnp_fail(err, VNP_EINVAL, "the chunk length must be positive (300 or 500)");
-    if (!outdir || !*outdir)
-        return vnp_fail(err, VNP_EINVAL, "the output directory name is empty");
-    char derived[1024];
-    if (!stem) {
-        vnp_code rc = vnp_preprocess_stem(input, derived, sizeof derived, err);
-        if (rc != VNP_OK)
-            return rc;
-        stem = derived;
-    }
-    vnp_code rc = make_dirs(outdir, err);
-    if (rc != VNP_OK)
-        return rc;
-    vnp_seq_reader *r = NULL;
-    rc = vnp_seq_open(input, &r, err);
-    if (rc != VNP_OK)
-        return rc;
-    outputs o;
-    memset(&o, 0, sizeof o);
-    rc = open_outputs(&o, outdir, stem, chunk, err);
-    vnp_frames fr;
-    vnp_frames_init(&fr);
-    vnp_record rec;
-    int got = 0;
-    while (rc == VNP_OK && (got = vnp_seq_read(r, &rec, err)) == 1)
-        rc = emit_record(&o, &rec, chunk, &fr, &st, err);
-    if (rc == VNP_OK && got < 0)
-        rc = (vnp_code)-got;
-    /* Complete all three before any takes its final name. */
-    if (rc == VNP_OK)
-        rc = vnp_text_out_finish(&o.chunked, err);
-    if (rc == VNP_OK)
-        rc = vnp_text_out_finish(&o.nucleotide, err);
-    if (rc == VNP_OK)
-        rc = vnp_text_out_finish(&o.protein, err);
-    if (rc == VNP_OK)
-        rc = vnp_text_out_commit(&o.chunked, err);
-    if (rc == VNP_OK)
-        rc = vnp_text_out_commit(&o.nucleotide, err);
-    if (rc == VNP_OK)
-        rc = vnp_text_out_commit(&o.protein, err);
-    if (rc != VNP_OK)
-        abort_outputs(&o);
-    st.skipped = vnp_seq_skipped(r);
-    st.bytes = vnp_seq_bytes(r);
-    vnp_frames_free(&fr);
-    vnp_seq_close(r);
-    if (stats)
-        *stats = st;
-    return rc;
-}
-
-/* ---- record-by-record writer (predict --keep-intermediate) ---- */
+/* ---- record-by-record writer (also what predict --keep-intermediate uses) ---- */
 
 struct vnp_preprocess_writer {
     outputs o;
@@ -252,6 +194,7 @@ vnp_code vnp_preprocess_writer_add(vnp_preprocess_writer *w, const vnp_record *r
 
 vnp_code vnp_preprocess_writer_commit(vnp_preprocess_writer *w, vnp_error *err)
 {
+    /* Complete all three before any takes its final name. */
     vnp_code rc = vnp_text_out_finish(&w->o.chunked, err);
     if (rc == VNP_OK)
         rc = vnp_text_out_finish(&w->o.nucleotide, err);
@@ -276,4 +219,45 @@ void vnp_preprocess_writer_free(vnp_preprocess_writer *w)
         abort_outputs(&w->o);
     vnp_frames_free(&w->fr);
     free(w);
+}
+
+vnp_code vnp_preprocess(const char *input, const char *outdir, const char *stem, size_t chunk,
+                        vnp_preprocess_stats *stats, vnp_error *err)
+{
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    char derived[1024];
+    if (!stem) {
+        vnp_code rc = vnp_preprocess_stem(input, derived, sizeof derived, err);
+        if (rc != VNP_OK)
+            return rc;
+        stem = derived;
+    }
+    vnp_seq_reader *r = NULL;
+    vnp_code rc = vnp_seq_open(input, &r, err);
+    if (rc != VNP_OK)
+        return rc;
+    vnp_preprocess_writer *w = NULL;
+    rc = vnp_preprocess_writer_open(outdir, stem, chunk, &w, err);
+    if (rc != VNP_OK) {
+        vnp_seq_close(r);
+        return rc;
+    }
+    vnp_record rec;
+    int got;
+    while ((got = vnp_seq_read(r, &rec, err)) == 1)
+        if ((rc = vnp_preprocess_writer_add(w, &rec, err)) != VNP_OK)
+            break;
+    if (rc == VNP_OK && got < 0)
+        rc = (vnp_code)-got;
+    if (rc == VNP_OK)
+        rc = vnp_preprocess_writer_commit(w, err);
+    if (stats) {
+        *stats = w->st;
+        stats->skipped = vnp_seq_skipped(r);
+        stats->bytes = vnp_seq_bytes(r);
+    }
+    vnp_preprocess_writer_free(w);
+    vnp_seq_close(r);
+    return rc;
 }
