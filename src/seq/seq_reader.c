@@ -337,15 +337,15 @@ static int read_first_header(vnp_seq_reader *r, vnp_error *err)
     size_t n;
     int rc;
     while ((rc = next_line(r, &l, &n, err)) == 1) {
-        if (is_blank(l, n))
-            continue;
-        if (l[0] == '>' || l[0] == '@') {
+        if (n && (l[0] == '>' || l[0] == '@')) {
             r->format = l[0] == '>' ? FMT_FASTA : FMT_FASTQ;
             return store_header(r, 0, l, n, err);
         }
         for (size_t i = 0; i < n; i++)
             if (g_class[(unsigned char)l[i]] == C_BAD)
                 return bad_byte(r, l, n, err);
+        if (is_blank(l, n))
+            continue;
         size_t show = rstrip(l, n) < 20 ? rstrip(l, n) : 20;
         return -(int)vnp_fail(err, VNP_EFORMAT,
                               "%s:%zu: expected a FASTA header ('>') or a FASTQ header ('@'), "

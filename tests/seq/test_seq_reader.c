@@ -98,6 +98,24 @@ static void test_header_without_id(void **state)
     expect_records(p, "||ACGT|-|1\n||GG|-|3\n");
 }
 
+static void test_utf8_header(void **state)
+{
+    (void)state;
+    /* Non-ASCII text is fine in headers (descriptions), not in sequences. */
+    const char *p = PUTS("utf8.fa", ">s\xc3\xa9q E. coli \xe2\x80\x93 strain\nACGT\n>x\nAC\xc3\xa9\n");
+    char *dump, *log, msg[512];
+    vnp_error err;
+    assert_int_equal(read_all(p, &dump, &log, &err), -(int)VNP_EFORMAT);
+    assert_string_equal(dump, "s\xc3\xa9q|E. coli \xe2\x80\x93 strain|ACGT|-|1\n");
+    snprintf(msg, sizeof msg,
+             "%s:4: byte 0xc3 at column 3 is not sequence text; the input looks binary or is "
+             "not FASTA/FASTQ",
+             p);
+    assert_string_equal(err.msg, msg);
+    free(dump);
+    free(log);
+}
+
 static void test_long_lines_across_buffer_fills(void **state)
 {
     (void)state;
@@ -419,6 +437,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fasta_layouts),
         cmocka_unit_test(test_header_without_id),
+        cmocka_unit_test(test_utf8_header),
         cmocka_unit_test(test_long_lines_across_buffer_fills),
         cmocka_unit_test(test_fastq),
         cmocka_unit_test(test_fastq_quality_mismatch),
