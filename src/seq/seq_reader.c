@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -51,12 +52,10 @@ struct vnp_seq_reader {
 };
 
 static unsigned char g_class[256];
-static int g_class_ready;
+static pthread_once_t g_class_once = PTHREAD_ONCE_INIT;
 
-static void class_init(void)
+static void class_build(void)
 {
-    if (g_class_ready)
-        return;
     for (int c = 0; c < 256; c++) {
         unsigned char k;
         if (c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c == '\n')
@@ -67,7 +66,6 @@ static void class_init(void)
             k = C_KEEP;
         g_class[c] = k;
     }
-    g_class_ready = 1;
 }
 
 /* Python's str.split()/rstrip() whitespace, restricted to ASCII. */
@@ -100,7 +98,7 @@ static int nomem(vnp_seq_reader *r, vnp_error *err)
 vnp_code vnp_seq_open(const char *path, vnp_seq_reader **out, vnp_error *err)
 {
     *out = NULL;
-    class_init();
+    pthread_once(&g_class_once, class_build);
     int is_stdin = !strcmp(path, "-");
     const char *name = is_stdin ? "<stdin>" : path;
     int fd = is_stdin ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);

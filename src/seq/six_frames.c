@@ -2,6 +2,7 @@
  * non-empty and stop-free, as VirNucPro selects them. */
 #include "virnucpro/seq.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,12 +18,10 @@ typedef struct frame_tables {
 } frame_tables;
 
 static frame_tables g_t;
-static int g_t_ready;
+static pthread_once_t g_t_once = PTHREAD_ONCE_INIT;
 
-static void tables_init(void)
+static void tables_build(void)
 {
-    if (g_t_ready)
-        return;
     for (int c = 0; c < 256; c++) {
         unsigned char u = (unsigned char)(c >= 'a' && c <= 'z' ? c - 32 : c);
         g_t.upper[c] = u;
@@ -36,8 +35,10 @@ static void tables_init(void)
         g_t.base[up] = g_t.base[lo] = (unsigned char)k;
         g_t.comp_upper[up] = g_t.comp_upper[lo] = comp;
     }
-    g_t_ready = 1;
 }
+
+/* Safe from any number of threads. */
+static void tables_init(void) { pthread_once(&g_t_once, tables_build); }
 
 void vnp_frames_init(vnp_frames *f)
 {
