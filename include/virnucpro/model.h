@@ -64,6 +64,11 @@ typedef struct vnp_classifier vnp_classifier;
 vnp_code vnp_classifier_load(const char *pth_path, vnp_classifier **out, vnp_error *err);
 void vnp_classifier_free(vnp_classifier *c);
 int vnp_classifier_input_size(const vnp_classifier *c);
+/* VNP_ESHAPE with a clear message unless the classifier's input width equals
+ * dnabert_hidden + esm_hidden (features are [DNABERT-S | ESM-2]). Call it
+ * before any work starts. */
+vnp_code vnp_classifier_check_inputs(const vnp_classifier *c, int dnabert_hidden, int esm_hidden,
+                                     vnp_error *err);
 /* x[n * input] -> probs[n * 2] (softmax; column 1 = virus). */
 vnp_code vnp_classifier_predict(const vnp_classifier *c, const float *x, size_t n, float *probs,
                                 vnp_error *err);

@@ -1,0 +1,51 @@
+/* DNABERT-S forward pass, as bert_layers.py (MosaicBERT) computes it with
+ * its PyTorch attention path: LayerNorm(word + token_type[0]) embeddings (no
+ * position embeddings); per layer, post-LN attention with a fused Wqkv and
+ * ALiBi, then a post-LN gated-GELU MLP. */
+#include <math.h>
+
+#include "model/encoder_internal.h"
+
+vnp_code vnp_dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
+                               vnp_error *err)
+{
+    vnp_backend *be = enc->be;
+    const vnp_backend_ops *ops = be->ops;
+    const vnp_encoder_config *c = &enc->cfg;
+    int H = c->hidden, I = c->intermediate, hd = H / c->heads;
+    vnp_code rc;
+
+    if ((rc = ops->upload_i32(be, b->tokens, (size_t)T, &enc->ids, err)) ||
+        (rc = ops->upload_i32(be, b->cu_seqlens, (size_t)b->nseq + 1, &enc->cu, err)) ||
+        (rc = ops->embedding(be, &enc->tok_emb, &enc->ids, T, H, &enc->type_row, 1.0f, &enc->x,
+                             err)) ||
+        (rc = ops->layernorm(be, &enc->x, NULL, &enc->norm_g, &enc->norm_b, c->eps, T, H, &enc->x,
+                             err)))
+        return rc;
+
+    for (int l = 0; l < c->layers; l++) {
+        const vnp_layer_weights *w = &enc->layer[l];
+        vnp_attn_desc d = {c->heads, hd, (float)(1.0 / sqrt((double)hd)), VNP_POS_ALIBI, NULL,
+                           &enc->slopes};
+        /* LayerNorm(h + x) is computed as LayerNorm(x + h) so that out aliases x. */
+        if ((rc = ops->linear(be, &enc->x, &w->wqkv, &w->bqkv, VNP_ACT_NONE, NULL, T, 3 * H, H,
+                              &enc->qkv, err)) ||
+            (rc = ops->attention(be, &enc->qkv, &enc->cu, b->nseq, max_len, T, &d, &enc->attn,
+                                 err)) ||
+            (rc = ops->linear(be, &enc->attn, &w->wo, &w->bo, VNP_ACT_NONE, NULL, T, H, H,
+                              &enc->h, err)) ||
+            (rc = ops->layernorm(be, &enc->x, &enc->h, &w->ln1_g, &w->ln1_b, c->eps, T, H,
+                                 &enc->x, err)) ||
+            (rc = ops->linear(be, &enc->x, &w->w1, w->b1.ptr ? &w->b1 : NULL, VNP_ACT_NONE, NULL,
+                              T, 2 * I, H, &enc->ffn, err)) ||
+            (rc = ops->gated_gelu(be, &enc->ffn, T, I, &enc->ffn2, err)) ||
+            (rc = ops->linear(be, &enc->ffn2, &w->w2, &w->b2, VNP_ACT_NONE, NULL, T, H, I,
+                              &enc->h, err)) ||
+            (rc = ops->layernorm(be, &enc->x, &enc->h, &w->ln2_g, &w->ln2_b, c->eps, T, H,
+                                 &enc->x, err))) {
+            vnp_error_prefix(err, "DNABERT-S layer %d: ", l);
+            return rc;
+        }
+    }
+    return VNP_OK;
+}

@@ -1,0 +1,329 @@
+/* Encoders: finding and loading a checkpoint, deciding the model from its
+ * tensors, the per-batch workspace, and embed / hidden over packed batches. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model/encoder_internal.h"
+#include "virnucpro/weights.h"
+
+vnp_buf vnp_buf_rows(const vnp_buf *b, size_t row, size_t nrows, size_t width)
+{
+    vnp_buf v = *b;
+    v.ptr = (char *)b->ptr + row * width * vnp_dtype_size(b->dtype);
+    v.n = nrows * width;
+    return v;
+}
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The one *.pt file of a directory (a fair-esm hub cache), if exactly one. */
+static int single_pt(const char *dir, char *out, size_t cap)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 3 && !strcmp(e->d_name + n - 3, ".pt")) {
+            found++;
+            snprintf(out, cap, "%s/%s", dir, e->d_name);
+        }
+    }
+    closedir(d);
+    return found == 1;
+}
+
+/* Resolves a model path to a checkpoint file and (maybe) its config.json. */
+static vnp_code resolve(const char *path, char *ckpt, char *config, size_t cap, vnp_error *err)
+{
+    config[0] = '\0';
+    if (is_dir(path)) {
+        snprintf(config, cap, "%s/config.json", path);
+        if (!is_file(config))
+            config[0] = '\0';
+        static const char *const names[] = {"model.safetensors", "pytorch_model.bin"};
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(ckpt, cap, "%s/%s", path, names[i]);
+            if (is_file(ckpt))
+                return VNP_OK;
+        }
+        if (single_pt(path, ckpt, cap))
+            return VNP_OK;
+        return vnp_fail(err, VNP_ENOTFOUND,
+                        "model directory '%s' has no model.safetensors, pytorch_model.bin or "
+                        "single fair-esm .pt file",
+                        path);
+    }
+    if (!is_file(path))
+        return vnp_fail(err, VNP_ENOTFOUND, "model '%s' does not exist (a model directory or a "
+                        "fair-esm .pt file is expected)", path);
+    snprintf(ckpt, cap, "%s", path);
+    /* config.json beside a checkpoint file */
+    const char *slash = strrchr(path, '/');
+    int dl = slash ? (int)(slash - path) : 1;
+    snprintf(config, cap, "%.*s/config.json", dl, slash ? path : ".");
+    if (!is_file(config))
+        config[0] = '\0';
+    return VNP_OK;
+}
+
+static void free_bufs(vnp_backend *be, vnp_buf **bufs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (bufs[i]->ptr)
+            be->ops->free_buf(be, bufs[i]);
+}
+
+static void free_workspace(vnp_encoder *enc)
+{
+    vnp_buf *ws[] = {&enc->x, &enc->h, &enc->qkv, &enc->attn, &enc->ffn, &enc->ffn2,
+                     &enc->ids, &enc->cu};
+    free_bufs(enc->be, ws, sizeof ws / sizeof ws[0]);
+    free(enc->host_ids);
+    enc->host_ids = NULL;
+    enc->ws_tokens = enc->ws_seqs = 0;
+}
+
+void vnp_encoder_free(vnp_encoder *enc)
+{
+    if (!enc)
+        return;
+    if (enc->be) {
+        free_workspace(enc);
+        vnp_buf *top[] = {&enc->tok_emb, &enc->type_row, &enc->norm_g, &enc->norm_b, &enc->slopes};
+        free_bufs(enc->be, top, sizeof top / sizeof top[0]);
+        for (int l = 0; enc->layer && l < enc->cfg.layers; l++) {
+            vnp_layer_weights *w = &enc->layer[l];
+            vnp_buf *lb[] = {&w->ln1_g, &w->ln1_b, &w->wqkv, &w->bqkv, &w->wo, &w->bo,
+                             &w->ln2_g, &w->ln2_b, &w->w1,   &w->b1,   &w->w2, &w->b2,
+                             &w->inv_freq};
+            free_bufs(enc->be, lb, sizeof lb / sizeof lb[0]);
+        }
+    }
+    free(enc->layer);
+    free(enc);
+}
+
+static const char *kind_name(vnp_encoder_kind k)
+{
+    return k == VNP_ENCODER_ESM2 ? "ESM-2" : "DNABERT-S";
+}
+
+vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, vnp_error *err)
+{
+    *out = NULL;
+    char ckpt[1024], config[1024];
+    vnp_code rc = resolve(path, ckpt, config, sizeof ckpt, err);
+    if (rc)
+        return rc;
+    vnp_tensor_map *map = NULL;
+    if ((rc = vnp_checkpoint_load(ckpt, &map, err))) {
+        vnp_error_prefix(err, "loading model '%s': ", path);
+        return rc;
+    }
+    vnp_encoder *enc = calloc(1, sizeof *enc);
+    if (!enc) {
+        vnp_tensor_map_free(map);
+        return vnp_fail(err, VNP_ENOMEM, "out of memory loading model '%s'", path);
+    }
+    enc->be = be;
+    snprintf(enc->source, sizeof enc->source, "%s", ckpt);
+
+    const char *prefix = "";
+    int fairesm = 0;
+    vnp_encoder_kind kind;
+    if (vnp_dnabert_s_detect(map, &prefix))
+        kind = VNP_ENCODER_DNABERT_S;
+    else if (vnp_esm2_detect_hf(map, &prefix))
+        kind = VNP_ENCODER_ESM2;
+    else if (vnp_esm2_detect_fairesm(map, &prefix)) {
+        kind = VNP_ENCODER_ESM2;
+        fairesm = 1;
+    } else {
+        rc = vnp_fail(err, VNP_EFORMAT,
+                      "'%s' holds neither an ESM-2 nor a DNABERT-S model (no "
+                      "'embeddings.word_embeddings.weight' with 'encoder.layer.0.attention.self."
+                      "{query,Wqkv}.weight', nor fair-esm 'embed_tokens.weight')",
+                      ckpt);
+        goto fail;
+    }
+
+    if (config[0])
+        rc = vnp_config_from_json(config, &enc->cfg, err);
+    else if (fairesm)
+        rc = vnp_config_from_fairesm(map, ckpt, &enc->cfg, err);
+    else
+        rc = vnp_fail(err, VNP_ENOTFOUND,
+                      "'%s' needs its config.json (the Hugging Face model files come together); "
+                      "none was found beside it",
+                      ckpt);
+    if (rc)
+        goto fail;
+    if (fairesm && !config[0]) {
+        /* fair-esm's vocabulary is its alphabet's size, as the table says */
+        char n[256];
+        snprintf(n, sizeof n, "%sembed_tokens.weight", prefix);
+        const vnp_tensor *t = vnp_tensor_map_get(map, n);
+        if (t->ndim == 2 && t->shape[0] >= 1 && t->shape[0] < (1 << 24))
+            enc->cfg.vocab = (int)t->shape[0];
+    }
+    if (enc->cfg.kind != kind) {
+        rc = vnp_fail(err, VNP_EFORMAT, "'%s' says %s but '%s' holds a %s model", config,
+                      kind_name(enc->cfg.kind), ckpt, kind_name(kind));
+        goto fail;
+    }
+    enc->layer = calloc((size_t)enc->cfg.layers, sizeof *enc->layer);
+    if (!enc->layer) {
+        rc = vnp_fail(err, VNP_ENOMEM, "out of memory loading model '%s'", path);
+        goto fail;
+    }
+    vnp_weight_src src = {map, ckpt, be};
+    rc = kind == VNP_ENCODER_ESM2 ? vnp_esm2_load_weights(enc, &src, prefix, fairesm, err)
+                                  : vnp_dnabert_s_load_weights(enc, &src, prefix, err);
+    if (rc)
+        goto fail;
+    vnp_tensor_map_free(map);
+    vnp_debug("loaded %s from '%s': %d layers, hidden %d, %d heads, intermediate %d",
+              kind_name(kind), ckpt, enc->cfg.layers, enc->cfg.hidden, enc->cfg.heads,
+              enc->cfg.intermediate);
+    *out = enc;
+    return VNP_OK;
+fail:
+    vnp_tensor_map_free(map);
+    vnp_encoder_free(enc);
+    return rc;
+}
+
+vnp_encoder_kind vnp_encoder_kind_of(const vnp_encoder *enc) { return enc->cfg.kind; }
+int vnp_encoder_hidden_size(const vnp_encoder *enc) { return enc->cfg.hidden; }
+
+static vnp_code ensure_workspace(vnp_encoder *enc, size_t T, size_t nseq, vnp_error *err)
+{
+    if (T <= enc->ws_tokens && nseq <= enc->ws_seqs)
+        return VNP_OK;
+    size_t nt = T > enc->ws_tokens ? T : enc->ws_tokens;
+    size_t ns = nseq > enc->ws_seqs ? nseq : enc->ws_seqs;
+    free_workspace(enc);
+    vnp_backend *be = enc->be;
+    size_t H = (size_t)enc->cfg.hidden, I = (size_t)enc->cfg.intermediate;
+    int dna = enc->cfg.kind == VNP_ENCODER_DNABERT_S;
+    vnp_code rc;
+    if ((rc = be->ops->alloc_act(be, nt * H, &enc->x, err)) ||
+        (rc = be->ops->alloc_act(be, nt * H, &enc->h, err)) ||
+        (rc = be->ops->alloc_act(be, nt * 3 * H, &enc->qkv, err)) ||
+        (rc = be->ops->alloc_act(be, nt * H, &enc->attn, err)) ||
+        (rc = be->ops->alloc_act(be, nt * (dna ? 2 * I : I), &enc->ffn, err)) ||
+        (dna && (rc = be->ops->alloc_act(be, nt * I, &enc->ffn2, err))) ||
+        (rc = be->ops->alloc_i32(be, nt, &enc->ids, err)) ||
+        (rc = be->ops->alloc_i32(be, ns + 1, &enc->cu, err))) {
+        free_workspace(enc);
+        return rc;
+    }
+    enc->host_ids = malloc(nt * sizeof(int32_t));
+    if (!enc->host_ids) {
+        free_workspace(enc);
+        return vnp_fail(err, VNP_ENOMEM, "out of memory for a batch of %zu tokens", nt);
+    }
+    enc->ws_tokens = nt;
+    enc->ws_seqs = ns;
+    return VNP_OK;
+}
+
+/* Checks the batch and runs the model; the last hidden states end in enc->x. */
+static vnp_code forward(vnp_encoder *enc, const vnp_batch *b, int *T_out, vnp_error *err)
+{
+    const vnp_encoder_config *c = &enc->cfg;
+    int esm = c->kind == VNP_ENCODER_ESM2;
+    if (b->nseq < 0 || !b->cu_seqlens || b->cu_seqlens[0] != 0)
+        return vnp_fail(err, VNP_EINVAL, "a batch needs nseq >= 0 and cu_seqlens[0] = 0");
+    int max_len = 0;
+    for (int s = 0; s < b->nseq; s++) {
+        int len = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
+        if (len < (esm ? 3 : 1))
+            return vnp_fail(err, VNP_EINVAL,
+                            "%s batch: sequence %d has %d tokens; at least %s are needed",
+                            kind_name(c->kind), s, len,
+                            esm ? "3 (<cls>, one residue, <eos>)" : "1");
+        max_len = len > max_len ? len : max_len;
+    }
+    int T = b->cu_seqlens[b->nseq];
+    for (int s = 0; s < b->nseq; s++)
+        for (int i = b->cu_seqlens[s]; i < b->cu_seqlens[s + 1]; i++)
+            if (b->tokens[i] < 0 || b->tokens[i] >= c->vocab)
+                return vnp_fail(err, VNP_EINVAL,
+                                "%s batch: sequence %d has token id %d at position %d, outside "
+                                "the model's vocabulary of %d",
+                                kind_name(c->kind), s, b->tokens[i], i - b->cu_seqlens[s],
+                                c->vocab);
+    *T_out = T;
+    if (T == 0)
+        return VNP_OK;
+    vnp_code rc = ensure_workspace(enc, (size_t)T, (size_t)b->nseq, err);
+    if (rc)
+        return rc;
+    enc->be->ops->nonfinite_reset(enc->be);
+    rc = esm ? vnp_esm2_forward(enc, b, T, max_len, err)
+             : vnp_dnabert_s_forward(enc, b, T, max_len, err);
+    if (rc)
+        return rc;
+    if (enc->be->ops->nonfinite_seen(enc->be))
+        return vnp_fail(err, VNP_ENUMERIC,
+                        "%s produced NaN or infinite values on %s; with reduced precision, "
+                        "VIRNUCPRO_DISABLE_FP16=1 computes in FP32",
+                        kind_name(c->kind), vnp_backend_name(enc->be));
+    return VNP_OK;
+}
+
+vnp_code vnp_encoder_hidden(vnp_encoder *enc, const vnp_batch *b, float *out, vnp_error *err)
+{
+    int T = 0;
+    vnp_code rc = forward(enc, b, &T, err);
+    if (rc || T == 0)
+        return rc;
+    return enc->be->ops->download_f32(enc->be, &enc->x, (size_t)T * enc->cfg.hidden, out, err);
+}
+
+/* ESM-2 pools residues 1..min(1024, L); DNABERT-S every token. */
+#define VNP_ESM_POOL_MAX 1024
+
+vnp_code vnp_encoder_embed(vnp_encoder *enc, const vnp_batch *b, float *out, vnp_error *err)
+{
+    int T = 0;
+    vnp_code rc = forward(enc, b, &T, err);
+    if (rc || b->nseq == 0)
+        return rc;
+    int32_t *rb = malloc(2 * (size_t)b->nseq * sizeof(int32_t));
+    if (!rb)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory pooling %d sequences", b->nseq);
+    int32_t *re = rb + b->nseq;
+    for (int s = 0; s < b->nseq; s++) {
+        int start = b->cu_seqlens[s], len = b->cu_seqlens[s + 1] - start;
+        if (enc->cfg.kind == VNP_ENCODER_ESM2) {
+            int residues = len - 2;
+            rb[s] = start + 1;
+            re[s] = start + 1 + (residues < VNP_ESM_POOL_MAX ? residues : VNP_ESM_POOL_MAX);
+        } else {
+            rb[s] = start;
+            re[s] = start + len;
+        }
+    }
+    rc = enc->be->ops->mean_pool(enc->be, &enc->x, enc->cfg.hidden, rb, re, b->nseq, out, err);
+    free(rb);
+    return rc;
+}

@@ -1,0 +1,117 @@
+/* Internals of the transformer encoders: configuration, weights in backend
+ * memory, and the per-batch workspace. ESM-2 and DNABERT-S share the layout
+ * of a layer (attention + feed-forward), each field documented per model. */
+#ifndef VNP_ENCODER_INTERNAL_H
+#define VNP_ENCODER_INTERNAL_H
+
+#include <stddef.h>
+
+#include "backend/backend.h"
+#include "virnucpro/model.h"
+#include "virnucpro/tensor.h"
+
+typedef struct vnp_encoder_config {
+    vnp_encoder_kind kind;
+    int hidden;        /* H */
+    int layers;
+    int heads;
+    int intermediate;  /* I: ESM-2 fc1 width; DNABERT-S half of gated_layers */
+    int vocab;
+    float eps;         /* LayerNorm epsilon */
+    int token_dropout; /* ESM-2: rescale embeddings by (1 - 0.15*0.8) / (1 - mask ratio) */
+    int mask_id;       /* ESM-2 <mask> */
+} vnp_encoder_config;
+
+/* Where config values come from: config.json, or fair-esm's cfg attributes,
+ * or the tensors' shapes; used in error messages. */
+vnp_code vnp_config_from_json(const char *json_path, vnp_encoder_config *cfg, vnp_error *err);
+/* ESM-2 configuration of a fair-esm checkpoint: cfg attributes of the map
+ * (encoder_layers, encoder_embed_dim, encoder_attention_heads, token_dropout). */
+vnp_code vnp_config_from_fairesm(const vnp_tensor_map *m, const char *path,
+                                 vnp_encoder_config *cfg, vnp_error *err);
+
+typedef struct vnp_layer_weights {
+    /* ESM-2: attention's pre-LayerNorm; DNABERT-S: attention.output.LayerNorm (post) */
+    vnp_buf ln1_g, ln1_b;
+    vnp_buf wqkv, bqkv; /* [3H, H], [3H]: q | k | v, heads contiguous in each */
+    vnp_buf wo, bo;     /* attention output projection [H, H] */
+    /* ESM-2: feed-forward pre-LayerNorm; DNABERT-S: mlp.layernorm (post) */
+    vnp_buf ln2_g, ln2_b;
+    vnp_buf w1, b1;     /* ESM-2 fc1 [I, H] + bias; DNABERT-S gated_layers [2I, H], no bias */
+    vnp_buf w2, b2;     /* ESM-2 fc2 / DNABERT-S mlp.wo: [H, I] + bias */
+    vnp_buf inv_freq;   /* ESM-2 rotary inverse frequencies [head_dim / 2], F32 */
+} vnp_layer_weights;
+
+struct vnp_encoder {
+    vnp_encoder_config cfg;
+    vnp_backend *be;
+    char source[512]; /* the checkpoint path, for messages */
+
+    /* ESM-2: word embeddings with one extra zero row (index vocab) that <mask>
+     * tokens are mapped to when token dropout is on.
+     * DNABERT-S: word embeddings; type_row = token_type_embeddings[0]. */
+    vnp_buf tok_emb, type_row;
+    /* ESM-2: emb_layer_norm_after; DNABERT-S: embeddings.LayerNorm. */
+    vnp_buf norm_g, norm_b;
+    vnp_buf slopes; /* DNABERT-S ALiBi slopes [heads], F32 */
+    vnp_layer_weights *layer;
+
+    /* workspace, grown to the largest batch seen */
+    size_t ws_tokens, ws_seqs;
+    vnp_buf x, h, qkv, attn, ffn, ffn2, ids, cu;
+    int32_t *host_ids;
+};
+
+/* ---- helpers shared by the two models (encoder.c) ---- */
+
+/* A view of rows [row, row + nrows) of a [*, width] buffer. */
+vnp_buf vnp_buf_rows(const vnp_buf *b, size_t row, size_t nrows, size_t width);
+
+/* ---- shape-checked weight lookup (weight_pick.c) ---- */
+typedef struct vnp_weight_src {
+    const vnp_tensor_map *map;
+    const char *path;   /* checkpoint file, for messages */
+    vnp_backend *be;
+} vnp_weight_src;
+
+/* The tensor `name` with exactly the given shape and a floating-point dtype,
+ * or VNP_ESHAPE naming it with the expected and found shape. */
+vnp_code vnp_weight_get(const vnp_weight_src *src, const char *name, int ndim,
+                        const int64_t *shape, const vnp_tensor **out, vnp_error *err);
+/* Looks up and uploads a matrix [rows, cols] or a vector [n] (cols = 0). */
+vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, int64_t rows, int64_t cols,
+                           vnp_buf *out, vnp_error *err);
+/* Uploads the row-wise concatenation of `count` matrices of the same width
+ * (cols) or of vectors (cols = 0), e.g. q | k | v. */
+vnp_code vnp_weight_upload_concat(const vnp_weight_src *src, const char *const *names,
+                                  const int64_t *rows, int count, int64_t cols, vnp_buf *out,
+                                  vnp_error *err);
+/* A [rows, cols] matrix with `extra` zero rows appended. */
+vnp_code vnp_weight_upload_padded(const vnp_weight_src *src, const char *name, int64_t rows,
+                                  int64_t cols, int64_t extra, vnp_buf *out, vnp_error *err);
+/* A tensor of `n` values as float32 on the host then uploaded as F32. */
+vnp_code vnp_weight_upload_f32(const vnp_weight_src *src, const vnp_tensor *t, vnp_buf *out,
+                               vnp_error *err);
+
+/* ---- model-specific (esm2_weights.c, dnabert_s_weights.c) ---- */
+/* 1 when the map holds a DNABERT-S / ESM-2 (HF names) / ESM-2 (fair-esm names)
+ * checkpoint; *prefix receives the prefix in front of the model's names. */
+int vnp_dnabert_s_detect(const vnp_tensor_map *m, const char **prefix);
+int vnp_esm2_detect_hf(const vnp_tensor_map *m, const char **prefix);
+int vnp_esm2_detect_fairesm(const vnp_tensor_map *m, const char **prefix);
+
+vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, const char *prefix,
+                               int fairesm, vnp_error *err);
+vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src,
+                                    const char *prefix, vnp_error *err);
+
+/* ALiBi slopes for any head count, as DNABERT-S's bert_layers.py builds them. */
+void vnp_alibi_slopes(int heads, float *out);
+
+/* ---- forward passes (esm2.c, dnabert_s.c): leave the last hidden states in enc->x ---- */
+vnp_code vnp_esm2_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
+                          vnp_error *err);
+vnp_code vnp_dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
+                               vnp_error *err);
+
+#endif

@@ -1,0 +1,184 @@
+/* ESM-2 name mapping: the Hugging Face layout (with or without the "esm."
+ * prefix; one rotary inv_freq per layer or a single shared one) and fair-esm's
+ * own layout ("encoder.sentence_encoder." names, cfg attributes). Unused
+ * tensors (lm_head, contact_head, position ids) are ignored. */
+#include <stdio.h>
+#include <string.h>
+
+#include "model/encoder_internal.h"
+
+typedef struct {
+    const char *emb;
+    const char *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    const char *ln1_g, *ln1_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b, *ln2_g, *ln2_b;
+    const char *inv_freq;
+    const char *final_g, *final_b;
+} esm_names;
+
+static const esm_names hf_names = {
+    "embeddings.word_embeddings.weight",
+    "encoder.layer.%d.attention.self.query.weight",
+    "encoder.layer.%d.attention.self.query.bias",
+    "encoder.layer.%d.attention.self.key.weight",
+    "encoder.layer.%d.attention.self.key.bias",
+    "encoder.layer.%d.attention.self.value.weight",
+    "encoder.layer.%d.attention.self.value.bias",
+    "encoder.layer.%d.attention.output.dense.weight",
+    "encoder.layer.%d.attention.output.dense.bias",
+    "encoder.layer.%d.attention.LayerNorm.weight",
+    "encoder.layer.%d.attention.LayerNorm.bias",
+    "encoder.layer.%d.intermediate.dense.weight",
+    "encoder.layer.%d.intermediate.dense.bias",
+    "encoder.layer.%d.output.dense.weight",
+    "encoder.layer.%d.output.dense.bias",
+    "encoder.layer.%d.LayerNorm.weight",
+    "encoder.layer.%d.LayerNorm.bias",
+    "encoder.layer.%d.attention.self.rotary_embeddings.inv_freq",
+    "encoder.emb_layer_norm_after.weight",
+    "encoder.emb_layer_norm_after.bias",
+};
+
+static const esm_names fair_names = {
+    "embed_tokens.weight",
+    "layers.%d.self_attn.q_proj.weight",
+    "layers.%d.self_attn.q_proj.bias",
+    "layers.%d.self_attn.k_proj.weight",
+    "layers.%d.self_attn.k_proj.bias",
+    "layers.%d.self_attn.v_proj.weight",
+    "layers.%d.self_attn.v_proj.bias",
+    "layers.%d.self_attn.out_proj.weight",
+    "layers.%d.self_attn.out_proj.bias",
+    "layers.%d.self_attn_layer_norm.weight",
+    "layers.%d.self_attn_layer_norm.bias",
+    "layers.%d.fc1.weight",
+    "layers.%d.fc1.bias",
+    "layers.%d.fc2.weight",
+    "layers.%d.fc2.bias",
+    "layers.%d.final_layer_norm.weight",
+    "layers.%d.final_layer_norm.bias",
+    "layers.%d.self_attn.rot_emb.inv_freq",
+    "emb_layer_norm_after.weight",
+    "emb_layer_norm_after.bias",
+};
+
+/* Single shared inverse-frequency buffers some exports carry instead of one per layer. */
+static const char *const shared_inv_freq[] = {"rotary_embeddings.inv_freq",
+                                              "encoder.rotary_embeddings.inv_freq",
+                                              "embeddings.rotary_embeddings.inv_freq"};
+
+static int has(const vnp_tensor_map *m, const char *prefix, const char *name)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    return vnp_tensor_map_get(m, full) != NULL;
+}
+
+int vnp_esm2_detect_hf(const vnp_tensor_map *m, const char **prefix)
+{
+    static const char *const prefixes[] = {"esm.", ""};
+    for (size_t i = 0; i < 2; i++)
+        if (has(m, prefixes[i], "embeddings.word_embeddings.weight") &&
+            has(m, prefixes[i], "encoder.layer.0.attention.self.query.weight")) {
+            *prefix = prefixes[i];
+            return 1;
+        }
+    return 0;
+}
+
+int vnp_esm2_detect_fairesm(const vnp_tensor_map *m, const char **prefix)
+{
+    static const char *const prefixes[] = {"model.encoder.sentence_encoder.",
+                                           "encoder.sentence_encoder.", "model.", ""};
+    for (size_t i = 0; i < 4; i++)
+        if (has(m, prefixes[i], "embed_tokens.weight") &&
+            has(m, prefixes[i], "layers.0.self_attn.q_proj.weight")) {
+            *prefix = prefixes[i];
+            return 1;
+        }
+    return 0;
+}
+
+/* prefix + printf(template, layer) */
+static const char *name_of(char *buf, size_t cap, const char *prefix, const char *tmpl, int layer)
+{
+    size_t n = (size_t)snprintf(buf, cap, "%s", prefix);
+    snprintf(buf + n, cap - n, tmpl, layer);
+    return buf;
+}
+
+vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, const char *prefix,
+                               int fairesm, vnp_error *err)
+{
+    const esm_names *nm = fairesm ? &fair_names : &hf_names;
+    const vnp_encoder_config *c = &enc->cfg;
+    int64_t H = c->hidden, I = c->intermediate, hd = c->hidden / c->heads;
+    char n0[256], n1[256], n2[256];
+    vnp_code rc;
+
+    /* More layers in the checkpoint than the configuration names: a mismatch. */
+    if (vnp_tensor_map_get(src->map, name_of(n0, sizeof n0, prefix, nm->q_w, c->layers)))
+        return vnp_fail(err, VNP_ESHAPE,
+                        "'%s': the checkpoint has a layer %d but its configuration says %d "
+                        "layers; the config does not belong to these weights",
+                        src->path, c->layers, c->layers);
+
+    /* Token dropout maps <mask> to an extra zero row of the table. */
+    name_of(n0, sizeof n0, prefix, nm->emb, 0);
+    if ((rc = vnp_weight_upload_padded(src, n0, c->vocab, H, c->token_dropout ? 1 : 0,
+                                       &enc->tok_emb, err)))
+        return rc;
+    if ((rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, nm->final_g, 0), H, 0,
+                                &enc->norm_g, err)) ||
+        (rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, nm->final_b, 0), H, 0,
+                                &enc->norm_b, err)))
+        return rc;
+
+    /* The rotary frequencies: per layer, or one shared buffer. */
+    const vnp_tensor *shared = NULL;
+    for (size_t i = 0; !shared && i < sizeof shared_inv_freq / sizeof shared_inv_freq[0]; i++)
+        shared = vnp_tensor_map_get(src->map, name_of(n1, sizeof n1, prefix, shared_inv_freq[i], 0));
+
+    for (int l = 0; l < c->layers; l++) {
+        vnp_layer_weights *w = &enc->layer[l];
+        const char *qkv_w[3] = {name_of(n0, sizeof n0, prefix, nm->q_w, l),
+                                name_of(n1, sizeof n1, prefix, nm->k_w, l),
+                                name_of(n2, sizeof n2, prefix, nm->v_w, l)};
+        int64_t rows[3] = {H, H, H};
+        if ((rc = vnp_weight_upload_concat(src, qkv_w, rows, 3, H, &w->wqkv, err)))
+            return rc;
+        const char *qkv_b[3] = {name_of(n0, sizeof n0, prefix, nm->q_b, l),
+                                name_of(n1, sizeof n1, prefix, nm->k_b, l),
+                                name_of(n2, sizeof n2, prefix, nm->v_b, l)};
+        if ((rc = vnp_weight_upload_concat(src, qkv_b, rows, 3, 0, &w->bqkv, err)))
+            return rc;
+        struct {
+            const char *tmpl;
+            int64_t r, c;
+            vnp_buf *dst;
+        } plain[] = {
+            {nm->o_w, H, H, &w->wo},       {nm->o_b, H, 0, &w->bo},
+            {nm->ln1_g, H, 0, &w->ln1_g},  {nm->ln1_b, H, 0, &w->ln1_b},
+            {nm->fc1_w, I, H, &w->w1},     {nm->fc1_b, I, 0, &w->b1},
+            {nm->fc2_w, H, I, &w->w2},     {nm->fc2_b, H, 0, &w->b2},
+            {nm->ln2_g, H, 0, &w->ln2_g},  {nm->ln2_b, H, 0, &w->ln2_b},
+        };
+        for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+            if ((rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, plain[i].tmpl, l),
+                                        plain[i].r, plain[i].c, plain[i].dst, err)))
+                return rc;
+
+        int64_t fshape[1] = {hd / 2};
+        const vnp_tensor *inv = NULL;
+        name_of(n0, sizeof n0, prefix, nm->inv_freq, l);
+        if (vnp_tensor_map_get(src->map, n0) || !shared) {
+            if ((rc = vnp_weight_get(src, n0, 1, fshape, &inv, err)))
+                return rc;
+        } else {
+            if ((rc = vnp_weight_get(src, shared->name, 1, fshape, &inv, err)))
+                return rc;
+        }
+        if ((rc = vnp_weight_upload_f32(src, inv, &w->inv_freq, err)))
+            return rc;
+    }
+    return VNP_OK;
+}

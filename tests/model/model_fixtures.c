@@ -1,0 +1,111 @@
+#include "model_fixtures.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_support.h"
+
+static int32_t *int_array(const cJSON *a, int *len)
+{
+    int n = cJSON_GetArraySize(a);
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    assert_non_null(v);
+    for (int i = 0; i < n; i++)
+        v[i] = (int32_t)cJSON_GetArrayItem(a, i)->valuedouble;
+    *len = n;
+    return v;
+}
+
+void golden_tokens_load(golden_tokens *g)
+{
+    char *text = vnp_test_read_file(vnp_test_fixture("golden/expected/tokens.json"), NULL);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    const cJSON *ids = cJSON_GetObjectItem(root, "ids");
+    const cJSON *dna = cJSON_GetObjectItem(root, "dnabert_tokens");
+    const cJSON *esm = cJSON_GetObjectItem(root, "esm_tokens");
+    g->n = cJSON_GetArraySize(ids);
+    assert_int_equal(cJSON_GetArraySize(dna), g->n);
+    assert_int_equal(cJSON_GetArraySize(esm), g->n);
+    g->ids = calloc((size_t)g->n, sizeof *g->ids);
+    g->dna = calloc((size_t)g->n, sizeof *g->dna);
+    g->esm = calloc((size_t)g->n, sizeof *g->esm);
+    g->dna_len = calloc((size_t)g->n, sizeof *g->dna_len);
+    g->esm_len = calloc((size_t)g->n, sizeof *g->esm_len);
+    for (int i = 0; i < g->n; i++) {
+        g->ids[i] = strdup(cJSON_GetArrayItem(ids, i)->valuestring);
+        g->dna[i] = int_array(cJSON_GetArrayItem(dna, i), &g->dna_len[i]);
+        g->esm[i] = int_array(cJSON_GetArrayItem(esm, i), &g->esm_len[i]);
+    }
+    cJSON_Delete(root);
+}
+
+void golden_tokens_free(golden_tokens *g)
+{
+    for (int i = 0; i < g->n; i++) {
+        free(g->ids[i]);
+        free(g->dna[i]);
+        free(g->esm[i]);
+    }
+    free(g->ids), free(g->dna), free(g->esm), free(g->dna_len), free(g->esm_len);
+}
+
+void pack(packed *p, int32_t *const *seqs, const int *lens, const int *idx, int n)
+{
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += (size_t)lens[idx[k]];
+    p->tokens = malloc(sizeof(int32_t) * (total ? total : 1));
+    p->cu = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    p->cu[0] = 0;
+    for (int k = 0; k < n; k++) {
+        memcpy(p->tokens + p->cu[k], seqs[idx[k]], sizeof(int32_t) * (size_t)lens[idx[k]]);
+        p->cu[k + 1] = p->cu[k] + lens[idx[k]];
+    }
+    p->b.tokens = p->tokens;
+    p->b.cu_seqlens = p->cu;
+    p->b.nseq = n;
+}
+
+void packed_free(packed *p)
+{
+    free(p->tokens);
+    free(p->cu);
+}
+
+double rel_l2(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num) / (den > 0 ? sqrt(den) : 1.0);
+}
+
+double max_row_rel_l2(const float *a, const float *b, size_t rows, size_t w)
+{
+    double worst = 0;
+    for (size_t r = 0; r < rows; r++) {
+        double e = rel_l2(a + r * w, b + r * w, w);
+        worst = e > worst ? e : worst;
+    }
+    return worst;
+}
+
+float *expected_tensor(const vnp_tensor_map *m, const char *name, size_t numel)
+{
+    const vnp_tensor *t = vnp_tensor_map_get(m, name);
+    assert_non_null(t);
+    assert_int_equal(t->dtype, VNP_DT_F32);
+    assert_int_equal((size_t)vnp_tensor_numel(t), numel);
+    float *v = malloc(sizeof(float) * numel); /* mapped data need not be aligned */
+    assert_non_null(v);
+    assert_int_equal(vnp_tensor_to_f32(t, v, NULL), VNP_OK);
+    return v;
+}

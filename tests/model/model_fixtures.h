@@ -1,0 +1,40 @@
+/* Shared by the model tests: golden token ids, packed batches, tolerances. */
+#ifndef VNP_TEST_MODEL_FIXTURES_H
+#define VNP_TEST_MODEL_FIXTURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "virnucpro/model.h"
+#include "virnucpro/tensor.h"
+
+/* expected/tokens.json: ORF ids and both models' token ids. */
+typedef struct golden_tokens {
+    int n;
+    char **ids;
+    int32_t **dna, **esm;
+    int *dna_len, *esm_len;
+} golden_tokens;
+
+void golden_tokens_load(golden_tokens *g);
+void golden_tokens_free(golden_tokens *g);
+
+/* A packed batch of the chosen sequences (idx[k] into seqs/lens). */
+typedef struct packed {
+    int32_t *tokens, *cu;
+    vnp_batch b;
+} packed;
+
+void pack(packed *p, int32_t *const *seqs, const int *lens, const int *idx, int n);
+void packed_free(packed *p);
+
+/* ||a - b|| / ||b|| over n values. */
+double rel_l2(const float *a, const float *b, size_t n);
+/* max over rows of rel_l2 of each row of width w. */
+double max_row_rel_l2(const float *a, const float *b, size_t rows, size_t w);
+
+/* A malloc'd copy of a float32 tensor of expected/tensors.safetensors,
+ * asserted to have `numel` values. */
+float *expected_tensor(const vnp_tensor_map *m, const char *name, size_t numel);
+
+#endif
