@@ -184,7 +184,7 @@ vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, 
             enc->cfg.vocab = (int)t->shape[0];
     }
     if (enc->cfg.kind != kind) {
-        rc = vnp_fail(err, VNP_EFORMAT, "'%s' says %s but '%s' holds a %s model", config,
+        rc = vnp_fail(err, VNP_EFORMAT, "'%s' says %s but '%s' holds %s weights", config,
                       kind_name(enc->cfg.kind), ckpt, kind_name(kind));
         goto fail;
     }
