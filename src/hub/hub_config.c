@@ -199,10 +199,10 @@ void vnp_hub_note(const vnp_hub_cfg *cfg, const char *fmt, ...)
 
 void vnp_hub_human_size(uint64_t bytes, char *out, size_t cap)
 {
-    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+    static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
     double v = (double)bytes;
     int u = 0;
-    while (v >= 1000.0 && u < 4) {
+    while (v >= 1000.0 && u < 5) {
         v /= 1000.0;
         u++;
     }

@@ -5,7 +5,7 @@
  * {"format": 1,
  *  "models": {"dnabert-s": {"repo": "...", "revision": "...", "complete": true,
  *                           "fetched": "2026-11-22T00:10:00Z",
- *                           "files": {"config.json": {"size": 1030, "mtime_ns": ...,
+ *                           "files": {"config.json": {"size": 1030, "mtime_s": ..., "mtime_ns": ...,
  *                                     "sha256": "...", "url": "...", "checked_against": "..."}}}}} */
 #include <errno.h>
 #include <fcntl.h>

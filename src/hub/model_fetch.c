@@ -71,6 +71,11 @@ static vnp_code probe(fetch_ctx *fc, plan_file *p, int *found, vnp_error *err)
     vnp_code rc = vnp_http_probe(fc->cfg, p->url, &p->head, err);
     if (rc)
         return rc;
+    if (fc->spec->source != VNP_SOURCE_HF_HUB) {
+        /* only the hub's ETags are content digests; GitHub's are opaque */
+        p->head.sha256[0] = 0;
+        p->head.git_sha1[0] = 0;
+    }
     *found = p->head.status >= 200 && p->head.status < 300;
     if (!*found)
         return VNP_OK;
@@ -143,14 +148,16 @@ static vnp_code record(fetch_ctx *fc, const plan_file *p, const char *path, cons
     struct stat st;
     if (stat(path, &st) != 0)
         return vnp_fail(err, VNP_EIO, "cannot stat %s: %s", path, strerror(errno));
-    double mtime_ns = (double)st.st_mtim.tv_sec * 1e9 + (double)st.st_mtim.tv_nsec;
     cJSON_DeleteItemFromObjectCaseSensitive(e, "size");
+    cJSON_DeleteItemFromObjectCaseSensitive(e, "mtime_s");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "mtime_ns");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "sha256");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "url");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "checked_against");
     if (!cJSON_AddNumberToObject(e, "size", (double)d->size) ||
-        !cJSON_AddNumberToObject(e, "mtime_ns", mtime_ns) ||
+        /* seconds and nanoseconds apart: each is exact in a JSON number */
+        !cJSON_AddNumberToObject(e, "mtime_s", (double)st.st_mtim.tv_sec) ||
+        !cJSON_AddNumberToObject(e, "mtime_ns", (double)st.st_mtim.tv_nsec) ||
         !cJSON_AddStringToObject(e, "sha256", d->sha256) ||
         !cJSON_AddStringToObject(e, "url", p->url) ||
         !cJSON_AddStringToObject(e, "checked_against", checked))

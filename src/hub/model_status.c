@@ -45,8 +45,8 @@ int vnp_hub_cached_ok(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, const 
         struct stat st;
         if (stat(path, &st) != 0 || (double)st.st_size != number_of(e, "size"))
             return 0;
-        double mt = (double)st.st_mtim.tv_sec * 1e9 + (double)st.st_mtim.tv_nsec;
-        if (mt != number_of(e, "mtime_ns"))
+        if ((double)st.st_mtim.tv_sec != number_of(e, "mtime_s") ||
+            (double)st.st_mtim.tv_nsec != number_of(e, "mtime_ns"))
             return 0;
     }
     return 1;
@@ -136,9 +136,9 @@ const char *vnp_model_state_name(vnp_model_state s)
     case VNP_MODEL_PARTIAL:
         return "partial";
     case VNP_MODEL_CACHED:
-        return "cached";
+        return "verified";
     case VNP_MODEL_MODIFIED:
-        return "modified";
+        return "changed";
     case VNP_MODEL_HF_CACHE:
         return "hf-cache";
     case VNP_MODEL_TORCH_HUB:
