@@ -27,18 +27,19 @@ typedef struct vnp_record {
     const char *desc; /* rest of the header after the ID, trimmed ("" if none) */
     const char *seq;  /* residues, NUL-terminated; line breaks and whitespace removed, case kept */
     size_t len;
-    const char *qual; /* FASTQ quality string (len bytes), NULL for FASTA */
+    const char *qual; /* FASTQ quality string (len bytes, NUL-terminated), NULL for FASTA */
     size_t line;      /* 1-based line number of the header */
 } vnp_record;
 
 /* path "-" reads stdin. gzip is detected from the content, not the name. */
 vnp_code vnp_seq_open(const char *path, vnp_seq_reader **out, vnp_error *err);
-/* Returns 1 with a record, 0 at end of input, or -(vnp_code) on error with err set.
- * Records with an empty sequence are skipped with a warning naming them
+/* Returns 1 with a record, 0 at end of input, or -(vnp_code) on error with err set
+ * (an error is final: later calls return it again). Records with an empty sequence are skipped with a warning naming them
  * ("FILE:LINE: record 'ID' has an empty sequence; skipped"); an input with no
  * record at all logs "FILE: no sequences in the input" once and returns 0. */
 int vnp_seq_read(vnp_seq_reader *r, vnp_record *rec, vnp_error *err);
-/* Records returned so far / records skipped (empty). */
+/* Records returned so far / records skipped (empty). A reader is used by one
+ * thread at a time; distinct readers and vnp_six_frames are thread-safe. */
 size_t vnp_seq_records(const vnp_seq_reader *r);
 size_t vnp_seq_skipped(const vnp_seq_reader *r);
 /* Uncompressed input bytes consumed so far. */
