@@ -65,8 +65,15 @@ vnp_code vnp_safetensors_load(const char *path, vnp_tensor_map **out, vnp_error 
 vnp_code vnp_torch_load(const char *path, vnp_tensor_map **out, vnp_error *err);
 
 /* Either of the above, chosen by content (zip magic, pickle magic, or a safetensors
- * header). */
+ * header); a path ending in ".index.json" is a sharded checkpoint (below). */
 vnp_code vnp_checkpoint_load(const char *path, vnp_tensor_map **out, vnp_error *err);
+
+/* A sharded Hugging Face checkpoint: model.safetensors.index.json or
+ * pytorch_model.bin.index.json, whose "weight_map" names the shard (a file beside it)
+ * of every tensor. All tensors come in one map; every one the index names must be
+ * in its shard, and none in two. */
+vnp_code vnp_sharded_checkpoint_load(const char *index_path, vnp_tensor_map **out,
+                                     vnp_error *err);
 
 #ifdef __cplusplus
 }

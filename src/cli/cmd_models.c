@@ -99,7 +99,11 @@ static int do_verify(const vnp_hub_options *opt, int argc, char **argv)
                 snprintf(sz, sizeof sz, "%.1f MB", (double)bytes / 1e6);
             printf("%-18s OK (%d file%s, %s)\n", names[i], nfiles, nfiles == 1 ? "" : "s", sz);
             checked++;
-        } else if (c == VNP_ENOTFOUND && !explicit_names) {
+        } else if (c == VNP_ENOTFOUND && explicit_names) {
+            printf("%-18s not fetched\n", names[i]);
+            vnp_cli_error("%s", err.msg);
+            failed++;
+        } else if (c == VNP_ENOTFOUND) {
             vnp_model_info info;
             vnp_error e2;
             if (vnp_models_info(names[i], opt, &info, &e2) == VNP_OK &&

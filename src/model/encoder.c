@@ -57,8 +57,11 @@ static vnp_code resolve(const char *path, char *ckpt, char *config, size_t cap, 
         snprintf(config, cap, "%s/config.json", path);
         if (!is_file(config))
             config[0] = '\0';
-        static const char *const names[] = {"model.safetensors", "pytorch_model.bin"};
-        for (size_t i = 0; i < 2; i++) {
+        /* single files first, then the sharded layouts of large models (ESM-2 3B) */
+        static const char *const names[] = {"model.safetensors", "pytorch_model.bin",
+                                            "model.safetensors.index.json",
+                                            "pytorch_model.bin.index.json"};
+        for (size_t i = 0; i < 4; i++) {
             snprintf(ckpt, cap, "%s/%s", path, names[i]);
             if (is_file(ckpt))
                 return VNP_OK;
@@ -66,8 +69,8 @@ static vnp_code resolve(const char *path, char *ckpt, char *config, size_t cap, 
         if (single_pt(path, ckpt, cap))
             return VNP_OK;
         return vnp_fail(err, VNP_ENOTFOUND,
-                        "model directory '%s' has no model.safetensors, pytorch_model.bin or "
-                        "single fair-esm .pt file",
+                        "model directory '%s' has no model.safetensors, pytorch_model.bin (or "
+                        "their sharded *.index.json) or single fair-esm .pt file",
                         path);
     }
     if (!is_file(path))

@@ -9,6 +9,9 @@
 vnp_code vnp_checkpoint_load(const char *path, vnp_tensor_map **out, vnp_error *err)
 {
     *out = NULL;
+    size_t plen = strlen(path);
+    if (plen > 11 && !strcmp(path + plen - 11, ".index.json"))
+        return vnp_sharded_checkpoint_load(path, out, err);
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         int e = errno;
