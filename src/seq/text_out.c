@@ -52,7 +52,7 @@ static void drain(vnp_text_out *o)
     o->len = 0;
 }
 
-void vnp_text_out_put(vnp_text_out *o, const char *s, size_t n)
+void vnp_text_out_put_slow(vnp_text_out *o, const char *s, size_t n)
 {
     while (n) {
         if (o->len == o->cap)

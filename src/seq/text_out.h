@@ -4,6 +4,7 @@
 #define VNP_SEQ_TEXT_OUT_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "virnucpro/error.h"
 
@@ -20,8 +21,17 @@ typedef struct vnp_text_out {
 
 /* Creates path's temporary sibling for writing. */
 vnp_code vnp_text_out_open(vnp_text_out *o, const char *path, vnp_error *err);
-/* Appends bytes (buffered). Errors surface at vnp_text_out_commit. */
-void vnp_text_out_put(vnp_text_out *o, const char *s, size_t n);
+/* Appends bytes (buffered). Errors surface at vnp_text_out_finish/commit. */
+void vnp_text_out_put_slow(vnp_text_out *o, const char *s, size_t n);
+static inline void vnp_text_out_put(vnp_text_out *o, const char *s, size_t n)
+{
+    if (o->cap - o->len >= n) {
+        memcpy(o->buf + o->len, s, n);
+        o->len += n;
+    } else {
+        vnp_text_out_put_slow(o, s, n);
+    }
+}
 /* Appends ">" id suffix "\n". */
 void vnp_text_out_header(vnp_text_out *o, const char *id, size_t id_len, const char *suffix);
 /* Appends s as lines of at most width characters, each ending in '\n'. */
