@@ -80,7 +80,7 @@ vnp_code vnp_results_write_row(FILE *f, const char *path, const char *id, size_t
 typedef struct vnp_chunk_calls vnp_chunk_calls;
 
 /* out_path: the final file; spill files are created as out_path.runN.tmp.
- * mem_limit 0 = 64 MiB. */
+ * mem_limit 0 = 16 MiB. */
 vnp_code vnp_chunk_calls_create(const char *out_path, size_t mem_limit, vnp_chunk_calls **out,
                                 vnp_error *err);
 /* Adds one frame's scores under its chunk ID (the frame ID minus its last two
@@ -160,6 +160,8 @@ typedef struct vnp_predict_options {
     int keep_intermediate;  /* also write the three preprocessing files */
     int embeddings;         /* also write merged_features.safetensors */
     int progress;           /* -1 = on when stderr is a terminal, 0 off, 1 on */
+    size_t sort_memory;     /* bytes of chunk IDs held before sorted runs spill to disk
+                             * (prediction_results_highestscore.csv); 0 = 16 MiB */
 } vnp_predict_options;
 
 /* Defaults: device "cpu", FP16 (used on CUDA; the CPU computes in FP32),

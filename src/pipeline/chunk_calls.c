@@ -42,7 +42,7 @@ vnp_code vnp_chunk_calls_create(const char *out_path, size_t mem_limit, vnp_chun
         free(c);
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     }
-    c->mem_limit = mem_limit ? mem_limit : (size_t)64 << 20;
+    c->mem_limit = mem_limit ? mem_limit : (size_t)16 << 20;
     *out = c;
     return VNP_OK;
 }

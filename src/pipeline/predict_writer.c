@@ -41,7 +41,7 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     vnp_code rc;
     if ((rc = vnp_results_write_header(o->results, o->results_part, err)) ||
         (rc = vnp_sequences_write_header(o->sequences, o->sequences_part, err)) ||
-        (rc = vnp_chunk_calls_create(o->highest_part, 0, &o->highest, err)))
+        (rc = vnp_chunk_calls_create(o->highest_part, c->o->sort_memory, &o->highest, err)))
         return rc;
     if (c->o->embeddings &&
         (rc = vnp_features_writer_create(o->features_path, c->width, &o->features, err)))
