@@ -16,6 +16,10 @@ static const vnp_command commands[] = {
      vnp_cmd_preprocess},
     {"models", "fetch, verify, list and locate the ESM-2, DNABERT-S and classifier checkpoints",
      vnp_cmd_models},
+    {"embed", "pooled DNABERT-S or ESM-2 embeddings of every record, as safetensors",
+     vnp_cmd_embed},
+    {"predict", "score every chunk of every sequence: viral or not (VirNucPro's outputs)",
+     vnp_cmd_predict},
     {NULL, NULL, NULL},
 };
 
