@@ -224,8 +224,8 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
     if (!c->to_compute || !c->to_write)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     int on = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
-    vnp_progress_init(&c->progress, on, plain_input_size(o->input));
-    double t0 = vnp_now();
+    vnp_predict_progress_init(&c->progress, on, plain_input_size(o->input));
+    double t0 = vnp_predict_now();
     pthread_t reader, writer;
     if (pthread_create(&reader, NULL, vnp_predict_reader_main, c) != 0)
         return vnp_fail(err, VNP_ENOMEM, "cannot start the reader thread");
@@ -248,8 +248,8 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
         return rc;
     if ((rc = vnp_predict_outputs_commit(c, err)))
         return rc;
-    c->st.seconds = vnp_now() - t0;
-    vnp_progress_update(&c->progress, c->st.records, c->st.orfs, c->st.tokens,
+    c->st.seconds = vnp_predict_now() - t0;
+    vnp_predict_progress_update(&c->progress, c->st.records, c->st.orfs, c->st.tokens,
                         vnp_seq_bytes(c->reader), 1);
     return VNP_OK;
 }
@@ -263,10 +263,10 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     vnp_code rc = check_options(o, err);
     if (rc == VNP_OK)
         rc = make_dirs(o->out_dir, err);
-    double t0 = vnp_now();
+    double t0 = vnp_predict_now();
     if (rc == VNP_OK)
         rc = load_models(&c, err);
-    c.st.load_seconds = vnp_now() - t0;
+    c.st.load_seconds = vnp_predict_now() - t0;
     if (rc == VNP_OK) {
         int cuda = o->device && !strncmp(o->device, "cuda", 4);
         c.batch_tokens = o->batch_tokens ? o->batch_tokens
@@ -284,7 +284,7 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         vnp_seq_close(c.reader);
     free_models(&c);
     pthread_mutex_destroy(&c.mu);
-    c.st.peak_rss_kb = vnp_peak_rss_kb();
+    c.st.peak_rss_kb = vnp_predict_peak_rss_kb();
     if (stats)
         *stats = c.st;
     return rc;

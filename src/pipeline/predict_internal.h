@@ -23,12 +23,12 @@ typedef struct vnp_predict_outputs {
     const char *tally_id;
 } vnp_predict_outputs;
 
-typedef struct vnp_progress {
+typedef struct vnp_predict_progress {
     int on;
     double t0, last;
     uint64_t total_bytes; /* 0 when unknown (stdin, gzip) */
     int drawn;
-} vnp_progress;
+} vnp_predict_progress;
 
 typedef struct vnp_predict_ctx {
     const vnp_predict_options *o;
@@ -43,7 +43,7 @@ typedef struct vnp_predict_ctx {
     vnp_preprocess_writer *pre; /* --keep-intermediate */
     vnp_win_queue *to_compute, *to_write;
     vnp_predict_outputs out;
-    vnp_progress progress;
+    vnp_predict_progress progress;
 
     pthread_mutex_t mu; /* guards rc/err and the counters below */
     vnp_code rc;
@@ -66,10 +66,10 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err);
 /* Removes partial files. */
 void vnp_predict_outputs_abort(vnp_predict_ctx *c);
 
-double vnp_now(void);
-long vnp_peak_rss_kb(void);
-void vnp_progress_init(vnp_progress *p, int on, uint64_t total_bytes);
-void vnp_progress_update(vnp_progress *p, size_t records, size_t orfs, uint64_t tokens,
+double vnp_predict_now(void);
+long vnp_predict_peak_rss_kb(void);
+void vnp_predict_progress_init(vnp_predict_progress *p, int on, uint64_t total_bytes);
+void vnp_predict_progress_update(vnp_predict_progress *p, size_t records, size_t orfs, uint64_t tokens,
                          uint64_t bytes, int final);
 
 #endif

@@ -154,7 +154,7 @@ static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
         size_t records = c->st.records, orfs = c->st.orfs;
         uint64_t tokens = c->st.tokens;
         pthread_mutex_unlock(&c->mu);
-        vnp_progress_update(&c->progress, records, orfs, tokens, w->input_bytes, 0);
+        vnp_predict_progress_update(&c->progress, records, orfs, tokens, w->input_bytes, 0);
     }
     return rc;
 }

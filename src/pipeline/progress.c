@@ -5,14 +5,14 @@
 
 #include "pipeline/predict_internal.h"
 
-double vnp_now(void)
+double vnp_predict_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-long vnp_peak_rss_kb(void)
+long vnp_predict_peak_rss_kb(void)
 {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0)
@@ -20,21 +20,21 @@ long vnp_peak_rss_kb(void)
     return ru.ru_maxrss; /* kilobytes on Linux */
 }
 
-void vnp_progress_init(vnp_progress *p, int on, uint64_t total_bytes)
+void vnp_predict_progress_init(vnp_predict_progress *p, int on, uint64_t total_bytes)
 {
     p->on = on;
-    p->t0 = vnp_now();
+    p->t0 = vnp_predict_now();
     p->last = 0;
     p->total_bytes = total_bytes;
     p->drawn = 0;
 }
 
-void vnp_progress_update(vnp_progress *p, size_t records, size_t orfs, uint64_t tokens,
+void vnp_predict_progress_update(vnp_predict_progress *p, size_t records, size_t orfs, uint64_t tokens,
                          uint64_t bytes, int final)
 {
     if (!p->on)
         return;
-    double now = vnp_now();
+    double now = vnp_predict_now();
     if (!final && now - p->last < 0.25)
         return;
     p->last = now;

@@ -1,0 +1,255 @@
+/* virnucpro predict: FASTA/FASTQ in, VirNucPro's prediction files out. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "virnucpro.h"
+
+static void predict_usage(FILE *f)
+{
+    fputs(
+        "Usage: virnucpro predict [-l 300|500] [-o DIR] [--esm DIR] [--dnabert DIR]\n"
+        "                         [--classifier FILE] [--device cpu|cuda[:N]] [-t N]\n"
+        "                         [--batch-tokens N] [--keep-intermediate] [--embeddings] INPUT\n"
+        "\n"
+        "Cuts every sequence of INPUT into chunks of the given length, translates each chunk\n"
+        "in six frames, embeds every stop-free frame with DNABERT-S (DNA) and ESM-2 (protein)\n"
+        "and scores the concatenated embedding with VirNucPro's classifier. Streams: memory\n"
+        "depends on the models and the batch size, not on the input. Writes into DIR:\n"
+        "  prediction_results.txt               one row per kept frame, in input order:\n"
+        "                                       Sequence_ID Prediction score1 score2\n"
+        "  prediction_results_highestscore.csv  one row per chunk, sorted by ID: Is_Virus is\n"
+        "                                       True when the chunk's best virus score is at\n"
+        "                                       least its best non-virus score\n"
+        "  sequences.tsv                        one row per input sequence with its verdict\n"
+        "                                       (see README: virus when at least half of its\n"
+        "                                       scored chunks are called viral)\n"
+        "\n"
+        "INPUT is FASTA or FASTQ, plain or gzip-compressed; '-' reads stdin.\n"
+        "\n"
+        "Options:\n"
+        "  -l, --length N        chunk length, 300 or 500 (default 500); picks the classifier\n"
+        "  -o, --output DIR      output directory, created if missing (default: INPUT's\n"
+        "                        name up to '.fa' + '_merged', next to it, as the original)\n"
+        "      --esm PATH        ESM-2 model directory or fair-esm .pt (default: the cached\n"
+        "                        esm2_t36_3B_UR50D, fetched on first use)\n"
+        "      --dnabert DIR     DNABERT-S model directory with tokenizer.json (default: the\n"
+        "                        cached dnabert-s)\n"
+        "      --classifier FILE VirNucPro classifier .pth (default: classifier-300/-500)\n"
+        "      --device D        cpu (default), cuda or cuda:N\n"
+        "      --precision P     fp16 (default on CUDA), bf16 or fp32; the CPU computes in fp32\n"
+        "  -t, --threads N       CPU threads (default: all cores)\n"
+        "      --batch-tokens N  tokens per encoder batch (default 4096 on CPU, 32768 on CUDA)\n"
+        "      --keep-intermediate  also write the three preprocessing files (as preprocess)\n"
+        "      --embeddings      also write merged_features.safetensors: tensor 'features'\n"
+        "                        [N, DNABERT-S hidden + ESM-2 hidden] F32 in row order of\n"
+        "                        prediction_results.txt, tensor 'ids' (U8, one ID per line)\n"
+        "      --progress, --no-progress  progress line on stderr (default: on a terminal)\n"
+        "  -q, --quiet           no summary line\n"
+        "  -h, --help            this help\n"
+        "\n"
+        "Models not given are taken from the model cache (see 'virnucpro models'); with\n"
+        "VIRNUCPRO_OFFLINE=1 a missing one is an error saying how to fetch it.\n",
+        f);
+}
+
+enum {
+    OPT_ESM = 1000,
+    OPT_DNABERT,
+    OPT_CLASSIFIER,
+    OPT_DEVICE,
+    OPT_PRECISION,
+    OPT_BATCH_TOKENS,
+    OPT_KEEP,
+    OPT_EMBEDDINGS,
+    OPT_PROGRESS,
+    OPT_NO_PROGRESS,
+    OPT_WINDOW
+};
+
+static int parse_count(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) {
+        vnp_cli_error("%s must be a whole number from %ld to %ld, got '%s'", opt, lo, hi, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* "<dir of input>/<stem>_merged", the original tool's output folder. */
+static char *default_outdir(const char *input)
+{
+    char stem[1024];
+    vnp_error err;
+    if (vnp_preprocess_stem(input, stem, sizeof stem, &err) != VNP_OK) {
+        vnp_cli_error("%s", err.msg);
+        return NULL;
+    }
+    const char *slash = strrchr(input, '/');
+    size_t dl = (!strcmp(input, "-") || !slash) ? 0 : (size_t)(slash - input) + 1;
+    size_t n = dl + strlen(stem) + 16;
+    char *d = malloc(n);
+    if (d)
+        snprintf(d, n, "%.*s%s_merged", (int)dl, input, stem);
+    return d;
+}
+
+int vnp_cmd_predict(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"length", required_argument, NULL, 'l'},
+        {"output", required_argument, NULL, 'o'},
+        {"esm", required_argument, NULL, OPT_ESM},
+        {"dnabert", required_argument, NULL, OPT_DNABERT},
+        {"classifier", required_argument, NULL, OPT_CLASSIFIER},
+        {"device", required_argument, NULL, OPT_DEVICE},
+        {"precision", required_argument, NULL, OPT_PRECISION},
+        {"threads", required_argument, NULL, 't'},
+        {"batch-tokens", required_argument, NULL, OPT_BATCH_TOKENS},
+        {"window", required_argument, NULL, OPT_WINDOW},
+        {"keep-intermediate", no_argument, NULL, OPT_KEEP},
+        {"embeddings", no_argument, NULL, OPT_EMBEDDINGS},
+        {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    vnp_predict_options o;
+    vnp_predict_options_init(&o);
+    int quiet = 0, c;
+    long v;
+    const char *outdir = NULL;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":l:o:t:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            if (strcmp(optarg, "300") && strcmp(optarg, "500")) {
+                vnp_cli_error("-l/--length must be 300 or 500 (the published classifiers' "
+                              "chunk lengths), got '%s'", optarg);
+                return 2;
+            }
+            o.chunk_len = atoi(optarg);
+            break;
+        case 'o': outdir = optarg; break;
+        case OPT_ESM: o.esm = optarg; break;
+        case OPT_DNABERT: o.dnabert = optarg; break;
+        case OPT_CLASSIFIER: o.classifier = optarg; break;
+        case OPT_DEVICE:
+            if (strcmp(optarg, "cpu") && strncmp(optarg, "cuda", 4)) {
+                vnp_cli_error("--device must be cpu, cuda or cuda:N, got '%s'", optarg);
+                return 2;
+            }
+            o.device = optarg;
+            break;
+        case OPT_PRECISION:
+            if (!strcmp(optarg, "fp16"))
+                o.precision = VNP_PREC_FP16;
+            else if (!strcmp(optarg, "bf16"))
+                o.precision = VNP_PREC_BF16;
+            else if (!strcmp(optarg, "fp32"))
+                o.precision = VNP_PREC_FP32;
+            else {
+                vnp_cli_error("--precision must be fp16, bf16 or fp32, got '%s'", optarg);
+                return 2;
+            }
+            break;
+        case 't':
+            if (!parse_count("-t/--threads", optarg, 0, 4096, &v))
+                return 2;
+            o.threads = (int)v;
+            break;
+        case OPT_BATCH_TOKENS:
+            if (!parse_count("--batch-tokens", optarg, 1, 1L << 30, &v))
+                return 2;
+            o.batch_tokens = (size_t)v;
+            break;
+        case OPT_WINDOW:
+            if (!parse_count("--window", optarg, 1, 1L << 24, &v))
+                return 2;
+            o.window_orfs = (size_t)v;
+            break;
+        case OPT_KEEP: o.keep_intermediate = 1; break;
+        case OPT_EMBEDDINGS: o.embeddings = 1; break;
+        case OPT_PROGRESS: o.progress = 1; break;
+        case OPT_NO_PROGRESS: o.progress = 0; break;
+        case 'q': quiet = 1; break;
+        case 'h': predict_usage(stdout); return 0;
+        case ':':
+            vnp_cli_error("option '%s' needs a value; see 'virnucpro predict --help'",
+                          argv[optind - 1]);
+            return 2;
+        default:
+            vnp_cli_error("unknown option '%s'; see 'virnucpro predict --help'",
+                          argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        vnp_cli_error("missing INPUT (a FASTA/FASTQ file, or '-' for stdin); see "
+                      "'virnucpro predict --help'");
+        return 2;
+    }
+    if (optind != argc - 1) {
+        vnp_cli_error("expected one INPUT, got %d arguments", argc - optind);
+        return 2;
+    }
+    o.input = argv[optind];
+    vnp_error err;
+    vnp_error_clear(&err);
+    /* models not given come from the cache (fetched on first use unless offline) */
+    const char *names[3];
+    const char **slots[3];
+    size_t nmiss = 0;
+    if (!o.esm) {
+        names[nmiss] = "esm2_t36_3B_UR50D";
+        slots[nmiss++] = &o.esm;
+    }
+    if (!o.dnabert) {
+        names[nmiss] = "dnabert-s";
+        slots[nmiss++] = &o.dnabert;
+    }
+    if (!o.classifier) {
+        names[nmiss] = vnp_models_classifier_for_length(o.chunk_len);
+        slots[nmiss++] = &o.classifier;
+    }
+    static char paths[3][4096];
+    if (nmiss > 0) {
+        vnp_hub_options hub;
+        vnp_hub_options_init(&hub);
+        if (vnp_models_resolve_all(names, nmiss, &hub, paths, &err) != VNP_OK) {
+            vnp_cli_error("%s", err.msg);
+            return 1;
+        }
+        for (size_t i = 0; i < nmiss; i++)
+            *slots[i] = paths[i];
+    }
+    char *dir = outdir ? strdup(outdir) : default_outdir(o.input);
+    if (!dir) {
+        vnp_cli_error("out of memory");
+        return 1;
+    }
+    o.out_dir = dir;
+    vnp_predict_stats st;
+    vnp_code rc = vnp_predict(&o, &st, &err);
+    if (rc != VNP_OK) {
+        vnp_cli_error("%s", err.msg);
+        free(dir);
+        return 1;
+    }
+    if (!quiet)
+        fprintf(stderr,
+                "virnucpro: predict: %zu records, %zu chunks, %zu ORFs scored -> %s; "
+                "%.2f s (+ %.2f s loading models), %.0f tokens/s, peak RSS %.1f MB\n",
+                st.records, st.chunks, st.orfs, dir, st.seconds, st.load_seconds,
+                st.seconds > 0 ? (double)st.tokens / st.seconds : 0.0,
+                (double)st.peak_rss_kb / 1024.0);
+    free(dir);
+    return 0;
+}
