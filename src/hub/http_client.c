@@ -223,18 +223,37 @@ vnp_code vnp_http_probe(const vnp_hub_cfg *cfg, const char *url, vnp_http_head *
         return vnp_fail(err, VNP_ENET, "offline (VIRNUCPRO_OFFLINE=1): not contacting %s", url);
     memset(head, 0, sizeof *head);
     head->size = -1;
+    char target[4096];
+    snprintf(target, sizeof target, "%s", url);
+    int redirects = 0;
     for (int attempt = 0;;) {
         resp_headers hdr;
         headers_reset(&hdr);
         char ebuf[CURL_ERROR_SIZE];
-        CURL *c = new_handle(cfg, url, &hdr, ebuf);
+        CURL *c = new_handle(cfg, target, &hdr, ebuf);
         if (!c)
             return vnp_fail(err, VNP_ENOMEM, "cannot create a libcurl handle");
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        /* Redirects are followed by hand: the hub answers a large file with a
+         * redirect to its storage that already carries X-Linked-Size and
+         * X-Linked-Etag, and a storage URL signed for GET may refuse a HEAD. */
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
         CURLcode rc = curl_easy_perform(c);
         long status = 0;
+        char *loc = NULL;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
+        int redirect = rc == CURLE_OK && status >= 300 && status < 400 && loc;
+        if (redirect && !(hdr.linked_etag[0] || hdr.linked_size >= 0)) {
+            snprintf(target, sizeof target, "%s", loc);
+            curl_easy_cleanup(c);
+            if (++redirects > 10)
+                return vnp_fail(err, VNP_ENET, "%s: more than 10 redirects", url);
+            continue;
+        }
         curl_easy_cleanup(c);
+        if (redirect)
+            status = 200; /* the redirect itself describes the file */
         if (rc == CURLE_OK && status >= 200 && status < 300) {
             head->status = status;
             head->size = hdr.linked_size >= 0 ? hdr.linked_size : hdr.content_length;

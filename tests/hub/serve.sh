@@ -2,7 +2,9 @@
 # Serves a hub-shaped tree with lighttpd on 127.0.0.1, the way the Hugging Face hub
 # and GitHub serve the model files: HTTP Range, and per file the digest headers the
 # hub sends (large "LFS" files: X-Linked-Etag / ETag = SHA-256 and X-Linked-Size;
-# other files: ETag = git blob id). /slow/... serves the same tree throttled.
+# other files: ETag = git blob id). /slow/... serves the same tree throttled;
+# /lfs/... redirects to it (302), the redirect carrying those headers, as the hub
+# redirects large files to its storage.
 #
 #   serve.sh TREE PORT STATE_DIR [SLOW_KBPS]
 #
@@ -21,7 +23,7 @@ conf=$state/lighttpd.conf
 server.document-root = "$tree"
 server.bind = "127.0.0.1"
 server.port = $port
-server.modules = ("mod_setenv", "mod_accesslog", "mod_alias")
+server.modules = ("mod_setenv", "mod_accesslog", "mod_alias", "mod_redirect")
 server.errorlog = "$state/error.log"
 server.pid-file = "$state/lighttpd.pid"
 static-file.etags = "disable"
@@ -31,6 +33,7 @@ accesslog.filename = "|/bin/cat >> $state/access.log"
 accesslog.format = "%m %s %b %U %{Range}i"
 alias.url = ("/slow/" => "$tree/")
 \$HTTP["url"] =~ "^/slow/" { connection.kbytes-per-second = $slow }
+\$HTTP["url"] =~ "^/lfs/" { url.redirect = ("^/lfs/(.*)\$" => "/\$1") url.redirect-code = 302 }
 CONF
   (cd "$tree" && find . -type f | sort) | while read -r rel; do
     rel=${rel#./}
@@ -47,7 +50,7 @@ CONF
         ;;
     esac
     # (a '.' in the name matches itself among others: the names here are plain)
-    printf '$HTTP["url"] =~ "^(/slow)?/%s$" { setenv.set-response-header = (%s) }\n' "$rel" "$hdr"
+    printf '$HTTP["url"] =~ "^(/slow|/lfs)?/%s$" { setenv.set-response-header = (%s) }\n' "$rel" "$hdr"
   done
 } >"$conf"
 

@@ -429,6 +429,47 @@ static void test_corrupt_byte_fails_verify_and_is_refetched(void **state)
     assert_contains(e.msg, "VIRNUCPRO_OFFLINE=1");
 }
 
+/* ---- the hub redirects large files to storage: the redirect is the answer ---- */
+static void test_redirect_carries_the_digest(void **state)
+{
+    (void)state;
+    const char *cache = fresh("c_redirect");
+    char env[1400], *out = NULL, *err = NULL;
+    snprintf(env, sizeof env, "VIRNUCPRO_MODELS='%s' VIRNUCPRO_HUB_URL='%s/lfs/hub'", cache,
+             srv.base);
+    char big[1024], small[1024], lbig[1100], lsmall[1100];
+    snprintf(big, sizeof big, "%s", url_suffix("esm2_t36_3B_UR50D", "model.safetensors"));
+    snprintf(small, sizeof small, "%s", url_suffix("esm2_t36_3B_UR50D", "config.json"));
+    snprintf(lbig, sizeof lbig, "/lfs%s", big);
+    snprintf(lsmall, sizeof lsmall, "/lfs%s", small);
+    /* direct = all that end with the path, less those under /lfs */
+    int head_big = hub_log_count(&srv, "HEAD", 0, big) - hub_log_count(&srv, "HEAD", 0, lbig);
+    int head_small =
+        hub_log_count(&srv, "HEAD", 0, small) - hub_log_count(&srv, "HEAD", 0, lsmall);
+    int get_big = hub_log_count(&srv, "GET", 200, big);
+    int rc = cli(env, "models fetch esm2_t36_3B_UR50D --no-progress", &out, &err);
+    if (rc != 0)
+        fail_msg("fetch through redirects failed: %s", err);
+    vnp_test_assert_files_equal(cache_file(cache, "esm2_t36_3B_UR50D", "model.safetensors"),
+                                vnp_test_fixture("golden/esm2/model.safetensors"));
+    /* the large file's size and SHA-256 came from the 302 itself: no HEAD on storage */
+    assert_int_equal(hub_log_count(&srv, "HEAD", 302, lbig), 1);
+    assert_int_equal(hub_log_count(&srv, "HEAD", 0, big) - hub_log_count(&srv, "HEAD", 0, lbig),
+                     head_big);
+    /* a redirect without them is followed */
+    assert_int_equal(
+        hub_log_count(&srv, "HEAD", 0, small) - hub_log_count(&srv, "HEAD", 0, lsmall),
+        head_small + 1);
+    assert_int_equal(hub_log_count(&srv, "GET", 200, big), get_big + 1);
+    cJSON *man = load_manifest(cache);
+    assert_string_equal(manifest_str(man, "esm2_t36_3B_UR50D", "model.safetensors",
+                                     "checked_against"),
+                        "SHA-256 reported by the server");
+    cJSON_Delete(man);
+    free(out);
+    free(err);
+}
+
 /* ---- errors: 404, 500, stall, no space ---- */
 static void test_404_is_clear_and_not_retried(void **state)
 {
@@ -782,6 +823,7 @@ int main(void)
         cmocka_unit_test(test_full_fetch_list_path_verify),
         cmocka_unit_test(test_killed_download_resumes),
         cmocka_unit_test(test_corrupt_byte_fails_verify_and_is_refetched),
+        cmocka_unit_test(test_redirect_carries_the_digest),
         cmocka_unit_test(test_404_is_clear_and_not_retried),
         cmocka_unit_test(test_500_is_retried_then_clear),
         cmocka_unit_test(test_stalled_server_fails_in_bounded_time),

@@ -164,6 +164,9 @@ static void test_index_errors(void **state)
 {
     (void)state;
     const char *d = vnp_test_tmp("bad");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    assert_int_equal(system(cmd), 0);
     hub_mkdirs(d);
     char idx[2048], shard[2048];
     snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", d);
