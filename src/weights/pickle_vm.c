@@ -193,7 +193,7 @@ static vnp_code collect_from_mark(vm *v, vnp_pk_kind kind)
     vnp_pk_value *c = new_value(v, kind);
     if (!c)
         return nomem(v);
-    if ((rc = append_items(v, c, v->stack + base, v->sn - base)))
+    if (v->sn > base && (rc = append_items(v, c, v->stack + base, v->sn - base)))
         return rc;
     v->sn = base;
     return push(v, c);

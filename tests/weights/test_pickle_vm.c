@@ -58,6 +58,11 @@ static void test_scalars(void **state)
     assert_int_equal(t->items[8]->i, 0);
     assert_int_equal(t->items[9]->kind, VNP_PK_NONE);
     vnp_pickle_free(&pk);
+    /* an empty MARK..TUPLE as the very first opcode (found by fuzzing: empty stack) */
+    pk = load_ok(PK("(t."));
+    assert_int_equal(pk.root->kind, VNP_PK_TUPLE);
+    assert_int_equal(pk.root->n, 0);
+    vnp_pickle_free(&pk);
     /* LONG1 with 8 bytes: INT64_MIN */
     pk = load_ok(PK("\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80."));
     assert_int_equal(pk.root->i, INT64_MIN);
