@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# All GPU checks and benchmarks of the CUDA backend in one run, a table printed last.
+#
+#   tests/gpu/run.sh pack            (on a build machine with the project's Debian deps)
+#       builds build-gpu-pack/ and writes build-gpucarry/bundle.tar.xz (the binaries and
+#       the non-system shared libraries they need) and build-gpucarry/bench/ (the
+#       benchmark workloads preprocessed by `virnucpro preprocess`), for a GPU machine
+#       that lacks the build dependencies.
+#   tests/gpu/run.sh [STAGE...]      (on the GPU machine; default: all stages)
+#       builds here with CMake for sm_90 when the dependencies are installed, otherwise
+#       unpacks build-gpucarry/bundle.tar.xz; then runs the stages:
+#         ops       CUDA-vs-CPU backend op tests (every op, fp32/fp16/bf16) + attention timing
+#         golden    golden fixtures end to end on the GPU (fp32 1e-5, fp16/bf16 cosine, labels)
+#         memcheck  compute-sanitizer memcheck on the golden run
+#         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
+#         gen       random real-shape checkpoints (ESM-2 3B, DNABERT-S) from a seed
+#         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads
+#         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
+#         dna       DNABERT-S tokens/s (ours, fp16)
+#         validate  virnucpro validate-precision on real shapes (fp16 & bf16 vs fp32)
+# Logs and results go to $OUT (default /tmp/vnp-gpu-out).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CARRY=$ROOT/build-gpucarry
+OUT=${OUT:-/tmp/vnp-gpu-out}
+WORK=${VNP_GPU_WORK:-/tmp/vnp-gpu-work}
+TARGETS="virnucpro_cli vnp_gpu_op_test vnp_gpu_embed_bench vnp_gpu_golden"
+
+if [[ "${1:-}" == pack ]]; then
+  set -e
+  B=${VNP_PACK_BUILD:-$ROOT/build-gpu-pack}
+  cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+  cmake --build "$B" -j"${JOBS:-2}" --target $TARGETS
+  stage=$(mktemp -d)
+  mkdir -p "$stage/bin" "$stage/lib" "$CARRY"
+  cp "$B/virnucpro" "$B"/tests/gpu/vnp_gpu_* "$stage/bin/"
+  # every shared library except the C runtime and the CUDA libraries of the GPU machine
+  ldd "$stage"/bin/* | awk '$3 ~ /^\// {print $3}' | sort -u |
+    grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcublas[^/]*)\.so' |
+    while read -r l; do cp -L "$l" "$stage/lib/"; done
+  tar -C "$stage" -cJf "$CARRY/bundle.tar.xz" bin lib
+  rm -rf "$stage"
+  mkdir -p "$CARRY/bench"
+  for w in reads20k:300 contigs:500; do
+    name=${w%%:*}; len=${w##*:}
+    "$B/virnucpro" preprocess -q -l "$len" -o "$CARRY/bench/$name" "/work/shared/bench/$name.fa.gz"
+    rm -f "$CARRY/bench/$name"/*_chunked*.fa
+  done
+  # validate-precision input: 300 reads and the phage lambda genome (raw sequences)
+  { zcat /work/shared/bench/reads20k.fa.gz | awk '/^>/{n++} n<=300';
+    zcat /work/shared/bench/contigs.fa.gz | awk '/^>/{n++} n==2'; } >"$CARRY/bench/validate_input.fa"
+  ls -la "$CARRY" "$CARRY/bench"/*
+  exit 0
+fi
+
+STAGES=${*:-ops golden memcheck poison gen esm peer dna validate}
+mkdir -p "$OUT" "$WORK"
+LOG=$OUT/run.log
+: >"$LOG"
+declare -a TABLE
+row() { TABLE+=("$(printf '%-10s %-6s %s' "$1" "$2" "$3")"); }
+say() { echo "== $*" | tee -a "$LOG"; }
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+
+say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
+say "nvcc: $(nvcc --version 2>/dev/null | tail -1); python: $(python3 -c 'import torch,transformers;print(torch.__version__,transformers.__version__)' 2>/dev/null)"
+
+# ---- build (here if possible, else the carried bundle) ----
+BIN=""
+if pkg-config --exists libcjson openblas 2>/dev/null && [[ -z "${VNP_GPU_PREBUILT:-}" ]]; then
+  say "building with CMake (sm_90)"
+  if cmake -S "$ROOT" -B "$ROOT/build-gpu" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+       -DCMAKE_CUDA_ARCHITECTURES=90 >>"$LOG" 2>&1 &&
+     cmake --build "$ROOT/build-gpu" -j"$(nproc)" --target $TARGETS >>"$LOG" 2>&1; then
+    mkdir -p "$WORK/bin"
+    cp "$ROOT/build-gpu/virnucpro" "$ROOT"/build-gpu/tests/gpu/vnp_gpu_* "$WORK/bin/"
+    BIN=$WORK/bin
+  fi
+fi
+if [[ -z "$BIN" ]]; then
+  say "build dependencies missing here: using the bundle built by 'tests/gpu/run.sh pack'"
+  tar -C "$WORK" -xJf "$CARRY/bundle.tar.xz" || { echo "no bundle at $CARRY"; exit 2; }
+  BIN=$WORK/bin
+  CUDA_LIBS=$(ls -d /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib 2>/dev/null | tr '\n' ':')
+  PY_CUDA=$(python3 -c 'import nvidia,os;p=os.path.dirname(nvidia.__path__[0]);print(":".join(os.path.join(r) for r,d,f in os.walk(p+"/nvidia") if any(x.startswith("libcublas") for x in f)))' 2>/dev/null)
+  export LD_LIBRARY_PATH="$WORK/lib:${CUDA_LIBS}${PY_CUDA}:${LD_LIBRARY_PATH:-}"
+fi
+row build ok "$BIN"
+export VNP_FIXTURES=$ROOT/tests/fixtures
+
+if has ops; then
+  say "ops"
+  if "$BIN/vnp_gpu_op_test" >"$OUT/ops.log" 2>&1; then st=ok; else st=FAIL; fi
+  cat "$OUT/ops.log" >>"$LOG"
+  grep -E "^(FAIL|time)" "$OUT/ops.log"
+  row ops "$st" "$(grep 'op tests:' "$OUT/ops.log")"
+  while read -r l; do row attn time "${l#time attention }"; done < <(grep '^time' "$OUT/ops.log")
+fi
+
+if has golden; then
+  say "golden"
+  if "$BIN/vnp_gpu_golden" >"$OUT/golden.log" 2>&1; then st=ok; else st=FAIL; fi
+  cat "$OUT/golden.log" >>"$LOG"
+  grep -E "GOLDEN|FAIL|ERROR|error" "$OUT/golden.log"
+  row golden "$st" "$(grep -c '^GOLDEN' "$OUT/golden.log") measurements; $(grep -E 'cosine min' "$OUT/golden.log" | sed 's/GOLDEN //' | tr '\n' ' ')"
+fi
+
+if has memcheck; then
+  say "memcheck"
+  if command -v compute-sanitizer >/dev/null; then
+    compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+      "$BIN/vnp_gpu_golden" >"$OUT/memcheck.log" 2>&1
+    rc=$?
+    tail -5 "$OUT/memcheck.log" | tee -a "$LOG"
+    [[ $rc == 0 ]] && st=ok || st=FAIL
+    row memcheck "$st" "$(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/memcheck.log" | tr '\n' ' ') rc=$rc"
+  else
+    row memcheck FAIL "compute-sanitizer not found"
+  fi
+fi
+
+if has poison; then
+  say "poison"
+  P=$WORK/poison
+  rm -rf "$P" "$P.ref"
+  G=$ROOT/tests/fixtures/golden
+  args=(predict -l 500 --esm "$G/esm2" --dnabert "$G/dnabert_s" --classifier "$G/classifier.pth"
+        --device cuda --batch-tokens 512)
+  "$BIN/virnucpro" "${args[@]}" -o "$P.ref" "$G/input.fa" >>"$LOG" 2>&1
+  VIRNUCPRO_DEBUG_POISON_BATCH=1 "$BIN/virnucpro" "${args[@]}" -o "$P" "$G/input.fa" \
+    >"$OUT/poison.log" 2>&1
+  rc=$?
+  cat "$OUT/poison.log" >>"$LOG"
+  grep -iE "recomput|non-finite|nan" "$OUT/poison.log" | head -5
+  if [[ $rc == 0 ]] && grep -qi "recomputed in FP32" "$OUT/poison.log" &&
+     ! grep -qiE "\bnan\b|\binf\b" "$P/prediction_results.txt" &&
+     cmp -s <(cut -f1,2 "$P/prediction_results.txt") <(cut -f1,2 "$P.ref/prediction_results.txt"); then
+    st=ok
+  else
+    st=FAIL
+  fi
+  row poison "$st" "rc=$rc; $(grep -ci 'recomputed in FP32' "$OUT/poison.log") FP32 recompute(s) logged; labels vs unpoisoned run: $(cmp -s <(cut -f1,2 "$P/prediction_results.txt" 2>/dev/null) <(cut -f1,2 "$P.ref/prediction_results.txt" 2>/dev/null) && echo identical || echo DIFFERENT)"
+  VIRNUCPRO_DEBUG_POISON_BATCH=1 VIRNUCPRO_DEBUG_POISON_FP32=1 "$BIN/virnucpro" "${args[@]}" \
+    -o "$P.fail" "$G/input.fa" >"$OUT/poison_fp32.log" 2>&1
+  rc=$?
+  tail -2 "$OUT/poison_fp32.log" | tee -a "$LOG"
+  [[ $rc != 0 && ! -e "$P.fail/prediction_results.txt" ]] && st=ok || st=FAIL
+  row poison32 "$st" "FP32 also poisoned: rc=$rc, $(tail -1 "$OUT/poison_fp32.log" | cut -c1-150)"
+fi
+
+ESM=$WORK/esm2_3b_random
+DNA=$WORK/dnabert_s_random
+if has gen; then
+  say "gen"
+  t0=$(date +%s)
+  [[ -s $ESM/model.safetensors ]] || python3 "$ROOT/tools/gen_random_checkpoint.py" esm2 "$ESM" >>"$LOG" 2>&1
+  [[ -s $DNA/pytorch_model.bin ]] || python3 "$ROOT/tools/gen_random_checkpoint.py" dnabert "$DNA" >>"$LOG" 2>&1
+  row gen "$([[ -s $ESM/model.safetensors && -s $DNA/pytorch_model.bin ]] && echo ok || echo FAIL)" \
+    "$(du -sh "$ESM" | cut -f1) ESM-2 3B, $(du -sh "$DNA" | cut -f1) DNABERT-S in $(( $(date +%s) - t0 )) s"
+fi
+
+BENCH=$CARRY/bench
+BUDGETS=${VNP_BENCH_BUDGETS:-16384 65536}
+if has esm; then
+  for w in reads20k contigs; do
+    for b in $BUDGETS; do
+      say "esm $w budget $b"
+      "$BIN/vnp_gpu_embed_bench" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" --budget "$b" \
+        --label "$w" >"$OUT/esm_$w.$b.log" 2>&1
+      r=$(grep RESULT "$OUT/esm_$w.$b.log")
+      cat "$OUT/esm_$w.$b.log" >>"$LOG"
+      echo "$r"
+      row esm "$([[ -n $r ]] && echo ok || echo FAIL)" "ours fp16 $w budget=$b: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
+      rm -f "$OUT/esm_$w.$b.log"
+    done
+  done
+fi
+
+if has peer; then
+  for w in reads20k contigs; do
+    say "peer $w"
+    PYTHONUNBUFFERED=1 python3 "$ROOT/tools/bench_peer.py" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" \
+      --budget $BUDGETS --label "$w" >"$OUT/peer_$w.log" 2>&1
+    cat "$OUT/peer_$w.log" >>"$LOG"
+    grep RESULT "$OUT/peer_$w.log" || tail -5 "$OUT/peer_$w.log"
+    while read -r r; do
+      row peer ok "HF EsmModel fp16 sdpa $w $(python3 -c 'import json,sys;d=json.loads(sys.argv[1][7:]);print("budget=%d tok_s=%d run_s=%s tokens=%d"%(d["budget"],d["tok_s"],d["s"],d["tokens"]))' "$r")"
+    done < <(grep RESULT "$OUT/peer_$w.log")
+    grep -q RESULT "$OUT/peer_$w.log" || row peer FAIL "$w: $(tail -1 "$OUT/peer_$w.log" | cut -c1-120)"
+    rm -f "$OUT/peer_$w.log"
+  done
+fi
+
+if has dna; then
+  for w in reads20k contigs; do
+    say "dna $w"
+    "$BIN/vnp_gpu_embed_bench" "$DNA" "$BENCH/$w/${w}_identified_nucleotide.fa" --budget 65536 \
+      --label "$w" >"$OUT/dna_$w.log" 2>&1
+    r=$(grep RESULT "$OUT/dna_$w.log")
+    cat "$OUT/dna_$w.log" >>"$LOG"
+    echo "$r"
+    row dna "$([[ -n $r ]] && echo ok || echo FAIL)" "ours fp16 $w budget=65536: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
+    rm -f "$OUT/dna_$w.log"
+  done
+fi
+
+if has validate; then
+  say "validate-precision"
+  "$BIN/virnucpro" validate-precision --esm "$ESM" --dnabert "$DNA" --device cuda -l 300 \
+    "$BENCH/validate_input.fa" >"$OUT/validate.log" 2>&1
+  rc=$?
+  cat "$OUT/validate.log" >>"$LOG"
+  cat "$OUT/validate.log"
+  row validate "$([[ $rc == 0 ]] && echo ok || echo FAIL)" "rc=$rc (table in validate.log)"
+fi
+
+echo
+echo "================ GPU summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)) ================"
+printf '%s\n' "${TABLE[@]}" | tee "$OUT/summary.txt"
