@@ -75,6 +75,13 @@ static vnp_code need_path(const char *what, const char *opt, const char *path, v
     return VNP_OK;
 }
 
+/* Adds "<what> <path>: " in front of a loader's message unless it names the path already. */
+static void name_model(vnp_error *err, const char *what, const char *path)
+{
+    if (err && !strstr(err->msg, path))
+        vnp_error_prefix(err, "%s %s: ", what, path);
+}
+
 static vnp_code load_models(vnp_predict_ctx *c, vnp_error *err)
 {
     const vnp_predict_options *o = c->o;
@@ -84,9 +91,21 @@ static vnp_code load_models(vnp_predict_ctx *c, vnp_error *err)
         (rc = need_path("classifier", "--classifier", o->classifier, err)))
         return rc;
     if ((rc = vnp_classifier_load(o->classifier, &c->cls, err))) {
-        vnp_error_prefix(err, "classifier %s: ", o->classifier);
+        name_model(err, "classifier", o->classifier);
         return rc;
     }
+    if ((rc = vnp_backend_create(o->device ? o->device : "cpu", o->precision, o->threads, &c->be,
+                                 err)))
+        return rc;
+    if ((rc = vnp_encoder_load(o->dnabert, c->be, &c->dnabert, err))) {
+        name_model(err, "DNABERT-S model", o->dnabert);
+        return rc;
+    }
+    if (vnp_encoder_kind_of(c->dnabert) != VNP_ENCODER_DNABERT_S)
+        return vnp_fail(err, VNP_EINVAL,
+                        "--dnabert %s is an ESM-2 checkpoint; pass the DNABERT-S model there "
+                        "and ESM-2 with --esm", o->dnabert);
+    /* the tokenizer before the (large) ESM-2 model, so that a missing one fails fast */
     char *dir = model_dir(o->dnabert);
     if (!dir)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
@@ -105,19 +124,8 @@ static vnp_code load_models(vnp_predict_ctx *c, vnp_error *err)
     free(dir);
     if (rc)
         return rc;
-    if ((rc = vnp_backend_create(o->device ? o->device : "cpu", o->precision, o->threads, &c->be,
-                                 err)))
-        return rc;
-    if ((rc = vnp_encoder_load(o->dnabert, c->be, &c->dnabert, err))) {
-        vnp_error_prefix(err, "DNABERT-S model %s: ", o->dnabert);
-        return rc;
-    }
-    if (vnp_encoder_kind_of(c->dnabert) != VNP_ENCODER_DNABERT_S)
-        return vnp_fail(err, VNP_EINVAL,
-                        "--dnabert %s is an ESM-2 checkpoint; pass the DNABERT-S model there "
-                        "and ESM-2 with --esm", o->dnabert);
     if ((rc = vnp_encoder_load(o->esm, c->be, &c->esm, err))) {
-        vnp_error_prefix(err, "ESM-2 model %s: ", o->esm);
+        name_model(err, "ESM-2 model", o->esm);
         return rc;
     }
     if (vnp_encoder_kind_of(c->esm) != VNP_ENCODER_ESM2)
@@ -261,12 +269,12 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     c.o = o;
     pthread_mutex_init(&c.mu, NULL);
     vnp_code rc = check_options(o, err);
-    if (rc == VNP_OK)
-        rc = make_dirs(o->out_dir, err);
     double t0 = vnp_predict_now();
     if (rc == VNP_OK)
         rc = load_models(&c, err);
     c.st.load_seconds = vnp_predict_now() - t0;
+    if (rc == VNP_OK)
+        rc = make_dirs(o->out_dir, err);
     if (rc == VNP_OK) {
         int cuda = o->device && !strncmp(o->device, "cuda", 4);
         c.batch_tokens = o->batch_tokens ? o->batch_tokens

@@ -1,0 +1,431 @@
+/* `virnucpro predict` end to end with the golden models: the original tool's two
+ * output files, sequences.tsv, the merged features, independence from the batch
+ * size, stdin, defaults, progress, and clear errors for bad models. */
+#include "test_support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "virnucpro/tensor.h"
+#include "virnucpro/weights.h"
+
+#define G "golden/"
+
+static char models[3][4096];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(models[0], sizeof models[0], "%s", vnp_test_fixture(G "esm2"));
+    snprintf(models[1], sizeof models[1], "%s", vnp_test_fixture(G "dnabert_s"));
+    snprintf(models[2], sizeof models[2], "%s", vnp_test_fixture(G "classifier.pth"));
+    return 0;
+}
+
+/* Runs predict with the golden models plus `extra` on `input` into tmp/dir. */
+static int predict(const char *dir, const char *extra, const char *input, char **err)
+{
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "'%s' predict -l 500 -o '%s' --esm '%s' --dnabert '%s' --classifier '%s' -t 2 %s %s",
+             vnp_test_cli(), vnp_test_tmp(dir), models[0], models[1], models[2], extra, input);
+    return vnp_test_run(cmd, NULL, err);
+}
+
+static const char *out(const char *dir, const char *name)
+{
+    static char b[4][4096];
+    static int k;
+    char *p = b[k++ & 3];
+    char rel[512];
+    snprintf(rel, sizeof rel, "%s/%s", dir, name);
+    snprintf(p, sizeof b[0], "%s", vnp_test_tmp(rel));
+    return p;
+}
+
+typedef struct rows {
+    char (*id)[96];
+    char (*label)[16];
+    double (*p)[2];
+    size_t n;
+} rows;
+
+static rows read_results(const char *path)
+{
+    char *t = vnp_test_read_file(path, NULL);
+    if (!t)
+        fail_msg("cannot read %s", path);
+    rows r;
+    r.id = calloc(4096, sizeof *r.id);
+    r.label = calloc(4096, sizeof *r.label);
+    r.p = calloc(4096, sizeof *r.p);
+    r.n = 0;
+    char *save = NULL, *line = strtok_r(t, "\n", &save);
+    assert_string_equal(line, "Sequence_ID\tPrediction\tscore1\tscore2");
+    while ((line = strtok_r(NULL, "\n", &save))) {
+        assert_true(r.n < 4096);
+        assert_int_equal(sscanf(line, "%95s %15s %lf %lf", r.id[r.n], r.label[r.n],
+                                &r.p[r.n][0], &r.p[r.n][1]),
+                         4);
+        r.n++;
+    }
+    free(t);
+    return r;
+}
+
+static void free_rows(rows *r)
+{
+    free(r->id);
+    free(r->label);
+    free(r->p);
+}
+
+/* Same IDs, order and labels; every score within tol. */
+static void assert_same_results(const char *got_path, const char *want_path, double tol)
+{
+    rows a = read_results(got_path), b = read_results(want_path);
+    assert_int_equal(a.n, b.n);
+    double worst = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        assert_string_equal(a.id[i], b.id[i]);
+        assert_string_equal(a.label[i], b.label[i]);
+        for (int k = 0; k < 2; k++) {
+            double d = fabs(a.p[i][k] - b.p[i][k]);
+            worst = d > worst ? d : worst;
+            if (d > tol)
+                fail_msg("%s score%d: %.9g vs %.9g (|d| %.3g > %.3g)", a.id[i], k + 1,
+                         a.p[i][k], b.p[i][k], d, tol);
+        }
+    }
+    print_message("%zu rows, max |score difference| %.3g\n", a.n, worst);
+    free_rows(&a);
+    free_rows(&b);
+}
+
+static void test_golden_500(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    int rc = predict("golden", "--embeddings", vnp_test_fixture(G "input.fa"), &err);
+    if (rc)
+        fail_msg("predict failed (%d): %s", rc, err);
+    assert_same_results(out("golden", "prediction_results.txt"),
+                        vnp_test_fixture(G "expected/prediction_results.txt"), 1e-5);
+    vnp_test_assert_files_equal(out("golden", "prediction_results_highestscore.csv"),
+                                vnp_test_fixture(G "expected/prediction_results_highestscore.csv"));
+    /* the one-line summary; no progress line when stderr is not a terminal */
+    assert_non_null(strstr(err, "virnucpro: predict: 21 records, 57 chunks, 41 ORFs scored"));
+    assert_non_null(strstr(err, "peak RSS"));
+    assert_null(strstr(err, "\r"));
+    free(err);
+}
+
+static void test_golden_features(void **state)
+{
+    (void)state;
+    /* the merged [DNABERT-S | ESM-2] features against the reference's merged tensor */
+    vnp_tensor_map *got, *want;
+    vnp_error e;
+    if (vnp_safetensors_load(out("golden", "merged_features.safetensors"), &got, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(vnp_safetensors_load(vnp_test_fixture(G "expected/tensors.safetensors"),
+                                          &want, &e),
+                     VNP_OK);
+    const vnp_tensor *f = vnp_tensor_map_get(got, "features");
+    const vnp_tensor *m = vnp_tensor_map_get(want, "merged");
+    assert_non_null(f);
+    assert_non_null(m);
+    assert_int_equal(f->shape[0], 41);
+    assert_int_equal(f->shape[1], 256);
+    assert_int_equal(m->shape[0], 41);
+    const float *a = f->data, *b = m->data;
+    for (int i = 0; i < 41; i++) {
+        double num = 0, den = 0;
+        for (int k = 0; k < 256; k++) {
+            double d = (double)a[i * 256 + k] - (double)b[i * 256 + k];
+            num += d * d;
+            den += (double)b[i * 256 + k] * (double)b[i * 256 + k];
+        }
+        if (sqrt(num / den) > 1e-5)
+            fail_msg("features row %d: relative L2 %.3g", i, sqrt(num / den));
+    }
+    /* ids in prediction_results.txt order */
+    const vnp_tensor *ids = vnp_tensor_map_get(got, "ids");
+    assert_non_null(ids);
+    rows r = read_results(out("golden", "prediction_results.txt"));
+    const char *p = ids->data;
+    for (size_t i = 0; i < r.n; i++) {
+        size_t n = strlen(r.id[i]);
+        assert_memory_equal(p, r.id[i], n);
+        assert_int_equal(p[n], '\n');
+        p += n + 1;
+    }
+    assert_ptr_equal(p, (const char *)ids->data + ids->nbytes);
+    free_rows(&r);
+    vnp_tensor_map_free(got);
+    vnp_tensor_map_free(want);
+}
+
+static void test_golden_sequences(void **state)
+{
+    (void)state;
+    /* golden_sequences_500.tsv was computed by tools/make_sequences_expected.py from the
+     * original's prediction_results.txt: all columns exact, scores within 1e-5 */
+    char src[4096];
+    snprintf(src, sizeof src, "%s/tests/pipeline/golden_sequences_500.tsv",
+             getenv("VNP_SOURCE_DIR"));
+    char *got = vnp_test_read_file(out("golden", "sequences.tsv"), NULL);
+    char *want = vnp_test_read_file(src, NULL);
+    assert_non_null(got);
+    assert_non_null(want);
+    char *s1 = NULL, *s2 = NULL;
+    char *a = strtok_r(got, "\n", &s1), *b = strtok_r(want, "\n", &s2);
+    size_t lines = 0;
+    while (a && b) {
+        char f1[7][96], f2[7][96];
+        assert_int_equal(sscanf(a, "%95s %95s %95s %95s %95s %95s %95s", f1[0], f1[1], f1[2],
+                                f1[3], f1[4], f1[5], f1[6]),
+                         7);
+        assert_int_equal(sscanf(b, "%95s %95s %95s %95s %95s %95s %95s", f2[0], f2[1], f2[2],
+                                f2[3], f2[4], f2[5], f2[6]),
+                         7);
+        for (int k = 0; k < 7; k++) {
+            if (k == 5 && lines > 0 && strcmp(f2[5], "NA")) {
+                if (fabs(atof(f1[5]) - atof(f2[5])) > 1e-5)
+                    fail_msg("%s: max virus score %s vs %s", f1[0], f1[5], f2[5]);
+            } else {
+                assert_string_equal(f1[k], f2[k]);
+            }
+        }
+        lines++;
+        a = strtok_r(NULL, "\n", &s1);
+        b = strtok_r(NULL, "\n", &s2);
+    }
+    assert_null(a);
+    assert_null(b);
+    assert_int_equal(lines, 22);
+    free(got);
+    free(want);
+}
+
+/* Max relative L2 over rows of two [n, w] float tensors from two feature files. */
+static double features_diff(const char *a_path, const char *b_path, size_t *rows_out)
+{
+    vnp_tensor_map *a, *b;
+    vnp_error e;
+    if (vnp_safetensors_load(a_path, &a, &e) || vnp_safetensors_load(b_path, &b, &e))
+        fail_msg("%s", e.msg);
+    const vnp_tensor *x = vnp_tensor_map_get(a, "features"), *y = vnp_tensor_map_get(b, "features");
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_int_equal(x->shape[0], y->shape[0]);
+    assert_int_equal(x->shape[1], y->shape[1]);
+    size_t n = (size_t)x->shape[0], w = (size_t)x->shape[1];
+    const float *p = x->data, *q = y->data;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double num = 0, den = 0;
+        for (size_t k = 0; k < w; k++) {
+            double d = (double)p[i * w + k] - (double)q[i * w + k];
+            num += d * d;
+            den += (double)q[i * w + k] * (double)q[i * w + k];
+        }
+        double r = sqrt(num / den);
+        worst = r > worst ? r : worst;
+    }
+    *rows_out = n;
+    vnp_tensor_map_free(a);
+    vnp_tensor_map_free(b);
+    return worst;
+}
+
+static void test_batch_size_independence(void **state)
+{
+    (void)state;
+    /* every ORF alone (8 tokens is less than any ORF) vs all in one batch, with 1 and 2
+     * threads: the same features within float rounding (1e-6 relative per row), the
+     * same labels and per-chunk calls. The scores may differ by more than the features:
+     * this golden classifier's BatchNorm scales its hidden layer ~100x (logits near
+     * -105), so the 1e-7 rounding differences of a different GEMM blocking move a score
+     * by up to ~1e-5 (measured 8.8e-6); they are checked at 2e-5. */
+    char *err = NULL;
+    const char *in = vnp_test_fixture(G "input.fa");
+    if (predict("b8", "--batch-tokens 8 --embeddings", in, &err))
+        fail_msg("%s", err);
+    free(err);
+    if (predict("b1m", "--batch-tokens 1000000 -t 1 --embeddings", in, &err))
+        fail_msg("%s", err);
+    free(err);
+    size_t n;
+    double d = features_diff(out("b8", "merged_features.safetensors"),
+                             out("b1m", "merged_features.safetensors"), &n);
+    print_message("features: %zu rows, max relative L2 difference %.3g\n", n, d);
+    assert_int_equal(n, 41);
+    assert_true(d < 1e-6);
+    assert_same_results(out("b8", "prediction_results.txt"),
+                        out("b1m", "prediction_results.txt"), 2e-5);
+    vnp_test_assert_files_equal(out("b8", "prediction_results_highestscore.csv"),
+                                out("b1m", "prediction_results_highestscore.csv"));
+}
+
+static void test_stdin_and_default_outdir(void **state)
+{
+    (void)state;
+    char cmd[16384], *err = NULL;
+    snprintf(cmd, sizeof cmd, "cat '%s' | '%s' predict -o '%s' --esm '%s' --dnabert '%s' "
+             "--classifier '%s' -q -",
+             vnp_test_fixture(G "input.fa"), vnp_test_cli(), vnp_test_tmp("stdin"), models[0],
+             models[1], models[2]);
+    if (vnp_test_run(cmd, NULL, &err))
+        fail_msg("%s", err);
+    assert_string_equal(err, ""); /* -q: nothing on stderr */
+    free(err);
+    vnp_test_assert_files_equal(out("stdin", "prediction_results_highestscore.csv"),
+                                vnp_test_fixture(G "expected/prediction_results_highestscore.csv"));
+    /* no -o: "<input up to .fa>_merged" next to the input, as the original */
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", vnp_test_tmp("sample.fasta"));
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && '%s' predict --esm '%s' --dnabert '%s' "
+             "--classifier '%s' --progress '%s'",
+             vnp_test_fixture(G "input.fa"), copy, vnp_test_cli(), models[0], models[1],
+             models[2], copy);
+    if (vnp_test_run(cmd, NULL, &err))
+        fail_msg("%s", err);
+    /* --progress draws the progress line even when stderr is not a terminal */
+    assert_non_null(strstr(err, "\r\033[Kpredict: 21 records  41 ORFs"));
+    assert_non_null(strstr(err, "tokens/s"));
+    free(err);
+    vnp_test_assert_files_equal(out("sample_merged", "prediction_results_highestscore.csv"),
+                                vnp_test_fixture(G "expected/prediction_results_highestscore.csv"));
+}
+
+static void test_keep_intermediate_300(void **state)
+{
+    (void)state;
+    /* -l 300: the frames scored are exactly the original's preprocessing output */
+    char cmd[16384], *err = NULL;
+    snprintf(cmd, sizeof cmd, "'%s' predict -l 300 -o '%s' --esm '%s' --dnabert '%s' "
+             "--classifier '%s' --keep-intermediate '%s'",
+             vnp_test_cli(), vnp_test_tmp("l300"), models[0], models[1], models[2],
+             vnp_test_fixture(G "input.fa"));
+    if (vnp_test_run(cmd, NULL, &err))
+        fail_msg("%s", err);
+    free(err);
+    const char *names[][2] = {
+        {"input_chunked300.fa", "dev_chunked300.fa"},
+        {"input_identified_nucleotide.fa", "dev_identified_nucleotide.fa"},
+        {"input_identified_protein.faa", "dev_identified_protein.faa"},
+    };
+    for (int i = 0; i < 3; i++) {
+        char want[512];
+        snprintf(want, sizeof want, G "preprocess_300/%s", names[i][1]);
+        vnp_test_assert_files_equal(out("l300", names[i][0]), vnp_test_fixture(want));
+    }
+    rows r = read_results(out("l300", "prediction_results.txt"));
+    char *prot = vnp_test_read_file(vnp_test_fixture(G "preprocess_300/dev_identified_protein.faa"),
+                                    NULL);
+    char *save = NULL;
+    size_t i = 0;
+    for (char *line = strtok_r(prot, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] != '>')
+            continue;
+        assert_true(i < r.n);
+        assert_string_equal(line + 1, r.id[i]);
+        i++;
+    }
+    assert_int_equal(i, r.n);
+    free(prot);
+    free_rows(&r);
+}
+
+/* An input that is not FASTA: reaching it would be a format error. */
+static const char *garbage_input(void)
+{
+    static char p[4096];
+    snprintf(p, sizeof p, "%s", vnp_test_tmp("garbage.bin"));
+    assert_int_equal(vnp_test_write_file(p, "\x01\x02\x03garbage\xff", 11), 0);
+    return p;
+}
+
+static void expect_error(const char *esm, const char *dna, const char *cls, const char *must1,
+                         const char *must2)
+{
+    char cmd[16384], *err = NULL;
+    snprintf(cmd, sizeof cmd, "'%s' predict -o '%s' --esm '%s' --dnabert '%s' --classifier '%s' '%s'",
+             vnp_test_cli(), vnp_test_tmp("bad"), esm, dna, cls, garbage_input());
+    int rc = vnp_test_run(cmd, NULL, &err);
+    assert_int_equal(rc, 1);
+    if (!strstr(err, must1) || !strstr(err, must2))
+        fail_msg("error message lacks '%s' / '%s': %s", must1, must2, err);
+    assert_null(strstr(err, "garbage.bin")); /* failed before the input was read */
+    assert_int_equal(access(vnp_test_tmp("bad/prediction_results.txt"), F_OK), -1);
+    free(err);
+}
+
+static void test_bad_models(void **state)
+{
+    (void)state;
+    /* a classifier of another input width, saved by PyTorch like the real ones */
+    const char *py = getenv("VNP_PYTHON");
+    assert_non_null(py);
+    char cls200[4096], cmd[8192];
+    snprintf(cls200, sizeof cls200, "%s", vnp_test_tmp("classifier_200.pth"));
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/make_classifier.py' 200 '%s'", py,
+             getenv("VNP_SOURCE_DIR"), cls200);
+    char *err = NULL;
+    if (vnp_test_run(cmd, NULL, &err))
+        fail_msg("tools/make_classifier.py failed: %s", err);
+    free(err);
+    expect_error(models[0], models[1], cls200, "classifier_200.pth takes 200 features",
+                 "(hidden 128) give 256");
+    /* a missing model */
+    expect_error(vnp_test_tmp("no_such_esm"), models[1], models[2], "no_such_esm", "--esm");
+    /* a truncated classifier */
+    char trunc[4096];
+    snprintf(trunc, sizeof trunc, "%s", vnp_test_tmp("truncated.pth"));
+    size_t n;
+    char *full = vnp_test_read_file(models[2], &n);
+    assert_non_null(full);
+    assert_int_equal(vnp_test_write_file(trunc, full, n / 2), 0);
+    free(full);
+    expect_error(models[0], models[1], trunc, "truncated.pth", "truncated");
+    /* the two encoders swapped */
+    expect_error(models[1], models[0], models[2], "is an ESM-2 checkpoint", "--dnabert");
+}
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    char cmd[8192], *err = NULL;
+    snprintf(cmd, sizeof cmd, "'%s' predict -l 400 x.fa", vnp_test_cli());
+    assert_int_equal(vnp_test_run(cmd, NULL, &err), 2);
+    assert_non_null(strstr(err, "300 or 500"));
+    free(err);
+    snprintf(cmd, sizeof cmd, "'%s' predict --batch-tokens 0 x.fa", vnp_test_cli());
+    assert_int_equal(vnp_test_run(cmd, NULL, &err), 2);
+    assert_non_null(strstr(err, "--batch-tokens"));
+    free(err);
+    snprintf(cmd, sizeof cmd, "'%s' predict --help", vnp_test_cli());
+    char *o = NULL;
+    assert_int_equal(vnp_test_run(cmd, &o, NULL), 0);
+    assert_non_null(strstr(o, "sequences.tsv"));
+    free(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_500),
+        cmocka_unit_test(test_golden_features),
+        cmocka_unit_test(test_golden_sequences),
+        cmocka_unit_test(test_batch_size_independence),
+        cmocka_unit_test(test_stdin_and_default_outdir),
+        cmocka_unit_test(test_keep_intermediate_300),
+        cmocka_unit_test(test_bad_models),
+        cmocka_unit_test(test_usage_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
