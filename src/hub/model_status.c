@@ -1,10 +1,13 @@
 /* The state of a cached model: a quick check (sizes and modification times
  * against the manifest) for every use, and a full re-hash for `models verify`. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "hub/hub_internal.h"
 
@@ -50,6 +53,47 @@ int vnp_hub_cached_ok(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, const 
             return 0;
     }
     return 1;
+}
+
+/* After a full re-hash matched: record the files' current dates so that the quick
+ * check trusts them again (best effort: skipped when another process holds the
+ * cache or it is read-only). */
+static void refresh_dates(const vnp_hub_cfg *cfg, const vnp_model_spec *spec)
+{
+    char lockpath[VNP_HUB_PATH];
+    snprintf(lockpath, sizeof lockpath, "%s/.lock", cfg->cache_dir);
+    int fd = open(lockpath, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return;
+    }
+    cJSON *man = NULL;
+    if (vnp_manifest_load(cfg->cache_dir, &man, NULL) == VNP_OK) {
+        cJSON *m = vnp_manifest_model(man, spec->name, 0);
+        cJSON *files = m ? cJSON_GetObjectItemCaseSensitive(m, "files") : NULL;
+        char dir[VNP_HUB_PATH];
+        vnp_hub_model_dir(cfg, spec, dir, sizeof dir);
+        int changed = 0;
+        for (cJSON *e = cJSON_IsObject(files) ? files->child : NULL; e; e = e->next) {
+            char path[VNP_HUB_PATH];
+            snprintf(path, sizeof path, "%s/%s", dir, e->string);
+            struct stat st;
+            if (stat(path, &st) != 0 || (double)st.st_size != number_of(e, "size"))
+                continue;
+            cJSON_ReplaceItemInObjectCaseSensitive(e, "mtime_s",
+                                                   cJSON_CreateNumber((double)st.st_mtim.tv_sec));
+            cJSON_ReplaceItemInObjectCaseSensitive(e, "mtime_ns",
+                                                   cJSON_CreateNumber((double)st.st_mtim.tv_nsec));
+            changed = 1;
+        }
+        if (changed)
+            vnp_manifest_save(cfg->cache_dir, man, NULL);
+    }
+    cJSON_Delete(man);
+    flock(fd, LOCK_UN);
+    close(fd);
 }
 
 vnp_code vnp_hub_verify_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, int *nfiles,
@@ -121,6 +165,8 @@ vnp_code vnp_hub_verify_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec,
         total += d.size;
     }
     cJSON_Delete(man);
+    if (!rc)
+        refresh_dates(cfg, spec);
     if (nfiles)
         *nfiles = n;
     if (bytes)

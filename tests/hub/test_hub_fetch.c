@@ -407,6 +407,21 @@ static void test_corrupt_byte_fails_verify_and_is_refetched(void **state)
     free(out);
     free(err);
 
+    /* a file touched but unchanged: "changed" until a verify has re-hashed it */
+    struct timespec later[2] = {{0, UTIME_OMIT}, {1700000000, 5}};
+    assert_int_equal(utimensat(AT_FDCWD, file, later, 0), 0);
+    assert_int_equal(cli(env, "models list", &out, &err), 0);
+    assert_contains(out, "esm2_t36_3B_UR50D  changed");
+    free(out);
+    free(err);
+    assert_int_equal(cli(env, "models verify esm2_t36_3B_UR50D", &out, &err), 0);
+    free(out);
+    free(err);
+    assert_int_equal(cli(env, "models list", &out, &err), 0);
+    assert_contains(out, "esm2_t36_3B_UR50D  verified");
+    free(out);
+    free(err);
+
     /* a changed file on first use: the resolve API re-hashes it, and re-fetches */
     flip_byte(file, 77, 0);
     vnp_hub_options o;
