@@ -20,6 +20,8 @@ static const vnp_command commands[] = {
      vnp_cmd_embed},
     {"predict", "score every chunk of every sequence: viral or not (VirNucPro's outputs)",
      vnp_cmd_predict},
+    {"inspect", "list the tensors and attributes of a checkpoint (never runs its code)",
+     vnp_cmd_inspect},
     {NULL, NULL, NULL},
 };
 
