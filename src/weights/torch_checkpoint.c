@@ -127,14 +127,21 @@ vnp_code vnp_torch_zip_parse(const uint8_t *buf, size_t len, const char *label,
         goto done;
     if ((rc = vnp_zip_entry_data(&z, pkl, &pdata, err)))
         goto done;
-    if ((uint32_t)crc32(0L, pdata, (uInt)pkl->size) != pkl->crc32 && pkl->size < UINT32_MAX) {
+    if (pkl->size < UINT32_MAX && (uint32_t)crc32(0L, pdata, (uInt)pkl->size) != pkl->crc32) {
         rc = vnp_fail(err, VNP_EINTEGRITY,
                       "%s: CRC-32 mismatch; the file is damaged, download it again", plabel);
         goto done;
     }
     vnp_pickle p;
-    if ((rc = vnp_pickle_load(pdata, (size_t)pkl->size, plabel, &p, err)))
+    if ((rc = vnp_pickle_load(pdata, (size_t)pkl->size, plabel, &p, err))) {
+        char ts[4096];
+        snprintf(ts, sizeof ts, "%sconstants.pkl", prefix);
+        if (rc == VNP_EUNSUPPORTED && vnp_zip_find(&z, ts))
+            vnp_error_prefix(err, "%s is a TorchScript archive (torch.jit.save), which is not "
+                                  "supported; save the model with torch.save instead. ",
+                             label);
         goto done;
+    }
     storage_ctx ctx = {&z, prefix, label};
     rc = vnp_pickle_flatten(p.root, label, storage_bytes, &ctx, m, err);
     vnp_pickle_free(&p);

@@ -162,6 +162,11 @@ static void test_views_against_torch(void **state)
     assert_int_equal(vnp_torch_load(vnp_test_tmp("views/legacy.pth"), &m, &err), VNP_EUNSUPPORTED);
     assert_null(m);
     assert_non_null(strstr(err.msg, "legacy (pre-1.6, non-zip)"));
+    assert_int_equal(vnp_torch_load(vnp_test_tmp("views/torchscript.pt"), &m, &err),
+                     VNP_EUNSUPPORTED);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "is a TorchScript archive (torch.jit.save)"));
+    assert_non_null(strstr(err.msg, "global '__torch__."));
 }
 
 static void test_safetensors_equals_pickle(void **state)

@@ -7,6 +7,7 @@ usage: make_views.py OUTDIR
   OUTDIR/views_p2.pth, views_p4.pth, views_p5.pth   the same dict, pickle protocols 2/4/5
   OUTDIR/expanded.pth                               {"e": ones(3, 1).expand(3, 4)}
   OUTDIR/legacy.pth                                 views saved in the pre-1.6 format
+  OUTDIR/torchscript.pt                             a scripted module (torch.jit.save)
 """
 import os
 import sys
@@ -55,6 +56,7 @@ def main():
         torch.save(views(), os.path.join(out, "views_p%d.pth" % p), pickle_protocol=p)
     torch.save({"e": torch.ones(3, 1).expand(3, 4)}, os.path.join(out, "expanded.pth"))
     torch.save(views(), os.path.join(out, "legacy.pth"), _use_new_zipfile_serialization=False)
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), os.path.join(out, "torchscript.pt"))
 
 
 if __name__ == "__main__":
