@@ -69,7 +69,7 @@ static void assert_same_results(const char *got, const char *want, double tol)
     int line = 1;
     for (; lg && lw; lg = strtok_r(NULL, "\n", &sg), lw = strtok_r(NULL, "\n", &sw), line++) {
         char ig[128], iw[128], bg[32], bw[32];
-        double g1, g2, w1, w2;
+        double g1 = 0, g2 = 0, w1 = 0, w2 = 0;
         if (line == 1) {
             assert_string_equal(lg, lw);
             continue;
