@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_DEPTH = 64, MAX_VISITS = 1 << 22, MAX_EXPANDED_BYTES = 64 << 20 };
+enum { MAX_DEPTH = 64, MAX_VISITS = 1 << 20, MAX_EXPANDED_BYTES = 64 << 20 };
 
 typedef struct {
     const char *label;

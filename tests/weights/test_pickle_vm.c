@@ -321,7 +321,7 @@ static void test_cycles_and_amplification(void **state)
         buf[n++] = '2', buf[n++] = 0x86; /* DUP, TUPLE2: (x, x) */
     buf[n++] = '.';
     assert_int_equal(flatten(buf, n, &m, &e), VNP_EFORMAT);
-    assert_non_null(strstr(e.msg, "reaches more than 4194304 values"));
+    assert_non_null(strstr(e.msg, "reaches more than 1048576 values"));
     vnp_tensor_map_free(m);
 }
 
