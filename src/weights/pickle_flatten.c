@@ -318,6 +318,7 @@ static vnp_code flatten(flattener *f, const vnp_pk_value *x)
     case VNP_PK_NONE:
     case VNP_PK_BYTES:
     case VNP_PK_STORAGE:
+    case VNP_PK_NPDTYPE:
         break;
     }
     f->depth--;

@@ -88,6 +88,20 @@ int vnp_pickle_global_allowed(const char *module, const char *name, vnp_pk_globa
         }
         return 0;
     }
+    /* numpy scalars in configs (fairseq-style cfg values), decoded natively */
+    if ((!strcmp(module, "numpy.core.multiarray") || !strcmp(module, "numpy._core.multiarray")) &&
+        !strcmp(name, "scalar")) {
+        *kind = VNP_PKG_NUMPY_SCALAR;
+        return 1;
+    }
+    if (!strcmp(module, "numpy") && !strcmp(name, "dtype")) {
+        *kind = VNP_PKG_NUMPY_DTYPE;
+        return 1;
+    }
+    if (!strcmp(module, "_codecs") && !strcmp(name, "encode")) {
+        *kind = VNP_PKG_CODECS_ENCODE;
+        return 1;
+    }
     if (!strcmp(module, "argparse") && !strcmp(name, "Namespace")) {
         *kind = VNP_PKG_CLASS;
         return 1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "virnucpro/half.h"
 #include "weights/pickle_globals.h"
 
 typedef struct vm {
@@ -416,6 +417,96 @@ static vnp_code make_object(vm *v, const vnp_pk_value *cls)
     return push(v, o);
 }
 
+/* _codecs.encode(text, "latin1"): each code point (<= 0xff) of the UTF-8 text is a byte. */
+static vnp_code codecs_encode(vm *v, const vnp_pk_value *args)
+{
+    if (args->n != 2 || args->items[0]->kind != VNP_PK_STR ||
+        args->items[1]->kind != VNP_PK_STR ||
+        (strcmp(args->items[1]->s, "latin1") && strcmp(args->items[1]->s, "latin-1")))
+        return bad(v, "_codecs.encode needs (str, 'latin1')");
+    const vnp_pk_value *t = args->items[0];
+    vnp_pk_value *x = new_value(v, VNP_PK_BYTES);
+    if (!x || !(x->s = malloc(t->len + 1)))
+        return nomem(v);
+    size_t n = 0;
+    for (size_t i = 0; i < t->len; i++) {
+        unsigned char c = (unsigned char)t->s[i];
+        if (c < 0x80) {
+            x->s[n++] = (char)c;
+        } else if ((c == 0xc2 || c == 0xc3) && i + 1 < t->len &&
+                   ((unsigned char)t->s[i + 1] & 0xc0) == 0x80) {
+            x->s[n++] = (char)(((c & 0x03) << 6) | ((unsigned char)t->s[i + 1] & 0x3f));
+            i++;
+        } else {
+            return bad(v, "_codecs.encode: text is not latin-1");
+        }
+    }
+    x->s[n] = 0;
+    x->len = n;
+    return push(v, x);
+}
+
+/* numpy.core.multiarray.scalar(dtype, bytes): a number of a numpy type. */
+static vnp_code numpy_scalar(vm *v, const vnp_pk_value *args)
+{
+    if (args->n != 2 || args->items[0]->kind != VNP_PK_NPDTYPE ||
+        (args->items[1]->kind != VNP_PK_BYTES && args->items[1]->kind != VNP_PK_STR))
+        return bad(v, "numpy scalar needs (dtype, bytes)");
+    const vnp_pk_value *dt = args->items[0], *raw = args->items[1];
+    const char *ts = dt->s;
+    char kind = ts[0];
+    int size = (int)strtol(ts + 1, NULL, 10);
+    if (!strchr("fiub", kind) || !(size == 1 || size == 2 || size == 4 || size == 8) ||
+        strlen(ts) != 2 || (kind == 'f' && size == 1) || (kind == 'b' && size != 1))
+        return vnp_fail(v->err, VNP_EUNSUPPORTED,
+                        "%s: numpy scalar of type '%s' at byte %zu is not supported", v->label,
+                        ts, v->op_pos);
+    if (raw->len != (size_t)size)
+        return bad(v, "numpy scalar of type '%s' needs %d bytes, got %zu", ts, size, raw->len);
+    if (dt->i && size > 1)
+        return vnp_fail(v->err, VNP_EUNSUPPORTED,
+                        "%s: big-endian numpy scalar at byte %zu is not supported", v->label,
+                        v->op_pos);
+    uint64_t u = le((const uint8_t *)raw->s, size);
+    vnp_pk_value *x = new_value(v, kind == 'f' ? VNP_PK_FLOAT : kind == 'b' ? VNP_PK_BOOL
+                                                                             : VNP_PK_INT);
+    if (!x)
+        return nomem(v);
+    if (kind == 'f') {
+        if (size == 8) {
+            memcpy(&x->f, &u, 8);
+        } else if (size == 4) {
+            uint32_t w = (uint32_t)u;
+            float f;
+            memcpy(&f, &w, 4);
+            x->f = f;
+        } else {
+            x->f = vnp_f16_to_f32((uint16_t)u);
+        }
+    } else if (kind == 'i' && size < 8 && (u >> (8 * size - 1)) & 1) {
+        x->i = (int64_t)(u | (~(uint64_t)0 << (8 * size)));
+    } else if (kind == 'u' && size == 8 && u > (uint64_t)INT64_MAX) {
+        return vnp_fail(v->err, VNP_EUNSUPPORTED,
+                        "%s: numpy uint64 at byte %zu does not fit in 63 bits", v->label,
+                        v->op_pos);
+    } else {
+        x->i = (int64_t)u;
+    }
+    return push(v, x);
+}
+
+/* numpy.dtype(type string, align, copy) */
+static vnp_code numpy_dtype(vm *v, const vnp_pk_value *args)
+{
+    if (args->n < 1 || args->items[0]->kind != VNP_PK_STR || args->items[0]->len > 16)
+        return bad(v, "numpy.dtype needs a type string");
+    vnp_pk_value *x = new_value(v, VNP_PK_NPDTYPE);
+    if (!x || !(x->s = strdup(args->items[0]->s)))
+        return nomem(v);
+    x->len = strlen(x->s);
+    return push(v, x);
+}
+
 /* REDUCE: callable(*args), interpreted for each allow-listed callable. */
 static vnp_code op_reduce(vm *v)
 {
@@ -479,6 +570,12 @@ static vnp_code op_reduce(vm *v)
         if ((rc = append_items(v, x, args->items[0]->items, args->items[0]->n)))
             return rc;
         return push(v, x);
+    case VNP_PKG_NUMPY_DTYPE:
+        return numpy_dtype(v, args);
+    case VNP_PKG_NUMPY_SCALAR:
+        return numpy_scalar(v, args);
+    case VNP_PKG_CODECS_ENCODE:
+        return codecs_encode(v, args);
     case VNP_PKG_STORAGE_TYPE:
     case VNP_PKG_CONSTANT:
         break;
@@ -520,6 +617,12 @@ static vnp_code op_build(vm *v)
     vnp_pk_value *state = pop(v), *o = v->stack[v->sn - 1];
     if (o->kind == VNP_PK_OBJECT) {
         o->obj.state = state;
+        return VNP_OK;
+    }
+    if (o->kind == VNP_PK_NPDTYPE) {
+        /* numpy's dtype state: (version, byte order, ...); '>' is big-endian */
+        if (state->kind == VNP_PK_TUPLE && state->n >= 2 && state->items[1]->kind == VNP_PK_STR)
+            o->i = strcmp(state->items[1]->s, ">") == 0;
         return VNP_OK;
     }
     if (o->kind == VNP_PK_TENSOR || o->kind == VNP_PK_DICT)

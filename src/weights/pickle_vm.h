@@ -27,7 +27,8 @@ typedef enum vnp_pk_kind {
     VNP_PK_GLOBAL,  /* glob */
     VNP_PK_OBJECT,  /* obj: an instance of an allow-listed class, never constructed */
     VNP_PK_STORAGE, /* storage: a persistent id ('storage', type, key, location, numel) */
-    VNP_PK_TENSOR   /* tensor: a view of a storage */
+    VNP_PK_TENSOR,  /* tensor: a view of a storage */
+    VNP_PK_NPDTYPE  /* s: numpy type string ("f8", "i4", ...); i: 1 if big-endian */
 } vnp_pk_kind;
 
 typedef enum vnp_pk_global_kind {
@@ -39,7 +40,11 @@ typedef enum vnp_pk_global_kind {
     VNP_PKG_CLASS,                   /* argparse.Namespace, torch.nn.modules.*, __main__.* */
     VNP_PKG_TORCH_DEVICE,            /* torch.device -> "cuda:0" */
     VNP_PKG_TORCH_SIZE,              /* torch.Size -> tuple */
-    VNP_PKG_CONSTANT                 /* torch.float32 and other dtype objects */
+    VNP_PKG_CONSTANT,                /* torch.float32 and other dtype objects */
+    VNP_PKG_NUMPY_DTYPE,             /* numpy.dtype("f8", False, True) */
+    VNP_PKG_NUMPY_SCALAR,            /* numpy.core.multiarray.scalar(dtype, bytes) */
+    VNP_PKG_CODECS_ENCODE            /* _codecs.encode(str, "latin1"): Python 3's bytes in
+                                        protocol 2 */
 } vnp_pk_global_kind;
 
 typedef struct vnp_pk_value vnp_pk_value;

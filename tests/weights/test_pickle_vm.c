@@ -63,6 +63,13 @@ static void test_scalars(void **state)
     assert_int_equal(pk.root->kind, VNP_PK_TUPLE);
     assert_int_equal(pk.root->n, 0);
     vnp_pickle_free(&pk);
+    /* numpy int16 -2 from latin-1 text "\xfe\xff" (UTF-8 c3 be c3 bf), protocol 2 style */
+    pk = load_ok(PK("cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\nX\x02\x00\x00\x00" "i2\x85R"
+                    "c_codecs\nencode\nX\x04\x00\x00\x00\xc3\xbe\xc3\xbf"
+                    "X\x06\x00\x00\x00latin1\x86R\x86R."));
+    assert_int_equal(pk.root->kind, VNP_PK_INT);
+    assert_int_equal(pk.root->i, -2);
+    vnp_pickle_free(&pk);
     /* LONG1 with 8 bytes: INT64_MIN */
     pk = load_ok(PK("\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80."));
     assert_int_equal(pk.root->i, INT64_MIN);
@@ -151,6 +158,20 @@ static void test_malformed(void **state)
     expect_fail(PK("(X\x07\x00\x00\x00storagectorch\nUntypedStorage\nK\x02K\x03K\x04tQ."),
                 VNP_EUNSUPPORTED, "global 'torch.UntypedStorage'");
     expect_fail(PK("K\x01Q."), VNP_EUNSUPPORTED, "persistent id that is not a PyTorch storage");
+    /* numpy scalars */
+    expect_fail(PK("cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\nX\x02\x00\x00\x00" "c8\x85R"
+                   "C\x08" "12345678\x86R."),
+                VNP_EUNSUPPORTED, "numpy scalar of type 'c8' at byte 63 is not supported");
+    expect_fail(PK("cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\nX\x02\x00\x00\x00" "f8\x85R"
+                   "C\x04" "1234\x86R."),
+                VNP_EFORMAT, "numpy scalar of type 'f8' needs 8 bytes, got 4");
+    expect_fail(PK("cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\nX\x02\x00\x00\x00" "f8\x85R"
+                   "(K\x03X\x01\x00\x00\x00>tbC\x08" "12345678\x86R."),
+                VNP_EUNSUPPORTED, "big-endian numpy scalar");
+    expect_fail(PK("c_codecs\nencode\nX\x03\x00\x00\x00\xe2\x82\xacX\x06\x00\x00\x00latin1\x86R."),
+                VNP_EFORMAT, "_codecs.encode: text is not latin-1");
+    expect_fail(PK("c_codecs\nencode\nX\x01\x00\x00\x00" "aX\x05\x00\x00\x00utf-8\x86R."),
+                VNP_EFORMAT, "_codecs.encode needs (str, 'latin1')");
 }
 
 /* storage '0': F32 [0, 1, ..., 11]; a tensor view over it is built per test */

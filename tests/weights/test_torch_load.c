@@ -150,6 +150,23 @@ static void test_views_against_torch(void **state)
     assert_string_equal(vnp_tensor_map_str(m, "name"), "hello");
     assert_string_equal(vnp_tensor_map_str(m, "device"), "cuda:0");
     assert_string_equal(vnp_tensor_map_str(m, "dtype"), "torch.float16");
+    /* numpy scalars (numpy.dtype + scalar + _codecs.encode in protocol 2) */
+    static const struct {
+        const char *key;
+        double v;
+    } np_want[] = {{"numpy.f8", 0.25}, {"numpy.f4", -1.5}, {"numpy.f2", 2.0},
+                   {"numpy.i8", -3},   {"numpy.i2", -7},   {"numpy.u1", 200},
+                   {"numpy.b1", 1}};
+    for (int p = 2; p <= 5; p += 2) { /* protocols 2 and 4 */
+        char rel[64];
+        snprintf(rel, sizeof rel, "views/views_p%d.pth", p);
+        vnp_tensor_map *mp = load_ok(vnp_test_tmp(rel));
+        for (size_t i = 0; i < sizeof np_want / sizeof np_want[0]; i++) {
+            if (vnp_tensor_map_num(mp, np_want[i].key, &v) != 1 || v != np_want[i].v)
+                fail_msg("%s: %s is not %g", rel, np_want[i].key, np_want[i].v);
+        }
+        vnp_tensor_map_free(mp);
+    }
     assert_int_equal(vnp_tensor_map_num(m, "nothing", &v), 0);
     assert_null(vnp_tensor_map_str(m, "nothing"));
     const vnp_tensor *e = vnp_tensor_map_get(m, "empty");

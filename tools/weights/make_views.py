@@ -12,6 +12,7 @@ usage: make_views.py OUTDIR
 import os
 import sys
 
+import numpy as np
 import torch
 
 
@@ -45,6 +46,9 @@ def views():
         "device": torch.device("cuda", 0),
         "dtype": torch.float16,
         "size": torch.Size([2, 3]),
+        "numpy": {"f8": np.float64(0.25), "f4": np.float32(-1.5), "f2": np.float16(2.0),
+                  "i8": np.int64(-3), "i2": np.int16(-7), "u1": np.uint8(200),
+                  "b1": np.bool_(True)},
     }
     return d
 
