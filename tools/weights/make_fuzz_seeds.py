@@ -16,6 +16,7 @@ import struct
 import sys
 import zipfile
 
+import numpy as np
 import torch
 from safetensors.torch import save as st_save
 
@@ -72,6 +73,8 @@ def main():
         "module.pth": torch_bytes(lin),
         "nested_p4.pth": torch_bytes({"model": lin.state_dict(), "cfg": {"n": 3, "s": "x"}}, 4),
         "views.pth": torch_bytes({"b": torch.arange(12.0).reshape(3, 4).t(), "c": torch.ones(4)[1:]}),
+        "numpy_cfg.pth": torch_bytes({"cfg": {"lr": np.float64(0.5), "n": np.int64(-3),
+                                              "h": np.float16(1.0), "ok": np.bool_(True)}}),
     }
     for name, data in archives.items():
         write(os.path.join(zp, name), data)
