@@ -58,6 +58,18 @@ vnp_code vnp_encoder_embed(vnp_encoder *enc, const vnp_batch *batch, float *out,
 /* Per-token last hidden states, out[total_tokens * hidden] float32 (tests, debugging). */
 vnp_code vnp_encoder_hidden(vnp_encoder *enc, const vnp_batch *batch, float *out, vnp_error *err);
 
+/* The NaN/Inf guard's FP32 recompute. As vnp_encoder_embed; when enc computes in
+ * FP16/BF16 and the batch comes out with a NaN or Inf (nothing is written to out
+ * then), the batch is recomputed in FP32 on the same device by an FP32 copy of
+ * the model, loaded from the same checkpoint on first need into *twin (start
+ * with NULL; free with vnp_encoder_fp32_free), and *recomputed is set to 1 (the
+ * caller logs it with the sequence IDs). If FP32 is non-finite too: VNP_ENUMERIC. */
+typedef struct vnp_encoder_fp32 vnp_encoder_fp32;
+vnp_code vnp_encoder_embed_checked(vnp_encoder *enc, vnp_encoder_fp32 **twin,
+                                   const vnp_batch *batch, float *out, int *recomputed,
+                                   vnp_error *err);
+void vnp_encoder_fp32_free(vnp_encoder_fp32 *twin);
+
 /* ---- VirNucPro's MLP classifier (a whole pickled torch module) ---- */
 typedef struct vnp_classifier vnp_classifier;
 

@@ -13,7 +13,27 @@ typedef struct scratch {
     size_t emb_cap;
     size_t *len;
     size_t len_cap;
+    vnp_encoder_fp32 *fp32[2]; /* FP32 copies of DNABERT-S / ESM-2 for the NaN/Inf guard */
+    size_t batches;            /* encoder batches so far (both models), for the log */
 } scratch;
+
+/* "id1, id2, ... and N more" of the sequences of a batch. */
+static void batch_ids(const vnp_window *w, const vnp_packing *p, const vnp_pack_batch *bt,
+                      char *buf, size_t cap)
+{
+    size_t used = 0, shown = 0;
+    buf[0] = '\0';
+    for (size_t j = 0; j < bt->count && shown < 8; j++, shown++) {
+        const vnp_win_orf *o = &w->orf[p->order[bt->first + j]];
+        int n = snprintf(buf + used, cap - used, "%s%.*s", j ? ", " : "", (int)o->id_len,
+                         w->text + o->id_off);
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+    if (shown < bt->count)
+        snprintf(buf + used, cap - used, " and %zu more", bt->count - shown);
+}
 
 static int reserve(void **p, size_t *cap, size_t need, size_t sz)
 {
@@ -59,7 +79,20 @@ static vnp_code embed_all(vnp_predict_ctx *c, vnp_window *w, vnp_encoder *enc, i
             s->cu[j + 1] = (int32_t)t;
         }
         vnp_batch batch = {s->tok, s->cu, (int)bt->count};
-        rc = vnp_encoder_embed(enc, &batch, s->emb, err);
+        int recomputed = 0;
+        size_t batch_no = s->batches++;
+        rc = vnp_encoder_embed_checked(enc, &s->fp32[dna ? 0 : 1], &batch, s->emb, &recomputed,
+                                       err);
+        if (recomputed || rc == VNP_ENUMERIC) {
+            char ids_list[768];
+            batch_ids(w, &p, bt, ids_list, sizeof ids_list);
+            if (recomputed)
+                vnp_warn("%s batch %zu (%zu sequences, %zu tokens: %s) produced NaN/Inf in "
+                         "reduced precision; recomputed in FP32",
+                         dna ? "DNABERT-S" : "ESM-2", batch_no, bt->count, t, ids_list);
+            else
+                vnp_error_prefix(err, "sequences %s: ", ids_list);
+        }
         if (rc) {
             const vnp_win_orf *o = &w->orf[p.order[bt->first]];
             vnp_error_prefix(err, "%s batch of %zu sequences starting with %.*s: ",
@@ -134,4 +167,6 @@ void vnp_predict_compute_loop(vnp_predict_ctx *c)
     free(s.cu);
     free(s.emb);
     free(s.len);
+    vnp_encoder_fp32_free(s.fp32[0]);
+    vnp_encoder_fp32_free(s.fp32[1]);
 }

@@ -175,7 +175,9 @@ static void test_fp32(void **state)
     vnp_backend_free(be);
 }
 
-static void reduced(vnp_precision prec, const char *name, double min_cos)
+/* labels: FP16 must reproduce every golden label; BF16's are reported (its 8-bit
+ * mantissa moves ORFs that sit at p = 0.5 by design of the random classifier). */
+static void reduced(vnp_precision prec, const char *name, double min_cos, int labels_must_match)
 {
     vnp_backend *be = gpu(prec);
     vnp_encoder *dna = load("golden/dnabert_s", be), *esm = load("golden/esm2", be);
@@ -186,17 +188,18 @@ static void reduced(vnp_precision prec, const char *name, double min_cos)
     int bad = label_mismatches(d, e);
     printf("GOLDEN %s cosine min: dnabert %.6f esm %.6f; labels differing: %d of %d\n", name, cd,
            ce, bad, G.n);
-    assert_true(cd >= min_cos);
-    assert_true(ce >= min_cos);
-    assert_int_equal(bad, 0);
+    int ok = cd >= min_cos && ce >= min_cos && (!labels_must_match || bad == 0);
     free(d), free(e), free(dw), free(ew);
     vnp_encoder_free(dna);
     vnp_encoder_free(esm);
     vnp_backend_free(be);
+    if (!ok)
+        fail_msg("%s: cosine min %.6f / %.6f (need %.3f), %d labels differ", name, cd, ce,
+                 min_cos, bad);
 }
 
-static void test_fp16(void **state) { reduced(VNP_PREC_FP16, "fp16", 0.999); }
-static void test_bf16(void **state) { reduced(VNP_PREC_BF16, "bf16", 0.99); }
+static void test_fp16(void **state) { reduced(VNP_PREC_FP16, "fp16", 0.999, 1); }
+static void test_bf16(void **state) { reduced(VNP_PREC_BF16, "bf16", 0.999, 0); }
 
 /* Each ORF alone gives what it gives inside the full batch. */
 static void test_batch_independence(void **state)

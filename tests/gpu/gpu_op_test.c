@@ -75,9 +75,9 @@ static vnp_buf up(vnp_backend *be, const float *src, size_t n, int matrix)
 
 static vnp_buf up_i32(vnp_backend *be, const int32_t *src, size_t n)
 {
-    vnp_buf b = {0};
+    vnp_buf b;
     vnp_error err;
-    if (be->ops->upload_i32(be, src, n, &b, &err))
+    if (be->ops->alloc_i32(be, n, &b, &err) || be->ops->upload_i32(be, src, n, &b, &err))
         die("upload_i32", &err);
     return b;
 }

@@ -237,16 +237,12 @@ static vnp_code cu_upload_i32(vnp_backend *be, const int32_t *src, size_t n, vnp
                               vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    if (!dst->ptr || dst->n < n || dst->dtype != VNP_DT_I32) {
-        cu_free_buf(be, dst);
-        vnp_code rc = cu_alloc(c, n, VNP_DT_I32, dst, err);
-        if (rc)
-            return rc;
-    }
+    if (dst->dtype != VNP_DT_I32 || dst->n < n)
+        return vnp_fail(err, VNP_EINVAL, "upload of %zu ids into a buffer of %zu %s elements", n,
+                        dst->n, vnp_dtype_name(dst->dtype));
     if (n == 0)
         return VNP_OK;
-    /* Asynchronous with respect to the kernels still reading the previous ids:
-     * ordered on the same stream. */
+    /* Ordered on the stream after the kernels still reading the previous ids. */
     return vnp_cuda_check(cudaMemcpyAsync(dst->ptr, src, n * 4, cudaMemcpyHostToDevice,
                                           c->stream),
                           "copying token ids to the GPU", err);
@@ -296,6 +292,34 @@ static void cu_nonfinite_reset(vnp_backend *be)
 {
     vnp_cuda *c = vnp_cuda_of(be);
     cudaMemsetAsync(c->flag, 0, sizeof(int), c->stream);
+    long batch = c->batches++;
+    if (c->poison_batch >= 0 &&
+        (c->act == VNP_DT_F32 ? c->poison_fp32 : batch == c->poison_batch))
+        c->poison_pending = 1;
+}
+
+/* VIRNUCPRO_DEBUG_POISON_BATCH / _FP32 (see cuda_internal.cuh). */
+static void read_poison_switch(vnp_cuda *c, const char *name)
+{
+    c->poison_batch = -1;
+    const char *v = getenv("VIRNUCPRO_DEBUG_POISON_BATCH");
+    if (!v || !*v)
+        return;
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (*end || n < 0) {
+        vnp_warn("VIRNUCPRO_DEBUG_POISON_BATCH='%s' is not a batch number; ignored", v);
+        return;
+    }
+    const char *f = getenv("VIRNUCPRO_DEBUG_POISON_FP32");
+    c->poison_fp32 = f && !strcmp(f, "1");
+    c->poison_batch = n;
+    if (c->act != VNP_DT_F32)
+        vnp_warn("debug: VIRNUCPRO_DEBUG_POISON_BATCH=%ld: batch %ld on %s will be poisoned "
+                 "with a NaN",
+                 n, n, name);
+    else if (c->poison_fp32)
+        vnp_warn("debug: VIRNUCPRO_DEBUG_POISON_FP32=1: every batch on %s will be poisoned", name);
 }
 
 static void cu_destroy(vnp_backend *be)
@@ -398,6 +422,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->act = prec == VNP_PREC_FP16 ? VNP_DT_F16 : prec == VNP_PREC_BF16 ? VNP_DT_BF16 : VNP_DT_F32;
     snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
     snprintf(be->name, sizeof be->name, "cuda:%d %s", device, prec_name(prec));
+    read_poison_switch(c, be->name);
 
     rc = vnp_cuda_check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
                         "creating a CUDA stream", err);

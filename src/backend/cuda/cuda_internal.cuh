@@ -54,6 +54,15 @@ typedef struct vnp_cuda {
     int nbias, capbias;
     vnp_cuda_gemm_plan plans[VNP_CUDA_PLANS];
     unsigned long long clock;
+    /* Debug switch VIRNUCPRO_DEBUG_POISON_BATCH=N: the N-th batch (0-based count of
+     * nonfinite_reset calls, i.e. of encoder forward passes on this backend) gets a
+     * NaN written into its embeddings, so the guard and the FP32 recompute can be
+     * tested. Reduced precision only, unless VIRNUCPRO_DEBUG_POISON_FP32=1, which
+     * poisons every batch of an FP32 backend too. */
+    long poison_batch; /* -1: off */
+    int poison_fp32;
+    long batches;
+    int poison_pending;
     char device_name[256];
 } vnp_cuda;
 
