@@ -22,6 +22,8 @@ static const vnp_command commands[] = {
      vnp_cmd_predict},
     {"inspect", "list the tensors and attributes of a checkpoint (never runs its code)",
      vnp_cmd_inspect},
+    {"validate-precision", "GPU FP16/BF16 embeddings against FP32, per model and length stratum",
+     vnp_cmd_validate_precision},
     {NULL, NULL, NULL},
 };
 
