@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -234,6 +235,20 @@ static vnp_code flush(pending *p, vnp_encoder *enc, float *rows, out_file *o, vn
     return rc;
 }
 
+static double seconds_between(struct timespec a, struct timespec b)
+{
+    return (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+}
+
+/* User + system CPU time of the process (all threads). */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 static int parse_count(const char *opt, const char *v, long min, long max, long *out)
 {
     char *end;
@@ -313,6 +328,9 @@ int vnp_cmd_embed(int argc, char **argv)
     vnp_code rc = vnp_backend_create(device, VNP_PREC_FP16, (int)threads, &be, &err);
     if (!rc)
         rc = vnp_encoder_load(model, be, &enc, &err);
+    struct timespec t_loaded;
+    clock_gettime(CLOCK_MONOTONIC, &t_loaded);
+    double cpu_loaded = cpu_seconds();
     int esm = !rc && vnp_encoder_kind_of(enc) == VNP_ENCODER_ESM2;
     if (!rc && !esm) {
         char tj[4096];
@@ -382,14 +400,17 @@ int vnp_cmd_embed(int argc, char **argv)
         vnp_cli_error("%s", err.msg);
     else {
         status = 0;
-        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        double load = seconds_between(t0, t_loaded), s = seconds_between(t_loaded, t1);
+        double cpu = cpu_seconds() - cpu_loaded;
         if (!quiet)
             fprintf(stderr,
-                    "virnucpro: embed: %llu records, %llu tokens, %s [%llu, %d] -> %s on %s in "
-                    "%.2f s (%.0f tokens/s)\n",
+                    "virnucpro: embed: %llu records, %llu tokens, %s [%llu, %d] -> %s on %s; "
+                    "model loaded in %.2f s, embedded in %.2f s (%.1f tokens/s, %.1f tokens "
+                    "per CPU-second)\n",
                     (unsigned long long)o.n, (unsigned long long)tokens,
                     esm ? "ESM-2" : "DNABERT-S", (unsigned long long)o.n, H, output,
-                    vnp_backend_name(be), s, s > 0 ? (double)tokens / s : 0.0);
+                    vnp_backend_name(be), load, s, s > 0 ? (double)tokens / s : 0.0,
+                    cpu > 0 ? (double)tokens / cpu : 0.0);
     }
     if (opened)
         out_close(&o, rc != VNP_OK);

@@ -38,15 +38,6 @@ vnp_code vnp_cpu_reserve_scratch(vnp_cpu *c, size_t n, vnp_error *err)
     return VNP_OK;
 }
 
-void vnp_cpu_check_finite(vnp_cpu *c, const float *x, size_t n)
-{
-    int bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad |= !isfinite(x[i]);
-    if (bad)
-        atomic_store(&c->nonfinite, 1);
-}
-
 static vnp_code alloc_f32(size_t n, vnp_buf *out, vnp_error *err)
 {
     out->ptr = alloc_aligned(n * sizeof(float));

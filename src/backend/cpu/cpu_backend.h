@@ -6,6 +6,8 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_pool.h"
@@ -24,8 +26,6 @@ static inline vnp_cpu *vnp_cpu_of(vnp_backend *be) { return (vnp_cpu *)be->impl;
 
 /* Makes every worker's scratch hold at least n floats. */
 vnp_code vnp_cpu_reserve_scratch(vnp_cpu *c, size_t n, vnp_error *err);
-/* Flags a NaN/Inf if any of x[0..n) is not finite. */
-void vnp_cpu_check_finite(vnp_cpu *c, const float *x, size_t n);
 
 /* The ops, one file per kind. */
 vnp_code vnp_cpu_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
@@ -44,6 +44,19 @@ vnp_code vnp_cpu_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int inter,
                             vnp_error *err);
 vnp_code vnp_cpu_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const int32_t *row_begin,
                            const int32_t *row_end, int nseq, float *out, vnp_error *err);
+
+/* Non-zero when any of x[0..n) is NaN or infinite (exponent bits all ones);
+ * an integer OR-reduction, so the loop vectorises. */
+static inline unsigned vnp_cpu_nonfinite_bits(const float *x, size_t n)
+{
+    unsigned acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        acc |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return acc;
+}
 
 /* erf GELU as torch.nn.GELU(approximate='none'). */
 static inline float vnp_gelu_erf(float x)

@@ -5,6 +5,7 @@
  * so `out` may alias `residual`. */
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -17,16 +18,6 @@ typedef struct {
     int by_rows; /* 1: blocks of `step` rows; 0: blocks of `step` output columns */
     int step;
 } linear_job;
-
-static inline float activate(float v, vnp_act act)
-{
-    switch (act) {
-    case VNP_ACT_GELU_ERF: return vnp_gelu_erf(v);
-    case VNP_ACT_RELU: return v > 0.0f ? v : 0.0f;
-    case VNP_ACT_NONE: break;
-    }
-    return v;
-}
 
 static void linear_block(void *ctx, size_t begin, size_t end, int worker)
 {
@@ -47,22 +38,30 @@ static void linear_block(void *ctx, size_t begin, size_t end, int worker)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, j->K, 1.0f,
                     j->x + (size_t)m0 * j->K, j->K, j->w + (size_t)n0 * j->K, j->K, 0.0f, tile,
                     cols);
-        int bad = 0;
+        /* One simple pass per step so that each loop vectorises. */
+        unsigned bad = 0;
         for (int m = 0; m < rows; m++) {
-            const float *t = tile + (size_t)m * cols;
+            float *t = tile + (size_t)m * cols;
             size_t o = (size_t)(m0 + m) * j->N + (size_t)n0;
             float *dst = j->out + o;
-            const float *res = j->res ? j->res + o : NULL;
-            for (int n = 0; n < cols; n++) {
-                float v = t[n];
-                if (j->bias)
-                    v += j->bias[n0 + n];
-                v = activate(v, j->act);
-                if (res)
-                    v += res[n];
-                dst[n] = v;
-                bad |= !isfinite(v);
+            if (j->bias) {
+                const float *bb = j->bias + n0;
+                for (int n = 0; n < cols; n++)
+                    t[n] += bb[n];
             }
+            if (j->act == VNP_ACT_GELU_ERF)
+                for (int n = 0; n < cols; n++)
+                    t[n] = vnp_gelu_erf(t[n]);
+            else if (j->act == VNP_ACT_RELU)
+                for (int n = 0; n < cols; n++)
+                    t[n] = t[n] > 0.0f ? t[n] : 0.0f;
+            if (j->res) {
+                const float *res = j->res + o;
+                for (int n = 0; n < cols; n++)
+                    dst[n] = t[n] + res[n];
+            } else
+                memcpy(dst, t, (size_t)cols * sizeof(float));
+            bad |= vnp_cpu_nonfinite_bits(dst, (size_t)cols);
         }
         if (bad)
             atomic_store(&j->c->nonfinite, 1);
