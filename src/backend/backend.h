@@ -17,7 +17,10 @@
 extern "C" {
 #endif
 
-/* A buffer in the backend's memory (host for CPU, device for CUDA). */
+/* A buffer in the backend's memory (host for CPU, device for CUDA). Models
+ * also pass views of a buffer's rows (ptr advanced by whole rows, n reduced;
+ * see vnp_buf_rows in src/model): ops must accept them; free_buf is never
+ * called on a view. */
 typedef struct vnp_buf {
     void *ptr;
     vnp_dtype dtype; /* F32 / F16 / BF16 for activations and weights, I32 for ids */
@@ -39,7 +42,8 @@ typedef enum vnp_posenc {
 typedef struct vnp_attn_desc {
     int heads;
     int head_dim;
-    float scale;          /* multiplies q.k (head_dim^-0.5) */
+    float scale;          /* multiplies q.k (head_dim^-0.5); with ROTARY the CPU reference
+                           * scales q before rotating it, as fair-esm rounds */
     vnp_posenc pos;
     const vnp_buf *inv_freq; /* ROTARY: [head_dim/2] float32, as stored in the checkpoint */
     const vnp_buf *slopes;   /* ALIBI: [heads] float32 */
@@ -60,6 +64,8 @@ typedef struct vnp_backend_ops {
     /* Plain float32 host array -> backend buffer of F32 (inv_freq, slopes). */
     vnp_code (*upload_f32)(vnp_backend *be, const float *src, size_t n, vnp_buf *out,
                            vnp_error *err);
+    /* Copies n ids into dst, a buffer from alloc_i32 with at least n entries (reused
+     * batch after batch; the copy is ordered after earlier ops that read it). */
     vnp_code (*upload_i32)(vnp_backend *be, const int32_t *src, size_t n, vnp_buf *dst,
                            vnp_error *err);
     vnp_code (*download_f32)(vnp_backend *be, const vnp_buf *src, size_t n, float *dst,
@@ -67,7 +73,8 @@ typedef struct vnp_backend_ops {
     void (*free_buf)(vnp_backend *be, vnp_buf *buf);
 
     /* ---- ops (may be asynchronous on a device; download_f32 synchronises) ---- */
-    /* out[i,:] = (table[ids[i],:] + add_row) * scale ; add_row may be NULL. */
+    /* out[i,:] = (table[ids[i],:] + add_row) * scale ; add_row may be NULL. The model
+     * has checked every id against its vocabulary. */
     vnp_code (*embedding)(vnp_backend *be, const vnp_buf *table, const vnp_buf *ids, int T,
                           int H, const vnp_buf *add_row, float scale, vnp_buf *out,
                           vnp_error *err);
