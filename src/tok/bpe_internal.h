@@ -39,24 +39,51 @@ struct vnp_bpe {
     /* pre-tokenizer */
     vnp_pretok pretok;
     /* post-processor: ids before and after the sequence */
+    /* merge schedule (see bpe_merge.c) */
+    bool rank_schedule; /* the merges allow the bucket-per-rank schedule */
+    uint32_t n_ranks;   /* largest rank + 1 */
     int32_t *pre_ids, *post_ids;
     size_t n_pre, n_post;
     size_t vocab_size;
 };
 
-/* Appends the model's ids for one pre-tokenized word. `scratch` is reused between
- * calls (free with vnp_bpe_scratch_free). */
+/* One symbol of a word being merged: a doubly linked list over a fixed array. */
+typedef struct vnp_bpe_symbol {
+    int32_t id;
+    int32_t prev, next; /* -1: none */
+    int32_t removed;    /* merged into its left neighbour */
+} vnp_bpe_symbol;
+
+/* Work memory of one vnp_bpe_encode call, reused from word to word. */
 typedef struct vnp_bpe_scratch {
-    struct vnp_bpe_symbol *sym;
+    vnp_bpe_symbol *sym;
     size_t sym_cap;
+    /* general schedule: binary heap */
     struct vnp_bpe_qitem *heap;
     size_t heap_cap;
-    char *buf; /* prefix + character + suffix for non-ASCII or decorated lookups */
+    /* rank schedule: one bucket (linked list of entries) per rank, a bitmap of
+     * the non-empty ones; every bucket is empty between words */
+    int32_t *bucket_head;
+    uint64_t *bucket_bits;
+    struct vnp_bpe_qentry *entry;
+    size_t entry_cap;
+    int32_t *batch;
+    size_t batch_cap;
+    /* prefix + character + suffix for non-ASCII or decorated lookups */
+    char *buf;
     size_t buf_cap;
 } vnp_bpe_scratch;
 
+/* Grows *p to hold at least `need` elements. Returns 0 or -1 (no memory). */
+int vnp_bpe_grow(void **p, size_t *cap, size_t need, size_t elem);
+void vnp_bpe_scratch_free(vnp_bpe_scratch *s);
+
+/* Appends the model's ids for one pre-tokenized word. */
 vnp_code vnp_bpe_word(const vnp_bpe *bpe, const char *word, size_t len, vnp_bpe_scratch *s,
                       vnp_ids *ids, vnp_error *err);
-void vnp_bpe_scratch_free(vnp_bpe_scratch *s);
+
+/* Applies every merge to sym[0..n) (linked in order, n > 0) in the order
+ * `tokenizers` does. Returns 0 or -1 (no memory). */
+int vnp_bpe_merge(const vnp_bpe *bpe, vnp_bpe_symbol *sym, size_t n, vnp_bpe_scratch *s);
 
 #endif

@@ -166,6 +166,65 @@ static vnp_code load_merges(loader *L, const cJSON *model)
     return VNP_OK;
 }
 
+typedef struct made_by {
+    int32_t id;
+    uint32_t rank;
+} made_by;
+
+static int cmp_made_by(const void *a, const void *b)
+{
+    int32_t x = ((const made_by *)a)->id, y = ((const made_by *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* Rank of the merge that makes token id, or -1 (a base symbol). */
+static int64_t made_rank(const made_by *v, size_t n, int32_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo].id == id ? (int64_t)v[lo].rank : -1;
+}
+
+/* Decides whether the bucket-per-rank merge schedule reproduces `tokenizers`
+ * (see bpe_merge.c): every merged token made by one merge only, and every merge
+ * ranked after the merges that make its parts. */
+static vnp_code plan_schedule(loader *L)
+{
+    vnp_bpe *b = L->bpe;
+    const vnp_pairmap *m = &b->merges;
+    made_by *v = malloc((m->count ? m->count : 1) * sizeof *v);
+    if (!v)
+        return nomem(L);
+    size_t n = 0;
+    b->n_ranks = 0;
+    for (size_t i = 0; i <= m->mask; i++)
+        if (m->slots[i].key != VNP_PAIRMAP_EMPTY) {
+            v[n++] = (made_by){m->slots[i].val.id, m->slots[i].val.rank};
+            if (m->slots[i].val.rank + 1 > b->n_ranks)
+                b->n_ranks = m->slots[i].val.rank + 1;
+        }
+    qsort(v, n, sizeof *v, cmp_made_by);
+    bool ok = true;
+    for (size_t i = 1; i < n && ok; i++)
+        ok = v[i].id != v[i - 1].id;
+    for (size_t i = 0; i <= m->mask && ok; i++) {
+        if (m->slots[i].key == VNP_PAIRMAP_EMPTY)
+            continue;
+        int32_t a = (int32_t)(m->slots[i].key >> 32), c = (int32_t)(m->slots[i].key & 0xFFFFFFFFu);
+        int64_t r = m->slots[i].val.rank;
+        ok = made_rank(v, n, a) < r && made_rank(v, n, c) < r;
+    }
+    b->rank_schedule = ok;
+    free(v);
+    return VNP_OK;
+}
+
 static vnp_code load_model(loader *L, const cJSON *root)
 {
     vnp_bpe *b = L->bpe;
@@ -210,7 +269,7 @@ static vnp_code load_model(loader *L, const cJSON *root)
             return nomem(L);
         b->suffix_len = strlen(suffix);
     }
-    if ((c = load_vocab(L, model)) || (c = load_merges(L, model)))
+    if ((c = load_vocab(L, model)) || (c = load_merges(L, model)) || (c = plan_schedule(L)))
         return c;
     b->unk_id = -1;
     if (unk) {

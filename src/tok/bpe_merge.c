@@ -1,0 +1,253 @@
+/* The merge loop of BPE: which adjacent pair merges next.
+ *
+ * `tokenizers` keeps candidate merges in a binary min-heap ordered by (rank,
+ * position of the left symbol): the lowest rank first and, on equal ranks, the
+ * leftmost. A popped entry whose pair has changed since it was pushed (checked by
+ * the merged token's id) is dropped. merge_by_heap is that schedule, exactly, for
+ * any merge list, at O(n log n) per word.
+ *
+ * For a merge list as BPE training writes it, a cheaper schedule gives the same
+ * result. When (1) every merged token is made by exactly one merge and (2) a merge
+ * that uses a merged token comes after the merge that makes it, a merge of rank r
+ * only creates pairs of rank > r: ranks are processed in increasing order, and a
+ * rank's candidates are all known when its turn comes. merge_by_rank keeps one
+ * bucket per rank and a bitmap of the non-empty ones, and processes a bucket's
+ * positions left to right: O(1) per candidate instead of O(log n). Because a
+ * merged token identifies its pair, the staleness test is the same. The loader
+ * checks (1) and (2) and picks the schedule (vnp_bpe.rank_schedule). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tok/bpe_internal.h"
+
+int vnp_bpe_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+typedef struct vnp_bpe_qitem {
+    uint32_t rank;
+    uint32_t pos; /* index of the left symbol */
+    int32_t new_id;
+} vnp_bpe_qitem;
+
+typedef struct vnp_bpe_qentry {
+    int32_t pos;
+    int32_t next; /* next entry of the same bucket, -1 at the end */
+} vnp_bpe_qentry;
+
+void vnp_bpe_scratch_free(vnp_bpe_scratch *s)
+{
+    free(s->sym);
+    free(s->heap);
+    free(s->bucket_head);
+    free(s->bucket_bits);
+    free(s->entry);
+    free(s->batch);
+    free(s->buf);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- general schedule: binary heap ---- */
+
+static inline int q_less(const vnp_bpe_qitem *a, const vnp_bpe_qitem *b)
+{
+    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+
+static void q_sift_down(vnp_bpe_qitem *h, size_t n, size_t i)
+{
+    vnp_bpe_qitem x = h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && q_less(&h[c + 1], &h[c]))
+            c++;
+        if (!q_less(&h[c], &x))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+static void q_push(vnp_bpe_qitem *h, size_t *n, vnp_bpe_qitem x)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!q_less(&x, &h[p]))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+}
+
+static int merge_by_heap(const vnp_pairmap *merges, vnp_bpe_symbol *sym, size_t n,
+                         vnp_bpe_scratch *s)
+{
+    /* Every merge removes a symbol and pushes at most two entries. */
+    if (vnp_bpe_grow((void **)&s->heap, &s->heap_cap, 3 * n, sizeof *s->heap))
+        return -1;
+    vnp_bpe_qitem *heap = s->heap;
+    size_t hn = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        const vnp_merge *m = vnp_pairmap_get(merges, sym[i].id, sym[i + 1].id);
+        if (m)
+            heap[hn++] = (vnp_bpe_qitem){m->rank, (uint32_t)i, m->id};
+    }
+    for (size_t i = hn / 2; i-- > 0;)
+        q_sift_down(heap, hn, i);
+    while (hn) {
+        vnp_bpe_qitem top = heap[0];
+        heap[0] = heap[--hn];
+        q_sift_down(heap, hn, 0);
+        vnp_bpe_symbol *left = &sym[top.pos];
+        if (left->removed || left->next < 0)
+            continue;
+        vnp_bpe_symbol *right = &sym[left->next];
+        const vnp_merge *m = vnp_pairmap_get(merges, left->id, right->id);
+        if (!m || m->id != top.new_id)
+            continue; /* stale: the pair has changed since this entry was pushed */
+        left->id = top.new_id;
+        left->next = right->next;
+        right->removed = 1;
+        if (right->next >= 0)
+            sym[right->next].prev = (int32_t)top.pos;
+        if (left->prev >= 0) {
+            const vnp_merge *pm = vnp_pairmap_get(merges, sym[left->prev].id, left->id);
+            if (pm)
+                q_push(heap, &hn, (vnp_bpe_qitem){pm->rank, (uint32_t)left->prev, pm->id});
+        }
+        if (left->next >= 0) {
+            const vnp_merge *nm = vnp_pairmap_get(merges, left->id, sym[left->next].id);
+            if (nm)
+                q_push(heap, &hn, (vnp_bpe_qitem){nm->rank, top.pos, nm->id});
+        }
+    }
+    return 0;
+}
+
+/* ---- rank schedule: a bucket per rank ---- */
+
+static inline void bucket_push(vnp_bpe_scratch *s, size_t *ne, uint32_t rank, int32_t pos)
+{
+    s->entry[*ne] = (vnp_bpe_qentry){pos, s->bucket_head[rank]};
+    s->bucket_head[rank] = (int32_t)(*ne)++;
+    s->bucket_bits[rank >> 6] |= (uint64_t)1 << (rank & 63);
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Positions of one bucket in increasing order. The list is last-in first-out, so
+ * reversing it usually sorts it already. */
+static void sort_batch(int32_t *v, size_t k)
+{
+    for (size_t i = 0, j = k - 1; i < j; i++, j--) {
+        int32_t t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+    size_t i = 1;
+    while (i < k && v[i - 1] < v[i])
+        i++;
+    if (i == k)
+        return;
+    if (k > 32) {
+        qsort(v, k, sizeof *v, cmp_i32);
+        return;
+    }
+    for (; i < k; i++) {
+        int32_t x = v[i];
+        size_t j = i;
+        while (j > 0 && v[j - 1] > x)
+            v[j] = v[j - 1], j--;
+        v[j] = x;
+    }
+}
+
+static int merge_by_rank(const vnp_bpe *bpe, vnp_bpe_symbol *sym, size_t n, vnp_bpe_scratch *s)
+{
+    const vnp_pairmap *merges = &bpe->merges;
+    size_t nwords = ((size_t)bpe->n_ranks + 63) / 64;
+    if (!s->bucket_head) {
+        s->bucket_head = malloc((size_t)bpe->n_ranks * sizeof *s->bucket_head);
+        s->bucket_bits = calloc(nwords ? nwords : 1, sizeof *s->bucket_bits);
+        if (!s->bucket_head || !s->bucket_bits)
+            return -1;
+        memset(s->bucket_head, 0xFF, (size_t)bpe->n_ranks * sizeof *s->bucket_head);
+    }
+    if (vnp_bpe_grow((void **)&s->entry, &s->entry_cap, 3 * n, sizeof *s->entry) ||
+        vnp_bpe_grow((void **)&s->batch, &s->batch_cap, n, sizeof *s->batch))
+        return -1;
+    size_t ne = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        const vnp_merge *m = vnp_pairmap_get(merges, sym[i].id, sym[i + 1].id);
+        if (m)
+            bucket_push(s, &ne, m->rank, (int32_t)i);
+    }
+    for (size_t w = 0; w < nwords;) {
+        if (!s->bucket_bits[w]) {
+            w++;
+            continue;
+        }
+        uint32_t rank = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(s->bucket_bits[w]));
+        s->bucket_bits[w] &= s->bucket_bits[w] - 1;
+        size_t k = 0;
+        for (int32_t e = s->bucket_head[rank]; e >= 0; e = s->entry[e].next)
+            s->batch[k++] = s->entry[e].pos;
+        s->bucket_head[rank] = -1;
+        sort_batch(s->batch, k);
+        for (size_t b = 0; b < k; b++) {
+            int32_t pos = s->batch[b];
+            vnp_bpe_symbol *left = &sym[pos];
+            if (left->removed || left->next < 0)
+                continue;
+            vnp_bpe_symbol *right = &sym[left->next];
+            const vnp_merge *m = vnp_pairmap_get(merges, left->id, right->id);
+            if (!m || m->rank != rank)
+                continue; /* stale */
+            left->id = m->id;
+            left->next = right->next;
+            right->removed = 1;
+            if (right->next >= 0)
+                sym[right->next].prev = pos;
+            /* New pairs rank above `rank` (the loader proved it), so they land in
+             * buckets still ahead of w's scan. */
+            if (left->prev >= 0) {
+                const vnp_merge *pm = vnp_pairmap_get(merges, sym[left->prev].id, left->id);
+                if (pm)
+                    bucket_push(s, &ne, pm->rank, left->prev);
+            }
+            if (left->next >= 0) {
+                const vnp_merge *nm = vnp_pairmap_get(merges, left->id, sym[left->next].id);
+                if (nm)
+                    bucket_push(s, &ne, nm->rank, pos);
+            }
+        }
+    }
+    return 0;
+}
+
+int vnp_bpe_merge(const vnp_bpe *bpe, vnp_bpe_symbol *sym, size_t n, vnp_bpe_scratch *s)
+{
+    if (n < 2 || bpe->merges.count == 0)
+        return 0;
+    return bpe->rank_schedule ? merge_by_rank(bpe, sym, n, s) : merge_by_heap(&bpe->merges, sym, n, s);
+}
