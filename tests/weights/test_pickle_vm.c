@@ -213,6 +213,7 @@ static size_t tensor_pickle(uint8_t *out, int numel, int off, int nd, const int 
 static vnp_code flatten(const uint8_t *p, size_t n, vnp_tensor_map **m, vnp_error *e)
 {
     vnp_pickle pk;
+    *m = NULL;
     vnp_code rc = vnp_pickle_load(p, n, "t.pkl", &pk, e);
     if (rc)
         return rc;
