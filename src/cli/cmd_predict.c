@@ -42,6 +42,7 @@ static void predict_usage(FILE *f)
         "      --precision P     fp16 (default on CUDA), bf16 or fp32; the CPU computes in fp32\n"
         "  -t, --threads N       CPU threads (default: all cores)\n"
         "      --batch-tokens N  tokens per encoder batch (default 4096 on CPU, 32768 on CUDA)\n"
+        "      --window N        frames read ahead and length-sorted together (default 2048)\n"
         "      --keep-intermediate  also write the three preprocessing files (as preprocess)\n"
         "      --embeddings      also write merged_features.safetensors: tensor 'features'\n"
         "                        [N, DNABERT-S hidden + ESM-2 hidden] F32 in row order of\n"

@@ -17,7 +17,7 @@ typedef struct decimal {
 /* Parses "%.*e" output ("d.ddde[+-]xx", v > 0) into digits/exponent. */
 static void parse_sci(const char *s, decimal *out)
 {
-    out->nd = 0;
+    memset(out, 0, sizeof *out);
     for (; *s && *s != 'e'; s++)
         if (*s >= '0' && *s <= '9')
             out->d[out->nd++] = *s;
@@ -80,7 +80,7 @@ static void shortest(float v, decimal *out)
     for (int p = 1; p <= 9; p++) {
         char s[40];
         snprintf(s, sizeof s, "%.*e", p - 1, (double)v);
-        decimal c;
+        decimal c = {{0}, 0, 0};
         parse_sci(s, &c);
         if (reads_back(&c, v)) {
             *out = c;
@@ -118,7 +118,7 @@ int vnp_format_f32(float v, char *buf)
         strcpy(p, "0.0");
         return (int)(p - buf) + 3;
     }
-    decimal x;
+    decimal x = {{0}, 0, 0};
     shortest(v, &x);
     double a = (double)v;
     if (a >= 1e-4 && a < 1e16) {
