@@ -24,6 +24,7 @@ static const vnp_command commands[] = {
      vnp_cmd_inspect},
     {"validate-precision", "GPU FP16/BF16 embeddings against FP32, per model and length stratum",
      vnp_cmd_validate_precision},
+    {"tokenize", "print the DNABERT-S or ESM-2 token ids of every record", vnp_cmd_tokenize},
     {NULL, NULL, NULL},
 };
 
