@@ -33,7 +33,7 @@ static void to_hex(const unsigned char *md, unsigned n, char *out)
     out[2 * n] = 0;
 }
 
-vnp_code vnp_hub_digest_file(const char *path, vnp_digest *d, vnp_error *err)
+vnp_code vnp_hub_digest_file(const char *path, vnp_digest *d, int want_git_sha1, vnp_error *err)
 {
     memset(d, 0, sizeof *d);
     FILE *f = fopen(path, "rb");
@@ -45,26 +45,27 @@ vnp_code vnp_hub_digest_file(const char *path, vnp_digest *d, vnp_error *err)
         fclose(f);
         return vnp_fail(err, VNP_EIO, "cannot stat %s: %s", path, strerror(e));
     }
-    EVP_MD_CTX *s256 = EVP_MD_CTX_new(), *s1 = EVP_MD_CTX_new();
+    EVP_MD_CTX *s256 = EVP_MD_CTX_new(), *s1 = want_git_sha1 ? EVP_MD_CTX_new() : NULL;
     size_t cap = 1 << 20;
     unsigned char *buf = malloc(cap);
     vnp_code rc = VNP_OK;
-    if (!s256 || !s1 || !buf) {
+    if (!s256 || (want_git_sha1 && !s1) || !buf) {
         rc = vnp_fail(err, VNP_ENOMEM, "out of memory hashing %s", path);
         goto done;
     }
     char hdr[64];
     int hn = snprintf(hdr, sizeof hdr, "blob %llu", (unsigned long long)st.st_size);
     if (EVP_DigestInit_ex(s256, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestInit_ex(s1, EVP_sha1(), NULL) != 1 ||
-        EVP_DigestUpdate(s1, hdr, (size_t)hn + 1) != 1) { /* header includes its NUL */
+        (s1 && (EVP_DigestInit_ex(s1, EVP_sha1(), NULL) != 1 ||
+                EVP_DigestUpdate(s1, hdr, (size_t)hn + 1) != 1))) { /* header with its NUL */
         rc = vnp_fail(err, VNP_EIO, "OpenSSL digest initialisation failed for %s", path);
         goto done;
     }
     uint64_t total = 0;
     for (;;) {
         size_t n = fread(buf, 1, cap, f);
-        if (n > 0 && (EVP_DigestUpdate(s256, buf, n) != 1 || EVP_DigestUpdate(s1, buf, n) != 1)) {
+        if (n > 0 && (EVP_DigestUpdate(s256, buf, n) != 1 ||
+                      (s1 && EVP_DigestUpdate(s1, buf, n) != 1))) {
             rc = vnp_fail(err, VNP_EIO, "OpenSSL digest update failed for %s", path);
             goto done;
         }
@@ -88,11 +89,13 @@ vnp_code vnp_hub_digest_file(const char *path, vnp_digest *d, vnp_error *err)
         goto done;
     }
     to_hex(md, mdn, d->sha256);
-    if (EVP_DigestFinal_ex(s1, md, &mdn) != 1 || mdn != 20) {
-        rc = vnp_fail(err, VNP_EIO, "OpenSSL SHA-1 failed for %s", path);
-        goto done;
+    if (s1) {
+        if (EVP_DigestFinal_ex(s1, md, &mdn) != 1 || mdn != 20) {
+            rc = vnp_fail(err, VNP_EIO, "OpenSSL SHA-1 failed for %s", path);
+            goto done;
+        }
+        to_hex(md, mdn, d->git_sha1);
     }
-    to_hex(md, mdn, d->git_sha1);
     d->size = total;
 done:
     free(buf);

@@ -68,8 +68,9 @@ typedef struct vnp_digest {
     char git_sha1[41];
     uint64_t size;
 } vnp_digest;
-/* Hashes a file (SHA-256 and git blob SHA-1 in one pass). */
-vnp_code vnp_hub_digest_file(const char *path, vnp_digest *d, vnp_error *err);
+/* Hashes a file: SHA-256, and the git blob SHA-1 in the same pass when want_git_sha1
+ * (else d->git_sha1 is empty). */
+vnp_code vnp_hub_digest_file(const char *path, vnp_digest *d, int want_git_sha1, vnp_error *err);
 /* 1 when s is exactly n lowercase/uppercase hex digits. */
 int vnp_hub_is_hex(const char *s, size_t n);
 

@@ -65,6 +65,13 @@ static plan_file *plan_add(fetch_ctx *fc, const char *name, vnp_error *err)
     return p;
 }
 
+/* Whether the file's git blob id is to be compared (the hub's id of a small file,
+ * or a pinned one). */
+static int need_git(const plan_file *p)
+{
+    return p->head.git_sha1[0] || (p->pin && p->pin->git_sha1);
+}
+
 /* HEAD of one file; *found = 0 on 404. */
 static vnp_code probe(fetch_ctx *fc, plan_file *p, int *found, vnp_error *err)
 {
@@ -154,6 +161,9 @@ static vnp_code record(fetch_ctx *fc, const plan_file *p, const char *path, cons
     cJSON_DeleteItemFromObjectCaseSensitive(e, "sha256");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "url");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "checked_against");
+    cJSON_DeleteItemFromObjectCaseSensitive(e, "git_blob");
+    if (d->git_sha1[0] && !cJSON_AddStringToObject(e, "git_blob", d->git_sha1))
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
     if (!cJSON_AddNumberToObject(e, "size", (double)d->size) ||
         /* seconds and nanoseconds apart: each is exact in a JSON number */
         !cJSON_AddNumberToObject(e, "mtime_s", (double)st.st_mtim.tv_sec) ||
@@ -173,6 +183,41 @@ static const char *manifest_sha256(fetch_ctx *fc, const char *file)
     return cJSON_IsString(s) ? s->valuestring : NULL;
 }
 
+static const char *entry_str(const cJSON *e, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static double entry_num(const cJSON *e, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+}
+
+static int same_or_unknown(const char *want, const char *have)
+{
+    return !want || !want[0] || (have && !strcmp(want, have));
+}
+
+/* A file recorded in the manifest, unchanged since (size and date), whose recorded
+ * digests agree with what the server and the pins say now: good without re-hashing.
+ * (`models verify` re-hashes; a file it finds damaged loses its recorded date.) */
+static int unchanged_since_fetch(fetch_ctx *fc, const plan_file *p, const struct stat *st)
+{
+    cJSON *m = vnp_manifest_model(fc->manifest, fc->spec->name, 0);
+    cJSON *e = m ? vnp_manifest_file(m, p->name, 0) : NULL;
+    const char *sha = e ? entry_str(e, "sha256") : NULL;
+    if (!sha || entry_num(e, "size") != (double)st->st_size ||
+        entry_num(e, "mtime_s") != (double)st->st_mtim.tv_sec ||
+        entry_num(e, "mtime_ns") != (double)st->st_mtim.tv_nsec)
+        return 0;
+    const char *git = entry_str(e, "git_blob");
+    return same_or_unknown(p->head.sha256, sha) && same_or_unknown(p->head.git_sha1, git) &&
+           (!p->pin || (same_or_unknown(p->pin->sha256, sha) &&
+                        same_or_unknown(p->pin->git_sha1, git)));
+}
+
 /* Is the file already there and good? Sets p->have. */
 static vnp_code check_existing(fetch_ctx *fc, plan_file *p, vnp_error *err)
 {
@@ -181,13 +226,17 @@ static vnp_code check_existing(fetch_ctx *fc, plan_file *p, vnp_error *err)
     struct stat st;
     if (stat(path, &st) != 0)
         return VNP_OK;
+    if (unchanged_since_fetch(fc, p, &st)) {
+        p->have = 1;
+        return VNP_OK;
+    }
     if (!fc->cfg->quiet && st.st_size > (64 << 20)) {
         char sz[32];
         vnp_hub_human_size((uint64_t)st.st_size, sz, sizeof sz);
         vnp_hub_note(fc->cfg, "%s: verifying %s (%s)", fc->spec->name, p->name, sz);
     }
     vnp_digest d;
-    vnp_code rc = vnp_hub_digest_file(path, &d, err);
+    vnp_code rc = vnp_hub_digest_file(path, &d, need_git(p), err);
     if (rc)
         return rc;
     const char *checked;
@@ -230,7 +279,7 @@ static vnp_code download_one(fetch_ctx *fc, plan_file *p, vnp_error *err)
             return rc;
         }
         vnp_digest d;
-        if ((rc = vnp_hub_digest_file(part, &d, err)))
+        if ((rc = vnp_hub_digest_file(part, &d, need_git(p), err)))
             return rc;
         const char *checked;
         rc = check_digest(fc, p, part, &d, &checked, err);

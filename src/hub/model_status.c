@@ -55,10 +55,12 @@ int vnp_hub_cached_ok(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, const 
     return 1;
 }
 
-/* After a full re-hash matched: record the files' current dates so that the quick
- * check trusts them again (best effort: skipped when another process holds the
- * cache or it is read-only). */
-static void refresh_dates(const vnp_hub_cfg *cfg, const vnp_model_spec *spec)
+/* After a full re-hash: when it matched, record the files' current dates so that
+ * the quick check trusts them again; when `damaged` names a file, forget that
+ * file's date (best effort: skipped when another process holds the cache or it is
+ * read-only). */
+static void refresh_dates(const vnp_hub_cfg *cfg, const vnp_model_spec *spec,
+                          const char *damaged)
 {
     char lockpath[VNP_HUB_PATH];
     snprintf(lockpath, sizeof lockpath, "%s/.lock", cfg->cache_dir);
@@ -80,6 +82,14 @@ static void refresh_dates(const vnp_hub_cfg *cfg, const vnp_model_spec *spec)
             char path[VNP_HUB_PATH];
             snprintf(path, sizeof path, "%s/%s", dir, e->string);
             struct stat st;
+            if (damaged) {
+                /* forget its date: no quick check trusts it, the next fetch re-hashes it */
+                if (!strcmp(e->string, damaged)) {
+                    cJSON_ReplaceItemInObjectCaseSensitive(e, "mtime_s", cJSON_CreateNumber(-1));
+                    changed = 1;
+                }
+                continue;
+            }
             if (stat(path, &st) != 0 || (double)st.st_size != number_of(e, "size"))
                 continue;
             cJSON_ReplaceItemInObjectCaseSensitive(e, "mtime_s",
@@ -130,7 +140,9 @@ vnp_code vnp_hub_verify_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec,
     vnp_hub_model_dir(cfg, spec, dir, sizeof dir);
     int n = 0;
     uint64_t total = 0;
+    char bad[512] = "";
     for (cJSON *e = files->child; e && !rc; e = e->next) {
+        snprintf(bad, sizeof bad, "%s", e->string);
         char path[VNP_HUB_PATH];
         snprintf(path, sizeof path, "%s/%s", dir, e->string);
         const cJSON *want = cJSON_GetObjectItemCaseSensitive(e, "sha256");
@@ -151,7 +163,7 @@ vnp_code vnp_hub_verify_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec,
             break;
         }
         vnp_digest d;
-        if ((rc = vnp_hub_digest_file(path, &d, err)))
+        if ((rc = vnp_hub_digest_file(path, &d, 0, err)))
             break;
         if (!cJSON_IsString(want) || strcmp(want->valuestring, d.sha256)) {
             rc = vnp_fail(err, VNP_EINTEGRITY,
@@ -163,10 +175,13 @@ vnp_code vnp_hub_verify_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec,
         }
         n++;
         total += d.size;
+        bad[0] = 0;
     }
     cJSON_Delete(man);
     if (!rc)
-        refresh_dates(cfg, spec);
+        refresh_dates(cfg, spec, NULL);
+    else if (rc == VNP_EINTEGRITY && bad[0])
+        refresh_dates(cfg, spec, bad);
     if (nfiles)
         *nfiles = n;
     if (bytes)

@@ -204,7 +204,7 @@ static void test_digests_match_git_and_sha256(void **state)
 {
     (void)state;
     vnp_digest d;
-    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/esm2/config.json"), &d, NULL),
+    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/esm2/config.json"), &d, 1, NULL),
                      VNP_OK);
     /* sha256sum and `git hash-object` of the same file */
     assert_string_equal(d.sha256, "8e90a431c584390270e459d2e21bfed88018b1cc7c36441b452e93c40aa8fa8a");
@@ -212,11 +212,11 @@ static void test_digests_match_git_and_sha256(void **state)
     assert_int_equal(d.size, 678);
     const char *empty = vnp_test_tmp("empty");
     assert_int_equal(vnp_test_write_file(empty, "", 0), 0);
-    assert_int_equal(vnp_hub_digest_file(empty, &d, NULL), VNP_OK);
+    assert_int_equal(vnp_hub_digest_file(empty, &d, 1, NULL), VNP_OK);
     assert_string_equal(d.sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     assert_string_equal(d.git_sha1, "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
     vnp_error err;
-    assert_int_equal(vnp_hub_digest_file(vnp_test_tmp("no-such-file"), &d, &err), VNP_EIO);
+    assert_int_equal(vnp_hub_digest_file(vnp_test_tmp("no-such-file"), &d, 1, &err), VNP_EIO);
     assert_contains(err.msg, "no-such-file");
 }
 
@@ -259,14 +259,21 @@ static void test_full_fetch_list_path_verify(void **state)
     cJSON *man = load_manifest(cache);
     vnp_digest d;
     assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/dnabert_s/pytorch_model.bin"), &d,
-                                         NULL),
+                                         0, NULL),
                      VNP_OK);
+    assert_string_equal(d.git_sha1, ""); /* not asked for */
     assert_string_equal(manifest_str(man, "dnabert-s", "pytorch_model.bin", "sha256"), d.sha256);
     assert_string_equal(manifest_str(man, "dnabert-s", "pytorch_model.bin", "checked_against"),
                         "SHA-256 reported by the server");
     assert_string_equal(manifest_str(man, "dnabert-s", "config.json", "checked_against"),
                         "git blob id reported by the server");
-    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), &d, NULL),
+    /* `git hash-object tests/fixtures/golden/dnabert_s/config.json` */
+    assert_string_equal(manifest_str(man, "dnabert-s", "config.json", "git_blob"),
+                        "d9ae928c60bfda31e1a6548c28171f1b4d23c7c9");
+    assert_null(cJSON_GetObjectItemCaseSensitive(
+        vnp_manifest_file(vnp_manifest_model(man, "dnabert-s", 0), "pytorch_model.bin", 0),
+        "git_blob"));
+    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), &d, 1, NULL),
                      VNP_OK);
     assert_string_equal(manifest_str(man, "classifier-500", "500_model.pth", "sha256"), d.sha256);
     cJSON *m = vnp_manifest_model(man, "esm2_t36_3B_UR50D", 0);
@@ -630,7 +637,7 @@ static void test_pinned_digests(void **state)
     vnp_hub_cfg cfg;
     vnp_error e;
     vnp_digest gold;
-    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), &gold, NULL),
+    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), &gold, 1, NULL),
                      VNP_OK);
 
     /* the right git blob id: accepted and recorded */
