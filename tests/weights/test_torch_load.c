@@ -1,6 +1,7 @@
 /* PyTorch zip checkpoints: every golden file against what PyTorch itself reads, the
  * safetensors/pickle twins bit for bit, the classifier's module tree and attributes,
  * the fair-esm cfg, and damaged archives. */
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +185,45 @@ static void test_views_against_torch(void **state)
     assert_null(m);
     assert_non_null(strstr(err.msg, "is a TorchScript archive (torch.jit.save)"));
     assert_non_null(strstr(err.msg, "global '__torch__."));
+}
+
+/* Walks dir: every checkpoint file (.safetensors .bin .pth .pt) must load with tensors. */
+static size_t load_all_under(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        DIR *sub = opendir(path);
+        if (sub) {
+            closedir(sub);
+            n += load_all_under(path);
+            continue;
+        }
+        const char *ext = strrchr(e->d_name, '.');
+        if (!ext || (strcmp(ext, ".safetensors") && strcmp(ext, ".bin") && strcmp(ext, ".pth") &&
+                     strcmp(ext, ".pt")))
+            continue;
+        vnp_tensor_map *m = load_ok(path);
+        assert_true(vnp_tensor_map_count(m) > 0);
+        vnp_tensor_map_free(m);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_every_golden_checkpoint_loads(void **state)
+{
+    (void)state;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", vnp_test_fixture("golden"));
+    /* esm2, esm2_bin, esm2_fairesm, dnabert_s, 3 classifiers, expected/tensors */
+    assert_true(load_all_under(dir) >= 8);
 }
 
 static void test_safetensors_equals_pickle(void **state)
@@ -421,6 +461,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_against_torch), cmocka_unit_test(test_views_against_torch),
+        cmocka_unit_test(test_every_golden_checkpoint_loads),
         cmocka_unit_test(test_safetensors_equals_pickle),
         cmocka_unit_test(test_classifier_variants),  cmocka_unit_test(test_fairesm),
         cmocka_unit_test(test_damaged_archives),
