@@ -790,6 +790,28 @@ static void test_hf_and_torch_hub_caches_used_in_place(void **state)
     assert_int_equal(vnp_models_resolve_with("classifier-300", &o, path, sizeof path, &e),
                      VNP_ENOTFOUND);
 
+    /* `models fetch` does not download what another cache has ... */
+    const char *suffix = url_suffix("dnabert-s", "pytorch_model.bin");
+    int gets = hub_log_count(&srv, "GET", 200, suffix);
+    char env[1400], *out = NULL, *err = NULL;
+    snprintf(env, sizeof env, "VIRNUCPRO_MODELS='%s'", fresh("c_external_cli"));
+    assert_int_equal(cli(env, "models fetch dnabert-s", &out, &err), 0);
+    assert_contains(err, "dnabert-s: using ");
+    assert_contains(err, "in the Hugging Face hub cache in place (pass --no-external");
+    free(out);
+    free(err);
+    assert_int_equal(cli(env, "models list", &out, &err), 0);
+    assert_contains(out, "dnabert-s          hf-cache");
+    free(out);
+    free(err);
+    assert_int_equal(hub_log_count(&srv, "GET", 200, suffix), gets);
+    /* ... unless told to */
+    assert_int_equal(cli(env, "models fetch dnabert-s --no-external --no-progress", &out, &err), 0);
+    assert_contains(err, "fetched and verified");
+    assert_int_equal(hub_log_count(&srv, "GET", 200, suffix), gets + 1);
+    free(out);
+    free(err);
+
     if (old_hf)
         setenv("HF_HOME", old_hf, 1);
     if (old_torch)
