@@ -144,7 +144,7 @@ static vnp_code add_tensor(flattener *f, const vnp_pk_value *t)
     int nd = t->tensor.ndim;
     const int64_t *size = t->tensor.size, *stride = t->tensor.stride;
     const char *name = f->len ? f->name : "tensor";
-    char msg[512];
+    char msg[sizeof f->err->msg];
     int64_t numel = 1;
     for (int d = 0; d < nd; d++)
         if (__builtin_mul_overflow(numel, size[d], &numel))
@@ -181,8 +181,18 @@ static vnp_code add_tensor(flattener *f, const vnp_pk_value *t)
                             "materialized; save it with .contiguous()");
     const uint8_t *base;
     vnp_code rc = f->storage(f->ctx, st, &base, f->err);
-    if (rc)
+    if (rc) {
+        /* name the tensor too: "<file>: tensor 'x': storage '3' ..." */
+        if (f->err) {
+            size_t ll = strlen(f->label);
+            const char *m = f->err->msg;
+            if (strncmp(m, f->label, ll) == 0 && strncmp(m + ll, ": ", 2) == 0)
+                m += ll + 2;
+            snprintf(msg, sizeof msg, "%s", m);
+            tensor_error(f, rc, msg);
+        }
         return rc;
+    }
     const uint8_t *src = base + (size_t)t->tensor.offset * es;
     if (contiguous && (uintptr_t)src % es == 0)
         return map_add(f, name, t, src, NULL);
