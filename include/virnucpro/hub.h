@@ -63,10 +63,11 @@ const char *vnp_models_classifier_for_length(int chunk_length);
  * VNP_EINTEGRITY when a digest does not match, VNP_EIO on disk errors. */
 vnp_code vnp_models_fetch(const char *name, const vnp_hub_options *opt, vnp_error *err);
 
-/* Re-hashes every cached file of a model against manifest.json. VNP_ENOTFOUND when
- * the model is not in the cache; VNP_EINTEGRITY (message naming the file) when a file
- * is missing, has the wrong size or the wrong SHA-256. *nfiles / *bytes (may be NULL)
- * receive what was checked. */
+/* Re-hashes every cached file of a model against manifest.json (or, for a model used
+ * in place from a Hugging Face cache, against the digests its blobs are named by).
+ * VNP_ENOTFOUND when the model is in neither; VNP_EINTEGRITY (message naming the file)
+ * when a file is missing, has the wrong size or the wrong digest; the next fetch then
+ * downloads it again. *nfiles / *bytes (may be NULL) receive what was checked. */
 vnp_code vnp_models_verify(const char *name, const vnp_hub_options *opt, int *nfiles,
                            uint64_t *bytes, vnp_error *err);
 

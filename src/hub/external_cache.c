@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "hub/hub_internal.h"
@@ -153,4 +155,64 @@ int vnp_hub_find_torch_hub(const vnp_model_spec *spec, char *file, size_t cap)
         return 0;
     snprintf(file, cap, "%s/%s", dir, spec->torch_hub_file);
     return 1;
+}
+
+vnp_code vnp_hub_verify_hf_snapshot(const char *dir, int *nfiles, uint64_t *bytes, vnp_error *err)
+{
+    *nfiles = 0;
+    *bytes = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return vnp_fail(err, VNP_EIO, "cannot read %s", dir);
+    vnp_code rc = VNP_OK;
+    int unverifiable = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[VNP_HUB_PATH], target[VNP_HUB_PATH];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            rc = vnp_fail(err, VNP_EINTEGRITY, "%s is a dangling link (its blob is missing)",
+                          path);
+            break;
+        }
+        if (!S_ISREG(st.st_mode))
+            continue;
+        /* the hub cache names each blob by its ETag: SHA-256 (LFS) or git blob id */
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        const char *blob = NULL;
+        if (n > 0) {
+            target[n] = 0;
+            const char *slash = strrchr(target, '/');
+            blob = slash ? slash + 1 : target;
+        }
+        int is256 = blob && vnp_hub_is_hex(blob, 64), is1 = blob && vnp_hub_is_hex(blob, 40);
+        if (!is256 && !is1) {
+            unverifiable++;
+            continue;
+        }
+        vnp_digest dg;
+        if ((rc = vnp_hub_digest_file(path, &dg, is1, err)))
+            break;
+        const char *got = is256 ? dg.sha256 : dg.git_sha1;
+        if (strcasecmp(got, blob) != 0) {
+            rc = vnp_fail(err, VNP_EINTEGRITY,
+                          "%s is corrupt: its %s is %s, but the Hugging Face cache names it %s; "
+                          "remove the snapshot (or fetch into this tool's cache with "
+                          "`virnucpro models fetch --no-external`)",
+                          path, is256 ? "SHA-256" : "git blob id", got, blob);
+            break;
+        }
+        (*nfiles)++;
+        *bytes += dg.size;
+    }
+    closedir(d);
+    if (!rc && *nfiles == 0)
+        rc = vnp_fail(err, VNP_EINTEGRITY,
+                      "%s: none of its %d files links to a blob named by its digest; it "
+                      "cannot be verified",
+                      dir, unverifiable);
+    return rc;
 }

@@ -146,6 +146,10 @@ int vnp_hub_find_hf_snapshot(const vnp_model_spec *spec, char *dir, size_t cap, 
                              size_t revcap);
 /* The fair-esm torch hub checkpoint of spec, when present. */
 int vnp_hub_find_torch_hub(const vnp_model_spec *spec, char *file, size_t cap);
+/* Re-hashes the files of a Hugging Face cache snapshot against the names of the
+ * blobs they link to (SHA-256 for LFS files, git blob ids for the others). */
+vnp_code vnp_hub_verify_hf_snapshot(const char *dir, int *nfiles, uint64_t *bytes,
+                                    vnp_error *err);
 /* The Hugging Face hub cache directory in effect (HF_HUB_CACHE, HF_HOME/hub, ...). */
 void vnp_hub_hf_cache_root(char *out, size_t cap);
 

@@ -66,7 +66,22 @@ vnp_code vnp_models_verify(const char *name, const vnp_hub_options *opt, int *nf
     vnp_code rc;
     if ((rc = lookup(name, &spec, err)) || (rc = vnp_hub_cfg_resolve(opt, &cfg, err)))
         return rc;
-    return vnp_hub_verify_spec(&cfg, spec, nfiles, bytes, err);
+    rc = vnp_hub_verify_spec(&cfg, spec, nfiles, bytes, err);
+    char dir[VNP_HUB_PATH], rev[128];
+    if (rc == VNP_ENOTFOUND && cfg.use_external &&
+        vnp_hub_find_hf_snapshot(spec, dir, sizeof dir, rev, sizeof rev)) {
+        /* not in this cache, but used in place from the Hugging Face one */
+        int n = 0;
+        uint64_t b = 0;
+        rc = vnp_hub_verify_hf_snapshot(dir, &n, &b, err);
+        if (nfiles)
+            *nfiles = n;
+        if (bytes)
+            *bytes = b;
+        if (rc)
+            vnp_error_prefix(err, "%s: ", spec->name);
+    }
+    return rc;
 }
 
 static vnp_code resolve_cfg(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, char *path,

@@ -1,5 +1,6 @@
 /* The state of a cached model: a quick check (sizes and modification times
  * against the manifest) for every use, and a full re-hash for `models verify`. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -266,6 +267,18 @@ vnp_code vnp_models_info(const char *name, const vnp_hub_options *opt, vnp_model
         if (info->state == VNP_MODEL_HF_CACHE) {
             char snap[VNP_HUB_PATH];
             snprintf(snap, sizeof snap, "%s", info->path);
+            DIR *d = opendir(snap);
+            struct dirent *de;
+            while (d && (de = readdir(d))) {
+                char f[VNP_HUB_PATH + 260];
+                snprintf(f, sizeof f, "%s/%s", snap, de->d_name);
+                if (de->d_name[0] != '.' && stat(f, &st) == 0 && S_ISREG(st.st_mode)) {
+                    info->bytes += (uint64_t)st.st_size;
+                    info->nfiles++;
+                }
+            }
+            if (d)
+                closedir(d);
             vnp_hub_load_path(spec, snap, info->path, sizeof info->path);
         }
     } else {

@@ -769,6 +769,7 @@ static void test_hf_and_torch_hub_caches_used_in_place(void **state)
     assert_int_equal(vnp_models_info("dnabert-s", &o, &info, &e), VNP_OK);
     assert_int_equal(info.state, VNP_MODEL_HF_CACHE);
     assert_string_equal(info.revision, "abc123");
+    assert_int_equal(info.nfiles, 3);
 
     /* without the weights the snapshot is not used: the torch hub file is */
     char weights[2048];
@@ -818,6 +819,48 @@ static void test_hf_and_torch_hub_caches_used_in_place(void **state)
         setenv("TORCH_HOME", old_torch, 1);
     free(old_hf);
     free(old_torch);
+}
+
+/* A Hugging Face cache snapshot links each file to a blob named by its digest. */
+static void test_hf_cache_snapshot_is_verified(void **state)
+{
+    (void)state;
+    const char *hf = fresh("hf_verify");
+    static const char *const files[] = {"config.json", "tokenizer.json", "pytorch_model.bin", NULL};
+    char repo[2048];
+    snprintf(repo, sizeof repo, "%s/hub/models--zhihan1996--DNABERT-S", hf);
+    for (int i = 0; files[i]; i++) {
+        char src[256], rel[1024], link[2300], target[300];
+        snprintf(src, sizeof src, "golden/dnabert_s/%s", files[i]);
+        vnp_digest d;
+        assert_int_equal(vnp_hub_digest_file(vnp_test_fixture(src), &d, 1, NULL), VNP_OK);
+        const char *blob = strstr(files[i], ".bin") ? d.sha256 : d.git_sha1;
+        snprintf(rel, sizeof rel, "hub/models--zhihan1996--DNABERT-S/blobs/%s", blob);
+        hub_tree_put(hf, rel, vnp_test_fixture(src));
+        snprintf(link, sizeof link, "%s/snapshots/feed01/%s", repo, files[i]);
+        snprintf(target, sizeof target, "../../blobs/%s", blob);
+        if (i == 0) {
+            char dir[2300];
+            snprintf(dir, sizeof dir, "%s/snapshots/feed01", repo);
+            hub_mkdirs(dir);
+        }
+        assert_int_equal(symlink(target, link), 0);
+    }
+    char env[3000], *out = NULL, *err = NULL;
+    snprintf(env, sizeof env, "HF_HOME='%s' VIRNUCPRO_MODELS='%s'", hf, fresh("c_hf_verify"));
+    assert_int_equal(cli(env, "models verify dnabert-s", &out, &err), 0);
+    assert_contains(out, "dnabert-s          OK (3 files");
+    free(out);
+    free(err);
+    char weights[2300];
+    snprintf(weights, sizeof weights, "%s/snapshots/feed01/pytorch_model.bin", repo);
+    flip_byte(weights, 4242, 1);
+    assert_int_equal(cli(env, "models verify dnabert-s", &out, &err), 1);
+    assert_contains(err, "dnabert-s: ");
+    assert_contains(err, "feed01/pytorch_model.bin is corrupt: its SHA-256 is");
+    assert_contains(err, "but the Hugging Face cache names it");
+    free(out);
+    free(err);
 }
 
 /* ---- options ---- */
@@ -876,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_pinned_digests),
         cmocka_unit_test(test_sharded_index_brings_its_shards),
         cmocka_unit_test(test_hf_and_torch_hub_caches_used_in_place),
+        cmocka_unit_test(test_hf_cache_snapshot_is_verified),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
