@@ -543,8 +543,12 @@ vnp_code vnp_hub_fetch_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, 
         rc = vnp_cache_lock_take(cfg->cache_dir, &lk, cfg->quiet, err);
     if (!rc)
         rc = vnp_manifest_load(cfg->cache_dir, &fc->manifest, err);
-    if (!rc)
+    if (!rc && vnp_hub_cached_ok(cfg, spec, fc->manifest)) {
+        /* complete and unchanged since verified (maybe by a process we waited for) */
+        vnp_hub_note(cfg, "%s: already cached and verified in %s", spec->name, fc->dir);
+    } else if (!rc) {
         rc = fetch_locked(fc, err);
+    }
     cJSON_Delete(fc->manifest);
     vnp_cache_lock_release(&lk);
     free(fc);

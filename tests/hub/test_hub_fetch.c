@@ -377,6 +377,65 @@ static void test_killed_download_resumes(void **state)
     free(err);
 }
 
+static pid_t spawn(const char *cmd)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* Two fetches into one cache: the second waits for the first, and when the first
+ * dies mid-download, takes over its partial file. */
+static void test_concurrent_fetch_waits_then_resumes(void **state)
+{
+    (void)state;
+    const char *cache = fresh("c_lock");
+    char part[2048], errfile[2048], cmd[4096];
+    snprintf(part, sizeof part, "%s", cache_file(cache, "dnabert-s", "pytorch_model.bin.part"));
+    snprintf(errfile, sizeof errfile, "%s", vnp_test_tmp("lock_b.stderr"));
+    snprintf(cmd, sizeof cmd,
+             "VIRNUCPRO_MODELS='%s' VIRNUCPRO_HUB_URL='%s/slow/hub' exec '%s' models fetch "
+             "dnabert-s --no-progress >/dev/null 2>&1",
+             cache, srv.base, vnp_test_cli());
+    pid_t a = spawn(cmd);
+    double t0 = now_s();
+    while (size_of(part) < 200000 && now_s() - t0 < 30)
+        usleep(20000);
+    assert_true(size_of(part) >= 200000);
+    snprintf(cmd, sizeof cmd,
+             "VIRNUCPRO_MODELS='%s' exec '%s' models fetch dnabert-s --no-progress >/dev/null "
+             "2>'%s'",
+             cache, vnp_test_cli(), errfile);
+    pid_t b = spawn(cmd);
+    char *text = NULL;
+    t0 = now_s();
+    while (now_s() - t0 < 10) {
+        free(text);
+        text = vnp_test_read_file(errfile, NULL);
+        if (text && strstr(text, "waiting for another virnucpro"))
+            break;
+        usleep(20000);
+    }
+    assert_contains(text, "waiting for another virnucpro that is fetching into");
+    free(text);
+    int st;
+    assert_int_equal(waitpid(b, &st, WNOHANG), 0); /* still waiting */
+    kill(a, SIGKILL);
+    waitpid(a, &st, 0);
+    assert_int_equal(waitpid(b, &st, 0), b);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    text = vnp_test_read_file(errfile, NULL);
+    assert_contains(text, "resuming pytorch_model.bin");
+    free(text);
+    vnp_test_assert_files_equal(cache_file(cache, "dnabert-s", "pytorch_model.bin"),
+                                vnp_test_fixture("golden/dnabert_s/pytorch_model.bin"));
+}
+
 /* ---- a corrupted byte ---- */
 static void test_corrupt_byte_fails_verify_and_is_refetched(void **state)
 {
@@ -909,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_cache_dir_and_bad_environment),
         cmocka_unit_test(test_full_fetch_list_path_verify),
         cmocka_unit_test(test_killed_download_resumes),
+        cmocka_unit_test(test_concurrent_fetch_waits_then_resumes),
         cmocka_unit_test(test_corrupt_byte_fails_verify_and_is_refetched),
         cmocka_unit_test(test_redirect_carries_the_digest),
         cmocka_unit_test(test_404_is_clear_and_not_retried),
