@@ -3,10 +3,10 @@
 # seconds on a scratch copy of its seed corpus (fuzz/corpus/<name>/). Any crash, leak,
 # sanitizer report or timeout fails the run; the reproducer is left in the scratch dir.
 #
-# usage: fuzz/smoke.sh BUILD_DIR [SECONDS_PER_HARNESS]   (default 12, ~1 min for all)
+# usage: fuzz/smoke.sh BUILD_DIR [SECONDS_PER_HARNESS]   (default 10: about 1 min for all)
 set -euo pipefail
 build=${1:?usage: fuzz/smoke.sh BUILD_DIR [SECONDS]}
-secs=${2:-${VNP_FUZZ_SECONDS:-12}}
+secs=${2:-${VNP_FUZZ_SECONDS:-10}}
 here=$(cd "$(dirname "$0")" && pwd)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/vnp-fuzz-smoke.XXXXXX")
 
