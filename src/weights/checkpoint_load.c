@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "virnucpro/weights.h"
 
@@ -12,6 +13,12 @@ vnp_code vnp_checkpoint_load(const char *path, vnp_tensor_map **out, vnp_error *
     size_t plen = strlen(path);
     if (plen > 11 && !strcmp(path + plen - 11, ".index.json"))
         return vnp_sharded_checkpoint_load(path, out, err);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return vnp_fail(err, VNP_EINVAL,
+                        "%s is a directory; give the checkpoint file itself (model.safetensors, "
+                        "pytorch_model.bin, a .pth or .pt, or a sharded model's .index.json)",
+                        path);
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         int e = errno;

@@ -223,12 +223,38 @@ static void test_header_errors(void **state)
     expect_fail(vnp_test_tmp("absent.safetensors"), VNP_ENOTFOUND, "cannot open", NULL);
 }
 
+static void test_sharded(void **state)
+{
+    (void)state;
+    float a[2] = {1, 2}, b[1] = {3};
+    write_st("s1.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", a, 8);
+    write_st("s2.safetensors", "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", b, 4);
+    const char *idx = vnp_test_tmp("model.safetensors.index.json");
+    const char *good = "{\"metadata\":{},\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s2.safetensors\"}}";
+    assert_int_equal(vnp_test_write_file(idx, good, strlen(good)), 0);
+    vnp_error e;
+    vnp_tensor_map *m = NULL;
+    assert_int_equal(vnp_checkpoint_load(idx, &m, &e), VNP_OK);
+    assert_int_equal(vnp_tensor_map_count(m), 2);
+    assert_memory_equal(vnp_tensor_map_get(m, "a")->data, a, 8);
+    assert_memory_equal(vnp_tensor_map_get(m, "b")->data, b, 4);
+    vnp_tensor_map_free(m);
+    const char *missing = "{\"weight_map\":{\"a\":\"s1.safetensors\",\"c\":\"s2.safetensors\"}}";
+    assert_int_equal(vnp_test_write_file(idx, missing, strlen(missing)), 0);
+    assert_int_equal(vnp_checkpoint_load(idx, &m, &e), VNP_ESHAPE);
+    assert_non_null(strstr(e.msg, "tensor 'c' is missing from its shard s2.safetensors"));
+    const char *escape = "{\"weight_map\":{\"a\":\"../s1.safetensors\"}}";
+    assert_int_equal(vnp_test_write_file(idx, escape, strlen(escape)), 0);
+    assert_int_equal(vnp_checkpoint_load(idx, &m, &e), VNP_EFORMAT);
+    assert_non_null(strstr(e.msg, "tensor 'a' maps to an invalid shard name"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_esm2),       cmocka_unit_test(test_values_and_dtypes),
         cmocka_unit_test(test_misaligned_copied), cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_header_errors),
+        cmocka_unit_test(test_header_errors),     cmocka_unit_test(test_sharded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -453,6 +453,14 @@ static void test_damaged_archives(void **state)
                       "legacy (pre-1.6, non-zip)", NULL);
     expect_torch_fail("text.pth", "hello world, not a model", 24, VNP_EFORMAT,
                       "neither a safetensors file nor a PyTorch zip checkpoint", NULL);
+    vnp_error e;
+    vnp_tensor_map *m = (vnp_tensor_map *)1;
+    assert_int_equal(vnp_checkpoint_load(vnp_test_fixture("golden/esm2"), &m, &e), VNP_EINVAL);
+    assert_null(m);
+    assert_non_null(strstr(e.msg, "golden/esm2 is a directory; give the checkpoint file itself"));
+    assert_int_equal(vnp_torch_load(vnp_test_fixture("golden/esm2"), &m, &e), VNP_EIO);
+    assert_non_null(strstr(e.msg, "golden/esm2: not a regular file"));
+    assert_int_equal(vnp_checkpoint_load(vnp_test_tmp("nothing-here.pth"), &m, &e), VNP_ENOTFOUND);
     free(b);
     free(orig);
 }
