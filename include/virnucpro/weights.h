@@ -60,8 +60,9 @@ vnp_code vnp_safetensors_load(const char *path, vnp_tensor_map **out, vnp_error 
  *    "bn1.num_features", "bn1.affine" (1/0), "hidden_layer.in_features",
  *    "dropout.p", ... ("training" and "_private" fields are skipped);
  *  - a file holding one bare tensor gives one tensor named "tensor".
- * Numbers and bools become numeric attributes (vnp_tensor_map_num), strings string
- * attributes (vnp_tensor_map_str), torch dtype objects the string "torch.float32". */
+ * Numbers, bools and numpy scalars (np.float64, np.int64, np.bool_, ...) become numeric
+ * attributes (vnp_tensor_map_num), strings string attributes (vnp_tensor_map_str), torch
+ * dtype objects the string "torch.float32", torch.device objects "cuda:0". */
 vnp_code vnp_torch_load(const char *path, vnp_tensor_map **out, vnp_error *err);
 
 /* Either of the above, chosen by content (zip magic, pickle magic, or a safetensors
