@@ -3,6 +3,7 @@
  * normalisation, then those matched after it), the rest is pre-tokenized into
  * words, each word goes through the BPE model, and the post-processor's special
  * tokens frame the result. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "tok/bpe_internal.h"
@@ -14,15 +15,33 @@ typedef enum { CLS_SPACE, CLS_WORD, CLS_PUNCT } char_class;
  * other code points are word characters unless White_Space, and a byte that is
  * not UTF-8 is punctuation (see docs/tokenizers.md for why this cannot change
  * ids as long as the vocabulary's symbols are ASCII). */
-static char_class classify(const unsigned char *s, size_t len, size_t *n)
+/* Classes of the ASCII characters, built at compile time. */
+#define W_ CLS_WORD
+#define P_ CLS_PUNCT
+#define S_ CLS_SPACE
+static const unsigned char ascii_class[128] = {
+    P_, P_, P_, P_, P_, P_, P_, P_, P_, S_, S_, S_, S_, S_, P_, P_, /* \t \n \v \f \r */
+    P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_,
+    S_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, P_, /* space */
+    W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, P_, P_, P_, P_, P_, P_, /* 0-9 */
+    P_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, /* A-O */
+    W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, P_, P_, P_, P_, W_, /* P-Z _ */
+    P_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, /* a-o */
+    W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, W_, P_, P_, P_, P_, P_, /* p-z */
+};
+#undef W_
+#undef P_
+#undef S_
+
+/* The classes of `\w+|[^\w\s]+` for one character. ASCII follows Oniguruma exactly;
+ * other code points are word characters unless White_Space, and a byte that is
+ * not UTF-8 is punctuation (see virnucpro/tok.h for why this cannot change ids
+ * as long as the vocabulary's symbols are ASCII). */
+static inline char_class classify(const unsigned char *s, size_t len, size_t *n)
 {
-    unsigned char c = s[0];
-    if (c < 0x80) {
+    if (s[0] < 0x80) {
         *n = 1;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '_')
-            return CLS_WORD;
-        return vnp_unicode_is_white_space(c) ? CLS_SPACE : CLS_PUNCT;
+        return (char_class)ascii_class[s[0]];
     }
     uint32_t cp;
     *n = vnp_utf8_decode(s, len, &cp);
@@ -83,13 +102,22 @@ static const vnp_added_token *added_at(const vnp_bpe *bpe, const char *text, siz
 static vnp_code encode_piece(const vnp_bpe *bpe, const char *text, size_t len, int pass,
                              vnp_bpe_scratch *s, vnp_ids *ids, vnp_error *err)
 {
-    if (pass == 2 || bpe->n_added == 0)
+    if (pass == 2)
         return encode_words(bpe, text, len, s, ids, err);
     const bool normalized = pass == 1;
+    if (bpe->n_first[pass] == 0)
+        return encode_piece(bpe, text, len, pass + 1, s, ids, err);
     size_t start = 0;
     for (size_t i = 0; i < len; i++) {
-        if (!bpe->added_first_byte[(unsigned char)text[i]])
+        if (bpe->n_first[pass] == 1) {
+            /* one possible first byte: let memchr find the candidates */
+            const char *c = memchr(text + i, bpe->first_byte[pass], len - i);
+            if (!c)
+                break;
+            i = (size_t)(c - text);
+        } else if (!bpe->added_first[pass][(unsigned char)text[i]]) {
             continue;
+        }
         const vnp_added_token *t = added_at(bpe, text + i, len - i, normalized);
         if (!t)
             continue;
@@ -110,9 +138,19 @@ vnp_code vnp_bpe_encode(const vnp_bpe *bpe, const char *text, size_t len, vnp_id
         return c;
     for (size_t i = 0; i < bpe->n_pre; i++)
         ids->v[ids->n++] = bpe->pre_ids[i];
-    vnp_bpe_scratch s = {0};
-    c = encode_piece(bpe, text, len, 0, &s, ids, err);
-    vnp_bpe_scratch_free(&s);
+    /* Take the spare work area if no other thread holds it. The bpe is shared
+     * read-only; the spare pointer is its one atomic, mutable field. */
+    vnp_bpe *shared = (vnp_bpe *)bpe;
+    vnp_bpe_scratch *s = atomic_exchange(&shared->spare, NULL);
+    if (!s && !(s = calloc(1, sizeof *s)))
+        return vnp_fail(err, VNP_ENOMEM, "out of memory tokenizing %zu bytes", len);
+    c = encode_piece(bpe, text, len, 0, s, ids, err);
+    /* Give it back (after an error its buckets may not be empty: drop it). */
+    vnp_bpe_scratch *none = NULL;
+    if (c || !atomic_compare_exchange_strong(&shared->spare, &none, s)) {
+        vnp_bpe_scratch_free(s);
+        free(s);
+    }
     if (c)
         return c;
     c = vnp_ids_reserve(ids, bpe->n_post, err);

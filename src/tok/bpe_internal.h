@@ -2,6 +2,7 @@
 #ifndef VNP_TOK_BPE_INTERNAL_H
 #define VNP_TOK_BPE_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -35,16 +36,34 @@ struct vnp_bpe {
     vnp_added_token *added;
     size_t n_added;
     vnp_strmap added_map; /* content -> index into added */
-    bool added_first_byte[256];
+    /* first bytes of the added tokens matched on the raw text ([0]) and after
+     * normalisation ([1]): a set, its size, and the byte when there is one */
+    bool added_first[2][256];
+    int n_first[2];
+    unsigned char first_byte[2];
     /* pre-tokenizer */
     vnp_pretok pretok;
     /* post-processor: ids before and after the sequence */
     /* merge schedule (see bpe_merge.c) */
     bool rank_schedule; /* the merges allow the bucket-per-rank schedule */
     uint32_t n_ranks;   /* largest rank + 1 */
+    /* with rank_schedule: the pair and the merged token of each rank (-1: no
+     * merge has that rank) */
+    int32_t *rank_left, *rank_right, *rank_new;
+    /* Dense pair table, when small enough (NULL otherwise): ids that start a
+     * merge get a row, ids that end one a column (-1: none); the cell holds the
+     * rank + 1 (0: no merge). Few tokens start or end merges (DNABERT-S: 299 x
+     * 278 of 4096), so most lookups end at the first array. */
+    int32_t *dense_row, *dense_col;
+    uint16_t *dense_rank1;
+    size_t dense_ids, dense_cols;
     int32_t *pre_ids, *post_ids;
     size_t n_pre, n_post;
     size_t vocab_size;
+    /* one work area kept between vnp_bpe_encode calls (NULL while in use): the
+     * bucket arrays are sized by the merges, so allocating them per call would
+     * cost more than tokenizing a short read */
+    _Atomic(struct vnp_bpe_scratch *) spare;
 };
 
 /* One symbol of a word being merged: a doubly linked list over a fixed array. */
@@ -65,6 +84,11 @@ typedef struct vnp_bpe_scratch {
      * the non-empty ones; every bucket is empty between words */
     int32_t *bucket_head;
     uint64_t *bucket_bits;
+    /* the first candidates (pairs of the initial symbols), sorted by rank with
+     * a counting sort: init_count/init_begin per rank (counts zero between
+     * words), positions in init_pos; init_rank per position */
+    int32_t *init_count, *init_begin, *init_pos, *init_rank;
+    size_t init_cap;
     struct vnp_bpe_qentry *entry;
     size_t entry_cap;
     int32_t *batch;

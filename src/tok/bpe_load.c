@@ -191,6 +191,53 @@ static int64_t made_rank(const made_by *v, size_t n, int32_t id)
     return lo < n && v[lo].id == id ? (int64_t)v[lo].rank : -1;
 }
 
+#define DENSE_MAX_IDS (1u << 20)    /* ids indexable by the row/column maps */
+#define DENSE_MAX_CELLS (1u << 22)  /* 8 MiB of uint16 cells */
+
+/* Builds the dense pair table when ranks fit 16 bits and the table is small. */
+static vnp_code plan_dense(loader *L)
+{
+    vnp_bpe *b = L->bpe;
+    const vnp_pairmap *m = &b->merges;
+    if (b->n_ranks >= UINT16_MAX || b->vocab_size > DENSE_MAX_IDS || m->count == 0)
+        return VNP_OK;
+    size_t ids = b->vocab_size;
+    b->dense_row = malloc(ids * sizeof *b->dense_row);
+    b->dense_col = malloc(ids * sizeof *b->dense_col);
+    if (!b->dense_row || !b->dense_col)
+        return nomem(L);
+    memset(b->dense_row, 0xFF, ids * sizeof *b->dense_row);
+    memset(b->dense_col, 0xFF, ids * sizeof *b->dense_col);
+    size_t rows = 0, cols = 0;
+    for (size_t i = 0; i <= m->mask; i++) {
+        if (m->slots[i].key == VNP_PAIRMAP_EMPTY)
+            continue;
+        uint32_t a = (uint32_t)(m->slots[i].key >> 32), c = (uint32_t)m->slots[i].key;
+        if (b->dense_row[a] < 0)
+            b->dense_row[a] = (int32_t)rows++;
+        if (b->dense_col[c] < 0)
+            b->dense_col[c] = (int32_t)cols++;
+    }
+    if (rows * cols > DENSE_MAX_CELLS || rows * cols == 0) {
+        free(b->dense_row);
+        free(b->dense_col);
+        b->dense_row = b->dense_col = NULL;
+        return VNP_OK;
+    }
+    if (!(b->dense_rank1 = calloc(rows * cols, sizeof *b->dense_rank1)))
+        return nomem(L);
+    for (size_t i = 0; i <= m->mask; i++) {
+        if (m->slots[i].key == VNP_PAIRMAP_EMPTY)
+            continue;
+        uint32_t a = (uint32_t)(m->slots[i].key >> 32), c = (uint32_t)m->slots[i].key;
+        b->dense_rank1[(size_t)b->dense_row[a] * cols + (size_t)b->dense_col[c]] =
+            (uint16_t)(m->slots[i].val.rank + 1);
+    }
+    b->dense_ids = ids;
+    b->dense_cols = cols;
+    return VNP_OK;
+}
+
 /* Decides whether the bucket-per-rank merge schedule reproduces `tokenizers`
  * (see bpe_merge.c): every merged token made by one merge only, and every merge
  * ranked after the merges that make its parts. */
@@ -220,9 +267,29 @@ static vnp_code plan_schedule(loader *L)
         int64_t r = m->slots[i].val.rank;
         ok = made_rank(v, n, a) < r && made_rank(v, n, c) < r;
     }
-    b->rank_schedule = ok;
     free(v);
-    return VNP_OK;
+    b->rank_schedule = ok;
+    if (!ok)
+        return VNP_OK;
+    size_t nr = b->n_ranks ? b->n_ranks : 1;
+    b->rank_left = malloc(nr * sizeof *b->rank_left);
+    b->rank_right = malloc(nr * sizeof *b->rank_right);
+    b->rank_new = malloc(nr * sizeof *b->rank_new);
+    if (!b->rank_left || !b->rank_right || !b->rank_new)
+        return nomem(L);
+    memset(b->rank_left, 0xFF, nr * sizeof *b->rank_left);
+    memset(b->rank_right, 0xFF, nr * sizeof *b->rank_right);
+    memset(b->rank_new, 0xFF, nr * sizeof *b->rank_new);
+    for (size_t i = 0; i <= m->mask; i++) {
+        if (m->slots[i].key == VNP_PAIRMAP_EMPTY)
+            continue;
+        int32_t a = (int32_t)(m->slots[i].key >> 32), c = (int32_t)(m->slots[i].key & 0xFFFFFFFFu);
+        uint32_t r = m->slots[i].val.rank;
+        b->rank_left[r] = a;
+        b->rank_right[r] = c;
+        b->rank_new[r] = m->slots[i].val.id;
+    }
+    return plan_dense(L);
 }
 
 static vnp_code load_model(loader *L, const cJSON *root)
@@ -363,7 +430,7 @@ static vnp_code load_added(loader *L, const cJSON *root)
         b->added[k].id = id;
         b->added[k].normalized = normalized;
         b->n_added++;
-        b->added_first_byte[(unsigned char)s[0]] = true;
+        /* first-byte sets are built once all flags are known (vnp_bpe_load_json) */
         if (id > max_added)
             max_added = id;
         if ((size_t)id + 1 > b->vocab_size)
@@ -520,6 +587,11 @@ void vnp_bpe_free(vnp_bpe *b)
 {
     if (!b)
         return;
+    vnp_bpe_scratch *spare = atomic_exchange(&b->spare, NULL);
+    if (spare) {
+        vnp_bpe_scratch_free(spare);
+        free(spare);
+    }
     vnp_strmap_free(&b->vocab);
     vnp_pairmap_free(&b->merges);
     free(b->prefix);
@@ -530,6 +602,12 @@ void vnp_bpe_free(vnp_bpe *b)
     vnp_strmap_free(&b->added_map);
     free(b->pre_ids);
     free(b->post_ids);
+    free(b->rank_left);
+    free(b->rank_right);
+    free(b->rank_new);
+    free(b->dense_row);
+    free(b->dense_col);
+    free(b->dense_rank1);
     free(b);
 }
 
@@ -559,6 +637,16 @@ vnp_code vnp_bpe_load_json(const char *json, size_t len, const char *name, vnp_b
     if (c) {
         vnp_bpe_free(L.bpe);
         return c;
+    }
+    for (size_t i = 0; i < L.bpe->n_added; i++) {
+        const vnp_added_token *t = &L.bpe->added[i];
+        int pass = t->normalized ? 1 : 0;
+        unsigned char c0 = (unsigned char)t->content[0];
+        if (!L.bpe->added_first[pass][c0]) {
+            L.bpe->added_first[pass][c0] = true;
+            L.bpe->first_byte[pass] = c0;
+            L.bpe->n_first[pass]++;
+        }
     }
     for (size_t i = 0; i < L.bpe->n_pre; i++)
         if ((size_t)L.bpe->pre_ids[i] + 1 > L.bpe->vocab_size)

@@ -52,6 +52,10 @@ void vnp_bpe_scratch_free(vnp_bpe_scratch *s)
     free(s->heap);
     free(s->bucket_head);
     free(s->bucket_bits);
+    free(s->init_count);
+    free(s->init_begin);
+    free(s->init_pos);
+    free(s->init_rank);
     free(s->entry);
     free(s->batch);
     free(s->buf);
@@ -182,26 +186,100 @@ static void sort_batch(int32_t *v, size_t k)
     }
 }
 
+/* Rank of the merge of (a, b), or -1. */
+static inline int64_t pair_rank(const vnp_bpe *bpe, int32_t a, int32_t b)
+{
+    if (bpe->dense_rank1) {
+        /* symbol ids are model ids, all below dense_ids */
+        int32_t row = bpe->dense_row[a], col;
+        if (row < 0 || (col = bpe->dense_col[b]) < 0)
+            return -1;
+        return (int64_t)bpe->dense_rank1[(size_t)row * bpe->dense_cols + (size_t)col] - 1;
+    }
+    const vnp_merge *m = vnp_pairmap_get(&bpe->merges, a, b);
+    return m ? (int64_t)m->rank : -1;
+}
+
+/* Merges the pair at pos if it is still the pair of this rank, and queues the
+ * pairs the merge creates. */
+static inline void merge_at(const vnp_bpe *bpe, vnp_bpe_symbol *sym, vnp_bpe_scratch *s,
+                            size_t *ne, int32_t pos, int32_t want_left, int32_t want_right,
+                            int32_t new_id)
+{
+    vnp_bpe_symbol *left = &sym[pos];
+    /* Stale unless the pair is still the one of this rank: a rank names one pair,
+     * so this is `tokenizers`' merged-id test. A removed symbol has id -1. */
+    if (left->id != want_left || left->next < 0 || sym[left->next].id != want_right)
+        return;
+    vnp_bpe_symbol *right = &sym[left->next];
+    left->id = new_id;
+    left->next = right->next;
+    right->id = -1;
+    right->removed = 1;
+    if (right->next >= 0)
+        sym[right->next].prev = pos;
+    /* New pairs rank above this one (the loader proved it), so they land in
+     * buckets still ahead of the scan. */
+    if (left->prev >= 0) {
+        int64_t r = pair_rank(bpe, sym[left->prev].id, new_id);
+        if (r >= 0)
+            bucket_push(s, ne, (uint32_t)r, left->prev);
+    }
+    if (left->next >= 0) {
+        int64_t r = pair_rank(bpe, new_id, sym[left->next].id);
+        if (r >= 0)
+            bucket_push(s, ne, (uint32_t)r, pos);
+    }
+}
+
 static int merge_by_rank(const vnp_bpe *bpe, vnp_bpe_symbol *sym, size_t n, vnp_bpe_scratch *s)
 {
-    const vnp_pairmap *merges = &bpe->merges;
-    size_t nwords = ((size_t)bpe->n_ranks + 63) / 64;
+    const size_t nr = bpe->n_ranks, nwords = (nr + 63) / 64;
     if (!s->bucket_head) {
-        s->bucket_head = malloc((size_t)bpe->n_ranks * sizeof *s->bucket_head);
-        s->bucket_bits = calloc(nwords ? nwords : 1, sizeof *s->bucket_bits);
-        if (!s->bucket_head || !s->bucket_bits)
+        s->bucket_head = malloc(nr * sizeof *s->bucket_head);
+        s->bucket_bits = calloc(nwords, sizeof *s->bucket_bits);
+        s->init_count = calloc(nr, sizeof *s->init_count);
+        s->init_begin = malloc(nr * sizeof *s->init_begin);
+        if (!s->bucket_head || !s->bucket_bits || !s->init_count || !s->init_begin)
             return -1;
-        memset(s->bucket_head, 0xFF, (size_t)bpe->n_ranks * sizeof *s->bucket_head);
+        memset(s->bucket_head, 0xFF, nr * sizeof *s->bucket_head);
     }
-    if (vnp_bpe_grow((void **)&s->entry, &s->entry_cap, 3 * n, sizeof *s->entry) ||
+    if (vnp_bpe_grow((void **)&s->entry, &s->entry_cap, 2 * n, sizeof *s->entry) ||
         vnp_bpe_grow((void **)&s->batch, &s->batch_cap, n, sizeof *s->batch))
         return -1;
-    size_t ne = 0;
-    for (size_t i = 0; i + 1 < n; i++) {
-        const vnp_merge *m = vnp_pairmap_get(merges, sym[i].id, sym[i + 1].id);
-        if (m)
-            bucket_push(s, &ne, m->rank, (int32_t)i);
+    if (n > s->init_cap) {
+        size_t cap = n > 2 * s->init_cap ? n : 2 * s->init_cap;
+        int32_t *p = realloc(s->init_pos, cap * sizeof *p);
+        if (!p)
+            return -1;
+        s->init_pos = p;
+        if (!(p = realloc(s->init_rank, cap * sizeof *p)))
+            return -1;
+        s->init_rank = p;
+        s->init_cap = cap;
     }
+    /* Counting sort of the initial pairs by rank; positions stay increasing
+     * within a rank. Their ranks are set in the bitmap like queued ones. */
+    int32_t *ir = s->init_rank, *cnt = s->init_count, *beg = s->init_begin;
+    for (size_t i = 0; i + 1 < n; i++) {
+        int64_t r = pair_rank(bpe, sym[i].id, sym[i + 1].id);
+        ir[i] = (int32_t)r;
+        if (r >= 0 && cnt[r]++ == 0)
+            s->bucket_bits[r >> 6] |= (uint64_t)1 << (r & 63);
+    }
+    int32_t at = 0;
+    for (size_t w = 0; w < nwords; w++)
+        for (uint64_t bits = s->bucket_bits[w]; bits; bits &= bits - 1) {
+            size_t r = w * 64 + (size_t)__builtin_ctzll(bits);
+            beg[r] = at;
+            at += cnt[r];
+        }
+    for (size_t i = 0; i + 1 < n; i++)
+        if (ir[i] >= 0)
+            s->init_pos[beg[ir[i]]++] = (int32_t)i;
+    /* beg[r] now ends rank r's slice; it starts cnt[r] earlier */
+
+    size_t ne = 0; /* queued entries: at most 2 per merge */
     for (size_t w = 0; w < nwords;) {
         if (!s->bucket_bits[w]) {
             w++;
@@ -213,33 +291,17 @@ static int merge_by_rank(const vnp_bpe *bpe, vnp_bpe_symbol *sym, size_t n, vnp_
         for (int32_t e = s->bucket_head[rank]; e >= 0; e = s->entry[e].next)
             s->batch[k++] = s->entry[e].pos;
         s->bucket_head[rank] = -1;
-        sort_batch(s->batch, k);
-        for (size_t b = 0; b < k; b++) {
-            int32_t pos = s->batch[b];
-            vnp_bpe_symbol *left = &sym[pos];
-            if (left->removed || left->next < 0)
-                continue;
-            vnp_bpe_symbol *right = &sym[left->next];
-            const vnp_merge *m = vnp_pairmap_get(merges, left->id, right->id);
-            if (!m || m->rank != rank)
-                continue; /* stale */
-            left->id = m->id;
-            left->next = right->next;
-            right->removed = 1;
-            if (right->next >= 0)
-                sym[right->next].prev = pos;
-            /* New pairs rank above `rank` (the loader proved it), so they land in
-             * buckets still ahead of w's scan. */
-            if (left->prev >= 0) {
-                const vnp_merge *pm = vnp_pairmap_get(merges, sym[left->prev].id, left->id);
-                if (pm)
-                    bucket_push(s, &ne, pm->rank, left->prev);
-            }
-            if (left->next >= 0) {
-                const vnp_merge *nm = vnp_pairmap_get(merges, left->id, sym[left->next].id);
-                if (nm)
-                    bucket_push(s, &ne, nm->rank, pos);
-            }
+        if (k)
+            sort_batch(s->batch, k);
+        const int32_t *ip = s->init_pos + (beg[rank] - cnt[rank]), *ie = s->init_pos + beg[rank];
+        cnt[rank] = 0;
+        const int32_t want_left = bpe->rank_left[rank], want_right = bpe->rank_right[rank];
+        const int32_t new_id = bpe->rank_new[rank];
+        /* both lists in increasing position: process their union left to right */
+        size_t b = 0;
+        while (ip < ie || b < k) {
+            int32_t pos = b == k || (ip < ie && *ip < s->batch[b]) ? *ip++ : s->batch[b++];
+            merge_at(bpe, sym, s, &ne, pos, want_left, want_right, new_id);
         }
     }
     return 0;
