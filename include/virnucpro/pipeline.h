@@ -159,6 +159,8 @@ typedef struct vnp_predict_options {
     size_t window_orfs;     /* ORFs read ahead and sorted by length; 0 = default */
     int keep_intermediate;  /* also write the three preprocessing files */
     int embeddings;         /* also write merged_features.safetensors */
+    int resume;             /* continue an interrupted run in out_dir from its journal
+                             * (predict.journal); not with embeddings/keep_intermediate */
     int progress;           /* -1 = on when stderr is a terminal, 0 off, 1 on */
     size_t sort_memory;     /* bytes of chunk IDs held before sorted runs spill to disk
                              * (prediction_results_highestscore.csv); 0 = 16 MiB */
@@ -185,7 +187,14 @@ typedef struct vnp_predict_stats {
 #define VNP_PREDICT_FEATURES "merged_features.safetensors"
 
 /* Loads and checks every model (classifier input = DNABERT-S hidden + ESM-2
- * hidden) before the input is opened, then streams the input to the outputs. */
+ * hidden) before the input is opened, then streams the input to the outputs.
+ * While it runs, out_dir/predict.journal records after each completed record
+ * how far the ".part" outputs are complete (not for stdin, --embeddings or
+ * --keep-intermediate); when a run fails after that point the partial outputs
+ * and the journal are kept and the error says so, and a run with `resume`
+ * continues from the next record, giving the same files as an uninterrupted
+ * run. Debugging: VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS=N makes the writer fail
+ * after N windows (to test resuming). */
 vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp_error *err);
 
 #ifdef __cplusplus

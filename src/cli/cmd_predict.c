@@ -47,6 +47,10 @@ static void predict_usage(FILE *f)
         "      --embeddings      also write merged_features.safetensors: tensor 'features'\n"
         "                        [N, DNABERT-S hidden + ESM-2 hidden] F32 in row order of\n"
         "                        prediction_results.txt, tensor 'ids' (U8, one ID per line)\n"
+        "      --resume          continue an interrupted run in DIR (same command otherwise):\n"
+        "                        rows of finished records are kept, the rest is computed\n"
+        "                        (DIR/predict.journal tracks them; not with stdin,\n"
+        "                        --embeddings or --keep-intermediate)\n"
         "      --progress, --no-progress  progress line on stderr (default: on a terminal)\n"
         "  -q, --quiet           no summary line\n"
         "  -h, --help            this help\n"
@@ -67,7 +71,8 @@ enum {
     OPT_EMBEDDINGS,
     OPT_PROGRESS,
     OPT_NO_PROGRESS,
-    OPT_WINDOW
+    OPT_WINDOW,
+    OPT_RESUME
 };
 
 static int parse_count(const char *opt, const char *s, long lo, long hi, long *out)
@@ -115,6 +120,7 @@ int vnp_cmd_predict(int argc, char **argv)
         {"window", required_argument, NULL, OPT_WINDOW},
         {"keep-intermediate", no_argument, NULL, OPT_KEEP},
         {"embeddings", no_argument, NULL, OPT_EMBEDDINGS},
+        {"resume", no_argument, NULL, OPT_RESUME},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"quiet", no_argument, NULL, 'q'},
@@ -178,6 +184,7 @@ int vnp_cmd_predict(int argc, char **argv)
             break;
         case OPT_KEEP: o.keep_intermediate = 1; break;
         case OPT_EMBEDDINGS: o.embeddings = 1; break;
+        case OPT_RESUME: o.resume = 1; break;
         case OPT_PROGRESS: o.progress = 1; break;
         case OPT_NO_PROGRESS: o.progress = 0; break;
         case 'q': quiet = 1; break;

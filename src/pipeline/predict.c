@@ -209,6 +209,66 @@ static vnp_code check_options(const vnp_predict_options *o, vnp_error *err)
     if (strcmp(o->input, "-") && access(o->input, R_OK) != 0)
         return vnp_fail(err, VNP_ENOTFOUND, "cannot read input '%s': %s", o->input,
                         strerror(errno));
+    if (o->resume && (o->embeddings || o->keep_intermediate || !strcmp(o->input, "-")))
+        return vnp_fail(err, VNP_EINVAL,
+                        "--resume works for runs that read a file without --embeddings or "
+                        "--keep-intermediate (those outputs are only made by a whole run)");
+    return VNP_OK;
+}
+
+/* Sets up the resume journal: what this run is, and with --resume how far the
+ * interrupted one got. */
+static vnp_code journal_setup(vnp_predict_ctx *c, vnp_error *err)
+{
+    const vnp_predict_options *o = c->o;
+    size_t n = strlen(o->out_dir) + sizeof VNP_PREDICT_JOURNAL + 2;
+    c->journal_path = malloc(n);
+    if (!c->journal_path)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    snprintf(c->journal_path, n, "%s/%s", o->out_dir, VNP_PREDICT_JOURNAL);
+    const char *dbg = getenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
+    c->fail_after_windows = dbg ? atol(dbg) : 0;
+    vnp_journal old;
+    vnp_error jerr;
+    vnp_code jrc = vnp_journal_read(c->journal_path, &old, &jerr);
+    if (!o->resume) {
+        if (jrc == VNP_OK)
+            vnp_warn("%s holds an interrupted run (%llu records done); starting over "
+                     "(--resume would have continued it)",
+                     o->out_dir, (unsigned long long)old.records);
+        remove(c->journal_path);
+        if (o->embeddings || o->keep_intermediate || !strcmp(o->input, "-"))
+            return VNP_OK; /* not resumable: no journal */
+        vnp_code rc = vnp_journal_describe(o, &c->journal, err);
+        if (rc)
+            return rc;
+        c->journaling = 1;
+        return VNP_OK;
+    }
+    if (jrc == VNP_ENOTFOUND)
+        return vnp_fail(err, VNP_ENOTFOUND,
+                        "nothing to resume in %s: no %s (the run finished, or never completed "
+                        "a record); run without --resume",
+                        o->out_dir, VNP_PREDICT_JOURNAL);
+    if (jrc) {
+        *err = jerr;
+        return jrc;
+    }
+    vnp_code rc = vnp_journal_describe(o, &c->journal, err);
+    if (rc)
+        return rc;
+    if (strcmp(old.run, c->journal.run))
+        return vnp_fail(err, VNP_EINVAL,
+                        "cannot resume: %s was written by a different run (%s); this run is "
+                        "(%s). Use the same input, length and models, or run without --resume",
+                        c->journal_path, old.run, c->journal.run);
+    c->journal.records = old.records;
+    c->journal.results_bytes = old.results_bytes;
+    c->journal.sequences_bytes = old.sequences_bytes;
+    c->skip_records = old.records;
+    c->records_done = old.records;
+    c->journaling = 1;
+    c->journal_written = 1; /* the kept partial outputs stay resumable whatever happens */
     return VNP_OK;
 }
 
@@ -216,6 +276,8 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
 {
     const vnp_predict_options *o = c->o;
     vnp_code rc;
+    if ((rc = journal_setup(c, err)))
+        return rc;
     if ((rc = vnp_seq_open(o->input, &c->reader, err)))
         return rc;
     if (o->keep_intermediate) {
@@ -256,6 +318,9 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
         return rc;
     if ((rc = vnp_predict_outputs_commit(c, err)))
         return rc;
+    if (c->journaling)
+        remove(c->journal_path);
+    c->journal_written = 0;
     c->st.seconds = vnp_predict_now() - t0;
     vnp_predict_progress_update(&c->progress, c->st.records, c->st.orfs, c->st.tokens,
                         vnp_seq_bytes(c->reader), 1);
@@ -283,8 +348,16 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         c.window_orfs = o->window_orfs ? o->window_orfs : DEFAULT_WINDOW_ORFS;
         rc = run(&c, err);
     }
-    if (rc != VNP_OK)
+    if (rc != VNP_OK) {
+        if (c.journal_written && err) {
+            vnp_error first = *err;
+            vnp_fail(err, rc, "%s; the rows of the first %llu records are kept in %s: run the "
+                     "same command with --resume to go on from there", first.msg,
+                     (unsigned long long)c.records_done, o->out_dir);
+        }
         vnp_predict_outputs_abort(&c);
+    }
+    free(c.journal_path);
     vnp_preprocess_writer_free(c.pre);
     vnp_win_queue_free(c.to_compute);
     vnp_win_queue_free(c.to_write);

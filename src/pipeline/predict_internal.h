@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
+#include "pipeline/journal.h"
 #include "pipeline/window.h"
 #include "virnucpro/model.h"
 #include "virnucpro/pipeline.h"
@@ -43,6 +44,14 @@ typedef struct vnp_predict_ctx {
     vnp_preprocess_writer *pre; /* --keep-intermediate */
     vnp_win_queue *to_compute, *to_write;
     vnp_predict_outputs out;
+    int journaling;          /* write the resume journal */
+    vnp_journal journal;     /* run description + progress */
+    char *journal_path;
+    int journal_written;     /* partial outputs are resumable */
+    uint64_t records_done;   /* records whose rows are all written (resumed ones included) */
+    uint64_t skip_records;   /* --resume: records the reader skips */
+    long fail_after_windows; /* debugging: writer fails after this many windows (0 = never) */
+    long windows_written;
     vnp_predict_progress progress;
 
     pthread_mutex_t mu; /* guards rc/err and the counters below */

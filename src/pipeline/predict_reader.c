@@ -138,6 +138,15 @@ void *vnp_predict_reader_main(void *ctx)
     int rc = fresh_window(&s);
     vnp_record rec;
     int got = 0;
+    /* --resume: the records already written are read past */
+    while (rc == VNP_OK && s.records < s.c->skip_records &&
+           (got = vnp_seq_read(s.c->reader, &rec, &s.err)) == 1)
+        s.records++;
+    if (rc == VNP_OK && got == 0 && s.records < s.c->skip_records)
+        rc = vnp_fail(&s.err, VNP_EFORMAT,
+                      "cannot resume: the input has %zu records, fewer than the %llu the "
+                      "journal says are done",
+                      s.records, (unsigned long long)s.c->skip_records);
     while (rc == VNP_OK && !vnp_predict_failed(s.c) &&
            (got = vnp_seq_read(s.c->reader, &rec, &s.err)) == 1)
         rc = one_record(&s, &rec);

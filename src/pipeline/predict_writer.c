@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pipeline/predict_internal.h"
 
@@ -15,6 +17,65 @@ static char *join(const char *dir, const char *name, const char *suffix)
     if (p)
         snprintf(p, n, "%s/%s%s", dir, name, suffix);
     return p;
+}
+
+/* Opens a ".part" file for appending after cutting it to `len` bytes (what the
+ * journal says is complete). */
+static vnp_code reopen_part(const char *path, uint64_t len, FILE **out, vnp_error *err)
+{
+    FILE *f = fopen(path, "r+");
+    if (!f)
+        return vnp_fail(err, VNP_EIO, "cannot resume: %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size < len) {
+        fclose(f);
+        return vnp_fail(err, VNP_EFORMAT,
+                        "cannot resume: %s is shorter than the journal says (%llu bytes); "
+                        "run without --resume to start over",
+                        path, (unsigned long long)len);
+    }
+    if (ftruncate(fileno(f), (off_t)len) != 0 || fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return vnp_fail(err, VNP_EIO, "cannot resume: %s: %s", path, strerror(errno));
+    }
+    *out = f;
+    return VNP_OK;
+}
+
+/* --resume: the rows written so far stay; the per-chunk calls are collected
+ * again from them (their scores read back exactly: the shortest round-trip
+ * decimals of float32). */
+static vnp_code reopen_for_resume(vnp_predict_ctx *c, vnp_error *err)
+{
+    vnp_predict_outputs *o = &c->out;
+    vnp_code rc;
+    if ((rc = reopen_part(o->results_part, c->journal.results_bytes, &o->results, err)) ||
+        (rc = reopen_part(o->sequences_part, c->journal.sequences_bytes, &o->sequences, err)) ||
+        (rc = vnp_chunk_calls_create(o->highest_part, c->o->sort_memory, &o->highest, err)))
+        return rc;
+    FILE *f = fopen(o->results_part, "r");
+    if (!f)
+        return vnp_fail(err, VNP_EIO, "cannot read %s: %s", o->results_part, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t n;
+    while (rc == VNP_OK && (n = getline(&line, &cap, f)) > 0) {
+        if (lineno++ == 0)
+            continue; /* header */
+        char *t1 = memchr(line, '\t', (size_t)n);
+        char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        char *end = NULL;
+        float p0 = t2 ? strtof(t2 + 1, &end) : 0.0f;
+        float p1 = end && *end == '\t' ? strtof(end + 1, &end) : 0.0f;
+        if (!t1 || !t2 || !end || *end != '\n' || t1 - line < 3)
+            rc = vnp_fail(err, VNP_EFORMAT, "cannot resume: %s line %zu is damaged",
+                          o->results_part, lineno);
+        else
+            rc = vnp_chunk_calls_add(o->highest, line, (size_t)(t1 - line) - 2, p0, p1, err);
+    }
+    free(line);
+    fclose(f);
+    return rc;
 }
 
 vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
@@ -31,6 +92,9 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     if (!o->results_path || !o->results_part || !o->highest_path || !o->highest_part ||
         !o->sequences_path || !o->sequences_part || !o->features_path)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    vnp_code rc;
+    if (c->skip_records > 0 || c->o->resume)
+        return reopen_for_resume(c, err);
     o->results = fopen(o->results_part, "w");
     if (!o->results)
         return vnp_fail(err, VNP_EIO, "cannot create %s: %s", o->results_part, strerror(errno));
@@ -38,7 +102,6 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     if (!o->sequences)
         return vnp_fail(err, VNP_EIO, "cannot create %s: %s", o->sequences_part,
                         strerror(errno));
-    vnp_code rc;
     if ((rc = vnp_results_write_header(o->results, o->results_part, err)) ||
         (rc = vnp_sequences_write_header(o->sequences, o->sequences_part, err)) ||
         (rc = vnp_chunk_calls_create(o->highest_part, c->o->sort_memory, &o->highest, err)))
@@ -105,9 +168,9 @@ void vnp_predict_outputs_abort(vnp_predict_ctx *c)
         fclose(o->results);
     if (o->sequences)
         fclose(o->sequences);
-    if (o->results_part)
+    if (o->results_part && !c->journal_written)
         remove(o->results_part);
-    if (o->sequences_part)
+    if (o->sequences_part && !c->journal_written)
         remove(o->sequences_part);
     if (o->highest_part)
         remove(o->highest_part);
@@ -159,6 +222,32 @@ static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
     return rc;
 }
 
+/* Counts completed records; at a record boundary, records in the journal how
+ * much of the output is complete. */
+static vnp_code after_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error *err)
+{
+    for (size_t i = 0; i < w->nseg; i++)
+        c->records_done += w->seg[i].last ? 1 : 0;
+    if (c->journaling && w->nseg > 0 && w->seg[w->nseg - 1].last) {
+        vnp_predict_outputs *o = &c->out;
+        if (fflush(o->results) != 0 || fflush(o->sequences) != 0)
+            return vnp_fail(err, VNP_EIO, "cannot write %s: %s", o->results_part,
+                            strerror(errno));
+        c->journal.records = c->records_done;
+        c->journal.results_bytes = (uint64_t)ftello(o->results);
+        c->journal.sequences_bytes = (uint64_t)ftello(o->sequences);
+        vnp_code rc = vnp_journal_write(c->journal_path, &c->journal, err);
+        if (rc)
+            return rc;
+        c->journal_written = 1;
+    }
+    c->windows_written++;
+    if (c->fail_after_windows > 0 && c->windows_written >= c->fail_after_windows)
+        return vnp_fail(err, VNP_EIO, "stopped after %ld windows "
+                        "(VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS)", c->windows_written);
+    return VNP_OK;
+}
+
 void *vnp_predict_writer_main(void *ctx)
 {
     vnp_predict_ctx *c = ctx;
@@ -166,6 +255,8 @@ void *vnp_predict_writer_main(void *ctx)
     vnp_error err;
     while ((w = vnp_win_queue_pop(c->to_write))) {
         vnp_code rc = write_window(c, w, &err);
+        if (rc == VNP_OK)
+            rc = after_window(c, w, &err);
         vnp_window_free(w);
         if (rc) {
             vnp_predict_fail(c, &err);

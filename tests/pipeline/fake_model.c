@@ -108,3 +108,15 @@ vnp_code vnp_classifier_predict(const vnp_classifier *c, const float *x, size_t 
     }
     return VNP_OK;
 }
+
+/* The fakes compute in FP32: nothing to recompute. */
+vnp_code vnp_encoder_embed_checked(vnp_encoder *enc, vnp_encoder_fp32 **twin,
+                                   const vnp_batch *batch, float *out, int *recomputed,
+                                   vnp_error *err)
+{
+    (void)twin;
+    *recomputed = 0;
+    return vnp_encoder_embed(enc, batch, out, err);
+}
+
+void vnp_encoder_fp32_free(vnp_encoder_fp32 *twin) { (void)twin; }

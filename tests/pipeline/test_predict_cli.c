@@ -341,6 +341,28 @@ static void test_keep_intermediate_300(void **state)
     free_rows(&r);
 }
 
+static void test_interrupted_then_resumed(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    const char *in = vnp_test_fixture(G "input.fa");
+    setenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS", "5", 1);
+    int rc = predict("resume", "--window 3", in, &err);
+    unsetenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "run the same command with --resume"));
+    free(err);
+    assert_int_equal(access(out("resume", "prediction_results.txt"), F_OK), -1);
+    if (predict("resume", "--window 3 --resume", in, &err))
+        fail_msg("%s", err);
+    free(err);
+    assert_same_results(out("resume", "prediction_results.txt"),
+                        vnp_test_fixture(G "expected/prediction_results.txt"), 1e-5);
+    vnp_test_assert_files_equal(out("resume", "prediction_results_highestscore.csv"),
+                                vnp_test_fixture(G "expected/prediction_results_highestscore.csv"));
+    assert_int_equal(access(out("resume", "predict.journal"), F_OK), -1);
+}
+
 /* An input that is not FASTA: reaching it would be a format error. */
 static const char *garbage_input(void)
 {
@@ -424,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_batch_size_independence),
         cmocka_unit_test(test_stdin_and_default_outdir),
         cmocka_unit_test(test_keep_intermediate_300),
+        cmocka_unit_test(test_interrupted_then_resumed),
         cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_usage_errors),
     };
