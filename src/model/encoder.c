@@ -69,8 +69,8 @@ static vnp_code resolve(const char *path, char *ckpt, char *config, size_t cap, 
         if (single_pt(path, ckpt, cap))
             return VNP_OK;
         return vnp_fail(err, VNP_ENOTFOUND,
-                        "model directory '%s' has no model.safetensors, pytorch_model.bin (or "
-                        "their sharded *.index.json) or single fair-esm .pt file",
+                        "model directory '%s' has no model.safetensors, pytorch_model.bin or "
+                        "single fair-esm .pt file",
                         path);
     }
     if (!is_file(path))
