@@ -297,7 +297,18 @@ typedef struct dl_ctx {
     int discard;          /* body of an error response: not written */
     int write_errno;
     vnp_progress *prog;
+    int stall_seconds;
+    curl_off_t last_bytes; /* bytes received when they last changed ... */
+    double last_change;    /* ... and when */
+    int stalled;
 } dl_ctx;
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
 {
@@ -339,6 +350,16 @@ static int on_xfer(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t 
     dl_ctx *d = user;
     if (!d->discard)
         vnp_progress_update(d->prog, d->offset + (int64_t)dlnow, 0);
+    /* libcurl's low-speed check averages over a few seconds, so a burst followed by
+     * silence would run past the limit: time the silence itself */
+    double t = mono_s();
+    if (dlnow != d->last_bytes || d->last_change == 0) {
+        d->last_bytes = dlnow;
+        d->last_change = t;
+    } else if (t - d->last_change >= d->stall_seconds) {
+        d->stalled = 1;
+        return 1;
+    }
     return 0;
 }
 
@@ -385,7 +406,8 @@ vnp_code vnp_http_download(const vnp_hub_cfg *cfg, const char *url, const char *
         }
         vnp_progress prog;
         vnp_progress_begin(&prog, cfg->progress, label, expected_size, off);
-        dl_ctx d = {.f = f, .part = part_path, .hdr = &hdr, .offset = off, .prog = &prog};
+        dl_ctx d = {.f = f, .part = part_path, .hdr = &hdr, .offset = off, .prog = &prog,
+                    .stall_seconds = cfg->stall_seconds};
         char range[48];
         if (off > 0) {
             snprintf(range, sizeof range, "%lld-", (long long)off);
@@ -397,6 +419,11 @@ vnp_code vnp_http_download(const vnp_hub_cfg *cfg, const char *url, const char *
         curl_easy_setopt(c, CURLOPT_XFERINFODATA, &d);
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         CURLcode rc = curl_easy_perform(c);
+        if (rc == CURLE_ABORTED_BY_CALLBACK && d.stalled) {
+            rc = CURLE_OPERATION_TIMEDOUT;
+            snprintf(ebuf, CURL_ERROR_SIZE, "after %lld bytes of this attempt",
+                     (long long)d.last_bytes);
+        }
         long status = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_cleanup(c);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -258,8 +259,13 @@ static void *raw_main(void *arg)
         r->requests++;
         if (!strncmp(req, "HEAD ", 5))
             r->heads++;
-        if (!strncmp(req, "GET ", 4))
+        if (!strncmp(req, "GET ", 4)) {
             r->gets++;
+            const char *rg = strstr(req, "\r\nRange: ");
+            r->last_range[0] = 0;
+            if (rg)
+                sscanf(rg + 9, "%63[^\r\n]", r->last_range);
+        }
         pthread_mutex_unlock(&r->mu);
         char resp[512];
         int len = 0;
@@ -269,6 +275,25 @@ static void *raw_main(void *arg)
             else
                 close(c);
             continue;
+        } else if (r->mode == RAW_TRICKLE) {
+            if (!strncmp(req, "HEAD ", 5)) {
+                len = snprintf(resp, sizeof resp,
+                               "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n"
+                               "Connection: close\r\n\r\n");
+            } else {
+                char body[400];
+                memset(body, 'v', sizeof body);
+                len = snprintf(resp, sizeof resp,
+                               "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+                if (write(c, resp, (size_t)len) < 0 || write(c, body, sizeof body) < 0) {
+                    /* the client went away */
+                }
+                if (r->nheld < 64)
+                    r->held[r->nheld++] = c;
+                else
+                    close(c);
+                continue;
+            }
         } else if (r->mode == RAW_STATUS) {
             len = snprintf(resp, sizeof resp,
                            "HTTP/1.1 %d Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

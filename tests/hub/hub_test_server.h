@@ -35,7 +35,8 @@ int hub_log_range(const hub_server *s, const char *method, int status, const cha
 typedef enum raw_mode {
     RAW_STALL,  /* accept, read the request, never answer */
     RAW_STATUS, /* answer every request with one status and an empty body */
-    RAW_HUGE    /* answer HEAD with 200 and an enormous Content-Length */
+    RAW_HUGE,   /* answer HEAD with 200 and an enormous Content-Length */
+    RAW_TRICKLE /* HEAD: 200, 1000 bytes; GET: the headers and 400 bytes, then silence */
 } raw_mode;
 
 typedef struct raw_server {
@@ -47,6 +48,7 @@ typedef struct raw_server {
     int requests, heads, gets, stop;
     int held[64], nheld;
     char base[128];
+    char last_range[64]; /* Range header of the latest GET, "" when none */
 } raw_server;
 
 void raw_server_start(raw_server *r, raw_mode mode, int status);

@@ -622,6 +622,37 @@ static void test_stalled_server_fails_in_bounded_time(void **state)
     free(err);
 }
 
+/* A server that stops sending in the middle of the body: the attempt fails within
+ * the stall limit, the bytes received are kept, and the retry asks for the rest. */
+static void test_stall_mid_body_keeps_the_partial_file(void **state)
+{
+    (void)state;
+    raw_server r;
+    raw_server_start(&r, RAW_TRICKLE, 0);
+    const char *cache = fresh("c_trickle");
+    char env[1400], *out = NULL, *err = NULL;
+    snprintf(env, sizeof env,
+             "VIRNUCPRO_MODELS='%s' VIRNUCPRO_GITHUB_URL='%s' VIRNUCPRO_HUB_RETRIES=1 "
+             "VIRNUCPRO_HUB_STALL_SECONDS=1",
+             cache, r.base);
+    double t0 = now_s();
+    assert_int_equal(cli(env, "models fetch classifier-500 --no-progress", &out, &err), 1);
+    double dt = now_s() - t0;
+    int gets = 0;
+    raw_server_requests(&r, NULL, &gets);
+    char range[64];
+    snprintf(range, sizeof range, "%s", r.last_range);
+    raw_server_stop(&r);
+    if (dt > 10)
+        fail_msg("two stalled attempts of 1 s took %.1f s", dt);
+    assert_int_equal(gets, 2);
+    assert_string_equal(range, "bytes=400-");
+    assert_contains(err, "the server stalled: no data for 1 s (after 400 bytes of this attempt)");
+    assert_int_equal(size_of(cache_file(cache, "classifier-500", "500_model.pth.part")), 400);
+    free(out);
+    free(err);
+}
+
 static void test_not_enough_space_before_download(void **state)
 {
     (void)state;
@@ -974,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_404_is_clear_and_not_retried),
         cmocka_unit_test(test_500_is_retried_then_clear),
         cmocka_unit_test(test_stalled_server_fails_in_bounded_time),
+        cmocka_unit_test(test_stall_mid_body_keeps_the_partial_file),
         cmocka_unit_test(test_not_enough_space_before_download),
         cmocka_unit_test(test_offline_names_every_missing_model),
         cmocka_unit_test(test_pinned_digests),
