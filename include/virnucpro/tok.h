@@ -1,9 +1,25 @@
 /* Stage 2: tokenizers. ESM-2 alphabet for proteins, DNABERT-S BPE for DNA.
  *
  * Both produce exactly the ids of the Hugging Face tokenizers the models were
- * published with (EsmTokenizer; the `tokenizers` BPE of DNABERT-S's
- * tokenizer.json), special tokens included. See docs/tokenizers.md for the
- * rules, including what happens to bytes that are not ASCII. */
+ * published with (EsmTokenizer / fair-esm's alphabet; the `tokenizers` BPE of
+ * DNABERT-S's tokenizer.json, as transformers calls it), special tokens included.
+ * tests/tok/test_tok_diff.c checks this against the reference packages on
+ * thousands of random strings.
+ *
+ * Text is bytes, decoded as UTF-8 where it is UTF-8:
+ * - Whitespace is Unicode White_Space (what `tokenizers`' pre-tokenizers use:
+ *   checked on every code point), plus U+001C..U+001F for the ESM alphabet
+ *   (Python's str.split(), which EsmTokenizer uses).
+ * - The Whitespace pre-tokenizer's `\w` is exact for ASCII. Other code points that
+ *   are not White_Space count as word characters, whatever their Unicode class.
+ *   This cannot change any id while no vocabulary symbol contains them (true of
+ *   DNABERT-S, whose symbols are ASCII): such a character is one [UNK] that no
+ *   merge crosses, whichever word it lands in.
+ * - A byte that does not start valid UTF-8 is one character of its own (one
+ *   [UNK] / part of an <unk> run). The reference tokenizers cannot take such
+ *   input at all (Python strings are Unicode).
+ * - DNA is not upper-cased: lower-case bases are not in the DNABERT-S vocabulary
+ *   and each becomes [UNK], exactly as the reference does with the same text. */
 #ifndef VIRNUCPRO_TOK_H
 #define VIRNUCPRO_TOK_H
 

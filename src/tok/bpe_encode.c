@@ -11,10 +11,6 @@
 
 typedef enum { CLS_SPACE, CLS_WORD, CLS_PUNCT } char_class;
 
-/* The classes of `\w+|[^\w\s]+` for one character. ASCII follows Oniguruma exactly;
- * other code points are word characters unless White_Space, and a byte that is
- * not UTF-8 is punctuation (see docs/tokenizers.md for why this cannot change
- * ids as long as the vocabulary's symbols are ASCII). */
 /* Classes of the ASCII characters, built at compile time. */
 #define W_ CLS_WORD
 #define P_ CLS_PUNCT

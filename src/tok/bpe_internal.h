@@ -68,9 +68,8 @@ struct vnp_bpe {
 
 /* One symbol of a word being merged: a doubly linked list over a fixed array. */
 typedef struct vnp_bpe_symbol {
-    int32_t id;
+    int32_t id;         /* -1 once merged into its left neighbour */
     int32_t prev, next; /* -1: none */
-    int32_t removed;    /* merged into its left neighbour */
 } vnp_bpe_symbol;
 
 /* Work memory of one vnp_bpe_encode call, reused from word to word. */

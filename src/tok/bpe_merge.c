@@ -119,7 +119,7 @@ static int merge_by_heap(const vnp_pairmap *merges, vnp_bpe_symbol *sym, size_t 
         heap[0] = heap[--hn];
         q_sift_down(heap, hn, 0);
         vnp_bpe_symbol *left = &sym[top.pos];
-        if (left->removed || left->next < 0)
+        if (left->id < 0 || left->next < 0) /* removed, or the last symbol */
             continue;
         vnp_bpe_symbol *right = &sym[left->next];
         const vnp_merge *m = vnp_pairmap_get(merges, left->id, right->id);
@@ -127,7 +127,7 @@ static int merge_by_heap(const vnp_pairmap *merges, vnp_bpe_symbol *sym, size_t 
             continue; /* stale: the pair has changed since this entry was pushed */
         left->id = top.new_id;
         left->next = right->next;
-        right->removed = 1;
+        right->id = -1;
         if (right->next >= 0)
             sym[right->next].prev = (int32_t)top.pos;
         if (left->prev >= 0) {
@@ -215,7 +215,6 @@ static inline void merge_at(const vnp_bpe *bpe, vnp_bpe_symbol *sym, vnp_bpe_scr
     left->id = new_id;
     left->next = right->next;
     right->id = -1;
-    right->removed = 1;
     if (right->next >= 0)
         sym[right->next].prev = pos;
     /* New pairs rank above this one (the loader proved it), so they land in

@@ -54,7 +54,7 @@ vnp_code vnp_bpe_word(const vnp_bpe *bpe, const char *word, size_t len, vnp_bpe_
     const int plain = !bpe->prefix && !bpe->suffix;
 #define ADD_SYMBOL(tok)                                                                       \
     do {                                                                                      \
-        sym[n] = (vnp_bpe_symbol){(tok), (int32_t)n - 1, (int32_t)n + 1, 0};                  \
+        sym[n] = (vnp_bpe_symbol){(tok), (int32_t)n - 1, (int32_t)n + 1};                  \
         n++;                                                                                  \
     } while (0)
     for (size_t i = 0; i < len;) {
