@@ -17,7 +17,8 @@
 #         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16)
-#         validate  virnucpro validate-precision on real shapes (fp16 & bf16 vs fp32)
+#         validate  virnucpro validate-precision on real shapes (fp16 & bf16 vs fp32);
+#                   VNP_VALIDATE_SETS='sample:300' (default) or 'reads20k:300 contigs:500'
 # Logs and results go to $OUT (default /tmp/vnp-gpu-out).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,6 +47,8 @@ if [[ "${1:-}" == pack ]]; then
     "$B/virnucpro" preprocess -q -l "$len" -o "$CARRY/bench/$name" "/work/shared/bench/$name.fa.gz"
     rm -f "$CARRY/bench/$name"/*_chunked*.fa
   done
+  mkdir -p "$CARRY/bench/raw"
+  cp /work/shared/bench/reads20k.fa.gz /work/shared/bench/contigs.fa.gz "$CARRY/bench/raw/"
   # validate-precision input: 300 reads and the phage lambda genome (raw sequences)
   { zcat /work/shared/bench/reads20k.fa.gz | awk '/^>/{n++} n<=300';
     zcat /work/shared/bench/contigs.fa.gz | awk '/^>/{n++} n==2'; } >"$CARRY/bench/validate_input.fa"
@@ -205,13 +208,20 @@ if has dna; then
 fi
 
 if has validate; then
-  say "validate-precision"
-  "$BIN/virnucpro" validate-precision --esm "$ESM" --dnabert "$DNA" --device cuda -l 300 \
-    "$BENCH/validate_input.fa" >"$OUT/validate.log" 2>&1
-  rc=$?
-  cat "$OUT/validate.log" >>"$LOG"
-  cat "$OUT/validate.log"
-  row validate "$([[ $rc == 0 ]] && echo ok || echo FAIL)" "rc=$rc (table in validate.log)"
+  # sets: sample (300 reads + phage lambda, chunk 300) or the whole workloads
+  # (reads20k:300 contigs:500), chosen with VNP_VALIDATE_SETS
+  for set in ${VNP_VALIDATE_SETS:-sample:300}; do
+    name=${set%%:*}; len=${set##*:}
+    input=$BENCH/validate_input.fa
+    [[ $name != sample ]] && input=$BENCH/raw/$name.fa.gz
+    say "validate-precision $name (chunk $len)"
+    "$BIN/virnucpro" validate-precision --esm "$ESM" --dnabert "$DNA" --device cuda -l "$len" \
+      "$input" >"$OUT/validate_$name.log" 2>&1
+    rc=$?
+    cat "$OUT/validate_$name.log" >>"$LOG"
+    cat "$OUT/validate_$name.log"
+    row validate "$([[ $rc == 0 ]] && echo ok || echo FAIL)" "$name: $(head -1 "$OUT/validate_$name.log" | cut -c1-100); $(grep -E ' all ' "$OUT/validate_$name.log" | awk '{printf "%s %s cos_min %s; ", $1, $2, $5}')"
+  done
 fi
 
 echo

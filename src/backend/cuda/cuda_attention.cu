@@ -75,12 +75,19 @@ template <typename T>
 __device__ __forceinline__ void load_tile(T (*dst)[SROW], const T *__restrict__ src, size_t ld,
                                           int row0, int len)
 {
-    for (int chunk = threadIdx.x; chunk < 64 * 8; chunk += blockDim.x) {
-        int r = chunk >> 3, c8 = (chunk & 7) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
+    /* 512 16-byte chunks over 128 threads: all four loads issued before any store */
+    uint4 v[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        int chunk = threadIdx.x + k * 128, r = chunk >> 3, c8 = (chunk & 7) * 8;
+        v[k] = make_uint4(0, 0, 0, 0);
         if (row0 + r < len)
-            v = *reinterpret_cast<const uint4 *>(src + (size_t)(row0 + r) * ld + c8);
-        *reinterpret_cast<uint4 *>(&dst[r][c8]) = v;
+            v[k] = *reinterpret_cast<const uint4 *>(src + (size_t)(row0 + r) * ld + c8);
+    }
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        int chunk = threadIdx.x + k * 128, r = chunk >> 3, c8 = (chunk & 7) * 8;
+        *reinterpret_cast<uint4 *>(&dst[r][c8]) = v[k];
     }
 }
 
@@ -89,15 +96,21 @@ template <typename T>
 __device__ __forceinline__ void load_tile_t(T (*dst)[SROW], const T *__restrict__ src, size_t ld,
                                             int row0, int len)
 {
-    for (int chunk = threadIdx.x; chunk < 64 * 8; chunk += blockDim.x) {
-        int r = chunk & 63, c8 = (chunk >> 6) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (row0 + r < len)
-            v = *reinterpret_cast<const uint4 *>(src + (size_t)(row0 + r) * ld + c8);
-        const T *e = reinterpret_cast<const T *>(&v);
+    uint4 v[4];
 #pragma unroll
-        for (int k = 0; k < 8; k++)
-            dst[c8 + k][r] = e[k];
+    for (int k = 0; k < 4; k++) {
+        int chunk = threadIdx.x + k * 128, r = chunk & 63, c8 = (chunk >> 6) * 8;
+        v[k] = make_uint4(0, 0, 0, 0);
+        if (row0 + r < len)
+            v[k] = *reinterpret_cast<const uint4 *>(src + (size_t)(row0 + r) * ld + c8);
+    }
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        int chunk = threadIdx.x + k * 128, r = chunk & 63, c8 = (chunk >> 6) * 8;
+        const T *e = reinterpret_cast<const T *>(&v[k]);
+#pragma unroll
+        for (int q = 0; q < 8; q++)
+            dst[c8 + q][r] = e[q];
     }
 }
 
@@ -107,16 +120,28 @@ template <typename T>
 __device__ __forceinline__ void rotate_tile(T (*t)[SROW], const float *__restrict__ rope,
                                             int max_len, int pos0, int len, float mul)
 {
+    /* 64 rows x 32 pairs over 128 threads: 16 pairs each, in two rounds of eight
+     * whose table reads are issued together */
     const float *cs = rope, *sn = rope + (size_t)max_len * (HD / 2);
-    for (int idx = threadIdx.x; idx < 64 * (HD / 2); idx += blockDim.x) {
-        int r = idx >> 5, i = idx & 31;
-        int pos = pos0 + r;
-        if (pos >= len)
-            continue;
-        float x1 = vnp_ld<T>(t[r][i]), x2 = vnp_ld<T>(t[r][i + 32]);
-        float c = cs[(size_t)pos * 32 + i], s = sn[(size_t)pos * 32 + i];
-        t[r][i] = vnp_st<T>((x1 * c - x2 * s) * mul);
-        t[r][i + 32] = vnp_st<T>((x2 * c + x1 * s) * mul);
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        float c[8], s[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int idx = threadIdx.x + (half * 8 + k) * 128, r = idx >> 5, i = idx & 31;
+            int pos = pos0 + r < len ? pos0 + r : 0;
+            c[k] = cs[(size_t)pos * 32 + i];
+            s[k] = sn[(size_t)pos * 32 + i];
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int idx = threadIdx.x + (half * 8 + k) * 128, r = idx >> 5, i = idx & 31;
+            if (pos0 + r >= len)
+                continue;
+            float x1 = vnp_ld<T>(t[r][i]), x2 = vnp_ld<T>(t[r][i + 32]);
+            t[r][i] = vnp_st<T>((x1 * c[k] - x2 * s[k]) * mul);
+            t[r][i + 32] = vnp_st<T>((x2 * c[k] + x1 * s[k]) * mul);
+        }
     }
 }
 
@@ -130,7 +155,7 @@ __device__ __forceinline__ void scale_tile(T (*t)[SROW], float mul)
 }
 
 template <typename T, int POS>
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(128, 4)
     attn_mma_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu, T *__restrict__ out,
                     int nh, float scale, const float *__restrict__ rope, int max_len,
                     const float *__restrict__ slopes, int *flag)
