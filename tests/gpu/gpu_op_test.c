@@ -10,6 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
 #include "backend/backend.h"
 #include "virnucpro/half.h"
 
@@ -444,6 +447,58 @@ static void time_attention(vnp_backend *gpu, int len, int heads)
     free(cu);
 }
 
+/* Which GELU does cuBLASLt's GELU epilogue compute? A 1 x N x 1 FP32 GEMM with
+ * x = 1 and W = the test points, through CUBLASLT_EPILOGUE_GELU, compared with
+ * the erf form and the tanh approximation. The backend relies on the answer
+ * (tanh: it runs its own erf GELU instead). */
+static void probe_cublaslt_gelu(void)
+{
+    enum { N = 64 };
+    float w[N], x = 1.0f, out[N];
+    for (int i = 0; i < N; i++)
+        w[i] = -4.0f + 8.0f * (float)i / (N - 1);
+    float *dw, *dx, *dout;
+    cudaMalloc((void **)&dw, sizeof w);
+    cudaMalloc((void **)&dx, sizeof x);
+    cudaMalloc((void **)&dout, sizeof out);
+    cudaMemcpy(dw, w, sizeof w, cudaMemcpyHostToDevice);
+    cudaMemcpy(dx, &x, sizeof x, cudaMemcpyHostToDevice);
+    cublasLtHandle_t lt;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtCreate(&lt);
+    cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_GELU;
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, N, 1, N); /* D[N,1] = W[N,1] x[1,1] */
+    cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, 1, 1, 1);
+    cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, N, 1, N);
+    float alpha = 1.0f, beta = 0.0f;
+    cublasStatus_t st = cublasLtMatmul(lt, desc, &alpha, dw, la, dx, lb, &beta, dout, lc, dout,
+                                       lc, NULL, NULL, 0, 0);
+    cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost);
+    double derf = 0, dtanh = 0;
+    for (int i = 0; i < N; i++) {
+        double v = w[i];
+        double ge = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+        double gt = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+        derf = fmax(derf, fabs(out[i] - ge));
+        dtanh = fmax(dtanh, fabs(out[i] - gt));
+    }
+    printf("cuBLASLt GELU epilogue (status %d): max |diff| vs erf GELU %.2e, vs tanh GELU %.2e "
+           "-> %s\n",
+           (int)st, derf, dtanh,
+           st != CUBLAS_STATUS_SUCCESS ? "unknown" : dtanh < derf ? "tanh approximation" : "erf");
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(desc);
+    cublasLtDestroy(lt);
+    cudaFree(dw);
+    cudaFree(dx);
+    cudaFree(dout);
+}
+
 int main(void)
 {
     vnp_error err;
@@ -487,6 +542,7 @@ int main(void)
         gpu->ops->destroy(gpu);
     }
     cpu->ops->destroy(cpu);
+    probe_cublaslt_gelu();
     printf("op tests: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;
 }

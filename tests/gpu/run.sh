@@ -98,6 +98,7 @@ if has ops; then
   grep -E "^(FAIL|time)" "$OUT/ops.log"
   row ops "$st" "$(grep 'op tests:' "$OUT/ops.log")"
   while read -r l; do row attn time "${l#time attention }"; done < <(grep '^time' "$OUT/ops.log")
+  row gelu info "$(grep 'cuBLASLt GELU' "$OUT/ops.log")"
 fi
 
 if has golden; then
@@ -125,7 +126,7 @@ fi
 if has poison; then
   say "poison"
   P=$WORK/poison
-  rm -rf "$P" "$P.ref"
+  rm -rf "$P" "$P.ref" "$P.fp32" "$P.fail"
   G=$ROOT/tests/fixtures/golden
   args=(predict -l 500 --esm "$G/esm2" --dnabert "$G/dnabert_s" --classifier "$G/classifier.pth"
         --device cuda --batch-tokens 512)
@@ -143,6 +144,17 @@ if has poison; then
     st=FAIL
   fi
   row poison "$st" "rc=$rc; $(grep -ci 'recomputed in FP32' "$OUT/poison.log") FP32 recompute(s) logged; labels vs unpoisoned run: $(cmp -s <(cut -f1,2 "$P/prediction_results.txt" 2>/dev/null) <(cut -f1,2 "$P.ref/prediction_results.txt" 2>/dev/null) && echo identical || echo DIFFERENT)"
+  VIRNUCPRO_DISABLE_FP16=yes "$BIN/virnucpro" "${args[@]}" -o "$P.fp32" "$G/input.fa" \
+    >"$WORK/disable_fp16.log" 2>&1
+  rc=$?
+  cat "$WORK/disable_fp16.log" >>"$LOG"
+  if [[ $rc == 0 ]] && grep -q "VIRNUCPRO_DISABLE_FP16 is set: computing in FP32" "$WORK/disable_fp16.log" &&
+     cmp -s <(cut -f1,2 "$P.fp32/prediction_results.txt") <(cut -f1,2 "$G/expected/prediction_results.txt"); then
+    st=ok
+  else
+    st=FAIL
+  fi
+  row fp32env "$st" "VIRNUCPRO_DISABLE_FP16=yes: rc=$rc, $(grep -o 'VIRNUCPRO_DISABLE_FP16 is set[^;]*' "$WORK/disable_fp16.log" | head -1); labels vs golden expected: $(cmp -s <(cut -f1,2 "$P.fp32/prediction_results.txt" 2>/dev/null) <(cut -f1,2 "$G/expected/prediction_results.txt") && echo identical || echo DIFFERENT)"
   VIRNUCPRO_DEBUG_POISON_BATCH=1 VIRNUCPRO_DEBUG_POISON_FP32=1 "$BIN/virnucpro" "${args[@]}" \
     -o "$P.fail" "$G/input.fa" >"$OUT/poison_fp32.log" 2>&1
   rc=$?
