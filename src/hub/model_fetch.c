@@ -522,9 +522,19 @@ vnp_code vnp_hub_fetch_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, 
         cJSON *man = NULL;
         int ok = vnp_manifest_load(cfg->cache_dir, &man, NULL) == VNP_OK &&
                  vnp_hub_cached_ok(cfg, spec, man);
+        cJSON *m = man && !ok ? vnp_manifest_model(man, spec->name, 0) : NULL;
+        int complete = m && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "complete"));
         cJSON_Delete(man);
         if (ok)
             return VNP_OK;
+        if (complete) {
+            /* in the cache, but a file changed since it was verified: re-hash it */
+            vnp_error verr;
+            if (vnp_hub_verify_spec(cfg, spec, NULL, NULL, &verr) == VNP_OK)
+                return VNP_OK;
+            return vnp_fail(err, verr.code, "%s (VIRNUCPRO_OFFLINE=1 forbids downloading it again)",
+                            verr.msg);
+        }
         return vnp_fail(err, VNP_ENOTFOUND,
                         "model %s is not in the cache %s and VIRNUCPRO_OFFLINE=1 forbids "
                         "downloading it; on a machine with internet run `virnucpro models fetch "

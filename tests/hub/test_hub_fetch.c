@@ -508,6 +508,11 @@ static void test_corrupt_byte_fails_verify_and_is_refetched(void **state)
                      VNP_EINTEGRITY);
     assert_contains(e.msg, "model.safetensors is corrupt");
     assert_contains(e.msg, "VIRNUCPRO_OFFLINE=1");
+    assert_int_equal(cli(env, "models fetch esm2_t36_3B_UR50D --offline", &out, &err), 1);
+    assert_contains(err, "model.safetensors is corrupt");
+    assert_contains(err, "(VIRNUCPRO_OFFLINE=1 forbids downloading it again)");
+    free(out);
+    free(err);
 }
 
 /* ---- the hub redirects large files to storage: the redirect is the answer ---- */
