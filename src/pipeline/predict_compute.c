@@ -139,6 +139,10 @@ static vnp_code compute_window(vnp_predict_ctx *c, vnp_window *w, scratch *s, vn
         return rc;
     if ((rc = check_finite(w, c->width, err)))
         return rc;
+    if (!c->o->embeddings) { /* the writer needs only the scores */
+        free(w->features);
+        w->features = NULL;
+    }
     pthread_mutex_lock(&c->mu);
     c->st.tokens += tokens;
     pthread_mutex_unlock(&c->mu);
