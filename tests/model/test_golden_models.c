@@ -201,8 +201,9 @@ static void test_end_to_end_probabilities(void **state)
     vnp_backend_free(be);
 }
 
-/* A sequence alone, and packed among others in a different order, with 1 or
- * 3 threads: the same embedding within float rounding. */
+/* A sequence alone, and packed among all the others in a different order, with
+ * 1 or 3 threads: the same embedding within float rounding. (Every 4th ORF of
+ * the permutation is run alone, to keep the sanitizer build quick.) */
 static void check_batch_independence(const char *model, int dna)
 {
     vnp_error err = {0};
@@ -218,7 +219,7 @@ static void check_batch_independence(const char *model, int dna)
     pack(&all, seqs, lens, order, n);
     float *batch = malloc(sizeof(float) * n * 128), *one = malloc(sizeof(float) * 128);
     assert_int_equal(vnp_encoder_embed(e3, &all.b, batch, &err), VNP_OK);
-    for (int k = 0; k < n; k++) {
+    for (int k = 0; k < n; k += 4) {
         packed p;
         pack(&p, seqs, lens, &order[k], 1);
         assert_int_equal(vnp_encoder_embed(e1, &p.b, one, &err), VNP_OK);
