@@ -92,6 +92,12 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     if (!o->results_path || !o->results_part || !o->highest_path || !o->highest_part ||
         !o->sequences_path || !o->sequences_part || !o->features_path)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    /* results of an earlier run in this directory must not pass for this run's */
+    remove(o->results_path);
+    remove(o->highest_path);
+    remove(o->sequences_path);
+    if (c->o->embeddings)
+        remove(o->features_path);
     vnp_code rc;
     if (c->skip_records > 0 || c->o->resume)
         return reopen_for_resume(c, err);

@@ -345,7 +345,13 @@ static void test_interrupted_then_resumed(void **state)
 {
     (void)state;
     char *err = NULL;
-    const char *in = vnp_test_fixture(G "input.fa");
+    char in[4096];
+    snprintf(in, sizeof in, "%s", vnp_test_fixture(G "input.fa"));
+    /* a stale result from an earlier run in the directory is removed, not left behind */
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && echo stale > '%s'", vnp_test_tmp("resume"),
+             out("resume", "prediction_results.txt"));
+    assert_int_equal(vnp_test_run(cmd, NULL, NULL), 0);
     setenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS", "5", 1);
     int rc = predict("resume", "--window 3", in, &err);
     unsetenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
