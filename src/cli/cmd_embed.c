@@ -25,7 +25,7 @@
 
 static void embed_usage(FILE *f)
 {
-    fputs("Usage: virnucpro embed --model PATH [-o OUT.safetensors] [--device DEV] [-t N]\n"
+    fputs("Usage: virnucpro embed --model PATH -o OUT.safetensors [--device DEV] [-t N]\n"
           "                       [--batch-tokens N] [-q] INPUT\n"
           "\n"
           "Embeds every record of INPUT (FASTA/FASTQ, plain or gzip; '-' = stdin) with the\n"
