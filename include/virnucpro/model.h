@@ -51,7 +51,10 @@ typedef struct vnp_batch {
     int nseq;
 } vnp_batch;
 
-/* Pooled embeddings, out[nseq * hidden] float32:
+/* An encoder runs one batch at a time (it reuses its workspace between
+ * batches): call it from one thread, or load one encoder per thread.
+ *
+ * Pooled embeddings, out[nseq * hidden] float32:
  * ESM-2: mean of the last layer (after the final LayerNorm) over positions
  *        1..min(1024, L) where L = residues; DNABERT-S: mean over all tokens. */
 vnp_code vnp_encoder_embed(vnp_encoder *enc, const vnp_batch *batch, float *out, vnp_error *err);
