@@ -77,7 +77,22 @@ vnp_code vnp_cpu_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int inter,
     return VNP_OK;
 }
 
-/* ---- mean pooling over row ranges, accumulated in double ---- */
+/* ---- mean pooling over row ranges ----
+ * The sum runs in float32 in the order of PyTorch's CPU sum over an outer
+ * dimension (a cascade: blocks of 2^p rows, p = max(4, ceil(log2 n) / 4), are
+ * summed into level 0 and carried up four levels), then is divided by n, so
+ * that pooling the reference's hidden states gives the reference's means bit
+ * for bit. */
+enum { POOL_LEVELS = 4 };
+
+static int ceil_log2(int32_t n)
+{
+    int k = 0;
+    while (k < 31 && ((int32_t)1 << k) < n)
+        k++;
+    return k;
+}
+
 typedef struct {
     vnp_cpu *c;
     const float *x;
@@ -86,25 +101,44 @@ typedef struct {
     int H;
 } pool_job;
 
+static void add_row(float *acc, const float *x, int H)
+{
+    for (int i = 0; i < H; i++)
+        acc[i] += x[i];
+}
+
 static void pool_seqs(void *ctx, size_t begin, size_t end, int worker)
 {
     const pool_job *j = ctx;
-    double *acc = (double *)j->c->scratch[worker];
-    int bad = 0;
+    int H = j->H;
+    float *acc = j->c->scratch[worker]; /* POOL_LEVELS rows of H */
+    unsigned bad = 0;
     for (size_t s = begin; s < end; s++) {
-        for (int i = 0; i < j->H; i++)
-            acc[i] = 0.0;
-        for (int32_t r = j->rb[s]; r < j->re[s]; r++) {
-            const float *x = j->x + (size_t)r * j->H;
-            for (int i = 0; i < j->H; i++)
-                acc[i] += x[i];
+        int32_t n = j->re[s] - j->rb[s];
+        const float *x = j->x + (size_t)j->rb[s] * H;
+        int power = ceil_log2(n) / POOL_LEVELS;
+        power = power > 4 ? power : 4;
+        int32_t step = (int32_t)1 << power, mask = step - 1;
+        memset(acc, 0, sizeof(float) * POOL_LEVELS * (size_t)H);
+        int32_t i = 0;
+        while (i + step <= n) {
+            for (int32_t r = 0; r < step; r++, i++)
+                add_row(acc, x + (size_t)i * H, H);
+            for (int l = 1; l < POOL_LEVELS; l++) {
+                add_row(acc + (size_t)l * H, acc + (size_t)(l - 1) * H, H);
+                memset(acc + (size_t)(l - 1) * H, 0, sizeof(float) * (size_t)H);
+                if (i & (mask << (l * power)))
+                    break;
+            }
         }
-        int n = j->re[s] - j->rb[s];
-        float *o = j->out + s * (size_t)j->H;
-        for (int i = 0; i < j->H; i++) {
-            o[i] = (float)(acc[i] / n);
-            bad |= !isfinite(o[i]);
-        }
+        for (; i < n; i++)
+            add_row(acc, x + (size_t)i * H, H);
+        for (int l = 1; l < POOL_LEVELS; l++)
+            add_row(acc, acc + (size_t)l * H, H);
+        float *o = j->out + s * (size_t)H;
+        for (int k = 0; k < H; k++)
+            o[k] = acc[k] / (float)n;
+        bad |= vnp_cpu_nonfinite_bits(o, (size_t)H);
     }
     if (bad)
         atomic_store(&j->c->nonfinite, 1);
@@ -123,7 +157,7 @@ vnp_code vnp_cpu_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const int32
                             "mean pooling of sequence %d over rows [%d, %d) of %zu: the range "
                             "must be non-empty and inside the buffer",
                             s, row_begin[s], row_end[s], rows);
-    vnp_code rc = vnp_cpu_reserve_scratch(c, 2 * (size_t)H, err); /* H doubles */
+    vnp_code rc = vnp_cpu_reserve_scratch(c, POOL_LEVELS * (size_t)H, err);
     if (rc)
         return rc;
     pool_job j = {c, x->ptr, row_begin, row_end, out, H};
