@@ -322,8 +322,8 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
         remove(c->journal_path);
     c->journal_written = 0;
     c->st.seconds = vnp_predict_now() - t0;
-    vnp_predict_progress_update(&c->progress, c->st.records, c->st.orfs, c->st.tokens,
-                        vnp_seq_bytes(c->reader), 1);
+    c->bytes_done = vnp_seq_bytes(c->reader);
+    vnp_predict_tick(c, 1);
     return VNP_OK;
 }
 

@@ -104,6 +104,12 @@ static vnp_code embed_all(vnp_predict_ctx *c, vnp_window *w, vnp_encoder *enc, i
             memcpy(w->features + p.order[bt->first + j] * (size_t)c->width + col,
                    s->emb + j * (size_t)hidden, (size_t)hidden * sizeof(float));
         *tokens += t;
+        pthread_mutex_lock(&c->mu); /* tokens/s on the progress line, batch by batch */
+        c->st.tokens += t;
+        if (!dna) /* ESM-2 runs second: these ORFs are through both */
+            c->orfs_embedded += bt->count;
+        pthread_mutex_unlock(&c->mu);
+        vnp_predict_tick(c, 0);
     }
     vnp_packing_free(&p);
     return rc;
@@ -143,9 +149,6 @@ static vnp_code compute_window(vnp_predict_ctx *c, vnp_window *w, scratch *s, vn
         free(w->features);
         w->features = NULL;
     }
-    pthread_mutex_lock(&c->mu);
-    c->st.tokens += tokens;
-    pthread_mutex_unlock(&c->mu);
     return VNP_OK;
 }
 

@@ -52,6 +52,9 @@ typedef struct vnp_predict_ctx {
     uint64_t skip_records;   /* --resume: records the reader skips */
     long fail_after_windows; /* debugging: writer fails after this many windows (0 = never) */
     long windows_written;
+    uint64_t bytes_done;     /* input position at the end of the last written window (ETA) */
+    size_t records_read;     /* records read so far (progress line) */
+    size_t orfs_embedded;    /* ORFs through both encoders so far (progress line) */
     vnp_predict_progress progress;
 
     pthread_mutex_t mu; /* guards rc/err and the counters below */
@@ -77,6 +80,8 @@ void vnp_predict_outputs_abort(vnp_predict_ctx *c);
 
 double vnp_predict_now(void);
 long vnp_predict_peak_rss_kb(void);
+/* Redraws the progress line from the shared counters (throttled; any thread). */
+void vnp_predict_tick(vnp_predict_ctx *c, int final);
 void vnp_predict_progress_init(vnp_predict_progress *p, int on, uint64_t total_bytes);
 void vnp_predict_progress_update(vnp_predict_progress *p, size_t records, size_t orfs, uint64_t tokens,
                          uint64_t bytes, int final);

@@ -19,6 +19,9 @@ static int push(reader_state *s, int eof)
     s->w = NULL;
     w->eof = eof;
     w->input_bytes = vnp_seq_bytes(s->c->reader);
+    pthread_mutex_lock(&s->c->mu);
+    s->c->records_read = s->records;
+    pthread_mutex_unlock(&s->c->mu);
     w->records = s->records;
     if (!vnp_win_queue_push(s->c->to_compute, w)) {
         vnp_window_free(w);

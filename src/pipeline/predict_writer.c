@@ -220,10 +220,9 @@ static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
             if (w->seg[si].first)
                 c->st.chunks += w->seg[si].chunks;
         c->st.records = w->records;
-        size_t records = c->st.records, orfs = c->st.orfs;
-        uint64_t tokens = c->st.tokens;
+        c->bytes_done = w->input_bytes;
         pthread_mutex_unlock(&c->mu);
-        vnp_predict_progress_update(&c->progress, records, orfs, tokens, w->input_bytes, 0);
+        vnp_predict_tick(c, 0);
     }
     return rc;
 }

@@ -46,10 +46,21 @@ void vnp_predict_progress_update(vnp_predict_progress *p, size_t records, size_t
                  100.0 * (double)bytes / (double)p->total_bytes, (int)(left / 3600),
                  (int)(left / 60) % 60, (int)left % 60);
     }
-    fprintf(stderr, "\r\033[Kpredict: %zu records  %zu ORFs  %.0f tokens/s%s",
+    fprintf(stderr, "\r\033[Kpredict: %zu records read  %zu ORFs embedded  %.0f tokens/s%s",
             records, orfs, dt > 0 ? (double)tokens / dt : 0.0, eta);
     if (final)
         fputc('\n', stderr);
     fflush(stderr);
     p->drawn = 1;
+}
+
+void vnp_predict_tick(vnp_predict_ctx *c, int final)
+{
+    if (!c->progress.on)
+        return;
+    pthread_mutex_lock(&c->mu); /* also serialises the drawing */
+    vnp_predict_progress_update(&c->progress, final ? c->st.records : c->records_read,
+                                final ? c->st.orfs : c->orfs_embedded, c->st.tokens,
+                                c->bytes_done, final);
+    pthread_mutex_unlock(&c->mu);
 }

@@ -154,7 +154,9 @@ void vnp_seq_close(vnp_seq_reader *r)
 
 size_t vnp_seq_records(const vnp_seq_reader *r) { return r->records; }
 size_t vnp_seq_skipped(const vnp_seq_reader *r) { return r->skipped; }
-uint64_t vnp_seq_bytes(const vnp_seq_reader *r) { return r->bytes; }
+/* Bytes read into the buffer minus those not parsed yet: the position of the parser, not
+ * of the last 1 MiB refill (predict's ETA reads it as records go by). */
+uint64_t vnp_seq_bytes(const vnp_seq_reader *r) { return r->bytes - (uint64_t)(r->end - r->pos); }
 const char *vnp_seq_name(const vnp_seq_reader *r) { return r->name; }
 
 /* Refills the buffer. Returns bytes read, 0 at the end, or -(code). */

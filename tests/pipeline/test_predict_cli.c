@@ -295,7 +295,7 @@ static void test_stdin_and_default_outdir(void **state)
     if (vnp_test_run(cmd, NULL, &err))
         fail_msg("%s", err);
     /* --progress draws the progress line even when stderr is not a terminal */
-    assert_non_null(strstr(err, "\r\033[Kpredict: 21 records  41 ORFs"));
+    assert_non_null(strstr(err, "\r\033[Kpredict: 21 records read  41 ORFs embedded"));
     assert_non_null(strstr(err, "tokens/s"));
     free(err);
     vnp_test_assert_files_equal(out("sample_merged", "prediction_results_highestscore.csv"),
