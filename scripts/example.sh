@@ -6,5 +6,9 @@ bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 mkdir -p out/example
-./build/virnucpro preprocess -l 500 -o out/example examples/example.fa
-ls -l out/example
+# First use downloads ESM-2 3B, DNABERT-S and the classifier (about 12 GB) into
+# $VIRNUCPRO_MODELS or ~/.cache/virnucpro, verifies them, and reuses them afterwards.
+# Add --device cuda on a GPU node.
+./build/virnucpro predict -l 500 -o out/example examples/example.fa
+head -5 out/example/prediction_results.txt
+cat out/example/sequences.tsv
