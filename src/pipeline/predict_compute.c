@@ -50,7 +50,7 @@ static int reserve(void **p, size_t *cap, size_t need, size_t sz)
 /* Embeds every ORF of w with enc (DNA ids when dna, else protein ids) and
  * writes the pooled vectors into columns [col, col + hidden) of w->features. */
 static vnp_code embed_all(vnp_predict_ctx *c, vnp_window *w, vnp_encoder *enc, int dna,
-                          int hidden, int col, scratch *s, uint64_t *tokens, vnp_error *err)
+                          int hidden, int col, scratch *s, vnp_error *err)
 {
     if (!reserve((void **)&s->len, &s->len_cap, w->norf, sizeof *s->len))
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
@@ -103,7 +103,6 @@ static vnp_code embed_all(vnp_predict_ctx *c, vnp_window *w, vnp_encoder *enc, i
         for (size_t j = 0; j < bt->count; j++)
             memcpy(w->features + p.order[bt->first + j] * (size_t)c->width + col,
                    s->emb + j * (size_t)hidden, (size_t)hidden * sizeof(float));
-        *tokens += t;
         pthread_mutex_lock(&c->mu); /* tokens/s on the progress line, batch by batch */
         c->st.tokens += t;
         if (!dna) /* ESM-2 runs second: these ORFs are through both */
@@ -137,9 +136,8 @@ static vnp_code compute_window(vnp_predict_ctx *c, vnp_window *w, scratch *s, vn
     vnp_code rc = vnp_window_alloc_outputs(w, c->width, err);
     if (rc || w->norf == 0)
         return rc;
-    uint64_t tokens = 0;
-    if ((rc = embed_all(c, w, c->dnabert, 1, c->hd, 0, s, &tokens, err)) ||
-        (rc = embed_all(c, w, c->esm, 0, c->he, c->hd, s, &tokens, err)))
+    if ((rc = embed_all(c, w, c->dnabert, 1, c->hd, 0, s, err)) ||
+        (rc = embed_all(c, w, c->esm, 0, c->he, c->hd, s, err)))
         return rc;
     if ((rc = vnp_classifier_predict(c->cls, w->features, w->norf, w->probs, err)))
         return rc;
