@@ -129,15 +129,19 @@ vnp_code vnp_sequences_write_row(FILE *f, const char *path, const char *id, size
 
 /* ---- merged features as safetensors, streamed ---- */
 
-/* Writes tensor "features" [N, width] F32 (row i = [DNABERT-S | ESM-2] of
- * ORF i, in prediction_results.txt order) and the ORF IDs in the header's
- * __metadata__ under "ids" (a JSON array as a string) ; rows stream to a
- * temporary file and the final file is assembled at finish, so memory does
- * not grow with N. */
+/* A safetensors file of ID'd rows: an F32 [N, width] tensor (predict: "features",
+ * row i = [DNABERT-S | ESM-2] of ORF i in prediction_results.txt order; embed:
+ * "embeddings") and tensor "ids" U8, the IDs in row order each followed by '\n'.
+ * Rows stream to temporary files and the final file is assembled at finish (and
+ * appears only then), so memory does not grow with N. */
 typedef struct vnp_features_writer vnp_features_writer;
 
-vnp_code vnp_features_writer_create(const char *path, int width, vnp_features_writer **out,
+/* tensor: name of the F32 [N, width] tensor ("features", "embeddings"); meta: NULL or
+ * a NULL-terminated list of key, value strings added to the file's __metadata__. */
+vnp_code vnp_features_writer_create(const char *path, const char *tensor, int width,
+                                    const char *const *meta, vnp_features_writer **out,
                                     vnp_error *err);
+uint64_t vnp_features_writer_rows(const vnp_features_writer *w);
 vnp_code vnp_features_writer_add(vnp_features_writer *w, const char *id, size_t id_len,
                                  const float *row, vnp_error *err);
 vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err);

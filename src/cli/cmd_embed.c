@@ -18,7 +18,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
 
 #include "cli/commands.h"
 #include "virnucpro.h"
@@ -48,134 +47,6 @@ static void embed_usage(FILE *f)
           "\n"
           "VIRNUCPRO_DISABLE_FP16=1 computes in FP32 on a GPU.\n",
           f);
-}
-
-/* ---- the streamed output file ---- */
-typedef struct {
-    char *path, *rows_path, *ids_path, *part_path;
-    FILE *rows, *ids;
-    uint64_t n, id_bytes;
-    int width;
-} out_file;
-
-static char *suffixed(const char *path, const char *suffix)
-{
-    size_t n = strlen(path) + strlen(suffix) + 1;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s%s", path, suffix);
-    return p;
-}
-
-static void out_close(out_file *o, int remove_all)
-{
-    if (o->rows)
-        fclose(o->rows);
-    if (o->ids)
-        fclose(o->ids);
-    if (o->rows_path)
-        remove(o->rows_path);
-    if (o->ids_path)
-        remove(o->ids_path);
-    if (remove_all && o->part_path)
-        remove(o->part_path);
-    free(o->path), free(o->rows_path), free(o->ids_path), free(o->part_path);
-    memset(o, 0, sizeof *o);
-}
-
-static vnp_code out_open(out_file *o, const char *path, int width, vnp_error *err)
-{
-    memset(o, 0, sizeof *o);
-    o->width = width;
-    o->path = strdup(path);
-    o->rows_path = suffixed(path, ".rows.tmp");
-    o->ids_path = suffixed(path, ".ids.tmp");
-    o->part_path = suffixed(path, ".part");
-    if (!o->path || !o->rows_path || !o->ids_path || !o->part_path) {
-        out_close(o, 0);
-        return vnp_fail(err, VNP_ENOMEM, "out of memory");
-    }
-    o->rows = fopen(o->rows_path, "w+b");
-    o->ids = o->rows ? fopen(o->ids_path, "w+b") : NULL;
-    if (!o->ids) {
-        vnp_code rc = vnp_fail(err, VNP_EIO, "cannot create %s: %s", o->rows ? o->ids_path
-                                                                               : o->rows_path,
-                               strerror(errno));
-        out_close(o, 0);
-        return rc;
-    }
-    return VNP_OK;
-}
-
-static vnp_code out_add(out_file *o, const char *id, size_t id_len, const float *row,
-                        vnp_error *err)
-{
-    if (fwrite(row, sizeof(float), (size_t)o->width, o->rows) != (size_t)o->width ||
-        fwrite(id, 1, id_len, o->ids) != id_len || fputc('\n', o->ids) == EOF)
-        return vnp_fail(err, VNP_EIO, "cannot write beside %s: %s (check free space)", o->path,
-                        strerror(errno));
-    o->n++;
-    o->id_bytes += id_len + 1;
-    return VNP_OK;
-}
-
-static int copy_all(FILE *from, FILE *to)
-{
-    char buf[1 << 16];
-    size_t n;
-    if (fflush(from) != 0 || fseek(from, 0, SEEK_SET) != 0)
-        return -1;
-    while ((n = fread(buf, 1, sizeof buf, from)) > 0)
-        if (fwrite(buf, 1, n, to) != n)
-            return -1;
-    return ferror(from) ? -1 : 0;
-}
-
-static vnp_code out_finish(out_file *o, const char *model, const char *checkpoint,
-                           const char *pooling, vnp_error *err)
-{
-    uint64_t fbytes = o->n * (uint64_t)o->width * sizeof(float);
-    cJSON *h = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(h, "__metadata__");
-    cJSON_AddStringToObject(meta, "format", "pt");
-    cJSON_AddStringToObject(meta, "model", model);
-    cJSON_AddStringToObject(meta, "checkpoint", checkpoint);
-    cJSON_AddStringToObject(meta, "pooling", pooling);
-    cJSON_AddStringToObject(meta, "ids", "tensor ids: UTF-8 record IDs, one per line, in row order");
-    cJSON *e = cJSON_AddObjectToObject(h, "embeddings");
-    cJSON_AddStringToObject(e, "dtype", "F32");
-    cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)o->n));
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber(o->width));
-    cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
-    cJSON_AddItemToArray(off, cJSON_CreateNumber(0));
-    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)fbytes));
-    cJSON *ids = cJSON_AddObjectToObject(h, "ids");
-    cJSON_AddStringToObject(ids, "dtype", "U8");
-    shape = cJSON_AddArrayToObject(ids, "shape");
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)o->id_bytes));
-    off = cJSON_AddArrayToObject(ids, "data_offsets");
-    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)fbytes));
-    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(fbytes + o->id_bytes)));
-    char *json = cJSON_PrintUnformatted(h);
-    cJSON_Delete(h);
-    if (!json)
-        return vnp_fail(err, VNP_ENOMEM, "out of memory");
-    size_t jl = strlen(json), padded = (jl + 7) / 8 * 8; /* data starts 8-byte aligned */
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++)
-        len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    FILE *f = fopen(o->part_path, "wb");
-    int bad = !f || fwrite(len8, 1, 8, f) != 8 || fwrite(json, 1, jl, f) != jl;
-    for (size_t i = jl; !bad && i < padded; i++)
-        bad = fputc(' ', f) == EOF;
-    bad = bad || copy_all(o->rows, f) || copy_all(o->ids, f);
-    if (f && fclose(f) != 0)
-        bad = 1;
-    free(json);
-    if (bad || rename(o->part_path, o->path) != 0)
-        return vnp_fail(err, VNP_EIO, "cannot write %s: %s (check free space)", o->path,
-                        strerror(errno));
-    return VNP_OK;
 }
 
 /* ---- batching ---- */
@@ -222,7 +93,8 @@ static void pending_clear(pending *p)
         p->cu[0] = 0;
 }
 
-static vnp_code flush(pending *p, vnp_encoder *enc, float *rows, out_file *o, vnp_error *err)
+static vnp_code flush(pending *p, vnp_encoder *enc, float *rows, vnp_features_writer *o,
+                      vnp_error *err)
 {
     if (p->n == 0)
         return VNP_OK;
@@ -230,7 +102,7 @@ static vnp_code flush(pending *p, vnp_encoder *enc, float *rows, out_file *o, vn
     vnp_code rc = vnp_encoder_embed(enc, &b, rows, err);
     int H = vnp_encoder_hidden_size(enc);
     for (int i = 0; !rc && i < p->n; i++)
-        rc = out_add(o, p->ids[i], p->id_len[i], rows + (size_t)i * H, err);
+        rc = vnp_features_writer_add(o, p->ids[i], p->id_len[i], rows + (size_t)i * H, err);
     pending_clear(p);
     return rc;
 }
@@ -322,8 +194,8 @@ int vnp_cmd_embed(int argc, char **argv)
     vnp_seq_reader *rd = NULL;
     float *rows = NULL;
     pending p = {0};
-    out_file o = {0};
-    int opened = 0, status = 1;
+    vnp_features_writer *o = NULL;
+    int status = 1;
     uint64_t tokens = 0;
     vnp_code rc = vnp_backend_create(device, VNP_PREC_FP16, (int)threads, &be, &err);
     if (!rc)
@@ -345,8 +217,15 @@ int vnp_cmd_embed(int argc, char **argv)
     int rows_cap = 1024;
     if (!rc)
         rc = vnp_seq_open(input, &rd, &err);
-    if (!rc && !(rc = out_open(&o, output, H, &err)))
-        opened = 1;
+    if (!rc) {
+        const char *meta[] = {"model", esm ? "ESM-2" : "DNABERT-S", "checkpoint", model,
+                              "pooling",
+                              esm ? "mean of the last layer (after emb_layer_norm_after) over "
+                                    "residues 1..min(1024, L)"
+                                  : "mean of the last layer over all tokens incl. [CLS] and [SEP]",
+                              NULL};
+        rc = vnp_features_writer_create(output, "embeddings", H, meta, &o, &err);
+    }
     if (!rc && !(p.cu = malloc(sizeof(int32_t))))
         rc = vnp_fail(&err, VNP_ENOMEM, "out of memory");
     if (p.cu)
@@ -385,16 +264,12 @@ int vnp_cmd_embed(int argc, char **argv)
             rows_cap = p.n * 2;
         }
         if (p.toks.n >= (size_t)budget)
-            rc = flush(&p, enc, rows, &o, &err);
+            rc = flush(&p, enc, rows, o, &err);
     }
     if (!rc)
-        rc = flush(&p, enc, rows, &o, &err);
+        rc = flush(&p, enc, rows, o, &err);
     if (!rc)
-        rc = out_finish(&o, esm ? "ESM-2" : "DNABERT-S", model,
-                        esm ? "mean of the last layer (after emb_layer_norm_after) over residues "
-                              "1..min(1024, L)"
-                            : "mean of the last layer over all tokens incl. [CLS] and [SEP]",
-                        &err);
+        rc = vnp_features_writer_finish(o, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc)
         vnp_cli_error("%s", err.msg);
@@ -407,13 +282,13 @@ int vnp_cmd_embed(int argc, char **argv)
                     "virnucpro: embed: %llu records, %llu tokens, %s [%llu, %d] -> %s on %s; "
                     "model loaded in %.2f s, embedded in %.2f s (%.1f tokens/s, %.1f tokens "
                     "per CPU-second)\n",
-                    (unsigned long long)o.n, (unsigned long long)tokens,
-                    esm ? "ESM-2" : "DNABERT-S", (unsigned long long)o.n, H, output,
+                    (unsigned long long)vnp_features_writer_rows(o), (unsigned long long)tokens,
+                    esm ? "ESM-2" : "DNABERT-S", (unsigned long long)vnp_features_writer_rows(o), H,
+                    output,
                     vnp_backend_name(be), load, s, s > 0 ? (double)tokens / s : 0.0,
                     cpu > 0 ? (double)tokens / cpu : 0.0);
     }
-    if (opened)
-        out_close(&o, rc != VNP_OK);
+    vnp_features_writer_free(o);
     pending_clear(&p);
     free(p.cu), free(p.ids), free(p.id_len);
     vnp_ids_free(&p.toks);

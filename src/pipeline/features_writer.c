@@ -1,7 +1,8 @@
-/* merged_features.safetensors, streamed: rows and IDs go to two temporary files
- * while predicting; finish writes the header (now that N is known) and appends
- * both. Layout: tensor "features" F32 [N, width]; tensor "ids" U8 [bytes], the
- * ORF IDs in row order, each followed by '\n'. */
+/* A safetensors file of ID'd rows, streamed (predict's merged_features, embed's
+ * output): rows and IDs go to two temporary files while computing; finish writes
+ * the header (now that N is known) and appends both. Layout: tensor <name> F32
+ * [N, width]; tensor "ids" U8 [bytes], the IDs in row order, each followed by '\n'. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 
 struct vnp_features_writer {
     char *path, *rows_path, *ids_path, *tmp_path;
+    char *tensor;
+    cJSON *meta;
     FILE *rows, *ids;
     int width;
     uint64_t n, id_bytes;
@@ -43,10 +46,13 @@ void vnp_features_writer_free(vnp_features_writer *w)
     free(w->rows_path);
     free(w->ids_path);
     free(w->tmp_path);
+    free(w->tensor);
+    cJSON_Delete(w->meta);
     free(w);
 }
 
-vnp_code vnp_features_writer_create(const char *path, int width, vnp_features_writer **out,
+vnp_code vnp_features_writer_create(const char *path, const char *tensor, int width,
+                                    const char *const *meta, vnp_features_writer **out,
                                     vnp_error *err)
 {
     *out = NULL;
@@ -60,7 +66,14 @@ vnp_code vnp_features_writer_create(const char *path, int width, vnp_features_wr
     w->rows_path = with_suffix(path, ".rows.tmp");
     w->ids_path = with_suffix(path, ".ids.tmp");
     w->tmp_path = with_suffix(path, ".tmp");
-    if (!w->path || !w->rows_path || !w->ids_path || !w->tmp_path) {
+    w->tensor = strdup(tensor);
+    w->meta = cJSON_CreateObject();
+    int meta_ok = w->meta && cJSON_AddStringToObject(w->meta, "format", "pt") &&
+                  cJSON_AddStringToObject(w->meta, "ids",
+                                          "tensor ids: UTF-8, one per line, in row order");
+    for (size_t i = 0; meta_ok && meta && meta[i]; i += 2)
+        meta_ok = meta[i + 1] && cJSON_AddStringToObject(w->meta, meta[i], meta[i + 1]);
+    if (!w->path || !w->rows_path || !w->ids_path || !w->tmp_path || !w->tensor || !meta_ok) {
         vnp_features_writer_free(w);
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     }
@@ -100,27 +113,46 @@ static int copy_all(FILE *from, FILE *to)
     return ferror(from) ? -1 : 0;
 }
 
+static int add_tensor(cJSON *h, const char *name, const char *dtype, const uint64_t *shape,
+                      int ndim, uint64_t begin, uint64_t end)
+{
+    cJSON *t = cJSON_AddObjectToObject(h, name);
+    cJSON *sh = t ? cJSON_AddArrayToObject(t, "shape") : NULL;
+    cJSON *off = t ? cJSON_AddArrayToObject(t, "data_offsets") : NULL;
+    if (!t || !sh || !off || !cJSON_AddStringToObject(t, "dtype", dtype))
+        return 0;
+    for (int i = 0; i < ndim; i++)
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[i]));
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)begin));
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)end));
+    return 1;
+}
+
+uint64_t vnp_features_writer_rows(const vnp_features_writer *w) { return w->n; }
+
 vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err)
 {
     uint64_t fbytes = w->n * (uint64_t)w->width * sizeof(float);
-    char head[512];
-    int hl = snprintf(head, sizeof head,
-                      "{\"__metadata__\":{\"format\":\"pt\",\"ids\":\"tensor ids: UTF-8, one "
-                      "per line, in row order\",\"features\":\"DNABERT-S mean | ESM-2 mean\"},"
-                      "\"features\":{\"dtype\":\"F32\",\"shape\":[%llu,%d],"
-                      "\"data_offsets\":[0,%llu]},"
-                      "\"ids\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[%llu,%llu]}}",
-                      (unsigned long long)w->n, w->width, (unsigned long long)fbytes,
-                      (unsigned long long)w->id_bytes, (unsigned long long)fbytes,
-                      (unsigned long long)(fbytes + w->id_bytes));
-    while (hl % 8) /* the data starts 8-byte aligned; pad the JSON with spaces */
-        head[hl++] = ' ';
+    uint64_t fshape[2] = {w->n, (uint64_t)w->width}, ishape[1] = {w->id_bytes};
+    cJSON *h = cJSON_CreateObject();
+    char *json = NULL;
+    if (h && cJSON_AddItemReferenceToObject(h, "__metadata__", w->meta) &&
+        add_tensor(h, w->tensor, "F32", fshape, 2, 0, fbytes) &&
+        add_tensor(h, "ids", "U8", ishape, 1, fbytes, fbytes + w->id_bytes))
+        json = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    if (!json)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory writing the header of %s", w->path);
+    size_t jl = strlen(json), hl = (jl + 7) / 8 * 8; /* data starts 8-byte aligned */
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)hl >> (8 * i));
     FILE *f = fopen(w->tmp_path, "wb");
-    int bad = !f || fwrite(len8, 1, 8, f) != 8 || fwrite(head, 1, (size_t)hl, f) != (size_t)hl ||
-              copy_all(w->rows, f) || copy_all(w->ids, f);
+    int bad = !f || fwrite(len8, 1, 8, f) != 8 || fwrite(json, 1, jl, f) != jl;
+    for (size_t i = jl; !bad && i < hl; i++) /* pad the JSON with spaces */
+        bad = fputc(' ', f) == EOF;
+    free(json);
+    bad = bad || copy_all(w->rows, f) || copy_all(w->ids, f);
     if (f && fclose(f) != 0)
         bad = 1;
     if (bad || rename(w->tmp_path, w->path) != 0)

@@ -10,6 +10,8 @@
 
 #include "pipeline/predict_internal.h"
 
+static const char *const k_features_meta[] = {"features", "DNABERT-S mean | ESM-2 mean", NULL};
+
 static char *join(const char *dir, const char *name, const char *suffix)
 {
     size_t n = strlen(dir) + strlen(name) + strlen(suffix) + 2;
@@ -113,7 +115,8 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
         (rc = vnp_chunk_calls_create(o->highest_part, c->o->sort_memory, &o->highest, err)))
         return rc;
     if (c->o->embeddings &&
-        (rc = vnp_features_writer_create(o->features_path, c->width, &o->features, err)))
+        (rc = vnp_features_writer_create(o->features_path, "features", c->width,
+                                            k_features_meta, &o->features, err)))
         return rc;
     return VNP_OK;
 }

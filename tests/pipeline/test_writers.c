@@ -184,7 +184,7 @@ static void test_features_safetensors(void **state)
     (void)state;
     const char *path = vnp_test_tmp("features.safetensors");
     vnp_features_writer *w;
-    assert_int_equal(vnp_features_writer_create(path, 3, &w, NULL), VNP_OK);
+    assert_int_equal(vnp_features_writer_create(path, "features", 3, NULL, &w, NULL), VNP_OK);
     const float r0[3] = {1.5f, -2.0f, 0.25f}, r1[3] = {0.0f, 3.0f, 1e-7f};
     assert_int_equal(vnp_features_writer_add(w, "x_chunk_1F1", 11, r0, NULL), VNP_OK);
     assert_int_equal(vnp_features_writer_add(w, "x_chunk_2R3", 11, r1, NULL), VNP_OK);
