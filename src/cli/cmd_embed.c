@@ -18,7 +18,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-
 #include "cli/commands.h"
 #include "virnucpro.h"
 
