@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "hub/hub_internal.h"
 
 #define DEFAULT_HUB_URL "https://huggingface.co"
@@ -163,26 +164,7 @@ void vnp_hub_load_path(const vnp_model_spec *spec, const char *dir, char *out, s
 
 vnp_code vnp_hub_mkdirs(const char *path, vnp_error *err)
 {
-    char buf[VNP_HUB_PATH];
-    int n = snprintf(buf, sizeof buf, "%s", path);
-    if (n < 0 || (size_t)n >= sizeof buf)
-        return vnp_fail(err, VNP_EINVAL, "path too long: %s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return vnp_fail(err, VNP_EIO, "cannot create directory %s: %s", buf,
-                                strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return vnp_fail(err, VNP_EIO, "%s exists and is not a directory", path);
-    return VNP_OK;
+    return vnp_mkdirs(path, "directory", err);
 }
 
 void vnp_hub_note(const vnp_hub_cfg *cfg, const char *fmt, ...)

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "pipeline/predict_internal.h"
 
 #define DEFAULT_BATCH_TOKENS_CPU 4096
@@ -152,29 +153,6 @@ static void free_models(vnp_predict_ctx *c)
     vnp_encoder_free(c->dnabert);
     vnp_bpe_free(c->bpe);
     vnp_backend_free(c->be);
-}
-
-static vnp_code make_dirs(const char *dir, vnp_error *err)
-{
-    char *p = strdup(dir);
-    if (!p)
-        return vnp_fail(err, VNP_ENOMEM, "out of memory");
-    vnp_code rc = VNP_OK;
-    size_t n = strlen(p);
-    for (size_t i = 1; i <= n && rc == VNP_OK; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char ch = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            rc = vnp_fail(err, VNP_EIO, "cannot create output directory '%s': %s", p,
-                          strerror(errno));
-        p[i] = ch;
-    }
-    free(p);
-    if (rc == VNP_OK && !is_dir(dir))
-        rc = vnp_fail(err, VNP_EIO, "output path '%s' exists and is not a directory", dir);
-    return rc;
 }
 
 /* Size of a plain, uncompressed input file (for the ETA); 0 when unknown. */
@@ -339,7 +317,7 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         rc = load_models(&c, err);
     c.st.load_seconds = vnp_predict_now() - t0;
     if (rc == VNP_OK)
-        rc = make_dirs(o->out_dir, err);
+        rc = vnp_mkdirs(o->out_dir, "output directory", err);
     if (rc == VNP_OK) {
         int cuda = o->device && !strncmp(o->device, "cuda", 4);
         c.batch_tokens = o->batch_tokens ? o->batch_tokens

@@ -1,5 +1,6 @@
 /* The preprocess stage as files: chunks, kept frames' nucleotides and proteins,
  * byte-identical to the original VirNucPro intermediate files. */
+#include "core/fs.h"
 #include "virnucpro/seq.h"
 
 #include <errno.h>
@@ -43,30 +44,6 @@ vnp_code vnp_preprocess_stem(const char *input, char *out, size_t cap, vnp_error
     memcpy(out, base, n);
     out[n] = '\0';
     return VNP_OK;
-}
-
-static vnp_code make_dirs(const char *dir, vnp_error *err)
-{
-    char *p = strdup(dir);
-    if (!p)
-        return vnp_fail(err, VNP_ENOMEM, "out of memory");
-    vnp_code rc = VNP_OK;
-    size_t n = strlen(p);
-    for (size_t i = 1; i <= n && rc == VNP_OK; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        struct stat st;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            rc = vnp_fail(err, VNP_EIO, "cannot create output directory '%s': %s", p,
-                          strerror(errno));
-        else if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
-            rc = vnp_fail(err, VNP_EIO, "output path '%s' exists and is not a directory", p);
-        p[i] = c;
-    }
-    free(p);
-    return rc;
 }
 
 typedef struct outputs {
@@ -169,7 +146,7 @@ vnp_code vnp_preprocess_writer_open(const char *outdir, const char *stem, size_t
         return vnp_fail(err, VNP_EINVAL, "the chunk length must be positive (300 or 500)");
     if (!outdir || !*outdir)
         return vnp_fail(err, VNP_EINVAL, "the output directory name is empty");
-    vnp_code rc = make_dirs(outdir, err);
+    vnp_code rc = vnp_mkdirs(outdir, "output", err);
     if (rc != VNP_OK)
         return rc;
     vnp_preprocess_writer *w = calloc(1, sizeof *w);

@@ -1,0 +1,30 @@
+/* mkdir -p with messages that name the directory. */
+#include "core/fs.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+vnp_code vnp_mkdirs(const char *dir, const char *what, vnp_error *err)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    vnp_code rc = VNP_OK;
+    size_t n = strlen(p);
+    for (size_t i = 1; i <= n && rc == VNP_OK; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        struct stat st;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            rc = vnp_fail(err, VNP_EIO, "cannot create %s '%s': %s", what, p, strerror(errno));
+        else if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+            rc = vnp_fail(err, VNP_EIO, "%s path '%s' exists and is not a directory", what, p);
+        p[i] = c;
+    }
+    free(p);
+    return rc;
+}

@@ -1,0 +1,12 @@
+/* Small file-system helpers shared by the stages that write files. */
+#ifndef VNP_CORE_FS_H
+#define VNP_CORE_FS_H
+
+#include "virnucpro/error.h"
+
+/* mkdir -p: creates dir and its missing parents. `what` names the directory in
+ * messages ("output directory", "model cache"). Fails when a component exists and
+ * is not a directory. */
+vnp_code vnp_mkdirs(const char *dir, const char *what, vnp_error *err);
+
+#endif
