@@ -454,10 +454,12 @@ static vnp_code numpy_scalar(vm *v, const vnp_pk_value *args)
         return bad(v, "numpy scalar needs (dtype, bytes)");
     const vnp_pk_value *dt = args->items[0], *raw = args->items[1];
     const char *ts = dt->s;
-    char kind = ts[0];
-    int size = (int)strtol(ts + 1, NULL, 10);
-    if (!strchr("fiub", kind) || !(size == 1 || size == 2 || size == 4 || size == 8) ||
-        strlen(ts) != 2 || (kind == 'f' && size == 1) || (kind == 'b' && size != 1))
+    /* A type string is two characters: kind and byte size ("f4", "i8", "b1"). */
+    size_t tl = strlen(ts);
+    char kind = tl == 2 ? ts[0] : 0;
+    int size = tl == 2 && ts[1] >= '0' && ts[1] <= '9' ? ts[1] - '0' : 0;
+    if (!kind || !strchr("fiub", kind) || !(size == 1 || size == 2 || size == 4 || size == 8) ||
+        (kind == 'f' && size == 1) || (kind == 'b' && size != 1))
         return vnp_fail(v->err, VNP_EUNSUPPORTED,
                         "%s: numpy scalar of type '%s' at byte %zu is not supported", v->label,
                         ts, v->op_pos);

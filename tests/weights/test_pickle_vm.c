@@ -347,9 +347,29 @@ static void test_cycles_and_amplification(void **state)
     vnp_tensor_map_free(m);
 }
 
+/* Found by fuzzing: a numpy dtype whose type string has an embedded NUL ("\0" "8")
+ * made the scalar decoder read past the string. It must be refused, naming it. */
+static void test_numpy_dtype_with_nul(void **state)
+{
+    (void)state;
+    expect_fail(PK("\x80\x02" "cnumpy.core.multiarray\nscalar\n" "cnumpy\ndtype\n"
+                   "X\x02\x00\x00\x00\x00" "8" "\x89\x88\x87" "R"
+                   "X\x01\x00\x00\x00" "A" "\x86" "R."),
+                VNP_EUNSUPPORTED, "numpy scalar of type");
+    size_t n = 0;
+    char *crash = vnp_test_read_file(vnp_test_fixture("fuzz_regressions/pickle_numpy_empty_dtype.pkl"), &n);
+    assert_non_null(crash);
+    vnp_pickle pk;
+    vnp_error e;
+    assert_int_not_equal(vnp_pickle_load((const uint8_t *)crash, n, "t.pkl", &pk, &e), VNP_OK);
+    assert_null(pk.root);
+    free(crash);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_numpy_dtype_with_nul),
         cmocka_unit_test(test_scalars),           cmocka_unit_test(test_strings_and_containers),
         cmocka_unit_test(test_malformed),         cmocka_unit_test(test_tensor_views),
         cmocka_unit_test(test_module_tree),       cmocka_unit_test(test_cycles_and_amplification),
