@@ -438,6 +438,7 @@ vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *
                             vnp_buf *out, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     if (desc->head_dim != HD)
         return vnp_fail(err, VNP_EUNSUPPORTED,
                         "CUDA attention supports head dimension %d (ESM-2 and DNABERT-S); this "

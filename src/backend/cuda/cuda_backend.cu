@@ -114,6 +114,7 @@ vnp_code vnp_cuda_convert(vnp_cuda *c, const void *src, vnp_dtype sdt, void *dst
 /* ---- memory ---- */
 static vnp_code cu_alloc(vnp_cuda *c, size_t n, vnp_dtype dt, vnp_buf *out, vnp_error *err)
 {
+    cudaSetDevice(c->device);
     out->ptr = NULL;
     out->dtype = dt;
     out->n = n;
@@ -133,6 +134,7 @@ static vnp_code cu_alloc(vnp_cuda *c, size_t n, vnp_dtype dt, vnp_buf *out, vnp_
 static vnp_code cu_alloc_act(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     return cu_alloc(c, n, c->act, out, err);
 }
 
@@ -144,6 +146,7 @@ static vnp_code cu_alloc_i32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error 
 static void cu_free_buf(vnp_backend *be, vnp_buf *buf)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     if (!buf)
         return;
     if (buf->ptr) {
@@ -197,6 +200,7 @@ static vnp_code cu_upload_weight(vnp_backend *be, const vnp_tensor *t, int matri
                                  vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     if (!vnp_cuda_is_float(t->dtype))
         return vnp_fail(err, VNP_EUNSUPPORTED,
                         "tensor '%s' has dtype %s; the CUDA backend takes F32, F16 or BF16 "
@@ -237,6 +241,7 @@ static vnp_code cu_upload_i32(vnp_backend *be, const int32_t *src, size_t n, vnp
                               vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     if (dst->dtype != VNP_DT_I32 || dst->n < n)
         return vnp_fail(err, VNP_EINVAL, "upload of %zu ids into a buffer of %zu %s elements", n,
                         dst->n, vnp_dtype_name(dst->dtype));
@@ -252,6 +257,7 @@ static vnp_code cu_download_f32(vnp_backend *be, const vnp_buf *src, size_t n, f
                                 vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     if (n > src->n)
         return vnp_fail(err, VNP_EINVAL, "CUDA: download of %zu elements from a buffer of %zu",
                         n, src->n);
@@ -280,6 +286,7 @@ static vnp_code cu_download_f32(vnp_backend *be, const vnp_buf *src, size_t n, f
 static int cu_nonfinite_seen(vnp_backend *be)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     int flag = 0;
     if (cudaMemcpyAsync(&flag, c->flag, sizeof flag, cudaMemcpyDeviceToHost, c->stream) !=
             cudaSuccess ||
@@ -291,6 +298,7 @@ static int cu_nonfinite_seen(vnp_backend *be)
 static void cu_nonfinite_reset(vnp_backend *be)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     cudaMemsetAsync(c->flag, 0, sizeof(int), c->stream);
     long batch = c->batches++;
     if (c->poison_batch >= 0 &&

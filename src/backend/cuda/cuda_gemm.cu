@@ -169,6 +169,7 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
                          vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     if (M < 0 || N <= 0 || K <= 0 || x->dtype != c->act || out->dtype != c->act ||
         x->n < (size_t)M * K || out->n < (size_t)M * N || w->n < (size_t)N * K ||
         (bias && bias->n < (size_t)N) ||

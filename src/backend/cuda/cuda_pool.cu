@@ -26,6 +26,7 @@ vnp_code vnp_cuda_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const int3
                             const int32_t *row_end, int nseq, float *out, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
     if (nseq < 0 || H <= 0 || x->dtype != c->act)
         return vnp_fail(err, VNP_EINVAL, "CUDA mean_pool: inconsistent arguments");
     if (nseq == 0)
