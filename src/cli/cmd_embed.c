@@ -92,13 +92,21 @@ static void pending_clear(pending *p)
         p->cu[0] = 0;
 }
 
-static vnp_code flush(pending *p, vnp_encoder *enc, float *rows, vnp_features_writer *o,
-                      vnp_error *err)
+/* Embeds the pending records; a batch that comes out non-finite in FP16/BF16 is
+ * recomputed in FP32 (the NaN/Inf guard) and the event logged with its records. */
+static vnp_code flush(pending *p, vnp_encoder *enc, vnp_encoder_fp32 **twin, float *rows,
+                      vnp_features_writer *o, vnp_error *err)
 {
     if (p->n == 0)
         return VNP_OK;
     vnp_batch b = {p->toks.v, p->cu, p->n};
-    vnp_code rc = vnp_encoder_embed(enc, &b, rows, err);
+    int recomputed = 0;
+    vnp_code rc = vnp_encoder_embed_checked(enc, twin, &b, rows, &recomputed, err);
+    if (recomputed || rc == VNP_ENUMERIC)
+        vnp_warn("embed: a batch of %d records ('%s' .. '%s') gave NaN/Inf in reduced "
+                 "precision%s",
+                 p->n, p->ids[0], p->ids[p->n - 1],
+                 rc ? " and in FP32 too" : "; recomputed in FP32");
     int H = vnp_encoder_hidden_size(enc);
     for (int i = 0; !rc && i < p->n; i++)
         rc = vnp_features_writer_add(o, p->ids[i], p->id_len[i], rows + (size_t)i * H, err);
@@ -194,6 +202,7 @@ int vnp_cmd_embed(int argc, char **argv)
     float *rows = NULL;
     pending p = {0};
     vnp_features_writer *o = NULL;
+    vnp_encoder_fp32 *twin = NULL; /* FP32 copy for the NaN/Inf guard, loaded on first need */
     int status = 1;
     uint64_t tokens = 0;
     vnp_code rc = vnp_backend_create(device, VNP_PREC_FP16, (int)threads, &be, &err);
@@ -263,10 +272,10 @@ int vnp_cmd_embed(int argc, char **argv)
             rows_cap = p.n * 2;
         }
         if (p.toks.n >= (size_t)budget)
-            rc = flush(&p, enc, rows, o, &err);
+            rc = flush(&p, enc, &twin, rows, o, &err);
     }
     if (!rc)
-        rc = flush(&p, enc, rows, o, &err);
+        rc = flush(&p, enc, &twin, rows, o, &err);
     if (!rc)
         rc = vnp_features_writer_finish(o, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -294,6 +303,7 @@ int vnp_cmd_embed(int argc, char **argv)
     free(rows);
     vnp_seq_close(rd);
     vnp_bpe_free(bpe);
+    vnp_encoder_fp32_free(twin);
     vnp_encoder_free(enc);
     vnp_backend_free(be);
     return status;

@@ -285,11 +285,18 @@ static vnp_code forward(vnp_encoder *enc, const vnp_batch *b, int *T_out, vnp_er
              : vnp_dnabert_s_forward(enc, b, T, max_len, err);
     if (rc)
         return rc;
-    if (enc->be->ops->nonfinite_seen(enc->be))
+    if (enc->be->ops->nonfinite_seen(enc->be)) {
+        if (enc->be->prec != VNP_PREC_FP32)
+            return vnp_fail(err, VNP_ENUMERIC,
+                            "%s produced NaN or infinite values on %s; "
+                            "VIRNUCPRO_DISABLE_FP16=1 computes in FP32",
+                            kind_name(c->kind), vnp_backend_name(enc->be));
         return vnp_fail(err, VNP_ENUMERIC,
-                        "%s produced NaN or infinite values on %s; with reduced precision, "
-                        "VIRNUCPRO_DISABLE_FP16=1 computes in FP32",
+                        "%s produced NaN or infinite values on %s in FP32: the checkpoint or "
+                        "the input is not usable (check the weights for NaN with "
+                        "'virnucpro inspect -s')",
                         kind_name(c->kind), vnp_backend_name(enc->be));
+    }
     return VNP_OK;
 }
 

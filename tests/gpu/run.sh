@@ -161,6 +161,15 @@ if has poison; then
   tail -2 "$OUT/poison_fp32.log" | tee -a "$LOG"
   [[ $rc != 0 && ! -e "$P.fail/prediction_results.txt" ]] && st=ok || st=FAIL
   row poison32 "$st" "FP32 also poisoned: rc=$rc, $(tail -1 "$OUT/poison_fp32.log" | cut -c1-150)"
+  # embed takes the same guard: the poisoned batch is recomputed in FP32, the file is written
+  prot=$G/preprocess_500/dev_identified_protein.faa
+  VIRNUCPRO_DEBUG_POISON_BATCH=1 "$BIN/virnucpro" embed --model "$G/esm2" --device cuda \
+    --batch-tokens 512 -o "$P.embed.safetensors" "$prot" >"$OUT/poison_embed.log" 2>&1
+  rc=$?
+  cat "$OUT/poison_embed.log" >>"$LOG"
+  [[ $rc == 0 && -s "$P.embed.safetensors" ]] && grep -q "recomputed in FP32" "$OUT/poison_embed.log" &&
+    st=ok || st=FAIL
+  row poisonembed "$st" "embed, batch 1 poisoned: rc=$rc, $(grep -c 'recomputed in FP32' "$OUT/poison_embed.log") FP32 recompute(s) logged"
 fi
 
 ESM=$WORK/esm2_3b_random
