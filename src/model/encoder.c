@@ -292,9 +292,8 @@ static vnp_code forward(vnp_encoder *enc, const vnp_batch *b, int *T_out, vnp_er
                             "VIRNUCPRO_DISABLE_FP16=1 computes in FP32",
                             kind_name(c->kind), vnp_backend_name(enc->be));
         return vnp_fail(err, VNP_ENUMERIC,
-                        "%s produced NaN or infinite values on %s in FP32: the checkpoint or "
-                        "the input is not usable (check the weights for NaN with "
-                        "'virnucpro inspect -s')",
+                        "%s produced NaN or infinite values on %s: the checkpoint or the input "
+                        "is not usable (look for NaN in the weights with 'virnucpro inspect -s')",
                         kind_name(c->kind), vnp_backend_name(enc->be));
     }
     return VNP_OK;
