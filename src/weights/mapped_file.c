@@ -60,3 +60,23 @@ void vnp_mapped_file_release(void *mapped_file)
         munmap((void *)m->data, m->size);
     free(m);
 }
+
+vnp_code vnp_mapped_file_parse(vnp_mapped_file *f, const char *path, vnp_mapped_parser parse,
+                               vnp_tensor_map **out, vnp_error *err)
+{
+    *out = NULL;
+    vnp_tensor_map *m = vnp_tensor_map_new();
+    if (!m) {
+        vnp_mapped_file_release(f);
+        return vnp_fail(err, VNP_ENOMEM, "%s: out of memory", path);
+    }
+    vnp_code rc = vnp_tensor_map_hold(m, f, vnp_mapped_file_release, err);
+    if (rc == VNP_OK)
+        rc = parse(f->data, f->size, path, m, err);
+    if (rc) {
+        vnp_tensor_map_free(m);
+        return rc;
+    }
+    *out = m;
+    return VNP_OK;
+}

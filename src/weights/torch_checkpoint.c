@@ -171,18 +171,5 @@ vnp_code vnp_torch_load(const char *path, vnp_tensor_map **out, vnp_error *err)
         return vnp_fail(err, VNP_EFORMAT,
                         "%s: not a PyTorch checkpoint (no zip signature at the start)", path);
     }
-    vnp_tensor_map *m = vnp_tensor_map_new();
-    if (!m) {
-        vnp_mapped_file_release(f);
-        return vnp_fail(err, VNP_ENOMEM, "%s: out of memory", path);
-    }
-    rc = vnp_tensor_map_hold(m, f, vnp_mapped_file_release, err);
-    if (rc == VNP_OK)
-        rc = vnp_torch_zip_parse(f->data, f->size, path, m, err);
-    if (rc) {
-        vnp_tensor_map_free(m);
-        return rc;
-    }
-    *out = m;
-    return VNP_OK;
+    return vnp_mapped_file_parse(f, path, vnp_torch_zip_parse, out, err);
 }
