@@ -62,7 +62,7 @@ vnp_code vnp_tensor_map_add(vnp_tensor_map *m, const char *name, vnp_dtype dt, i
                             const int64_t *shape, const void *data, void *owned_data,
                             vnp_error *err);
 /* Keeps `res` alive with the map, released by `release(res)` when it is freed
- * (an mmap, a file buffer). */
+ * (an mmap, a file buffer). On failure `res` has already been released. */
 vnp_code vnp_tensor_map_hold(vnp_tensor_map *m, void *res, void (*release)(void *),
                              vnp_error *err);
 /* Numeric / string attributes. */

@@ -97,10 +97,12 @@ vnp_code vnp_sharded_checkpoint_load(const char *index_path, vnp_tensor_map **ou
                 rc = vnp_tensor_map_add(all, t->name, t->dtype, t->ndim, t->shape, t->data, NULL,
                                         err);
         }
-        if (rc || (rc = vnp_tensor_map_hold(all, m, release_map, err))) {
+        if (rc) {
             vnp_tensor_map_free(m);
             break;
         }
+        if ((rc = vnp_tensor_map_hold(all, m, release_map, err)))
+            break; /* hold has already released m */
     }
     /* every tensor the index names is where it says */
     for (const cJSON *it = wm->child; it && !rc; it = it->next)
