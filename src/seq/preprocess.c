@@ -3,11 +3,9 @@
 #include "core/fs.h"
 #include "virnucpro/seq.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "seq/text_out.h"
 
