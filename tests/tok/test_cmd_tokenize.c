@@ -18,6 +18,8 @@ static void check_output(const char *out, const char *key)
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
     const cJSON *toks = cJSON_GetObjectItemCaseSensitive(root, key);
     int n = cJSON_GetArraySize(ids);
+    assert_true(n > 0);
+    assert_int_equal(cJSON_GetArraySize(toks), n);
     char *want = NULL;
     size_t wlen = 0;
     FILE *f = open_memstream(&want, &wlen);
