@@ -6,11 +6,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "../model/model_fixtures.h"
 #include "test_support.h"
-#include "virnucpro/weights.h"
 
 static golden_tokens G;
 static vnp_tensor_map *E;
@@ -21,21 +19,11 @@ static const char *device(void)
     return d && *d ? d : "cuda";
 }
 
-static int setup(void **state)
-{
-    golden_tokens_load(&G);
-    vnp_error err = {0};
-    if (vnp_safetensors_load(vnp_test_fixture("golden/expected/tensors.safetensors"), &E, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
+static int setup(void **state) { return golden_fixtures_load(&G, &E); }
 
 static int teardown(void **state)
 {
-    golden_tokens_free(&G);
-    vnp_tensor_map_free(E);
+    golden_fixtures_free(&G, E);
     return 0;
 }
 
@@ -59,17 +47,14 @@ static vnp_encoder *load(const char *rel, vnp_backend *be)
 
 static float *embed_all(vnp_encoder *enc, int dna)
 {
-    int n = G.n, *idx = malloc(sizeof(int) * n);
-    for (int i = 0; i < n; i++)
-        idx[i] = i;
+    int n = G.n;
     packed p;
-    pack(&p, dna ? G.dna : G.esm, dna ? G.dna_len : G.esm_len, idx, n);
+    pack_first(&p, dna ? G.dna : G.esm, dna ? G.dna_len : G.esm_len, n);
     float *got = malloc(sizeof(float) * n * 128);
     vnp_error err = {0};
     if (vnp_encoder_embed(enc, &p.b, got, &err))
         fail_msg("%s", err.msg);
     packed_free(&p);
-    free(idx);
     return got;
 }
 
@@ -98,11 +83,7 @@ static int label_mismatches(const float *d, const float *e)
     if (vnp_classifier_load(vnp_test_fixture("golden/classifier.pth"), &c, &err))
         fail_msg("%s", err.msg);
     int n = G.n;
-    float *merged = malloc(sizeof(float) * n * 256), *probs = malloc(sizeof(float) * n * 2);
-    for (int i = 0; i < n; i++) {
-        memcpy(merged + i * 256, d + i * 128, sizeof(float) * 128);
-        memcpy(merged + i * 256 + 128, e + i * 128, sizeof(float) * 128);
-    }
+    float *merged = merge_rows(d, e, n, 128), *probs = malloc(sizeof(float) * n * 2);
     assert_int_equal(vnp_classifier_predict(c, merged, (size_t)n, probs, &err), VNP_OK);
     float *want = expected_tensor(E, "probabilities", (size_t)n * 2);
     int bad = 0;

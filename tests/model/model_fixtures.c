@@ -2,10 +2,12 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "test_support.h"
+#include "virnucpro/weights.h"
 
 static int32_t *int_array(const cJSON *a, int *len)
 {
@@ -54,6 +56,24 @@ void golden_tokens_free(golden_tokens *g)
     free(g->ids), free(g->dna), free(g->esm), free(g->dna_len), free(g->esm_len);
 }
 
+int golden_fixtures_load(golden_tokens *g, vnp_tensor_map **expected)
+{
+    golden_tokens_load(g);
+    vnp_error err = {0};
+    if (vnp_safetensors_load(vnp_test_fixture("golden/expected/tensors.safetensors"), expected,
+                             &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+void golden_fixtures_free(golden_tokens *g, vnp_tensor_map *expected)
+{
+    golden_tokens_free(g);
+    vnp_tensor_map_free(expected);
+}
+
 void pack(packed *p, int32_t *const *seqs, const int *lens, const int *idx, int n)
 {
     size_t total = 0;
@@ -69,6 +89,16 @@ void pack(packed *p, int32_t *const *seqs, const int *lens, const int *idx, int 
     p->b.tokens = p->tokens;
     p->b.cu_seqlens = p->cu;
     p->b.nseq = n;
+}
+
+void pack_first(packed *p, int32_t *const *seqs, const int *lens, int n)
+{
+    int *idx = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    assert_non_null(idx);
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
+    pack(p, seqs, lens, idx, n);
+    free(idx);
 }
 
 void packed_free(packed *p)
@@ -108,4 +138,15 @@ float *expected_tensor(const vnp_tensor_map *m, const char *name, size_t numel)
     assert_non_null(v);
     assert_int_equal(vnp_tensor_to_f32(t, v, NULL), VNP_OK);
     return v;
+}
+
+float *merge_rows(const float *a, const float *b, int n, int w)
+{
+    float *m = malloc(sizeof(float) * (size_t)(n ? n : 1) * 2 * (size_t)w);
+    assert_non_null(m);
+    for (size_t i = 0; i < (size_t)n; i++) {
+        memcpy(m + i * 2 * w, a + i * w, sizeof(float) * (size_t)w);
+        memcpy(m + i * 2 * w + w, b + i * w, sizeof(float) * (size_t)w);
+    }
+    return m;
 }

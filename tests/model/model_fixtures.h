@@ -19,6 +19,11 @@ typedef struct golden_tokens {
 void golden_tokens_load(golden_tokens *g);
 void golden_tokens_free(golden_tokens *g);
 
+/* A cmocka group's setup and teardown: the golden tokens and
+ * expected/tensors.safetensors. Load returns 0, or -1 with the error printed. */
+int golden_fixtures_load(golden_tokens *g, vnp_tensor_map **expected);
+void golden_fixtures_free(golden_tokens *g, vnp_tensor_map *expected);
+
 /* A packed batch of the chosen sequences (idx[k] into seqs/lens). */
 typedef struct packed {
     int32_t *tokens, *cu;
@@ -26,6 +31,8 @@ typedef struct packed {
 } packed;
 
 void pack(packed *p, int32_t *const *seqs, const int *lens, const int *idx, int n);
+/* pack() of sequences 0..n-1 in order. */
+void pack_first(packed *p, int32_t *const *seqs, const int *lens, int n);
 void packed_free(packed *p);
 
 /* ||a - b|| / ||b|| over n values. */
@@ -36,5 +43,9 @@ double max_row_rel_l2(const float *a, const float *b, size_t rows, size_t w);
 /* A malloc'd copy of a float32 tensor of expected/tensors.safetensors,
  * asserted to have `numel` values. */
 float *expected_tensor(const vnp_tensor_map *m, const char *name, size_t numel);
+
+/* The classifier's input: row i is a's row i then b's row i (n rows of 2w
+ * values, malloc'd). */
+float *merge_rows(const float *a, const float *b, int n, int w);
 
 #endif

@@ -11,28 +11,17 @@
 #include "model_fixtures.h"
 #include "test_support.h"
 #include "virnucpro/tok.h"
-#include "virnucpro/weights.h"
 
 #define TOL 1e-5
 
 static golden_tokens G;
 static vnp_tensor_map *E;
 
-static int setup(void **state)
-{
-    golden_tokens_load(&G);
-    vnp_error err = {0};
-    if (vnp_safetensors_load(vnp_test_fixture("golden/expected/tensors.safetensors"), &E, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
+static int setup(void **state) { return golden_fixtures_load(&G, &E); }
 
 static int teardown(void **state)
 {
-    golden_tokens_free(&G);
-    vnp_tensor_map_free(E);
+    golden_fixtures_free(&G, E);
     return 0;
 }
 
@@ -63,11 +52,9 @@ static float *check_model(vnp_encoder *enc, int dna, const char *want_name,
                           const char *hidden_prefix)
 {
     vnp_error err = {0};
-    int n = G.n, *idx = malloc(sizeof(int) * n);
-    for (int i = 0; i < n; i++)
-        idx[i] = i;
+    int n = G.n;
     packed p;
-    pack(&p, dna ? G.dna : G.esm, dna ? G.dna_len : G.esm_len, idx, n);
+    pack_first(&p, dna ? G.dna : G.esm, dna ? G.dna_len : G.esm_len, n);
     float *got = malloc(sizeof(float) * n * 128);
     if (vnp_encoder_embed(enc, &p.b, got, &err))
         fail_msg("%s", err.msg);
@@ -94,7 +81,6 @@ static float *check_model(vnp_encoder *enc, int dna, const char *want_name,
         free(h);
         packed_free(&p);
     }
-    free(idx);
     return got;
 }
 
@@ -166,20 +152,14 @@ static void test_end_to_end_probabilities(void **state)
     vnp_error err = {0};
     vnp_encoder *dna = load("golden/dnabert_s", be, VNP_ENCODER_DNABERT_S);
     vnp_encoder *esm = load("golden/esm2", be, VNP_ENCODER_ESM2);
-    int n = G.n, *idx = malloc(sizeof(int) * n);
-    for (int i = 0; i < n; i++)
-        idx[i] = i;
+    int n = G.n;
     packed pd, pe;
-    pack(&pd, G.dna, G.dna_len, idx, n);
-    pack(&pe, G.esm, G.esm_len, idx, n);
+    pack_first(&pd, G.dna, G.dna_len, n);
+    pack_first(&pe, G.esm, G.esm_len, n);
     float *d = malloc(sizeof(float) * n * 128), *e = malloc(sizeof(float) * n * 128);
     assert_int_equal(vnp_encoder_embed(dna, &pd.b, d, &err), VNP_OK);
     assert_int_equal(vnp_encoder_embed(esm, &pe.b, e, &err), VNP_OK);
-    float *merged = malloc(sizeof(float) * n * 256), *probs = malloc(sizeof(float) * n * 2);
-    for (int i = 0; i < n; i++) {
-        memcpy(merged + i * 256, d + i * 128, sizeof(float) * 128);
-        memcpy(merged + i * 256 + 128, e + i * 128, sizeof(float) * 128);
-    }
+    float *merged = merge_rows(d, e, n, 128), *probs = malloc(sizeof(float) * n * 2);
     float *want_merged = expected_tensor(E, "merged", (size_t)n * 256);
     assert_true(max_row_rel_l2(merged, want_merged, n, 256) < TOL);
     vnp_classifier *c = NULL;
@@ -193,7 +173,7 @@ static void test_end_to_end_probabilities(void **state)
     for (int i = 0; i < n; i++)
         assert_int_equal(probs[2 * i + 1] >= probs[2 * i], want[2 * i + 1] >= want[2 * i]);
     vnp_classifier_free(c);
-    free(want), free(want_merged), free(merged), free(probs), free(d), free(e), free(idx);
+    free(want), free(want_merged), free(merged), free(probs), free(d), free(e);
     packed_free(&pd);
     packed_free(&pe);
     vnp_encoder_free(dna);
