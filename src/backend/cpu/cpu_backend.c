@@ -38,15 +38,21 @@ vnp_code vnp_cpu_reserve_scratch(vnp_cpu *c, size_t n, vnp_error *err)
     return VNP_OK;
 }
 
-static vnp_code alloc_f32(size_t n, vnp_buf *out, vnp_error *err)
+/* A buffer of n values of dt (F32 or I32). */
+static vnp_code alloc_buf(size_t n, vnp_dtype dt, vnp_buf *out, vnp_error *err)
 {
-    out->ptr = alloc_aligned(n * sizeof(float));
-    out->dtype = VNP_DT_F32;
+    out->ptr = alloc_aligned(n * vnp_dtype_size(dt));
+    out->dtype = dt;
     out->n = n;
     if (!out->ptr)
         return vnp_fail(err, VNP_ENOMEM, "out of memory allocating %zu MiB on the CPU",
-                        n * sizeof(float) >> 20);
+                        n * vnp_dtype_size(dt) >> 20);
     return VNP_OK;
+}
+
+static vnp_code alloc_f32(size_t n, vnp_buf *out, vnp_error *err)
+{
+    return alloc_buf(n, VNP_DT_F32, out, err);
 }
 
 static vnp_code cpu_alloc_act(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
@@ -56,13 +62,7 @@ static vnp_code cpu_alloc_act(vnp_backend *be, size_t n, vnp_buf *out, vnp_error
 
 static vnp_code cpu_alloc_i32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
 {
-    out->ptr = alloc_aligned(n * sizeof(int32_t));
-    out->dtype = VNP_DT_I32;
-    out->n = n;
-    if (!out->ptr)
-        return vnp_fail(err, VNP_ENOMEM, "out of memory allocating %zu MiB on the CPU",
-                        n * sizeof(int32_t) >> 20);
-    return VNP_OK;
+    return alloc_buf(n, VNP_DT_I32, out, err);
 }
 
 static vnp_code cpu_upload_weight(vnp_backend *be, const vnp_tensor *t, int matrix, vnp_buf *out,
