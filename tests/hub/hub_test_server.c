@@ -47,31 +47,40 @@ void hub_tree_put(const char *tree, const char *rel, const char *src)
     free(d);
 }
 
+const char *hub_model_url_path(const char *model, const char *file)
+{
+    static char b[4][1024];
+    static int k;
+    char *p = b[k++ & 3];
+    const vnp_model_spec *s = vnp_hub_spec(model);
+    if (!s)
+        fail_msg("%s is not in the model table", model);
+    if (s->source == VNP_SOURCE_HF_HUB)
+        snprintf(p, sizeof b[0], "/hub/%s/resolve/%s/%s", s->repo, s->revision, file);
+    else
+        snprintf(p, sizeof b[0], "/gh/%s/%s/%s", s->repo, s->revision, file);
+    return p;
+}
+
 void hub_tree_build(const char *tree)
 {
     static const char *const esm[] = {"config.json", "model.safetensors", "vocab.txt", NULL};
     static const char *const dna[] = {"config.json", "pytorch_model.bin", "special_tokens_map.json",
                                       "tokenizer.json", "tokenizer_config.json", NULL};
-    const vnp_model_spec *s;
-    char rel[1024], src[1024];
-    s = vnp_hub_spec("esm2_t36_3B_UR50D");
-    for (int i = 0; esm[i]; i++) {
-        snprintf(rel, sizeof rel, "hub/%s/resolve/%s/%s", s->repo, s->revision, esm[i]);
-        snprintf(src, sizeof src, "golden/esm2/%s", esm[i]);
-        hub_tree_put(tree, rel, vnp_test_fixture(src));
-    }
-    s = vnp_hub_spec("dnabert-s");
-    for (int i = 0; dna[i]; i++) {
-        snprintf(rel, sizeof rel, "hub/%s/resolve/%s/%s", s->repo, s->revision, dna[i]);
-        snprintf(src, sizeof src, "golden/dnabert_s/%s", dna[i]);
-        hub_tree_put(tree, rel, vnp_test_fixture(src));
-    }
     static const char *const cls[] = {"classifier-300", "classifier-500", NULL};
-    for (int i = 0; cls[i]; i++) {
-        s = vnp_hub_spec(cls[i]);
-        snprintf(rel, sizeof rel, "gh/%s/%s/%s", s->repo, s->revision, s->load_file);
-        hub_tree_put(tree, rel, vnp_test_fixture("golden/classifier.pth"));
+    char src[1024];
+    for (int i = 0; esm[i]; i++) {
+        snprintf(src, sizeof src, "golden/esm2/%s", esm[i]);
+        hub_tree_put(tree, hub_model_url_path("esm2_t36_3B_UR50D", esm[i]) + 1,
+                     vnp_test_fixture(src));
     }
+    for (int i = 0; dna[i]; i++) {
+        snprintf(src, sizeof src, "golden/dnabert_s/%s", dna[i]);
+        hub_tree_put(tree, hub_model_url_path("dnabert-s", dna[i]) + 1, vnp_test_fixture(src));
+    }
+    for (int i = 0; cls[i]; i++)
+        hub_tree_put(tree, hub_model_url_path(cls[i], vnp_hub_spec(cls[i])->load_file) + 1,
+                     vnp_test_fixture("golden/classifier.pth"));
 }
 
 static int free_port(void)

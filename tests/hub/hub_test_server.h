@@ -14,6 +14,9 @@ void hub_tree_put(const char *tree, const char *rel, const char *src);
 /* Writes data to tree/rel. */
 void hub_tree_write(const char *tree, const char *rel, const char *data, size_t len);
 void hub_mkdirs(const char *dir);
+/* The URL path ("/hub/<repo>/resolve/<rev>/<file>" or "/gh/<repo>/<rev>/<file>") at which
+ * the model table fetches one file of a model; one of 4 rotating static buffers. */
+const char *hub_model_url_path(const char *model, const char *file);
 
 typedef struct hub_server {
     pid_t pid;

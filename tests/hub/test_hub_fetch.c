@@ -73,19 +73,6 @@ static const char *cache_file(const char *cache, const char *model, const char *
     return p;
 }
 
-static const char *url_suffix(const char *model, const char *file)
-{
-    static char b[4][1024];
-    static int k;
-    char *p = b[k++ & 3];
-    const vnp_model_spec *s = vnp_hub_spec(model);
-    if (s->source == VNP_SOURCE_HF_HUB)
-        snprintf(p, sizeof b[0], "/hub/%s/resolve/%s/%s", s->repo, s->revision, file);
-    else
-        snprintf(p, sizeof b[0], "/gh/%s/%s/%s", s->repo, s->revision, file);
-    return p;
-}
-
 static cJSON *load_manifest(const char *cache)
 {
     char path[1100];
@@ -312,12 +299,13 @@ static void test_full_fetch_list_path_verify(void **state)
     free(err);
 
     /* a second fetch downloads nothing */
-    int gets = hub_log_count(&srv, "GET", 0, url_suffix("esm2_t36_3B_UR50D", "model.safetensors"));
+    int gets =
+        hub_log_count(&srv, "GET", 0, hub_model_url_path("esm2_t36_3B_UR50D", "model.safetensors"));
     assert_int_equal(cli(env, "models fetch all --no-progress", &out, &err), 0);
     assert_contains(err, "already cached and verified");
-    assert_int_equal(hub_log_count(&srv, "GET", 0,
-                                   url_suffix("esm2_t36_3B_UR50D", "model.safetensors")),
-                     gets);
+    assert_int_equal(
+        hub_log_count(&srv, "GET", 0, hub_model_url_path("esm2_t36_3B_UR50D", "model.safetensors")),
+        gets);
     free(out);
     free(err);
 }
@@ -361,8 +349,9 @@ static void test_killed_download_resumes(void **state)
         fail_msg("resumed fetch failed: %s", err);
     assert_contains(err, "resuming pytorch_model.bin");
     char range[256], want[64];
-    assert_int_equal(hub_log_range(&srv, "GET", 206, url_suffix("dnabert-s", "pytorch_model.bin"),
-                                   range, sizeof range),
+    assert_int_equal(hub_log_range(&srv, "GET", 206,
+                                   hub_model_url_path("dnabert-s", "pytorch_model.bin"), range,
+                                   sizeof range),
                      1);
     snprintf(want, sizeof want, "bytes=%lld-", (long long)have);
     assert_string_equal(range, want);
@@ -444,7 +433,8 @@ static void test_corrupt_byte_fails_verify_and_is_refetched(void **state)
     char file[2048], golden[2048], suffix[1024];
     snprintf(file, sizeof file, "%s", cache_file(cache, "esm2_t36_3B_UR50D", "model.safetensors"));
     snprintf(golden, sizeof golden, "%s", vnp_test_fixture("golden/esm2/model.safetensors"));
-    snprintf(suffix, sizeof suffix, "%s", url_suffix("esm2_t36_3B_UR50D", "model.safetensors"));
+    snprintf(suffix, sizeof suffix, "%s",
+             hub_model_url_path("esm2_t36_3B_UR50D", "model.safetensors"));
     char env[1200], *out = NULL, *err = NULL;
     snprintf(env, sizeof env, "VIRNUCPRO_MODELS='%s'", cache);
     assert_int_equal(cli(env, "models fetch esm2_t36_3B_UR50D --no-progress", &out, &err), 0);
@@ -524,8 +514,8 @@ static void test_redirect_carries_the_digest(void **state)
     snprintf(env, sizeof env, "VIRNUCPRO_MODELS='%s' VIRNUCPRO_HUB_URL='%s/lfs/hub'", cache,
              srv.base);
     char big[1024], small[1024], lbig[1100], lsmall[1100];
-    snprintf(big, sizeof big, "%s", url_suffix("esm2_t36_3B_UR50D", "model.safetensors"));
-    snprintf(small, sizeof small, "%s", url_suffix("esm2_t36_3B_UR50D", "config.json"));
+    snprintf(big, sizeof big, "%s", hub_model_url_path("esm2_t36_3B_UR50D", "model.safetensors"));
+    snprintf(small, sizeof small, "%s", hub_model_url_path("esm2_t36_3B_UR50D", "config.json"));
     snprintf(lbig, sizeof lbig, "/lfs%s", big);
     snprintf(lsmall, sizeof lsmall, "/lfs%s", small);
     /* direct = all that end with the path, less those under /lfs */
@@ -571,7 +561,8 @@ static void test_404_is_clear_and_not_retried(void **state)
                          "config.json at revision");
     assert_contains(err, "HTTP 404");
     char suffix[1024];
-    snprintf(suffix, sizeof suffix, "/nothing%s", url_suffix("esm2_t36_3B_UR50D", "config.json"));
+    snprintf(suffix, sizeof suffix, "/nothing%s",
+             hub_model_url_path("esm2_t36_3B_UR50D", "config.json"));
     assert_int_equal(hub_log_count(&srv, "HEAD", 404, suffix), 1);
     free(out);
     free(err);
@@ -767,7 +758,7 @@ static void test_pinned_digests(void **state)
                             "1111111111111111111111111111111111111111111111111111111111111111",
                             NULL, 0};
     esm.pins[1] = (vnp_pin){NULL, NULL, NULL, 0};
-    const char *suffix = url_suffix("esm2_t36_3B_UR50D", "model.safetensors");
+    const char *suffix = hub_model_url_path("esm2_t36_3B_UR50D", "model.safetensors");
     int gets = hub_log_count(&srv, "GET", 0, suffix);
     assert_int_equal(vnp_hub_fetch_spec(&cfg, &esm, &e), VNP_EINTEGRITY);
     assert_contains(e.msg, "but revision 476b639933c8baad5ad09a60ac1a87f987b656fc of "
@@ -887,7 +878,7 @@ static void test_hf_and_torch_hub_caches_used_in_place(void **state)
                      VNP_ENOTFOUND);
 
     /* `models fetch` does not download what another cache has ... */
-    const char *suffix = url_suffix("dnabert-s", "pytorch_model.bin");
+    const char *suffix = hub_model_url_path("dnabert-s", "pytorch_model.bin");
     int gets = hub_log_count(&srv, "GET", 200, suffix);
     char env[1400], *out = NULL, *err = NULL;
     snprintf(env, sizeof env, "VIRNUCPRO_MODELS='%s'", fresh("c_external_cli"));

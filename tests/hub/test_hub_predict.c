@@ -96,19 +96,6 @@ static int predict(const char *env, const char *args, char **err)
     return vnp_test_run(cmd, NULL, err);
 }
 
-static const char *suffix_of(const char *model, const char *file)
-{
-    static char b[2][1024];
-    static int k;
-    char *p = b[k++ & 1];
-    const vnp_model_spec *s = vnp_hub_spec(model);
-    if (s->source == VNP_SOURCE_HF_HUB)
-        snprintf(p, sizeof b[0], "/hub/%s/resolve/%s/%s", s->repo, s->revision, file);
-    else
-        snprintf(p, sizeof b[0], "/gh/%s/%s/%s", s->repo, s->revision, file);
-    return p;
-}
-
 static void test_predict_fetches_models_on_first_use(void **state)
 {
     (void)state;
@@ -129,11 +116,12 @@ static void test_predict_fetches_models_on_first_use(void **state)
     snprintf(got, sizeof got, "%s/prediction_results_highestscore.csv", out);
     vnp_test_assert_files_equal(got,
                                 vnp_test_fixture("golden/expected/prediction_results_highestscore.csv"));
-    assert_int_equal(hub_log_count(&srv, "GET", 200, suffix_of("classifier-300", "300_model.pth")),
-                     0);
+    assert_int_equal(
+        hub_log_count(&srv, "GET", 200, hub_model_url_path("classifier-300", "300_model.pth")), 0);
 
     /* -l 300 fetches its classifier only; the encoders come from the cache */
-    int esm_gets = hub_log_count(&srv, "GET", 0, suffix_of("esm2_t36_3B_UR50D", "model.safetensors"));
+    int esm_gets =
+        hub_log_count(&srv, "GET", 0, hub_model_url_path("esm2_t36_3B_UR50D", "model.safetensors"));
     assert_int_equal(esm_gets, 1);
     snprintf(out, sizeof out, "%s", vnp_test_tmp("out300"));
     rm_rf(out);
@@ -142,10 +130,11 @@ static void test_predict_fetches_models_on_first_use(void **state)
     if (rc != 0)
         fail_msg("predict -l 300 failed (%d): %s", rc, err);
     free(err);
-    assert_int_equal(hub_log_count(&srv, "GET", 200, suffix_of("classifier-300", "300_model.pth")),
-                     1);
     assert_int_equal(
-        hub_log_count(&srv, "GET", 0, suffix_of("esm2_t36_3B_UR50D", "model.safetensors")), 1);
+        hub_log_count(&srv, "GET", 200, hub_model_url_path("classifier-300", "300_model.pth")), 1);
+    assert_int_equal(
+        hub_log_count(&srv, "GET", 0, hub_model_url_path("esm2_t36_3B_UR50D", "model.safetensors")),
+        1);
 
     /* offline, from the cache, with no server at all */
     snprintf(out, sizeof out, "%s", vnp_test_tmp("out_offline"));
