@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/fs.h"
 #include "hub/hub_internal.h"
 
 #define DEFAULT_HUB_URL "https://huggingface.co"
@@ -160,11 +159,6 @@ void vnp_hub_load_path(const vnp_model_spec *spec, const char *dir, char *out, s
         snprintf(out, cap, "%s/%s", dir, spec->load_file);
     else
         snprintf(out, cap, "%s", dir);
-}
-
-vnp_code vnp_hub_mkdirs(const char *path, vnp_error *err)
-{
-    return vnp_mkdirs(path, "directory", err);
 }
 
 void vnp_hub_note(const vnp_hub_cfg *cfg, const char *fmt, ...)

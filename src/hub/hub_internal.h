@@ -153,8 +153,6 @@ vnp_code vnp_hub_verify_hf_snapshot(const char *dir, int *nfiles, uint64_t *byte
 /* The Hugging Face hub cache directory in effect (HF_HUB_CACHE, HF_HOME/hub, ...). */
 void vnp_hub_hf_cache_root(char *out, size_t cap);
 
-/* mkdir -p */
-vnp_code vnp_hub_mkdirs(const char *path, vnp_error *err);
 /* Message printed unless quiet (stderr). */
 void vnp_hub_note(const vnp_hub_cfg *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

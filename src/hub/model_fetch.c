@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "hub/hub_internal.h"
 
 #define MAX_PLAN 64
@@ -547,7 +548,7 @@ vnp_code vnp_hub_fetch_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, 
     fc->cfg = cfg;
     fc->spec = spec;
     vnp_hub_model_dir(cfg, spec, fc->dir, sizeof fc->dir);
-    vnp_code rc = vnp_hub_mkdirs(fc->dir, err);
+    vnp_code rc = vnp_mkdirs(fc->dir, "model cache directory", err);
     vnp_cache_lock lk = {-1};
     if (!rc)
         rc = vnp_cache_lock_take(cfg->cache_dir, &lk, cfg->quiet, err);

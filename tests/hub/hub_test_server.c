@@ -16,13 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "hub/hub_internal.h"
 #include "test_support.h"
 
 void hub_mkdirs(const char *dir)
 {
     vnp_error err;
-    if (vnp_hub_mkdirs(dir, &err) != VNP_OK)
+    if (vnp_mkdirs(dir, "test directory", &err) != VNP_OK)
         fail_msg("%s", err.msg);
 }
 
