@@ -1,4 +1,5 @@
-"""Prints float32 values and numpy's repr of each, one per line: "<bits hex>\t<repr>".
+"""Prints float32 values and str() of each as a numpy float32, one per line:
+"<bits hex>\t<str>" (str, not repr: numpy 2 wraps repr in "np.float32(...)").
 
 Reference for the C float formatter (src/pipeline/float_format.c), which must print
 probabilities exactly as the original VirNucPro (str() of numpy float32) did.
@@ -40,7 +41,7 @@ def main():
         if np.isnan(v):
             continue  # many NaN payloads; the C side tests "nan" on its own
         bits = struct.unpack("<I", struct.pack("<f", float(v)))[0]
-        out.write("%08x\t%s\n" % (bits, repr(v)))
+        out.write("%08x\t%s\n" % (bits, str(v)))
 
 
 if __name__ == "__main__":
