@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "core/fs.h"
 #include "virnucpro.h"
 
 static void tokenize_usage(FILE *f)
@@ -29,12 +30,6 @@ static void tokenize_usage(FILE *f)
           "  -p, --protein     protein input, ESM-2 ids\n"
           "  -h, --help        this help\n",
           f);
-}
-
-static int is_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static int file_exists(const char *path)
@@ -111,16 +106,16 @@ int vnp_cmd_tokenize(int argc, char **argv)
     }
     if (model && protein) {
         snprintf(path, sizeof path, "%s/vocab.txt", model);
-        if (is_dir(model) && file_exists(path) && vnp_esm_check_vocab(path, &err)) {
+        if (vnp_is_dir(model) && file_exists(path) && vnp_esm_check_vocab(path, &err)) {
             vnp_cli_error("%s", err.msg);
             return 1;
         }
-        if (!is_dir(model)) {
+        if (!vnp_is_dir(model)) {
             vnp_cli_error("--model '%s' is not a directory", model);
             return 2;
         }
     } else if (model) {
-        if (is_dir(model))
+        if (vnp_is_dir(model))
             snprintf(path, sizeof path, "%s/tokenizer.json", model);
         else
             snprintf(path, sizeof path, "%s", model);

@@ -28,3 +28,9 @@ vnp_code vnp_mkdirs(const char *dir, const char *what, vnp_error *err)
     free(p);
     return rc;
 }
+
+int vnp_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}

@@ -9,4 +9,7 @@
  * is not a directory. */
 vnp_code vnp_mkdirs(const char *dir, const char *what, vnp_error *err);
 
+/* 1 when path exists and is a directory (symbolic links followed). */
+int vnp_is_dir(const char *path);
+
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/fs.h"
 #include "model/encoder_internal.h"
 #include "virnucpro/weights.h"
 
@@ -22,12 +23,6 @@ static int is_file(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* The one *.pt file of a directory (a fair-esm hub cache), if exactly one. */
@@ -53,7 +48,7 @@ static int single_pt(const char *dir, char *out, size_t cap)
 static vnp_code resolve(const char *path, char *ckpt, char *config, size_t cap, vnp_error *err)
 {
     config[0] = '\0';
-    if (is_dir(path)) {
+    if (vnp_is_dir(path)) {
         snprintf(config, cap, "%s/config.json", path);
         if (!is_file(config))
             config[0] = '\0';

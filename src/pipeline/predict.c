@@ -43,16 +43,10 @@ int vnp_predict_failed(vnp_predict_ctx *c)
     return f;
 }
 
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* The directory holding a model: the path itself, or the directory of a file. */
 static char *model_dir(const char *path)
 {
-    if (is_dir(path))
+    if (vnp_is_dir(path))
         return strdup(path);
     const char *slash = strrchr(path, '/');
     if (!slash)
