@@ -52,7 +52,7 @@ static void predict_usage(FILE *f)
         "                        (DIR/predict.journal tracks them; not with stdin,\n"
         "                        --embeddings or --keep-intermediate)\n"
         "      --progress, --no-progress  progress line on stderr (default: on a terminal)\n"
-        "  -q, --quiet           no summary line\n"
+        "  -q, --quiet           no summary line and no model-download notes\n"
         "  -h, --help            this help\n"
         "\n"
         "Models not given are taken from the model cache (see 'virnucpro models'); with\n"
@@ -231,6 +231,8 @@ int vnp_cmd_predict(int argc, char **argv)
     if (nmiss > 0) {
         vnp_hub_options hub;
         vnp_hub_options_init(&hub);
+        hub.progress = o.progress; /* --progress / --no-progress apply to downloads too */
+        hub.quiet = quiet;
         if (vnp_models_resolve_all(names, nmiss, &hub, paths, &err) != VNP_OK) {
             vnp_cli_error("%s", err.msg);
             return 1;
