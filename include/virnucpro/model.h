@@ -40,6 +40,8 @@ typedef struct vnp_encoder vnp_encoder;
  * or a fair-esm .pt file. The kind is decided by the checkpoint. */
 vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, vnp_error *err);
 void vnp_encoder_free(vnp_encoder *enc);
+/* The kind of model a path holds, from its tensor names, without loading it. */
+vnp_code vnp_encoder_probe(const char *path, vnp_encoder_kind *kind, vnp_error *err);
 vnp_encoder_kind vnp_encoder_kind_of(const vnp_encoder *enc);
 int vnp_encoder_hidden_size(const vnp_encoder *enc);
 
@@ -61,18 +63,6 @@ vnp_code vnp_encoder_embed(vnp_encoder *enc, const vnp_batch *batch, float *out,
 /* Per-token last hidden states, out[total_tokens * hidden] float32 (tests, debugging). */
 vnp_code vnp_encoder_hidden(vnp_encoder *enc, const vnp_batch *batch, float *out, vnp_error *err);
 
-/* The NaN/Inf guard's FP32 recompute. As vnp_encoder_embed; when enc computes in
- * FP16/BF16 and the batch comes out with a NaN or Inf (nothing is written to out
- * then), the batch is recomputed in FP32 on the same device by an FP32 copy of
- * the model, loaded from the same checkpoint on first need into *twin (start
- * with NULL; free with vnp_encoder_fp32_free), and *recomputed is set to 1 (the
- * caller logs it with the sequence IDs). If FP32 is non-finite too: VNP_ENUMERIC. */
-typedef struct vnp_encoder_fp32 vnp_encoder_fp32;
-vnp_code vnp_encoder_embed_checked(vnp_encoder *enc, vnp_encoder_fp32 **twin,
-                                   const vnp_batch *batch, float *out, int *recomputed,
-                                   vnp_error *err);
-void vnp_encoder_fp32_free(vnp_encoder_fp32 *twin);
-
 /* ---- VirNucPro's MLP classifier (a whole pickled torch module) ---- */
 typedef struct vnp_classifier vnp_classifier;
 
@@ -84,9 +74,14 @@ int vnp_classifier_input_size(const vnp_classifier *c);
  * before any work starts. */
 vnp_code vnp_classifier_check_inputs(const vnp_classifier *c, int dnabert_hidden, int esm_hidden,
                                      vnp_error *err);
-/* x[n * input] -> probs[n * 2] (softmax; column 1 = virus). */
-vnp_code vnp_classifier_predict(const vnp_classifier *c, const float *x, size_t n, float *probs,
-                                vnp_error *err);
+/* probs[n * 2] = the softmax of each row of logits[n * 2] in float32 (column 1 =
+ * virus). Returns how many rows have a non-finite probability. */
+size_t vnp_classifier_softmax(const float *logits, size_t n, float *probs);
+/* x[n * width] -> probs[n * 2] on a one-thread CPU backend (tests, small jobs; the
+ * pipeline queues the classifier on each worker's device). VNP_ESHAPE unless width is
+ * the classifier's input width. */
+vnp_code vnp_classifier_predict(const vnp_classifier *c, const float *x, size_t n, int width,
+                                float *probs, vnp_error *err);
 
 #ifdef __cplusplus
 }

@@ -147,6 +147,25 @@ vnp_code vnp_features_writer_add(vnp_features_writer *w, const char *id, size_t 
 vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err);
 void vnp_features_writer_free(vnp_features_writer *w);
 
+/* ---- devices: one worker per --device entry ---- */
+
+#define VNP_MAX_WORKERS 64
+
+typedef struct vnp_devices {
+    char **name;   /* "cpu" or "cuda:N", one per worker, in --device order */
+    int n;
+    int auto_cpu;  /* "auto" found no GPU and fell back to the CPU */
+    int auto_gpus; /* GPUs "auto" found (-1 when "auto" was not used) */
+} vnp_devices;
+
+/* Parses a --device list: comma-separated "auto" (every visible GPU, else the CPU),
+ * "cpu", "cuda" (every visible GPU; an error when there is none) and "cuda:N";
+ * entries may repeat ("cpu,cpu" = two CPU workers). NULL or "" = "auto". */
+vnp_code vnp_devices_parse(const char *spec, vnp_devices *d, vnp_error *err);
+void vnp_devices_free(vnp_devices *d);
+/* CPUs this process may run on (sched_getaffinity), the default of -t. */
+int vnp_cpu_threads_available(void);
+
 /* ---- predict ---- */
 
 typedef struct vnp_predict_options {
@@ -155,9 +174,10 @@ typedef struct vnp_predict_options {
     const char *esm;        /* ESM-2 model directory or fair-esm .pt */
     const char *dnabert;    /* DNABERT-S model directory (with tokenizer.json) */
     const char *classifier; /* VirNucPro classifier .pth */
-    const char *device;     /* "cpu" (default), "cuda", "cuda:N" */
+    const char *device;     /* --device list (see vnp_devices_parse); default "auto" */
     vnp_precision precision;
-    int threads;            /* CPU threads, 0 = all cores */
+    int threads;            /* CPU threads of each CPU worker; 0 = the CPUs this process
+                             * may use */
     int chunk_len;          /* 300 or 500 */
     size_t batch_tokens;    /* token budget of one encoder batch; 0 = default */
     size_t window_orfs;     /* ORFs read ahead and sorted by length; 0 = default */
@@ -170,7 +190,7 @@ typedef struct vnp_predict_options {
                              * (prediction_results_highestscore.csv); 0 = 16 MiB */
 } vnp_predict_options;
 
-/* Defaults: device "cpu", FP16 (used on CUDA; the CPU computes in FP32),
+/* Defaults: device "auto", FP16 (used on CUDA; the CPU computes in FP32),
  * chunk 500, progress auto. */
 void vnp_predict_options_init(vnp_predict_options *o);
 
@@ -179,6 +199,10 @@ typedef struct vnp_predict_stats {
     size_t chunks;
     size_t orfs;         /* kept frames classified */
     uint64_t tokens;     /* tokens through both encoders */
+    size_t recomputed;   /* batches recomputed in FP32 by the NaN/Inf guard */
+    int workers;         /* workers started (one per --device entry) */
+    int retired;         /* workers that failed and were retired */
+    char devices[256];   /* the workers: "cuda:0 fp16, cuda:1 fp16" */
     double seconds;      /* wall time from the first record to the last row */
     double load_seconds; /* model loading */
     long peak_rss_kb;    /* getrusage(RUSAGE_SELF) ru_maxrss at the end */
@@ -197,8 +221,11 @@ typedef struct vnp_predict_stats {
  * --keep-intermediate); when a run fails after that point the partial outputs
  * and the journal are kept and the error says so, and a run with `resume`
  * continues from the next record, giving the same files as an uninterrupted
- * run. Debugging: VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS=N makes the writer fail
- * after N windows (to test resuming). */
+ * run. One worker per --device entry computes batches from a shared queue; a
+ * worker that fails is retired and its batches are computed by the others; the run
+ * fails only when none is left. Debugging: VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS=N
+ * makes the writer fail after N windows (to test resuming);
+ * VIRNUCPRO_DEBUG_FAIL_WORKER=W:B[,...] makes worker W fail at its B-th batch. */
 vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp_error *err);
 
 #ifdef __cplusplus

@@ -27,6 +27,14 @@ typedef struct vnp_buf {
     size_t n;        /* elements */
 } vnp_buf;
 
+/* An ordering point in a backend's queue (opaque; a no-op on the CPU). */
+typedef struct vnp_event vnp_event;
+
+/* Guard word bits. */
+#define VNP_GUARD_NONFINITE 1u
+#define VNP_GUARD_BAD_TOKEN 2u
+#define VNP_GUARD_BAD_SHAPE 4u
+
 typedef enum vnp_act {
     VNP_ACT_NONE = 0,
     VNP_ACT_GELU_ERF, /* 0.5 x (1 + erf(x / sqrt 2)) */
@@ -56,6 +64,8 @@ typedef struct vnp_backend_ops {
     /* ---- memory ---- */
     /* Activations: allocated in the backend's compute dtype (F32 on CPU; F16/BF16/F32 on CUDA). */
     vnp_code (*alloc_act)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
+    /* F32 whatever the compute dtype (pooled features, the classifier's activations). */
+    vnp_code (*alloc_f32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
     vnp_code (*alloc_i32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
     /* A weight tensor converted to what the backend computes with. matrix != 0 for
      * GEMM operands (may be stored in F16/BF16); vectors (biases, LayerNorm) may be kept F32. */
@@ -65,21 +75,25 @@ typedef struct vnp_backend_ops {
     vnp_code (*upload_f32)(vnp_backend *be, const float *src, size_t n, vnp_buf *out,
                            vnp_error *err);
     /* Copies n ids into dst, a buffer from alloc_i32 with at least n entries (reused
-     * batch after batch; the copy is ordered after earlier ops that read it). */
+     * batch after batch; the copy is ordered after earlier ops that read it). From
+     * host_alloc memory the copy is queued (asynchronous); from other memory it is done
+     * before the call returns. */
     vnp_code (*upload_i32)(vnp_backend *be, const int32_t *src, size_t n, vnp_buf *dst,
                            vnp_error *err);
     vnp_code (*download_f32)(vnp_backend *be, const vnp_buf *src, size_t n, float *dst,
                              vnp_error *err);
     void (*free_buf)(vnp_backend *be, vnp_buf *buf);
 
-    /* ---- ops (may be asynchronous on a device; download_f32 synchronises) ---- */
+    /* ---- ops (queued on a device; download_f32 waits for them) ---- */
     /* out[i,:] = (table[ids[i],:] + add_row) * scale ; add_row may be NULL. The model
      * has checked every id against its vocabulary. */
     vnp_code (*embedding)(vnp_backend *be, const vnp_buf *table, const vnp_buf *ids, int T,
                           int H, const vnp_buf *add_row, float scale, vnp_buf *out,
                           vnp_error *err);
     /* out[M,N] = act(x[M,K] W[N,K]^T + bias[N]) + residual[M,N]; bias, residual may be
-     * NULL; out may alias residual. W is in PyTorch nn.Linear layout. */
+     * NULL; out may alias residual. W is in PyTorch nn.Linear layout. x, W, out (and
+     * residual) are all in the compute dtype, or all F32: then the GEMM runs in FP32
+     * whatever the compute dtype (the classifier; W from upload_f32 or an F32 upload). */
     vnp_code (*linear)(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
                        vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
                        vnp_error *err);
@@ -98,15 +112,46 @@ typedef struct vnp_backend_ops {
     vnp_code (*attention)(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
                           int nseq, int max_len, int T, const vnp_attn_desc *desc, vnp_buf *out,
                           vnp_error *err);
-    /* out[s,:] = mean of x[row_begin[s] .. row_end[s]) (host arrays, absolute rows), FP32. */
-    vnp_code (*mean_pool)(vnp_backend *be, const vnp_buf *x, int H, const int32_t *row_begin,
-                          const int32_t *row_end, int nseq, float *out, vnp_error *err);
+    /* Mean pooling into an F32 buffer: out[s * ld + col + j] = mean over rows
+     * ranges[s] .. ranges[nseq + s] (absolute rows of x, end exclusive) of x[row, j], summed
+     * in FP32 (the CPU in PyTorch's cascade order). ranges is an I32 backend buffer of
+     * 2 * nseq entries (begins, then ends); out an F32 buffer (alloc_f32) of at least
+     * nseq * ld entries, col + H <= ld. A range outside x or empty sets the guard's
+     * bad-shape bit (and leaves its row unwritten) instead of reading past x. */
+    vnp_code (*mean_pool)(vnp_backend *be, const vnp_buf *x, int H, const vnp_buf *ranges,
+                          int nseq, vnp_buf *out, int ld, int col, vnp_error *err);
+    /* out[M,N] = act(x[M,N] * scale[N] + shift[N]) over F32 buffers (an eval-mode
+     * BatchNorm folded to a scale and shift, then ReLU); out may alias x. */
+    vnp_code (*scale_shift)(vnp_backend *be, const vnp_buf *x, const vnp_buf *scale,
+                            const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
+                            vnp_error *err);
 
-    /* ---- numeric guard ---- */
-    /* Non-zero when any op since the last reset produced a NaN/Inf (cheap: a flag
-     * the kernels set; read with the results). */
-    int (*nonfinite_seen)(vnp_backend *be);
-    void (*nonfinite_reset)(vnp_backend *be);
+    /* ---- asynchronous batches ----
+     * Ops are queued in order on the backend's one stream (the CPU runs them at once).
+     * Host memory from host_alloc (pinned on CUDA) is what copies may read or write
+     * asynchronously; it must stay untouched until an event recorded after the copy has
+     * been waited for. */
+    vnp_code (*host_alloc)(vnp_backend *be, size_t bytes, void **out, vnp_error *err);
+    void (*host_free)(vnp_backend *be, void *p);
+    /* Queues the copy of n F32 elements of src (an F32 buffer) into dst (host_alloc
+     * memory); done when a later event is. */
+    vnp_code (*download_f32_async)(vnp_backend *be, const vnp_buf *src, size_t n, float *dst,
+                                   vnp_error *err);
+    vnp_code (*event_create)(vnp_backend *be, vnp_event **out, vnp_error *err);
+    void (*event_free)(vnp_backend *be, vnp_event *ev);
+    /* Marks the current end of the queue. */
+    vnp_code (*event_record)(vnp_backend *be, vnp_event *ev, vnp_error *err);
+    /* Blocks the calling thread until everything queued before the record has run.
+     * VNP_EDEVICE (naming the device and the CUDA error) when the device faulted. */
+    vnp_code (*event_wait)(vnp_backend *be, vnp_event *ev, vnp_error *err);
+
+    /* ---- numeric guard ----
+     * A guard word of VNP_GUARD_* bits that kernels set: NaN/Inf in an output, a token
+     * id outside the table, a bad shape/range. */
+    /* Queues clearing the guard word. */
+    void (*guard_reset)(vnp_backend *be);
+    /* Queues a copy of the guard word into *dst (host_alloc memory). */
+    vnp_code (*guard_save)(vnp_backend *be, uint32_t *dst, vnp_error *err);
 } vnp_backend_ops;
 
 struct vnp_backend {
@@ -116,6 +161,16 @@ struct vnp_backend {
     char name[64];
     void *impl;
 };
+
+/* The guard word's meaning: VNP_OK when clean; VNP_ENUMERIC for NaN/Inf alone (the
+ * caller may recompute in FP32); VNP_EINVAL for a bad token or shape (a bug or a
+ * corrupt batch, never retried in FP32). `where` names the device and batch. */
+vnp_code vnp_backend_guard_code(uint32_t word, const char *where, vnp_error *err);
+/* Synchronous guard check of everything queued so far: saves, waits, decodes (tests,
+ * one-batch callers). VNP_EDEVICE when the device faulted. */
+vnp_code vnp_backend_guard_check(vnp_backend *be, vnp_error *err);
+/* Visible CUDA GPUs (0 without the CUDA backend or without a usable driver). */
+int vnp_backend_cuda_count(void);
 
 /* Constructors (implemented in cpu/ and cuda/). */
 vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err);

@@ -12,6 +12,7 @@
  * end, so memory does not grow with the input; OUT appears only on success. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 
 #include "cli/commands.h"
+#include "pipeline/engine.h"
 #include "virnucpro.h"
 
 static void embed_usage(FILE *f)
@@ -38,8 +40,11 @@ static void embed_usage(FILE *f)
           "Options:\n"
           "  -m, --model PATH      model directory or fair-esm .pt file (required)\n"
           "  -o, --output FILE     output safetensors file (required)\n"
-          "  -d, --device DEV      cpu (default), cuda or cuda:N\n"
-          "  -t, --threads N       CPU threads (default: all cores)\n"
+          "  -d, --device LIST     comma-separated, one worker each: auto (default: every\n"
+          "                        visible GPU, else the CPU), cpu, cuda (every GPU), cuda:N;\n"
+          "                        a worker that fails is retired, the others finish its work\n"
+          "  -t, --threads N       CPU threads of each CPU worker (default: the CPUs this\n"
+          "                        process may use)\n"
           "  -b, --batch-tokens N  tokens per packed batch (default 8192)\n"
           "  -q, --quiet           no summary line on stderr\n"
           "  -h, --help            this help\n"
@@ -48,70 +53,93 @@ static void embed_usage(FILE *f)
           f);
 }
 
-/* ---- batching ---- */
-typedef struct {
-    vnp_ids toks;
-    int32_t *cu;
-    char **ids;
-    size_t *id_len;
-    int n, cap;
-} pending;
+/* ---- the records, in windows, through the engine ---- */
+#define EMBED_WINDOW 2048
 
-static int pending_push(pending *p, const char *id, size_t id_len)
+typedef struct embed_run {
+    vnp_engine *eng;
+    vnp_seq_reader *rd;
+    const vnp_bpe *bpe; /* DNABERT-S; NULL for ESM-2 */
+    uint64_t tokens;    /* the reader's */
+    vnp_error err;      /* the reader's */
+} embed_run;
+
+/* Reader thread: records -> windows of whole-record items. */
+static void *embed_reader(void *arg)
 {
-    if (p->n + 1 >= p->cap) {
-        int nc = p->cap ? p->cap * 2 : 256;
-        int32_t *cu = realloc(p->cu, sizeof(int32_t) * (size_t)(nc + 1));
-        if (cu)
-            p->cu = cu;
-        char **ids = realloc(p->ids, sizeof(char *) * (size_t)nc);
-        if (ids)
-            p->ids = ids;
-        size_t *il = realloc(p->id_len, sizeof(size_t) * (size_t)nc);
-        if (il)
-            p->id_len = il;
-        if (!cu || !ids || !il)
-            return -1;
-        p->cap = nc;
+    embed_run *r = arg;
+    vnp_window *w = NULL;
+    vnp_record rec;
+    vnp_code rc = VNP_OK;
+    int got;
+    while (!vnp_engine_failed(r->eng) && (got = vnp_seq_read(r->rd, &rec, &r->err)) != 0) {
+        if (got < 0) {
+            rc = (vnp_code)-got;
+            break;
+        }
+        if (!w && !(w = vnp_window_new())) {
+            rc = vnp_fail(&r->err, VNP_ENOMEM, "out of memory");
+            break;
+        }
+        vnp_win_orf *o;
+        if ((rc = vnp_window_add_orf(w, &o, &r->err)) ||
+            (rc = vnp_window_text(w, rec.id, rec.id_len, &o->id_off, &r->err)))
+            break;
+        o->id_len = rec.id_len;
+        vnp_ids *ids = r->bpe ? &w->dna : &w->esm;
+        size_t before = ids->n;
+        rc = r->bpe ? vnp_bpe_encode(r->bpe, rec.seq, rec.len, ids, &r->err)
+                    : vnp_esm_encode(rec.seq, rec.len, ids, &r->err);
+        if (rc) {
+            vnp_error_prefix(&r->err, "%s: record '%s': ", vnp_seq_name(r->rd), rec.id);
+            break;
+        }
+        if (ids->n - before > (size_t)INT32_MAX / 2) {
+            rc = vnp_fail(&r->err, VNP_EINVAL, "%s: record '%s' is too long to embed",
+                          vnp_seq_name(r->rd), rec.id);
+            break;
+        }
+        if (r->bpe) {
+            o->dna_off = before;
+            o->dna_len = ids->n - before;
+        } else {
+            o->esm_off = before;
+            o->esm_len = ids->n - before;
+        }
+        r->tokens += ids->n - before;
+        if (w->norf >= EMBED_WINDOW) {
+            vnp_window *full = w;
+            w = NULL;
+            if (!vnp_engine_push(r->eng, full, &r->err))
+                break;
+        }
     }
-    if (!(p->ids[p->n] = strndup(id, id_len)))
-        return -1;
-    p->id_len[p->n] = id_len;
-    p->n++;
-    p->cu[p->n] = (int32_t)p->toks.n;
-    return 0;
+    if (rc)
+        vnp_engine_fail(r->eng, &r->err);
+    else if (w && !vnp_engine_failed(r->eng)) {
+        vnp_engine_push(r->eng, w, &r->err);
+        w = NULL;
+    }
+    vnp_window_free(w);
+    vnp_engine_close(r->eng);
+    return NULL;
 }
 
-static void pending_clear(pending *p)
+/* The calling thread: windows in input order -> rows of the output. */
+static vnp_code embed_write(vnp_engine *eng, vnp_features_writer *o, vnp_error *err)
 {
-    for (int i = 0; i < p->n; i++)
-        free(p->ids[i]);
-    p->n = 0;
-    p->toks.n = 0;
-    if (p->cu)
-        p->cu[0] = 0;
-}
-
-/* Embeds the pending records; a batch that comes out non-finite in FP16/BF16 is
- * recomputed in FP32 (the NaN/Inf guard) and the event logged with its records. */
-static vnp_code flush(pending *p, vnp_encoder *enc, vnp_encoder_fp32 **twin, float *rows,
-                      vnp_features_writer *o, vnp_error *err)
-{
-    if (p->n == 0)
-        return VNP_OK;
-    vnp_batch b = {p->toks.v, p->cu, p->n};
-    int recomputed = 0;
-    vnp_code rc = vnp_encoder_embed_checked(enc, twin, &b, rows, &recomputed, err);
-    if (recomputed || rc == VNP_ENUMERIC)
-        vnp_warn("embed: a batch of %d records ('%s' .. '%s') gave NaN/Inf in reduced "
-                 "precision%s",
-                 p->n, p->ids[0], p->ids[p->n - 1],
-                 rc ? " and in FP32 too" : "; recomputed in FP32");
-    int H = vnp_encoder_hidden_size(enc);
-    for (int i = 0; !rc && i < p->n; i++)
-        rc = vnp_features_writer_add(o, p->ids[i], p->id_len[i], rows + (size_t)i * H, err);
-    pending_clear(p);
-    return rc;
+    vnp_window *w;
+    int H = vnp_engine_width(eng);
+    vnp_code rc = VNP_OK;
+    while (!rc && (w = vnp_engine_pop(eng))) {
+        for (size_t i = 0; !rc && i < w->norf; i++)
+            rc = vnp_features_writer_add(o, w->text + w->orf[i].id_off, w->orf[i].id_len,
+                                         w->features + i * (size_t)H, err);
+        vnp_engine_release(eng, w);
+    }
+    if (rc)
+        vnp_engine_fail(eng, err);
+    return vnp_engine_error(eng, err);
 }
 
 static double seconds_between(struct timespec a, struct timespec b)
@@ -149,7 +177,7 @@ int vnp_cmd_embed(int argc, char **argv)
         {"batch-tokens", required_argument, NULL, 'b'}, {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *output = NULL, *device = "cpu";
+    const char *model = NULL, *output = NULL, *device = "auto";
     long threads = 0, budget = 8192;
     int quiet = 0, c;
     optind = 1;
@@ -195,23 +223,17 @@ int vnp_cmd_embed(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     vnp_error err;
     vnp_error_clear(&err);
-    vnp_backend *be = NULL;
-    vnp_encoder *enc = NULL;
     vnp_bpe *bpe = NULL;
     vnp_seq_reader *rd = NULL;
-    float *rows = NULL;
-    pending p = {0};
     vnp_features_writer *o = NULL;
-    vnp_encoder_fp32 *twin = NULL; /* FP32 copy for the NaN/Inf guard, loaded on first need */
+    vnp_engine *eng = NULL;
+    vnp_devices dev = {0};
     int status = 1;
-    uint64_t tokens = 0;
-    vnp_code rc = vnp_backend_create(device, VNP_PREC_FP16, (int)threads, &be, &err);
-    if (!rc)
-        rc = vnp_encoder_load(model, be, &enc, &err);
-    struct timespec t_loaded;
-    clock_gettime(CLOCK_MONOTONIC, &t_loaded);
-    double cpu_loaded = cpu_seconds();
-    int esm = !rc && vnp_encoder_kind_of(enc) == VNP_ENCODER_ESM2;
+    embed_run run = {0};
+    /* the checkpoint decides the model: a DNABERT-S one needs its tokenizer */
+    vnp_encoder_kind kind;
+    vnp_code rc = vnp_encoder_probe(model, &kind, &err);
+    int esm = !rc && kind == VNP_ENCODER_ESM2;
     if (!rc && !esm) {
         char tj[4096];
         snprintf(tj, sizeof tj, "%s/tokenizer.json", model);
@@ -219,10 +241,28 @@ int vnp_cmd_embed(int argc, char **argv)
         if (rc)
             vnp_error_prefix(&err, "DNABERT-S model '%s' needs its tokenizer.json: ", model);
     }
-    int H = rc ? 0 : vnp_encoder_hidden_size(enc);
-    if (!rc && !(rows = malloc(sizeof(float) * (size_t)H * 1024))) /* grown per batch below */
-        rc = vnp_fail(&err, VNP_ENOMEM, "out of memory");
-    int rows_cap = 1024;
+    if (!rc)
+        rc = vnp_devices_parse(device, &dev, &err);
+    if (!rc) {
+        if (dev.auto_cpu && !quiet)
+            fprintf(stderr, "virnucpro: --device auto: no CUDA GPU visible; computing on the "
+                            "CPU\n");
+        vnp_engine_config ec;
+        memset(&ec, 0, sizeof ec);
+        ec.models.dnabert = esm ? NULL : model;
+        ec.models.esm = esm ? model : NULL;
+        ec.models.prec = VNP_PREC_FP16;
+        ec.models.threads = threads > 0 ? (int)threads : vnp_cpu_threads_available();
+        ec.devices = (const char *const *)dev.name;
+        ec.ndevices = dev.n;
+        ec.batch_tokens = (size_t)budget;
+        ec.want_features = 1;
+        rc = vnp_engine_start(&ec, &eng, &err);
+    }
+    struct timespec t_loaded;
+    clock_gettime(CLOCK_MONOTONIC, &t_loaded);
+    double cpu_loaded = cpu_seconds();
+    int H = rc ? 0 : vnp_engine_width(eng);
     if (!rc)
         rc = vnp_seq_open(input, &rd, &err);
     if (!rc) {
@@ -234,50 +274,23 @@ int vnp_cmd_embed(int argc, char **argv)
                               NULL};
         rc = vnp_features_writer_create(output, "embeddings", H, meta, &o, &err);
     }
-    if (!rc && !(p.cu = malloc(sizeof(int32_t))))
-        rc = vnp_fail(&err, VNP_ENOMEM, "out of memory");
-    if (p.cu)
-        p.cu[0] = 0;
-    vnp_record rec;
-    int got;
-    while (!rc && (got = vnp_seq_read(rd, &rec, &err)) != 0) {
-        if (got < 0) {
-            rc = (vnp_code)-got;
-            break;
+    if (!rc) {
+        run.eng = eng;
+        run.rd = rd;
+        run.bpe = bpe;
+        pthread_t reader;
+        if (pthread_create(&reader, NULL, embed_reader, &run) != 0)
+            rc = vnp_fail(&err, VNP_ENOMEM, "cannot start the reader thread");
+        else {
+            rc = embed_write(eng, o, &err);
+            pthread_join(reader, NULL);
+            if (!rc)
+                rc = vnp_engine_error(eng, &err);
         }
-        size_t before = p.toks.n;
-        rc = esm ? vnp_esm_encode(rec.seq, rec.len, &p.toks, &err)
-                 : vnp_bpe_encode(bpe, rec.seq, rec.len, &p.toks, &err);
-        if (rc) {
-            vnp_error_prefix(&err, "%s: record '%s': ", vnp_seq_name(rd), rec.id);
-            break;
-        }
-        if (p.toks.n > (size_t)INT32_MAX / 2) {
-            rc = vnp_fail(&err, VNP_EINVAL, "%s: record '%s' is too long to embed",
-                          vnp_seq_name(rd), rec.id);
-            break;
-        }
-        tokens += p.toks.n - before;
-        if (pending_push(&p, rec.id, rec.id_len)) {
-            rc = vnp_fail(&err, VNP_ENOMEM, "out of memory");
-            break;
-        }
-        if (p.n > rows_cap) {
-            float *nr = realloc(rows, sizeof(float) * (size_t)H * (size_t)p.n * 2);
-            if (!nr) {
-                rc = vnp_fail(&err, VNP_ENOMEM, "out of memory");
-                break;
-            }
-            rows = nr;
-            rows_cap = p.n * 2;
-        }
-        if (p.toks.n >= (size_t)budget)
-            rc = flush(&p, enc, &twin, rows, o, &err);
     }
     if (!rc)
-        rc = flush(&p, enc, &twin, rows, o, &err);
-    if (!rc)
         rc = vnp_features_writer_finish(o, &err);
+    uint64_t tokens = run.tokens;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc)
         vnp_cli_error("%s", err.msg);
@@ -293,18 +306,13 @@ int vnp_cmd_embed(int argc, char **argv)
                     (unsigned long long)vnp_features_writer_rows(o), (unsigned long long)tokens,
                     esm ? "ESM-2" : "DNABERT-S", (unsigned long long)vnp_features_writer_rows(o), H,
                     output,
-                    vnp_backend_name(be), load, s, s > 0 ? (double)tokens / s : 0.0,
+                    vnp_engine_describe(eng), load, s, s > 0 ? (double)tokens / s : 0.0,
                     cpu > 0 ? (double)tokens / cpu : 0.0);
     }
     vnp_features_writer_free(o);
-    pending_clear(&p);
-    free(p.cu), free(p.ids), free(p.id_len);
-    vnp_ids_free(&p.toks);
-    free(rows);
+    vnp_engine_free(eng);
+    vnp_devices_free(&dev);
     vnp_seq_close(rd);
     vnp_bpe_free(bpe);
-    vnp_encoder_fp32_free(twin);
-    vnp_encoder_free(enc);
-    vnp_backend_free(be);
     return status;
 }

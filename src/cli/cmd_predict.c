@@ -11,7 +11,7 @@ static void predict_usage(FILE *f)
 {
     fputs(
         "Usage: virnucpro predict [-l 300|500] [-o DIR] [--esm DIR] [--dnabert DIR]\n"
-        "                         [--classifier FILE] [--device cpu|cuda[:N]] [-t N]\n"
+        "                         [--classifier FILE] [--device LIST] [-t N]\n"
         "                         [--batch-tokens N] [--keep-intermediate] [--embeddings] INPUT\n"
         "\n"
         "Cuts every sequence of INPUT into chunks of the given length, translates each chunk\n"
@@ -38,9 +38,14 @@ static void predict_usage(FILE *f)
         "      --dnabert DIR     DNABERT-S model directory with tokenizer.json (default: the\n"
         "                        cached dnabert-s)\n"
         "      --classifier FILE VirNucPro classifier .pth (default: classifier-300/-500)\n"
-        "      --device D        cpu (default), cuda or cuda:N\n"
+        "      --device LIST     where to compute, comma-separated, one worker per entry:\n"
+        "                        auto (default: every visible GPU, else the CPU), cpu, cuda\n"
+        "                        (every visible GPU) or cuda:N; entries may repeat (cpu,cpu =\n"
+        "                        two CPU workers). A worker that fails is retired and the\n"
+        "                        others finish its work; the run fails only when none is left\n"
         "      --precision P     fp16 (default on CUDA), bf16 or fp32; the CPU computes in fp32\n"
-        "  -t, --threads N       CPU threads (default: all cores)\n"
+        "  -t, --threads N       CPU threads of each CPU worker (default: the CPUs this\n"
+        "                        process may use)\n"
         "      --batch-tokens N  tokens per encoder batch (default 4096 on CPU, 32768 on CUDA)\n"
         "      --window N        frames read ahead and length-sorted together (default 2048)\n"
         "      --keep-intermediate  also write the three preprocessing files (as preprocess)\n"
@@ -148,13 +153,17 @@ int vnp_cmd_predict(int argc, char **argv)
         case OPT_ESM: o.esm = optarg; break;
         case OPT_DNABERT: o.dnabert = optarg; break;
         case OPT_CLASSIFIER: o.classifier = optarg; break;
-        case OPT_DEVICE:
-            if (strcmp(optarg, "cpu") && strncmp(optarg, "cuda", 4)) {
-                vnp_cli_error("--device must be cpu, cuda or cuda:N, got '%s'", optarg);
+        case OPT_DEVICE: {
+            vnp_devices d;
+            vnp_error e;
+            if (vnp_devices_parse(optarg, &d, &e) != VNP_OK) {
+                vnp_cli_error("%s", e.msg);
                 return 2;
             }
+            vnp_devices_free(&d);
             o.device = optarg;
             break;
+        }
         case OPT_PRECISION:
             if (!strcmp(optarg, "fp16"))
                 o.precision = VNP_PREC_FP16;
@@ -211,6 +220,19 @@ int vnp_cmd_predict(int argc, char **argv)
     o.input = argv[optind];
     vnp_error err;
     vnp_error_clear(&err);
+    if (!quiet) { /* say where "auto" computes (the default) */
+        vnp_devices d;
+        if (vnp_devices_parse(o.device, &d, &err) == VNP_OK) {
+            if (d.auto_cpu)
+                fprintf(stderr, "virnucpro: --device auto: no CUDA GPU visible; computing on "
+                                "the CPU (%d threads)\n",
+                        o.threads > 0 ? o.threads : vnp_cpu_threads_available());
+            else if (d.auto_gpus > 0)
+                fprintf(stderr, "virnucpro: --device auto: %d CUDA GPU%s, one worker each\n",
+                        d.auto_gpus, d.auto_gpus == 1 ? "" : "s");
+            vnp_devices_free(&d);
+        }
+    }
     /* models not given come from the cache (fetched on first use unless offline) */
     const char *names[3];
     const char **slots[3];
@@ -256,10 +278,11 @@ int vnp_cmd_predict(int argc, char **argv)
     if (!quiet)
         fprintf(stderr,
                 "virnucpro: predict: %zu records, %zu chunks, %zu ORFs scored -> %s; "
-                "%.2f s (+ %.2f s loading models), %.0f tokens/s, peak RSS %.1f MB\n",
+                "%.2f s (+ %.2f s loading models), %.0f tokens/s, peak RSS %.1f MB; on %s%s\n",
                 st.records, st.chunks, st.orfs, dir, st.seconds, st.load_seconds,
                 st.seconds > 0 ? (double)st.tokens / st.seconds : 0.0,
-                (double)st.peak_rss_kb / 1024.0);
+                (double)st.peak_rss_kb / 1024.0, st.devices,
+                st.retired ? " (some workers failed and were retired: see above)" : "");
     free(dir);
     return 0;
 }

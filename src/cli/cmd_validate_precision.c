@@ -1,6 +1,7 @@
 /* virnucpro validate-precision: the GPU's FP16 (and BF16) embeddings against its
  * own FP32 embeddings of the same frames, per model and per length stratum. */
 #include <getopt.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,8 @@
 #include <time.h>
 
 #include "cli/commands.h"
+#include "pipeline/engine.h"
+#include "pipeline/predict_internal.h"
 #include "virnucpro.h"
 
 static void vp_usage(FILE *f)
@@ -30,7 +33,8 @@ static void vp_usage(FILE *f)
         "      --esm PATH              ESM-2 model directory or fair-esm .pt\n"
         "      --dnabert DIR           DNABERT-S model directory with tokenizer.json\n"
         "      --classifier FILE       VirNucPro classifier .pth (label agreement)\n"
-        "      --device D              cuda (default) or cuda:N; cpu runs FP32 only\n"
+        "      --device LIST           auto (default), cpu, cuda, cuda:N, comma-separated (one\n"
+        "                              worker each, as predict); the CPU runs FP32 only\n"
         "  -l, --length N              chunk length, 300 or 500 (default 500)\n"
         "      --precisions LIST       fp16,bf16 (default) or one of them\n"
         "      --min-cosine X          FP16 threshold (default 0.999)\n"
@@ -42,158 +46,161 @@ static void vp_usage(FILE *f)
         f);
 }
 
-/* ---- the ORFs of the input, tokenized for both models ---- */
+/* ---- one pass over the input's ORFs, on the engine predict uses ---- */
 typedef struct orfs {
     size_t n, cap;
-    vnp_ids *dna, *esm;
-    int *aa; /* protein length */
+    int *aa;          /* protein length of each ORF */
+    float *model[2];  /* [0] DNABERT-S n x hd, [1] ESM-2 n x he */
+    unsigned char *label; /* with a classifier: 1 = virus */
+    size_t recomputed;    /* batches the guard recomputed in FP32 */
 } orfs;
 
 static void orfs_free(orfs *o)
 {
-    for (size_t i = 0; i < o->n; i++) {
-        vnp_ids_free(&o->dna[i]);
-        vnp_ids_free(&o->esm[i]);
-    }
-    free(o->dna);
-    free(o->esm);
     free(o->aa);
+    free(o->model[0]);
+    free(o->model[1]);
+    free(o->label);
+    memset(o, 0, sizeof *o);
 }
 
-static vnp_code read_orfs(const char *input, size_t chunk_len, const vnp_bpe *bpe, size_t limit,
-                          orfs *o, vnp_error *err)
+typedef struct vp_reader {
+    vnp_engine *eng;
+    const char *input;
+    size_t chunk_len, limit;
+    const vnp_bpe *bpe;
+    vnp_error err;
+} vp_reader;
+
+/* Producer: the input's ORFs (the record -> chunk -> frame path predict uses) in
+ * windows, at most `limit` of them. */
+static void *vp_read(void *arg)
 {
-    vnp_seq_reader *r;
-    vnp_code rc = vnp_seq_open(input, &r, err);
-    if (rc)
-        return rc;
+    vp_reader *r = arg;
+    vnp_seq_reader *rd = NULL;
     vnp_frames fr;
     vnp_frames_init(&fr);
+    vnp_window *w = NULL;
+    size_t total = 0;
     vnp_record rec;
     int got = 0;
-    while (rc == VNP_OK && (!limit || o->n < limit) && (got = vnp_seq_read(r, &rec, err)) == 1) {
-        size_t nc = vnp_chunk_count(rec.len, chunk_len);
-        for (size_t i = 0; rc == VNP_OK && i < nc && (!limit || o->n < limit); i++) {
-            vnp_chunk ch = vnp_chunk_at(rec.len, chunk_len, i);
-            if ((rc = vnp_six_frames(rec.seq + ch.start, ch.len, &fr, err)))
+    vnp_code rc = vnp_seq_open(r->input, &rd, &r->err);
+    int stopped = 0; /* the engine is stopping: its error is already set */
+    while (!rc && !stopped && (!r->limit || total < r->limit) && !vnp_engine_failed(r->eng) &&
+           (got = vnp_seq_read(rd, &rec, &r->err)) == 1) {
+        size_t nc = vnp_chunk_count(rec.len, r->chunk_len);
+        for (size_t i = 0; !rc && !stopped && i < nc && (!r->limit || total < r->limit); i++) {
+            if (!w && !(w = vnp_window_new())) {
+                rc = vnp_fail(&r->err, VNP_ENOMEM, "out of memory");
                 break;
-            for (int f = 0; f < fr.n && (!limit || o->n < limit); f++) {
-                if (o->n == o->cap) {
-                    size_t cap = o->cap ? 2 * o->cap : 1024;
-                    vnp_ids *d = realloc(o->dna, cap * sizeof *d);
-                    if (d)
-                        o->dna = d;
-                    vnp_ids *e = realloc(o->esm, cap * sizeof *e);
-                    if (e)
-                        o->esm = e;
-                    int *a = realloc(o->aa, cap * sizeof *a);
-                    if (a)
-                        o->aa = a;
-                    if (!d || !e || !a) {
-                        rc = vnp_fail(err, VNP_ENOMEM, "out of memory reading ORFs");
-                        break;
-                    }
-                    o->cap = cap;
-                }
-                memset(&o->dna[o->n], 0, sizeof o->dna[o->n]);
-                memset(&o->esm[o->n], 0, sizeof o->esm[o->n]);
-                o->aa[o->n] = (int)fr.frame[f].protein_len;
-                o->n++;
-                if ((rc = vnp_bpe_encode(bpe, fr.frame[f].nucleotide, fr.frame[f].nucleotide_len,
-                                         &o->dna[o->n - 1], err)) ||
-                    (rc = vnp_esm_encode(fr.frame[f].protein, fr.frame[f].protein_len,
-                                         &o->esm[o->n - 1], err)))
-                    break;
+            }
+            size_t added;
+            rc = vnp_orfs_add_chunk(w, r->bpe, &rec, r->chunk_len, i, &fr, &added, &r->err);
+            total += added;
+            if (!rc && w->norf >= 2048) {
+                vnp_window *full = w;
+                w = NULL;
+                if (!vnp_engine_push(r->eng, full, &r->err))
+                    stopped = 1;
             }
         }
     }
-    if (rc == VNP_OK && got < 0)
-        rc = err->code;
+    if (!rc && got < 0)
+        rc = (vnp_code)-got;
+    /* --limit: drop the ORFs past it (a chunk's frames come together) */
+    if (!rc && w && r->limit && total > r->limit)
+        w->norf -= total - r->limit < w->norf ? total - r->limit : w->norf;
+    if (rc)
+        vnp_engine_fail(r->eng, &r->err);
+    else if (!stopped && w) {
+        vnp_engine_push(r->eng, w, &r->err);
+        w = NULL;
+    }
+    vnp_window_free(w);
     vnp_frames_free(&fr);
-    vnp_seq_close(r);
-    return rc;
+    if (rd)
+        vnp_seq_close(rd);
+    vnp_engine_close(r->eng);
+    return NULL;
 }
 
-/* Embeds every ORF with the model at `path` on (device, prec): out[n * hidden].
- * bad[i] is set for ORFs whose batch came out non-finite (their rows are NaN). */
-static vnp_code embed_all(const char *path, const char *device, vnp_precision prec,
-                          const vnp_ids *ids, size_t n, size_t budget, float **out, int *hidden,
-                          unsigned char *bad, double *seconds, vnp_error *err)
+static int grow(void **p, size_t need, size_t sz)
 {
-    vnp_backend *be = NULL;
-    vnp_encoder *enc = NULL;
-    vnp_packing pk = {0};
-    int32_t *tok = NULL, *cu = NULL;
-    size_t *len = malloc((n ? n : 1) * sizeof *len);
-    *out = NULL;
-    vnp_code rc = len ? VNP_OK : vnp_fail(err, VNP_ENOMEM, "out of memory");
-    if (!rc)
-        rc = vnp_backend_create(device, prec, 0, &be, err);
-    if (!rc && vnp_backend_precision(be) != prec)
-        printf("note: %s computes in FP32 only; this comparison is trivial there\n",
-               vnp_backend_name(be));
-    if (!rc)
-        rc = vnp_encoder_load(path, be, &enc, err);
-    for (size_t i = 0; !rc && i < n; i++)
-        len[i] = ids[i].n;
-    if (!rc)
-        rc = vnp_pack(len, n, budget, 0, &pk, err);
-    if (!rc) {
-        *hidden = vnp_encoder_hidden_size(enc);
-        size_t maxt = 0;
-        for (size_t b = 0; b < pk.nbatches; b++)
-            maxt = pk.batches[b].tokens > maxt ? pk.batches[b].tokens : maxt;
-        tok = malloc((maxt ? maxt : 1) * sizeof *tok);
-        cu = malloc((n + 1) * sizeof *cu);
-        *out = malloc((n ? n : 1) * (size_t)*hidden * sizeof **out);
-        if (!tok || !cu || !*out)
-            rc = vnp_fail(err, VNP_ENOMEM, "out of memory for %zu embeddings", n);
-    }
-    float *emb = NULL;
-    if (!rc && !(emb = malloc((n ? n : 1) * (size_t)*hidden * sizeof *emb)))
-        rc = vnp_fail(err, VNP_ENOMEM, "out of memory for %zu embeddings", n);
+    void *n = realloc(*p, (need ? need : 1) * sz);
+    if (!n)
+        return 0;
+    *p = n;
+    return 1;
+}
+
+/* Embeds (and with cls classifies) every ORF on the devices in precision prec. */
+static vnp_code vp_pass(const char *input, size_t chunk_len, const vnp_bpe *bpe, size_t limit,
+                        const char *dnabert, const char *esm, const vnp_classifier *cls,
+                        const vnp_devices *dev, vnp_precision prec, size_t budget, orfs *o,
+                        int hidden[2], double *seconds, vnp_error *err)
+{
+    memset(o, 0, sizeof *o);
+    vnp_engine_config ec;
+    memset(&ec, 0, sizeof ec);
+    ec.models.dnabert = dnabert;
+    ec.models.esm = esm;
+    ec.models.cls = cls;
+    ec.models.prec = prec;
+    ec.models.threads = vnp_cpu_threads_available();
+    ec.devices = (const char *const *)dev->name;
+    ec.ndevices = dev->n;
+    ec.batch_tokens = budget;
+    ec.want_features = 1;
+    vnp_engine *eng = NULL;
+    vnp_code rc = vnp_engine_start(&ec, &eng, err);
+    if (rc)
+        return rc;
+    hidden[0] = vnp_engine_hidden(eng, VNP_ENCODER_DNABERT_S);
+    hidden[1] = vnp_engine_hidden(eng, VNP_ENCODER_ESM2);
+    int width = vnp_engine_width(eng);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (size_t b = 0; !rc && b < pk.nbatches; b++) {
-        const vnp_pack_batch *pb = &pk.batches[b];
-        size_t t = 0;
-        cu[0] = 0;
-        for (size_t k = 0; k < pb->count; k++) {
-            const vnp_ids *s = &ids[pk.order[pb->first + k]];
-            memcpy(tok + t, s->v, s->n * sizeof *tok);
-            t += s->n;
-            cu[k + 1] = (int32_t)t;
-        }
-        vnp_batch batch = {tok, cu, (int)pb->count};
-        rc = vnp_encoder_embed(enc, &batch, emb, err);
-        int nonfinite = rc == VNP_ENUMERIC;
-        if (nonfinite)
-            rc = VNP_OK; /* reported as such, not fatal here */
-        for (size_t k = 0; !rc && k < pb->count; k++) {
-            size_t i = pk.order[pb->first + k];
-            float *dst = *out + i * (size_t)*hidden;
-            if (nonfinite) {
-                bad[i] = 1;
-                for (int h = 0; h < *hidden; h++)
-                    dst[h] = NAN;
-            } else
-                memcpy(dst, emb + k * (size_t)*hidden, (size_t)*hidden * sizeof *dst);
-        }
+    vp_reader r = {eng, input, chunk_len, limit, bpe, {0}};
+    pthread_t th;
+    if (pthread_create(&th, NULL, vp_read, &r) != 0) {
+        vnp_engine_free(eng);
+        return vnp_fail(err, VNP_ENOMEM, "cannot start the reader thread");
     }
+    vnp_window *w;
+    while (!rc && (w = vnp_engine_pop(eng))) {
+        size_t n = o->n + w->norf;
+        if (!grow((void **)&o->aa, n, sizeof *o->aa) ||
+            !grow((void **)&o->model[0], n * (size_t)hidden[0], sizeof(float)) ||
+            !grow((void **)&o->model[1], n * (size_t)hidden[1], sizeof(float)) ||
+            (cls && !grow((void **)&o->label, n, 1)))
+            rc = vnp_fail(err, VNP_ENOMEM, "out of memory for %zu embeddings", n);
+        for (size_t i = 0; !rc && i < w->norf; i++) {
+            size_t k = o->n + i;
+            const float *f = w->features + i * (size_t)width;
+            o->aa[k] = (int)w->orf[i].esm_len - 2;
+            memcpy(o->model[0] + k * (size_t)hidden[0], f, (size_t)hidden[0] * sizeof(float));
+            memcpy(o->model[1] + k * (size_t)hidden[1], f + hidden[0],
+                   (size_t)hidden[1] * sizeof(float));
+            if (cls)
+                o->label[k] = w->probs[2 * i + 1] > w->probs[2 * i];
+        }
+        if (!rc)
+            o->n = n;
+        vnp_engine_release(eng, w);
+    }
+    if (rc)
+        vnp_engine_fail(eng, err);
+    pthread_join(th, NULL);
+    if (!rc)
+        rc = vnp_engine_error(eng, err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    *seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    free(emb);
-    free(tok);
-    free(cu);
-    free(len);
-    vnp_packing_free(&pk);
-    vnp_encoder_free(enc);
-    vnp_backend_free(be);
-    if (rc) {
-        free(*out);
-        *out = NULL;
-        vnp_error_prefix(err, "%s: ", path);
-    }
+    *seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    vnp_engine_counts k;
+    vnp_engine_counts_get(eng, &k);
+    o->recomputed = k.recomputed;
+    vnp_engine_free(eng);
+    if (rc)
+        orfs_free(o);
     return rc;
 }
 
@@ -267,26 +274,6 @@ static void compute_stats(const float *ref, const float *red, const orfs *o, int
     free(cosv);
 }
 
-/* Labels of [dna | esm] features through the classifier; 1 = virus. */
-static vnp_code labels_of(const vnp_classifier *c, const float *dna, int hd, const float *esm,
-                          int he, size_t n, unsigned char *label, vnp_error *err)
-{
-    float *x = calloc((n ? n : 1) * (size_t)(hd + he), sizeof *x);
-    float *p = malloc((n ? n : 1) * 2 * sizeof *p);
-    vnp_code rc = x && p ? VNP_OK : vnp_fail(err, VNP_ENOMEM, "out of memory");
-    for (size_t i = 0; !rc && i < n; i++) {
-        memcpy(x + i * (size_t)(hd + he), dna + i * (size_t)hd, (size_t)hd * sizeof *x);
-        memcpy(x + i * (size_t)(hd + he) + hd, esm + i * (size_t)he, (size_t)he * sizeof *x);
-    }
-    if (!rc)
-        rc = vnp_classifier_predict(c, x, n, p, err);
-    for (size_t i = 0; !rc && i < n; i++)
-        label[i] = p[2 * i + 1] > p[2 * i];
-    free(x);
-    free(p);
-    return rc;
-}
-
 enum {
     OPT_ESM = 1000,
     OPT_DNABERT,
@@ -317,7 +304,7 @@ int vnp_cmd_validate_precision(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *esm = NULL, *dnabert = NULL, *classifier = NULL, *device = "cuda";
+    const char *esm = NULL, *dnabert = NULL, *classifier = NULL, *device = "auto";
     const char *precisions = "fp16,bf16";
     long chunk = 500, budget = 32768, limit = 0;
     double min_cos = 0.999, min_cos_bf16 = -2.0, min_agree = 0.0;
@@ -389,60 +376,65 @@ int vnp_cmd_validate_precision(int argc, char **argv)
     vnp_bpe *bpe = NULL;
     char tj[4096];
     snprintf(tj, sizeof tj, "%s/tokenizer.json", dnabert);
-    orfs o = {0};
     vnp_classifier *cls = NULL;
+    vnp_devices dev = {0};
     if (vnp_bpe_load(tj, &bpe, &err) ||
         (classifier && vnp_classifier_load(classifier, &cls, &err)) ||
-        read_orfs(input, (size_t)chunk, bpe, (size_t)limit, &o, &err)) {
+        vnp_devices_parse(device, &dev, &err)) {
         vnp_cli_error("%s", err.msg);
         vnp_bpe_free(bpe);
         vnp_classifier_free(cls);
-        orfs_free(&o);
         return 1;
     }
-    vnp_bpe_free(bpe);
-    if (o.n == 0) {
-        vnp_cli_error("'%s' yields no ORF to compare (no stop-free frame)", input);
-        orfs_free(&o);
-        return 1;
-    }
-    size_t nst[3] = {0, 0, 0};
-    for (size_t i = 0; i < o.n; i++)
-        nst[stratum_of(o.aa[i])]++;
-    printf("validate-precision: %zu ORFs from %s (chunk %ld; short %zu, medium %zu, long %zu) "
-           "on %s\n",
-           o.n, input, chunk, nst[0], nst[1], nst[2], device);
-
-    const char *paths[2] = {dnabert, esm}, *names[2] = {"DNABERT-S", "ESM-2"};
+    int on_gpu = 0;
+    for (int i = 0; i < dev.n; i++)
+        on_gpu |= strcmp(dev.name[i], "cpu") != 0;
+    if (!on_gpu)
+        printf("note: the CPU computes in FP32 only; this comparison is trivial there\n");
+    const char *names[2] = {"DNABERT-S", "ESM-2"};
     vnp_precision precs[2] = {VNP_PREC_FP16, VNP_PREC_BF16};
     const char *pn[2] = {"fp16", "bf16"};
     int want[2] = {want16, want_bf};
-    float *ref[2] = {NULL, NULL}, *red[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    orfs o, red[2];
+    memset(red, 0, sizeof red);
     int hidden[2] = {0, 0};
-    unsigned char *bad = calloc(o.n, 1);
     int failed = 0, rc = 0;
-    for (int m = 0; m < 2 && !rc; m++) {
-        const vnp_ids *ids = m ? o.esm : o.dna;
-        double secs;
-        if (embed_all(paths[m], device, VNP_PREC_FP32, ids, o.n, (size_t)budget, &ref[m],
-                      &hidden[m], bad, &secs, &err)) {
-            vnp_cli_error("FP32 reference: %s", err.msg);
+    double secs;
+    if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, &dev, VNP_PREC_FP32,
+                (size_t)budget, &o, hidden, &secs, &err)) {
+        vnp_cli_error("FP32 reference: %s", err.msg);
+        rc = 1;
+    } else if (o.n == 0) {
+        vnp_cli_error("'%s' yields no ORF to compare (no stop-free frame)", input);
+        rc = 1;
+    }
+    if (!rc) {
+        size_t nst[3] = {0, 0, 0};
+        for (size_t i = 0; i < o.n; i++)
+            nst[stratum_of(o.aa[i])]++;
+        printf("validate-precision: %zu ORFs from %s (chunk %ld; short %zu, medium %zu, long "
+               "%zu) on %s\n",
+               o.n, input, chunk, nst[0], nst[1], nst[2], device);
+        printf("fp32: %.1f s\n", secs);
+    }
+    for (int p = 0; p < 2 && !rc; p++) {
+        if (!want[p])
+            continue;
+        if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, &dev, precs[p],
+                    (size_t)budget, &red[p], hidden, &secs, &err)) {
+            vnp_cli_error("%s: %s", pn[p], err.msg);
             rc = 1;
             break;
         }
-        printf("%s fp32: %.1f s\n", names[m], secs);
-        for (int p = 0; p < 2 && !rc; p++) {
-            if (!want[p])
-                continue;
-            if (embed_all(paths[m], device, precs[p], ids, o.n, (size_t)budget, &red[m][p],
-                          &hidden[m], bad, &secs, &err)) {
-                vnp_cli_error("%s: %s", pn[p], err.msg);
-                rc = 1;
-                break;
-            }
-            printf("%s %s: %.1f s\n", names[m], pn[p], secs);
+        printf("%s: %.1f s (%zu batch%s recomputed in FP32 by the NaN/Inf guard)\n", pn[p], secs,
+               red[p].recomputed, red[p].recomputed == 1 ? "" : "es");
+        if (red[p].n != o.n) {
+            vnp_cli_error("%s pass saw %zu ORFs, the FP32 pass %zu (the input changed?)", pn[p],
+                          red[p].n, o.n);
+            rc = 1;
         }
     }
+    vnp_bpe_free(bpe);
     if (!rc) {
         printf("\n%-9s %-4s %-6s %6s %9s %9s %9s %9s %10s %9s %7s %15s %s\n", "model", "prec",
                "strat", "n", "cos_min", "cos_p01", "cos_mean", "max_abs", "diff_mean",
@@ -453,7 +445,7 @@ int vnp_cmd_validate_precision(int argc, char **argv)
                     continue;
                 for (int st = 0; st < NSTRATA; st++) {
                     stats s;
-                    compute_stats(ref[m], red[m][p], &o, hidden[m], st, &s);
+                    compute_stats(o.model[m], red[p].model[m], &o, hidden[m], st, &s);
                     if (!s.n)
                         continue;
                     printf("%-9s %-4s %-6s %6zu %9.6f %9.6f %9.6f %9.3e %10.3e %9.3e %7.5f "
@@ -470,26 +462,15 @@ int vnp_cmd_validate_precision(int argc, char **argv)
                 }
             }
         if (cls) {
-            int hd = hidden[0], he = hidden[1];
-            unsigned char *l32 = malloc(o.n), *lr = malloc(o.n);
-            if (!l32 || !lr || labels_of(cls, ref[0], hd, ref[1], he, o.n, l32, &err)) {
-                vnp_cli_error("classifier: %s", l32 && lr ? err.msg : "out of memory");
-                rc = 1;
-            }
             for (int p = 0; p < 2 && !rc; p++) {
                 if (!want[p])
                     continue;
-                if (labels_of(cls, red[0][p], hd, red[1][p], he, o.n, lr, &err)) {
-                    vnp_cli_error("classifier: %s", err.msg);
-                    rc = 1;
-                    break;
-                }
                 for (int st = 0; st < NSTRATA; st++) {
                     size_t n = 0, agree = 0;
                     for (size_t i = 0; i < o.n; i++)
                         if (st == 3 || stratum_of(o.aa[i]) == st) {
                             n++;
-                            agree += lr[i] == l32[i];
+                            agree += red[p].label[i] == o.label[i];
                         }
                     if (!n)
                         continue;
@@ -501,18 +482,13 @@ int vnp_cmd_validate_precision(int argc, char **argv)
                     }
                 }
             }
-            free(l32);
-            free(lr);
         }
         printf("%s\n", failed ? "validate-precision: FAILED thresholds"
                               : "validate-precision: all thresholds met");
     }
-    for (int m = 0; m < 2; m++) {
-        free(ref[m]);
-        free(red[m][0]);
-        free(red[m][1]);
-    }
-    free(bad);
+    orfs_free(&red[0]);
+    orfs_free(&red[1]);
+    vnp_devices_free(&dev);
     vnp_classifier_free(cls);
     orfs_free(&o);
     return rc ? rc : failed ? 1 : 0;

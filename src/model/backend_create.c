@@ -1,10 +1,15 @@
-/* Choosing a backend by device name: "cpu", "cuda" or "cuda:N". */
+/* Choosing a backend by device name: "cpu", "cuda" or "cuda:N"; decoding the
+ * backends' guard word. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "backend/backend.h"
+
+#ifdef VNP_HAVE_CUDA
+int vnp_cuda_device_count(void); /* src/backend/cuda/cuda_device.cu */
+#endif
 
 /* VIRNUCPRO_DISABLE_FP16=1|true|yes (any case) forces FP32. */
 static int fp16_disabled(void)
@@ -66,3 +71,59 @@ void vnp_backend_free(vnp_backend *be)
 
 const char *vnp_backend_name(const vnp_backend *be) { return be->name; }
 vnp_precision vnp_backend_precision(const vnp_backend *be) { return be->prec; }
+
+vnp_code vnp_backend_guard_code(uint32_t word, const char *where, vnp_error *err)
+{
+    if (!where)
+        where = "?";
+    if (word == 0)
+        return VNP_OK;
+    /* A bad token or shape first: recomputing such a batch in FP32 cannot help. */
+    if (word & (VNP_GUARD_BAD_TOKEN | VNP_GUARD_BAD_SHAPE)) {
+        const char *what = "a bad batch shape";
+        if ((word & VNP_GUARD_BAD_TOKEN) && (word & VNP_GUARD_BAD_SHAPE))
+            what = "a token id outside the model's vocabulary and a bad batch shape";
+        else if (word & VNP_GUARD_BAD_TOKEN)
+            what = "a token id outside the model's vocabulary";
+        return vnp_fail(err, VNP_EINVAL,
+                        "%s: %s was caught on the device; this is a bug or a corrupt batch (not "
+                        "retried in FP32)",
+                        where, what);
+    }
+    if (word & VNP_GUARD_NONFINITE)
+        return vnp_fail(err, VNP_ENUMERIC, "%s: non-finite values (NaN or infinite)", where);
+    return vnp_fail(err, VNP_EDEVICE, "%s: the guard word holds unknown bits 0x%x", where,
+                    (unsigned)word);
+}
+
+vnp_code vnp_backend_guard_check(vnp_backend *be, vnp_error *err)
+{
+    const vnp_backend_ops *o = be->ops;
+    uint32_t *word = NULL;
+    vnp_event *ev = NULL;
+    vnp_code rc = o->host_alloc(be, sizeof *word, (void **)&word, err);
+    if (!rc)
+        rc = o->guard_save(be, word, err);
+    if (!rc)
+        rc = o->event_create(be, &ev, err);
+    if (!rc)
+        rc = o->event_record(be, ev, err);
+    if (!rc)
+        rc = o->event_wait(be, ev, err);
+    if (!rc)
+        rc = vnp_backend_guard_code(*word, be->name, err);
+    if (ev)
+        o->event_free(be, ev);
+    if (word)
+        o->host_free(be, word);
+    return rc;
+}
+
+int vnp_backend_cuda_count(void)
+{
+#ifdef VNP_HAVE_CUDA
+    return vnp_cuda_device_count();
+#else
+    return 0;
+#endif
+}

@@ -1,21 +1,21 @@
 /* VirNucPro's MLP classifier, read from the whole pickled module:
  * Linear(hidden_layer) -> BatchNorm1d(bn1, eval: running statistics and the
  * module's eps) -> ReLU -> [Dropout: identity at inference] ->
- * Linear(output_layer) -> softmax. It runs on the host.
+ * Linear(output_layer) -> softmax. It runs on a backend as two FP32 GEMMs and
+ * a scale-and-shift (queued beside the encoders, on the same device), the
+ * softmax of its two logits on the host.
  *
  * The published classifiers have large output weights (logits near -100), so
- * float32 rounding of the hidden layer moves the probabilities by ~1e-5. To
- * stay with the reference, every step rounds as PyTorch's CPU path does on
- * one ORF at a time (as VirNucPro calls it): each dot product is one fused
- * multiply-add chain in input order plus the bias; BatchNorm is folded into
- * alpha = weight / sqrt(var + eps), beta = bias - mean * alpha and applied as
- * one fused x * alpha + beta. The cost is ~2 x in x hidden flops per ORF,
- * negligible next to the encoders. */
+ * float32 rounding of the hidden layer moves the probabilities by ~1e-5; it is
+ * computed in FP32 whatever the encoders' precision. BatchNorm is folded as
+ * PyTorch's eval path folds it: alpha = weight / sqrt(var + eps), beta = bias -
+ * mean * alpha, applied as one fused x * alpha + beta. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
+#include "model/queued.h"
 #include "virnucpro/model.h"
 #include "virnucpro/weights.h"
 
@@ -155,54 +155,142 @@ vnp_code vnp_classifier_check_inputs(const vnp_classifier *c, int dnabert_hidden
                     c->in, dnabert_hidden, esm_hidden, dnabert_hidden + esm_hidden);
 }
 
-/* bias + sum_k x[k] w[k], accumulated with fused multiply-adds in order */
-static float dot_bias(const float *x, const float *w, int k, float bias)
+struct vnp_classifier_dev {
+    vnp_backend *be;
+    int in, hidden;
+    vnp_buf w1, b1, alpha, beta, w2, b2; /* F32 on the backend */
+    vnp_buf h;                            /* [rows_cap, hidden] workspace */
+    size_t rows_cap;
+};
+
+void vnp_classifier_dev_free(vnp_classifier_dev *d)
 {
-    float acc = 0.0f;
-    for (int i = 0; i < k; i++)
-        acc = fmaf(x[i], w[i], acc);
-    return bias + acc;
+    if (!d)
+        return;
+    vnp_buf *b[] = {&d->w1, &d->b1, &d->alpha, &d->beta, &d->w2, &d->b2, &d->h};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++)
+        if (b[i]->ptr)
+            d->be->ops->free_buf(d->be, b[i]);
+    free(d);
 }
 
-vnp_code vnp_classifier_predict(const vnp_classifier *c, const float *x, size_t n, float *probs,
-                                vnp_error *err)
+vnp_code vnp_classifier_upload(const vnp_classifier *c, vnp_backend *be, vnp_classifier_dev **out,
+                               vnp_error *err)
 {
+    *out = NULL;
+    vnp_classifier_dev *d = calloc(1, sizeof *d);
+    if (!d)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory for the classifier on %s",
+                        vnp_backend_name(be));
+    d->be = be;
+    d->in = c->in;
+    d->hidden = c->hidden;
+    size_t H = (size_t)c->hidden;
+    vnp_code rc;
+    if ((rc = be->ops->upload_f32(be, c->w1, H * (size_t)c->in, &d->w1, err)) ||
+        (rc = be->ops->upload_f32(be, c->b1, H, &d->b1, err)) ||
+        (rc = be->ops->upload_f32(be, c->bn_alpha, H, &d->alpha, err)) ||
+        (rc = be->ops->upload_f32(be, c->bn_beta, H, &d->beta, err)) ||
+        (rc = be->ops->upload_f32(be, c->w2, (size_t)c->classes * H, &d->w2, err)) ||
+        (rc = be->ops->upload_f32(be, c->b2, (size_t)c->classes, &d->b2, err))) {
+        vnp_error_prefix(err, "classifier on %s: ", vnp_backend_name(be));
+        vnp_classifier_dev_free(d);
+        return rc;
+    }
+    *out = d;
+    return VNP_OK;
+}
+
+vnp_code vnp_classifier_queue_logits(vnp_classifier_dev *d, const vnp_buf *x, int n,
+                                     vnp_buf *logits, vnp_error *err)
+{
+    vnp_backend *be = d->be;
+    if (n < 0 || x->dtype != VNP_DT_F32 || x->n < (size_t)n * (size_t)d->in ||
+        logits->dtype != VNP_DT_F32 || logits->n < (size_t)n * 2)
+        return vnp_fail(err, VNP_EINVAL,
+                        "classifier: %d rows need F32 buffers of %d features and 2 logits each",
+                        n, d->in);
     if (n == 0)
         return VNP_OK;
-    float *h = malloc((size_t)c->hidden * sizeof(float));
-    float *logits = malloc((size_t)c->classes * sizeof(float));
-    if (!h || !logits) {
-        free(h);
-        free(logits);
-        return vnp_fail(err, VNP_ENOMEM, "out of memory classifying %zu rows", n);
+    vnp_code rc;
+    if ((size_t)n > d->rows_cap) {
+        if (d->h.ptr)
+            be->ops->free_buf(be, &d->h);
+        d->rows_cap = 0;
+        size_t cap = (size_t)n + (size_t)n / 4;
+        if ((rc = be->ops->alloc_f32(be, cap * (size_t)d->hidden, &d->h, err)))
+            return rc;
+        d->rows_cap = cap;
     }
-    vnp_code rc = VNP_OK;
+    /* As PyTorch evaluates it: the hidden layer (bias added after the product), BatchNorm
+     * as one fused x * alpha + beta, ReLU, the output layer. */
+    if ((rc = be->ops->linear(be, x, &d->w1, &d->b1, VNP_ACT_NONE, NULL, n, d->hidden, d->in,
+                              &d->h, err)) ||
+        (rc = be->ops->scale_shift(be, &d->h, &d->alpha, &d->beta, VNP_ACT_RELU, n, d->hidden,
+                                   &d->h, err)) ||
+        (rc = be->ops->linear(be, &d->h, &d->w2, &d->b2, VNP_ACT_NONE, NULL, n, 2, d->hidden,
+                              logits, err)))
+        vnp_error_prefix(err, "classifier on %s: ", vnp_backend_name(be));
+    return rc;
+}
+
+size_t vnp_classifier_softmax(const float *logits, size_t n, float *probs)
+{
+    size_t bad = 0;
     for (size_t r = 0; r < n; r++) {
-        const float *xr = x + r * (size_t)c->in;
-        for (int i = 0; i < c->hidden; i++) {
-            float v = dot_bias(xr, c->w1 + (size_t)i * c->in, c->in, c->b1[i]);
-            v = fmaf(v, c->bn_alpha[i], c->bn_beta[i]);
-            h[i] = v > 0.0f ? v : 0.0f;
-        }
-        float mx = -INFINITY, sum = 0.0f;
-        for (int k = 0; k < c->classes; k++) {
-            logits[k] = dot_bias(h, c->w2 + (size_t)k * c->hidden, c->hidden, c->b2[k]);
-            mx = logits[k] > mx ? logits[k] : mx;
-        }
-        for (int k = 0; k < c->classes; k++)
-            sum += (logits[k] = expf(logits[k] - mx));
-        float inv = 1.0f / sum;
-        for (int k = 0; k < c->classes; k++) {
-            float p = logits[k] * inv;
-            probs[r * c->classes + k] = p;
-            if (!isfinite(p) && !rc)
-                rc = vnp_fail(err, VNP_ENUMERIC,
-                              "the classifier gave a non-finite probability for row %zu; its "
-                              "input features are not finite",
-                              r);
-        }
+        const float *l = logits + 2 * r;
+        float mx = l[0] > l[1] ? l[0] : l[1];
+        float e0 = expf(l[0] - mx), e1 = expf(l[1] - mx);
+        float inv = 1.0f / (e0 + e1);
+        probs[2 * r] = e0 * inv;
+        probs[2 * r + 1] = e1 * inv;
+        bad += !isfinite(probs[2 * r]) || !isfinite(probs[2 * r + 1]);
     }
-    free(h);
+    return bad;
+}
+
+vnp_code vnp_classifier_predict(const vnp_classifier *c, const float *x, size_t n, int width,
+                                float *probs, vnp_error *err)
+{
+    if (width != c->in)
+        return vnp_fail(err, VNP_ESHAPE,
+                        "the classifier takes %d features per row, but the rows given have %d",
+                        c->in, width);
+    if (n == 0)
+        return VNP_OK;
+    if (n > (size_t)INT32_MAX / (size_t)(c->in > 2 ? c->in : 2))
+        return vnp_fail(err, VNP_EINVAL, "classifier: %zu rows in one call are too many", n);
+    vnp_backend *be = NULL;
+    vnp_classifier_dev *d = NULL;
+    vnp_buf xb = {0}, lb = {0};
+    float *logits = malloc(n * 2 * sizeof *logits);
+    vnp_code rc = logits ? VNP_OK : vnp_fail(err, VNP_ENOMEM, "out of memory classifying %zu rows", n);
+    if (!rc)
+        rc = vnp_backend_create("cpu", VNP_PREC_FP32, 1, &be, err);
+    if (!rc)
+        rc = vnp_classifier_upload(c, be, &d, err);
+    if (!rc)
+        rc = be->ops->upload_f32(be, x, n * (size_t)c->in, &xb, err);
+    if (!rc)
+        rc = be->ops->alloc_f32(be, n * 2, &lb, err);
+    if (!rc) {
+        be->ops->guard_reset(be);
+        rc = vnp_classifier_queue_logits(d, &xb, (int)n, &lb, err);
+    }
+    if (!rc)
+        rc = be->ops->download_f32(be, &lb, n * 2, logits, err);
+    if (!rc && vnp_classifier_softmax(logits, n, probs) > 0)
+        rc = vnp_fail(err, VNP_ENUMERIC,
+                      "the classifier gave a non-finite probability; its input features are "
+                      "not finite");
+    if (be) {
+        if (xb.ptr)
+            be->ops->free_buf(be, &xb);
+        if (lb.ptr)
+            be->ops->free_buf(be, &lb);
+    }
+    vnp_classifier_dev_free(d);
+    vnp_backend_free(be);
     free(logits);
     return rc;
 }

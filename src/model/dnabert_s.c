@@ -15,9 +15,7 @@ vnp_code vnp_dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int 
     int H = c->hidden, I = c->intermediate, hd = H / c->heads;
     vnp_code rc;
 
-    if ((rc = ops->upload_i32(be, b->tokens, (size_t)T, &enc->ids, err)) ||
-        (rc = ops->upload_i32(be, b->cu_seqlens, (size_t)b->nseq + 1, &enc->cu, err)) ||
-        (rc = ops->embedding(be, &enc->tok_emb, &enc->ids, T, H, &enc->type_row, 1.0f, &enc->x,
+    if ((rc = ops->embedding(be, &enc->tok_emb, &enc->ids, T, H, &enc->type_row, 1.0f, &enc->x,
                              err)) ||
         (rc = ops->layernorm(be, &enc->x, NULL, &enc->norm_g, &enc->norm_b, c->eps, T, H, &enc->x,
                              err)))

@@ -90,12 +90,22 @@ static void free_bufs(vnp_backend *be, vnp_buf **bufs, size_t n)
 
 static void free_workspace(vnp_encoder *enc)
 {
-    vnp_buf *ws[] = {&enc->x, &enc->h, &enc->qkv, &enc->attn, &enc->ffn, &enc->ffn2,
-                     &enc->ids, &enc->cu};
+    vnp_buf *ws[] = {&enc->x,   &enc->h,  &enc->qkv,    &enc->attn,  &enc->ffn,
+                     &enc->ffn2, &enc->ids, &enc->cu, &enc->ranges, &enc->pooled};
     free_bufs(enc->be, ws, sizeof ws / sizeof ws[0]);
-    free(enc->host_ids);
-    enc->host_ids = NULL;
     enc->ws_tokens = enc->ws_seqs = 0;
+}
+
+static void free_stages(vnp_encoder *enc)
+{
+    for (int k = 0; k < 2; k++) {
+        struct vnp_enc_stage *st = &enc->stage[k];
+        int32_t *p[] = {st->ids, st->cu, st->ranges};
+        for (int i = 0; i < 3; i++)
+            if (p[i])
+                enc->be->ops->host_free(enc->be, p[i]);
+        memset(st, 0, sizeof *st);
+    }
 }
 
 void vnp_encoder_free(vnp_encoder *enc)
@@ -104,6 +114,7 @@ void vnp_encoder_free(vnp_encoder *enc)
         return;
     if (enc->be) {
         free_workspace(enc);
+        free_stages(enc);
         vnp_buf *top[] = {&enc->tok_emb, &enc->type_row, &enc->norm_g, &enc->norm_b, &enc->slopes};
         free_bufs(enc->be, top, sizeof top / sizeof top[0]);
         for (int l = 0; enc->layer && l < enc->cfg.layers; l++) {
@@ -208,6 +219,29 @@ fail:
     return rc;
 }
 
+vnp_code vnp_encoder_probe(const char *path, vnp_encoder_kind *kind, vnp_error *err)
+{
+    char ckpt[1024], config[1024];
+    vnp_code rc = resolve(path, ckpt, config, sizeof ckpt, err);
+    if (rc)
+        return rc;
+    vnp_tensor_map *map = NULL;
+    if ((rc = vnp_checkpoint_load(ckpt, &map, err))) {
+        vnp_error_prefix(err, "loading model '%s': ", path);
+        return rc;
+    }
+    const char *prefix = "";
+    if (vnp_dnabert_s_detect(map, &prefix))
+        *kind = VNP_ENCODER_DNABERT_S;
+    else if (vnp_esm2_detect_hf(map, &prefix) || vnp_esm2_detect_fairesm(map, &prefix))
+        *kind = VNP_ENCODER_ESM2;
+    else
+        rc = vnp_fail(err, VNP_EFORMAT, "'%s' holds neither an ESM-2 nor a DNABERT-S model",
+                      ckpt);
+    vnp_tensor_map_free(map);
+    return rc;
+}
+
 vnp_encoder_kind vnp_encoder_kind_of(const vnp_encoder *enc) { return enc->cfg.kind; }
 int vnp_encoder_hidden_size(const vnp_encoder *enc) { return enc->cfg.hidden; }
 
@@ -229,25 +263,63 @@ static vnp_code ensure_workspace(vnp_encoder *enc, size_t T, size_t nseq, vnp_er
         (rc = be->ops->alloc_act(be, nt * (dna ? 2 * I : I), &enc->ffn, err)) ||
         (dna && (rc = be->ops->alloc_act(be, nt * I, &enc->ffn2, err))) ||
         (rc = be->ops->alloc_i32(be, nt, &enc->ids, err)) ||
-        (rc = be->ops->alloc_i32(be, ns + 1, &enc->cu, err))) {
+        (rc = be->ops->alloc_i32(be, ns + 1, &enc->cu, err)) ||
+        (rc = be->ops->alloc_i32(be, 2 * ns, &enc->ranges, err)) ||
+        (rc = be->ops->alloc_f32(be, ns * H, &enc->pooled, err))) {
         free_workspace(enc);
         return rc;
-    }
-    enc->host_ids = malloc(nt * sizeof(int32_t));
-    if (!enc->host_ids) {
-        free_workspace(enc);
-        return vnp_fail(err, VNP_ENOMEM, "out of memory for a batch of %zu tokens", nt);
     }
     enc->ws_tokens = nt;
     enc->ws_seqs = ns;
     return VNP_OK;
 }
 
-/* Checks the batch and runs the model; the last hidden states end in enc->x. */
-static vnp_code forward(vnp_encoder *enc, const vnp_batch *b, int *T_out, vnp_error *err)
+/* Grows staging slot k for T ids and nseq sequences. The slot's previous batch has
+ * completed (the caller's contract), so its memory may be replaced. */
+static vnp_code ensure_stage(vnp_encoder *enc, int k, size_t T, size_t nseq, vnp_error *err)
+{
+    vnp_backend *be = enc->be;
+    struct vnp_enc_stage *st = &enc->stage[k];
+    vnp_code rc;
+    if (T > st->ids_cap) {
+        if (st->ids)
+            be->ops->host_free(be, st->ids);
+        st->ids = NULL;
+        st->ids_cap = 0;
+        size_t cap = T < 4096 ? 4096 : T + T / 4;
+        if ((rc = be->ops->host_alloc(be, cap * sizeof(int32_t), (void **)&st->ids, err)))
+            return rc;
+        st->ids_cap = cap;
+    }
+    if (nseq + 1 > st->seq_cap) {
+        if (st->cu)
+            be->ops->host_free(be, st->cu);
+        if (st->ranges)
+            be->ops->host_free(be, st->ranges);
+        st->cu = st->ranges = NULL;
+        st->seq_cap = 0;
+        size_t cap = nseq + 1 < 1024 ? 1024 : nseq + 1 + nseq / 4;
+        if ((rc = be->ops->host_alloc(be, cap * sizeof(int32_t), (void **)&st->cu, err)) ||
+            (rc = be->ops->host_alloc(be, 2 * cap * sizeof(int32_t), (void **)&st->ranges, err)))
+            return rc;
+        st->seq_cap = cap;
+    }
+    return VNP_OK;
+}
+
+/* ESM-2 pools residues 1..min(1024, L); DNABERT-S every token. */
+#define VNP_ESM_POOL_MAX 1024
+
+/* Checks the batch, stages and uploads its ids, cu_seqlens and pooling ranges, and
+ * queues the model; the last hidden states end in enc->x. Nothing waits. */
+static vnp_code forward(vnp_encoder *enc, int slot, const vnp_batch *b, int *T_out,
+                        vnp_error *err)
 {
     const vnp_encoder_config *c = &enc->cfg;
     int esm = c->kind == VNP_ENCODER_ESM2;
+    if (slot < 0 || slot > 1)
+        return vnp_fail(err, VNP_EINVAL, "%s: staging slot %d (0 or 1)", kind_name(c->kind),
+                        slot);
     if (b->nseq < 0 || !b->cu_seqlens || b->cu_seqlens[0] != 0)
         return vnp_fail(err, VNP_EINVAL, "a batch needs nseq >= 0 and cu_seqlens[0] = 0");
     int max_len = 0;
@@ -273,52 +345,20 @@ static vnp_code forward(vnp_encoder *enc, const vnp_batch *b, int *T_out, vnp_er
     if (T == 0)
         return VNP_OK;
     vnp_code rc = ensure_workspace(enc, (size_t)T, (size_t)b->nseq, err);
+    if (!rc)
+        rc = ensure_stage(enc, slot, (size_t)T, (size_t)b->nseq, err);
     if (rc)
         return rc;
-    enc->be->ops->nonfinite_reset(enc->be);
-    rc = esm ? vnp_esm2_forward(enc, b, T, max_len, err)
-             : vnp_dnabert_s_forward(enc, b, T, max_len, err);
-    if (rc)
-        return rc;
-    if (enc->be->ops->nonfinite_seen(enc->be)) {
-        if (enc->be->prec != VNP_PREC_FP32)
-            return vnp_fail(err, VNP_ENUMERIC,
-                            "%s produced NaN or infinite values on %s; "
-                            "VIRNUCPRO_DISABLE_FP16=1 computes in FP32",
-                            kind_name(c->kind), vnp_backend_name(enc->be));
-        return vnp_fail(err, VNP_ENUMERIC,
-                        "%s produced NaN or infinite values on %s: the checkpoint or the input "
-                        "is not usable (look for NaN in the weights with 'virnucpro inspect -s')",
-                        kind_name(c->kind), vnp_backend_name(enc->be));
-    }
-    return VNP_OK;
-}
-
-vnp_code vnp_encoder_hidden(vnp_encoder *enc, const vnp_batch *b, float *out, vnp_error *err)
-{
-    int T = 0;
-    vnp_code rc = forward(enc, b, &T, err);
-    if (rc || T == 0)
-        return rc;
-    return enc->be->ops->download_f32(enc->be, &enc->x, (size_t)T * enc->cfg.hidden, out, err);
-}
-
-/* ESM-2 pools residues 1..min(1024, L); DNABERT-S every token. */
-#define VNP_ESM_POOL_MAX 1024
-
-vnp_code vnp_encoder_embed(vnp_encoder *enc, const vnp_batch *b, float *out, vnp_error *err)
-{
-    int T = 0;
-    vnp_code rc = forward(enc, b, &T, err);
-    if (rc || b->nseq == 0)
-        return rc;
-    int32_t *rb = malloc(2 * (size_t)b->nseq * sizeof(int32_t));
-    if (!rb)
-        return vnp_fail(err, VNP_ENOMEM, "out of memory pooling %d sequences", b->nseq);
-    int32_t *re = rb + b->nseq;
+    struct vnp_enc_stage *st = &enc->stage[slot];
+    /* ESM-2: <mask> reads the zero row appended to the table when token dropout is on. */
+    int remap = esm && c->token_dropout;
+    for (int i = 0; i < T; i++)
+        st->ids[i] = remap && b->tokens[i] == c->mask_id ? c->vocab : b->tokens[i];
+    memcpy(st->cu, b->cu_seqlens, ((size_t)b->nseq + 1) * sizeof(int32_t));
+    int32_t *rb = st->ranges, *re = st->ranges + b->nseq;
     for (int s = 0; s < b->nseq; s++) {
         int start = b->cu_seqlens[s], len = b->cu_seqlens[s + 1] - start;
-        if (enc->cfg.kind == VNP_ENCODER_ESM2) {
+        if (esm) {
             int residues = len - 2;
             rb[s] = start + 1;
             re[s] = start + 1 + (residues < VNP_ESM_POOL_MAX ? residues : VNP_ESM_POOL_MAX);
@@ -327,7 +367,66 @@ vnp_code vnp_encoder_embed(vnp_encoder *enc, const vnp_batch *b, float *out, vnp
             re[s] = start + len;
         }
     }
-    rc = enc->be->ops->mean_pool(enc->be, &enc->x, enc->cfg.hidden, rb, re, b->nseq, out, err);
-    free(rb);
+    vnp_backend *be = enc->be;
+    if ((rc = be->ops->upload_i32(be, st->ids, (size_t)T, &enc->ids, err)) ||
+        (rc = be->ops->upload_i32(be, st->cu, (size_t)b->nseq + 1, &enc->cu, err)) ||
+        (rc = be->ops->upload_i32(be, st->ranges, 2 * (size_t)b->nseq, &enc->ranges, err)))
+        return rc;
+    return esm ? vnp_esm2_forward(enc, b, T, max_len, err)
+               : vnp_dnabert_s_forward(enc, b, T, max_len, err);
+}
+
+vnp_code vnp_encoder_queue_pooled(vnp_encoder *enc, int slot, const vnp_batch *b, vnp_buf *out,
+                                  int ld, int col, vnp_error *err)
+{
+    int T = 0;
+    vnp_code rc = forward(enc, slot, b, &T, err);
+    if (rc || b->nseq == 0)
+        return rc;
+    return enc->be->ops->mean_pool(enc->be, &enc->x, enc->cfg.hidden, &enc->ranges, b->nseq, out,
+                                   ld, col, err);
+}
+
+/* The guard after a synchronous pass, with the messages a user of one batch needs. */
+static vnp_code check_guard(vnp_encoder *enc, vnp_error *err)
+{
+    vnp_code rc = vnp_backend_guard_check(enc->be, err);
+    if (rc != VNP_ENUMERIC)
+        return rc;
+    const char *kind = kind_name(enc->cfg.kind);
+    if (enc->be->prec != VNP_PREC_FP32)
+        return vnp_fail(err, VNP_ENUMERIC,
+                        "%s produced NaN or infinite values on %s; "
+                        "VIRNUCPRO_DISABLE_FP16=1 computes in FP32",
+                        kind, vnp_backend_name(enc->be));
+    return vnp_fail(err, VNP_ENUMERIC,
+                    "%s produced NaN or infinite values on %s: the checkpoint or the input "
+                    "is not usable (look for NaN in the weights with 'virnucpro inspect -s')",
+                    kind, vnp_backend_name(enc->be));
+}
+
+vnp_code vnp_encoder_hidden(vnp_encoder *enc, const vnp_batch *b, float *out, vnp_error *err)
+{
+    int T = 0;
+    enc->be->ops->guard_reset(enc->be);
+    vnp_code rc = forward(enc, 0, b, &T, err);
+    if (rc || T == 0)
+        return rc;
+    if ((rc = check_guard(enc, err)))
+        return rc;
+    return enc->be->ops->download_f32(enc->be, &enc->x, (size_t)T * enc->cfg.hidden, out, err);
+}
+
+vnp_code vnp_encoder_embed(vnp_encoder *enc, const vnp_batch *b, float *out, vnp_error *err)
+{
+    if (b->nseq == 0)
+        return VNP_OK;
+    enc->be->ops->guard_reset(enc->be);
+    vnp_code rc = vnp_encoder_queue_pooled(enc, 0, b, &enc->pooled, enc->cfg.hidden, 0, err);
+    if (!rc)
+        rc = check_guard(enc, err);
+    if (!rc)
+        rc = enc->be->ops->download_f32(enc->be, &enc->pooled,
+                                        (size_t)b->nseq * enc->cfg.hidden, out, err);
     return rc;
 }

@@ -59,7 +59,15 @@ struct vnp_encoder {
     /* workspace, grown to the largest batch seen */
     size_t ws_tokens, ws_seqs;
     vnp_buf x, h, qkv, attn, ffn, ffn2, ids, cu;
-    int32_t *host_ids;
+    vnp_buf ranges; /* I32 [2 * ws_seqs]: pooling row ranges (begins, then ends) */
+    vnp_buf pooled; /* F32 [ws_seqs * hidden]: the synchronous embed's result */
+    /* Host staging of a queued batch's ids, cu_seqlens and pooling ranges (host_alloc:
+     * pinned on CUDA, so that the uploads are asynchronous). Two slots, so that one
+     * batch can be prepared while the previous one still runs. */
+    struct vnp_enc_stage {
+        int32_t *ids, *cu, *ranges;
+        size_t ids_cap, seq_cap;
+    } stage[2];
 };
 
 /* ---- helpers shared by the two models (encoder.c) ---- */
@@ -108,7 +116,10 @@ vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src,
 /* ALiBi slopes for any head count, as DNABERT-S's bert_layers.py builds them. */
 void vnp_alibi_slopes(int heads, float *out);
 
-/* ---- forward passes (esm2.c, dnabert_s.c): leave the last hidden states in enc->x ---- */
+/* ---- forward passes (esm2.c, dnabert_s.c): leave the last hidden states in enc->x ----
+ * The batch's ids and cu_seqlens are already in enc->ids / enc->cu (uploaded by
+ * encoder.c, <mask> already mapped for ESM-2's token dropout); b is read on the host
+ * only (per-sequence mask counts). */
 vnp_code vnp_esm2_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
                           vnp_error *err);
 vnp_code vnp_dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,

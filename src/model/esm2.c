@@ -19,14 +19,6 @@ vnp_code vnp_esm2_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_l
     int H = c->hidden, I = c->intermediate, hd = H / c->heads;
     vnp_code rc;
 
-    /* <mask> reads the zero row appended to the table when token dropout is on. */
-    for (int i = 0; i < T; i++)
-        enc->host_ids[i] =
-            c->token_dropout && b->tokens[i] == c->mask_id ? c->vocab : b->tokens[i];
-    if ((rc = ops->upload_i32(be, enc->host_ids, (size_t)T, &enc->ids, err)) ||
-        (rc = ops->upload_i32(be, b->cu_seqlens, (size_t)b->nseq + 1, &enc->cu, err)))
-        return rc;
-
     float base = c->token_dropout ? (float)(1.0 - ESM_MASK_RATIO_TRAIN) : 1.0f;
     if ((rc = ops->embedding(be, &enc->tok_emb, &enc->ids, T, H, NULL, base, &enc->x, err)))
         return rc;

@@ -17,31 +17,13 @@
 void vnp_predict_options_init(vnp_predict_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->device = "cpu";
+    o->device = "auto";
     o->precision = VNP_PREC_FP16;
     o->chunk_len = 500;
     o->progress = -1;
 }
 
-void vnp_predict_fail(vnp_predict_ctx *c, const vnp_error *e)
-{
-    pthread_mutex_lock(&c->mu);
-    if (c->rc == VNP_OK) {
-        c->rc = e->code ? e->code : VNP_EIO;
-        c->err = *e;
-    }
-    pthread_mutex_unlock(&c->mu);
-    vnp_win_queue_abort(c->to_compute);
-    vnp_win_queue_abort(c->to_write);
-}
-
-int vnp_predict_failed(vnp_predict_ctx *c)
-{
-    pthread_mutex_lock(&c->mu);
-    int f = c->rc != VNP_OK;
-    pthread_mutex_unlock(&c->mu);
-    return f;
-}
+void vnp_predict_fail(vnp_predict_ctx *c, const vnp_error *e) { vnp_engine_fail(c->eng, e); }
 
 /* The directory holding a model: the path itself, or the directory of a file. */
 static char *model_dir(const char *path)
@@ -77,7 +59,10 @@ static void name_model(vnp_error *err, const char *what, const char *path)
         vnp_error_prefix(err, "%s %s: ", what, path);
 }
 
-static vnp_code load_models(vnp_predict_ctx *c, vnp_error *err)
+/* Checks the model paths, loads the classifier and the tokenizer, and starts one
+ * worker per --device entry, each loading both encoders and the classifier onto its
+ * device (engine.h). */
+static vnp_code load_models(vnp_predict_ctx *c, vnp_devices *dev, vnp_error *err)
 {
     const vnp_predict_options *o = c->o;
     vnp_code rc;
@@ -89,18 +74,24 @@ static vnp_code load_models(vnp_predict_ctx *c, vnp_error *err)
         name_model(err, "classifier", o->classifier);
         return rc;
     }
-    if ((rc = vnp_backend_create(o->device ? o->device : "cpu", o->precision, o->threads, &c->be,
-                                 err)))
-        return rc;
-    if ((rc = vnp_encoder_load(o->dnabert, c->be, &c->dnabert, err))) {
+    /* swapped models and a missing tokenizer fail before the (large) encoders load */
+    vnp_encoder_kind kd, ke;
+    if ((rc = vnp_encoder_probe(o->dnabert, &kd, err))) {
         name_model(err, "DNABERT-S model", o->dnabert);
         return rc;
     }
-    if (vnp_encoder_kind_of(c->dnabert) != VNP_ENCODER_DNABERT_S)
+    if (kd != VNP_ENCODER_DNABERT_S)
         return vnp_fail(err, VNP_EINVAL,
                         "--dnabert %s is an ESM-2 checkpoint; pass the DNABERT-S model there "
                         "and ESM-2 with --esm", o->dnabert);
-    /* the tokenizer before the (large) ESM-2 model, so that a missing one fails fast */
+    if ((rc = vnp_encoder_probe(o->esm, &ke, err))) {
+        name_model(err, "ESM-2 model", o->esm);
+        return rc;
+    }
+    if (ke != VNP_ENCODER_ESM2)
+        return vnp_fail(err, VNP_EINVAL,
+                        "--esm %s is a DNABERT-S checkpoint; pass the ESM-2 model there and "
+                        "DNABERT-S with --dnabert", o->esm);
     char *dir = model_dir(o->dnabert);
     if (!dir)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
@@ -119,34 +110,46 @@ static vnp_code load_models(vnp_predict_ctx *c, vnp_error *err)
     free(dir);
     if (rc)
         return rc;
-    if ((rc = vnp_encoder_load(o->esm, c->be, &c->esm, err))) {
-        name_model(err, "ESM-2 model", o->esm);
+    if ((rc = vnp_devices_parse(o->device, dev, err)))
         return rc;
-    }
-    if (vnp_encoder_kind_of(c->esm) != VNP_ENCODER_ESM2)
-        return vnp_fail(err, VNP_EINVAL,
-                        "--esm %s is a DNABERT-S checkpoint; pass the ESM-2 model there and "
-                        "DNABERT-S with --dnabert", o->esm);
-    c->hd = vnp_encoder_hidden_size(c->dnabert);
-    c->he = vnp_encoder_hidden_size(c->esm);
-    c->width = c->hd + c->he;
-    int in = vnp_classifier_input_size(c->cls);
-    if (in != c->width)
-        return vnp_fail(err, VNP_ESHAPE,
-                        "classifier %s takes %d features, but DNABERT-S %s (hidden %d) + "
-                        "ESM-2 %s (hidden %d) give %d; use the classifier trained on these two "
-                        "models",
-                        o->classifier, in, o->dnabert, c->hd, o->esm, c->he, c->width);
+    int threads = o->threads > 0 ? o->threads : vnp_cpu_threads_available();
+    if (dev->auto_cpu)
+        vnp_info("--device auto: no CUDA GPU visible; computing on the CPU (%d thread%s)",
+                 threads, threads == 1 ? "" : "s");
+    else if (dev->auto_gpus > 0)
+        vnp_info("--device auto: %d CUDA GPU%s, one worker each", dev->auto_gpus,
+                 dev->auto_gpus == 1 ? "" : "s");
+    int cuda = 0;
+    for (int i = 0; i < dev->n; i++)
+        cuda |= strcmp(dev->name[i], "cpu") != 0;
+    vnp_engine_config ec;
+    memset(&ec, 0, sizeof ec);
+    ec.models.dnabert = o->dnabert;
+    ec.models.esm = o->esm;
+    ec.models.cls = c->cls;
+    ec.models.cls_path = o->classifier;
+    ec.models.prec = o->precision;
+    ec.models.threads = threads;
+    ec.devices = (const char *const *)dev->name;
+    ec.ndevices = dev->n;
+    ec.batch_tokens = o->batch_tokens ? o->batch_tokens
+                      : cuda          ? DEFAULT_BATCH_TOKENS_CUDA
+                                      : DEFAULT_BATCH_TOKENS_CPU;
+    ec.want_features = o->embeddings;
+    if ((rc = vnp_engine_start(&ec, &c->eng, err)))
+        return rc;
+    c->width = vnp_engine_width(c->eng);
+    c->st.workers = dev->n;
+    snprintf(c->st.devices, sizeof c->st.devices, "%s", vnp_engine_describe(c->eng));
     return VNP_OK;
 }
 
 static void free_models(vnp_predict_ctx *c)
 {
+    vnp_engine_free(c->eng);
+    c->eng = NULL;
     vnp_classifier_free(c->cls);
-    vnp_encoder_free(c->esm);
-    vnp_encoder_free(c->dnabert);
     vnp_bpe_free(c->bpe);
-    vnp_backend_free(c->be);
 }
 
 /* Size of a plain, uncompressed input file (for the ETA); 0 when unknown. */
@@ -217,11 +220,28 @@ static vnp_code journal_setup(vnp_predict_ctx *c, vnp_error *err)
         c->journaling = 1;
         return VNP_OK;
     }
-    if (jrc == VNP_ENOTFOUND)
-        return vnp_fail(err, VNP_ENOTFOUND,
-                        "nothing to resume in %s: no %s (the run finished, or never completed "
-                        "a record); run without --resume",
-                        o->out_dir, VNP_PREDICT_JOURNAL);
+    if (jrc == VNP_ENOTFOUND) {
+        char *done = NULL;
+        size_t dn = strlen(o->out_dir) + sizeof VNP_PREDICT_RESULTS + 2;
+        if ((done = malloc(dn)))
+            snprintf(done, dn, "%s/%s", o->out_dir, VNP_PREDICT_RESULTS);
+        int finished = done && access(done, F_OK) == 0;
+        free(done);
+        if (finished)
+            return vnp_fail(err, VNP_ENOTFOUND,
+                            "nothing to resume in %s: no %s and the results are there (the run "
+                            "finished); run without --resume to compute them again",
+                            o->out_dir, VNP_PREDICT_JOURNAL);
+        /* never completed a record (e.g. every worker failed at once): from the start */
+        vnp_warn("--resume: nothing to resume in %s (no %s: the run never completed a "
+                 "record); starting from the beginning",
+                 o->out_dir, VNP_PREDICT_JOURNAL);
+        vnp_code rc = vnp_journal_describe(o, &c->journal, err);
+        if (rc)
+            return rc;
+        c->journaling = 1;
+        return VNP_OK;
+    }
     if (jrc) {
         *err = jerr;
         return jrc;
@@ -261,10 +281,6 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
     }
     if ((rc = vnp_predict_outputs_open(c, err)))
         return rc;
-    c->to_compute = vnp_win_queue_new(1);
-    c->to_write = vnp_win_queue_new(1);
-    if (!c->to_compute || !c->to_write)
-        return vnp_fail(err, VNP_ENOMEM, "out of memory");
     int on = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
     vnp_predict_progress_init(&c->progress, on, plain_input_size(o->input));
     double t0 = vnp_predict_now();
@@ -276,16 +292,12 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
         vnp_fail(&e, VNP_ENOMEM, "cannot start the writer thread");
         vnp_predict_fail(c, &e);
         pthread_join(reader, NULL);
-        *err = c->err;
-        return c->rc;
+        return vnp_engine_error(c->eng, err);
     }
-    vnp_predict_compute_loop(c);
     pthread_join(reader, NULL);
     pthread_join(writer, NULL);
-    if (c->rc) {
-        *err = c->err;
-        return c->rc;
-    }
+    if ((rc = vnp_engine_error(c->eng, err)))
+        return rc;
     if (c->pre && (rc = vnp_preprocess_writer_commit(c->pre, err)))
         return rc;
     if ((rc = vnp_predict_outputs_commit(c, err)))
@@ -305,20 +317,25 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     memset(&c, 0, sizeof c);
     c.o = o;
     pthread_mutex_init(&c.mu, NULL);
+    vnp_devices dev;
+    memset(&dev, 0, sizeof dev);
     vnp_code rc = check_options(o, err);
     double t0 = vnp_predict_now();
     if (rc == VNP_OK)
-        rc = load_models(&c, err);
+        rc = load_models(&c, &dev, err);
     c.st.load_seconds = vnp_predict_now() - t0;
     if (rc == VNP_OK)
         rc = vnp_mkdirs(o->out_dir, "output directory", err);
     if (rc == VNP_OK) {
-        int cuda = o->device && !strncmp(o->device, "cuda", 4);
-        c.batch_tokens = o->batch_tokens ? o->batch_tokens
-                         : cuda          ? DEFAULT_BATCH_TOKENS_CUDA
-                                         : DEFAULT_BATCH_TOKENS_CPU;
         c.window_orfs = o->window_orfs ? o->window_orfs : DEFAULT_WINDOW_ORFS;
         rc = run(&c, err);
+    }
+    if (c.eng) {
+        vnp_engine_counts k;
+        vnp_engine_counts_get(c.eng, &k);
+        c.st.tokens = k.tokens;
+        c.st.recomputed = k.recomputed;
+        c.st.retired = k.retired;
     }
     if (rc != VNP_OK) {
         if (c.journal_written && err) {
@@ -331,11 +348,10 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     }
     free(c.journal_path);
     vnp_preprocess_writer_free(c.pre);
-    vnp_win_queue_free(c.to_compute);
-    vnp_win_queue_free(c.to_write);
     if (c.reader)
         vnp_seq_close(c.reader);
     free_models(&c);
+    vnp_devices_free(&dev);
     pthread_mutex_destroy(&c.mu);
     c.st.peak_rss_kb = vnp_predict_peak_rss_kb();
     if (stats)

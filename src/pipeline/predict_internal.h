@@ -1,12 +1,14 @@
-/* State shared by the three stages of predict: reader (records -> windows of
- * tokenized ORFs), compute (encoders + classifier, in the calling thread) and
- * writer (rows in input order). (Internal to src/pipeline.) */
+/* predict's state, split by owner: what the calling thread sets up before the
+ * threads start (read-only after), the reader's, the writer's, and the little that
+ * is shared (under `mu`). The compute stage is the engine (engine.h), whose state
+ * is its own. (Internal to src/pipeline.) */
 #ifndef VNP_PIPELINE_PREDICT_INTERNAL_H
 #define VNP_PIPELINE_PREDICT_INTERNAL_H
 
 #include <pthread.h>
 #include <stdio.h>
 
+#include "pipeline/engine.h"
 #include "pipeline/journal.h"
 #include "pipeline/window.h"
 #include "virnucpro/model.h"
@@ -21,7 +23,6 @@ typedef struct vnp_predict_outputs {
     vnp_chunk_calls *highest;
     vnp_features_writer *features;
     vnp_seq_tally tally; /* the record being written (may span windows) */
-    const char *tally_id;
 } vnp_predict_outputs;
 
 typedef struct vnp_predict_progress {
@@ -32,45 +33,42 @@ typedef struct vnp_predict_progress {
 } vnp_predict_progress;
 
 typedef struct vnp_predict_ctx {
+    /* Set by the calling thread before the threads start; read-only after. */
     const vnp_predict_options *o;
-    vnp_backend *be;
-    vnp_encoder *dnabert, *esm;
     vnp_classifier *cls;
     vnp_bpe *bpe;
-    int hd, he, width; /* DNABERT-S hidden, ESM-2 hidden, hd + he */
-    size_t batch_tokens, window_orfs;
+    vnp_engine *eng;
+    int width;               /* feature width (DNABERT-S + ESM-2 hidden) */
+    size_t window_orfs;
+    uint64_t skip_records;   /* --resume: records the reader skips */
+    int journaling;          /* write the resume journal */
+    char *journal_path;
 
+    /* The reader thread's (the calling thread's again after the join). */
     vnp_seq_reader *reader;
     vnp_preprocess_writer *pre; /* --keep-intermediate */
-    vnp_win_queue *to_compute, *to_write;
+
+    /* The writer thread's (the calling thread's again after the join). */
     vnp_predict_outputs out;
-    int journaling;          /* write the resume journal */
     vnp_journal journal;     /* run description + progress */
-    char *journal_path;
     int journal_written;     /* partial outputs are resumable */
     uint64_t records_done;   /* records whose rows are all written (resumed ones included) */
-    uint64_t skip_records;   /* --resume: records the reader skips */
     long fail_after_windows; /* debugging: writer fails after this many windows (0 = never) */
     long windows_written;
+
+    /* Shared: under mu. */
+    pthread_mutex_t mu;
     uint64_t bytes_done;     /* input position at the end of the last written window (ETA) */
     size_t records_read;     /* records read so far (progress line) */
-    size_t orfs_embedded;    /* ORFs through both encoders so far (progress line) */
     vnp_predict_progress progress;
-
-    pthread_mutex_t mu; /* guards rc/err and the counters below */
-    vnp_code rc;
-    vnp_error err;
-    vnp_predict_stats st;
+    vnp_predict_stats st;    /* records/chunks/orfs written so far */
 } vnp_predict_ctx;
 
 /* Records the first failure and stops every stage. */
 void vnp_predict_fail(vnp_predict_ctx *c, const vnp_error *e);
-int vnp_predict_failed(vnp_predict_ctx *c);
 
 void *vnp_predict_reader_main(void *ctx);
 void *vnp_predict_writer_main(void *ctx);
-/* Runs in the calling thread until the reader's windows are exhausted. */
-void vnp_predict_compute_loop(vnp_predict_ctx *c);
 
 vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err);
 /* Completes every output file and gives it its final name. */
@@ -85,5 +83,13 @@ void vnp_predict_tick(vnp_predict_ctx *c, int final);
 void vnp_predict_progress_init(vnp_predict_progress *p, int on, uint64_t total_bytes);
 void vnp_predict_progress_update(vnp_predict_progress *p, size_t records, size_t orfs, uint64_t tokens,
                          uint64_t bytes, int final);
+
+/* ---- the ORFs of a record (orfs.c): shared by predict and validate-precision ---- */
+/* Appends the kept (stop-free) frames of chunk `chunk` of rec to w: IDs
+ * "<record>_chunk_<n><frame>", DNABERT-S ids (when bpe) and ESM-2 ids. fr is the
+ * caller's scratch. Returns the number added in *added. */
+vnp_code vnp_orfs_add_chunk(vnp_window *w, const vnp_bpe *bpe, const vnp_record *rec,
+                            size_t chunk_len, size_t chunk, vnp_frames *fr, size_t *added,
+                            vnp_error *err);
 
 #endif

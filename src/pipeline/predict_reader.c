@@ -23,11 +23,7 @@ static int push(reader_state *s, int eof)
     s->c->records_read = s->records;
     pthread_mutex_unlock(&s->c->mu);
     w->records = s->records;
-    if (!vnp_win_queue_push(s->c->to_compute, w)) {
-        vnp_window_free(w);
-        return 0;
-    }
-    return 1;
+    return vnp_engine_push(s->c->eng, w, &s->err);
 }
 
 static vnp_code fresh_window(reader_state *s)
@@ -53,42 +49,6 @@ static vnp_code add_segment(reader_state *s, const vnp_record *rec, size_t chunk
     return vnp_window_add_seg(s->w, &seg, &s->err);
 }
 
-static vnp_code add_frame(reader_state *s, const vnp_record *rec, size_t chunk,
-                          const vnp_frame *f)
-{
-    vnp_window *w = s->w;
-    vnp_win_orf *o;
-    vnp_code rc = vnp_window_add_orf(w, &o, &s->err);
-    if (rc)
-        return rc;
-    char suffix[48];
-    int n = snprintf(suffix, sizeof suffix, "_chunk_%zu%s", chunk + 1, vnp_frame_name(f->frame));
-    o->chunk = chunk;
-    size_t unused;
-    if ((rc = vnp_window_text(w, rec->id, rec->id_len, &o->id_off, &s->err)) ||
-        (rc = vnp_window_text(w, suffix, (size_t)n, &unused, &s->err)))
-        return rc;
-    o->id_len = rec->id_len + (size_t)n;
-    o->dna_off = w->dna.n;
-    rc = vnp_bpe_encode(s->c->bpe, f->nucleotide, f->nucleotide_len, &w->dna, &s->err);
-    if (rc) {
-        vnp_error_prefix(&s->err, "tokenizing the DNA of %.*s: ", (int)o->id_len,
-                         w->text + o->id_off);
-        return rc;
-    }
-    o->dna_len = w->dna.n - o->dna_off;
-    o->esm_off = w->esm.n;
-    rc = vnp_esm_encode(f->protein, f->protein_len, &w->esm, &s->err);
-    if (rc) {
-        vnp_error_prefix(&s->err, "tokenizing the protein of %.*s: ", (int)o->id_len,
-                         w->text + o->id_off);
-        return rc;
-    }
-    o->esm_len = w->esm.n - o->esm_off;
-    w->seg[w->nseg - 1].orf_end = w->norf;
-    return VNP_OK;
-}
-
 static int window_full(const reader_state *s)
 {
     return s->w->norf >= s->c->window_orfs || s->w->nseg >= 4 * s->c->window_orfs;
@@ -107,14 +67,10 @@ static int one_record(reader_state *s, const vnp_record *rec)
     if ((rc = add_segment(s, rec, chunks, 1)))
         return rc;
     for (size_t i = 0; i < chunks; i++) {
-        vnp_chunk ch = vnp_chunk_at(rec->len, chunk_len, i);
-        if ((rc = vnp_six_frames(rec->seq + ch.start, ch.len, &s->fr, &s->err))) {
-            vnp_error_prefix(&s->err, "record '%s' chunk %zu: ", rec->id, i + 1);
+        size_t added;
+        if ((rc = vnp_orfs_add_chunk(s->w, c->bpe, rec, chunk_len, i, &s->fr, &added, &s->err)))
             return rc;
-        }
-        for (int k = 0; k < s->fr.n; k++)
-            if ((rc = add_frame(s, rec, i, &s->fr.frame[k])))
-                return rc;
+        s->w->seg[s->w->nseg - 1].orf_end = s->w->norf;
         if (i + 1 < chunks && window_full(s)) { /* the record goes on in the next window */
             if (!push(s, 0))
                 return -1;
@@ -150,17 +106,17 @@ void *vnp_predict_reader_main(void *ctx)
                       "cannot resume: the input has %zu records, fewer than the %llu the "
                       "journal says are done",
                       s.records, (unsigned long long)s.c->skip_records);
-    while (rc == VNP_OK && !vnp_predict_failed(s.c) &&
+    while (rc == VNP_OK && !vnp_engine_failed(s.c->eng) &&
            (got = vnp_seq_read(s.c->reader, &rec, &s.err)) == 1)
         rc = one_record(&s, &rec);
     if (rc == VNP_OK && got < 0)
         rc = -got;
-    if (rc == VNP_OK && !vnp_predict_failed(s.c))
+    if (rc == VNP_OK && !vnp_engine_failed(s.c->eng))
         push(&s, 1);
     else if (rc > 0)
         vnp_predict_fail(s.c, &s.err);
     vnp_window_free(s.w);
     vnp_frames_free(&s.fr);
-    vnp_win_queue_close(s.c->to_compute);
+    vnp_engine_close(s.c->eng);
     return NULL;
 }

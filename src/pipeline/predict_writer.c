@@ -2,6 +2,7 @@
  * prediction_results_highestscore.csv, sequences.tsv (and the features file).
  * Everything is written under ".part" names and renamed at commit. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,7 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     if (c->o->embeddings)
         remove(o->features_path);
     vnp_code rc;
-    if (c->skip_records > 0 || c->o->resume)
+    if (c->journal_written) /* --resume of an interrupted run */
         return reopen_for_resume(c, err);
     o->results = fopen(o->results_part, "w");
     if (!o->results)
@@ -256,16 +257,35 @@ static vnp_code after_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
     return VNP_OK;
 }
 
+/* No NaN or Inf reaches an output file (the workers' guard recomputes or fails such
+ * batches; this is the last check). */
+static vnp_code check_finite(const vnp_window *w, int width, vnp_error *err)
+{
+    for (size_t i = 0; i < w->norf; i++) {
+        int bad = !isfinite(w->probs[2 * i]) || !isfinite(w->probs[2 * i + 1]);
+        for (int k = 0; w->features && k < width && !bad; k++)
+            bad = !isfinite(w->features[i * (size_t)width + (size_t)k]);
+        if (bad)
+            return vnp_fail(err, VNP_ENUMERIC,
+                            "non-finite embedding or score for %.*s; nothing was written for "
+                            "it (try --device cpu or VIRNUCPRO_DISABLE_FP16=1)",
+                            (int)w->orf[i].id_len, w->text + w->orf[i].id_off);
+    }
+    return VNP_OK;
+}
+
 void *vnp_predict_writer_main(void *ctx)
 {
     vnp_predict_ctx *c = ctx;
     vnp_window *w;
     vnp_error err;
-    while ((w = vnp_win_queue_pop(c->to_write))) {
-        vnp_code rc = write_window(c, w, &err);
+    while ((w = vnp_engine_pop(c->eng))) {
+        vnp_code rc = check_finite(w, c->width, &err);
+        if (rc == VNP_OK)
+            rc = write_window(c, w, &err);
         if (rc == VNP_OK)
             rc = after_window(c, w, &err);
-        vnp_window_free(w);
+        vnp_engine_release(c->eng, w);
         if (rc) {
             vnp_predict_fail(c, &err);
             break;

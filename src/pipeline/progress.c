@@ -58,9 +58,10 @@ void vnp_predict_tick(vnp_predict_ctx *c, int final)
 {
     if (!c->progress.on)
         return;
+    vnp_engine_counts k;
+    vnp_engine_counts_get(c->eng, &k);
     pthread_mutex_lock(&c->mu); /* also serialises the drawing */
     vnp_predict_progress_update(&c->progress, final ? c->st.records : c->records_read,
-                                final ? c->st.orfs : c->orfs_embedded, c->st.tokens,
-                                c->bytes_done, final);
+                                final ? c->st.orfs : k.items, k.tokens, c->bytes_done, final);
     pthread_mutex_unlock(&c->mu);
 }

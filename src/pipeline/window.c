@@ -1,7 +1,6 @@
-/* Windows of ORFs and the bounded queues that carry them between stages. */
+/* Windows of ORFs: the unit that flows reader -> engine -> writer. */
 #include "pipeline/window.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +17,7 @@ void vnp_window_free(vnp_window *w)
     vnp_ids_free(&w->esm);
     free(w->features);
     free(w->probs);
+    vnp_packing_free(&w->pack);
     free(w);
 }
 
@@ -64,95 +64,13 @@ vnp_code vnp_window_add_orf(vnp_window *w, vnp_win_orf **out, vnp_error *err)
     return VNP_OK;
 }
 
-vnp_code vnp_window_alloc_outputs(vnp_window *w, int width, vnp_error *err)
+vnp_code vnp_window_alloc_outputs(vnp_window *w, int width, int with_probs, vnp_error *err)
 {
     size_t n = w->norf ? w->norf : 1;
-    w->features = malloc(n * (size_t)width * sizeof(float));
-    w->probs = malloc(n * 2 * sizeof(float));
-    if (!w->features || !w->probs)
+    if (width > 0 && !(w->features = malloc(n * (size_t)width * sizeof(float))))
         return vnp_fail(err, VNP_ENOMEM, "out of memory for %zu x %d features", w->norf, width);
+    if (with_probs && !(w->probs = malloc(n * 2 * sizeof(float))))
+        return vnp_fail(err, VNP_ENOMEM, "out of memory for %zu scores", w->norf);
     return VNP_OK;
 }
 
-struct vnp_win_queue {
-    pthread_mutex_t mu;
-    pthread_cond_t changed;
-    vnp_window **item;
-    size_t cap, head, n;
-    int closed, aborted;
-};
-
-vnp_win_queue *vnp_win_queue_new(size_t cap)
-{
-    vnp_win_queue *q = calloc(1, sizeof *q);
-    if (!q)
-        return NULL;
-    q->item = calloc(cap, sizeof *q->item);
-    if (!q->item) {
-        free(q);
-        return NULL;
-    }
-    q->cap = cap;
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->changed, NULL);
-    return q;
-}
-
-void vnp_win_queue_free(vnp_win_queue *q)
-{
-    if (!q)
-        return;
-    for (size_t i = 0; i < q->n; i++)
-        vnp_window_free(q->item[(q->head + i) % q->cap]);
-    pthread_mutex_destroy(&q->mu);
-    pthread_cond_destroy(&q->changed);
-    free(q->item);
-    free(q);
-}
-
-int vnp_win_queue_push(vnp_win_queue *q, vnp_window *w)
-{
-    pthread_mutex_lock(&q->mu);
-    while (q->n == q->cap && !q->aborted)
-        pthread_cond_wait(&q->changed, &q->mu);
-    int ok = !q->aborted;
-    if (ok) {
-        q->item[(q->head + q->n) % q->cap] = w;
-        q->n++;
-        pthread_cond_broadcast(&q->changed);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return ok;
-}
-
-vnp_window *vnp_win_queue_pop(vnp_win_queue *q)
-{
-    vnp_window *w = NULL;
-    pthread_mutex_lock(&q->mu);
-    while (q->n == 0 && !q->closed && !q->aborted)
-        pthread_cond_wait(&q->changed, &q->mu);
-    if (!q->aborted && q->n > 0) {
-        w = q->item[q->head];
-        q->head = (q->head + 1) % q->cap;
-        q->n--;
-        pthread_cond_broadcast(&q->changed);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return w;
-}
-
-void vnp_win_queue_close(vnp_win_queue *q)
-{
-    pthread_mutex_lock(&q->mu);
-    q->closed = 1;
-    pthread_cond_broadcast(&q->changed);
-    pthread_mutex_unlock(&q->mu);
-}
-
-void vnp_win_queue_abort(vnp_win_queue *q)
-{
-    pthread_mutex_lock(&q->mu);
-    q->aborted = 1;
-    pthread_cond_broadcast(&q->changed);
-    pthread_mutex_unlock(&q->mu);
-}

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "virnucpro/error.h"
+#include "virnucpro/pipeline.h"
 #include "virnucpro/tok.h"
 
 /* The part of one input record inside a window. A long record may span
@@ -37,11 +38,19 @@ typedef struct vnp_window {
     vnp_win_orf *orf;
     size_t norf, orf_cap;
     vnp_ids dna, esm;
-    float *features; /* norf x width, filled by compute */
-    float *probs;    /* norf x 2 */
+    /* Results, written by the workers (disjoint rows) and read by the writer once
+     * `pending` is 0 (both under the engine's lock, so the rows are visible). */
+    float *features; /* norf x width when features are wanted, else NULL */
+    float *probs;    /* norf x 2 with a classifier */
     uint64_t input_bytes; /* input consumed when the window was closed */
     size_t records;       /* records started so far, this window included */
     int eof;              /* the last window */
+    /* The engine's, under its lock: the batches of the window, how many are not yet
+     * computed, and the next window in input order. */
+    vnp_packing pack;
+    size_t pending;
+    uint64_t seq;
+    struct vnp_window *next;
 } vnp_window;
 
 vnp_window *vnp_window_new(void);
@@ -51,21 +60,7 @@ vnp_code vnp_window_text(vnp_window *w, const char *s, size_t n, size_t *off, vn
 vnp_code vnp_window_add_seg(vnp_window *w, const vnp_win_seg *s, vnp_error *err);
 /* A new ORF slot (zeroed) at w->orf[w->norf - 1]. */
 vnp_code vnp_window_add_orf(vnp_window *w, vnp_win_orf **out, vnp_error *err);
-/* Allocates features/probs for norf rows of `width`. */
-vnp_code vnp_window_alloc_outputs(vnp_window *w, int width, vnp_error *err);
-
-/* A bounded blocking FIFO of windows between two stages. */
-typedef struct vnp_win_queue vnp_win_queue;
-
-vnp_win_queue *vnp_win_queue_new(size_t cap);
-void vnp_win_queue_free(vnp_win_queue *q); /* frees windows still queued */
-/* Blocks while full. Returns 0 (window not taken) if the queue was aborted. */
-int vnp_win_queue_push(vnp_win_queue *q, vnp_window *w);
-/* Blocks while empty. NULL when closed and drained, or aborted. */
-vnp_window *vnp_win_queue_pop(vnp_win_queue *q);
-/* No more pushes; pop drains then returns NULL. */
-void vnp_win_queue_close(vnp_win_queue *q);
-/* Wakes everyone: pushes fail, pops return NULL. */
-void vnp_win_queue_abort(vnp_win_queue *q);
+/* Allocates probs (with_probs) and features (width > 0) for norf rows. */
+vnp_code vnp_window_alloc_outputs(vnp_window *w, int width, int with_probs, vnp_error *err);
 
 #endif

@@ -1,7 +1,12 @@
 /* The CPU backend's ops against straightforward double-precision references,
  * with 1 and 3 worker threads, row- and column-split GEMMs, aliasing, packed
- * sequences, rotary and ALiBi attention, and the non-finite flag. */
+ * sequences, rotary and ALiBi attention; mean pooling and scale_shift against
+ * exact values; the guard word (non-finite, bad token, bad shape) as
+ * vnp_backend_guard_check decodes it; host memory, asynchronous downloads and
+ * events. */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +41,28 @@ static vnp_buf up(vnp_backend *be, const float *x, size_t n)
     vnp_error err = {0};
     assert_int_equal(be->ops->upload_f32(be, x, n, &b, &err), VNP_OK);
     return b;
+}
+
+static vnp_buf up_i32(vnp_backend *be, const int32_t *x, size_t n)
+{
+    vnp_buf b;
+    vnp_error err = {0};
+    assert_int_equal(be->ops->alloc_i32(be, n, &b, &err), VNP_OK);
+    assert_int_equal(be->ops->upload_i32(be, x, n, &b, &err), VNP_OK);
+    return b;
+}
+
+/* The guard word as it stands, read the way callers do (into host_alloc memory). */
+static uint32_t guard_word(vnp_backend *be)
+{
+    vnp_error err = {0};
+    uint32_t *w = NULL;
+    assert_int_equal(be->ops->host_alloc(be, sizeof *w, (void **)&w, &err), VNP_OK);
+    *w = 0xdeadbeefu;
+    assert_int_equal(be->ops->guard_save(be, w, &err), VNP_OK);
+    uint32_t v = *w;
+    be->ops->host_free(be, w);
+    return v;
 }
 
 /* max |a-b| / max(|b|) over n values */
@@ -83,7 +110,7 @@ static void check_linear(int threads, int M, int N, int K, vnp_act act, int with
                      VNP_OK);
     assert_int_equal(be->ops->download_f32(be, out, (size_t)M * N, got, &err), VNP_OK);
     assert_true(rel_err(got, want, (size_t)M * N) < 1e-5);
-    assert_int_equal(be->ops->nonfinite_seen(be), 0);
+    assert_int_equal(vnp_backend_guard_check(be, &err), VNP_OK);
     be->ops->free_buf(be, &bx);
     be->ops->free_buf(be, &bw);
     be->ops->free_buf(be, &bb);
@@ -141,7 +168,7 @@ static void test_layernorm(void **state)
     }
 }
 
-static void test_embedding_gated_pool(void **state)
+static void test_embedding_gated(void **state)
 {
     vnp_backend *be = make(3);
     vnp_error err = {0};
@@ -160,12 +187,28 @@ static void test_embedding_gated_pool(void **state)
         for (int i = 0; i < H; i++)
             assert_true(got[t * H + i] == (table[ids[t] * H + i] + add[i]) * 0.88f);
 
-    /* an id outside the table is an error naming it */
-    int32_t bad[T] = {0, 7, 0, 0, 0, 0, 0, 0, 0};
+    /* an id outside the table (either side) is not read: its row is the added row
+     * alone, and the guard's bad-token bit is set, which the guard check reports
+     * as a bug or corrupt batch */
+    assert_int_equal(guard_word(be), 0);
+    int32_t bad[T] = {0, 7, 0, 0, 0, 0, 0, -1, 0};
+    float badrows[T * H];
     assert_int_equal(be->ops->upload_i32(be, bad, T, &bi, &err), VNP_OK);
-    assert_int_equal(be->ops->embedding(be, &bt, &bi, T, H, NULL, 1.0f, &bo, &err), VNP_EINVAL);
-    assert_string_equal(err.msg,
-                        "token id 7 at position 1 is outside the embedding table (7 rows)");
+    assert_int_equal(be->ops->embedding(be, &bt, &bi, T, H, &ba, 2.0f, &bo, &err), VNP_OK);
+    assert_int_equal(be->ops->download_f32(be, &bo, T * H, badrows, &err), VNP_OK);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < H; i++)
+            assert_true(badrows[t * H + i] ==
+                        ((t == 1 || t == 7) ? add[i] : table[i] + add[i]) * 2.0f);
+    assert_int_equal(guard_word(be), VNP_GUARD_BAD_TOKEN);
+    assert_int_equal(vnp_backend_guard_check(be, &err), VNP_EINVAL);
+    assert_string_equal(err.msg, "cpu (3 threads): a token id outside the model's vocabulary "
+                                 "was caught on the device; this is a bug or a corrupt batch "
+                                 "(not retried in FP32)");
+    be->ops->guard_reset(be);
+    assert_int_equal(vnp_backend_guard_check(be, &err), VNP_OK);
+    assert_int_equal(be->ops->upload_i32(be, ids, T, &bi, &err), VNP_OK);
+    assert_int_equal(be->ops->embedding(be, &bt, &bi, T, H, &ba, 0.88f, &bo, &err), VNP_OK);
 
     /* gated GELU over the [T, H] buffer seen as [T, 2 * 8] */
     float gg[T * H / 2];
@@ -179,23 +222,8 @@ static void test_embedding_gated_pool(void **state)
             assert_true(fabs(gg[t * H / 2 + i] - want) <= 1e-6 * fmax(1, fabs(want)));
         }
 
-    /* mean pooling of rows [1,4) and [4,9) */
-    int32_t rb[2] = {1, 4}, re[2] = {4, 9};
-    float pooled[2 * H];
-    assert_int_equal(be->ops->mean_pool(be, &bo, H, rb, re, 2, pooled, &err), VNP_OK);
-    for (int s = 0; s < 2; s++)
-        for (int i = 0; i < H; i++) {
-            double acc = 0;
-            for (int r = rb[s]; r < re[s]; r++)
-                acc += got[r * H + i];
-            assert_true(fabs(pooled[s * H + i] - acc / (re[s] - rb[s])) < 1e-6);
-        }
-    /* empty range is refused */
-    int32_t rb2[1] = {3}, re2[1] = {3};
-    assert_int_equal(be->ops->mean_pool(be, &bo, H, rb2, re2, 1, pooled, &err), VNP_EINVAL);
-
     /* non-finite values raise the flag; reset clears it */
-    assert_int_equal(be->ops->nonfinite_seen(be), 0);
+    assert_int_equal(vnp_backend_guard_check(be, &err), VNP_OK);
     table[H + 2] = INFINITY;
     vnp_buf binf = up(be, table, V * H);
     int32_t ones[T] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
@@ -204,14 +232,305 @@ static void test_embedding_gated_pool(void **state)
     vnp_buf gam = up(be, add, H);
     assert_int_equal(be->ops->layernorm(be, &bo, NULL, &gam, &gam, 1e-5f, T, H, &bo, &err),
                      VNP_OK);
-    assert_int_equal(be->ops->nonfinite_seen(be), 1);
-    be->ops->nonfinite_reset(be);
-    assert_int_equal(be->ops->nonfinite_seen(be), 0);
+    assert_int_equal(guard_word(be), VNP_GUARD_NONFINITE);
+    assert_int_equal(vnp_backend_guard_check(be, &err), VNP_ENUMERIC);
+    assert_string_equal(err.msg, "cpu (3 threads): non-finite values (NaN or infinite)");
+    be->ops->guard_reset(be);
+    assert_int_equal(guard_word(be), 0);
+    assert_int_equal(vnp_backend_guard_check(be, &err), VNP_OK);
 
     vnp_buf *bufs[] = {&bt, &ba, &bi, &bo, &bg, &binf, &gam};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         be->ops->free_buf(be, bufs[i]);
     be->ops->destroy(be);
+}
+
+/* ---- mean pooling ---- */
+
+/* x[r, j] in halves and small: every sum of up to 40 rows is exact in float, so
+ * the expected mean is one correctly rounded division whatever the order. */
+static float pool_x(int r, int j)
+{
+    return (float)((r * 7 + j * 3) % 11 - 5) + 0.5f * (float)(j & 1);
+}
+
+static float exact_mean(int b, int e, int j)
+{
+    double acc = 0;
+    for (int r = b; r < e; r++)
+        acc += pool_x(r, j);
+    return (float)acc / (float)(e - b);
+}
+
+enum { PT = 40, PH = 5, PS = 3, PLD = 12 };
+
+static void test_mean_pool(void **state)
+{
+    for (int threads = 1; threads <= 3; threads += 2) {
+        vnp_backend *be = make(threads);
+        vnp_error err = {0};
+        float x[PT * PH], x2[PT * PH], sentinel[PS * PLD], got[PS * PLD];
+        for (int r = 0; r < PT; r++)
+            for (int j = 0; j < PH; j++) {
+                x[r * PH + j] = pool_x(r, j);
+                x2[r * PH + j] = -pool_x(r, j);
+            }
+        for (int i = 0; i < PS * PLD; i++)
+            sentinel[i] = -1000.0f - (float)i;
+        /* three sequences: one row, 16 rows (one cascade block), 23 rows */
+        int32_t ranges[2 * PS] = {0, 1, 17, 1, 17, 40};
+        vnp_buf bx = up(be, x, PT * PH), bx2 = up(be, x2, PT * PH);
+        vnp_buf br = up_i32(be, ranges, 2 * PS), bo;
+        assert_int_equal(be->ops->alloc_f32(be, PS * PLD, &bo, &err), VNP_OK);
+        assert_int_equal(bo.dtype, VNP_DT_F32);
+        assert_int_equal(bo.n, PS * PLD);
+        memcpy(bo.ptr, sentinel, sizeof sentinel);
+        /* x pooled into columns [1, 6), x2 into [7, 12) of rows of 12: columns 0 and 6
+         * keep what was there */
+        assert_int_equal(be->ops->mean_pool(be, &bx, PH, &br, PS, &bo, PLD, 1, &err), VNP_OK);
+        assert_int_equal(be->ops->mean_pool(be, &bx2, PH, &br, PS, &bo, PLD, 7, &err), VNP_OK);
+        assert_int_equal(be->ops->download_f32(be, &bo, PS * PLD, got, &err), VNP_OK);
+        for (int s = 0; s < PS; s++)
+            for (int c = 0; c < PLD; c++) {
+                float want = sentinel[s * PLD + c];
+                if (c >= 1 && c < 1 + PH)
+                    want = exact_mean(ranges[s], ranges[PS + s], c - 1);
+                else if (c >= 7)
+                    want = -exact_mean(ranges[s], ranges[PS + s], c - 7);
+                assert_true(got[s * PLD + c] == want);
+            }
+        assert_int_equal(vnp_backend_guard_check(be, &err), VNP_OK);
+
+        /* inconsistent arguments are errors (nothing written) */
+        assert_int_equal(be->ops->mean_pool(be, &bx, PH, &br, PS, &bo, PLD, 8, &err), VNP_EINVAL);
+        assert_string_equal(err.msg, "mean pooling of 3 sequences of width 5 into columns [8, 13) "
+                                     "of rows of 12");
+        assert_int_equal(be->ops->mean_pool(be, &bx, PH, &br, PS, &bo, PLD, -1, &err),
+                         VNP_EINVAL);
+        assert_int_equal(be->ops->mean_pool(be, &bx, PH, &br, PS, &bo, PLD + 1, 0, &err),
+                         VNP_EINVAL); /* 3 rows of 13 do not fit 36 floats */
+        assert_string_equal(err.msg, "mean pooling of 3 sequences: ranges (6 I32) need 6 I32 "
+                                     "entries and the output (36 F32) 39 F32 entries");
+        vnp_buf short_ranges = br;
+        short_ranges.n = 5;
+        assert_int_equal(be->ops->mean_pool(be, &bx, PH, &short_ranges, PS, &bo, PLD, 0, &err),
+                         VNP_EINVAL);
+        assert_int_equal(be->ops->mean_pool(be, &bx, PH, &bx, 1, &bo, PLD, 0, &err),
+                         VNP_EINVAL); /* ranges not I32 */
+        assert_int_equal(vnp_backend_guard_check(be, &err), VNP_OK);
+
+        /* bad ranges: past x, empty, negative. Each is flagged and skipped; the good
+         * sequence between them is pooled. */
+        memcpy(bo.ptr, sentinel, sizeof sentinel);
+        int32_t bad[2 * 4] = {30, 0, 5, -1, 41, 9, 5, 2};
+        vnp_buf bbad = up_i32(be, bad, 8);
+        vnp_buf bo4;
+        assert_int_equal(be->ops->alloc_f32(be, 4 * PH, &bo4, &err), VNP_OK);
+        for (int i = 0; i < 4 * PH; i++)
+            ((float *)bo4.ptr)[i] = 7.0f;
+        assert_int_equal(be->ops->mean_pool(be, &bx, PH, &bbad, 4, &bo4, PH, 0, &err), VNP_OK);
+        const float *o4 = bo4.ptr;
+        for (int s = 0; s < 4; s++)
+            for (int j = 0; j < PH; j++)
+                assert_true(o4[s * PH + j] == (s == 1 ? exact_mean(0, 9, j) : 7.0f));
+        assert_int_equal(guard_word(be), VNP_GUARD_BAD_SHAPE);
+        assert_int_equal(vnp_backend_guard_check(be, &err), VNP_EINVAL);
+        char want[256];
+        snprintf(want, sizeof want,
+                 "cpu (%d thread%s): a bad batch shape was caught on the device; this is a bug "
+                 "or a corrupt batch (not retried in FP32)",
+                 threads, threads == 1 ? "" : "s");
+        assert_string_equal(err.msg, want);
+        be->ops->guard_reset(be);
+
+        /* a non-finite value in a pooled row */
+        x[20 * PH + 3] = INFINITY;
+        vnp_buf binf = up(be, x, PT * PH);
+        assert_int_equal(be->ops->mean_pool(be, &binf, PH, &br, PS, &bo, PLD, 0, &err), VNP_OK);
+        assert_true(isinf(((float *)bo.ptr)[2 * PLD + 3]));
+        assert_int_equal(guard_word(be), VNP_GUARD_NONFINITE);
+        assert_int_equal(vnp_backend_guard_check(be, &err), VNP_ENUMERIC);
+        be->ops->guard_reset(be);
+        assert_int_equal(vnp_backend_guard_check(be, &err), VNP_OK);
+
+        vnp_buf *bufs[] = {&bx, &bx2, &br, &bo, &bbad, &bo4, &binf};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            be->ops->free_buf(be, bufs[i]);
+        be->ops->destroy(be);
+    }
+}
+
+/* The CPU sums in PyTorch's cascade order, not row by row: 2^24 followed by
+ * fifteen zeros, then sixteen ones and a zero. Row by row every + 1 rounds back
+ * to 2^24; the cascade adds the block of ones (16) to 2^24 exactly. */
+static void test_mean_pool_cascade_order(void **state)
+{
+    vnp_backend *be = make(2);
+    vnp_error err = {0};
+    enum { N = 33 };
+    float x[N * 2];
+    for (int r = 0; r < N; r++) {
+        x[r * 2] = r == 0 ? 16777216.0f : (r >= 16 && r < 32) ? 1.0f : 0.0f;
+        x[r * 2 + 1] = (float)r;
+    }
+    int32_t ranges[2] = {0, N};
+    vnp_buf bx = up(be, x, N * 2), br = up_i32(be, ranges, 2), bo;
+    assert_int_equal(be->ops->alloc_f32(be, 2, &bo, &err), VNP_OK);
+    assert_int_equal(be->ops->mean_pool(be, &bx, 2, &br, 1, &bo, 2, 0, &err), VNP_OK);
+    float got[2];
+    assert_int_equal(be->ops->download_f32(be, &bo, 2, got, &err), VNP_OK);
+    float sequential = 0.0f;
+    for (int r = 0; r < N; r++)
+        sequential += x[r * 2];
+    assert_true(sequential == 16777216.0f); /* what a plain loop gives */
+    assert_true(got[0] == 16777232.0f / 33.0f);
+    assert_true(got[0] != sequential / 33.0f);
+    assert_true(got[1] == 528.0f / 33.0f);
+    be->ops->free_buf(be, &bx);
+    be->ops->free_buf(be, &br);
+    be->ops->free_buf(be, &bo);
+    be->ops->destroy(be);
+}
+
+/* ---- scale and shift (a folded BatchNorm, then ReLU) ---- */
+static void test_scale_shift(void **state)
+{
+    vnp_backend *be = make(3);
+    vnp_error err = {0};
+    enum { M = 3, N = 4 };
+    const float x[M * N] = {1, -2, 0.5f, 3, -1, 0, 2, -0.25f, 4, 1.5f, -3, 0.75f};
+    const float sc[N] = {2, 0.5f, -1, 0.25f}, sh[N] = {-1, 1, 0.5f, 0};
+    /* x * scale + shift, exact in float */
+    const float lin[M * N] = {1, 0, 0, 0.75f, -3, 1, -1.5f, -0.0625f, 7, 1.75f, 3.5f, 0.1875f};
+    vnp_buf bx = up(be, x, M * N), bs = up(be, sc, N), bh = up(be, sh, N), bo;
+    assert_int_equal(be->ops->alloc_f32(be, M * N, &bo, &err), VNP_OK);
+    float got[M * N];
+    assert_int_equal(be->ops->scale_shift(be, &bx, &bs, &bh, VNP_ACT_NONE, M, N, &bo, &err),
+                     VNP_OK);
+    assert_int_equal(be->ops->download_f32(be, &bo, M * N, got, &err), VNP_OK);
+    for (int i = 0; i < M * N; i++)
+        assert_true(got[i] == lin[i]);
+    /* ReLU, in place */
+    assert_int_equal(be->ops->scale_shift(be, &bx, &bs, &bh, VNP_ACT_RELU, M, N, &bx, &err),
+                     VNP_OK);
+    assert_int_equal(be->ops->download_f32(be, &bx, M * N, got, &err), VNP_OK);
+    const float relu[M * N] = {1, 0, 0, 0.75f, 0, 1, 0, 0, 7, 1.75f, 3.5f, 0.1875f};
+    for (int i = 0; i < M * N; i++)
+        assert_true(got[i] == relu[i]);
+    assert_int_equal(vnp_backend_guard_check(be, &err), VNP_OK);
+
+    /* many rows, split over the workers: exact values again */
+    enum { BM = 5000, BN = 8 };
+    float *bigx = malloc(sizeof(float) * BM * BN), *bigo = malloc(sizeof(float) * BM * BN);
+    float bsc[BN], bsh[BN];
+    for (int j = 0; j < BN; j++) {
+        bsc[j] = (float)(j - 3) * 0.125f;
+        bsh[j] = (float)(j % 3) - 1.0f;
+    }
+    for (int i = 0; i < BM * BN; i++)
+        bigx[i] = (float)(i % 29 - 14) * 0.25f;
+    vnp_buf bbx = up(be, bigx, BM * BN), bbs = up(be, bsc, BN), bbh = up(be, bsh, BN), bbo;
+    assert_int_equal(be->ops->alloc_f32(be, BM * BN, &bbo, &err), VNP_OK);
+    assert_int_equal(be->ops->scale_shift(be, &bbx, &bbs, &bbh, VNP_ACT_RELU, BM, BN, &bbo, &err),
+                     VNP_OK);
+    assert_int_equal(be->ops->download_f32(be, &bbo, BM * BN, bigo, &err), VNP_OK);
+    for (int i = 0; i < BM * BN; i++) {
+        float v = bigx[i] * bsc[i % BN] + bsh[i % BN]; /* exact: quarters times eighths */
+        assert_true(bigo[i] == (v < 0 ? 0.0f : v));
+    }
+
+    /* a NaN stays a NaN through the ReLU and sets the guard */
+    float nanx[M * N];
+    memcpy(nanx, x, sizeof nanx);
+    nanx[5] = NAN;
+    vnp_buf bn = up(be, nanx, M * N);
+    assert_int_equal(be->ops->scale_shift(be, &bn, &bs, &bh, VNP_ACT_RELU, M, N, &bo, &err),
+                     VNP_OK);
+    assert_int_equal(be->ops->download_f32(be, &bo, M * N, got, &err), VNP_OK);
+    assert_true(isnan(got[5]));
+    assert_true(got[4] == 0.0f && got[6] == 0.0f);
+    assert_int_equal(vnp_backend_guard_check(be, &err), VNP_ENUMERIC);
+    be->ops->guard_reset(be);
+
+    /* wrong sizes or dtypes are refused */
+    assert_int_equal(be->ops->scale_shift(be, &bx, &bs, &bh, VNP_ACT_RELU, M, N + 1, &bo, &err),
+                     VNP_EINVAL);
+    vnp_buf bi = up_i32(be, (const int32_t[4]){0, 0, 0, 0}, 4);
+    assert_int_equal(be->ops->scale_shift(be, &bx, &bi, &bh, VNP_ACT_RELU, M, N, &bo, &err),
+                     VNP_EINVAL);
+
+    vnp_buf *bufs[] = {&bx, &bs, &bh, &bo, &bbx, &bbs, &bbh, &bbo, &bn, &bi};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        be->ops->free_buf(be, bufs[i]);
+    be->ops->destroy(be);
+    free(bigx), free(bigo);
+}
+
+/* ---- host memory, asynchronous download, events ---- */
+static void test_async_events(void **state)
+{
+    vnp_backend *be = make(2);
+    vnp_error err = {0};
+    enum { N = 40 };
+    float src[N];
+    for (int i = 0; i < N; i++)
+        src[i] = (float)i * 1.5f - 7.0f;
+    vnp_buf b = up(be, src, N);
+    float *host = NULL;
+    assert_int_equal(be->ops->host_alloc(be, N * sizeof(float), (void **)&host, &err), VNP_OK);
+    assert_non_null(host);
+    assert_true((uintptr_t)host % 64 == 0);
+    memset(host, 0, N * sizeof(float));
+    vnp_event *ev = NULL;
+    assert_int_equal(be->ops->event_create(be, &ev, &err), VNP_OK);
+    assert_non_null(ev);
+    assert_int_equal(be->ops->download_f32_async(be, &b, N - 1, host, &err), VNP_OK);
+    assert_int_equal(be->ops->event_record(be, ev, &err), VNP_OK);
+    assert_int_equal(be->ops->event_wait(be, ev, &err), VNP_OK);
+    for (int i = 0; i < N - 1; i++)
+        assert_true(host[i] == src[i]);
+    assert_true(host[N - 1] == 0.0f); /* only n copied */
+    /* the event can be recorded and waited for again */
+    assert_int_equal(be->ops->event_record(be, ev, &err), VNP_OK);
+    assert_int_equal(be->ops->event_wait(be, ev, &err), VNP_OK);
+    /* more than the buffer holds, or not F32: refused */
+    assert_int_equal(be->ops->download_f32_async(be, &b, N + 1, host, &err), VNP_EINVAL);
+    vnp_buf bi = up_i32(be, (const int32_t[2]){1, 2}, 2);
+    assert_int_equal(be->ops->download_f32_async(be, &bi, 2, host, &err), VNP_EINVAL);
+    be->ops->event_free(be, ev);
+    be->ops->host_free(be, host);
+    be->ops->free_buf(be, &b);
+    be->ops->free_buf(be, &bi);
+    be->ops->destroy(be);
+}
+
+/* ---- decoding the guard word ---- */
+static void test_guard_code(void **state)
+{
+    vnp_error err = {0};
+    assert_int_equal(vnp_backend_guard_code(0, "cuda:1 fp16, batch 3", &err), VNP_OK);
+    assert_int_equal(vnp_backend_guard_code(VNP_GUARD_NONFINITE, "cuda:1 fp16, batch 3", &err),
+                     VNP_ENUMERIC);
+    assert_string_equal(err.msg, "cuda:1 fp16, batch 3: non-finite values (NaN or infinite)");
+    /* a bad token wins over NaN: never retried in FP32 */
+    assert_int_equal(
+        vnp_backend_guard_code(VNP_GUARD_NONFINITE | VNP_GUARD_BAD_TOKEN, "dev", &err),
+        VNP_EINVAL);
+    assert_string_equal(err.msg, "dev: a token id outside the model's vocabulary was caught on "
+                                 "the device; this is a bug or a corrupt batch (not retried in "
+                                 "FP32)");
+    assert_int_equal(vnp_backend_guard_code(VNP_GUARD_BAD_SHAPE, "dev", &err), VNP_EINVAL);
+    assert_string_equal(err.msg, "dev: a bad batch shape was caught on the device; this is a bug "
+                                 "or a corrupt batch (not retried in FP32)");
+    assert_int_equal(
+        vnp_backend_guard_code(VNP_GUARD_BAD_SHAPE | VNP_GUARD_BAD_TOKEN, "dev", &err),
+        VNP_EINVAL);
+    assert_string_equal(err.msg, "dev: a token id outside the model's vocabulary and a bad batch "
+                                 "shape was caught on the device; this is a bug or a corrupt "
+                                 "batch (not retried in FP32)");
+#ifndef VNP_HAVE_CUDA
+    assert_int_equal(vnp_backend_cuda_count(), 0); /* built without the CUDA backend */
+#endif
 }
 
 /* Reference attention for one sequence of L tokens starting at row `start`. */
@@ -341,7 +660,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_layernorm),
-        cmocka_unit_test(test_embedding_gated_pool),
+        cmocka_unit_test(test_embedding_gated),
+        cmocka_unit_test(test_mean_pool),
+        cmocka_unit_test(test_mean_pool_cascade_order),
+        cmocka_unit_test(test_scale_shift),
+        cmocka_unit_test(test_async_events),
+        cmocka_unit_test(test_guard_code),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_bad_threads),
     };

@@ -84,7 +84,7 @@ static int label_mismatches(const float *d, const float *e)
         fail_msg("%s", err.msg);
     int n = G.n;
     float *merged = merge_rows(d, e, n, 128), *probs = malloc(sizeof(float) * n * 2);
-    assert_int_equal(vnp_classifier_predict(c, merged, (size_t)n, probs, &err), VNP_OK);
+    assert_int_equal(vnp_classifier_predict(c, merged, (size_t)n, 256, probs, &err), VNP_OK);
     float *want = expected_tensor(E, "probabilities", (size_t)n * 2);
     int bad = 0;
     for (int i = 0; i < n; i++)

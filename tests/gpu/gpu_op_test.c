@@ -1,8 +1,11 @@
 /* Backend op tests, CUDA against the CPU reference backend: every op of
  * vnp_backend_ops on fresh random inputs, in FP32, FP16 and BF16, compared by
  * relative L2 error (and max abs error) against the CPU's FP32 result on the
- * same (dtype-rounded) inputs. Also: the non-finite guard, the bad-length
- * guard, and a timing of the attention kernel on ESM-2 3B shapes.
+ * same (dtype-rounded) inputs; the F32 ops (scale_shift, the FP32 GEMM of an
+ * FP16/BF16 backend) to FP32 tolerance or exactly. Also: the guard word (non-finite,
+ * bad length, bad pooling range) through vnp_backend_guard_check, pinned memory
+ * with asynchronous downloads and events, the poisoned-batch debug switch, and a
+ * timing of the attention kernel on ESM-2 3B shapes.
  * Prints one line per check and exits non-zero if any check fails. */
 #include <math.h>
 #include <stdio.h>
@@ -91,6 +94,15 @@ static vnp_buf act(vnp_backend *be, size_t n)
     vnp_error err;
     if (be->ops->alloc_act(be, n, &b, &err))
         die("alloc_act", &err);
+    return b;
+}
+
+static vnp_buf f32buf(vnp_backend *be, size_t n)
+{
+    vnp_buf b;
+    vnp_error err;
+    if (be->ops->alloc_f32(be, n, &b, &err))
+        die("alloc_f32", &err);
     return b;
 }
 
@@ -330,30 +342,150 @@ static void test_attention(vnp_backend *cpu, vnp_backend *gpu, vnp_precision pre
     free(cu);
 }
 
+/* Pools 5 ranges of x into columns [col, col + H) of rows of ld, over an output
+ * filled with sentinels (which must survive in the other columns). */
 static void test_mean_pool(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
 {
-    int H = 130, T = 500, nseq = 5;
-    int32_t b[5] = {0, 1, 100, 250, 499}, e[5] = {1, 100, 101, 499, 500};
+    int H = 130, T = 500, nseq = 5, ld = 300, col = 17;
+    int32_t ranges[10] = {0, 1, 100, 250, 499, 1, 100, 101, 499, 500};
     float *x = rand_vec((size_t)T * H, 1.0f);
     round_to(x, (size_t)T * H, prec);
+    size_t nout = (size_t)nseq * ld;
+    float *sentinel = malloc(nout * 4);
+    for (size_t i = 0; i < nout; i++)
+        sentinel[i] = -100.0f - (float)i;
     float *res[2];
     vnp_backend *bes[2] = {cpu, gpu};
     for (int k = 0; k < 2; k++) {
         vnp_backend *be = bes[k];
-        vnp_buf xb = up(be, x, (size_t)T * H, 1);
-        res[k] = malloc((size_t)nseq * H * 4);
+        vnp_buf xb = up(be, x, (size_t)T * H, 1), rb = up_i32(be, ranges, 10), ob;
         vnp_error err;
-        if (be->ops->mean_pool(be, &xb, H, b, e, nseq, res[k], &err))
+        if (be->ops->upload_f32(be, sentinel, nout, &ob, &err))
+            die("upload_f32", &err);
+        if (be->ops->mean_pool(be, &xb, H, &rb, nseq, &ob, ld, col, &err))
             die("mean_pool", &err);
+        res[k] = down(be, &ob, nout);
         be->ops->free_buf(be, &xb);
+        be->ops->free_buf(be, &rb);
+        be->ops->free_buf(be, &ob);
     }
-    compare("mean_pool 5 ranges", prec, res[0], res[1], (size_t)nseq * H,
-            1e-5);
+    compare("mean_pool 5 ranges ld=300 col=17", prec, res[0], res[1], nout, 1e-5);
+    int kept = 1;
+    for (int s = 0; s < nseq; s++)
+        for (int c = 0; c < ld; c++)
+            if ((c < col || c >= col + H) && res[1][(size_t)s * ld + c] != sentinel[s * ld + c])
+                kept = 0;
+    char what[128];
+    snprintf(what, sizeof what, "mean_pool %s: columns outside [col, col+H) untouched",
+             pname(prec));
+    check(kept, what);
     free(res[0]);
     free(res[1]);
     free(x);
+    free(sentinel);
 }
 
+/* scale_shift over F32 on both backends: NONE and ReLU bit-identical (the kernel
+ * rounds the multiply and the add separately, as the CPU does), GELU to FP32
+ * tolerance; in place. */
+static void test_scale_shift(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
+{
+    int M = 257, N = 192;
+    float *x = rand_vec((size_t)M * N, 2.0f), *sc = rand_vec((size_t)N, 1.0f);
+    float *sh = rand_vec((size_t)N, 0.5f);
+    static const vnp_act acts[3] = {VNP_ACT_NONE, VNP_ACT_RELU, VNP_ACT_GELU_ERF};
+    static const char *names[3] = {"scale_shift", "scale_shift relu (inplace)",
+                                   "scale_shift gelu"};
+    for (int a = 0; a < 3; a++) {
+        float *res[2];
+        vnp_backend *bes[2] = {cpu, gpu};
+        for (int k = 0; k < 2; k++) {
+            vnp_backend *be = bes[k];
+            vnp_buf xb = up(be, x, (size_t)M * N, 0), sb = up(be, sc, (size_t)N, 0);
+            vnp_buf hb = up(be, sh, (size_t)N, 0);
+            vnp_buf ob = acts[a] == VNP_ACT_RELU ? xb : f32buf(be, (size_t)M * N);
+            vnp_error err;
+            if (be->ops->scale_shift(be, &xb, &sb, &hb, acts[a], M, N, &ob, &err))
+                die("scale_shift", &err);
+            res[k] = down(be, &ob, (size_t)M * N);
+            if (acts[a] != VNP_ACT_RELU)
+                be->ops->free_buf(be, &ob);
+            be->ops->free_buf(be, &xb);
+            be->ops->free_buf(be, &sb);
+            be->ops->free_buf(be, &hb);
+        }
+        compare(names[a], prec, res[0], res[1], (size_t)M * N,
+                acts[a] == VNP_ACT_GELU_ERF ? 1e-6 : 0.0);
+        free(res[0]);
+        free(res[1]);
+    }
+    free(x);
+    free(sc);
+    free(sh);
+}
+
+/* linear with every operand F32 (the classifier) on a backend of any compute
+ * dtype: an FP32 GEMM, so FP32 tolerance whatever prec is. Inputs not rounded. */
+static void test_linear_f32(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, int M, int N,
+                            int K, int with_bias, vnp_act a, int with_res, int alias)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K));
+    float *b = rand_vec((size_t)N, 0.3f), *r = rand_vec((size_t)M * N, 1.0f);
+    float *res[2];
+    vnp_backend *bes[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf xb = up(be, x, (size_t)M * K, 0), wb = up(be, w, (size_t)N * K, 0);
+        vnp_buf bb = up(be, b, (size_t)N, 0), rb = up(be, r, (size_t)M * N, 0);
+        vnp_buf ob = alias ? rb : f32buf(be, (size_t)M * N);
+        vnp_error err;
+        if (be->ops->linear(be, &xb, &wb, with_bias ? &bb : NULL, a, with_res ? &rb : NULL, M, N,
+                            K, &ob, &err))
+            die("linear (F32)", &err);
+        res[k] = down(be, &ob, (size_t)M * N);
+        be->ops->free_buf(be, &xb);
+        be->ops->free_buf(be, &wb);
+        be->ops->free_buf(be, &bb);
+        be->ops->free_buf(be, &rb);
+        if (!alias)
+            be->ops->free_buf(be, &ob);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "linear F32 %dx%dx%d%s%s%s%s", M, N, K, with_bias ? " +b" : "",
+             a == VNP_ACT_GELU_ERF ? " gelu" : a == VNP_ACT_RELU ? " relu" : "",
+             with_res ? " +res" : "", alias ? "(inplace)" : "");
+    compare(name, prec, res[0], res[1], (size_t)M * N, 1e-5);
+    free(res[0]);
+    free(res[1]);
+    free(x);
+    free(w);
+    free(b);
+    free(r);
+}
+
+/* F32 and compute-dtype operands mixed in one linear are refused. */
+static void test_linear_mixed(vnp_backend *gpu, vnp_precision prec)
+{
+    if (prec == VNP_PREC_FP32)
+        return;
+    float x[64], w[64];
+    for (int i = 0; i < 64; i++)
+        x[i] = w[i] = 0.1f * (float)i;
+    vnp_buf xb = up(gpu, x, 64, 0), wb = up(gpu, w, 64, 1), ob = f32buf(gpu, 64);
+    vnp_error err;
+    vnp_code rc = gpu->ops->linear(gpu, &xb, &wb, NULL, VNP_ACT_NONE, NULL, 8, 8, 8, &ob, &err);
+    char what[160];
+    snprintf(what, sizeof what, "linear %s: F32 x with a %s weight refused (%s)", pname(prec),
+             prec == VNP_PREC_FP16 ? "F16" : "BF16", rc == VNP_EINVAL ? err.msg : "not refused");
+    check(rc == VNP_EINVAL, what);
+    gpu->ops->free_buf(gpu, &xb);
+    gpu->ops->free_buf(gpu, &wb);
+    gpu->ops->free_buf(gpu, &ob);
+}
+
+/* The guard word: clean, a NaN/Inf (VNP_ENUMERIC), a sequence longer than
+ * max_len in attention and a bad pooling range (VNP_EINVAL), each read through
+ * vnp_backend_guard_check and cleared by guard_reset. */
 static void test_guard(vnp_backend *gpu, vnp_precision prec)
 {
     int M = 8, H = 64;
@@ -361,22 +493,22 @@ static void test_guard(vnp_backend *gpu, vnp_precision prec)
     vnp_buf xb = up(gpu, x, (size_t)M * H, 1), gb = up(gpu, g, (size_t)H, 0);
     vnp_buf ob = act(gpu, (size_t)M * H);
     vnp_error err;
-    gpu->ops->nonfinite_reset(gpu);
-    if (gpu->ops->layernorm(gpu, &xb, NULL, &gb, NULL, 1e-5f, M, H, &ob, &err))
+    gpu->ops->guard_reset(gpu);
+    if (gpu->ops->layernorm(gpu, &xb, NULL, &gb, &gb, 1e-5f, M, H, &ob, &err))
         die("layernorm", &err);
-    int clean = gpu->ops->nonfinite_seen(gpu);
+    vnp_code clean = vnp_backend_guard_check(gpu, &err);
     gpu->ops->free_buf(gpu, &xb);
     x[3 * H + 5] = INFINITY;
     xb = up(gpu, x, (size_t)M * H, 1);
-    if (gpu->ops->layernorm(gpu, &xb, NULL, &gb, NULL, 1e-5f, M, H, &ob, &err))
+    if (gpu->ops->layernorm(gpu, &xb, NULL, &gb, &gb, 1e-5f, M, H, &ob, &err))
         die("layernorm", &err);
-    int hit = gpu->ops->nonfinite_seen(gpu);
-    gpu->ops->nonfinite_reset(gpu);
-    int after = gpu->ops->nonfinite_seen(gpu);
-    char what[128];
-    snprintf(what, sizeof what, "guard %s: clean=%d inf-hit=%d after-reset=%d", pname(prec),
-             clean, hit, after);
-    check(clean == 0 && hit != 0 && after == 0, what);
+    vnp_code hit = vnp_backend_guard_check(gpu, &err);
+    gpu->ops->guard_reset(gpu);
+    vnp_code after = vnp_backend_guard_check(gpu, &err);
+    char what[256];
+    snprintf(what, sizeof what, "guard %s: clean=%s inf-hit=%s after-reset=%s", pname(prec),
+             vnp_code_name(clean), vnp_code_name(hit), vnp_code_name(after));
+    check(clean == VNP_OK && hit == VNP_ENUMERIC && after == VNP_OK, what);
     /* a max_len smaller than a sequence is refused by the kernel, not read past */
     int32_t cu[2] = {0, 70};
     float *qkv = rand_vec((size_t)70 * 3 * 64, 1.0f);
@@ -385,11 +517,40 @@ static void test_guard(vnp_backend *gpu, vnp_precision prec)
     vnp_attn_desc d = {1, 64, 0.125f, VNP_POS_NONE, NULL, NULL};
     if (gpu->ops->attention(gpu, &qb, &cb, 1, 64, 70, &d, &ab, &err))
         die("attention", &err);
-    int bad = gpu->ops->nonfinite_seen(gpu);
-    gpu->ops->nonfinite_reset(gpu);
-    snprintf(what, sizeof what, "guard %s: max_len below a sequence's length is flagged (%d)",
-             pname(prec), bad);
-    check(bad != 0, what);
+    vnp_code bad = vnp_backend_guard_check(gpu, &err);
+    gpu->ops->guard_reset(gpu);
+    snprintf(what, sizeof what, "guard %s: max_len below a sequence's length is flagged (%s: %s)",
+             pname(prec), vnp_code_name(bad), bad ? err.msg : "");
+    check(bad == VNP_EINVAL && strstr(err.msg, "a bad batch shape"), what);
+    /* bad pooling ranges (past x, empty, negative) are flagged and their rows left
+     * as they were; the good one between them is written */
+    int32_t ranges[8] = {5, 0, 3, -1, 9, 3, 3, 2};
+    float sentinel[4 * 64];
+    for (int i = 0; i < 4 * 64; i++)
+        sentinel[i] = 42.0f;
+    vnp_buf rb = up_i32(gpu, ranges, 8), pb;
+    if (gpu->ops->upload_f32(gpu, sentinel, 4 * 64, &pb, &err))
+        die("upload_f32", &err);
+    if (gpu->ops->mean_pool(gpu, &ob, H, &rb, 4, &pb, 64, 0, &err))
+        die("mean_pool", &err);
+    vnp_code shape = vnp_backend_guard_check(gpu, &err);
+    float *pooled = down(gpu, &pb, 4 * 64);
+    int kept = 1, written = 1;
+    for (int s = 0; s < 4; s++)
+        for (int j = 0; j < 64; j++) {
+            if (s != 1 && pooled[s * 64 + j] != 42.0f)
+                kept = 0;
+            if (s == 1 && pooled[s * 64 + j] == 42.0f)
+                written = 0;
+        }
+    gpu->ops->guard_reset(gpu);
+    snprintf(what, sizeof what,
+             "guard %s: bad pooling ranges flagged (%s), rows skipped (%d), good row written (%d)",
+             pname(prec), vnp_code_name(shape), kept, written);
+    check(shape == VNP_EINVAL && kept && written, what);
+    free(pooled);
+    gpu->ops->free_buf(gpu, &rb);
+    gpu->ops->free_buf(gpu, &pb);
     gpu->ops->free_buf(gpu, &qb);
     gpu->ops->free_buf(gpu, &cb);
     gpu->ops->free_buf(gpu, &ab);
@@ -399,6 +560,109 @@ static void test_guard(vnp_backend *gpu, vnp_precision prec)
     free(x);
     free(g);
     free(qkv);
+}
+
+/* Pinned memory: ids uploaded from it, results downloaded into it with
+ * download_f32_async, an event waited for; the same bits as the synchronous
+ * download. download_f32_async of a non-F32 buffer is refused. */
+static void test_async(vnp_backend *gpu, vnp_precision prec)
+{
+    int T = 1000, H = 96;
+    float *x = rand_vec((size_t)T * H, 1.0f);
+    vnp_buf xb = up(gpu, x, (size_t)T * H, 0), rb, ob = f32buf(gpu, (size_t)3 * H);
+    vnp_error err;
+    int32_t *ranges = NULL;
+    float *host = NULL;
+    vnp_event *ev = NULL;
+    if (gpu->ops->host_alloc(gpu, 6 * sizeof *ranges, (void **)&ranges, &err) ||
+        gpu->ops->host_alloc(gpu, (size_t)3 * H * sizeof *host, (void **)&host, &err) ||
+        gpu->ops->event_create(gpu, &ev, &err))
+        die("host_alloc / event_create", &err);
+    const int32_t r[6] = {0, 10, 500, 10, 500, 1000};
+    memcpy(ranges, r, sizeof r);
+    if (gpu->ops->alloc_i32(gpu, 6, &rb, &err) || gpu->ops->upload_i32(gpu, ranges, 6, &rb, &err))
+        die("upload_i32", &err);
+    gpu->ops->guard_reset(gpu);
+    uint32_t *word = NULL;
+    if (gpu->ops->host_alloc(gpu, sizeof *word, (void **)&word, &err))
+        die("host_alloc", &err);
+    *word = 0xffffffffu;
+    if (gpu->ops->mean_pool(gpu, &xb, H, &rb, 3, &ob, H, 0, &err) ||
+        gpu->ops->download_f32_async(gpu, &ob, (size_t)3 * H, host, &err) ||
+        gpu->ops->guard_save(gpu, word, &err) || gpu->ops->event_record(gpu, ev, &err) ||
+        gpu->ops->event_wait(gpu, ev, &err))
+        die("asynchronous batch", &err);
+    float *sync = down(gpu, &ob, (size_t)3 * H);
+    int same = !memcmp(sync, host, (size_t)3 * H * sizeof *host);
+    vnp_buf hb = act(gpu, 16);
+    vnp_code refused = gpu->ops->download_f32_async(gpu, &hb, 16, host, &err);
+    /* (an accepted copy must land before host is freed) */
+    if (gpu->ops->event_record(gpu, ev, &err) || gpu->ops->event_wait(gpu, ev, &err))
+        die("event", &err);
+    int want_refused = prec != VNP_PREC_FP32; /* an FP32 backend's act buffer is F32 */
+    char what[200];
+    snprintf(what, sizeof what,
+             "async %s: pinned download == sync download (%d), guard word %u, non-F32 source "
+             "%s",
+             pname(prec), same, *word, refused == VNP_EINVAL ? "refused" : "accepted");
+    check(same && *word == 0 && (refused == VNP_EINVAL) == want_refused, what);
+    gpu->ops->event_free(gpu, ev);
+    gpu->ops->host_free(gpu, ranges);
+    gpu->ops->host_free(gpu, host);
+    gpu->ops->host_free(gpu, word);
+    gpu->ops->free_buf(gpu, &xb);
+    gpu->ops->free_buf(gpu, &rb);
+    gpu->ops->free_buf(gpu, &ob);
+    gpu->ops->free_buf(gpu, &hb);
+    free(x);
+    free(sync);
+}
+
+/* VIRNUCPRO_DEBUG_POISON_BATCH=1 on an FP16 backend: batch 1 (the second
+ * guard_reset) gets a NaN as the first value of its first pooled output, and
+ * only that batch; batches 0 and 2 are clean. */
+static void test_poison(void)
+{
+    setenv("VIRNUCPRO_DEBUG_POISON_BATCH", "1", 1);
+    vnp_backend *gpu;
+    vnp_error err;
+    if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &gpu, &err))
+        die("cuda backend", &err);
+    unsetenv("VIRNUCPRO_DEBUG_POISON_BATCH");
+    int T = 20, H = 32, col = 3, ld = 40;
+    float *x = rand_vec((size_t)T * H, 1.0f);
+    int32_t r[4] = {0, 5, 5, 20};
+    float zeros[80] = {0};
+    vnp_buf xb = up(gpu, x, (size_t)T * H, 1), rb = up_i32(gpu, r, 4), ob;
+    if (gpu->ops->upload_f32(gpu, zeros, (size_t)2 * ld, &ob, &err))
+        die("upload_f32", &err);
+    vnp_code codes[3];
+    int nan_at[3];
+    for (int b = 0; b < 3; b++) {
+        gpu->ops->guard_reset(gpu);
+        if (gpu->ops->mean_pool(gpu, &xb, H, &rb, 2, &ob, ld, col, &err))
+            die("mean_pool", &err);
+        codes[b] = vnp_backend_guard_check(gpu, &err);
+        float *p = down(gpu, &ob, (size_t)2 * ld);
+        nan_at[b] = -1;
+        for (int i = 0; i < 2 * ld; i++)
+            if (isnan(p[i])) {
+                nan_at[b] = nan_at[b] == -1 ? i : -2; /* -2: more than one */
+            }
+        free(p);
+    }
+    char what[200];
+    snprintf(what, sizeof what, "poison switch: batch 0 %s, batch 1 %s (NaN at %d), batch 2 %s",
+             vnp_code_name(codes[0]), vnp_code_name(codes[1]), nan_at[1],
+             vnp_code_name(codes[2]));
+    check(codes[0] == VNP_OK && codes[1] == VNP_ENUMERIC && nan_at[1] == col &&
+              codes[2] == VNP_OK && nan_at[2] == -1,
+          what);
+    gpu->ops->free_buf(gpu, &xb);
+    gpu->ops->free_buf(gpu, &rb);
+    gpu->ops->free_buf(gpu, &ob);
+    gpu->ops->destroy(gpu);
+    free(x);
 }
 
 static double now_s(void)
@@ -532,8 +796,16 @@ int main(void)
         test_attention(cpu, gpu, precs[p], VNP_POS_NONE, lens_a, 8, 2);
         test_attention(cpu, gpu, precs[p], VNP_POS_ROTARY, lens_b, 8, 4);
         test_attention(cpu, gpu, precs[p], VNP_POS_ALIBI, lens_b, 8, 12);
+        test_linear_f32(cpu, gpu, precs[p], 37, 512, 2048, 1, VNP_ACT_RELU, 0, 0);
+        test_linear_f32(cpu, gpu, precs[p], 37, 2, 512, 1, VNP_ACT_NONE, 0, 0);
+        test_linear_f32(cpu, gpu, precs[p], 65, 96, 128, 1, VNP_ACT_GELU_ERF, 1, 0);
+        test_linear_f32(cpu, gpu, precs[p], 65, 96, 96, 0, VNP_ACT_RELU, 1, 1);
+        test_linear_f32(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_NONE, 1, 1);
+        test_linear_mixed(gpu, precs[p]);
+        test_scale_shift(cpu, gpu, precs[p]);
         test_mean_pool(cpu, gpu, precs[p]);
         test_guard(gpu, precs[p]);
+        test_async(gpu, precs[p]);
         if (precs[p] == VNP_PREC_FP16) {
             time_attention(gpu, 42, 40);
             time_attention(gpu, 168, 40);
@@ -542,6 +814,7 @@ int main(void)
         gpu->ops->destroy(gpu);
     }
     cpu->ops->destroy(cpu);
+    test_poison();
     probe_cublaslt_gelu();
     printf("op tests: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;

@@ -129,7 +129,10 @@ static void test_classifier(void **state)
         assert_int_equal(vnp_classifier_input_size(c), 256);
         assert_int_equal(vnp_classifier_check_inputs(c, 128, 128, &err), VNP_OK);
         float *probs = malloc(sizeof(float) * G.n * 2);
-        assert_int_equal(vnp_classifier_predict(c, merged, (size_t)G.n, probs, &err), VNP_OK);
+        assert_int_equal(vnp_classifier_predict(c, merged, (size_t)G.n, 256, probs, &err), VNP_OK);
+        /* a row width other than the classifier's input is refused, never read past */
+        assert_int_equal(vnp_classifier_predict(c, merged, (size_t)G.n, 255, probs, &err),
+                         VNP_ESHAPE);
         /* The reference ran one ORF at a time in float32 and its logits are near -105,
          * where one float32 ulp is 7.6e-6: the tolerance applies to the whole tensor. */
         double e = rel_l2(probs, want, (size_t)G.n * 2);
@@ -165,7 +168,7 @@ static void test_end_to_end_probabilities(void **state)
     vnp_classifier *c = NULL;
     assert_int_equal(vnp_classifier_load(vnp_test_fixture("golden/classifier.pth"), &c, &err),
                      VNP_OK);
-    assert_int_equal(vnp_classifier_predict(c, merged, (size_t)n, probs, &err), VNP_OK);
+    assert_int_equal(vnp_classifier_predict(c, merged, (size_t)n, 256, probs, &err), VNP_OK);
     float *want = expected_tensor(E, "probabilities", (size_t)n * 2);
     double perr = rel_l2(probs, want, (size_t)n * 2);
     fprintf(stderr, "end to end probabilities: relative L2 %.3g\n", perr);

@@ -60,6 +60,11 @@ static vnp_code cpu_alloc_act(vnp_backend *be, size_t n, vnp_buf *out, vnp_error
     return alloc_f32(n, out, err);
 }
 
+static vnp_code cpu_alloc_f32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
+{
+    return alloc_f32(n, out, err);
+}
+
 static vnp_code cpu_alloc_i32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
 {
     return alloc_buf(n, VNP_DT_I32, out, err);
@@ -119,8 +124,54 @@ static void cpu_free_buf(vnp_backend *be, vnp_buf *buf)
     buf->n = 0;
 }
 
-static int cpu_nonfinite_seen(vnp_backend *be) { return atomic_load(&vnp_cpu_of(be)->nonfinite); }
-static void cpu_nonfinite_reset(vnp_backend *be) { atomic_store(&vnp_cpu_of(be)->nonfinite, 0); }
+/* ---- asynchronous batches: the CPU runs every op before returning, so copies
+ * are plain memcpy and events only have to exist ---- */
+static vnp_code cpu_host_alloc(vnp_backend *be, size_t bytes, void **out, vnp_error *err)
+{
+    *out = alloc_aligned(bytes);
+    if (!*out)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory allocating %zu MiB of host memory",
+                        bytes >> 20);
+    return VNP_OK;
+}
+
+static void cpu_host_free(vnp_backend *be, void *p) { free(p); }
+
+/* A real allocation (not a static dummy) so that a leaked or twice-freed event
+ * shows up under the sanitizers in CPU runs too. */
+struct vnp_event {
+    int recorded;
+};
+
+static vnp_code cpu_event_create(vnp_backend *be, vnp_event **out, vnp_error *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory creating an event");
+    return VNP_OK;
+}
+
+static void cpu_event_free(vnp_backend *be, vnp_event *ev) { free(ev); }
+
+static vnp_code cpu_event_record(vnp_backend *be, vnp_event *ev, vnp_error *err)
+{
+    ev->recorded = 1;
+    return VNP_OK;
+}
+
+static vnp_code cpu_event_wait(vnp_backend *be, vnp_event *ev, vnp_error *err)
+{
+    return VNP_OK;
+}
+
+/* ---- guard ---- */
+static void cpu_guard_reset(vnp_backend *be) { atomic_store(&vnp_cpu_of(be)->guard, 0u); }
+
+static vnp_code cpu_guard_save(vnp_backend *be, uint32_t *dst, vnp_error *err)
+{
+    *dst = atomic_load(&vnp_cpu_of(be)->guard);
+    return VNP_OK;
+}
 
 static void cpu_destroy(vnp_backend *be)
 {
@@ -140,6 +191,7 @@ static const vnp_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
     .alloc_act = cpu_alloc_act,
+    .alloc_f32 = cpu_alloc_f32,
     .alloc_i32 = cpu_alloc_i32,
     .upload_weight = cpu_upload_weight,
     .upload_f32 = cpu_upload_f32,
@@ -152,8 +204,16 @@ static const vnp_backend_ops cpu_ops = {
     .gated_gelu = vnp_cpu_gated_gelu,
     .attention = vnp_cpu_attention,
     .mean_pool = vnp_cpu_mean_pool,
-    .nonfinite_seen = cpu_nonfinite_seen,
-    .nonfinite_reset = cpu_nonfinite_reset,
+    .scale_shift = vnp_cpu_scale_shift,
+    .host_alloc = cpu_host_alloc,
+    .host_free = cpu_host_free,
+    .download_f32_async = cpu_download_f32, /* done at once */
+    .event_create = cpu_event_create,
+    .event_free = cpu_event_free,
+    .event_record = cpu_event_record,
+    .event_wait = cpu_event_wait,
+    .guard_reset = cpu_guard_reset,
+    .guard_save = cpu_guard_save,
 };
 
 vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
@@ -181,7 +241,7 @@ vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
     be->impl = c;
     snprintf(be->name, sizeof be->name, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
     c->nthreads = threads;
-    atomic_init(&c->nonfinite, 0);
+    atomic_init(&c->guard, 0u);
     c->scratch = calloc((size_t)threads, sizeof *c->scratch);
     c->scratch_cap = calloc((size_t)threads, sizeof *c->scratch_cap);
     vnp_code rc = VNP_OK;

@@ -15,7 +15,9 @@
 typedef struct vnp_cpu {
     vnp_cpu_pool *pool;
     int nthreads;
-    atomic_int nonfinite;
+    /* The guard word: VNP_GUARD_* bits that ops OR in (from any worker) and
+     * guard_reset clears. */
+    _Atomic uint32_t guard;
     /* one growable float scratch area per worker, grown by the calling thread
      * before a loop starts (workers never allocate) */
     float **scratch;
@@ -23,6 +25,12 @@ typedef struct vnp_cpu {
 } vnp_cpu;
 
 static inline vnp_cpu *vnp_cpu_of(vnp_backend *be) { return (vnp_cpu *)be->impl; }
+
+/* ORs VNP_GUARD_* bits into the guard word (safe from any worker). */
+static inline void vnp_cpu_guard_set(vnp_cpu *c, uint32_t bits)
+{
+    atomic_fetch_or(&c->guard, bits);
+}
 
 /* Makes every worker's scratch hold at least n floats. */
 vnp_code vnp_cpu_reserve_scratch(vnp_cpu *c, size_t n, vnp_error *err);
@@ -42,8 +50,11 @@ vnp_code vnp_cpu_embedding(vnp_backend *be, const vnp_buf *table, const vnp_buf 
                            vnp_error *err);
 vnp_code vnp_cpu_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int inter, vnp_buf *out,
                             vnp_error *err);
-vnp_code vnp_cpu_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const int32_t *row_begin,
-                           const int32_t *row_end, int nseq, float *out, vnp_error *err);
+vnp_code vnp_cpu_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const vnp_buf *ranges,
+                           int nseq, vnp_buf *out, int ld, int col, vnp_error *err);
+vnp_code vnp_cpu_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *scale,
+                             const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
+                             vnp_error *err);
 
 /* Non-zero when any of x[0..n) is NaN or infinite (exponent bits all ones);
  * an integer OR-reduction, so the loop vectorises. */

@@ -43,7 +43,7 @@ static void ln_rows(void *ctx, size_t begin, size_t end, int worker)
         }
     }
     if (bad)
-        atomic_store(&j->c->nonfinite, 1);
+        vnp_cpu_guard_set(j->c, VNP_GUARD_NONFINITE);
 }
 
 vnp_code vnp_cpu_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,

@@ -64,7 +64,7 @@ static void linear_block(void *ctx, size_t begin, size_t end, int worker)
             bad |= vnp_cpu_nonfinite_bits(dst, (size_t)cols);
         }
         if (bad)
-            atomic_store(&j->c->nonfinite, 1);
+            vnp_cpu_guard_set(j->c, VNP_GUARD_NONFINITE);
     }
 }
 

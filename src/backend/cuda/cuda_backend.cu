@@ -1,5 +1,6 @@
 /* The CUDA backend: construction, device memory, weight conversion at load,
- * and the device-side non-finite guard. The ops live in their own files. */
+ * pinned host memory, events, and the device-side guard word. The ops live in
+ * their own files. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,17 +8,31 @@
 #include "backend/cuda/cuda_internal.cuh"
 #include "virnucpro/error.h"
 
+vnp_code vnp_cuda_check_on(cudaError_t e, int device, const char *what, vnp_error *err)
+{
+    if (e == cudaSuccess)
+        return VNP_OK;
+    char on[32] = "";
+    if (device >= 0)
+        snprintf(on, sizeof on, " on cuda:%d", device);
+    if (e == cudaErrorMemoryAllocation)
+        return vnp_fail(err, VNP_ENOMEM,
+                        "CUDA: out of GPU memory%s while %s (%s); use a smaller --batch-tokens "
+                        "budget or a GPU with more memory",
+                        on, what, cudaGetErrorString(e));
+    return vnp_fail(err, VNP_EDEVICE, "CUDA: %s%s failed: %s (%s)", what, on,
+                    cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
 vnp_code vnp_cuda_check(cudaError_t e, const char *what, vnp_error *err)
 {
     if (e == cudaSuccess)
         return VNP_OK;
-    if (e == cudaErrorMemoryAllocation)
-        return vnp_fail(err, VNP_ENOMEM,
-                        "CUDA: out of GPU memory while %s (%s); use a smaller --batch-tokens "
-                        "budget or a GPU with more memory",
-                        what, cudaGetErrorString(e));
-    return vnp_fail(err, VNP_EDEVICE, "CUDA: %s failed: %s (%s)", what, cudaGetErrorString(e),
-                    cudaGetErrorName(e));
+    /* Only on failure: which device this thread was driving. */
+    int device = -1;
+    if (cudaGetDevice(&device) != cudaSuccess)
+        device = -1;
+    return vnp_cuda_check_on(e, device, what, err);
 }
 
 vnp_code vnp_cuda_check_launch(const char *kernel, vnp_error *err)
@@ -138,6 +153,11 @@ static vnp_code cu_alloc_act(vnp_backend *be, size_t n, vnp_buf *out, vnp_error 
     return cu_alloc(c, n, c->act, out, err);
 }
 
+static vnp_code cu_alloc_f32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
+{
+    return cu_alloc(vnp_cuda_of(be), n, VNP_DT_F32, out, err);
+}
+
 static vnp_code cu_alloc_i32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
 {
     return cu_alloc(vnp_cuda_of(be), n, VNP_DT_I32, out, err);
@@ -150,12 +170,13 @@ static void cu_free_buf(vnp_backend *be, vnp_buf *buf)
     if (!buf)
         return;
     if (buf->ptr) {
-        for (int i = 0; i < c->nbias; i++)
+        /* Its converted bias copies (one per dtype it was used in) go with it. */
+        for (int i = 0; i < c->nbias;)
             if (c->bias[i].src == buf->ptr) {
                 cudaFree(c->bias[i].conv);
                 c->bias[i] = c->bias[--c->nbias];
-                break;
-            }
+            } else
+                i++;
         cudaFree(buf->ptr);
     }
     buf->ptr = NULL;
@@ -282,28 +303,145 @@ static vnp_code cu_download_f32(vnp_backend *be, const vnp_buf *src, size_t n, f
     return rc;
 }
 
-/* ---- guard ---- */
-static int cu_nonfinite_seen(vnp_backend *be)
+/* Selects the backend's device for the calling thread (callers may be on
+ * another thread than the one that made the backend). */
+static vnp_code use_device(vnp_cuda *c, vnp_error *err)
 {
-    vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
-    int flag = 0;
-    if (cudaMemcpyAsync(&flag, c->flag, sizeof flag, cudaMemcpyDeviceToHost, c->stream) !=
-            cudaSuccess ||
-        cudaStreamSynchronize(c->stream) != cudaSuccess)
-        return 1; /* a device failure: never report a clean batch */
-    return flag;
+    return vnp_cuda_check_on(cudaSetDevice(c->device), c->device, "selecting the GPU", err);
 }
 
-static void cu_nonfinite_reset(vnp_backend *be)
+/* ---- asynchronous batches ---- */
+static vnp_code cu_host_alloc(vnp_backend *be, size_t bytes, void **out, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
+    *out = NULL;
+    vnp_code rc = use_device(c, err);
+    if (rc)
+        return rc;
+    /* Portable: pinned for every device's context, so a buffer may also be handed
+     * to a backend on another GPU. */
+    char what[96];
+    snprintf(what, sizeof what, "allocating %zu bytes of pinned host memory", bytes);
+    rc = vnp_cuda_check(cudaHostAlloc(out, bytes ? bytes : 1, cudaHostAllocPortable), what, err);
+    if (rc)
+        *out = NULL;
+    return rc;
+}
+
+static void cu_host_free(vnp_backend *be, void *p)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (!p)
+        return;
     cudaSetDevice(c->device); /* callers may be on another thread */
-    cudaMemsetAsync(c->flag, 0, sizeof(int), c->stream);
+    cudaError_t e = cudaFreeHost(p);
+    if (e != cudaSuccess)
+        vnp_warn("CUDA: freeing pinned host memory on cuda:%d failed: %s", c->device,
+                 cudaGetErrorString(e));
+}
+
+static vnp_code cu_download_f32_async(vnp_backend *be, const vnp_buf *src, size_t n, float *dst,
+                                      vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    vnp_code rc = use_device(c, err);
+    if (rc)
+        return rc;
+    if (src->dtype != VNP_DT_F32 || n > src->n)
+        return vnp_fail(err, VNP_EINVAL,
+                        "CUDA (cuda:%d): asynchronous download of %zu floats from a buffer of %zu "
+                        "%s elements (it must be F32)",
+                        c->device, n, src->n, vnp_dtype_name(src->dtype));
+    if (n == 0)
+        return VNP_OK;
+    return vnp_cuda_check(cudaMemcpyAsync(dst, src->ptr, n * 4, cudaMemcpyDeviceToHost,
+                                          c->stream),
+                          "queueing a copy of results from the GPU", err);
+}
+
+/* A vnp_event is a cudaEvent_t (itself a pointer) under another name. */
+static vnp_code cu_event_create(vnp_backend *be, vnp_event **out, vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    *out = NULL;
+    vnp_code rc = use_device(c, err);
+    if (rc)
+        return rc;
+    /* BlockingSync: a waiting thread sleeps instead of spinning on a core (several
+     * worker threads may wait at once); timing is never read. */
+    cudaEvent_t ev = NULL;
+    rc = vnp_cuda_check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming |
+                                                          cudaEventBlockingSync),
+                        "creating an event", err);
+    if (!rc)
+        *out = (vnp_event *)ev;
+    return rc;
+}
+
+static void cu_event_free(vnp_backend *be, vnp_event *ev)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (!ev)
+        return;
+    cudaSetDevice(c->device); /* callers may be on another thread */
+    cudaError_t e = cudaEventDestroy((cudaEvent_t)ev);
+    if (e != cudaSuccess)
+        vnp_warn("CUDA: destroying an event on cuda:%d failed: %s", c->device,
+                 cudaGetErrorString(e));
+}
+
+static vnp_code cu_event_record(vnp_backend *be, vnp_event *ev, vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    vnp_code rc = use_device(c, err);
+    if (rc)
+        return rc;
+    return vnp_cuda_check(cudaEventRecord((cudaEvent_t)ev, c->stream), "recording an event",
+                          err);
+}
+
+static vnp_code cu_event_wait(vnp_backend *be, vnp_event *ev, vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    vnp_code rc = use_device(c, err);
+    if (rc)
+        return rc;
+    /* A fault in any kernel of the batch surfaces here. */
+    return vnp_cuda_check_on(cudaEventSynchronize((cudaEvent_t)ev), c->device,
+                             "waiting for a batch", err);
+}
+
+/* ---- guard ---- */
+static void cu_guard_reset(vnp_backend *be)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    cudaError_t e = cudaSetDevice(c->device); /* callers may be on another thread */
+    if (e == cudaSuccess)
+        e = cudaMemsetAsync(c->flag, 0, sizeof(int), c->stream);
+    if (e != cudaSuccess && c->reset_error == cudaSuccess)
+        c->reset_error = e; /* no status to return: the next guard_save reports it */
+    /* The debug poison: armed for this batch only (a batch that pooled nothing does
+     * not pass it on), consumed by the batch's first mean_pool. */
     long batch = c->batches++;
-    if (c->poison_batch >= 0 &&
-        (c->act == VNP_DT_F32 ? c->poison_fp32 : batch == c->poison_batch))
-        c->poison_pending = 1;
+    c->poison_pending = c->poison_batch >= 0 &&
+                        (c->act == VNP_DT_F32 ? c->poison_fp32 : batch == c->poison_batch);
+}
+
+static vnp_code cu_guard_save(vnp_backend *be, uint32_t *dst, vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    vnp_code rc = use_device(c, err);
+    if (rc)
+        return rc;
+    if (c->reset_error != cudaSuccess) {
+        cudaError_t e = c->reset_error;
+        c->reset_error = cudaSuccess;
+        return vnp_cuda_check_on(e, c->device, "clearing the guard word", err);
+    }
+    static_assert(sizeof *dst == sizeof *c->flag, "the guard word is 4 bytes");
+    return vnp_cuda_check(cudaMemcpyAsync(dst, c->flag, sizeof *dst, cudaMemcpyDeviceToHost,
+                                          c->stream),
+                          "queueing a copy of the guard word", err);
 }
 
 /* VIRNUCPRO_DEBUG_POISON_BATCH / _FP32 (see cuda_internal.cuh). */
@@ -346,8 +484,6 @@ static void cu_destroy(vnp_backend *be)
         cudaFree(c->flag);
         cudaFree(c->scratch);
         cudaFree(c->rope);
-        cudaFree(c->pool_rows);
-        cudaFree(c->pool_out);
         if (c->lt)
             cublasLtDestroy(c->lt);
         if (c->stream)
@@ -364,6 +500,7 @@ static void fill_ops(void)
     g_cuda_ops.name = "cuda";
     g_cuda_ops.destroy = cu_destroy;
     g_cuda_ops.alloc_act = cu_alloc_act;
+    g_cuda_ops.alloc_f32 = cu_alloc_f32;
     g_cuda_ops.alloc_i32 = cu_alloc_i32;
     g_cuda_ops.upload_weight = cu_upload_weight;
     g_cuda_ops.upload_f32 = cu_upload_f32;
@@ -376,8 +513,16 @@ static void fill_ops(void)
     g_cuda_ops.gated_gelu = vnp_cuda_gated_gelu;
     g_cuda_ops.attention = vnp_cuda_attention;
     g_cuda_ops.mean_pool = vnp_cuda_mean_pool;
-    g_cuda_ops.nonfinite_seen = cu_nonfinite_seen;
-    g_cuda_ops.nonfinite_reset = cu_nonfinite_reset;
+    g_cuda_ops.scale_shift = vnp_cuda_scale_shift;
+    g_cuda_ops.host_alloc = cu_host_alloc;
+    g_cuda_ops.host_free = cu_host_free;
+    g_cuda_ops.download_f32_async = cu_download_f32_async;
+    g_cuda_ops.event_create = cu_event_create;
+    g_cuda_ops.event_free = cu_event_free;
+    g_cuda_ops.event_record = cu_event_record;
+    g_cuda_ops.event_wait = cu_event_wait;
+    g_cuda_ops.guard_reset = cu_guard_reset;
+    g_cuda_ops.guard_save = cu_guard_save;
 }
 
 static const char *prec_name(vnp_precision p)
@@ -400,7 +545,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
                         device, count, count == 1 ? "" : "s", count - 1);
     if (prec != VNP_PREC_FP32 && prec != VNP_PREC_FP16 && prec != VNP_PREC_BF16)
         return vnp_fail(err, VNP_EINVAL, "CUDA backend: unknown precision %d", (int)prec);
-    vnp_code rc = vnp_cuda_check(cudaSetDevice(device), "selecting the GPU", err);
+    vnp_code rc = vnp_cuda_check_on(cudaSetDevice(device), device, "selecting the GPU", err);
     if (rc)
         return rc;
     cudaDeviceProp prop;

@@ -4,7 +4,10 @@
  * RELU_BIAS epilogue, and the residual the C operand (beta = 1, in place when
  * out aliases it). GELU is not taken from cuBLASLt: its GELU epilogue is the
  * tanh approximation, and both models use the erf form, so GELU runs as our
- * own kernel over the GEMM output. */
+ * own kernel over the GEMM output.
+ * Two modes: every operand in the compute dtype (the encoders), or every operand
+ * in F32 (the classifier) on any backend, which then runs an FP32 GEMM
+ * (CUBLAS_COMPUTE_32F with F32 layouts: no TF32, no reduced precision). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,14 +52,14 @@ void vnp_cuda_gemm_release(vnp_cuda *c)
 
 /* Finds or builds the plan for one GEMM shape. Row-major out[M,N] = x[M,K] W[N,K]^T
  * is column-major out^T[N,M] = W^T... i.e. D(N x M) = op_T(A = W, K x N) * B(x, K x M). */
-static vnp_code get_plan(vnp_cuda *c, int M, int N, int K, cublasLtEpilogue_t epi, int has_c,
-                         int align, vnp_cuda_gemm_plan **out, vnp_error *err)
+static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasLtEpilogue_t epi,
+                         int has_c, int align, vnp_cuda_gemm_plan **out, vnp_error *err)
 {
     vnp_cuda_gemm_plan *victim = &c->plans[0];
     for (int i = 0; i < VNP_CUDA_PLANS; i++) {
         vnp_cuda_gemm_plan *p = &c->plans[i];
-        if (p->used && p->m == M && p->n == N && p->k == K && p->epilogue == (int)epi &&
-            p->has_c == has_c && p->align == align) {
+        if (p->used && p->dtype == (int)dt && p->m == M && p->n == N && p->k == K &&
+            p->epilogue == (int)epi && p->has_c == has_c && p->align == align) {
             p->stamp = ++c->clock;
             *out = p;
             return VNP_OK;
@@ -68,7 +71,7 @@ static vnp_code get_plan(vnp_cuda *c, int M, int N, int K, cublasLtEpilogue_t ep
     }
     plan_release(victim);
     vnp_cuda_gemm_plan *p = victim;
-    cudaDataType_t t = cuda_type(c->act);
+    cudaDataType_t t = cuda_type(dt);
     cublasStatus_t s = cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (s != CUBLAS_STATUS_SUCCESS)
         return lt_fail(s, "creating a matmul descriptor", err);
@@ -116,6 +119,7 @@ static vnp_code get_plan(vnp_cuda *c, int M, int N, int K, cublasLtEpilogue_t ep
                         M, N, K, (int)epi, (int)s);
     }
     p->algo = res.algo;
+    p->dtype = (int)dt;
     p->m = M;
     p->n = N;
     p->k = K;
@@ -127,15 +131,17 @@ static vnp_code get_plan(vnp_cuda *c, int M, int N, int K, cublasLtEpilogue_t ep
     return VNP_OK;
 }
 
-/* The compute-dtype copy of a bias vector, made on first use. */
-static vnp_code bias_in_act(vnp_cuda *c, const vnp_buf *bias, const void **out, vnp_error *err)
+/* The bias vector in the GEMM's output dtype dt: itself when it already is, else
+ * a converted copy made on first use and cached (freed with the bias). */
+static vnp_code bias_in(vnp_cuda *c, const vnp_buf *bias, vnp_dtype dt, const void **out,
+                        vnp_error *err)
 {
-    if (bias->dtype == c->act) {
+    if (bias->dtype == dt) {
         *out = bias->ptr;
         return VNP_OK;
     }
     for (int i = 0; i < c->nbias; i++)
-        if (c->bias[i].src == bias->ptr) {
+        if (c->bias[i].src == bias->ptr && c->bias[i].dt == dt) {
             *out = c->bias[i].conv;
             return VNP_OK;
         }
@@ -148,16 +154,17 @@ static vnp_code bias_in_act(vnp_cuda *c, const vnp_buf *bias, const void **out, 
         c->capbias = cap;
     }
     void *conv = NULL;
-    vnp_code rc = vnp_cuda_check(cudaMalloc(&conv, bias->n * vnp_cuda_dtype_size(c->act)),
+    vnp_code rc = vnp_cuda_check(cudaMalloc(&conv, bias->n * vnp_cuda_dtype_size(dt)),
                                  "allocating a GEMM bias", err);
     if (rc)
         return rc;
-    rc = vnp_cuda_convert(c, bias->ptr, bias->dtype, conv, c->act, bias->n, err);
+    rc = vnp_cuda_convert(c, bias->ptr, bias->dtype, conv, dt, bias->n, err);
     if (rc) {
         cudaFree(conv);
         return rc;
     }
     c->bias[c->nbias].src = bias->ptr;
+    c->bias[c->nbias].dt = dt;
     c->bias[c->nbias].conv = conv;
     c->nbias++;
     *out = conv;
@@ -170,17 +177,23 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
 {
     vnp_cuda *c = vnp_cuda_of(be);
     cudaSetDevice(c->device); /* callers may be on another thread */
-    if (M < 0 || N <= 0 || K <= 0 || x->dtype != c->act || out->dtype != c->act ||
+    /* The mode follows x: the compute dtype, or F32 for an FP32 GEMM. */
+    vnp_dtype dt = x->dtype == VNP_DT_F32 ? VNP_DT_F32 : c->act;
+    if (M < 0 || N <= 0 || K <= 0 || x->dtype != dt || out->dtype != dt ||
         x->n < (size_t)M * K || out->n < (size_t)M * N || w->n < (size_t)N * K ||
         (bias && bias->n < (size_t)N) ||
-        (residual && (residual->dtype != c->act || residual->n < (size_t)M * N)))
-        return vnp_fail(err, VNP_EINVAL, "CUDA linear: inconsistent arguments (M=%d N=%d K=%d)",
-                        M, N, K);
-    if (w->dtype != c->act)
+        (residual && (residual->dtype != dt || residual->n < (size_t)M * N)))
         return vnp_fail(err, VNP_EINVAL,
-                        "CUDA linear: the weight is %s but the backend computes in %s; upload "
-                        "GEMM weights with matrix=1",
-                        vnp_dtype_name(w->dtype), vnp_dtype_name(c->act));
+                        "CUDA linear on cuda:%d: inconsistent arguments (M=%d N=%d K=%d; x %s, "
+                        "out %s, residual %s: all %s or all F32)",
+                        c->device, M, N, K, vnp_dtype_name(x->dtype), vnp_dtype_name(out->dtype),
+                        residual ? vnp_dtype_name(residual->dtype) : "none",
+                        vnp_dtype_name(c->act));
+    if (w->dtype != dt)
+        return vnp_fail(err, VNP_EINVAL,
+                        "CUDA linear: the weight is %s but x is %s; upload GEMM weights with "
+                        "matrix=1 for the compute dtype, or as F32 for an FP32 GEMM",
+                        vnp_dtype_name(w->dtype), vnp_dtype_name(dt));
     if (bias && !vnp_cuda_is_float(bias->dtype))
         return vnp_fail(err, VNP_EINVAL, "CUDA linear: the bias is not a float buffer");
     if (M == 0)
@@ -189,7 +202,7 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     const void *bptr = NULL;
     vnp_code rc;
     if (bias) {
-        rc = bias_in_act(c, bias, &bptr, err);
+        rc = bias_in(c, bias, dt, &bptr, err);
         if (rc)
             return rc;
     }
@@ -206,7 +219,7 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     void *dst = out->ptr;
     size_t nout = (size_t)M * N;
     if (post && residual) {
-        rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, nout * vnp_cuda_dtype_size(c->act),
+        rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, nout * vnp_cuda_dtype_size(dt),
                               "allocating a GEMM temporary", err);
         if (rc)
             return rc;
@@ -223,7 +236,7 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     if (bptr && ptr_align(bptr) < align)
         align = ptr_align(bptr);
     vnp_cuda_gemm_plan *p = NULL;
-    rc = get_plan(c, M, N, K, epi, c_in_gemm, align, &p, err);
+    rc = get_plan(c, dt, M, N, K, epi, c_in_gemm, align, &p, err);
     if (rc)
         return rc;
     if (bptr)
@@ -235,10 +248,11 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
                                       cptr, p->c, dst, p->d, &p->algo, c->workspace,
                                       c->workspace_size, c->stream);
     if (s != CUBLAS_STATUS_SUCCESS)
-        return vnp_fail(err, VNP_EDEVICE, "cuBLASLt: a %dx%dx%d GEMM failed (status %d)", M, N,
-                        K, (int)s);
+        return vnp_fail(err, VNP_EDEVICE,
+                        "cuBLASLt: a %dx%dx%d %s GEMM on cuda:%d failed (status %d)", M, N, K,
+                        vnp_dtype_name(dt), c->device, (int)s);
     if (post)
-        return vnp_cuda_act_residual(c, dst, act, residual ? residual->ptr : NULL, out->ptr,
+        return vnp_cuda_act_residual(c, dt, dst, act, residual ? residual->ptr : NULL, out->ptr,
                                      nout, err);
     return VNP_OK;
 }

@@ -13,14 +13,20 @@
 
 #include "backend/backend.h"
 
-/* Bits of the device-side guard word. */
+/* Bits of the device-side guard word: the VNP_GUARD_* bits of backend.h, which
+ * guard_save copies out as they are. */
 #define VNP_CUDA_FLAG_NONFINITE 1
 #define VNP_CUDA_FLAG_BAD_TOKEN 2
 #define VNP_CUDA_FLAG_BAD_SHAPE 4
+static_assert(VNP_CUDA_FLAG_NONFINITE == VNP_GUARD_NONFINITE &&
+                  VNP_CUDA_FLAG_BAD_TOKEN == VNP_GUARD_BAD_TOKEN &&
+                  VNP_CUDA_FLAG_BAD_SHAPE == VNP_GUARD_BAD_SHAPE,
+              "the device guard bits are backend.h's VNP_GUARD_* bits");
 
 typedef struct vnp_cuda_gemm_plan {
     int used;
     int m, n, k, epilogue, has_c, align;
+    int dtype; /* vnp_dtype of A, B, C and D: the compute dtype, or F32 */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c, d;
     cublasLtMatmulAlgo_t algo;
@@ -29,7 +35,8 @@ typedef struct vnp_cuda_gemm_plan {
 
 typedef struct vnp_cuda_bias {
     const void *src; /* the F32 buffer the model passed */
-    void *conv;      /* its copy in the compute dtype */
+    vnp_dtype dt;    /* the dtype of conv: the GEMM's output dtype */
+    void *conv;      /* its copy in that dtype */
 } vnp_cuda_bias;
 
 #define VNP_CUDA_PLANS 48
@@ -40,25 +47,22 @@ typedef struct vnp_cuda {
     cublasLtHandle_t lt;
     void *workspace;
     size_t workspace_size;
-    int *flag;         /* device guard word */
+    int *flag;         /* device guard word (VNP_CUDA_FLAG_* bits) */
+    cudaError_t reset_error; /* a failed guard_reset, reported by the next guard_save */
     vnp_dtype act;     /* compute dtype of activations and GEMM weights */
     void *scratch;     /* GEMM temporaries, conversions */
     size_t scratch_bytes;
     float *rope;       /* cos | sin tables for rotary, [max_len][head_dim/2] each */
     size_t rope_floats;
-    int32_t *pool_rows; /* device copy of the pooling row ranges */
-    size_t pool_rows_cap;
-    float *pool_out;
-    size_t pool_out_cap;
     vnp_cuda_bias *bias;
     int nbias, capbias;
     vnp_cuda_gemm_plan plans[VNP_CUDA_PLANS];
     unsigned long long clock;
     /* Debug switch VIRNUCPRO_DEBUG_POISON_BATCH=N: the N-th batch (0-based count of
-     * nonfinite_reset calls, i.e. of encoder forward passes on this backend) gets a
-     * NaN written into its embeddings, so the guard and the FP32 recompute can be
-     * tested. Reduced precision only, unless VIRNUCPRO_DEBUG_POISON_FP32=1, which
-     * poisons every batch of an FP32 backend too. */
+     * guard_reset calls, i.e. of batches on this backend) gets a NaN in its pooled
+     * output (the first value that the batch's first mean_pool writes), so the guard
+     * and the FP32 recompute can be tested. Reduced precision only, unless
+     * VIRNUCPRO_DEBUG_POISON_FP32=1, which poisons every batch of an FP32 backend too. */
     long poison_batch; /* -1: off */
     int poison_fp32;
     long batches;
@@ -68,8 +72,12 @@ typedef struct vnp_cuda {
 
 static inline vnp_cuda *vnp_cuda_of(vnp_backend *be) { return (vnp_cuda *)be->impl; }
 
-/* Turns a CUDA status into a vnp_error naming what was being done. */
+/* Turns a CUDA status into a vnp_error naming what was being done and on which
+ * device ("cuda:N"): the current device of the calling thread (every entry point
+ * selects its backend's device first). */
 vnp_code vnp_cuda_check(cudaError_t e, const char *what, vnp_error *err);
+/* The same naming `device` (< 0: no device named). */
+vnp_code vnp_cuda_check_on(cudaError_t e, int device, const char *what, vnp_error *err);
 vnp_code vnp_cuda_check_launch(const char *kernel, vnp_error *err);
 /* Grows a scratch allocation to at least `bytes`. */
 vnp_code vnp_cuda_reserve(void **ptr, size_t *have, size_t bytes, const char *what,
@@ -94,14 +102,18 @@ vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *re
                             vnp_buf *out, vnp_error *err);
 vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vnp_buf *out,
                              vnp_error *err);
-/* out[i] = act(y[i]) + (res ? res[i] : 0) over n elements; all in the compute dtype. */
-vnp_code vnp_cuda_act_residual(vnp_cuda *c, const void *y, vnp_act act, const void *res,
-                               void *out, size_t n, vnp_error *err);
+/* out[i] = act(y[i]) + (res ? res[i] : 0) over n elements, all of dtype dt (the
+ * compute dtype, or F32 for an FP32 GEMM). */
+vnp_code vnp_cuda_act_residual(vnp_cuda *c, vnp_dtype dt, const void *y, vnp_act act,
+                               const void *res, void *out, size_t n, vnp_error *err);
 vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
                             int nseq, int max_len, int T, const vnp_attn_desc *desc,
                             vnp_buf *out, vnp_error *err);
-vnp_code vnp_cuda_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const int32_t *row_begin,
-                            const int32_t *row_end, int nseq, float *out, vnp_error *err);
+vnp_code vnp_cuda_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const vnp_buf *ranges,
+                            int nseq, vnp_buf *out, int ld, int col, vnp_error *err);
+vnp_code vnp_cuda_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *scale,
+                              const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
+                              vnp_error *err);
 
 /* ---- device helpers ---- */
 #ifdef __CUDACC__

@@ -1,6 +1,7 @@
 /* Element-wise ops of the CUDA backend: token embedding (+ added row, scale),
- * erf GELU with an optional residual, and DNABERT-S's gated GELU. Each marks
- * the guard word when it writes a NaN or Inf. */
+ * erf GELU with an optional residual, DNABERT-S's gated GELU, and the
+ * classifier's scale and shift (a folded BatchNorm). Each marks the guard word
+ * when it writes a NaN or Inf. */
 #include "backend/cuda/cuda_internal.cuh"
 
 static unsigned grid_for(size_t n, unsigned threads)
@@ -9,11 +10,6 @@ static unsigned grid_for(size_t n, unsigned threads)
     if (b > 65535u * 16u)
         b = 65535u * 16u;
     return b ? (unsigned)b : 1u;
-}
-
-template <typename TO> __global__ void poison_kernel(TO *out)
-{
-    out[0] = vnp_st<TO>(__int_as_float(0x7fc00000)); /* a quiet NaN */
 }
 
 template <typename TO>
@@ -70,15 +66,6 @@ vnp_code vnp_cuda_embedding(vnp_backend *be, const vnp_buf *table, const vnp_buf
         embedding_kernel<float><<<T, th, 0, c->stream>>>(table->ptr, table->dtype, rows,
                                                          (const int32_t *)ids->ptr, H, ar, adt,
                                                          scale, (float *)out->ptr, c->flag);
-    if (c->poison_pending) { /* debug switch: the batch's first value becomes NaN */
-        c->poison_pending = 0;
-        if (out->dtype == VNP_DT_F16)
-            poison_kernel<__half><<<1, 1, 0, c->stream>>>((__half *)out->ptr);
-        else if (out->dtype == VNP_DT_BF16)
-            poison_kernel<__nv_bfloat16><<<1, 1, 0, c->stream>>>((__nv_bfloat16 *)out->ptr);
-        else
-            poison_kernel<float><<<1, 1, 0, c->stream>>>((float *)out->ptr);
-    }
     return vnp_cuda_check_launch("embedding", err);
 }
 
@@ -104,16 +91,16 @@ __global__ void act_residual_kernel(const T *__restrict__ y, int act, const T *_
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
 }
 
-vnp_code vnp_cuda_act_residual(vnp_cuda *c, const void *y, vnp_act act, const void *res,
-                               void *out, size_t n, vnp_error *err)
+vnp_code vnp_cuda_act_residual(vnp_cuda *c, vnp_dtype dt, const void *y, vnp_act act,
+                               const void *res, void *out, size_t n, vnp_error *err)
 {
     if (n == 0)
         return VNP_OK;
     unsigned g = grid_for(n, 256);
-    if (c->act == VNP_DT_F16)
+    if (dt == VNP_DT_F16)
         act_residual_kernel<__half><<<g, 256, 0, c->stream>>>(
             (const __half *)y, act, (const __half *)res, (__half *)out, n, c->flag);
-    else if (c->act == VNP_DT_BF16)
+    else if (dt == VNP_DT_BF16)
         act_residual_kernel<__nv_bfloat16><<<g, 256, 0, c->stream>>>(
             (const __nv_bfloat16 *)y, act, (const __nv_bfloat16 *)res, (__nv_bfloat16 *)out, n,
             c->flag);
@@ -166,4 +153,52 @@ vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vn
         gated_gelu_kernel<float><<<g, 256, 0, c->stream>>>((const float *)x->ptr, M, I,
                                                            (float *)out->ptr, c->flag);
     return vnp_cuda_check_launch("gated_gelu", err);
+}
+
+/* out = act(x * scale[col] + shift[col]) in FP32. The multiply and the add are
+ * rounded separately (no FMA contraction), as the CPU backend computes them, so
+ * that both backends give the same bits before the activation. ReLU keeps a NaN
+ * a NaN (torch.relu does) for the guard to see. out may alias x. */
+__global__ void scale_shift_kernel(const float *x, const float *__restrict__ scale,
+                                   const float *__restrict__ shift, int act, int N, size_t n,
+                                   float *out, int *flag)
+{
+    int bad = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int j = (int)(i % (size_t)N);
+        float v = __fadd_rn(__fmul_rn(x[i], scale[j]), shift[j]);
+        if (act == VNP_ACT_RELU)
+            v = v < 0.0f ? 0.0f : v;
+        else if (act == VNP_ACT_GELU_ERF)
+            v = vnp_gelu_erf(v);
+        bad |= !isfinite(v);
+        out[i] = v;
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+vnp_code vnp_cuda_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *scale,
+                              const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
+                              vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (M < 0 || N <= 0 || x->dtype != VNP_DT_F32 || scale->dtype != VNP_DT_F32 ||
+        shift->dtype != VNP_DT_F32 || out->dtype != VNP_DT_F32 || x->n < (size_t)M * N ||
+        out->n < (size_t)M * N || scale->n < (size_t)N || shift->n < (size_t)N)
+        return vnp_fail(err, VNP_EINVAL,
+                        "CUDA scale_shift on cuda:%d: inconsistent arguments (M=%d, N=%d; every "
+                        "buffer must be F32)",
+                        c->device, M, N);
+    if (act != VNP_ACT_NONE && act != VNP_ACT_RELU && act != VNP_ACT_GELU_ERF)
+        return vnp_fail(err, VNP_EINVAL, "CUDA scale_shift: unknown activation %d", (int)act);
+    size_t n = (size_t)M * N;
+    if (n == 0)
+        return VNP_OK;
+    scale_shift_kernel<<<grid_for(n, 256), 256, 0, c->stream>>>(
+        (const float *)x->ptr, (const float *)scale->ptr, (const float *)shift->ptr, (int)act, N,
+        n, (float *)out->ptr, c->flag);
+    return vnp_cuda_check_launch("scale_shift", err);
 }
