@@ -24,7 +24,7 @@ typedef struct vnp_engine_config {
     vnp_embedder_config models;
     const char *const *devices; /* one worker each: "cpu", "cuda:N" */
     int ndevices;
-    size_t batch_tokens;  /* per encoder per batch */
+    size_t batch_tokens;  /* ESM-2 tokens per batch (DNABERT-S tokens without ESM-2) */
     size_t max_windows;   /* windows alive at once; 0 = 3 + 2 x workers */
     int want_features;    /* bring the feature rows back to the windows */
 } vnp_engine_config;

@@ -17,6 +17,10 @@
 #         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16)
+#         pipe      predict end to end (classifier 3328->512->2, the published shape) vs the
+#                   ESM-2 stage alone on the same ORFs, GPU busy % (nvidia-smi dmon);
+#                   cuda:0,cuda:0 and a failing worker (VIRNUCPRO_DEBUG_FAIL_WORKER) give
+#                   byte-identical outputs
 #         validate  virnucpro validate-precision on real shapes (fp16 & bf16 vs fp32);
 #                   VNP_VALIDATE_SETS='sample:300' (default) or 'reads20k:300 contigs:500'
 # Logs and results go to $OUT (default /tmp/vnp-gpu-out).
@@ -56,7 +60,7 @@ if [[ "${1:-}" == pack ]]; then
   exit 0
 fi
 
-STAGES=${*:-ops golden memcheck poison gen esm peer dna validate}
+STAGES=${*:-ops golden memcheck poison gen esm peer dna pipe validate}
 mkdir -p "$OUT" "$WORK"
 LOG=$OUT/run.log
 : >"$LOG"
@@ -225,6 +229,67 @@ if has dna; then
     echo "$r"
     row dna "$([[ -n $r ]] && echo ok || echo FAIL)" "ours fp16 $w budget=65536: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
     rm -f "$OUT/dna_$w.log"
+  done
+fi
+
+if has pipe; then
+  CLS=$WORK/classifier_3328_512.pth
+  [[ -s $CLS ]] || python3 "$ROOT/tools/make_classifier.py" 3328 "$CLS" 512 >>"$LOG" 2>&1
+  PB=${VNP_PIPE_BUDGET:-32768} # predict's default on CUDA
+  # steady-state GPU busy: the dmon 'sm' samples of the compute phase (the first two
+  # samples with sm > 0 are model upload/warm-up, the last may be cut)
+  busy() { awk '$1 !~ /^#/ && $2 ~ /^[0-9]+$/ {print $2}' "$1" |
+           awk '$1>0{a[n++]=$1} END{if(n<5){print "n/a"; exit} s=0; m=101;
+                for(i=2;i<n-1;i++){s+=a[i]; if(a[i]<m)m=a[i]}
+                printf "%.0f%% mean, %d%% min over %d s", s/(n-3), m, n-3}'; }
+  secs() { grep -oE '; [0-9.]+ s \(\+' "$1" | grep -oE '[0-9.]+' | head -1; }
+  for set in reads20k:300 contigs:500; do
+    w=${set%%:*}; len=${set##*:}
+    say "pipe $w: ESM-2 stage alone (budget $PB)"
+    "$BIN/vnp_gpu_embed_bench" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" --budget "$PB" \
+      --label "$w" >"$OUT/pipe_esm_$w.log" 2>&1
+    cat "$OUT/pipe_esm_$w.log" >>"$LOG"
+    esm_s=$(grep RESULT "$OUT/pipe_esm_$w.log" | grep -oE 'run_s=[0-9.]+' | cut -d= -f2)
+    say "pipe $w: predict end to end (cuda:0)"
+    rm -rf "$WORK/pipe_$w"
+    nvidia-smi dmon -i 0 -s u -d 1 >"$OUT/dmon_$w.log" 2>&1 &
+    dm=$!
+    "$BIN/virnucpro" predict -l "$len" --esm "$ESM" --dnabert "$DNA" --classifier "$CLS" \
+      --device cuda:0 --no-progress -o "$WORK/pipe_$w" "$BENCH/raw/$w.fa.gz" >"$OUT/pipe_$w.log" 2>&1
+    rc=$?
+    kill "$dm" 2>/dev/null; wait "$dm" 2>/dev/null
+    cat "$OUT/pipe_$w.log" >>"$LOG"
+    tail -1 "$OUT/pipe_$w.log"
+    pred_s=$(secs "$OUT/pipe_$w.log")
+    ratio=$(awk -v p="$pred_s" -v e="$esm_s" 'BEGIN{if(e>0&&p>0)printf "%.3f", p/e; else print "n/a"}')
+    ok=$(awk -v r="$ratio" 'BEGIN{print (r+0>0 && r+0<=1.11) ? "ok" : "MISS"}')
+    [[ $rc == 0 ]] || ok=FAIL
+    row pipe "$ok" "$w chunk $len: predict ${pred_s}s (models loaded) / ESM-2 stage ${esm_s}s = $ratio (target <= 1.11); GPU busy $(busy "$OUT/dmon_$w.log")"
+  done
+  # two workers on one GPU, and one of them failing: the same bytes
+  w=contigs; len=500
+  for variant in two fail; do
+    say "pipe $w: cuda:0,cuda:0 ($variant)"
+    d=$WORK/pipe_${w}_$variant
+    rm -rf "$d"
+    env_fail=()
+    [[ $variant == fail ]] && env_fail=(VIRNUCPRO_DEBUG_FAIL_WORKER=1:3)
+    env "${env_fail[@]}" "$BIN/virnucpro" predict -l "$len" --esm "$ESM" --dnabert "$DNA" \
+      --classifier "$CLS" --device cuda:0,cuda:0 --no-progress -o "$d" "$BENCH/raw/$w.fa.gz" \
+      >"$OUT/pipe_${w}_$variant.log" 2>&1
+    rc=$?
+    cat "$OUT/pipe_${w}_$variant.log" >>"$LOG"
+    same=identical
+    for f in prediction_results.txt prediction_results_highestscore.csv sequences.tsv; do
+      cmp -s "$d/$f" "$WORK/pipe_$w/$f" || same=DIFFERENT
+    done
+    note=""
+    if [[ $variant == fail ]]; then
+      note="; log: $(grep -o 'worker 1 (cuda:0) failed and is retired[^;]*' "$OUT/pipe_${w}_$variant.log" | head -1 | cut -c1-90)"
+      grep -q 'worker 1 (cuda:0) failed and is retired' "$OUT/pipe_${w}_$variant.log" || same="$same, NO LOG LINE"
+    fi
+    [[ $rc == 0 && $same == identical ]] && st=ok || st=FAIL
+    row pipe2 "$st" "$w cuda:0,cuda:0 ${variant/fail/with worker 1 failing at batch 3}: rc=$rc, outputs vs cuda:0: $same, $(secs "$OUT/pipe_${w}_$variant.log")s$note"
   done
 fi
 
