@@ -40,6 +40,13 @@ typedef struct vnp_encoder vnp_encoder;
  * or a fair-esm .pt file. The kind is decided by the checkpoint. */
 vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, vnp_error *err);
 void vnp_encoder_free(vnp_encoder *enc);
+/* A checkpoint parsed and mapped once for the process: while it is open, every
+ * vnp_encoder_load of the same model (one per device worker, the FP32 twins) uploads
+ * from the one mapped file instead of reading it again. Opening an open path again
+ * counts a reference. */
+typedef struct vnp_model_source vnp_model_source;
+vnp_code vnp_model_source_open(const char *path, vnp_model_source **out, vnp_error *err);
+void vnp_model_source_close(vnp_model_source *s);
 /* The kind of model a path holds, from its tensor names, without loading it. */
 vnp_code vnp_encoder_probe(const char *path, vnp_encoder_kind *kind, vnp_error *err);
 vnp_encoder_kind vnp_encoder_kind_of(const vnp_encoder *enc);

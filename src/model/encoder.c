@@ -9,6 +9,7 @@
 
 #include "core/fs.h"
 #include "model/encoder_internal.h"
+#include "model/model_source.h"
 #include "virnucpro/weights.h"
 
 vnp_buf vnp_buf_rows(const vnp_buf *b, size_t row, size_t nrows, size_t width)
@@ -45,7 +46,7 @@ static int single_pt(const char *dir, char *out, size_t cap)
 }
 
 /* Resolves a model path to a checkpoint file and (maybe) its config.json. */
-static vnp_code resolve(const char *path, char *ckpt, char *config, size_t cap, vnp_error *err)
+vnp_code vnp_model_resolve(const char *path, char *ckpt, char *config, size_t cap, vnp_error *err)
 {
     config[0] = '\0';
     if (vnp_is_dir(path)) {
@@ -138,17 +139,22 @@ vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, 
 {
     *out = NULL;
     char ckpt[1024], config[1024];
-    vnp_code rc = resolve(path, ckpt, config, sizeof ckpt, err);
+    vnp_code rc = vnp_model_resolve(path, ckpt, config, sizeof ckpt, err);
     if (rc)
         return rc;
-    vnp_tensor_map *map = NULL;
-    if ((rc = vnp_checkpoint_load(ckpt, &map, err))) {
-        vnp_error_prefix(err, "loading model '%s': ", path);
-        return rc;
+    /* the process-wide parsed checkpoint when a source is open (model_source.c) */
+    const vnp_tensor_map *map = vnp_model_source_find(ckpt);
+    vnp_tensor_map *owned = NULL;
+    if (!map) {
+        if ((rc = vnp_checkpoint_load(ckpt, &owned, err))) {
+            vnp_error_prefix(err, "loading model '%s': ", path);
+            return rc;
+        }
+        map = owned;
     }
     vnp_encoder *enc = calloc(1, sizeof *enc);
     if (!enc) {
-        vnp_tensor_map_free(map);
+        vnp_tensor_map_free(owned);
         return vnp_fail(err, VNP_ENOMEM, "out of memory loading model '%s'", path);
     }
     enc->be = be;
@@ -207,14 +213,14 @@ vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, 
                                   : vnp_dnabert_s_load_weights(enc, &src, prefix, err);
     if (rc)
         goto fail;
-    vnp_tensor_map_free(map);
+    vnp_tensor_map_free(owned);
     vnp_debug("loaded %s from '%s': %d layers, hidden %d, %d heads, intermediate %d",
               kind_name(kind), ckpt, enc->cfg.layers, enc->cfg.hidden, enc->cfg.heads,
               enc->cfg.intermediate);
     *out = enc;
     return VNP_OK;
 fail:
-    vnp_tensor_map_free(map);
+    vnp_tensor_map_free(owned);
     vnp_encoder_free(enc);
     return rc;
 }
@@ -222,7 +228,7 @@ fail:
 vnp_code vnp_encoder_probe(const char *path, vnp_encoder_kind *kind, vnp_error *err)
 {
     char ckpt[1024], config[1024];
-    vnp_code rc = resolve(path, ckpt, config, sizeof ckpt, err);
+    vnp_code rc = vnp_model_resolve(path, ckpt, config, sizeof ckpt, err);
     if (rc)
         return rc;
     vnp_tensor_map *map = NULL;

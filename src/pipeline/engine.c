@@ -128,6 +128,12 @@ vnp_code vnp_engine_start(const vnp_engine_config *cfg, vnp_engine **out, vnp_er
         vnp_engine_free(e);
         return rc;
     }
+    const char *paths[2] = {cfg->models.dnabert, cfg->models.esm};
+    for (int k = 0; k < 2; k++)
+        if (paths[k] && (rc = vnp_model_source_open(paths[k], &e->src[k], err))) {
+            vnp_engine_free(e);
+            return rc;
+        }
     e->live = e->nworkers;
     for (int i = 0; i < e->nworkers; i++) {
         if (pthread_create(&e->workers[i].thread, NULL, vnp_worker_main, &e->workers[i]) != 0) {
@@ -204,6 +210,8 @@ void vnp_engine_free(vnp_engine *e)
     }
     free_window_chain(e->whead);
     free(e->workers);
+    vnp_model_source_close(e->src[0]);
+    vnp_model_source_close(e->src[1]);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->work);
     pthread_cond_destroy(&e->done);

@@ -36,6 +36,7 @@ typedef struct vnp_worker {
 
 struct vnp_engine {
     vnp_engine_config cfg;  /* read-only once started */
+    vnp_model_source *src[2]; /* DNABERT-S, ESM-2: parsed and mapped once for all workers */
     int width, hd, he;
     char describe[512];
     vnp_worker *workers;

@@ -30,6 +30,16 @@ struct vnp_embedder {
 
 int vnp_backend_cuda_count(void) { return 0; }
 
+static char fake_source;
+vnp_code vnp_model_source_open(const char *path, vnp_model_source **out, vnp_error *err)
+{
+    if (strstr(path, "missing"))
+        return vnp_fail(err, VNP_ENOTFOUND, "%s: no such model", path);
+    *out = (vnp_model_source *)(void *)&fake_source;
+    return VNP_OK;
+}
+void vnp_model_source_close(vnp_model_source *s) { (void)s; }
+
 vnp_code vnp_encoder_probe(const char *path, vnp_encoder_kind *kind, vnp_error *err)
 {
     if (strstr(path, "missing"))
