@@ -136,6 +136,7 @@ static int grow(void **p, size_t need, size_t sz)
 /* Embeds (and with cls classifies) every ORF on the devices in precision prec. */
 static vnp_code vp_pass(const char *input, size_t chunk_len, const vnp_bpe *bpe, size_t limit,
                         const char *dnabert, const char *esm, const vnp_classifier *cls,
+                        const char *cls_path,
                         const vnp_devices *dev, vnp_precision prec, size_t budget, orfs *o,
                         int hidden[2], double *seconds, vnp_error *err)
 {
@@ -145,6 +146,7 @@ static vnp_code vp_pass(const char *input, size_t chunk_len, const vnp_bpe *bpe,
     ec.models.dnabert = dnabert;
     ec.models.esm = esm;
     ec.models.cls = cls;
+    ec.models.cls_path = cls_path;
     ec.models.prec = prec;
     ec.models.threads = vnp_cpu_threads_available();
     ec.devices = (const char *const *)dev->name;
@@ -400,7 +402,7 @@ int vnp_cmd_validate_precision(int argc, char **argv)
     int hidden[2] = {0, 0};
     int failed = 0, rc = 0;
     double secs;
-    if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, &dev, VNP_PREC_FP32,
+    if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, classifier, &dev, VNP_PREC_FP32,
                 (size_t)budget, &o, hidden, &secs, &err)) {
         vnp_cli_error("FP32 reference: %s", err.msg);
         rc = 1;
@@ -420,7 +422,7 @@ int vnp_cmd_validate_precision(int argc, char **argv)
     for (int p = 0; p < 2 && !rc; p++) {
         if (!want[p])
             continue;
-        if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, &dev, precs[p],
+        if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, classifier, &dev, precs[p],
                     (size_t)budget, &red[p], hidden, &secs, &err)) {
             vnp_cli_error("%s: %s", pn[p], err.msg);
             rc = 1;

@@ -80,12 +80,67 @@ static void test_golden_on_cpu(void **state)
     free(out), free(err);
 }
 
+/* A classifier whose input width is not DNABERT-S + ESM-2 hidden (once a heap overflow
+ * under ASan): refused before any work, naming both widths. */
+static void test_classifier_width_refused(void **state)
+{
+    const char *py = getenv("VNP_PYTHON");
+    assert_non_null(py);
+    char cls[4096], cmd[8192];
+    snprintf(cls, sizeof cls, "%s", vnp_test_tmp("classifier_200.pth"));
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/make_classifier.py' 200 '%s' 16", py,
+             getenv("VNP_SOURCE_DIR"), cls);
+    char *err = NULL;
+    if (vnp_test_run(cmd, NULL, &err))
+        fail_msg("tools/make_classifier.py failed: %s", err);
+    free(err);
+    char args[8192];
+    snprintf(args, sizeof args, "--esm '%s' --dnabert '%s' --classifier '%s' --device cpu '%s'",
+             vnp_test_fixture("golden/esm2"), vnp_test_fixture("golden/dnabert_s"), cls,
+             vnp_test_fixture("golden/input.fa"));
+    int rc;
+    char *out = run(args, &rc, &err);
+    assert_int_equal(rc, 1);
+    if (!strstr(err, "classifier_200.pth takes 200 features") ||
+        !strstr(err, "(hidden 128) give 256"))
+        fail_msg("unexpected message: %s", err);
+    free(out), free(err);
+}
+
+/* Two CPU workers give the same table as one (the engine's batches are the same). */
+static void test_two_workers_same_report(void **state)
+{
+    char args[4096];
+    const char *fmt = "--esm '%s' --dnabert '%s' --classifier '%s' --device %s -l 300 "
+                      "--batch-tokens 300 '%s'";
+    snprintf(args, sizeof args, fmt, vnp_test_fixture("golden/esm2"),
+             vnp_test_fixture("golden/dnabert_s"), vnp_test_fixture("golden/classifier.pth"),
+             "cpu", vnp_test_fixture("golden/input.fa"));
+    int rc1, rc2;
+    char *e1, *e2, *o1 = run(args, &rc1, &e1);
+    snprintf(args, sizeof args, fmt, vnp_test_fixture("golden/esm2"),
+             vnp_test_fixture("golden/dnabert_s"), vnp_test_fixture("golden/classifier.pth"),
+             "cpu,cpu", vnp_test_fixture("golden/input.fa"));
+    char *o2 = run(args, &rc2, &e2);
+    assert_int_equal(rc1, 0);
+    assert_int_equal(rc2, 0);
+    /* the table and the label lines (timings differ) */
+    const char *t1 = strstr(o1, "\nmodel "), *t2 = strstr(o2, "\nmodel ");
+    assert_non_null(t1);
+    assert_non_null(t2);
+    assert_string_equal(t1, t2);
+    assert_non_null(strstr(o2, "on cpu,cpu"));
+    free(o1), free(o2), free(e1), free(e2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_missing_model),
         cmocka_unit_test(test_golden_on_cpu),
+        cmocka_unit_test(test_classifier_width_refused),
+        cmocka_unit_test(test_two_workers_same_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
