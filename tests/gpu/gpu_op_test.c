@@ -188,21 +188,25 @@ static void test_embedding(vnp_backend *cpu, vnp_backend *gpu, vnp_precision pre
     free(ids);
 }
 
+/* f32 = 1: every operand F32 (the classifier) on a backend of any compute dtype, an
+ * FP32 GEMM, so FP32 tolerance whatever prec is (inputs not rounded). */
 static void test_linear(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, int M, int N,
-                        int K, int with_bias, vnp_act a, int with_res, int alias)
+                        int K, int with_bias, vnp_act a, int with_res, int alias, int f32)
 {
     float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K));
     float *b = rand_vec((size_t)N, 0.3f), *r = rand_vec((size_t)M * N, 1.0f);
-    round_to(x, (size_t)M * K, prec);
-    round_to(w, (size_t)N * K, prec);
-    round_to(r, (size_t)M * N, prec);
+    if (!f32) {
+        round_to(x, (size_t)M * K, prec);
+        round_to(w, (size_t)N * K, prec);
+        round_to(r, (size_t)M * N, prec);
+    }
     float *res[2];
     vnp_backend *bes[2] = {cpu, gpu};
     for (int k = 0; k < 2; k++) {
         vnp_backend *be = bes[k];
-        vnp_buf xb = up(be, x, (size_t)M * K, 1), wb = up(be, w, (size_t)N * K, 1);
-        vnp_buf bb = up(be, b, (size_t)N, 0), rb = up(be, r, (size_t)M * N, 1);
-        vnp_buf ob = alias ? rb : act(be, (size_t)M * N);
+        vnp_buf xb = up(be, x, (size_t)M * K, !f32), wb = up(be, w, (size_t)N * K, !f32);
+        vnp_buf bb = up(be, b, (size_t)N, 0), rb = up(be, r, (size_t)M * N, !f32);
+        vnp_buf ob = alias ? rb : f32 ? f32buf(be, (size_t)M * N) : act(be, (size_t)M * N);
         vnp_error err;
         if (be->ops->linear(be, &xb, &wb, with_bias ? &bb : NULL, a, with_res ? &rb : NULL, M, N,
                             K, &ob, &err))
@@ -216,10 +220,11 @@ static void test_linear(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, 
             be->ops->free_buf(be, &ob);
     }
     char name[96];
-    snprintf(name, sizeof name, "linear %dx%dx%d%s%s%s%s", M, N, K, with_bias ? " +b" : "",
+    snprintf(name, sizeof name, "linear%s %dx%dx%d%s%s%s%s", f32 ? " F32" : "", M, N, K,
+             with_bias ? " +b" : "",
              a == VNP_ACT_GELU_ERF ? " gelu" : a == VNP_ACT_RELU ? " relu" : "",
              with_res ? " +res" : "", alias ? "(inplace)" : "");
-    compare(name, prec, res[0], res[1], (size_t)M * N, tol_for(prec));
+    compare(name, prec, res[0], res[1], (size_t)M * N, f32 ? 1e-5 : tol_for(prec));
     free(res[0]);
     free(res[1]);
     free(x);
@@ -424,44 +429,6 @@ static void test_scale_shift(vnp_backend *cpu, vnp_backend *gpu, vnp_precision p
     free(sh);
 }
 
-/* linear with every operand F32 (the classifier) on a backend of any compute
- * dtype: an FP32 GEMM, so FP32 tolerance whatever prec is. Inputs not rounded. */
-static void test_linear_f32(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, int M, int N,
-                            int K, int with_bias, vnp_act a, int with_res, int alias)
-{
-    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K));
-    float *b = rand_vec((size_t)N, 0.3f), *r = rand_vec((size_t)M * N, 1.0f);
-    float *res[2];
-    vnp_backend *bes[2] = {cpu, gpu};
-    for (int k = 0; k < 2; k++) {
-        vnp_backend *be = bes[k];
-        vnp_buf xb = up(be, x, (size_t)M * K, 0), wb = up(be, w, (size_t)N * K, 0);
-        vnp_buf bb = up(be, b, (size_t)N, 0), rb = up(be, r, (size_t)M * N, 0);
-        vnp_buf ob = alias ? rb : f32buf(be, (size_t)M * N);
-        vnp_error err;
-        if (be->ops->linear(be, &xb, &wb, with_bias ? &bb : NULL, a, with_res ? &rb : NULL, M, N,
-                            K, &ob, &err))
-            die("linear (F32)", &err);
-        res[k] = down(be, &ob, (size_t)M * N);
-        be->ops->free_buf(be, &xb);
-        be->ops->free_buf(be, &wb);
-        be->ops->free_buf(be, &bb);
-        be->ops->free_buf(be, &rb);
-        if (!alias)
-            be->ops->free_buf(be, &ob);
-    }
-    char name[96];
-    snprintf(name, sizeof name, "linear F32 %dx%dx%d%s%s%s%s", M, N, K, with_bias ? " +b" : "",
-             a == VNP_ACT_GELU_ERF ? " gelu" : a == VNP_ACT_RELU ? " relu" : "",
-             with_res ? " +res" : "", alias ? "(inplace)" : "");
-    compare(name, prec, res[0], res[1], (size_t)M * N, 1e-5);
-    free(res[0]);
-    free(res[1]);
-    free(x);
-    free(w);
-    free(b);
-    free(r);
-}
 
 /* F32 and compute-dtype operands mixed in one linear are refused. */
 static void test_linear_mixed(vnp_backend *gpu, vnp_precision prec)
@@ -779,14 +746,14 @@ int main(void)
         if (p == 0)
             printf("device: %s\n", gpu->name);
         test_embedding(cpu, gpu, precs[p]);
-        test_linear(cpu, gpu, precs[p], 77, 96, 128, 1, VNP_ACT_NONE, 0, 0);
-        test_linear(cpu, gpu, precs[p], 130, 384, 128, 1, VNP_ACT_NONE, 0, 0);
-        test_linear(cpu, gpu, precs[p], 129, 128, 256, 1, VNP_ACT_NONE, 1, 1);
-        test_linear(cpu, gpu, precs[p], 64, 200, 96, 1, VNP_ACT_GELU_ERF, 0, 0);
-        test_linear(cpu, gpu, precs[p], 64, 200, 96, 0, VNP_ACT_NONE, 0, 0);
-        test_linear(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_RELU, 0, 0);
-        test_linear(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_GELU_ERF, 1, 0);
-        test_linear(cpu, gpu, precs[p], 33, 64, 64, 0, VNP_ACT_RELU, 1, 1);
+        test_linear(cpu, gpu, precs[p], 77, 96, 128, 1, VNP_ACT_NONE, 0, 0, 0);
+        test_linear(cpu, gpu, precs[p], 130, 384, 128, 1, VNP_ACT_NONE, 0, 0, 0);
+        test_linear(cpu, gpu, precs[p], 129, 128, 256, 1, VNP_ACT_NONE, 1, 1, 0);
+        test_linear(cpu, gpu, precs[p], 64, 200, 96, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+        test_linear(cpu, gpu, precs[p], 64, 200, 96, 0, VNP_ACT_NONE, 0, 0, 0);
+        test_linear(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_RELU, 0, 0, 0);
+        test_linear(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_GELU_ERF, 1, 0, 0);
+        test_linear(cpu, gpu, precs[p], 33, 64, 64, 0, VNP_ACT_RELU, 1, 1, 0);
         test_layernorm(cpu, gpu, precs[p], 50, 128, 0, 0);
         test_layernorm(cpu, gpu, precs[p], 50, 768, 1, 0);
         test_layernorm(cpu, gpu, precs[p], 33, 2560, 0, 1);
@@ -796,11 +763,11 @@ int main(void)
         test_attention(cpu, gpu, precs[p], VNP_POS_NONE, lens_a, 8, 2);
         test_attention(cpu, gpu, precs[p], VNP_POS_ROTARY, lens_b, 8, 4);
         test_attention(cpu, gpu, precs[p], VNP_POS_ALIBI, lens_b, 8, 12);
-        test_linear_f32(cpu, gpu, precs[p], 37, 512, 2048, 1, VNP_ACT_RELU, 0, 0);
-        test_linear_f32(cpu, gpu, precs[p], 37, 2, 512, 1, VNP_ACT_NONE, 0, 0);
-        test_linear_f32(cpu, gpu, precs[p], 65, 96, 128, 1, VNP_ACT_GELU_ERF, 1, 0);
-        test_linear_f32(cpu, gpu, precs[p], 65, 96, 96, 0, VNP_ACT_RELU, 1, 1);
-        test_linear_f32(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_NONE, 1, 1);
+        test_linear(cpu, gpu, precs[p], 37, 512, 2048, 1, VNP_ACT_RELU, 0, 0, 1);
+        test_linear(cpu, gpu, precs[p], 37, 2, 512, 1, VNP_ACT_NONE, 0, 0, 1);
+        test_linear(cpu, gpu, precs[p], 65, 96, 128, 1, VNP_ACT_GELU_ERF, 1, 0, 1);
+        test_linear(cpu, gpu, precs[p], 65, 96, 96, 0, VNP_ACT_RELU, 1, 1, 1);
+        test_linear(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_NONE, 1, 1, 1);
         test_linear_mixed(gpu, precs[p]);
         test_scale_shift(cpu, gpu, precs[p]);
         test_mean_pool(cpu, gpu, precs[p]);
