@@ -21,7 +21,9 @@ typedef enum vnp_code {
     VNP_ENET,         /* network failure */
     VNP_EINTEGRITY,   /* checksum / verification failure */
     VNP_EDEVICE,      /* GPU / device failure */
-    VNP_ENOTFOUND     /* a model or file that should exist does not */
+    VNP_ENOTFOUND,    /* a model or file that should exist does not */
+    VNP_EINTERRUPTED, /* stopped by a signal (SIGINT/SIGTERM/SIGHUP) */
+    VNP_EBUSY         /* another run holds the resource (an output directory) */
 } vnp_code;
 
 /* Every fallible function takes a vnp_error* (may be NULL) and returns a

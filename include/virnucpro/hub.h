@@ -111,6 +111,12 @@ vnp_code vnp_models_resolve_all(const char *const *names, size_t n, const vnp_hu
 /* The cache directory these options use (created on fetch, not here). */
 vnp_code vnp_models_cache_dir(const vnp_hub_options *opt, char *path, size_t cap, vnp_error *err);
 
+/* SHA-256 (lowercase hex) of a file, remembered in <model cache>/digests.tsv by path,
+ * size, mtime and inode so that an unchanged file is read only once. */
+vnp_code vnp_file_sha256_cached(const char *path, char hex[65], vnp_error *err);
+/* SHA-256 (lowercase hex) of a memory block. */
+vnp_code vnp_sha256_hex(const void *data, size_t n, char hex[65], vnp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

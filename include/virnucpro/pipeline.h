@@ -186,6 +186,9 @@ typedef struct vnp_predict_options {
     int resume;             /* continue an interrupted run in out_dir from its journal
                              * (predict.journal); not with embeddings/keep_intermediate */
     int progress;           /* -1 = on when stderr is a terminal, 0 off, 1 on */
+    int handle_signals;     /* SIGINT/SIGTERM/SIGHUP stop the run cleanly (resumable) and
+                             * vnp_predict returns VNP_EINTERRUPTED; the CLI sets it (it
+                             * blocks those signals in the process while predict runs) */
     size_t sort_memory;     /* bytes of chunk IDs held before sorted runs spill to disk
                              * (prediction_results_highestscore.csv); 0 = 16 MiB */
 } vnp_predict_options;
@@ -203,6 +206,9 @@ typedef struct vnp_predict_stats {
     int workers;         /* workers started (one per --device entry) */
     int retired;         /* workers that failed and were retired */
     char devices[256];   /* the workers: "cuda:0 fp16, cuda:1 fp16" */
+    int signal;          /* VNP_EINTERRUPTED: the signal that stopped the run */
+    int already_done;    /* --resume found the run finished (or finished its last renames):
+                          * nothing was computed, the results are in place */
     double seconds;      /* wall time from the first record to the last row */
     double load_seconds; /* model loading */
     long peak_rss_kb;    /* getrusage(RUSAGE_SELF) ru_maxrss at the end */

@@ -269,12 +269,20 @@ int vnp_cmd_predict(int argc, char **argv)
         return 1;
     }
     o.out_dir = dir;
+    o.handle_signals = 1; /* SIGINT/SIGTERM/SIGHUP stop at a resumable point */
     vnp_predict_stats st;
     vnp_code rc = vnp_predict(&o, &st, &err);
     if (rc != VNP_OK) {
-        vnp_cli_error("%s", err.msg);
+        if (rc == VNP_EINTERRUPTED)
+            fprintf(stderr, "virnucpro: %s\n", err.msg);
+        else
+            vnp_cli_error("%s", err.msg);
         free(dir);
-        return 1;
+        return rc == VNP_EINTERRUPTED ? 128 + st.signal : 1;
+    }
+    if (st.already_done) {
+        free(dir);
+        return 0;
     }
     if (!quiet)
         fprintf(stderr,

@@ -53,6 +53,8 @@ const char *vnp_code_name(vnp_code code)
     case VNP_EINTEGRITY: return "integrity error";
     case VNP_EDEVICE: return "device error";
     case VNP_ENOTFOUND: return "not found";
+    case VNP_EINTERRUPTED: return "interrupted";
+    case VNP_EBUSY: return "busy";
     }
     return "unknown error";
 }

@@ -1,6 +1,7 @@
-/* mkdir -p with messages that name the directory. */
+/* Small file-system helpers: mkdir -p with messages that name the directory, listing. */
 #include "core/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,4 +34,48 @@ int vnp_is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+vnp_code vnp_list_dir(const char *dir, char ***names, int *count, vnp_error *err)
+{
+    *names = NULL;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return vnp_fail(err, VNP_EIO, "cannot list %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    int cap = 0;
+    vnp_code rc = VNP_OK;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (*count == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **n = realloc(*names, (size_t)cap * sizeof *n);
+            if (!n) {
+                rc = vnp_fail(err, VNP_ENOMEM, "out of memory listing %s", dir);
+                break;
+            }
+            *names = n;
+        }
+        if (!((*names)[*count] = strdup(e->d_name))) {
+            rc = vnp_fail(err, VNP_ENOMEM, "out of memory listing %s", dir);
+            break;
+        }
+        (*count)++;
+    }
+    closedir(d);
+    if (rc) {
+        vnp_list_dir_free(*names, *count);
+        *names = NULL;
+        *count = 0;
+    }
+    return rc;
+}
+
+void vnp_list_dir_free(char **names, int count)
+{
+    for (int i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
 }

@@ -6,26 +6,169 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
-#define MAGIC "virnucpro predict journal 1\n"
+#include "core/fs.h"
+#include "pipeline/crash_point.h"
+#include "virnucpro/hub.h"
+
+#define MAGIC "virnucpro predict journal 2\n"
+
+#ifndef VNP_VERSION_STRING
+#define VNP_VERSION_STRING "0.1.0"
+#endif
+
+static vnp_code add_ident(vnp_journal *j, const char *key, const char *value, vnp_error *err)
+{
+    if (j->nident >= VNP_JOURNAL_IDENT_MAX || strlen(value) >= sizeof j->ident[0].value ||
+        strchr(value, '\n'))
+        return vnp_fail(err, VNP_EUNSUPPORTED,
+                        "cannot journal this run: %s '%s' is too long or has a line break", key,
+                        value);
+    snprintf(j->ident[j->nident].key, sizeof j->ident[0].key, "%s", key);
+    snprintf(j->ident[j->nident].value, sizeof j->ident[0].value, "%s", value);
+    j->nident++;
+    return VNP_OK;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The SHA-256 of a model: of its checkpoint file(s), config.json and tokenizer.json,
+ * combined as sha256("name sha256\n" ...) over the files in name order. */
+static vnp_code model_digest(const char *path, const char *what, char out[65], vnp_error *err)
+{
+    char *files[64];
+    int n = 0;
+    vnp_code rc = VNP_OK;
+    if (vnp_is_dir(path)) {
+        /* every checkpoint-like file of the directory: a sharded model's shards too */
+        static const char *const ext[] = {".safetensors", ".bin", ".json", ".pt", ".pth",
+                                          ".txt", ".model"};
+        char **names = NULL;
+        int count = 0;
+        if ((rc = vnp_list_dir(path, &names, &count, err)))
+            return rc;
+        for (int i = 0; i < count && !rc; i++) {
+            size_t nl = strlen(names[i]);
+            int want = 0;
+            for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
+                size_t el = strlen(ext[k]);
+                want |= nl > el && !strcmp(names[i] + nl - el, ext[k]);
+            }
+            if (!want)
+                continue;
+            if (n == 64) {
+                rc = vnp_fail(err, VNP_EUNSUPPORTED, "%s has more than 64 model files", path);
+                break;
+            }
+            size_t len = strlen(path) + nl + 2;
+            if (!(files[n] = malloc(len))) {
+                rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+                break;
+            }
+            snprintf(files[n++], len, "%s/%s", path, names[i]);
+        }
+        vnp_list_dir_free(names, count);
+    } else {
+        files[n++] = strdup(path);
+        if (!files[0])
+            rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    }
+    if (!rc)
+        qsort(files, (size_t)n, sizeof files[0], by_name);
+    char *list = NULL;
+    size_t used = 0, cap = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        char hex[65];
+        if ((rc = vnp_file_sha256_cached(files[i], hex, err))) {
+            vnp_error_prefix(err, "%s model: ", what);
+            break;
+        }
+        const char *base = strrchr(files[i], '/');
+        base = base ? base + 1 : files[i];
+        size_t need = used + strlen(base) + 67;
+        if (need > cap) {
+            cap = need * 2;
+            char *nl = realloc(list, cap);
+            if (!nl) {
+                rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+                break;
+            }
+            list = nl;
+        }
+        used += (size_t)sprintf(list + used, "%s %s\n", base, hex);
+    }
+    if (!rc)
+        rc = vnp_sha256_hex(list ? list : "", used, out, err);
+    free(list);
+    for (int i = 0; i < n; i++)
+        free(files[i]);
+    return rc;
+}
+
+static const char *prec_name(vnp_precision p)
+{
+    return p == VNP_PREC_FP16 ? "fp16" : p == VNP_PREC_BF16 ? "bf16" : "fp32";
+}
 
 vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_error *err)
 {
     memset(j, 0, sizeof *j);
     if (!strcmp(o->input, "-"))
         return vnp_fail(err, VNP_EUNSUPPORTED, "a run reading stdin cannot be resumed");
-    struct stat st;
-    if (stat(o->input, &st) != 0)
-        return vnp_fail(err, VNP_EIO, "cannot stat %s: %s", o->input, strerror(errno));
-    int n = snprintf(j->run, sizeof j->run,
-                     "input=%s size=%lld mtime=%lld.%09ld length=%d esm=%s dnabert=%s "
-                     "classifier=%s embeddings=%d intermediate=%d",
-                     o->input, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-                     st.st_mtim.tv_nsec, o->chunk_len, o->esm, o->dnabert, o->classifier,
-                     o->embeddings, o->keep_intermediate);
-    if (n < 0 || (size_t)n >= sizeof j->run || strchr(j->run, '\n'))
-        return vnp_fail(err, VNP_EUNSUPPORTED, "paths too long or with line breaks to journal");
+    char len[16], esm[65], dna[65], cls[65];
+    snprintf(len, sizeof len, "%d", o->chunk_len);
+    vnp_code rc;
+    if ((rc = model_digest(o->esm, "ESM-2", esm, err)) ||
+        (rc = model_digest(o->dnabert, "DNABERT-S", dna, err)) ||
+        (rc = model_digest(o->classifier, "classifier", cls, err)))
+        return rc;
+    const char *prec = getenv("VIRNUCPRO_DISABLE_FP16") ? "fp32 (VIRNUCPRO_DISABLE_FP16)"
+                                                        : prec_name(o->precision);
+    if ((rc = add_ident(j, "input", o->input, err)) || (rc = add_ident(j, "length", len, err)) ||
+        (rc = add_ident(j, "precision", prec, err)) ||
+        (rc = add_ident(j, "version", VNP_VERSION_STRING, err)) ||
+        (rc = add_ident(j, "esm", esm, err)) || (rc = add_ident(j, "dnabert", dna, err)) ||
+        (rc = add_ident(j, "classifier", cls, err)))
+        return rc;
+    return VNP_OK;
+}
+
+static const char *ident_what(const char *key)
+{
+    if (!strcmp(key, "esm"))
+        return "the ESM-2 model's files (SHA-256)";
+    if (!strcmp(key, "dnabert"))
+        return "the DNABERT-S model's files (SHA-256)";
+    if (!strcmp(key, "classifier"))
+        return "the classifier file (SHA-256)";
+    if (!strcmp(key, "input"))
+        return "the input file";
+    if (!strcmp(key, "length"))
+        return "the chunk length (-l)";
+    if (!strcmp(key, "precision"))
+        return "the precision";
+    return "the virnucpro version";
+}
+
+vnp_code vnp_journal_same_run(const vnp_journal *old, const vnp_journal *now, const char *path,
+                              vnp_error *err)
+{
+    for (int i = 0; i < now->nident; i++) {
+        const vnp_journal_ident *a = &now->ident[i], *b = NULL;
+        for (int k = 0; k < old->nident && !b; k++)
+            if (!strcmp(old->ident[k].key, a->key))
+                b = &old->ident[k];
+        if (!b || strcmp(a->value, b->value))
+            return vnp_fail(err, VNP_EINVAL,
+                            "cannot resume: %s changed since the interrupted run (%s: was %s, "
+                            "now %s); its rows would mix with new ones. Run without --resume "
+                            "to start over",
+                            ident_what(a->key), path, b ? b->value : "(not recorded)", a->value);
+    }
     return VNP_OK;
 }
 
@@ -37,11 +180,24 @@ vnp_code vnp_journal_write(const char *path, const vnp_journal *j, vnp_error *er
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     snprintf(tmp, n, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    int bad = !f || fprintf(f, MAGIC "run %s\nrecords %" PRIu64 "\nresults %" PRIu64
-                               "\nsequences %" PRIu64 "\n",
-                            j->run, j->records, j->results_bytes, j->sequences_bytes) < 0;
+    int bad = !f || fputs(MAGIC, f) < 0;
+    for (int i = 0; !bad && i < j->nident; i++)
+        bad = fprintf(f, "ident %s %s\n", j->ident[i].key, j->ident[i].value) < 0;
+    const vnp_seq_tally *t = &j->tally;
+    if (!bad)
+        bad = fprintf(f,
+                      "state %s\nrecords %" PRIu64 "\npartial %" PRIu64 "\n"
+                      "tally %zu %zu %zu %zu %a %zu %d %a %a\n"
+                      "results %" PRIu64 "\nsequences %" PRIu64 "\nchunks %" PRIu64
+                      "\nframes %" PRIu64 "\ninput_sha256 %s\nend\n",
+                      j->committing ? "committing" : "running", j->records, j->partial_chunks,
+                      t->length, t->chunks, t->chunks_scored, t->chunks_viral,
+                      (double)t->max_virus, t->cur_chunk, t->cur_open, (double)t->cur_max1,
+                      (double)t->cur_max2, j->results_bytes, j->sequences_bytes, j->chunks,
+                      j->frames, j->input_sha256[0] ? j->input_sha256 : "-") < 0;
     if (f && fclose(f) != 0)
         bad = 1;
+    vnp_crash_point("journal written, before its rename");
     if (bad || rename(tmp, path) != 0) {
         vnp_code rc = vnp_fail(err, VNP_EIO, "cannot write %s: %s", path, strerror(errno));
         remove(tmp);
@@ -49,6 +205,7 @@ vnp_code vnp_journal_write(const char *path, const vnp_journal *j, vnp_error *er
         return rc;
     }
     free(tmp);
+    vnp_crash_point("journal renamed");
     return VNP_OK;
 }
 
@@ -61,18 +218,56 @@ vnp_code vnp_journal_read(const char *path, vnp_journal *j, vnp_error *err)
             return vnp_fail(err, VNP_ENOTFOUND, "no journal %s", path);
         return vnp_fail(err, VNP_EIO, "cannot read %s: %s", path, strerror(errno));
     }
-    char line[sizeof j->run + 16];
-    int ok = fgets(line, sizeof line, f) && !strcmp(line, MAGIC) && fgets(line, sizeof line, f) &&
-             !strncmp(line, "run ", 4);
-    if (ok) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got = getline(&line, &cap, f);
+    int ok = got > 0 && !strcmp(line, MAGIC), end = 0;
+    while (ok && !end && (got = getline(&line, &cap, f)) > 0) {
         line[strcspn(line, "\n")] = 0;
-        snprintf(j->run, sizeof j->run, "%s", line + 4);
-        ok = fscanf(f, "records %" SCNu64 " results %" SCNu64 " sequences %" SCNu64, &j->records,
-                    &j->results_bytes, &j->sequences_bytes) == 3;
+        vnp_seq_tally *t = &j->tally;
+        double mv, m1, m2;
+        char state[16], sha[80];
+        if (!strncmp(line, "ident ", 6)) {
+            char *key = line + 6, *sp = strchr(key, ' ');
+            ok = sp && j->nident < VNP_JOURNAL_IDENT_MAX && (size_t)(sp - key) < 32 &&
+                 strlen(sp + 1) < sizeof j->ident[0].value;
+            if (ok) {
+                *sp = 0;
+                snprintf(j->ident[j->nident].key, sizeof j->ident[0].key, "%s", key);
+                snprintf(j->ident[j->nident].value, sizeof j->ident[0].value, "%s", sp + 1);
+                j->nident++;
+            }
+        } else if (sscanf(line, "state %15s", state) == 1) {
+            ok = !strcmp(state, "running") || !strcmp(state, "committing");
+            j->committing = !strcmp(state, "committing");
+        } else if (!strncmp(line, "tally ", 6)) {
+            ok = sscanf(line, "tally %zu %zu %zu %zu %la %zu %d %la %la", &t->length, &t->chunks,
+                        &t->chunks_scored, &t->chunks_viral, &mv, &t->cur_chunk, &t->cur_open,
+                        &m1, &m2) == 9;
+            t->max_virus = (float)mv;
+            t->cur_max1 = (float)m1;
+            t->cur_max2 = (float)m2;
+        } else if (sscanf(line, "input_sha256 %79s", sha) == 1) {
+            ok = strlen(sha) == 64 || !strcmp(sha, "-");
+            if (ok && strcmp(sha, "-"))
+                memcpy(j->input_sha256, sha, 65);
+        } else if (!strcmp(line, "end")) {
+            end = 1;
+        } else {
+            ok = sscanf(line, "records %" SCNu64, &j->records) == 1 ||
+                 sscanf(line, "partial %" SCNu64, &j->partial_chunks) == 1 ||
+                 sscanf(line, "results %" SCNu64, &j->results_bytes) == 1 ||
+                 sscanf(line, "sequences %" SCNu64, &j->sequences_bytes) == 1 ||
+                 sscanf(line, "chunks %" SCNu64, &j->chunks) == 1 ||
+                 sscanf(line, "frames %" SCNu64, &j->frames) == 1;
+        }
     }
+    free(line);
     fclose(f);
-    if (!ok)
-        return vnp_fail(err, VNP_EFORMAT, "%s is not a predict journal (or is damaged); remove it "
-                        "to start over", path);
+    if (!ok || !end)
+        return vnp_fail(err, VNP_EFORMAT,
+                        "%s is not a predict journal of this version (or is damaged); run "
+                        "without --resume to start over",
+                        path);
     return VNP_OK;
 }

@@ -1,8 +1,11 @@
-/* predict's resume journal: after every window that ends on a record boundary
- * the writer records how many input records are complete and how long each
- * output file is at that point; `predict --resume` truncates the ".part"
- * files to those lengths and goes on from the next record. (Internal to
- * src/pipeline.) */
+/* predict's resume journal (DIR/predict.journal), replaced atomically after every
+ * window the writer completes: which run it is (identity by content: input path and
+ * the SHA-256 of the records read, -l, precision, tool version, each model's SHA-256),
+ * how far the ".part" outputs are complete (whole records, plus the chunks done of a
+ * record cut by the window and that record's running tally), and whether the run had
+ * reached its final renames ("committing"). `predict --resume` cuts the ".part" files
+ * back to these lengths and goes on from there, or finishes the renames.
+ * (Internal to src/pipeline.) */
 #ifndef VNP_PIPELINE_JOURNAL_H
 #define VNP_PIPELINE_JOURNAL_H
 
@@ -12,20 +15,37 @@
 #include "virnucpro/pipeline.h"
 
 #define VNP_PREDICT_JOURNAL "predict.journal"
+#define VNP_JOURNAL_IDENT_MAX 8
+
+/* One "key value" line of the run's identity, e.g. {"esm", "<sha256>"}. */
+typedef struct vnp_journal_ident {
+    char key[32];
+    char value[1024];
+} vnp_journal_ident;
 
 typedef struct vnp_journal {
-    char run[8192];          /* what the run was: input identity, chunk length, models */
-    uint64_t records;        /* input records whose rows are all written */
-    uint64_t results_bytes;  /* prediction_results.txt.part length */
-    uint64_t sequences_bytes;/* sequences.tsv.part length */
+    vnp_journal_ident ident[VNP_JOURNAL_IDENT_MAX];
+    int nident;
+    int committing;           /* the outputs were complete; renames may be half done */
+    uint64_t records;         /* input records whose rows are all written */
+    uint64_t partial_chunks;  /* chunks done of the next record (0: it was not begun) */
+    vnp_seq_tally tally;      /* that record's running tally (partial_chunks > 0) */
+    uint64_t results_bytes;   /* prediction_results.txt.part length */
+    uint64_t sequences_bytes; /* sequences.tsv.part length */
+    uint64_t chunks, frames;  /* totals written so far (the summary after a resume) */
+    char input_sha256[65];    /* SHA-256 of the records read: records (+1 when partial) */
 } vnp_journal;
 
-/* Describes the run (input path, size and mtime, chunk length, model paths) in
- * j->run; VNP_EUNSUPPORTED for stdin, which cannot be read again. */
+/* What this run is: input path, -l, precision, tool version, and the SHA-256 of each
+ * model's files (cached by path, size, mtime, inode: see vnp_file_sha256_cached). */
 vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_error *err);
+/* VNP_OK when `old` was written by the same run as `now`; else VNP_EINVAL naming what
+ * differs ("the ESM-2 model ... changed"). */
+vnp_code vnp_journal_same_run(const vnp_journal *old, const vnp_journal *now, const char *path,
+                              vnp_error *err);
 /* Writes path atomically (temporary file + rename). */
 vnp_code vnp_journal_write(const char *path, const vnp_journal *j, vnp_error *err);
-/* VNP_ENOTFOUND when there is none. */
+/* VNP_ENOTFOUND when there is none; VNP_EFORMAT naming the file when damaged. */
 vnp_code vnp_journal_read(const char *path, vnp_journal *j, vnp_error *err);
 
 #endif

@@ -1,6 +1,10 @@
 /* predict: load and check every model, then stream the input through
  * reader -> compute -> writer (three threads overlapping, windows in order). */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/fs.h"
+#include "pipeline/crash_point.h"
 #include "pipeline/predict_internal.h"
 
 #define DEFAULT_BATCH_TOKENS_CPU 4096
@@ -66,10 +71,6 @@ static vnp_code load_models(vnp_predict_ctx *c, vnp_devices *dev, vnp_error *err
 {
     const vnp_predict_options *o = c->o;
     vnp_code rc;
-    if ((rc = need_path("ESM-2", "--esm", o->esm, err)) ||
-        (rc = need_path("DNABERT-S", "--dnabert", o->dnabert, err)) ||
-        (rc = need_path("classifier", "--classifier", o->classifier, err)))
-        return rc;
     if ((rc = vnp_classifier_load(o->classifier, &c->cls, err))) {
         name_model(err, "classifier", o->classifier);
         return rc;
@@ -184,6 +185,11 @@ static vnp_code check_options(const vnp_predict_options *o, vnp_error *err)
     if (strcmp(o->input, "-") && access(o->input, R_OK) != 0)
         return vnp_fail(err, VNP_ENOTFOUND, "cannot read input '%s': %s", o->input,
                         strerror(errno));
+    vnp_code rc;
+    if ((rc = need_path("ESM-2", "--esm", o->esm, err)) ||
+        (rc = need_path("DNABERT-S", "--dnabert", o->dnabert, err)) ||
+        (rc = need_path("classifier", "--classifier", o->classifier, err)))
+        return rc;
     if (o->resume && (o->embeddings || o->keep_intermediate || !strcmp(o->input, "-")))
         return vnp_fail(err, VNP_EINVAL,
                         "--resume works for runs that read a file without --embeddings or "
@@ -191,11 +197,68 @@ static vnp_code check_options(const vnp_predict_options *o, vnp_error *err)
     return VNP_OK;
 }
 
-/* Sets up the resume journal: what this run is, and with --resume how far the
- * interrupted one got. */
-static vnp_code journal_setup(vnp_predict_ctx *c, vnp_error *err)
+/* One run per output directory: an exclusive flock on DIR/.virnucpro.lock, taken
+ * before anything is written there and held until the end (the kernel drops it when
+ * the process dies, so a killed run leaves no stale lock). */
+static vnp_code lock_outdir(vnp_predict_ctx *c, vnp_error *err)
+{
+    const char *dir = c->o->out_dir;
+    size_t n = strlen(dir) + 32;
+    char *path = malloc(n);
+    if (!path)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    snprintf(path, n, "%s/.virnucpro.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        vnp_code rc = vnp_fail(err, VNP_EIO, "cannot create %s: %s", path, strerror(errno));
+        free(path);
+        return rc;
+    }
+    /* The lock file is removed at the end of a run; one opened just before that removal
+     * is not the file at the path any more: take the new one then. */
+    struct stat a, b;
+    while (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &a) == 0 &&
+           (stat(path, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)) {
+        close(fd);
+        if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+            vnp_code rc = vnp_fail(err, VNP_EIO, "cannot create %s: %s", path, strerror(errno));
+            free(path);
+            return rc;
+        }
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t got = pread(fd, pid, sizeof pid - 1, 0);
+        pid[got > 0 ? got : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(fd);
+        vnp_code rc =
+            e == EWOULDBLOCK
+                ? vnp_fail(err, VNP_EBUSY,
+                           "%s is in use by another virnucpro run (PID %s); wait for it to end "
+                           "or write to another directory with -o",
+                           dir, *pid ? pid : "unknown")
+                : vnp_fail(err, VNP_EIO, "cannot lock %s: %s", path, strerror(e));
+        free(path);
+        return rc;
+    }
+    char pid[32];
+    int pn = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)pn, 0) != pn)
+        vnp_warn("cannot write the PID into %s: %s", path, strerror(errno));
+    c->lock_path = path;
+    c->lock_fd = fd;
+    return VNP_OK;
+}
+
+/* The resume journal: what this run is, and with --resume how far the interrupted one
+ * got. *done = 1 when there is nothing to compute (a finished run, or one killed during
+ * its final renames, which are finished here). */
+static vnp_code journal_setup(vnp_predict_ctx *c, int *done, vnp_error *err)
 {
     const vnp_predict_options *o = c->o;
+    *done = 0;
     size_t n = strlen(o->out_dir) + sizeof VNP_PREDICT_JOURNAL + 2;
     c->journal_path = malloc(n);
     if (!c->journal_path)
@@ -203,73 +266,124 @@ static vnp_code journal_setup(vnp_predict_ctx *c, vnp_error *err)
     snprintf(c->journal_path, n, "%s/%s", o->out_dir, VNP_PREDICT_JOURNAL);
     const char *dbg = getenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
     c->fail_after_windows = dbg ? atol(dbg) : 0;
+    int resumable = !(o->embeddings || o->keep_intermediate || !strcmp(o->input, "-"));
     vnp_journal old;
     vnp_error jerr;
     vnp_code jrc = vnp_journal_read(c->journal_path, &old, &jerr);
     if (!o->resume) {
-        if (jrc == VNP_OK)
-            vnp_warn("%s holds an interrupted run (%llu records done); starting over "
-                     "(--resume would have continued it)",
-                     o->out_dir, (unsigned long long)old.records);
-        remove(c->journal_path);
-        if (o->embeddings || o->keep_intermediate || !strcmp(o->input, "-"))
-            return VNP_OK; /* not resumable: no journal */
+        if (jrc != VNP_ENOTFOUND)
+            vnp_warn("%s holds an interrupted run%s; starting over (--resume would have "
+                     "continued it)",
+                     o->out_dir, jrc == VNP_OK ? "" : " (its journal is unreadable)");
+        if (!resumable) {
+            remove(c->journal_path); /* the fresh run's own journal replaces it otherwise */
+            return VNP_OK;
+        }
         vnp_code rc = vnp_journal_describe(o, &c->journal, err);
-        if (rc)
-            return rc;
-        c->journaling = 1;
-        return VNP_OK;
+        if (!rc)
+            c->journaling = 1;
+        return rc;
     }
     if (jrc == VNP_ENOTFOUND) {
-        char *done = NULL;
         size_t dn = strlen(o->out_dir) + sizeof VNP_PREDICT_RESULTS + 2;
-        if ((done = malloc(dn)))
-            snprintf(done, dn, "%s/%s", o->out_dir, VNP_PREDICT_RESULTS);
-        int finished = done && access(done, F_OK) == 0;
-        free(done);
-        if (finished)
-            return vnp_fail(err, VNP_ENOTFOUND,
-                            "nothing to resume in %s: no %s and the results are there (the run "
-                            "finished); run without --resume to compute them again",
-                            o->out_dir, VNP_PREDICT_JOURNAL);
-        /* never completed a record (e.g. every worker failed at once): from the start */
-        vnp_warn("--resume: nothing to resume in %s (no %s: the run never completed a "
-                 "record); starting from the beginning",
-                 o->out_dir, VNP_PREDICT_JOURNAL);
+        char *res = malloc(dn);
+        if (!res)
+            return vnp_fail(err, VNP_ENOMEM, "out of memory");
+        snprintf(res, dn, "%s/%s", o->out_dir, VNP_PREDICT_RESULTS);
+        int finished = access(res, F_OK) == 0;
+        free(res);
+        if (finished) { /* --resume is always safe to pass: a finished run stays as it is */
+            vnp_warn("--resume: %s holds finished results and no interrupted run; nothing to "
+                     "do (they are left as they are)",
+                     o->out_dir);
+            *done = 1;
+            return VNP_OK;
+        }
+        vnp_warn("--resume: nothing to resume in %s (no record was completed, or nothing ran "
+                 "there); starting from the beginning",
+                 o->out_dir);
         vnp_code rc = vnp_journal_describe(o, &c->journal, err);
-        if (rc)
-            return rc;
-        c->journaling = 1;
-        return VNP_OK;
+        if (!rc)
+            c->journaling = 1;
+        return rc;
     }
     if (jrc) {
         *err = jerr;
         return jrc;
     }
     vnp_code rc = vnp_journal_describe(o, &c->journal, err);
+    if (!rc)
+        rc = vnp_journal_same_run(&old, &c->journal, c->journal_path, err);
     if (rc)
         return rc;
-    if (strcmp(old.run, c->journal.run))
-        return vnp_fail(err, VNP_EINVAL,
-                        "cannot resume: %s was written by a different run (%s); this run is "
-                        "(%s). Use the same input, length and models, or run without --resume",
-                        c->journal_path, old.run, c->journal.run);
-    c->journal.records = old.records;
-    c->journal.results_bytes = old.results_bytes;
-    c->journal.sequences_bytes = old.sequences_bytes;
-    c->skip_records = old.records;
+    if (old.committing) {
+        if ((rc = vnp_predict_finish_commit(o->out_dir, err)))
+            return rc;
+        remove(c->journal_path);
+        vnp_crash_point("journal removed");
+        vnp_warn("--resume: the interrupted run in %s had finished computing; its last step "
+                 "(the final renames) is done now",
+                 o->out_dir);
+        *done = 1;
+        return VNP_OK;
+    }
+    vnp_journal now = c->journal;
+    c->journal = old; /* progress as journalled; the identity is the same */
+    memcpy(c->journal.ident, now.ident, sizeof now.ident);
+    c->journal.nident = now.nident;
+    c->resuming = 1;
     c->records_done = old.records;
     c->journaling = 1;
     c->journal_written = 1; /* the kept partial outputs stay resumable whatever happens */
+    c->st.chunks = (size_t)old.chunks;
+    c->st.orfs = (size_t)old.frames;
+    c->st.records = (size_t)(old.records + (old.partial_chunks > 0));
     return VNP_OK;
 }
 
-static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
+int vnp_predict_interrupted(vnp_predict_ctx *c) { return atomic_load(&c->interrupted); }
+
+/* SIGINT/SIGTERM/SIGHUP while predict runs (o->handle_signals): blocked in every
+ * thread and taken here, so that the run stops at a window boundary with its journal
+ * consistent. While the models load nothing is written yet: the process ends at once. */
+typedef struct sig_watch {
+    vnp_predict_ctx *c;
+    sigset_t set;
+    atomic_int running; /* the run (threads, outputs) has started */
+    atomic_int stop;
+} sig_watch;
+
+static const char *sig_name(int s)
+{
+    return s == SIGINT ? "SIGINT" : s == SIGTERM ? "SIGTERM" : s == SIGHUP ? "SIGHUP" : "a signal";
+}
+
+static void *sig_watch_main(void *arg)
+{
+    sig_watch *w = arg;
+    while (!atomic_load(&w->stop)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        int s = sigtimedwait(&w->set, NULL, &ts);
+        if (s <= 0)
+            continue;
+        if (!atomic_load(&w->running)) {
+            fprintf(stderr, "virnucpro: interrupted by %s while loading the models; nothing "
+                            "was written\n", sig_name(s));
+            _exit(128 + s);
+        }
+        atomic_store(&w->c->interrupted, s);
+        vnp_error e;
+        vnp_fail(&e, VNP_EINTERRUPTED, "interrupted by %s", sig_name(s));
+        vnp_predict_fail(w->c, &e);
+        break;
+    }
+    return NULL;
+}
+
+static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
 {
     const vnp_predict_options *o = c->o;
     vnp_code rc;
-    if ((rc = journal_setup(c, err)))
-        return rc;
     if ((rc = vnp_seq_open(o->input, &c->reader, err)))
         return rc;
     if (o->keep_intermediate) {
@@ -279,6 +393,8 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
                                              err)))
             return rc;
     }
+    if (sw)
+        atomic_store(&sw->running, 1);
     if ((rc = vnp_predict_outputs_open(c, err)))
         return rc;
     int on = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
@@ -302,8 +418,10 @@ static vnp_code run(vnp_predict_ctx *c, vnp_error *err)
         return rc;
     if ((rc = vnp_predict_outputs_commit(c, err)))
         return rc;
-    if (c->journaling)
+    if (c->journaling) {
         remove(c->journal_path);
+        vnp_crash_point("journal removed");
+    }
     c->journal_written = 0;
     c->st.seconds = vnp_predict_now() - t0;
     c->bytes_done = vnp_seq_bytes(c->reader);
@@ -316,19 +434,45 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     vnp_predict_ctx c;
     memset(&c, 0, sizeof c);
     c.o = o;
+    c.lock_fd = -1;
+    atomic_init(&c.interrupted, 0);
+    atomic_init(&c.no_resume_advice, 0);
     pthread_mutex_init(&c.mu, NULL);
     vnp_devices dev;
     memset(&dev, 0, sizeof dev);
+    sig_watch sw;
+    memset(&sw, 0, sizeof sw);
+    sigset_t old_mask;
+    pthread_t watcher;
+    int watching = 0, done = 0;
     vnp_code rc = check_options(o, err);
-    double t0 = vnp_predict_now();
-    if (rc == VNP_OK)
-        rc = load_models(&c, &dev, err);
-    c.st.load_seconds = vnp_predict_now() - t0;
+    int created_dir = rc == VNP_OK && !vnp_is_dir(o->out_dir);
     if (rc == VNP_OK)
         rc = vnp_mkdirs(o->out_dir, "output directory", err);
-    if (rc == VNP_OK) {
+    if (rc == VNP_OK)
+        rc = lock_outdir(&c, err);
+    if (rc == VNP_OK)
+        rc = journal_setup(&c, &done, err);
+    if (rc == VNP_OK && !done && o->handle_signals) {
+        sw.c = &c;
+        sigemptyset(&sw.set);
+        sigaddset(&sw.set, SIGINT);
+        sigaddset(&sw.set, SIGTERM);
+        sigaddset(&sw.set, SIGHUP);
+        atomic_init(&sw.running, 0);
+        atomic_init(&sw.stop, 0);
+        pthread_sigmask(SIG_BLOCK, &sw.set, &old_mask); /* inherited by every thread */
+        watching = pthread_create(&watcher, NULL, sig_watch_main, &sw) == 0;
+        if (!watching)
+            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    }
+    double t0 = vnp_predict_now();
+    if (rc == VNP_OK && !done)
+        rc = load_models(&c, &dev, err);
+    c.st.load_seconds = vnp_predict_now() - t0;
+    if (rc == VNP_OK && !done) {
         c.window_orfs = o->window_orfs ? o->window_orfs : DEFAULT_WINDOW_ORFS;
-        rc = run(&c, err);
+        rc = run(&c, watching ? &sw : NULL, err);
     }
     if (c.eng) {
         vnp_engine_counts k;
@@ -337,22 +481,46 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         c.st.recomputed = k.recomputed;
         c.st.retired = k.retired;
     }
-    if (rc != VNP_OK) {
-        if (c.journal_written && err) {
-            vnp_error first = *err;
-            vnp_fail(err, rc, "%s; the rows of the first %llu records are kept in %s: run the "
-                     "same command with --resume to go on from there", first.msg,
-                     (unsigned long long)c.records_done, o->out_dir);
-        }
-        vnp_predict_outputs_abort(&c);
+    int sig = atomic_load(&c.interrupted);
+    if (rc != VNP_OK && sig) {
+        rc = VNP_EINTERRUPTED;
+        c.st.signal = sig;
+        if (vnp_predict_resumable(&c))
+            vnp_fail(err, rc, "interrupted by %s: %llu records (%zu frames) done; run the same "
+                     "command with --resume to go on from there",
+                     sig_name(sig), (unsigned long long)c.records_done, c.st.orfs);
+        else
+            vnp_fail(err, rc, "interrupted by %s before any record was complete; nothing "
+                     "was kept", sig_name(sig));
+    } else if (rc != VNP_OK && vnp_predict_resumable(&c) && !atomic_load(&c.no_resume_advice) &&
+               err) {
+        vnp_error first = *err;
+        vnp_fail(err, rc, "%s; the rows of the first %llu records are kept in %s: run the "
+                 "same command with --resume to go on from there", first.msg,
+                 (unsigned long long)c.records_done, o->out_dir);
     }
+    if (rc != VNP_OK)
+        vnp_predict_outputs_abort(&c);
     free(c.journal_path);
     vnp_preprocess_writer_free(c.pre);
     if (c.reader)
         vnp_seq_close(c.reader);
     free_models(&c);
     vnp_devices_free(&dev);
+    if (watching) {
+        atomic_store(&sw.stop, 1);
+        pthread_join(watcher, NULL);
+        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    }
+    if (c.lock_fd >= 0) { /* removed while held: a waiting run then locks a fresh file */
+        unlink(c.lock_path);
+        close(c.lock_fd);
+    }
+    free(c.lock_path);
+    if (created_dir && rc != VNP_OK)
+        rmdir(o->out_dir); /* only if empty: a failure before anything was written */
     pthread_mutex_destroy(&c.mu);
+    c.st.already_done = done;
     c.st.peak_rss_kb = vnp_predict_peak_rss_kb();
     if (stats)
         *stats = c.st;

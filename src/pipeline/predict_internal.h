@@ -6,6 +6,7 @@
 #define VNP_PIPELINE_PREDICT_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "pipeline/engine.h"
@@ -40,9 +41,11 @@ typedef struct vnp_predict_ctx {
     vnp_engine *eng;
     int width;               /* feature width (DNABERT-S + ESM-2 hidden) */
     size_t window_orfs;
-    uint64_t skip_records;   /* --resume: records the reader skips */
+    int resuming;            /* --resume of an interrupted run: c->journal is its journal */
     int journaling;          /* write the resume journal */
     char *journal_path;
+    int lock_fd;             /* flock on DIR/.virnucpro.lock, held for the whole run */
+    char *lock_path;
 
     /* The reader thread's (the calling thread's again after the join). */
     vnp_seq_reader *reader;
@@ -50,11 +53,15 @@ typedef struct vnp_predict_ctx {
 
     /* The writer thread's (the calling thread's again after the join). */
     vnp_predict_outputs out;
-    vnp_journal journal;     /* run description + progress */
+    vnp_journal journal;     /* run identity + progress (with --resume: as read back) */
     int journal_written;     /* partial outputs are resumable */
     uint64_t records_done;   /* records whose rows are all written (resumed ones included) */
     long fail_after_windows; /* debugging: writer fails after this many windows (0 = never) */
     long windows_written;
+
+    /* Any thread. */
+    atomic_int interrupted;  /* the signal that stopped the run (0: none) */
+    atomic_int no_resume_advice; /* the failure is one that --resume cannot get past */
 
     /* Shared: under mu. */
     pthread_mutex_t mu;
@@ -66,6 +73,8 @@ typedef struct vnp_predict_ctx {
 
 /* Records the first failure and stops every stage. */
 void vnp_predict_fail(vnp_predict_ctx *c, const vnp_error *e);
+/* The signal that interrupted the run, or 0. */
+int vnp_predict_interrupted(vnp_predict_ctx *c);
 
 void *vnp_predict_reader_main(void *ctx);
 void *vnp_predict_writer_main(void *ctx);
@@ -73,8 +82,13 @@ void *vnp_predict_writer_main(void *ctx);
 vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err);
 /* Completes every output file and gives it its final name. */
 vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err);
-/* Removes partial files. */
+/* After a failure: removes the partial files, unless they hold rows --resume can go on
+ * from (vnp_predict_resumable). */
 void vnp_predict_outputs_abort(vnp_predict_ctx *c);
+/* The journal holds at least one record's (or chunk's) rows: --resume can go on. */
+int vnp_predict_resumable(const vnp_predict_ctx *c);
+/* --resume of a run killed during its final renames: renames what is left. */
+vnp_code vnp_predict_finish_commit(const char *dir, vnp_error *err);
 
 double vnp_predict_now(void);
 long vnp_predict_peak_rss_kb(void);

@@ -1,5 +1,10 @@
 /* predict, stage 1: records -> chunks -> kept frames -> token ids, grouped in
- * windows of about window_orfs ORFs (a long record may span windows). */
+ * windows of about window_orfs ORFs (a long record may span windows, cut at chunk
+ * boundaries). The reader also keeps the SHA-256 of every record read (ID and
+ * sequence), which each window carries for the journal: a resumed run proves that the
+ * records it reads past are the ones the interrupted run wrote rows for. */
+#include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,7 +16,38 @@ typedef struct reader_state {
     vnp_frames fr;
     vnp_error err;
     size_t records;
+    EVP_MD_CTX *sha; /* over the records read so far */
 } reader_state;
+
+static vnp_code hash_record(reader_state *s, const vnp_record *rec)
+{
+    uint64_t n[2] = {rec->id_len, rec->len};
+    if (EVP_DigestUpdate(s->sha, n, sizeof n) != 1 ||
+        EVP_DigestUpdate(s->sha, rec->id, rec->id_len) != 1 ||
+        EVP_DigestUpdate(s->sha, rec->seq, rec->len) != 1)
+        return vnp_fail(&s->err, VNP_EIO, "OpenSSL SHA-256 failed");
+    return VNP_OK;
+}
+
+/* The digest of the records read so far, as lowercase hex (the context goes on). */
+static vnp_code digest_now(reader_state *s, char hex[65])
+{
+    EVP_MD_CTX *copy = EVP_MD_CTX_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdn = 0;
+    int ok = copy && EVP_MD_CTX_copy_ex(copy, s->sha) == 1 &&
+             EVP_DigestFinal_ex(copy, md, &mdn) == 1 && mdn == 32;
+    EVP_MD_CTX_free(copy);
+    if (!ok)
+        return vnp_fail(&s->err, VNP_EIO, "OpenSSL SHA-256 failed");
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = 0;
+    return VNP_OK;
+}
 
 static int push(reader_state *s, int eof)
 {
@@ -19,6 +55,11 @@ static int push(reader_state *s, int eof)
     s->w = NULL;
     w->eof = eof;
     w->input_bytes = vnp_seq_bytes(s->c->reader);
+    if (digest_now(s, w->input_sha256) != VNP_OK) {
+        vnp_window_free(w);
+        vnp_predict_fail(s->c, &s->err);
+        return 0;
+    }
     pthread_mutex_lock(&s->c->mu);
     s->c->records_read = s->records;
     pthread_mutex_unlock(&s->c->mu);
@@ -54,23 +95,26 @@ static int window_full(const reader_state *s)
     return s->w->norf >= s->c->window_orfs || s->w->nseg >= 4 * s->c->window_orfs;
 }
 
-/* Returns VNP_OK, an error (in s->err), or -1 when a later stage stopped. */
-static int one_record(reader_state *s, const vnp_record *rec)
+/* Chunks [from, chunks) of a record (from > 0: resuming a record cut by the
+ * interrupted run). Returns VNP_OK, an error (in s->err), or -1 when a later stage
+ * stopped. */
+static int one_record(reader_state *s, const vnp_record *rec, size_t from)
 {
     vnp_predict_ctx *c = s->c;
     size_t chunk_len = (size_t)c->o->chunk_len;
     size_t chunks = vnp_chunk_count(rec->len, chunk_len);
-    s->records++;
     vnp_code rc;
     if (c->pre && (rc = vnp_preprocess_writer_add(c->pre, rec, &s->err)))
         return rc;
-    if ((rc = add_segment(s, rec, chunks, 1)))
+    if ((rc = add_segment(s, rec, chunks, from == 0)))
         return rc;
-    for (size_t i = 0; i < chunks; i++) {
+    for (size_t i = from; i < chunks; i++) {
         size_t added;
         if ((rc = vnp_orfs_add_chunk(s->w, c->bpe, rec, chunk_len, i, &s->fr, &added, &s->err)))
             return rc;
-        s->w->seg[s->w->nseg - 1].orf_end = s->w->norf;
+        vnp_win_seg *seg = &s->w->seg[s->w->nseg - 1];
+        seg->orf_end = s->w->norf;
+        seg->chunk_end = i + 1;
         if (i + 1 < chunks && window_full(s)) { /* the record goes on in the next window */
             if (!push(s, 0))
                 return -1;
@@ -79,12 +123,59 @@ static int one_record(reader_state *s, const vnp_record *rec)
         }
     }
     s->w->seg[s->w->nseg - 1].last = 1;
+    s->w->seg[s->w->nseg - 1].chunk_end = chunks;
     if (window_full(s)) {
         if (!push(s, 0))
             return -1;
         if ((rc = fresh_window(s)))
             return rc;
     }
+    return VNP_OK;
+}
+
+static int read_one(reader_state *s, vnp_record *rec)
+{
+    int got = vnp_seq_read(s->c->reader, rec, &s->err);
+    if (got == 1) {
+        s->records++;
+        if (hash_record(s, rec) != VNP_OK)
+            return -(int)VNP_EIO;
+    }
+    return got;
+}
+
+/* --resume: reads past the records the interrupted run finished (and the one it cut,
+ * which is returned in *rec to go on with), checking that they are the same records. */
+static int skip_done(reader_state *s, vnp_record *rec, int *have_partial)
+{
+    const vnp_journal *j = &s->c->journal;
+    uint64_t want = j->records + (j->partial_chunks > 0 ? 1 : 0);
+    int got = 1;
+    *have_partial = 0;
+    while (s->records < want && (got = read_one(s, rec)) == 1)
+        ;
+    if (got < 0)
+        return -got;
+    if (s->records < want) {
+        s->c->no_resume_advice = 1;
+        return vnp_fail(&s->err, VNP_EFORMAT,
+                        "cannot resume: %s has %zu records, fewer than the %llu the interrupted "
+                        "run read; the input changed. Run without --resume to start over",
+                        s->c->o->input, s->records, (unsigned long long)want);
+    }
+    char hex[65];
+    vnp_code rc = digest_now(s, hex);
+    if (rc)
+        return rc;
+    if (want > 0 && strcmp(hex, j->input_sha256)) {
+        s->c->no_resume_advice = 1;
+        return vnp_fail(&s->err, VNP_EINVAL,
+                        "cannot resume: the first %llu records of %s are not the ones the "
+                        "interrupted run read (their SHA-256 differs); the input changed. Run "
+                        "without --resume to start over",
+                        (unsigned long long)want, s->c->o->input);
+    }
+    *have_partial = j->partial_chunks > 0;
     return VNP_OK;
 }
 
@@ -95,28 +186,27 @@ void *vnp_predict_reader_main(void *ctx)
     s.c = ctx;
     vnp_frames_init(&s.fr);
     int rc = fresh_window(&s);
+    s.sha = EVP_MD_CTX_new();
+    if (!rc && (!s.sha || EVP_DigestInit_ex(s.sha, EVP_sha256(), NULL) != 1))
+        rc = vnp_fail(&s.err, VNP_EIO, "OpenSSL SHA-256 failed");
     vnp_record rec;
-    int got = 0;
-    /* --resume: the records already written are read past */
-    while (rc == VNP_OK && s.records < s.c->skip_records &&
-           (got = vnp_seq_read(s.c->reader, &rec, &s.err)) == 1)
-        s.records++;
-    if (rc == VNP_OK && got == 0 && s.records < s.c->skip_records)
-        rc = vnp_fail(&s.err, VNP_EFORMAT,
-                      "cannot resume: the input has %zu records, fewer than the %llu the "
-                      "journal says are done",
-                      s.records, (unsigned long long)s.c->skip_records);
-    while (rc == VNP_OK && !vnp_engine_failed(s.c->eng) &&
-           (got = vnp_seq_read(s.c->reader, &rec, &s.err)) == 1)
-        rc = one_record(&s, &rec);
+    int got = 0, partial = 0;
+    if (rc == VNP_OK && s.c->resuming)
+        rc = skip_done(&s, &rec, &partial);
+    if (rc == VNP_OK && partial)
+        rc = one_record(&s, &rec, (size_t)s.c->journal.partial_chunks);
+    while (rc == VNP_OK && !vnp_engine_failed(s.c->eng) && !vnp_predict_interrupted(s.c) &&
+           (got = read_one(&s, &rec)) == 1)
+        rc = one_record(&s, &rec, 0);
     if (rc == VNP_OK && got < 0)
         rc = -got;
-    if (rc == VNP_OK && !vnp_engine_failed(s.c->eng))
+    if (rc == VNP_OK && !vnp_engine_failed(s.c->eng) && !vnp_predict_interrupted(s.c))
         push(&s, 1);
     else if (rc > 0)
         vnp_predict_fail(s.c, &s.err);
     vnp_window_free(s.w);
     vnp_frames_free(&s.fr);
+    EVP_MD_CTX_free(s.sha);
     vnp_engine_close(s.c->eng);
     return NULL;
 }

@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pipeline/crash_point.h"
 #include "pipeline/predict_internal.h"
+
+static vnp_code flush_file(FILE *f, const char *path, vnp_error *err);
 
 static const char *const k_features_meta[] = {"features", "DNABERT-S mean | ESM-2 mean", NULL};
 
@@ -78,6 +81,7 @@ static vnp_code reopen_for_resume(vnp_predict_ctx *c, vnp_error *err)
     }
     free(line);
     fclose(f);
+    o->tally = c->journal.tally; /* the record the interrupted run cut, if any */
     return rc;
 }
 
@@ -95,15 +99,28 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     if (!o->results_path || !o->results_part || !o->highest_path || !o->highest_part ||
         !o->sequences_path || !o->sequences_part || !o->features_path)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
-    /* results of an earlier run in this directory must not pass for this run's */
+    vnp_code rc;
+    if (c->resuming && (c->journal.records > 0 || c->journal.partial_chunks > 0))
+        return reopen_for_resume(c, err);
+    /* A fresh start: the journal first (from here on a kill leaves a state --resume
+     * completes), then the results of an earlier run in this directory go, so that they
+     * never pass for this run's. */
+    if (c->journaling) {
+        vnp_journal j = c->journal;
+        j.records = j.partial_chunks = j.chunks = j.frames = 0;
+        j.results_bytes = j.sequences_bytes = 0;
+        j.committing = 0;
+        j.input_sha256[0] = 0;
+        if ((rc = vnp_journal_write(c->journal_path, &j, err)))
+            return rc;
+        c->journal_written = 1;
+    }
     remove(o->results_path);
     remove(o->highest_path);
     remove(o->sequences_path);
     if (c->o->embeddings)
         remove(o->features_path);
-    vnp_code rc;
-    if (c->journal_written) /* --resume of an interrupted run */
-        return reopen_for_resume(c, err);
+    vnp_crash_point("old results removed");
     o->results = fopen(o->results_part, "w");
     if (!o->results)
         return vnp_fail(err, VNP_EIO, "cannot create %s: %s", o->results_part, strerror(errno));
@@ -113,6 +130,8 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
                         strerror(errno));
     if ((rc = vnp_results_write_header(o->results, o->results_part, err)) ||
         (rc = vnp_sequences_write_header(o->sequences, o->sequences_part, err)) ||
+        (rc = flush_file(o->results, o->results_part, err)) ||
+        (rc = flush_file(o->sequences, o->sequences_part, err)) ||
         (rc = vnp_chunk_calls_create(o->highest_part, c->o->sort_memory, &o->highest, err)))
         return rc;
     if (c->o->embeddings &&
@@ -122,13 +141,25 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     return VNP_OK;
 }
 
+static vnp_code flush_file(FILE *f, const char *path, vnp_error *err)
+{
+    if (fflush(f) != 0)
+        return vnp_fail(err, VNP_EIO, "cannot write %s: %s (check free space)", path,
+                        strerror(errno));
+    return VNP_OK;
+}
+
+/* Flushed, on disk (fsync: the journal about to say "complete" must not outlive the
+ * data after a power loss), closed. */
 static vnp_code close_file(FILE **f, const char *path, vnp_error *err)
 {
-    int bad = ferror(*f) || fclose(*f) != 0;
+    int bad = fflush(*f) != 0 || ferror(*f) || fsync(fileno(*f)) != 0;
+    bad |= fclose(*f) != 0;
     *f = NULL;
     if (bad)
         return vnp_fail(err, VNP_EIO, "cannot write %s: %s (check free space)", path,
                         strerror(errno));
+    vnp_crash_point("output file closed");
     return VNP_OK;
 }
 
@@ -136,6 +167,7 @@ static vnp_code rename_into_place(const char *from, const char *to, vnp_error *e
 {
     if (rename(from, to) != 0)
         return vnp_fail(err, VNP_EIO, "cannot rename %s to %s: %s", from, to, strerror(errno));
+    vnp_crash_point("output renamed into place");
     return VNP_OK;
 }
 
@@ -159,8 +191,17 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
         (rc = close_file(&o->sequences, o->sequences_part, err)) ||
         (rc = vnp_chunk_calls_finish(o->highest, err)))
         return rc;
+    vnp_crash_point("highest-score file written");
     if (o->features && (rc = vnp_features_writer_finish(o->features, err)))
         return rc;
+    /* Every output is complete under its .part name: say so, then rename. A kill from
+     * here on leaves a journal in the "committing" state, and --resume finishes the
+     * renames (vnp_predict_finish_commit). */
+    if (c->journaling) {
+        c->journal.committing = 1;
+        if ((rc = vnp_journal_write(c->journal_path, &c->journal, err)))
+            return rc;
+    }
     if ((rc = rename_into_place(o->results_part, o->results_path, err)) ||
         (rc = rename_into_place(o->highest_part, o->highest_path, err)) ||
         (rc = rename_into_place(o->sequences_part, o->sequences_path, err)))
@@ -171,6 +212,35 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
     return VNP_OK;
 }
 
+vnp_code vnp_predict_finish_commit(const char *dir, vnp_error *err)
+{
+    static const char *const names[] = {VNP_PREDICT_RESULTS, VNP_PREDICT_HIGHEST,
+                                        VNP_PREDICT_SEQUENCES};
+    for (int i = 0; i < 3; i++) {
+        char *part = join(dir, names[i], ".part"), *final = join(dir, names[i], "");
+        vnp_code rc = VNP_OK;
+        if (!part || !final)
+            rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+        else if (access(part, F_OK) == 0)
+            rc = rename_into_place(part, final, err);
+        else if (access(final, F_OK) != 0)
+            rc = vnp_fail(err, VNP_EFORMAT,
+                          "cannot finish the interrupted run in %s: neither %s nor its .part "
+                          "is there (files were removed by hand?); run without --resume",
+                          dir, names[i]);
+        free(part);
+        free(final);
+        if (rc)
+            return rc;
+    }
+    return VNP_OK;
+}
+
+int vnp_predict_resumable(const vnp_predict_ctx *c)
+{
+    return c->journal_written && (c->records_done > 0 || c->journal.partial_chunks > 0);
+}
+
 void vnp_predict_outputs_abort(vnp_predict_ctx *c)
 {
     vnp_predict_outputs *o = &c->out;
@@ -178,10 +248,13 @@ void vnp_predict_outputs_abort(vnp_predict_ctx *c)
         fclose(o->results);
     if (o->sequences)
         fclose(o->sequences);
-    if (o->results_part && !c->journal_written)
+    int keep = vnp_predict_resumable(c);
+    if (o->results_part && !keep)
         remove(o->results_part);
-    if (o->sequences_part && !c->journal_written)
+    if (o->sequences_part && !keep)
         remove(o->sequences_part);
+    if (c->journal_written && !keep && c->journal_path)
+        remove(c->journal_path); /* nothing worth resuming: as if never started */
     if (o->highest_part)
         remove(o->highest_part);
     vnp_chunk_calls_free(o->highest);
@@ -231,22 +304,35 @@ static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
     return rc;
 }
 
-/* Counts completed records; at a record boundary, records in the journal how
- * much of the output is complete. */
+/* Counts completed records and journals how much of the output is complete: whole
+ * records, and the chunks done of a record this window cut (with its running tally). */
 static vnp_code after_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error *err)
 {
     for (size_t i = 0; i < w->nseg; i++)
         c->records_done += w->seg[i].last ? 1 : 0;
-    if (c->journaling && w->nseg > 0 && w->seg[w->nseg - 1].last) {
+    if (c->journaling && w->nseg > 0) {
         vnp_predict_outputs *o = &c->out;
-        if (fflush(o->results) != 0 || fflush(o->sequences) != 0)
-            return vnp_fail(err, VNP_EIO, "cannot write %s: %s", o->results_part,
-                            strerror(errno));
-        c->journal.records = c->records_done;
-        c->journal.results_bytes = (uint64_t)ftello(o->results);
-        c->journal.sequences_bytes = (uint64_t)ftello(o->sequences);
-        vnp_code rc = vnp_journal_write(c->journal_path, &c->journal, err);
-        if (rc)
+        vnp_code rc;
+        if ((rc = flush_file(o->results, o->results_part, err)) ||
+            (rc = flush_file(o->sequences, o->sequences_part, err)))
+            return rc;
+        vnp_crash_point("window rows flushed");
+        const vnp_win_seg *last = &w->seg[w->nseg - 1];
+        vnp_journal *j = &c->journal;
+        j->records = c->records_done;
+        j->partial_chunks = last->last ? 0 : last->chunk_end;
+        if (!last->last)
+            j->tally = o->tally;
+        else
+            memset(&j->tally, 0, sizeof j->tally);
+        j->results_bytes = (uint64_t)ftello(o->results);
+        j->sequences_bytes = (uint64_t)ftello(o->sequences);
+        pthread_mutex_lock(&c->mu);
+        j->chunks = c->st.chunks;
+        j->frames = c->st.orfs;
+        pthread_mutex_unlock(&c->mu);
+        memcpy(j->input_sha256, w->input_sha256, sizeof j->input_sha256);
+        if ((rc = vnp_journal_write(c->journal_path, j, err)))
             return rc;
         c->journal_written = 1;
     }

@@ -21,6 +21,7 @@ typedef struct vnp_win_seg {
     size_t chunks;         /* chunks of the whole record */
     int first, last;
     size_t orf_begin, orf_end; /* this part's ORFs: [orf_begin, orf_end) */
+    size_t chunk_end;          /* chunks of the record done once this part is written */
 } vnp_win_seg;
 
 typedef struct vnp_win_orf {
@@ -43,6 +44,7 @@ typedef struct vnp_window {
     float *features; /* norf x width when features are wanted, else NULL */
     float *probs;    /* norf x 2 with a classifier */
     uint64_t input_bytes; /* input consumed when the window was closed */
+    char input_sha256[65]; /* SHA-256 of the records read when it was closed (journal) */
     size_t records;       /* records started so far, this window included */
     int eof;              /* the last window */
     /* The engine's, under its lock: the batches of the window, how many are not yet

@@ -308,7 +308,7 @@ static void test_resume_after_failure(void **state)
     o.chunk_len = 300;
     o.resume = 1;
     assert_int_equal(vnp_predict(&o, NULL, &e), VNP_EINVAL);
-    assert_non_null(strstr(e.msg, "different run"));
+    assert_non_null(strstr(e.msg, "the chunk length (-l) changed since the interrupted run"));
     /* resumed (with another window size): the same files as the uninterrupted run */
     opts(&o, dir);
     o.window_orfs = 5;
@@ -320,9 +320,11 @@ static void test_resume_after_failure(void **state)
         vnp_test_assert_files_equal(out_file(dir, names[i]), out_file(ref, names[i]));
     assert_int_equal(access(out_file(dir, "predict.journal"), F_OK), -1);
     assert_int_equal(access(out_file(dir, "prediction_results.txt.part"), F_OK), -1);
-    /* nothing left to resume */
-    assert_int_equal(vnp_predict(&o, NULL, &e), VNP_ENOTFOUND);
-    assert_non_null(strstr(e.msg, "nothing to resume"));
+    /* --resume on the finished run: nothing to do, the results stay as they are */
+    assert_int_equal(vnp_predict(&o, &st, &e), VNP_OK);
+    assert_int_equal(st.already_done, 1);
+    for (int i = 0; i < 3; i++)
+        vnp_test_assert_files_equal(out_file(dir, names[i]), out_file(ref, names[i]));
     /* an interrupted run, then a fresh one without --resume: starts over, same files */
     opts(&o, dir);
     o.window_orfs = 3;
@@ -419,11 +421,14 @@ static void test_memory_bounded_by_window_not_input(void **state)
     /* 10% in a normal build (measured: flat within 3%, 7.3 MB). Under AddressSanitizer
      * its allocator creeps up by itself when one thread frees what another allocated
      * (measured +12% for 10x, +16% for 50x the input, while the normal build stays
-     * flat), so 20% there; leaks proper are LeakSanitizer's job in that build. */
-#if defined(__SANITIZE_ADDRESS__)
+     * flat), so 20% there; leaks proper are LeakSanitizer's job in that build.
+     * ThreadSanitizer's runtime (shadow and sync metadata) levels off higher too:
+     * measured 51.0 / 56.8 / 57.8 MB for 40x / 400x / 2000x golden (+11%, then flat),
+     * so 20% there as well. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     long slack = r1 / 5;
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
     long slack = r1 / 5;
 #else
     long slack = r1 / 10;
