@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pipeline/predict_internal.h"
@@ -17,7 +18,90 @@ typedef struct reader_state {
     vnp_error err;
     size_t records;
     EVP_MD_CTX *sha; /* over the records read so far */
+    /* Duplicate IDs: 64-bit hashes of the IDs seen (open addressing), the count of each
+     * (for the suffix), and the first duplicate for the warning. */
+    uint64_t *seen;
+    uint32_t *seen_count;
+    size_t seen_n, seen_cap;
+    size_t dups;
+    char first_dup[128];
+    size_t first_dup_record;
+    char *renamed; /* "<id>_dup<k>" of the current record */
+    size_t renamed_cap;
 } reader_state;
+
+static uint64_t id_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h ? h : 1; /* 0 marks an empty slot */
+}
+
+/* Returns how many times this ID was seen before (0 the first time); -1 out of memory. */
+static long count_id(reader_state *s, const char *id, size_t n)
+{
+    if (2 * (s->seen_n + 1) > s->seen_cap) {
+        size_t cap = s->seen_cap ? 2 * s->seen_cap : 1024;
+        uint64_t *t = calloc(cap, sizeof *t);
+        uint32_t *c = calloc(cap, sizeof *c);
+        if (!t || !c) {
+            free(t);
+            free(c);
+            return -1;
+        }
+        for (size_t i = 0; i < s->seen_cap; i++)
+            if (s->seen[i]) {
+                size_t k = s->seen[i] & (cap - 1);
+                while (t[k])
+                    k = (k + 1) & (cap - 1);
+                t[k] = s->seen[i];
+                c[k] = s->seen_count[i];
+            }
+        free(s->seen);
+        free(s->seen_count);
+        s->seen = t;
+        s->seen_count = c;
+        s->seen_cap = cap;
+    }
+    uint64_t h = id_hash(id, n);
+    size_t k = h & (s->seen_cap - 1);
+    while (s->seen[k] && s->seen[k] != h)
+        k = (k + 1) & (s->seen_cap - 1);
+    if (!s->seen[k]) {
+        s->seen[k] = h;
+        s->seen_n++;
+    }
+    return (long)s->seen_count[k]++;
+}
+
+/* A record whose ID was seen before becomes "<id>_dup<k>" (k = 2 for the second
+ * occurrence, ...) in every output, so that its rows and chunk calls stay apart from
+ * the first one's (the original tool merges them in the highest-score file). */
+static vnp_code dedup_id(reader_state *s, vnp_record *rec)
+{
+    long before = count_id(s, rec->id, rec->id_len);
+    if (before < 0)
+        return vnp_fail(&s->err, VNP_ENOMEM, "out of memory tracking record IDs");
+    if (before == 0)
+        return VNP_OK;
+    if (s->dups++ == 0) {
+        snprintf(s->first_dup, sizeof s->first_dup, "%.*s", (int)rec->id_len, rec->id);
+        s->first_dup_record = s->records;
+    }
+    size_t need = rec->id_len + 32;
+    if (need > s->renamed_cap) {
+        char *r = realloc(s->renamed, need);
+        if (!r)
+            return vnp_fail(&s->err, VNP_ENOMEM, "out of memory");
+        s->renamed = r;
+        s->renamed_cap = need;
+    }
+    int n = snprintf(s->renamed, need, "%.*s_dup%ld", (int)rec->id_len, rec->id, before + 1);
+    rec->id = s->renamed;
+    rec->id_len = (size_t)n;
+    return VNP_OK;
+}
 
 static vnp_code hash_record(reader_state *s, const vnp_record *rec)
 {
@@ -140,6 +224,9 @@ static int read_one(reader_state *s, vnp_record *rec)
         s->records++;
         if (hash_record(s, rec) != VNP_OK)
             return -(int)VNP_EIO;
+        vnp_code rc = dedup_id(s, rec);
+        if (rc)
+            return -(int)rc;
     }
     return got;
 }
@@ -200,6 +287,11 @@ void *vnp_predict_reader_main(void *ctx)
         rc = one_record(&s, &rec, 0);
     if (rc == VNP_OK && got < 0)
         rc = -got;
+    if (rc == VNP_OK && s.dups > 0)
+        vnp_warn("%s: %zu record%s repeat an earlier record's ID (the first: '%s', record "
+                 "%zu); each repeat is written as <ID>_dup<k> (k = 2, 3, ...) so that its rows "
+                 "and chunk calls stay apart",
+                 s.c->o->input, s.dups, s.dups == 1 ? "" : "s", s.first_dup, s.first_dup_record);
     if (rc == VNP_OK && !vnp_engine_failed(s.c->eng) && !vnp_predict_interrupted(s.c))
         push(&s, 1);
     else if (rc > 0)
@@ -207,6 +299,9 @@ void *vnp_predict_reader_main(void *ctx)
     vnp_window_free(s.w);
     vnp_frames_free(&s.fr);
     EVP_MD_CTX_free(s.sha);
+    free(s.seen);
+    free(s.seen_count);
+    free(s.renamed);
     vnp_engine_close(s.c->eng);
     return NULL;
 }

@@ -409,6 +409,45 @@ static long child_rss(const char *warmup, const char *input, const char *dir, si
     return rss;
 }
 
+static char g_log[8192]; /* warnings of the run (log handler) */
+static void capture_log(vnp_log_level level, const char *msg, void *user)
+{
+    (void)level;
+    (void)user;
+    strncat(g_log, msg, sizeof g_log - strlen(g_log) - 2);
+    strcat(g_log, "\n");
+}
+
+/* Duplicate record IDs: a warning naming the first and the count; each repeat becomes
+ * <ID>_dup<k> in every output, so its rows and chunk calls stay apart. */
+static void test_duplicate_ids_kept_apart(void **state)
+{
+    (void)state;
+    const char *seq = "ATGAAACGCATTAGCACCACCATTACCACCACCATCACCATTACCACAGGTAACGGTGCGGGCTGACGCGTA"
+                      "CAGGAAACACAGAAAAAAGCCCGCACCTGACAGTGCGGGCTTTTTTTTTCGACCAAAGGTAACGAGGTAACAAC";
+    char in[4096], text[8192];
+    snprintf(in, sizeof in, "%s", vnp_test_tmp("dups.fa"));
+    snprintf(text, sizeof text, ">a\n%s\n>b\n%s\n>a\n%s\n>a desc\n%s\n", seq, seq, seq, seq);
+    assert_int_equal(vnp_test_write_file(in, text, strlen(text)), 0);
+    vnp_predict_options o;
+    const char *dir = tmpdir("dups");
+    opts(&o, dir);
+    o.input = in;
+    g_log[0] = 0;
+    vnp_log_set_handler(capture_log, NULL);
+    vnp_predict_stats st;
+    run_ok(&o, &st);
+    vnp_log_set_handler(NULL, NULL);
+    assert_non_null(strstr(g_log, "dups.fa: 2 records repeat an earlier record's ID (the first: "
+                                  "'a', record 3); each repeat is written as <ID>_dup<k>"));
+    char *got = first_column(out_file(dir, VNP_PREDICT_SEQUENCES));
+    assert_string_equal(got, "a\nb\na_dup2\na_dup3\n");
+    free(got);
+    got = first_column(out_file(dir, VNP_PREDICT_HIGHEST));
+    assert_string_equal(got, "a_chunk_1\na_dup2_chunk_1\na_dup3_chunk_1\nb_chunk_1\n");
+    free(got);
+}
+
 static void test_memory_bounded_by_window_not_input(void **state)
 {
     (void)state;
@@ -454,6 +493,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_option_errors),
         cmocka_unit_test(test_resume_after_failure),
         cmocka_unit_test(test_memory_bounded_by_window_not_input),
+        cmocka_unit_test(test_duplicate_ids_kept_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
