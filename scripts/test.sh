@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test: the normal build (with the
-# CUDA backend compiled when nvcc is present) and the ASan+UBSan build, plus a
-# short fuzzing smoke run.
+# CUDA backend compiled when nvcc is present) and the ASan+UBSan build, the
+# multi-worker tests under ThreadSanitizer, plus a short fuzzing smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --test
@@ -18,6 +18,16 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVNP_SANITIZE=ON -DVNP_PYTHON
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j"$jobs")
+
+echo "== thread sanitizer build (TSan): the multi-worker tests =="
+# Only what the multi-worker tests need (the CLI they run and the two test programs);
+# RelWithDebInfo keeps TSan's ~20x slowdown of the compute kernels bearable. setarch -R
+# (no address randomization, inherited by the CLI the tests run) avoids GCC 12's TSan
+# aborting with "unexpected memory mapping" on kernels with vm.mmap_rnd_bits > 28.
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVNP_TSAN=ON -DVNP_PYTHON="$VNP_PYTHON" >/dev/null
+cmake --build build-tsan -j"$jobs" --target test_workers test_predict_fake virnucpro_cli
+(cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+   setarch "$(uname -m)" -R ctest --output-on-failure -j"$jobs" -R 'test_workers|test_predict_fake')
 
 if [[ -f fuzz/CMakeLists.txt ]]; then
   echo "== fuzz smoke =="

@@ -318,8 +318,8 @@ vnp_window *vnp_engine_pop(vnp_engine *e)
     vnp_window *w = NULL;
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        if (e->stopping)
-            break;
+        /* Windows already computed are handed out even when the run is stopping (the
+         * last worker failed, a signal): the writer keeps their rows for --resume. */
         if (e->whead && e->whead->pending == 0) {
             w = e->whead;
             e->whead = w->next;
@@ -328,7 +328,7 @@ vnp_window *vnp_engine_pop(vnp_engine *e)
             w->next = NULL;
             break;
         }
-        if (!e->whead && e->closed)
+        if (e->stopping || (!e->whead && e->closed))
             break;
         pthread_cond_wait(&e->done, &e->mu);
     }

@@ -48,8 +48,9 @@ const char *vnp_engine_describe(const vnp_engine *e);
 int vnp_engine_push(vnp_engine *e, vnp_window *w, vnp_error *err);
 /* Producer: no more windows. */
 void vnp_engine_close(vnp_engine *e);
-/* Consumer: the next window in push order once computed; NULL after the last one or
- * when the run is stopping (vnp_engine_error says why). */
+/* Consumer: the next window in push order once computed; NULL after the last one, or
+ * when the run is stopping and the next window is not computed (vnp_engine_error says
+ * why): computed windows still come out after a stop, so their rows can be kept. */
 vnp_window *vnp_engine_pop(vnp_engine *e);
 /* Consumer: done with a popped window (freed; the producer may go on). */
 void vnp_engine_release(vnp_engine *e, vnp_window *w);
