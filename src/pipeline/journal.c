@@ -209,15 +209,9 @@ vnp_code vnp_journal_write(const char *path, const vnp_journal *j, vnp_error *er
     return VNP_OK;
 }
 
-vnp_code vnp_journal_read(const char *path, vnp_journal *j, vnp_error *err)
+vnp_code vnp_journal_parse(FILE *f, const char *path, vnp_journal *j, vnp_error *err)
 {
     memset(j, 0, sizeof *j);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT)
-            return vnp_fail(err, VNP_ENOTFOUND, "no journal %s", path);
-        return vnp_fail(err, VNP_EIO, "cannot read %s: %s", path, strerror(errno));
-    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t got = getline(&line, &cap, f);
@@ -263,11 +257,29 @@ vnp_code vnp_journal_read(const char *path, vnp_journal *j, vnp_error *err)
         }
     }
     free(line);
-    fclose(f);
+    /* a cut record's chunk count and tally must be usable as they are */
+    if (ok && end && j->partial_chunks > 0 &&
+        (j->tally.chunks < j->partial_chunks || j->tally.chunks_scored > j->tally.chunks ||
+         j->tally.chunks_viral > j->tally.chunks_scored || (unsigned)j->tally.cur_open > 1))
+        ok = 0;
     if (!ok || !end)
         return vnp_fail(err, VNP_EFORMAT,
                         "%s is not a predict journal of this version (or is damaged); run "
                         "without --resume to start over",
                         path);
     return VNP_OK;
+}
+
+vnp_code vnp_journal_read(const char *path, vnp_journal *j, vnp_error *err)
+{
+    memset(j, 0, sizeof *j);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT)
+            return vnp_fail(err, VNP_ENOTFOUND, "no journal %s", path);
+        return vnp_fail(err, VNP_EIO, "cannot read %s: %s", path, strerror(errno));
+    }
+    vnp_code rc = vnp_journal_parse(f, path, j, err);
+    fclose(f);
+    return rc;
 }

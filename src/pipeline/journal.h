@@ -10,6 +10,7 @@
 #define VNP_PIPELINE_JOURNAL_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "virnucpro/error.h"
 #include "virnucpro/pipeline.h"
@@ -45,6 +46,8 @@ vnp_code vnp_journal_same_run(const vnp_journal *old, const vnp_journal *now, co
                               vnp_error *err);
 /* Writes path atomically (temporary file + rename). */
 vnp_code vnp_journal_write(const char *path, const vnp_journal *j, vnp_error *err);
+/* Parses a journal from f (path names it in messages); VNP_EFORMAT when damaged. */
+vnp_code vnp_journal_parse(FILE *f, const char *path, vnp_journal *j, vnp_error *err);
 /* VNP_ENOTFOUND when there is none; VNP_EFORMAT naming the file when damaged. */
 vnp_code vnp_journal_read(const char *path, vnp_journal *j, vnp_error *err);
 
