@@ -42,7 +42,8 @@ typedef struct vnp_embed_job {
 } vnp_embed_job;
 
 /* Queues job on the device in host slot `slot` (0 or 1; the slot's previous batch must
- * have been finished). The job's token arrays may be reused once this returns. */
+ * have been finished). The job (its token arrays included) must stay as it is until
+ * vnp_embedder_finish of this slot: a non-finite batch is recomputed from it. */
 vnp_code vnp_embedder_submit(vnp_embedder *e, int slot, const vnp_embed_job *job, vnp_error *err);
 /* Waits for the batch of `slot` and writes its results into job (the same job that was
  * submitted there). NaN/Inf in reduced precision: the batch is recomputed in FP32 on the

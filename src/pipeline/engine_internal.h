@@ -25,8 +25,10 @@ typedef struct vnp_worker {
     /* Owned by the worker's thread. */
     vnp_embedder *emb;
     long taken; /* batches started */
-    int32_t *tok[2], *cu[2]; /* gather buffers: [0] ESM-2, [1] DNABERT-S */
-    size_t tok_cap[2], cu_cap[2];
+    /* Gather buffers per slot and model ([slot][0] ESM-2, [slot][1] DNABERT-S): a batch's
+     * tokens stay as they were until it is finished, for the FP32 recompute. */
+    int32_t *tok[2][2], *cu[2][2];
+    size_t tok_cap[2][2], cu_cap[2][2];
     float *rows[2], *probs[2]; /* per slot: features and scores of the batch in flight */
     size_t rows_cap[2], probs_cap[2];
     /* Written by the worker before it signals `loaded`, read by the starter after. */

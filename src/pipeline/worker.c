@@ -40,8 +40,8 @@ static void batch_ids(const vnp_ebatch *b, char *buf, size_t cap)
 }
 
 /* Packs the token runs of one encoder (dna = 1: DNABERT-S) for the batch's items into
- * the worker's gather buffers of that encoder. */
-static vnp_code gather(vnp_worker *wk, const vnp_ebatch *b, int dna, vnp_batch *out,
+ * the worker's gather buffers of that slot and encoder. */
+static vnp_code gather(vnp_worker *wk, const vnp_ebatch *b, int slot, int dna, vnp_batch *out,
                        uint64_t *tokens, vnp_error *err)
 {
     const vnp_window *w = b->w;
@@ -52,10 +52,12 @@ static vnp_code gather(vnp_worker *wk, const vnp_ebatch *b, int dna, vnp_batch *
     }
     if (t > (size_t)INT32_MAX)
         return vnp_fail(err, VNP_EINVAL, "a batch of %zu tokens is too large", t);
-    if (!grow((void **)&wk->tok[dna], &wk->tok_cap[dna], t ? t : 1, sizeof(int32_t)) ||
-        !grow((void **)&wk->cu[dna], &wk->cu_cap[dna], b->count + 1, sizeof(int32_t)))
+    if (!grow((void **)&wk->tok[slot][dna], &wk->tok_cap[slot][dna], t ? t : 1,
+              sizeof(int32_t)) ||
+        !grow((void **)&wk->cu[slot][dna], &wk->cu_cap[slot][dna], b->count + 1,
+              sizeof(int32_t)))
         return vnp_fail(err, VNP_ENOMEM, "out of memory for a batch of %zu tokens", t);
-    int32_t *tok = wk->tok[dna], *cu = wk->cu[dna];
+    int32_t *tok = wk->tok[slot][dna], *cu = wk->cu[slot][dna];
     const int32_t *ids = dna ? w->dna.v : w->esm.v;
     t = 0;
     cu[0] = 0;
@@ -102,10 +104,11 @@ static vnp_code submit(vnp_worker *wk, vnp_ebatch *b, int slot, inflight *f, vnp
     f->job.features = e->cfg.want_features ? wk->rows[slot] : NULL;
     f->job.probs = e->cfg.models.cls ? wk->probs[slot] : NULL;
     vnp_code rc;
-    if ((e->hd && (rc = gather(wk, b, 1, &f->job.dna, &f->tokens, err))) ||
-        (e->he && (rc = gather(wk, b, 0, &f->job.esm, &f->tokens, err))))
+    if ((e->hd && (rc = gather(wk, b, slot, 1, &f->job.dna, &f->tokens, err))) ||
+        (e->he && (rc = gather(wk, b, slot, 0, &f->job.esm, &f->tokens, err))))
         return rc;
-    /* the embedder stages the tokens itself: the gather buffers are free again after */
+    /* the slot's gather buffers stay untouched until the batch is finished: a non-finite
+     * batch is recomputed in FP32 from them */
     return vnp_embedder_submit(wk->emb, slot, &f->job, err);
 }
 
@@ -202,9 +205,10 @@ void *vnp_worker_main(void *arg)
         free(wk->rows[k]);
         free(wk->probs[k]);
     }
-    for (int k = 0; k < 2; k++) {
-        free(wk->tok[k]);
-        free(wk->cu[k]);
-    }
+    for (int k = 0; k < 2; k++)
+        for (int m = 0; m < 2; m++) {
+            free(wk->tok[k][m]);
+            free(wk->cu[k][m]);
+        }
     return NULL;
 }

@@ -236,12 +236,13 @@ if has pipe; then
   CLS=$WORK/classifier_3328_512.pth
   [[ -s $CLS ]] || python3 "$ROOT/tools/make_classifier.py" 3328 "$CLS" 512 >>"$LOG" 2>&1
   PB=${VNP_PIPE_BUDGET:-32768} # predict's default on CUDA
-  # steady-state GPU busy: the dmon 'sm' samples of the compute phase (the first two
-  # samples with sm > 0 are model upload/warm-up, the last may be cut)
+  # steady-state GPU busy: the dmon 'sm' samples (1 s) from the first to the last sample
+  # of at least 50 % (model upload and warm-up run at a few %, before the compute phase)
   busy() { awk '$1 !~ /^#/ && $2 ~ /^[0-9]+$/ {print $2}' "$1" |
-           awk '$1>0{a[n++]=$1} END{if(n<5){print "n/a"; exit} s=0; m=101;
-                for(i=2;i<n-1;i++){s+=a[i]; if(a[i]<m)m=a[i]}
-                printf "%.0f%% mean, %d%% min over %d s", s/(n-3), m, n-3}'; }
+           awk '{a[n++]=$1} END{f=-1; l=-1; for(i=0;i<n;i++) if(a[i]>=50){if(f<0)f=i; l=i}
+                if(f<0){print "n/a"; exit} s=0; m=101;
+                for(i=f;i<=l;i++){s+=a[i]; if(a[i]<m)m=a[i]}
+                printf "%.0f%% mean, %d%% min over %d s", s/(l-f+1), m, l-f+1}'; }
   secs() { grep -oE '; [0-9.]+ s \(\+' "$1" | grep -oE '[0-9.]+' | head -1; }
   for set in reads20k:300 contigs:500; do
     w=${set%%:*}; len=${set##*:}
