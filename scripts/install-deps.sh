@@ -3,8 +3,8 @@
 # With --test, also what the test suite needs (clang for fuzzing, a web server
 # for the download tests, Python reference tooling for differential tests).
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config zlib1g-dev libcjson-dev libopenblas-dev
-      libcurl4-openssl-dev libssl-dev)
+pkgs=(build-essential cmake pkg-config zlib1g-dev libbz2-dev liblzma-dev libzstd-dev
+      libcjson-dev libopenblas-dev libcurl4-openssl-dev libssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev lighttpd python3 python3-venv python3-torch python3-numpy)
 fi

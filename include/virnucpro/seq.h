@@ -1,4 +1,5 @@
-/* Stage 1: sequences in (FASTA/FASTQ, gzip, stdin), chunks and six-frame ORFs out. */
+/* Stage 1: sequences in (FASTA/FASTQ; plain, gzip, bzip2, xz or zstd; stdin), chunks and
+ * six-frame ORFs out. */
 #ifndef VIRNUCPRO_SEQ_H
 #define VIRNUCPRO_SEQ_H
 
@@ -12,11 +13,17 @@ extern "C" {
 #endif
 
 /* ---- reader ----
- * Streaming FASTA / FASTQ (format from the first non-blank line: '>' or '@'),
- * gzip-transparent (zlib), multi-line records, CRLF, blank lines. Memory is
- * bounded by the current record. Errors name the file and line
- * ("reads.fq:12: ..."): binary or non-sequence input, a FASTQ quality length
- * that differs from the sequence, a truncated or corrupt gzip stream. */
+ * Streaming FASTA / FASTQ (format from the first non-blank line: '>' or '@'), multi-line
+ * records, blank lines. Line breaks are LF, CRLF or a lone CR (old Mac), mixed freely, as
+ * Python's universal newlines read them; a UTF-8 byte order mark at the start is skipped.
+ * Compression is told from the first bytes, not the name: gzip (zlib), bzip2 (libbz2), xz
+ * (liblzma) and zstd (libzstd), each decoded as a stream (memory does not grow with the
+ * file), concatenated streams/members of one format read one after the other and zero
+ * padding after a stream skipped. Memory is bounded by the current record. Errors name the
+ * file and line ("reads.fq:12: ..."): binary or non-sequence input, a FASTQ quality length
+ * that differs from the sequence, a truncated or corrupt compressed stream, data after a
+ * compressed stream that is neither another stream nor zero padding, and, when the caller
+ * asks for nucleotides (vnp_seq_set_nucleotide_only), a record that looks like protein. */
 typedef struct vnp_seq_reader vnp_seq_reader;
 
 /* One record. Pointers stay valid until the next vnp_seq_read / close. */
@@ -31,8 +38,21 @@ typedef struct vnp_record {
     size_t line;      /* 1-based line number of the header */
 } vnp_record;
 
-/* path "-" reads stdin. gzip is detected from the content, not the name. */
+/* path "-" reads stdin. The compression is detected from the content, not the name. */
 vnp_code vnp_seq_open(const char *path, vnp_seq_reader **out, vnp_error *err);
+/* on != 0: a record that looks like protein (vnp_seq_looks_like_protein) ends reading with
+ * VNP_EFORMAT, "FILE:LINE: record 'ID' looks like protein, not nucleotides: ...; predict
+ * takes nucleotide FASTA/FASTQ ..." (LINE: its header). For inputs that must be DNA/RNA
+ * (predict, preprocess); off by default (embed reads protein FASTA). Call before the first
+ * vnp_seq_read. vnp_preprocess turns it on itself. */
+void vnp_seq_set_nucleotide_only(vnp_seq_reader *r, int on);
+/* 1 when seq[0..len) looks like protein rather than nucleotides: it has at least 20
+ * letters other than X/x, and at least 10% of those are E F I J L O P Q or Z (either case),
+ * the amino-acid codes that are not nucleotide codes. Nucleotide text (A C G T U, N, the
+ * IUPAC ambiguity codes R Y S W K M B D H V, any case, gaps and other non-letters) can
+ * never reach it, whatever its ambiguity codes; X (masked DNA, unknown residue) is not
+ * counted either way. Proteins have about 35% such letters (L alone ~10%). */
+int vnp_seq_looks_like_protein(const char *seq, size_t len);
 /* Returns 1 with a record, 0 at end of input, or -(vnp_code) on error with err set
  * (an error is final: later calls return it again). Records with an empty sequence are skipped with a warning naming them
  * ("FILE:LINE: record 'ID' has an empty sequence; skipped"); an input with no
@@ -44,6 +64,14 @@ size_t vnp_seq_records(const vnp_seq_reader *r);
 size_t vnp_seq_skipped(const vnp_seq_reader *r);
 /* Uncompressed input bytes consumed so far. */
 uint64_t vnp_seq_bytes(const vnp_seq_reader *r);
+/* The input's compression, told from its first bytes: "plain", "gzip", "bzip2", "xz" or
+ * "zstd". Reads those bytes if nothing has been read yet (a read failure is left for
+ * vnp_seq_read to report). */
+const char *vnp_seq_compression(vnp_seq_reader *r);
+/* Bytes of the input file consumed so far: compressed bytes for compressed input (those the
+ * decoder has taken, at most one 1 MiB text fill ahead of the records returned), as
+ * vnp_seq_bytes for plain input. Over the file's size, the progress for any compression. */
+uint64_t vnp_seq_file_bytes(const vnp_seq_reader *r);
 /* The name used in messages: the path, or "<stdin>". */
 const char *vnp_seq_name(const vnp_seq_reader *r);
 void vnp_seq_close(vnp_seq_reader *r);
@@ -109,8 +137,8 @@ typedef struct vnp_preprocess_stats {
 } vnp_preprocess_stats;
 
 /* The output stem the original derives from an input path: the file name up to
- * its first ".fa" ("x.fasta.gz" -> "x"); otherwise the name without ".gz" and
- * its last extension ("reads.fq.gz" -> "reads"); "stdin" for "-". Writes a
+ * its first ".fa" ("x.fasta.gz" -> "x"); otherwise the name without ".gz" (".bz2", ".xz",
+ * ".zst") and its last extension ("reads.fq.gz" -> "reads"); "stdin" for "-". Writes a
  * NUL-terminated stem into out; VNP_EINVAL if it would be empty or too long. */
 vnp_code vnp_preprocess_stem(const char *input, char *out, size_t cap, vnp_error *err);
 

@@ -21,7 +21,7 @@ static void tokenize_usage(FILE *f)
           "  --protein:     the ESM-2 alphabet (<cls> ... <eos>); when DIR has a\n"
           "                 vocab.txt it must list that alphabet. --model is optional.\n"
           "\n"
-          "INPUT is FASTA or FASTQ, plain or gzip-compressed; '-' reads stdin. Sequences\n"
+          "INPUT is FASTA or FASTQ, plain or gzip/bzip2/xz/zstd-compressed; '-' reads stdin. Sequences\n"
           "are tokenized as they are (no upper-casing): characters outside the vocabulary\n"
           "become [UNK] (each one) or <unk> (each run), as the reference tokenizers do.\n"
           "\n"

@@ -1,8 +1,10 @@
 /* SHA-256 of files that are hashed again and again (model checkpoints, to tell that
  * a resumed run uses the same models): remembered in <model cache>/digests.tsv by
- * path, size, modification time and inode, so an unchanged 11 GB checkpoint is read
- * once, not at every run. A line: sha256 \t size \t mtime_ns \t inode \t path. A cache
- * that cannot be read or written only costs the hashing. */
+ * path, size, modification and change times and inode, so an unchanged 11 GB checkpoint
+ * is read once, not at every run. The change time (ctime) is the kernel's: an in-place
+ * edit whose mtime was put back (touch -r, rsync -t) still changes it. A line:
+ * sha256 \t size \t mtime_ns \t ctime_ns \t inode \t path. A cache that cannot be read
+ * or written only costs the hashing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,14 +39,16 @@ static int lookup(const char *cache, const char *path, const struct stat *st, ch
     size_t cap = 0;
     int found = 0;
     long long mt = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    long long ct = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
     while (!found && getline(&line, &cap, f) > 0) {
         char h[65], p[4096];
         unsigned long long size, ino;
-        long long m;
+        long long m, cc;
         line[strcspn(line, "\n")] = 0;
-        if (sscanf(line, "%64[0-9a-f]\t%llu\t%lld\t%llu\t%4095[^\n]", h, &size, &m, &ino, p) == 5 &&
+        if (sscanf(line, "%64[0-9a-f]\t%llu\t%lld\t%lld\t%llu\t%4095[^\n]", h, &size, &m, &cc,
+                   &ino, p) == 6 &&
             strlen(h) == 64 && !strcmp(p, path) && size == (unsigned long long)st->st_size &&
-            m == mt && ino == (unsigned long long)st->st_ino) {
+            m == mt && cc == ct && ino == (unsigned long long)st->st_ino) {
             memcpy(hex, h, 65);
             found = 1;
         }
@@ -62,9 +66,10 @@ static void remember(const char *cache, const char *path, const struct stat *st,
     if (fd < 0)
         return;
     char line[4400];
-    int n = snprintf(line, sizeof line, "%s\t%llu\t%lld\t%llu\t%s\n", hex,
+    int n = snprintf(line, sizeof line, "%s\t%llu\t%lld\t%lld\t%llu\t%s\n", hex,
                      (unsigned long long)st->st_size,
                      (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
+                     (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec,
                      (unsigned long long)st->st_ino, path);
     if (n > 0 && (size_t)n < sizeof line && flock(fd, LOCK_EX) == 0) {
         ssize_t w = write(fd, line, (size_t)n); /* one append: other runs may add too */
@@ -93,7 +98,8 @@ vnp_code vnp_file_sha256_cached(const char *path, char hex[65], vnp_error *err)
     memcpy(hex, d.sha256, 65);
     struct stat after;
     if (have_cache && stat(abs, &after) == 0 && after.st_mtim.tv_sec == st.st_mtim.tv_sec &&
-        after.st_mtim.tv_nsec == st.st_mtim.tv_nsec && after.st_size == st.st_size)
+        after.st_mtim.tv_nsec == st.st_mtim.tv_nsec && after.st_ctim.tv_sec == st.st_ctim.tv_sec &&
+        after.st_ctim.tv_nsec == st.st_ctim.tv_nsec && after.st_size == st.st_size)
         remember(cache, abs, &st, hex);
     return VNP_OK;
 }

@@ -153,21 +153,12 @@ static void free_models(vnp_predict_ctx *c)
     vnp_bpe_free(c->bpe);
 }
 
-/* Size of a plain, uncompressed input file (for the ETA); 0 when unknown. */
-static uint64_t plain_input_size(const char *path)
+/* Size of the input file (compressed or not: progress compares it with the file bytes
+ * the reader has consumed); 0 when unknown (stdin, a pipe). */
+static uint64_t input_file_size(const char *path)
 {
-    if (!strcmp(path, "-"))
-        return 0;
     struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    unsigned char m[2] = {0, 0};
-    size_t got = fread(m, 1, 2, f);
-    fclose(f);
-    if (got == 2 && m[0] == 0x1f && m[1] == 0x8b)
+    if (!strcmp(path, "-") || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return 0;
     return (uint64_t)st.st_size;
 }
@@ -343,14 +334,27 @@ static vnp_code journal_setup(vnp_predict_ctx *c, int *done, vnp_error *err)
 
 int vnp_predict_interrupted(vnp_predict_ctx *c) { return atomic_load(&c->interrupted); }
 
-/* SIGINT/SIGTERM/SIGHUP while predict runs (o->handle_signals): blocked in every
- * thread and taken here, so that the run stops at a window boundary with its journal
- * consistent. While the models load nothing is written yet: the process ends at once. */
+/* SIGINT/SIGTERM/SIGHUP while predict runs (o->handle_signals): a handler writes the
+ * signal number into a pipe (async-signal-safe, and it works whichever thread the
+ * kernel picks, libraries' own threads included), and a watcher thread reading it stops
+ * the run at a window boundary with its journal consistent. While the models load
+ * nothing is written yet: the process ends at once. */
+static const int k_signals[3] = {SIGINT, SIGTERM, SIGHUP};
+static int g_sig_pipe[2] = {-1, -1}; /* written by the handler, read by the watcher */
+
+static void on_signal(int s)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)s;
+    ssize_t w = write(g_sig_pipe[1], &b, 1);
+    (void)w;
+    errno = saved;
+}
+
 typedef struct sig_watch {
     vnp_predict_ctx *c;
-    sigset_t set;
+    struct sigaction old[3];
     atomic_int running; /* the run (threads, outputs) has started */
-    atomic_int stop;
 } sig_watch;
 
 static const char *sig_name(int s)
@@ -361,23 +365,74 @@ static const char *sig_name(int s)
 static void *sig_watch_main(void *arg)
 {
     sig_watch *w = arg;
-    while (!atomic_load(&w->stop)) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        int s = sigtimedwait(&w->set, NULL, &ts);
-        if (s <= 0)
-            continue;
-        if (!atomic_load(&w->running)) {
-            fprintf(stderr, "virnucpro: interrupted by %s while loading the models; nothing "
-                            "was written\n", sig_name(s));
-            _exit(128 + s);
+    unsigned char b;
+    ssize_t n;
+    while ((n = read(g_sig_pipe[0], &b, 1)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
         }
-        atomic_store(&w->c->interrupted, s);
-        vnp_error e;
-        vnp_fail(&e, VNP_EINTERRUPTED, "interrupted by %s", sig_name(s));
-        vnp_predict_fail(w->c, &e);
-        break;
+        if (b == 0) /* vnp_predict is done with the watcher */
+            break;
+        if (!atomic_load(&w->running)) {
+            static const char msg[] = "virnucpro: interrupted while loading the models; "
+                                      "nothing was written\n";
+            ssize_t wr = write(STDERR_FILENO, msg, sizeof msg - 1);
+            (void)wr;
+            if (w->c->lock_fd >= 0)
+                unlink(w->c->lock_path);
+            _exit(128 + b);
+        }
+        if (!atomic_load(&w->c->interrupted)) {
+            atomic_store(&w->c->interrupted, b);
+            vnp_error e;
+            vnp_fail(&e, VNP_EINTERRUPTED, "interrupted by %s", sig_name(b));
+            vnp_predict_fail(w->c, &e);
+        }
     }
     return NULL;
+}
+
+/* Installs the handlers and starts the watcher; 0 when that is not possible (the run
+ * then goes on with the default actions). */
+static int sig_watch_start(sig_watch *w, vnp_predict_ctx *c, pthread_t *th)
+{
+    memset(w, 0, sizeof *w);
+    w->c = c;
+    atomic_init(&w->running, 0);
+    if (pipe(g_sig_pipe) != 0)
+        return 0;
+    fcntl(g_sig_pipe[0], F_SETFD, FD_CLOEXEC);
+    fcntl(g_sig_pipe[1], F_SETFD, FD_CLOEXEC);
+    if (pthread_create(th, NULL, sig_watch_main, w) != 0) {
+        close(g_sig_pipe[0]);
+        close(g_sig_pipe[1]);
+        g_sig_pipe[0] = g_sig_pipe[1] = -1;
+        return 0;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++)
+        sigaction(k_signals[i], &sa, &w->old[i]);
+    return 1;
+}
+
+/* Restores the handlers, then stops the watcher: after this no signal reaches the run. */
+static void sig_watch_stop(sig_watch *w, pthread_t th)
+{
+    for (int i = 0; i < 3; i++)
+        sigaction(k_signals[i], &w->old[i], NULL);
+    unsigned char zero = 0;
+    ssize_t wr = write(g_sig_pipe[1], &zero, 1);
+    (void)wr;
+    pthread_join(th, NULL);
+    close(g_sig_pipe[0]);
+    close(g_sig_pipe[1]);
+    g_sig_pipe[0] = g_sig_pipe[1] = -1;
 }
 
 static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
@@ -386,6 +441,7 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
     vnp_code rc;
     if ((rc = vnp_seq_open(o->input, &c->reader, err)))
         return rc;
+    vnp_seq_set_nucleotide_only(c->reader, 1); /* a protein FASTA is refused, not scored */
     if (o->keep_intermediate) {
         char stem[1024];
         if ((rc = vnp_preprocess_stem(o->input, stem, sizeof stem, err)) ||
@@ -398,7 +454,7 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
     if ((rc = vnp_predict_outputs_open(c, err)))
         return rc;
     int on = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
-    vnp_predict_progress_init(&c->progress, on, plain_input_size(o->input));
+    vnp_predict_progress_init(&c->progress, on, input_file_size(o->input));
     double t0 = vnp_predict_now();
     pthread_t reader, writer;
     if (pthread_create(&reader, NULL, vnp_predict_reader_main, c) != 0)
@@ -424,7 +480,7 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
     }
     c->journal_written = 0;
     c->st.seconds = vnp_predict_now() - t0;
-    c->bytes_done = vnp_seq_bytes(c->reader);
+    c->bytes_done = vnp_seq_file_bytes(c->reader);
     vnp_predict_tick(c, 1);
     return VNP_OK;
 }
@@ -441,8 +497,6 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     vnp_devices dev;
     memset(&dev, 0, sizeof dev);
     sig_watch sw;
-    memset(&sw, 0, sizeof sw);
-    sigset_t old_mask;
     pthread_t watcher;
     int watching = 0, done = 0;
     vnp_code rc = check_options(o, err);
@@ -453,19 +507,8 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         rc = lock_outdir(&c, err);
     if (rc == VNP_OK)
         rc = journal_setup(&c, &done, err);
-    if (rc == VNP_OK && !done && o->handle_signals) {
-        sw.c = &c;
-        sigemptyset(&sw.set);
-        sigaddset(&sw.set, SIGINT);
-        sigaddset(&sw.set, SIGTERM);
-        sigaddset(&sw.set, SIGHUP);
-        atomic_init(&sw.running, 0);
-        atomic_init(&sw.stop, 0);
-        pthread_sigmask(SIG_BLOCK, &sw.set, &old_mask); /* inherited by every thread */
-        watching = pthread_create(&watcher, NULL, sig_watch_main, &sw) == 0;
-        if (!watching)
-            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-    }
+    if (rc == VNP_OK && !done && o->handle_signals)
+        watching = sig_watch_start(&sw, &c, &watcher);
     double t0 = vnp_predict_now();
     if (rc == VNP_OK && !done)
         rc = load_models(&c, &dev, err);
@@ -481,6 +524,8 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         c.st.recomputed = k.recomputed;
         c.st.retired = k.retired;
     }
+    if (watching) /* before the engine goes: the watcher may still stop it until here */
+        sig_watch_stop(&sw, watcher);
     int sig = atomic_load(&c.interrupted);
     if (rc != VNP_OK && sig) {
         rc = VNP_EINTERRUPTED;
@@ -507,11 +552,6 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         vnp_seq_close(c.reader);
     free_models(&c);
     vnp_devices_free(&dev);
-    if (watching) {
-        atomic_store(&sw.stop, 1);
-        pthread_join(watcher, NULL);
-        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-    }
     if (c.lock_fd >= 0) { /* removed while held: a waiting run then locks a fresh file */
         unlink(c.lock_path);
         close(c.lock_fd);

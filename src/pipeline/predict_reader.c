@@ -138,7 +138,7 @@ static int push(reader_state *s, int eof)
     vnp_window *w = s->w;
     s->w = NULL;
     w->eof = eof;
-    w->input_bytes = vnp_seq_bytes(s->c->reader);
+    w->input_bytes = vnp_seq_file_bytes(s->c->reader);
     if (digest_now(s, w->input_sha256) != VNP_OK) {
         vnp_window_free(w);
         vnp_predict_fail(s->c, &s->err);

@@ -43,7 +43,7 @@ typedef struct vnp_window {
      * `pending` is 0 (both under the engine's lock, so the rows are visible). */
     float *features; /* norf x width when features are wanted, else NULL */
     float *probs;    /* norf x 2 with a classifier */
-    uint64_t input_bytes; /* input consumed when the window was closed */
+    uint64_t input_bytes; /* input file bytes consumed when the window was closed */
     char input_sha256[65]; /* SHA-256 of the records read when it was closed (journal) */
     size_t records;       /* records started so far, this window included */
     int eof;              /* the last window */

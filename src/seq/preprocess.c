@@ -26,8 +26,14 @@ vnp_code vnp_preprocess_stem(const char *input, char *out, size_t cap, vnp_error
     if (fa) {
         n = (size_t)(fa - base); /* the original: name.split('.fa')[0] */
     } else {
-        if (n > 3 && !memcmp(base + n - 3, ".gz", 3))
-            n -= 3;
+        static const char *const zext[] = {".gz", ".bz2", ".xz", ".zst"};
+        for (size_t z = 0; z < sizeof zext / sizeof zext[0]; z++) {
+            size_t k = strlen(zext[z]);
+            if (n > k && !memcmp(base + n - k, zext[z], k)) {
+                n -= k;
+                break;
+            }
+        }
         for (size_t i = n; i > 1; i--)
             if (base[i - 1] == '.') {
                 n = i - 1;
@@ -212,6 +218,7 @@ vnp_code vnp_preprocess(const char *input, const char *outdir, const char *stem,
     vnp_code rc = vnp_seq_open(input, &r, err);
     if (rc != VNP_OK)
         return rc;
+    vnp_seq_set_nucleotide_only(r, 1);
     vnp_preprocess_writer *w = NULL;
     rc = vnp_preprocess_writer_open(outdir, stem, chunk, &w, err);
     if (rc != VNP_OK) {

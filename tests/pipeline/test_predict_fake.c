@@ -448,6 +448,28 @@ static void test_duplicate_ids_kept_apart(void **state)
     free(got);
 }
 
+/* A protein FASTA given to predict is refused (it used to be scored as DNA), naming the
+ * record, and nothing is left behind. */
+static void test_protein_input_refused(void **state)
+{
+    (void)state;
+    char in[4096];
+    snprintf(in, sizeof in, "%s", vnp_test_tmp("proteins.fa"));
+    const char *text = ">ubiquitin\nMQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG\n";
+    assert_int_equal(vnp_test_write_file(in, text, strlen(text)), 0);
+    vnp_predict_options o;
+    const char *dir = tmpdir("proteins");
+    opts(&o, dir);
+    o.input = in;
+    vnp_error e;
+    assert_int_equal(vnp_predict(&o, NULL, &e), VNP_EFORMAT);
+    if (!strstr(e.msg, "record 'ubiquitin' looks like protein"))
+        fail_msg("unexpected message: %s", e.msg);
+    assert_int_equal(access(out_file(dir, VNP_PREDICT_RESULTS), F_OK), -1);
+    assert_int_equal(access(out_file(dir, "prediction_results.txt.part"), F_OK), -1);
+    assert_int_equal(access(out_file(dir, "predict.journal"), F_OK), -1);
+}
+
 static void test_memory_bounded_by_window_not_input(void **state)
 {
     (void)state;
@@ -494,6 +516,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_after_failure),
         cmocka_unit_test(test_memory_bounded_by_window_not_input),
         cmocka_unit_test(test_duplicate_ids_kept_apart),
+        cmocka_unit_test(test_protein_input_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

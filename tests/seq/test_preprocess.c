@@ -281,6 +281,11 @@ static void test_stem(void **state)
         {"reads.fastq", "reads"},
         {"genome", "genome"},
         {"genome.gz", "genome"},
+        {"reads.fq.bz2", "reads"},
+        {"reads.fastq.xz", "reads"},
+        {"reads.fq.zst", "reads"},
+        {"genome.zst", "genome"},
+        {"sample.fasta.bz2", "sample"},
         {"dir.fa/genome.txt", "genome"},
         {"-", "stdin"},
     };

@@ -164,9 +164,9 @@ static void test_fastq_quality_mismatch(void **state)
     (void)state;
     const char *p = PUTS("short_q.fq", "@a\nACGT\n+\nIIII\n@b\nACGT\n+\nIII\n@c\nA\n+\nI\n");
     char msg[512];
-    /* b's 3 quality characters: the next line "@c" is read as quality, making 5 */
+    /* b's 3 quality characters (line 8); the next header "@c" is not counted as quality */
     snprintf(msg, sizeof msg,
-             "%s:9: FASTQ record 'b' (line 5) has 4 bases but 5 quality characters; the "
+             "%s:8: FASTQ record 'b' (line 5) has 4 bases but 3 quality characters; the "
              "lengths must match",
              p);
     expect_error(p, VNP_EFORMAT, msg);

@@ -1,4 +1,5 @@
-/* Randomised reader tests: random records in random layouts read back exactly;
+/* Randomised reader tests: random records in random layouts (LF, CRLF and lone-CR line
+ * breaks mixed; plain, gzip, bzip2, xz, zstd) read back exactly;
  * random corruptions of valid files end in records or a located error, never a
  * crash (this suite also runs under ASan/UBSan). Fixed seeds: reproducible. */
 #include <stdio.h>
@@ -6,6 +7,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "compress_support.h"
 #include "test_support.h"
 #include "virnucpro/seq.h"
 
@@ -37,10 +39,14 @@ static void add(text *t, const char *s, size_t n)
 
 static void adds(text *t, const char *s) { add(t, s, strlen(s)); }
 
-/* Ends a line: LF or CRLF; counts it. */
+/* Ends a line: LF, CRLF or a lone CR; counts it. (An LF right after a lone CR would make
+ * the two one CRLF break: CRLF then.) */
 static void eol(text *t, size_t *line)
 {
-    adds(t, rnd(4) ? "\n" : "\r\n");
+    uint32_t k = rnd(8);
+    if (k < 5 && t->n && t->d[t->n - 1] == '\r')
+        k = 5;
+    adds(t, k < 5 ? "\n" : k < 7 ? "\r\n" : "\r");
     (*line)++;
 }
 
@@ -139,9 +145,9 @@ static void make_case(int fastq, text *file, text *want, text *warn, const char 
                  path);
         adds(warn, buf);
     }
-    if (rnd(4) == 0 && file->n && file->d[file->n - 1] == '\n') { /* no final newline */
-        file->n--;
-        if (file->n && file->d[file->n - 1] == '\r')
+    if (rnd(4) == 0 && file->n && (file->d[file->n - 1] == '\n' || file->d[file->n - 1] == '\r')) {
+        /* no final line break */
+        if (file->d[--file->n] == '\n' && file->n && file->d[file->n - 1] == '\r')
             file->n--;
         file->d[file->n] = 0;
     }
@@ -169,18 +175,35 @@ static char *read_dump(const char *path, int *rc, char **log, vnp_error *err)
 
 /* Writes a fresh file: rewriting one in place (O_TRUNC) makes ext4 flush it to
  * disk on close, which would dominate this test's time. */
-static void write_file(const char *path, const char *d, size_t n, int gz)
+static void write_file(const char *path, const char *d, size_t n, int fmt)
 {
     remove(path);
-    if (!gz) {
+    if (fmt == TZ_PLAIN) {
         assert_int_equal(vnp_test_write_file(path, d, n), 0);
         return;
     }
-    gzFile g = gzopen(path, "wb1");
-    assert_non_null(g);
-    if (n)
-        assert_int_equal(gzwrite(g, d, (unsigned)n), (int)n);
-    assert_int_equal(gzclose(g), Z_OK);
+    if (fmt == TZ_GZIP) {
+        gzFile g = gzopen(path, "wb1");
+        assert_non_null(g);
+        if (n)
+            assert_int_equal(gzwrite(g, d, (unsigned)n), (int)n);
+        assert_int_equal(gzclose(g), Z_OK);
+        return;
+    }
+    size_t zn;
+    unsigned char *z = tz_compress(fmt, d, n, 1 + (int)rnd(3), &zn);
+    assert_non_null(z);
+    assert_int_equal(vnp_test_write_file(path, z, zn), 0);
+    free(z);
+}
+
+/* Lines as Python's universal newlines count them. */
+static size_t count_lines(const char *d, size_t n)
+{
+    size_t lines = 1;
+    for (size_t i = 0; i < n; i++)
+        lines += d[i] == '\n' ? !(i && d[i - 1] == '\r') : d[i] == '\r';
+    return lines;
 }
 
 static void test_random_layouts_round_trip(void **state)
@@ -189,13 +212,14 @@ static void test_random_layouts_round_trip(void **state)
     g_rng = 0x9e3779b97f4a7c15ull;
     char path[4096];
     for (int iter = 0; iter < 400; iter++) {
-        int fastq = iter % 2, gz = iter % 5 == 0;
-        snprintf(path, sizeof path, "%s", vnp_test_tmp(gz ? "rt.gz" : "rt.txt"));
+        /* every fifth file compressed, in each format in turn */
+        int fastq = iter % 2, fmt = iter % 5 == 0 ? 1 + iter / 5 % (TZ_COUNT - 1) : TZ_PLAIN;
+        snprintf(path, sizeof path, "%s", vnp_test_tmp(fmt ? "rt.z" : "rt.txt"));
         text file = {0}, want = {0}, warn = {0};
         adds(&want, "");
         adds(&warn, "");
         make_case(fastq, &file, &want, &warn, path);
-        write_file(path, file.d, file.n, gz);
+        write_file(path, file.d, file.n, fmt);
         int rc;
         char *log;
         vnp_error err;
@@ -243,10 +267,8 @@ static void test_random_corruptions(void **state)
             default: memmove(file.d + at, file.d + at + 1, file.n - at - 1); file.n--; break;
             }
         }
-        size_t lines = 1;
-        for (size_t i = 0; i < file.n; i++)
-            lines += file.d[i] == '\n';
-        write_file(path, file.d, file.n, 0);
+        size_t lines = count_lines(file.d, file.n);
+        write_file(path, file.d, file.n, TZ_PLAIN);
         int rc;
         char *log;
         vnp_error err;
@@ -278,7 +300,7 @@ static void test_every_gzip_truncation(void **state)
     char path[4096];
     snprintf(path, sizeof path, "%s", vnp_test_tmp("full.gz"));
     make_case(0, &file, &want, &warn, path);
-    write_file(path, file.d, file.n, 1);
+    write_file(path, file.d, file.n, TZ_GZIP);
     size_t zn;
     FILE *f = fopen(path, "rb");
     fseek(f, 0, SEEK_END);
@@ -287,12 +309,10 @@ static void test_every_gzip_truncation(void **state)
     unsigned char *z = malloc(zn);
     assert_int_equal(fread(z, 1, zn, f), zn);
     fclose(f);
-    size_t lines = 1;
-    for (size_t i = 0; i < file.n; i++)
-        lines += file.d[i] == '\n';
+    size_t lines = count_lines(file.d, file.n);
     snprintf(path, sizeof path, "%s", vnp_test_tmp("cut.gz"));
     for (size_t cut = 1; cut < zn; cut++) {
-        write_file(path, (const char *)z, cut, 0);
+        write_file(path, (const char *)z, cut, TZ_PLAIN);
         int rc;
         char *log;
         vnp_error err;

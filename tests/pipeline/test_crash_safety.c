@@ -1,0 +1,1415 @@
+/* Crash safety of `virnucpro predict`, through the CLI with the golden models:
+ *  1. a SIGKILL at every point of the output protocol (VIRNUCPRO_DEBUG_KILL_AT), then
+ *     --resume: the three files are byte-identical to an uninterrupted run, a file once
+ *     in place under its final name is never lost nor different, the --resume says
+ *     what its starting state calls for, and the directory is left with the three
+ *     files alone; for a sample, the --resume is killed too ("double kill");
+ *  2. random trials: SIGKILL at a random point or after a random delay, SIGTERM,
+ *     SIGINT or SIGHUP after a random delay, the resumes interrupted again at random,
+ *     until a --resume completes: byte-identical every time;
+ *  3. one run per output directory: a second run (or --resume) exits 1 at once naming
+ *     the directory and the holder's PID (another run, or this test holding the lock),
+ *     and the first run's journal and files are untouched;
+ *  4. --resume refuses a changed classifier (edited; or same size, inode and mtime), a
+ *     changed -l, and an input whose records already read changed (same size and
+ *     mtime); the refusal keeps the interrupted run, which completes once the change
+ *     is undone;
+ *  5. SIGTERM, SIGINT, SIGHUP mid-run stop it within 2 s with exit 128+N and a message
+ *     saying --resume, whose counts are the journal's; --resume gives the same files.
+ *     A SIGTERM just as the run ends does not crash it;
+ *  6. --resume on a finished run: exit 0, the files untouched (bytes, inode, mtime).
+ *
+ * Every run is `-l 500 --device cpu -t 1 --window 3 --batch-tokens 300`: windows of
+ * about three frames, so the golden input (21 records) has 13 windows, some cutting a
+ * record, and the long-contig input (3 records of 5.2-10.7 kb, the golden sequences end
+ * to end, written here) is cut inside every record; the "big" input is that 4 times
+ * (12 records, about 1 s in Release). One CPU worker with one thread: every file is
+ * compared byte for byte with the uninterrupted run's.
+ *
+ * Environment: VNP_CRASH_TRIALS (random trials, default 20), VNP_CRASH_SEED (their
+ * seed; trial i uses seed + i), VNP_CRASH_JOBS (scenarios run side by side, default 2:
+ * each CLI run uses one thread), VNP_CRASH_ONLY (a cmocka test-name filter, e.g.
+ * 'test_sig*'). */
+#include "test_support.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define G "golden/"
+
+static const char *const OUTPUTS[3] = {"prediction_results.txt",
+                                       "prediction_results_highestscore.csv", "sequences.tsv"};
+#define ALL_OUTPUTS 7
+
+#define RUN_LIMIT_S 300.0 /* one CLI run (ASan, the largest input): far more than needed */
+#define TIMED_OUT (-1000)
+
+static char esm[4096], dnabert[4096], classifier[4096], tmpdir[4096];
+
+/* An input and its uninterrupted reference run. */
+typedef struct input {
+    const char *name;
+    char path[4096];
+    char ref[4096];        /* the reference run's output directory */
+    long points;           /* kill points an uninterrupted run passes */
+    char (*point)[64];     /* their names, [1..points] */
+    char summary[256];     /* "21 records, 57 chunks, 41 ORFs scored" */
+    int records;
+    double seconds;        /* wall time of the reference run */
+} input;
+
+static input golden = {.name = "golden"}, longin = {.name = "long"}, big = {.name = "big"};
+
+/* The first failure of a scenario (scenarios return -1 and leave their reason here, so
+ * that they can also run in a child process). */
+static char why[16384];
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            snprintf(why, sizeof why, __VA_ARGS__);                                        \
+            return -1;                                                                     \
+        }                                                                                  \
+    } while (0)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sleep_s(double s)
+{
+    if (s <= 0)
+        return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static const char *tmp_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *tmp_path(const char *fmt, ...)
+{
+    static char b[8][4096];
+    static int k;
+    char *p = b[k++ & 7];
+    char rel[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    snprintf(p, sizeof b[0], "%s/%s", tmpdir, rel);
+    return p;
+}
+
+static const char *in_dir(const char *dir, const char *name)
+{
+    static char b[8][4096];
+    static int k;
+    char *p = b[k++ & 7];
+    snprintf(p, sizeof b[0], "%s/%s", dir, name);
+    return p;
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* Removes a directory of plain files (the output directories here). */
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlink(in_dir(dir, e->d_name));
+    closedir(d);
+    rmdir(dir);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(a, b); }
+
+/* The names in a directory other than . and .., sorted, joined by spaces. */
+static void list_dir(const char *dir, char *out, size_t cap)
+{
+    out[0] = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(out, cap, "(cannot open %s)", dir);
+        return;
+    }
+    char names[64][256];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 64)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            snprintf(names[n++], sizeof names[0], "%s", e->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], by_name);
+    size_t used = 0;
+    for (int i = 0; i < n && used < cap; i++)
+        used += (size_t)snprintf(out + used, cap - used, "%s%s", i ? " " : "", names[i]);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    if (len)
+        *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *d = malloc(cap + 1);
+    size_t got;
+    while ((got = fread(d + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap)
+            d = realloc(d, (cap *= 2) + 1);
+    }
+    fclose(f);
+    d[n] = 0;
+    if (len)
+        *len = n;
+    return d;
+}
+
+/* 1 when both files exist with the same bytes; else 0, and the first difference in diff. */
+static int same_file(const char *a, const char *b, char *diff, size_t cap)
+{
+    size_t na = 0, nb = 0;
+    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    if (!same && diff) {
+        size_t i = 0;
+        while (x && y && i < na && i < nb && x[i] == y[i])
+            i++;
+        snprintf(diff, cap, "%s (%zu bytes) vs %s (%zu bytes): first difference at byte %zu",
+                 a, x ? na : 0, b, y ? nb : 0, i);
+    }
+    free(x);
+    free(y);
+    return same;
+}
+
+static int count_lines(const char *path)
+{
+    char *t = slurp(path, NULL);
+    int n = 0;
+    for (char *p = t; p && *p; p++)
+        n += *p == '\n';
+    free(t);
+    return n;
+}
+
+/* ---- running the CLI ---- */
+
+/* Starts `virnucpro predict` (no shell: the PID is the CLI's) with the common options
+ * and the golden models; `cls` NULL = the golden classifier, `len` NULL = "500";
+ * env: NULL-terminated "NAME=value" to add; stderr to errpath, stdout to /dev/null. */
+static pid_t spawn_predict(const char *dir, const char *in, const char *cls, const char *len,
+                           int resume, const char *const *env, const char *errpath)
+{
+    const char *argv[40];
+    int a = 0;
+    argv[a++] = vnp_test_cli();
+    argv[a++] = "predict";
+    argv[a++] = "-l";
+    argv[a++] = len ? len : "500";
+    argv[a++] = "--device";
+    argv[a++] = "cpu";
+    argv[a++] = "-t";
+    argv[a++] = "1";
+    argv[a++] = "--window";
+    argv[a++] = "3";
+    argv[a++] = "--batch-tokens";
+    argv[a++] = "300";
+    argv[a++] = "-o";
+    argv[a++] = dir;
+    argv[a++] = "--esm";
+    argv[a++] = esm;
+    argv[a++] = "--dnabert";
+    argv[a++] = dnabert;
+    argv[a++] = "--classifier";
+    argv[a++] = cls ? cls : classifier;
+    if (resume)
+        argv[a++] = "--resume";
+    argv[a++] = in;
+    argv[a] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDWR);
+        if (fd < 0 || nul < 0)
+            _exit(126);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(fd, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits for a run: its exit status, -N when signal N ended it, TIMED_OUT (killed) when
+ * it ran past RUN_LIMIT_S. */
+static int wait_run(pid_t pid)
+{
+    if (pid < 0)
+        return -2000;
+    double t0 = now_s();
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            return -2000;
+        if (now_s() - t0 > RUN_LIMIT_S) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return TIMED_OUT;
+        }
+        sleep_s(0.002);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? -WTERMSIG(st) : -3000;
+}
+
+static const char *sig_name(int s)
+{
+    return s == SIGKILL ? "SIGKILL" : s == SIGTERM ? "SIGTERM" : s == SIGINT ? "SIGINT"
+           : s == SIGHUP ? "SIGHUP" : s == SIGSEGV ? "SIGSEGV" : s == SIGABRT ? "SIGABRT"
+           : "another signal";
+}
+
+static const char *outcome(int r)
+{
+    static char b[4][64];
+    static int k;
+    char *p = b[k++ & 3];
+    if (r == TIMED_OUT)
+        snprintf(p, sizeof b[0], "no end within %.0f s", RUN_LIMIT_S);
+    else if (r < 0)
+        snprintf(p, sizeof b[0], "death by %s (signal %d)", sig_name(-r), -r);
+    else
+        snprintf(p, sizeof b[0], "exit %d", r);
+    return p;
+}
+
+/* Runs predict to its end; stderr in *err (malloc'd; stderr file: DIR.err). */
+static int predict(const char *dir, const char *in, const char *cls, const char *len,
+                   int resume, const char *const *env, char **err)
+{
+    char errpath[4200];
+    snprintf(errpath, sizeof errpath, "%s.err", dir);
+    int r = wait_run(spawn_predict(dir, in, cls, len, resume, env, errpath));
+    if (err) {
+        *err = slurp(errpath, NULL);
+        if (!*err)
+            *err = strdup("");
+    }
+    return r;
+}
+
+/* "21 records, 57 chunks, 41 ORFs scored" from the summary line; "" when absent. */
+static void summary_of(const char *err, char *out, size_t cap)
+{
+    const char *p = strstr(err, "virnucpro: predict: ");
+    const char *q = p ? strstr(p, " scored") : NULL;
+    out[0] = 0;
+    if (p && q) {
+        p += strlen("virnucpro: predict: ");
+        snprintf(out, cap, "%.*s", (int)(q - p + 7), p);
+    }
+}
+
+/* ---- the state of an output directory ---- */
+
+enum { ST_EMPTY, ST_FINISHED, ST_RUNNING, ST_COMMITTING, ST_DAMAGED };
+
+static const char *state_name(int s)
+{
+    static const char *const n[] = {"no journal and no results", "finished",
+                                    "journal: running", "journal: committing",
+                                    "journal unreadable"};
+    return n[s];
+}
+
+static int dir_state(const char *dir)
+{
+    char *j = slurp(in_dir(dir, "predict.journal"), NULL);
+    if (!j)
+        return exists(in_dir(dir, OUTPUTS[0])) ? ST_FINISHED : ST_EMPTY;
+    int s = strstr(j, "\nstate committing\n") ? ST_COMMITTING
+            : strstr(j, "\nstate running\n")  ? ST_RUNNING
+                                              : ST_DAMAGED;
+    free(j);
+    return s;
+}
+
+/* A number from a journal line "key N" (-1 when absent). */
+static long journal_value(const char *dir, const char *key)
+{
+    char *j = slurp(in_dir(dir, "predict.journal"), NULL);
+    long v = -1;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\n%s ", key);
+    const char *p = j ? strstr(j, pat) : NULL;
+    if (p)
+        v = strtol(p + strlen(pat), NULL, 10);
+    free(j);
+    return v;
+}
+
+static int finals_in_place(const char *dir)
+{
+    int m = 0;
+    for (int i = 0; i < 3; i++)
+        m |= exists(in_dir(dir, OUTPUTS[i])) ? 1 << i : 0;
+    return m;
+}
+
+/* Every output under its final name is the reference's, and none that was in place
+ * before (*mask) has gone; *mask becomes what is in place now. */
+static int check_finals(const input *in, const char *dir, int *mask, const char *when)
+{
+    int m = finals_in_place(dir);
+    char names[4096];
+    for (int i = 0; i < 3; i++) {
+        if ((*mask & ~m) & (1 << i)) {
+            list_dir(dir, names, sizeof names);
+            CHECK(0, "%s: %s was in place and is gone (directory: %s)", when, OUTPUTS[i], names);
+        }
+        char diff[8192];
+        if ((m & (1 << i)) &&
+            !same_file(in_dir(dir, OUTPUTS[i]), in_dir(in->ref, OUTPUTS[i]), diff, sizeof diff))
+            CHECK(0, "%s: %s is in place but is not the uninterrupted run's: %s", when,
+                  OUTPUTS[i], diff);
+    }
+    *mask = m;
+    return 0;
+}
+
+/* The run is complete: the three files are the reference's, nothing else is left. */
+static int check_complete(const input *in, const char *dir, const char *when)
+{
+    int m = 0;
+    if (check_finals(in, dir, &m, when))
+        return -1;
+    char names[4096];
+    list_dir(dir, names, sizeof names);
+    CHECK(m == ALL_OUTPUTS, "%s: outputs missing; directory: %s", when, names);
+    CHECK(!strcmp(names, "prediction_results.txt prediction_results_highestscore.csv "
+                         "sequences.tsv"),
+          "%s: the directory holds more than the three outputs: %s", when, names);
+    return 0;
+}
+
+/* A --resume that must complete, with the message its starting state calls for and the
+ * summary counts of an uninterrupted run. */
+static int resume_to_end(const input *in, const char *dir, const char *when)
+{
+    int st = dir_state(dir);
+    char *err = NULL;
+    int r = predict(dir, in->path, NULL, NULL, 1, NULL, &err);
+    char sum[256];
+    summary_of(err, sum, sizeof sum);
+    int ok = r == 0, msg = 1;
+    if (st == ST_FINISHED)
+        msg = strstr(err, "holds finished results and no interrupted run; nothing to do") != NULL;
+    else if (st == ST_COMMITTING)
+        msg = strstr(err, "its last step (the final renames) is done now") != NULL;
+    else if (st == ST_EMPTY)
+        msg = strstr(err, "nothing to resume in") && strstr(err, "starting from the beginning") &&
+              !strcmp(sum, in->summary);
+    else
+        msg = !strstr(err, "starting from the beginning") && !strcmp(sum, in->summary);
+    if (!ok || !msg) {
+        snprintf(why, sizeof why,
+                 "%s: --resume from state \"%s\": %s (want exit 0%s%s); stderr:\n%s", when,
+                 state_name(st), outcome(r), st == ST_RUNNING || st == ST_EMPTY ? ", summary " : "",
+                 st == ST_RUNNING || st == ST_EMPTY ? in->summary : "", err);
+        free(err);
+        return -1;
+    }
+    free(err);
+    return check_complete(in, dir, when);
+}
+
+/* ---- inputs and references ---- */
+
+/* 3 records of 5.2, 8.1 and 10.7 kb: the golden sequences end to end (times `copies`,
+ * with other IDs). */
+static void write_long_input(const char *path, int copies)
+{
+    size_t n;
+    char *t = vnp_test_read_file(vnp_test_fixture(G "input.fa"), &n);
+    assert_non_null(t);
+    char *seq = malloc(n + 1);
+    size_t L = 0;
+    int header = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == '>' && (i == 0 || t[i - 1] == '\n'))
+            header = 1;
+        if (header) {
+            header = t[i] != '\n';
+            continue;
+        }
+        if (t[i] != '\n' && t[i] != '\r')
+            seq[L++] = t[i];
+    }
+    assert_int_equal(L, 23997);
+    const size_t cut[4] = {0, 5200, 13300, L};
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int c = 0; c < copies; c++)
+        for (int r = 0; r < 3; r++) {
+            fprintf(f, ">contig_%d_%d long record %d of the golden sequences\n", c + 1, r + 1,
+                    r + 1);
+            for (size_t i = cut[r]; i < cut[r + 1]; i += 70) {
+                size_t k = cut[r + 1] - i < 70 ? cut[r + 1] - i : 70;
+                fprintf(f, "%.*s\n", (int)k, seq + i);
+            }
+        }
+    assert_int_equal(fclose(f), 0);
+    free(seq);
+    free(t);
+}
+
+/* The uninterrupted run of an input, counting its kill points. */
+static void reference_run(input *in)
+{
+    snprintf(in->ref, sizeof in->ref, "%s", tmp_path("ref_%s", in->name));
+    const char *log = tmp_path("ref_%s.points", in->name);
+    char logenv[4200];
+    snprintf(logenv, sizeof logenv, "VIRNUCPRO_DEBUG_KILL_LOG=%s", log);
+    const char *env[] = {logenv, NULL};
+    remove_tree(in->ref);
+    unlink(log);
+    char *err = NULL;
+    double t0 = now_s();
+    int r = predict(in->ref, in->path, NULL, NULL, 0, env, &err);
+    in->seconds = now_s() - t0;
+    if (r != 0)
+        fail_msg("reference run of %s: %s: %s", in->name, outcome(r), err);
+    summary_of(err, in->summary, sizeof in->summary);
+    assert_true(in->summary[0] != 0);
+    free(err);
+    in->records = atoi(in->summary);
+    /* the points, in order: 1 2 3 ... with their names */
+    char *t = slurp(log, NULL);
+    assert_non_null(t);
+    in->points = count_lines(log);
+    in->point = calloc((size_t)in->points + 1, sizeof *in->point);
+    long k = 0;
+    for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+        char *sp = strchr(line, ' ');
+        assert_non_null(sp);
+        assert_int_equal(strtol(line, NULL, 10), ++k);
+        snprintf(in->point[k], sizeof in->point[0], "%s", sp + 1);
+    }
+    free(t);
+    assert_int_equal(k, in->points);
+    /* the protocol: journal first, final renames last, then the journal goes */
+    assert_string_equal(in->point[1], "journal written, before its rename");
+    assert_string_equal(in->point[2], "journal renamed");
+    assert_string_equal(in->point[3], "old results removed");
+    for (long i = in->points - 3; i < in->points; i++)
+        assert_string_equal(in->point[i], "output renamed into place");
+    assert_string_equal(in->point[in->points], "journal removed");
+    print_message("%s: %s, %ld kill points, %.2f s\n", in->name, in->summary, in->points,
+                  in->seconds);
+}
+
+static void prepare(void)
+{
+    static int done;
+    if (done)
+        return;
+    snprintf(tmpdir, sizeof tmpdir, "%s", getenv("VNP_TMP"));
+    snprintf(esm, sizeof esm, "%s", vnp_test_fixture(G "esm2"));
+    snprintf(dnabert, sizeof dnabert, "%s", vnp_test_fixture(G "dnabert_s"));
+    snprintf(classifier, sizeof classifier, "%s", vnp_test_fixture(G "classifier.pth"));
+    /* the model digest cache in the scratch directory, not the user's */
+    setenv("VIRNUCPRO_MODELS", tmp_path("models"), 1);
+    /* only the runs that set them may see the debug switches */
+    unsetenv("VIRNUCPRO_DEBUG_KILL_AT");
+    unsetenv("VIRNUCPRO_DEBUG_KILL_LOG");
+    unsetenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
+    unsetenv("VIRNUCPRO_DEBUG_FAIL_WORKER");
+    snprintf(golden.path, sizeof golden.path, "%s", vnp_test_fixture(G "input.fa"));
+    snprintf(longin.path, sizeof longin.path, "%s", tmp_path("long_contigs.fa"));
+    write_long_input(longin.path, 1);
+    snprintf(big.path, sizeof big.path, "%s", tmp_path("long_contigs_x4.fa"));
+    write_long_input(big.path, 4);
+    reference_run(&golden);
+    reference_run(&longin);
+    reference_run(&big);
+    assert_string_equal(golden.summary, "21 records, 57 chunks, 41 ORFs scored");
+    assert_int_equal(longin.records, 3);
+    assert_int_equal(big.records, 12);
+    /* the reference itself is right: the original tool's highest-score file */
+    vnp_test_assert_files_equal(in_dir(golden.ref, OUTPUTS[1]),
+                                vnp_test_fixture(G "expected/prediction_results_highestscore.csv"));
+    done = 1;
+}
+
+/* ---- scenarios side by side ---- */
+
+typedef int (*scenario_fn)(void *ctx, long i);
+
+static int jobs(void)
+{
+    const char *v = getenv("VNP_CRASH_JOBS");
+    int n = v ? atoi(v) : 2;
+    return n < 1 ? 1 : n > 16 ? 16 : n;
+}
+
+/* Runs fn(ctx, i) for every i in items[0..n), each in a child process, jobs() at a time;
+ * fails naming every scenario that failed (with the first few reasons). */
+static void run_scenarios(const char *what, scenario_fn fn, void *ctx, const long *items, long n)
+{
+    pid_t *pid = calloc((size_t)n, sizeof *pid);
+    long next = 0, running = 0, failed = 0;
+    char *report = calloc(1, 65536);
+    size_t used = 0;
+    while (next < n || running > 0) {
+        if (next < n && running < jobs()) {
+            fflush(NULL);
+            pid_t p = fork();
+            assert_true(p >= 0);
+            if (p == 0) {
+                why[0] = 0;
+                int rc = fn(ctx, items[next]);
+                if (rc) {
+                    FILE *f = fopen(tmp_path("%s_%ld.why", what, items[next]), "w");
+                    if (f) {
+                        fputs(why, f);
+                        fclose(f);
+                    }
+                }
+                fflush(NULL);
+                _exit(rc ? 1 : 0);
+            }
+            pid[next++] = p;
+            running++;
+            continue;
+        }
+        int st;
+        pid_t p = wait(&st);
+        if (p < 0)
+            break;
+        running--;
+        long k = 0;
+        while (k < next && pid[k] != p)
+            k++;
+        if (k == next)
+            continue;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            failed++;
+            char *w = slurp(tmp_path("%s_%ld.why", what, items[k]), NULL);
+            if (failed <= 4 && used < 60000)
+                used += (size_t)snprintf(report + used, 65536 - used, "\n[%s %ld] %.3000s", what,
+                                         items[k], w ? w : "(the scenario process died)");
+            free(w);
+        }
+    }
+    free(pid);
+    if (failed) {
+        fail_msg("%ld of %ld %s scenarios failed:%s", failed, n, what, report);
+    }
+    free(report);
+}
+
+/* ---- 1. a kill at every point ---- */
+
+typedef struct kill_ctx {
+    const input *in;
+    long second; /* >0: kill the first --resume too, at its point `second` */
+} kill_ctx;
+
+/* Kill at point n (a fresh directory), check, maybe kill the --resume, resume to the end. */
+static int kill_at_point(void *vctx, long n)
+{
+    const kill_ctx *kc = vctx;
+    const input *in = kc->in;
+    char dir[4096], when[512], env1[64];
+    snprintf(dir, sizeof dir, "%s", tmp_path("kill%s_%s_%ld", kc->second ? "2" : "", in->name, n));
+    remove_tree(dir);
+    snprintf(env1, sizeof env1, "VIRNUCPRO_DEBUG_KILL_AT=%ld", n);
+    const char *env[] = {env1, NULL, NULL};
+    snprintf(when, sizeof when, "%s, SIGKILL at point %ld (%s)", in->name, n, in->point[n]);
+    char *err = NULL;
+    int r = predict(dir, in->path, NULL, NULL, 0, env, &err);
+    if (r != -SIGKILL) {
+        snprintf(why, sizeof why, "%s: %s, want death by SIGKILL; stderr:\n%s", when, outcome(r),
+                 err);
+        free(err);
+        return -1;
+    }
+    free(err);
+    int mask = 0;
+    if (check_finals(in, dir, &mask, when))
+        return -1;
+    if (kc->second > 0) {
+        const char *log = tmp_path("kill2_%s_%ld.points", in->name, n);
+        char env2[64], logenv[4200];
+        unlink(log);
+        snprintf(env2, sizeof env2, "VIRNUCPRO_DEBUG_KILL_AT=%ld", kc->second);
+        snprintf(logenv, sizeof logenv, "VIRNUCPRO_DEBUG_KILL_LOG=%s", log);
+        const char *env_b[] = {env2, logenv, NULL};
+        int st = dir_state(dir);
+        r = predict(dir, in->path, NULL, NULL, 1, env_b, &err);
+        int lines = count_lines(log);
+        snprintf(when, sizeof when, "%s, SIGKILL at point %ld (%s), then its --resume at point %ld",
+                 in->name, n, in->point[n], kc->second);
+        /* killed at exactly that point; only a finished run (no point to pass) or one
+         * left with all its renames done (one point: the journal's removal) ends first */
+        int early = st == ST_FINISHED ||
+                    (st == ST_COMMITTING && mask == ALL_OUTPUTS && kc->second > 1);
+        int ok = early ? r == 0 && lines == (st == ST_FINISHED ? 0 : 1)
+                       : r == -SIGKILL && lines == kc->second;
+        if (!ok) {
+            snprintf(why, sizeof why, "%s: %s after %d points (state was \"%s\"); stderr:\n%s",
+                     when, outcome(r), lines, state_name(st), err);
+            free(err);
+            return -1;
+        }
+        free(err);
+        if (check_finals(in, dir, &mask, when))
+            return -1;
+    }
+    if (resume_to_end(in, dir, when))
+        return -1;
+    if (check_finals(in, dir, &mask, when)) /* none lost on the way */
+        return -1;
+    remove_tree(dir);
+    unlink(tmp_path("kill%s_%s_%ld.err", kc->second ? "2" : "", in->name, n));
+    return 0;
+}
+
+/* Every point of the golden input; for the long-contig input the first three, the last
+ * eight (the commit) and every fifth. */
+static void test_kill_every_point(void **state)
+{
+    (void)state;
+    prepare();
+    long *items = calloc((size_t)(golden.points + longin.points + 8), sizeof *items);
+    long n = 0;
+    for (long i = 1; i <= golden.points; i++)
+        items[n++] = i;
+    kill_ctx kc = {&golden, 0};
+    double t0 = now_s();
+    run_scenarios("kill_golden", kill_at_point, &kc, items, n);
+    print_message("golden: killed at each of %ld points and resumed: %.1f s\n", n, now_s() - t0);
+
+    n = 0;
+    for (long i = 1; i <= longin.points; i++)
+        if (i <= 3 || i > longin.points - 8 || i % 5 == 0)
+            items[n++] = i;
+    kc.in = &longin;
+    t0 = now_s();
+    run_scenarios("kill_long", kill_at_point, &kc, items, n);
+    print_message("long contigs: killed at %ld of %ld points and resumed: %.1f s\n", n,
+                  longin.points, now_s() - t0);
+    free(items);
+}
+
+/* The --resume killed too: at its first point or its second. */
+static void test_double_kill(void **state)
+{
+    (void)state;
+    prepare();
+    long g = golden.points;
+    long items[] = {2, 3, 9, g - 7, g - 4, g - 3, g - 1, g};
+    long n = (long)(sizeof items / sizeof items[0]);
+    kill_ctx kc = {&golden, 2};
+    double t0 = now_s();
+    run_scenarios("kill2_golden", kill_at_point, &kc, items, n);
+    kc.second = 1;
+    long li[] = {longin.points / 2, longin.points - 3};
+    kc.in = &longin;
+    run_scenarios("kill2_long", kill_at_point, &kc, li, 2);
+    print_message("double kills: %ld scenarios, %.1f s\n", n + 2, now_s() - t0);
+}
+
+/* A window of the long-contig input ends inside a record: the journal keeps the cut
+ * record's chunks, and --resume goes on inside that record. */
+static void test_mid_record_cut(void **state)
+{
+    (void)state;
+    prepare();
+    const char *dir = tmp_path("cut_long");
+    remove_tree(dir);
+    const char *env[] = {"VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS=2", NULL};
+    char *err = NULL;
+    int r = predict(dir, longin.path, NULL, NULL, 0, env, &err);
+    if (r != 1)
+        fail_msg("%s: %s", outcome(r), err);
+    assert_non_null(strstr(err, "stopped after 2 windows"));
+    free(err);
+    assert_int_equal(dir_state(dir), ST_RUNNING);
+    assert_int_equal(journal_value(dir, "records"), 0);
+    assert_true(journal_value(dir, "partial") > 0);
+    assert_true(journal_value(dir, "partial") < 11); /* contig_1: 11 chunks */
+    assert_int_equal(finals_in_place(dir), 0);
+    if (resume_to_end(&longin, dir, "long contigs, stopped after 2 windows"))
+        fail_msg("%s", why);
+}
+
+/* ---- 2. random kills ---- */
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double uniform(uint64_t *s) { return (double)(splitmix(s) >> 11) * 0x1.0p-53; }
+
+static uint64_t g_seed;
+
+/* One trial: a fresh run, interrupted at random; then --resume, interrupted again at
+ * random (at most 3 interruptions in all), until one completes. Writes
+ * tmp/trial_T.log: "runs sigkilled signalled" and the trial's history. */
+static int random_trial(void *vctx, long t)
+{
+    (void)vctx;
+    uint64_t s = g_seed + (uint64_t)t;
+    splitmix(&s);
+    const input *in = splitmix(&s) & 1 ? &longin : &golden;
+    char dir[4096], when[2600], errpath[4200], env1[64];
+    snprintf(dir, sizeof dir, "%s", tmp_path("trial_%ld", t));
+    snprintf(errpath, sizeof errpath, "%s.err", dir);
+    remove_tree(dir);
+    int mask = 0, stops = 0, runs = 0, sigkilled = 0, signalled = 0;
+    char history[2048] = "";
+    size_t hl = 0;
+    for (int step = 0;; step++) {
+        int resume = step > 0;
+        /* 0: none; 1: VIRNUCPRO_DEBUG_KILL_AT; 2: SIGKILL after a delay; 3: SIGTERM,
+         * SIGINT or SIGHUP after a delay. The fresh run is always interrupted; a
+         * --resume two times in three, until 3 interruptions. */
+        int method = resume && (stops >= 3 || splitmix(&s) % 3 == 0)
+                         ? 0
+                         : 1 + (int)(splitmix(&s) % 3);
+        const char *env[] = {NULL, NULL};
+        long at = 0;
+        double delay = 0;
+        int sig = 0;
+        if (method == 1) {
+            at = 1 + (long)(splitmix(&s) % (uint64_t)in->points);
+            snprintf(env1, sizeof env1, "VIRNUCPRO_DEBUG_KILL_AT=%ld", at);
+            env[0] = env1;
+        } else if (method >= 2) {
+            static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+            delay = uniform(&s) * in->seconds * 1.1;
+            sig = method == 2 ? SIGKILL : sigs[splitmix(&s) % 3];
+        }
+        int st_before = dir_state(dir);
+        pid_t pid = spawn_predict(dir, in->path, NULL, NULL, resume, env, errpath);
+        int computing = 0; /* a fresh run had begun writing when the signal was sent */
+        if (method >= 2) {
+            sleep_s(delay);
+            computing = !resume && exists(in_dir(dir, "prediction_results.txt.part"));
+            kill(pid, sig); /* not reaped yet: the PID is still this run's */
+        }
+        int r = wait_run(pid);
+        runs++;
+        sigkilled += r == -SIGKILL;
+        signalled += sig && sig != SIGKILL && r == 128 + sig;
+        char *err = slurp(errpath, NULL);
+        if (!err)
+            err = strdup("");
+        const char *sep = step ? " / " : "";
+        if (method == 1)
+            hl += (size_t)snprintf(history + hl, sizeof history - hl, "%s%sKILL_AT=%ld: %s", sep,
+                                   resume ? "--resume " : "", at, outcome(r));
+        else if (method >= 2)
+            hl += (size_t)snprintf(history + hl, sizeof history - hl, "%s%s%s after %.3f s: %s",
+                                   sep, resume ? "--resume " : "", sig_name(sig), delay,
+                                   outcome(r));
+        else
+            hl += (size_t)snprintf(history + hl, sizeof history - hl, "%s--resume: %s", sep,
+                                   outcome(r));
+        if (hl >= sizeof history)
+            hl = sizeof history - 1;
+        snprintf(when, sizeof when, "trial %ld (%s input; VNP_CRASH_SEED=%llu): %s", t, in->name,
+                 (unsigned long long)g_seed, history);
+        int ok;
+        if (method == 0)
+            ok = r == 0;
+        else if (method <= 2)
+            ok = r == 0 || r == -SIGKILL;
+        else if (r == 128 + sig)
+            /* stopped by the signal: at a window boundary (resumable: the journal is
+             * there), before any record was complete, or while the models loaded */
+            ok = strstr(err, "interrupted by ") &&
+                 ((strstr(err, "run the same command with --resume") &&
+                   dir_state(dir) == ST_RUNNING) ||
+                  strstr(err, "before any record was complete") ||
+                  strstr(err, "while loading the models; nothing was written"));
+        else if (r == -sig)
+            /* its default action: the signal came before predict took it over, or once
+             * the run had ended; never while the run was writing its outputs (fails at
+             * 3cf946a, reported: see stop_by_signal) */
+            ok = !computing || (finals_in_place(dir) == ALL_OUTPUTS &&
+                                !exists(in_dir(dir, "predict.journal")));
+        else
+            ok = r == 0;
+        if (!ok) {
+            snprintf(why, sizeof why,
+                     "%s: unexpected outcome (state before: %s, after: %s%s); stderr:\n%s", when,
+                     state_name(st_before), state_name(dir_state(dir)),
+                     computing ? "; the run was writing its outputs when the signal came" : "",
+                     err);
+            free(err);
+            return -1;
+        }
+        free(err);
+        if (r == 0)
+            break;
+        stops++;
+        if (check_finals(in, dir, &mask, when))
+            return -1;
+    }
+    if (check_complete(in, dir, when))
+        return -1;
+    if (check_finals(in, dir, &mask, when)) /* none lost on the way */
+        return -1;
+    FILE *f = fopen(tmp_path("trial_%ld.log", t), "w");
+    if (f) {
+        fprintf(f, "%d %d %d\n%s\n", runs, sigkilled, signalled, when);
+        fclose(f);
+    }
+    remove_tree(dir);
+    unlink(errpath);
+    return 0;
+}
+
+static void test_random_trials(void **state)
+{
+    (void)state;
+    prepare();
+    const char *v = getenv("VNP_CRASH_TRIALS");
+    long n = v ? atol(v) : 20;
+    const char *sv = getenv("VNP_CRASH_SEED");
+    g_seed = sv ? strtoull(sv, NULL, 10) : 20261206;
+    long *items = calloc((size_t)n, sizeof *items);
+    for (long i = 0; i < n; i++)
+        items[i] = i;
+    double t0 = now_s();
+    run_scenarios("trial", random_trial, NULL, items, n);
+    long runs = 0, sigkilled = 0, signalled = 0, first_done = 0;
+    for (long i = 0; i < n; i++) {
+        char *l = slurp(tmp_path("trial_%ld.log", i), NULL);
+        assert_non_null(l);
+        int a, b, c;
+        assert_int_equal(sscanf(l, "%d %d %d", &a, &b, &c), 3);
+        runs += a;
+        sigkilled += b;
+        signalled += c;
+        first_done += a == 1;
+        free(l);
+    }
+    print_message("%ld random trials (VNP_CRASH_SEED=%llu): %ld runs, %ld died by SIGKILL, %ld "
+                  "stopped by SIGTERM/SIGINT/SIGHUP, %ld trials completed before their "
+                  "interruption; all byte-identical; %.1f s\n",
+                  n, (unsigned long long)g_seed, runs, sigkilled, signalled, first_done,
+                  now_s() - t0);
+    /* the trials did interrupt runs, in both ways */
+    if (n >= 20) {
+        assert_true(sigkilled >= n / 4);
+        assert_true(signalled >= 1);
+    }
+    free(items);
+}
+
+/* ---- 3. one run per directory ---- */
+
+static void test_lock_held_by_test(void **state)
+{
+    (void)state;
+    prepare();
+    const char *dir = tmp_path("locked");
+    remove_tree(dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    const char *lock = in_dir(dir, ".virnucpro.lock");
+    int fd = open(lock, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    char pid[32];
+    int pn = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    assert_int_equal(write(fd, pid, (size_t)pn), pn);
+    for (int resume = 0; resume < 2; resume++) {
+        char *err = NULL;
+        double t0 = now_s();
+        int r = predict(dir, golden.path, NULL, NULL, resume, NULL, &err);
+        double dt = now_s() - t0;
+        if (r != 1)
+            fail_msg("second run%s: %s, want exit 1: %s", resume ? " (--resume)" : "",
+                     outcome(r), err);
+        char want[4400];
+        snprintf(want, sizeof want, "%s is in use by another virnucpro run (PID %ld)", dir,
+                 (long)getpid());
+        if (!strstr(err, want))
+            fail_msg("want \"%s\" in:\n%s", want, err);
+        free(err);
+        assert_true(dt < 3.0); /* at once: no model is hashed or loaded */
+        char names[4096];
+        list_dir(dir, names, sizeof names);
+        assert_string_equal(names, ".virnucpro.lock");
+        char *t = slurp(lock, NULL);
+        assert_string_equal(t, pid); /* the holder's lock file is left alone */
+        free(t);
+    }
+    /* the holder goes (its lock file stays, as after a kill): the next run takes it */
+    close(fd);
+    char *err = NULL;
+    int r = predict(dir, golden.path, NULL, NULL, 0, NULL, &err);
+    if (r != 0)
+        fail_msg("%s: %s", outcome(r), err);
+    free(err);
+    if (check_complete(&golden, dir, "after the lock was released"))
+        fail_msg("%s", why);
+}
+
+/* Waits until dir/predict.journal says `records` records are complete; 0 when the run
+ * ended first. */
+static long journal_value(const char *dir, const char *key);
+static int wait_running(pid_t pid, const char *dir, long records)
+{
+    double t0 = now_s();
+    for (;;) {
+        if (exists(in_dir(dir, "predict.journal")) &&
+            journal_value(dir, "records") >= records)
+            return 1;
+        if (waitpid(pid, NULL, WNOHANG) != 0)
+            return 0;
+        if (now_s() - t0 > RUN_LIMIT_S)
+            return 0;
+        sleep_s(0.002);
+    }
+}
+
+/* A second run (or --resume) on the directory of a running one, which is held stopped
+ * meanwhile: exit 1 at once, naming the directory and the first run's PID; the first
+ * run's journal and .part files untouched. */
+static int second_run_refused(pid_t first, const char *dir, int resume)
+{
+    const char *journal = in_dir(dir, "predict.journal");
+    char *j0 = slurp(journal, NULL), *p0 = slurp(in_dir(dir, "prediction_results.txt.part"), NULL);
+    char errp[4200], want[4400];
+    snprintf(errp, sizeof errp, "%s.second.err", dir);
+    double s0 = now_s();
+    int r = wait_run(spawn_predict(dir, big.path, NULL, NULL, resume, NULL, errp));
+    double dt = now_s() - s0;
+    char *err = slurp(errp, NULL);
+    char *j1 = slurp(journal, NULL), *p1 = slurp(in_dir(dir, "prediction_results.txt.part"), NULL);
+    snprintf(want, sizeof want, "%s is in use by another virnucpro run (PID %ld)", dir,
+             (long)first);
+    int rc = 0;
+    if (r != 1 || !err || !strstr(err, want))
+        rc = snprintf(why, sizeof why, "second run%s: %s, want exit 1 with \"%s\"; stderr:\n%s",
+                      resume ? " (--resume)" : "", outcome(r), want, err ? err : "");
+    else if (dt > 3.0) /* at once: no model is hashed or loaded */
+        rc = snprintf(why, sizeof why, "second run%s: refused after %.2f s",
+                      resume ? " (--resume)" : "", dt);
+    else if (!j0 || !j1 || strcmp(j0, j1) || !p0 || !p1 || strcmp(p0, p1))
+        rc = snprintf(why, sizeof why, "second run%s: the first run's journal or .part changed",
+                      resume ? " (--resume)" : "");
+    free(err);
+    free(j0);
+    free(j1);
+    free(p0);
+    free(p1);
+    return rc ? -1 : 0;
+}
+
+static void test_concurrent_runs(void **state)
+{
+    (void)state;
+    prepare();
+    const char *dir = tmp_path("concurrent");
+    char errpath[4200];
+    snprintf(errpath, sizeof errpath, "%s.first.err", dir);
+    remove_tree(dir);
+    pid_t first = spawn_predict(dir, big.path, NULL, NULL, 0, NULL, errpath);
+    if (!wait_running(first, dir, 1))
+        fail_msg("the first run ended before it had completed a record");
+    /* held still while the others try: the test does not depend on how fast it runs */
+    assert_int_equal(kill(first, SIGSTOP), 0);
+    int wst;
+    assert_int_equal(waitpid(first, &wst, WUNTRACED), first); /* stopped, every thread */
+    assert_true(WIFSTOPPED(wst));
+    int bad = second_run_refused(first, dir, 0) || second_run_refused(first, dir, 1);
+    assert_int_equal(kill(first, SIGCONT), 0);
+    int r = wait_run(first);
+    if (bad)
+        fail_msg("%s", why);
+    char *err = slurp(errpath, NULL);
+    if (r != 0)
+        fail_msg("the first run: %s: %s", outcome(r), err);
+    free(err);
+    if (check_complete(&big, dir, "the first of two runs on one directory"))
+        fail_msg("%s", why);
+}
+
+/* ---- 4. what changed since the interrupted run ---- */
+
+/* XORs the byte at `off` with `mask` (twice: as before), keeping the size, and puts
+ * back the file's atime/mtime when `keep_time`; else the mtime moves on by 2 s. */
+static void xor_byte(const char *path, long off, unsigned char mask, int keep_time)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char b;
+    assert_int_equal(pread(fd, &b, 1, off), 1);
+    b ^= mask;
+    assert_int_equal(pwrite(fd, &b, 1, off), 1);
+    assert_int_equal(close(fd), 0);
+    struct timespec ts[2] = {st.st_atim, st.st_mtim};
+    if (!keep_time)
+        ts[1].tv_sec += 2;
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+    struct stat now;
+    assert_int_equal(stat(path, &now), 0);
+    assert_int_equal(now.st_size, st.st_size);
+    assert_int_equal(now.st_ino, st.st_ino);
+    if (keep_time) {
+        assert_int_equal(now.st_mtim.tv_sec, st.st_mtim.tv_sec);
+        assert_int_equal(now.st_mtim.tv_nsec, st.st_mtim.tv_nsec);
+    }
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t n = 0;
+    char *t = slurp(from, &n);
+    assert_non_null(t);
+    assert_int_equal(vnp_test_write_file(to, t, n), 0);
+    free(t);
+}
+
+/* An interrupted run (stopped after 3 windows: 5 records and part of the 6th) with
+ * classifier `cls` on `in` into dir; returns its journal. */
+static char *interrupted_run(const char *dir, const char *in, const char *cls)
+{
+    remove_tree(dir);
+    const char *env[] = {"VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS=3", NULL};
+    char *err = NULL;
+    int r = predict(dir, in, cls, NULL, 0, env, &err);
+    if (r != 1)
+        fail_msg("%s: %s", outcome(r), err);
+    assert_non_null(strstr(err, "stopped after 3 windows"));
+    assert_non_null(strstr(err, "run the same command with --resume"));
+    free(err);
+    assert_int_equal(dir_state(dir), ST_RUNNING);
+    assert_int_equal(journal_value(dir, "records"), 5);
+    assert_true(journal_value(dir, "partial") > 0);
+    char *j = slurp(in_dir(dir, "predict.journal"), NULL);
+    assert_non_null(j);
+    return j;
+}
+
+/* --resume refused with `want` in its message; the interrupted run is kept as it was. */
+static void assert_refused(const char *dir, const char *in, const char *cls, const char *len,
+                           const char *want, const char *journal)
+{
+    char *err = NULL;
+    int r = predict(dir, in, cls, len, 1, NULL, &err);
+    if (r != 1)
+        fail_msg("--resume: %s, want exit 1 with \"%s\"; stderr:\n%s", outcome(r), want, err);
+    if (!strstr(err, want))
+        fail_msg("want \"%s\" in:\n%s", want, err);
+    assert_null(strstr(err, "run the same command with --resume"));
+    free(err);
+    char *j = slurp(in_dir(dir, "predict.journal"), NULL);
+    assert_non_null(j);
+    assert_string_equal(j, journal);
+    free(j);
+    assert_int_equal(finals_in_place(dir), 0);
+    assert_true(exists(in_dir(dir, "prediction_results.txt.part")));
+    assert_true(exists(in_dir(dir, "sequences.tsv.part")));
+}
+
+/* Resume with classifier `cls` (a copy of the golden one) to the end: golden's files. */
+static void resume_ok(const char *dir, const char *in, const char *cls)
+{
+    char *err = NULL;
+    int r = predict(dir, in, cls, NULL, 1, NULL, &err);
+    if (r != 0)
+        fail_msg("--resume: %s: %s", outcome(r), err);
+    char sum[256];
+    summary_of(err, sum, sizeof sum);
+    assert_string_equal(sum, golden.summary);
+    free(err);
+    if (check_complete(&golden, dir, "--resume after the change was undone"))
+        fail_msg("%s", why);
+}
+
+static void changed_classifier(const char *tag, int keep_time)
+{
+    prepare();
+    const char *cls = tmp_path("classifier_%s.pth", tag);
+    copy_file(classifier, cls);
+    const char *dir = tmp_path("changed_%s", tag);
+    char *journal = interrupted_run(dir, golden.path, cls);
+    struct stat st;
+    assert_int_equal(stat(cls, &st), 0);
+    long off = (long)st.st_size / 2;
+    xor_byte(cls, off, 0x01, keep_time);
+    assert_refused(dir, golden.path, cls, NULL,
+                   "cannot resume: the classifier file (SHA-256) changed since the interrupted "
+                   "run",
+                   journal);
+    /* another -l: refused too */
+    assert_refused(dir, golden.path, cls, "300",
+                   "cannot resume: the chunk length (-l) changed since the interrupted run",
+                   journal);
+    xor_byte(cls, off, 0x01, keep_time); /* undone: the same bytes as before */
+    resume_ok(dir, golden.path, cls);
+    free(journal);
+}
+
+/* An edited classifier (its mtime moves on, as with any edit). */
+static void test_changed_classifier(void **state)
+{
+    (void)state;
+    changed_classifier("edited", 0);
+}
+
+/* The same, with size, inode and mtime as before: only the content tells. Fails at
+ * 3cf946a (reported): the model digest cache (src/hub/digest_cache.c) trusts path, size,
+ * mtime and inode, so the old SHA-256 is used and the --resume goes on with the edited
+ * classifier. */
+static void test_changed_classifier_same_mtime(void **state)
+{
+    (void)state;
+    changed_classifier("same_mtime", 1);
+}
+
+/* A base of a record the interrupted run read is changed (size and mtime kept). */
+static void test_changed_input(void **state)
+{
+    (void)state;
+    prepare();
+    const char *in = tmp_path("input_copy.fa");
+    copy_file(golden.path, in);
+    const char *dir = tmp_path("changed_input");
+    char *journal = interrupted_run(dir, in, NULL);
+    /* the first base of record 2 (lambda_dev_1), read and written by the run */
+    char *t = slurp(in, NULL);
+    char *rec2 = strstr(t, "\n>lambda_dev_1");
+    assert_non_null(rec2);
+    long off = (long)(strchr(rec2 + 1, '\n') + 1 - t);
+    /* another base in its place: A<->C, G<->T */
+    unsigned char mask = t[off] == 'A' || t[off] == 'C' ? 'A' ^ 'C' : 'G' ^ 'T';
+    assert_true(t[off] == 'A' || t[off] == 'C' || t[off] == 'G' || t[off] == 'T');
+    free(t);
+    xor_byte(in, off, mask, 1);
+    char want[4400];
+    snprintf(want, sizeof want,
+             "cannot resume: the first 6 records of %s are not the ones the interrupted run "
+             "read",
+             in);
+    assert_refused(dir, in, NULL, NULL, want, journal);
+    xor_byte(in, off, mask, 1);
+    resume_ok(dir, in, NULL);
+    free(journal);
+}
+
+/* ---- 5. signals ---- */
+
+static void stop_by_signal(int sig, const char *name)
+{
+    prepare();
+    const char *dir = tmp_path("signal_%s", name);
+    char errpath[4200];
+    snprintf(errpath, sizeof errpath, "%s.err", dir);
+    remove_tree(dir);
+    double t0 = now_s();
+    pid_t pid = spawn_predict(dir, big.path, NULL, NULL, 0, NULL, errpath);
+    /* mid-run whatever the machine's speed: 2 of its 12 records done (about 0.5 s in
+     * Release) */
+    if (!wait_running(pid, dir, 2))
+        fail_msg("the run ended before the signal");
+    assert_int_equal(kill(pid, sig), 0);
+    double ts = now_s();
+    int r = wait_run(pid);
+    double dt = now_s() - ts;
+    char *err = slurp(errpath, NULL);
+    /* Fails at 3cf946a (reported): the signal's default action ends the process when
+     * the kernel hands it to a thread that does not block it, such as OpenBLAS's pool
+     * threads, created when the library loads, before predict blocks the signals. */
+    if (r != 128 + sig)
+        fail_msg("%s after %.2f s: %s, want exit %d%s; stderr:\n%s", name, ts - t0, outcome(r),
+                 128 + sig,
+                 r == -sig ? " (the signal's default action: a thread that does not block it "
+                             "took it)"
+                           : "",
+                 err);
+    char want[128];
+    snprintf(want, sizeof want, "interrupted by %s: ", name);
+    if (!strstr(err, want) || !strstr(err, "run the same command with --resume"))
+        fail_msg("want \"%s\" and \"--resume\" in:\n%s", want, err);
+    /* the message's counts are the journal's */
+    unsigned long long recs = 0, frames = 0;
+    assert_int_equal(sscanf(strstr(err, want) + strlen(want), "%llu records (%llu frames) done",
+                            &recs, &frames),
+                     2);
+    free(err);
+    if (dt > 2.0)
+        fail_msg("%s: the run took %.2f s to stop (want < 2 s)", name, dt);
+    print_message("%s after %.2f s: exit %d in %.3f s, %llu of %d records done\n", name,
+                  ts - t0, r, dt, recs, big.records);
+    assert_int_equal(dir_state(dir), ST_RUNNING);
+    assert_int_equal(journal_value(dir, "records"), (long)recs);
+    assert_int_equal(journal_value(dir, "frames"), (long)frames);
+    assert_true(recs >= 2 && recs < (unsigned long long)big.records);
+    assert_int_equal(finals_in_place(dir), 0);
+    if (resume_to_end(&big, dir, name))
+        fail_msg("%s", why);
+}
+
+static void test_sigterm(void **state)
+{
+    (void)state;
+    stop_by_signal(SIGTERM, "SIGTERM");
+}
+
+static void test_sigint(void **state)
+{
+    (void)state;
+    stop_by_signal(SIGINT, "SIGINT");
+}
+
+static void test_sighup(void **state)
+{
+    (void)state;
+    stop_by_signal(SIGHUP, "SIGHUP");
+}
+
+/* A signal just as the run ends (its last file renamed into place): the run has
+ * completed, whatever the exit; the process does not crash. OPENBLAS_NUM_THREADS=1:
+ * no OpenBLAS pool thread (created before predict blocks the signals) to take the
+ * signal with its default action instead of predict. */
+static void test_signal_at_end(void **state)
+{
+    (void)state;
+    prepare();
+    /* after the last rename: the journal's removal, the models freed, the threads
+     * joined, the lock released */
+    static const double delay_ms[] = {0, 2, 5, 10, 20, 35};
+    for (int k = 0; k < (int)(sizeof delay_ms / sizeof delay_ms[0]); k++) {
+        const char *dir = tmp_path("signal_end_%d", k);
+        char errpath[4200], when[128];
+        snprintf(errpath, sizeof errpath, "%s.err", dir);
+        snprintf(when, sizeof when, "SIGTERM %.0f ms after the last rename", delay_ms[k]);
+        remove_tree(dir);
+        const char *env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
+        pid_t pid = spawn_predict(dir, golden.path, NULL, NULL, 0, env, errpath);
+        const char *last = in_dir(dir, OUTPUTS[2]);
+        while (!exists(last) && waitpid(pid, NULL, WNOHANG) == 0)
+            sleep_s(0.0002);
+        sleep_s(delay_ms[k] / 1000);
+        assert_int_equal(kill(pid, SIGTERM), 0);
+        int r = wait_run(pid);
+        char *err = slurp(errpath, NULL);
+        /* it completed: exit 0, or killed by the signal once its outputs were complete.
+         * Fails at 3cf946a (reported): vnp_predict frees the engine before it stops the
+         * signal watcher, which then calls vnp_engine_fail on it (SIGSEGV; UBSan: null
+         * vnp_engine in engine.c) */
+        if (r != 0 && r != -SIGTERM)
+            fail_msg("%s: %s (want exit 0, or death by SIGTERM); stderr:\n%s", when, outcome(r),
+                     err);
+        free(err);
+        int mask = 0;
+        if (check_finals(&golden, dir, &mask, when))
+            fail_msg("%s", why);
+        assert_int_equal(mask, ALL_OUTPUTS);
+        /* after a death by the signal the lock file may remain: --resume clears it */
+        if (r != 0 && resume_to_end(&golden, dir, when))
+            fail_msg("%s", why);
+        if (check_complete(&golden, dir, when))
+            fail_msg("%s", why);
+    }
+}
+
+/* ---- 6. --resume on a finished run ---- */
+
+static void test_resume_finished(void **state)
+{
+    (void)state;
+    prepare();
+    const char *dir = tmp_path("finished");
+    remove_tree(dir);
+    char *err = NULL;
+    int r = predict(dir, golden.path, NULL, NULL, 0, NULL, &err);
+    if (r != 0)
+        fail_msg("%s: %s", outcome(r), err);
+    free(err);
+    struct stat before[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(stat(in_dir(dir, OUTPUTS[i]), &before[i]), 0);
+    sleep_s(0.02);
+    for (int k = 0; k < 2; k++) { /* twice: the first leaves nothing behind either */
+        r = predict(dir, golden.path, NULL, NULL, 1, NULL, &err);
+        if (r != 0)
+            fail_msg("--resume: %s: %s", outcome(r), err);
+        assert_non_null(
+            strstr(err, "holds finished results and no interrupted run; nothing to do"));
+        assert_null(strstr(err, "virnucpro: predict: ")); /* no summary: nothing ran */
+        free(err);
+        for (int i = 0; i < 3; i++) {
+            struct stat now;
+            assert_int_equal(stat(in_dir(dir, OUTPUTS[i]), &now), 0);
+            assert_int_equal(now.st_ino, before[i].st_ino);
+            assert_int_equal(now.st_size, before[i].st_size);
+            assert_int_equal(now.st_mtim.tv_sec, before[i].st_mtim.tv_sec);
+            assert_int_equal(now.st_mtim.tv_nsec, before[i].st_mtim.tv_nsec);
+        }
+        if (check_complete(&golden, dir, "--resume on a finished run"))
+            fail_msg("%s", why);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resume_finished),
+        cmocka_unit_test(test_mid_record_cut),
+        cmocka_unit_test(test_kill_every_point),
+        cmocka_unit_test(test_double_kill),
+        cmocka_unit_test(test_random_trials),
+        cmocka_unit_test(test_lock_held_by_test),
+        cmocka_unit_test(test_concurrent_runs),
+        cmocka_unit_test(test_changed_classifier),
+        cmocka_unit_test(test_changed_classifier_same_mtime),
+        cmocka_unit_test(test_changed_input),
+        cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_sighup),
+        cmocka_unit_test(test_signal_at_end),
+    };
+    if (getenv("VNP_CRASH_ONLY")) /* e.g. VNP_CRASH_ONLY='test_sig*' */
+        cmocka_set_test_filter(getenv("VNP_CRASH_ONLY"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
