@@ -376,9 +376,12 @@ static void *sig_watch_main(void *arg)
         if (b == 0) /* vnp_predict is done with the watcher */
             break;
         if (!atomic_load(&w->running)) {
-            static const char msg[] = "virnucpro: interrupted while loading the models; "
-                                      "nothing was written\n";
-            ssize_t wr = write(STDERR_FILENO, msg, sizeof msg - 1);
+            char msg[128];
+            int mn = snprintf(msg, sizeof msg,
+                              "virnucpro: interrupted by %s while loading the models; nothing "
+                              "was written\n",
+                              sig_name(b));
+            ssize_t wr = write(STDERR_FILENO, msg, (size_t)mn);
             (void)wr;
             if (w->c->lock_fd >= 0)
                 unlink(w->c->lock_path);

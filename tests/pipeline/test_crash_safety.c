@@ -866,8 +866,7 @@ static int random_trial(void *vctx, long t)
                   strstr(err, "while loading the models; nothing was written"));
         else if (r == -sig)
             /* its default action: the signal came before predict took it over, or once
-             * the run had ended; never while the run was writing its outputs (fails at
-             * 3cf946a, reported: see stop_by_signal) */
+             * the run had ended; never while the run was writing its outputs */
             ok = !computing || (finals_in_place(dir) == ALL_OUTPUTS &&
                                 !exists(in_dir(dir, "predict.journal")));
         else
@@ -1196,10 +1195,8 @@ static void test_changed_classifier(void **state)
     changed_classifier("edited", 0);
 }
 
-/* The same, with size, inode and mtime as before: only the content tells. Fails at
- * 3cf946a (reported): the model digest cache (src/hub/digest_cache.c) trusts path, size,
- * mtime and inode, so the old SHA-256 is used and the --resume goes on with the edited
- * classifier. */
+/* The same, with size, inode and mtime as before: only the content tells (the model
+ * digest cache keys on the change time too, which user space cannot set back). */
 static void test_changed_classifier_same_mtime(void **state)
 {
     (void)state;
@@ -1256,9 +1253,8 @@ static void stop_by_signal(int sig, const char *name)
     int r = wait_run(pid);
     double dt = now_s() - ts;
     char *err = slurp(errpath, NULL);
-    /* Fails at 3cf946a (reported): the signal's default action ends the process when
-     * the kernel hands it to a thread that does not block it, such as OpenBLAS's pool
-     * threads, created when the library loads, before predict blocks the signals. */
+    /* The signal must stop the run whichever thread the kernel hands it to (OpenBLAS's
+     * pool threads exist before predict starts). */
     if (r != 128 + sig)
         fail_msg("%s after %.2f s: %s, want exit %d%s; stderr:\n%s", name, ts - t0, outcome(r),
                  128 + sig,
@@ -1333,10 +1329,8 @@ static void test_signal_at_end(void **state)
         assert_int_equal(kill(pid, SIGTERM), 0);
         int r = wait_run(pid);
         char *err = slurp(errpath, NULL);
-        /* it completed: exit 0, or killed by the signal once its outputs were complete.
-         * Fails at 3cf946a (reported): vnp_predict frees the engine before it stops the
-         * signal watcher, which then calls vnp_engine_fail on it (SIGSEGV; UBSan: null
-         * vnp_engine in engine.c) */
+        /* it completed: exit 0, or killed by the signal once its outputs were complete
+         * (never a crash from a signal racing the end of the run) */
         if (r != 0 && r != -SIGTERM)
             fail_msg("%s: %s (want exit 0, or death by SIGTERM); stderr:\n%s", when, outcome(r),
                      err);
