@@ -267,6 +267,22 @@ if has pipe; then
     [[ $rc == 0 ]] || ok=FAIL
     row pipe "$ok" "$w chunk $len: predict ${pred_s}s (models loaded) / ESM-2 stage ${esm_s}s = $ratio (target <= 1.11); GPU busy $(busy "$OUT/dmon_$w.log")"
   done
+  # the queued path (pinned staging, events, two workers on one GPU, the FP32 recompute)
+  # under compute-sanitizer memcheck, on the golden set
+  if command -v compute-sanitizer >/dev/null; then
+    G=$ROOT/tests/fixtures/golden
+    rm -rf "$WORK/pipe_memcheck"
+    VIRNUCPRO_DEBUG_POISON_BATCH=2 compute-sanitizer --tool memcheck --error-exitcode 9 \
+      "$BIN/virnucpro" predict -l 500 --esm "$G/esm2" --dnabert "$G/dnabert_s" \
+      --classifier "$G/classifier.pth" --device cuda:0,cuda:0 --batch-tokens 512 --no-progress \
+      -o "$WORK/pipe_memcheck" "$G/input.fa" >"$OUT/pipe_memcheck.log" 2>&1
+    rc=$?
+    cat "$OUT/pipe_memcheck.log" >>"$LOG"
+    same=$(cmp -s <(cut -f1,2 "$WORK/pipe_memcheck/prediction_results.txt" 2>/dev/null) \
+             <(cut -f1,2 "$G/expected/prediction_results.txt") && echo identical || echo DIFFERENT)
+    [[ $rc == 0 && $same == identical ]] && st=ok || st=FAIL
+    row pipechk "$st" "memcheck, predict golden on cuda:0,cuda:0 with a poisoned batch: rc=$rc, $(grep -E 'ERROR SUMMARY' "$OUT/pipe_memcheck.log" | head -1); labels vs golden: $same"
+  fi
   # two workers on one GPU, and one of them failing: the same bytes
   w=contigs; len=500
   for variant in two fail; do
