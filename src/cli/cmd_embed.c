@@ -187,17 +187,11 @@ int vnp_cmd_embed(int argc, char **argv)
         switch (c) {
         case 'm': model = optarg; break;
         case 'o': output = optarg; break;
-        case 'd': {
-            vnp_devices d;
-            vnp_error e;
-            if (vnp_devices_parse(optarg, &d, &e) != VNP_OK) {
-                vnp_cli_error("%s", e.msg);
+        case 'd':
+            if (!vnp_cli_device_ok(optarg))
                 return 2;
-            }
-            vnp_devices_free(&d);
             device = optarg;
             break;
-        }
         case 't':
             if (parse_count("-t/--threads", optarg, 0, 1024, &threads))
                 return 2;

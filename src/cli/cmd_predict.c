@@ -156,17 +156,11 @@ int vnp_cmd_predict(int argc, char **argv)
         case OPT_ESM: o.esm = optarg; break;
         case OPT_DNABERT: o.dnabert = optarg; break;
         case OPT_CLASSIFIER: o.classifier = optarg; break;
-        case OPT_DEVICE: {
-            vnp_devices d;
-            vnp_error e;
-            if (vnp_devices_parse(optarg, &d, &e) != VNP_OK) {
-                vnp_cli_error("%s", e.msg);
+        case OPT_DEVICE:
+            if (!vnp_cli_device_ok(optarg))
                 return 2;
-            }
-            vnp_devices_free(&d);
             o.device = optarg;
             break;
-        }
         case OPT_PRECISION:
             if (!strcmp(optarg, "fp16"))
                 o.precision = VNP_PREC_FP16;

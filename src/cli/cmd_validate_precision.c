@@ -320,17 +320,11 @@ int vnp_cmd_validate_precision(int argc, char **argv)
         case OPT_ESM: esm = optarg; break;
         case OPT_DNABERT: dnabert = optarg; break;
         case OPT_CLASSIFIER: classifier = optarg; break;
-        case OPT_DEVICE: {
-            vnp_devices d;
-            vnp_error e;
-            if (vnp_devices_parse(optarg, &d, &e) != VNP_OK) {
-                vnp_cli_error("%s", e.msg);
+        case OPT_DEVICE:
+            if (!vnp_cli_device_ok(optarg))
                 return 2;
-            }
-            vnp_devices_free(&d);
             device = optarg;
             break;
-        }
         case OPT_PRECISIONS: precisions = optarg; break;
         case 'l':
             chunk = strtol(optarg, &end, 10);

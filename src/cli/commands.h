@@ -18,5 +18,8 @@ int vnp_cmd_tokenize(int argc, char **argv);
 
 /* Prints "virnucpro: error: <msg>" to stderr. */
 void vnp_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Checks a --device list as the options are parsed (so a bad one is a usage error,
+ * exit 2, before any model loads); 0 after printing the error. */
+int vnp_cli_device_ok(const char *list);
 
 #endif

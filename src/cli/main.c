@@ -68,3 +68,15 @@ int main(int argc, char **argv)
     vnp_cli_error("unknown command '%s'; run 'virnucpro --help' for the list", argv[1]);
     return 2;
 }
+
+int vnp_cli_device_ok(const char *list)
+{
+    vnp_devices d;
+    vnp_error e;
+    if (vnp_devices_parse(list, &d, &e) != VNP_OK) {
+        vnp_cli_error("%s", e.msg);
+        return 0;
+    }
+    vnp_devices_free(&d);
+    return 1;
+}
