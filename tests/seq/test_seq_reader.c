@@ -5,75 +5,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "seq_reader_checks.h"
 #include "test_support.h"
 #include "virnucpro/seq.h"
-
-/* Reads every record of path into "id|desc|seq|qual|line\n" lines. Returns the
- * final vnp_seq_read result (0 or -code); *log gets what was logged. */
-static int read_all(const char *path, char **dump, char **log, vnp_error *err)
-{
-    vnp_seq_reader *r = NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *d = malloc(cap);
-    d[0] = 0;
-    vnp_test_capture_log_begin();
-    vnp_code oc = vnp_seq_open(path, &r, err);
-    assert_int_equal(oc, VNP_OK);
-    vnp_record rec;
-    int rc;
-    while ((rc = vnp_seq_read(r, &rec, err)) == 1) {
-        assert_int_equal(strlen(rec.id), rec.id_len);
-        assert_int_equal(strlen(rec.seq), rec.len);
-        size_t need = len + rec.id_len + strlen(rec.desc) + 2 * rec.len + 64;
-        if (need > cap) {
-            cap = need * 2;
-            d = realloc(d, cap);
-        }
-        len += (size_t)snprintf(d + len, cap - len, "%s|%s|%s|%s|%zu\n", rec.id, rec.desc,
-                                rec.seq, rec.qual ? rec.qual : "-", rec.line);
-    }
-    assert_int_equal(vnp_seq_read(r, &rec, err), rc < 0 ? rc : 0); /* stays at the end/error */
-    vnp_seq_close(r);
-    *log = vnp_test_capture_log_end();
-    *dump = d;
-    return rc;
-}
-
-static const char *put(const char *name, const char *data, size_t len)
-{
-    const char *p = vnp_test_tmp(name);
-    assert_int_equal(vnp_test_write_file(p, data, len), 0);
-    return p;
-}
-
-#define PUTS(name, lit) put(name, lit, sizeof(lit) - 1)
-
-/* Expects the records in want and no log output. */
-static void expect_records(const char *path, const char *want)
-{
-    char *dump, *log;
-    vnp_error err;
-    int rc = read_all(path, &dump, &log, &err);
-    if (rc < 0)
-        fail_msg("%s: unexpected error %s", path, err.msg);
-    assert_string_equal(dump, want);
-    assert_string_equal(log, "");
-    free(dump);
-    free(log);
-}
-
-/* Expects an error of code with msg exactly. */
-static void expect_error(const char *path, vnp_code code, const char *msg)
-{
-    char *dump, *log;
-    vnp_error err;
-    int rc = read_all(path, &dump, &log, &err);
-    assert_int_equal(rc, -(int)code);
-    assert_int_equal(err.code, code);
-    assert_string_equal(err.msg, msg);
-    free(dump);
-    free(log);
-}
 
 static void test_fasta_layouts(void **state)
 {

@@ -9,112 +9,9 @@
 #include <zstd_errors.h>
 
 #include "compress_support.h"
+#include "seq_reader_checks.h"
 #include "test_support.h"
 #include "virnucpro/seq.h"
-
-typedef struct text {
-    char *d;
-    size_t n, cap;
-} text;
-
-static void add(text *t, const void *s, size_t n)
-{
-    if (t->n + n + 1 > t->cap) {
-        t->cap = (t->n + n + 1) * 2;
-        t->d = realloc(t->d, t->cap);
-    }
-    memcpy(t->d + t->n, s, n);
-    t->n += n;
-    t->d[t->n] = 0;
-}
-
-static void adds(text *t, const char *s) { add(t, s, strlen(s)); }
-
-static uint64_t g_last_bytes; /* vnp_seq_bytes at the end of the last read_all */
-
-/* Reads every record of path into "id|desc|seq|qual|line\n" lines; returns the final
- * vnp_seq_read result (0 or -code). nucleotide_only as vnp_seq_set_nucleotide_only. */
-static int read_all_opt(const char *path, int nucleotide_only, char **dump, char **log,
-                        vnp_error *err)
-{
-    vnp_seq_reader *r = NULL;
-    text d = {0};
-    adds(&d, "");
-    vnp_test_capture_log_begin();
-    assert_int_equal(vnp_seq_open(path, &r, err), VNP_OK);
-    if (nucleotide_only)
-        vnp_seq_set_nucleotide_only(r, 1);
-    vnp_record rec;
-    int rc;
-    char num[32];
-    while ((rc = vnp_seq_read(r, &rec, err)) == 1) {
-        assert_int_equal(strlen(rec.id), rec.id_len);
-        assert_int_equal(strlen(rec.seq), rec.len);
-        adds(&d, rec.id);
-        adds(&d, "|");
-        adds(&d, rec.desc);
-        adds(&d, "|");
-        adds(&d, rec.seq);
-        adds(&d, "|");
-        adds(&d, rec.qual ? rec.qual : "-");
-        snprintf(num, sizeof num, "|%zu\n", rec.line);
-        adds(&d, num);
-    }
-    assert_int_equal(vnp_seq_read(r, &rec, err), rc < 0 ? rc : 0); /* stays at the end/error */
-    g_last_bytes = vnp_seq_bytes(r);
-    vnp_seq_close(r);
-    *log = vnp_test_capture_log_end();
-    *dump = d.d;
-    return rc;
-}
-
-static int read_all(const char *path, char **dump, char **log, vnp_error *err)
-{
-    return read_all_opt(path, 0, dump, log, err);
-}
-
-static const char *put(const char *name, const void *data, size_t len)
-{
-    const char *p = vnp_test_tmp(name);
-    remove(p);
-    assert_int_equal(vnp_test_write_file(p, data, len), 0);
-    return p;
-}
-
-#define PUTS(name, lit) put(name, lit, sizeof(lit) - 1)
-
-static void expect_records(const char *path, const char *want)
-{
-    char *dump, *log;
-    vnp_error err;
-    int rc = read_all(path, &dump, &log, &err);
-    if (rc < 0)
-        fail_msg("%s: unexpected error %s", path, err.msg);
-    assert_string_equal(dump, want);
-    assert_string_equal(log, "");
-    free(dump);
-    free(log);
-}
-
-static void expect_error_opt(const char *path, int nucleotide_only, vnp_code code,
-                             const char *msg)
-{
-    char *dump, *log;
-    vnp_error err;
-    int rc = read_all_opt(path, nucleotide_only, &dump, &log, &err);
-    if (rc != -(int)code)
-        fail_msg("%s: rc %d (%s), want %s: %s", path, rc, rc < 0 ? err.msg : "no error",
-                 vnp_code_name(code), msg);
-    assert_int_equal(err.code, code);
-    assert_string_equal(err.msg, msg);
-    free(dump);
-    free(log);
-}
-
-static void expect_error(const char *path, vnp_code code, const char *msg)
-{
-    expect_error_opt(path, 0, code, msg);
-}
 
 /* ---- line breaks ---- */
 
@@ -124,13 +21,13 @@ static text convert_breaks(const char *src, size_t n, const char *brk)
 {
     static const char *const cycle[3] = {"\n", "\r\n", "\r"};
     text t = {0};
-    adds(&t, "");
+    seq_text_adds(&t, "");
     int k = 0;
     for (size_t i = 0; i < n; i++) {
         if (src[i] == '\n')
-            adds(&t, brk ? brk : cycle[k++ % 3]);
+            seq_text_adds(&t, brk ? brk : cycle[k++ % 3]);
         else
-            add(&t, src + i, 1);
+            seq_text_add(&t, src + i, 1);
     }
     return t;
 }
@@ -184,11 +81,11 @@ static void test_break_across_fills(void **state)
     const size_t fill = 1u << 20;
     for (int lone = 0; lone < 2; lone++) {
         text t = {0};
-        adds(&t, ">a\r\n");
+        seq_text_adds(&t, ">a\r\n");
         while (t.n < fill - 1)
-            add(&t, "ACGTACGTAC" + (t.n % 10), 1);
+            seq_text_add(&t, "ACGTACGTAC" + (t.n % 10), 1);
         size_t seq1 = t.n - 4;
-        adds(&t, lone ? "\rGG\r\n>b\r\nTT\r\n" : "\r\nGG\r\n>b\r\nTT\r\n");
+        seq_text_adds(&t, lone ? "\rGG\r\n>b\r\nTT\r\n" : "\r\nGG\r\n>b\r\nTT\r\n");
         assert_int_equal(t.d[fill - 1], '\r');
         char *want = malloc(seq1 + 64);
         memcpy(want, "a||", 3);
@@ -213,30 +110,30 @@ static void test_break_across_fills(void **state)
  * must give for it, header line numbers included. */
 static void big_fasta(text *file, text *want)
 {
-    adds(file, "");
-    adds(want, "");
+    seq_text_adds(file, "");
+    seq_text_adds(want, "");
     uint32_t x = 12345;
     size_t line = 1;
     char buf[128];
     for (int rec = 0; file->n < (5u << 20) / 2; rec++) {
         int len = 1000 + rec * 37 % 20000;
         snprintf(buf, sizeof buf, ">contig_%d len=%d\n", rec, len);
-        adds(file, buf);
+        seq_text_adds(file, buf);
         snprintf(buf, sizeof buf, "contig_%d|len=%d|", rec, len);
-        adds(want, buf);
+        seq_text_adds(want, buf);
         size_t header_line = line++;
         for (int i = 0; i < len; i++) {
             x = x * 1103515245u + 12345u;
             char c = "ACGTacgtNRY"[(x >> 16) % 11];
-            add(file, &c, 1);
-            add(want, &c, 1);
+            seq_text_add(file, &c, 1);
+            seq_text_add(want, &c, 1);
             if (i % 70 == 69 || i == len - 1) {
-                adds(file, "\n");
+                seq_text_adds(file, "\n");
                 line++;
             }
         }
         snprintf(buf, sizeof buf, "|-|%zu\n", header_line);
-        adds(want, buf);
+        seq_text_adds(want, buf);
     }
 }
 
@@ -651,10 +548,10 @@ static void test_nucleotide_only_reader(void **state)
 {
     (void)state;
     text t = {0};
-    adds(&t, ">dna1 IUPAC and lowercase\nACGTRYSWKMBDHVNacgtrysw\nkmbdhvnNNNN----ACGU\n");
-    adds(&t, ">prot1 ubiquitin\n");
-    adds(&t, k_proteins[0]);
-    adds(&t, "\n");
+    seq_text_adds(&t, ">dna1 IUPAC and lowercase\nACGTRYSWKMBDHVNacgtrysw\nkmbdhvnNNNN----ACGU\n");
+    seq_text_adds(&t, ">prot1 ubiquitin\n");
+    seq_text_adds(&t, k_proteins[0]);
+    seq_text_adds(&t, "\n");
     const char *p = put("mixed.fa", t.d, t.n);
     char msg[1024];
     snprintf(msg, sizeof msg,
@@ -678,10 +575,10 @@ static void test_nucleotide_only_reader(void **state)
     free(log);
     /* FASTQ, compressed and with CR breaks: the same check */
     text q = {0};
-    adds(&q, "@r1\rMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\r+\r");
+    seq_text_adds(&q, "@r1\rMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\r+\r");
     for (int i = 0; i < 33; i++)
-        adds(&q, "I");
-    adds(&q, "\r");
+        seq_text_adds(&q, "I");
+    seq_text_adds(&q, "\r");
     size_t zn;
     unsigned char *z = tz_compress(TZ_ZSTD, q.d, q.n, 1, &zn);
     p = put("prot.fq.zst", z, zn);

@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "compress_support.h"
+#include "seq_reader_checks.h"
 #include "test_support.h"
 #include "virnucpro/seq.h"
 
@@ -21,23 +22,7 @@ static uint32_t rnd(uint32_t n)
     return (uint32_t)(g_rng % n);
 }
 
-typedef struct text {
-    char *d;
-    size_t n, cap;
-} text;
 
-static void add(text *t, const char *s, size_t n)
-{
-    if (t->n + n + 1 > t->cap) {
-        t->cap = (t->n + n + 1) * 2;
-        t->d = realloc(t->d, t->cap);
-    }
-    memcpy(t->d + t->n, s, n);
-    t->n += n;
-    t->d[t->n] = 0;
-}
-
-static void adds(text *t, const char *s) { add(t, s, strlen(s)); }
 
 /* Ends a line: LF, CRLF or a lone CR; counts it. (An LF right after a lone CR would make
  * the two one CRLF break: CRLF then.) */
@@ -46,7 +31,7 @@ static void eol(text *t, size_t *line)
     uint32_t k = rnd(8);
     if (k < 5 && t->n && t->d[t->n - 1] == '\r')
         k = 5;
-    adds(t, k < 5 ? "\n" : k < 7 ? "\r\n" : "\r");
+    seq_text_adds(t, k < 5 ? "\n" : k < 7 ? "\r\n" : "\r");
     (*line)++;
 }
 
@@ -55,7 +40,7 @@ static void blank_lines(text *t, size_t *line)
     int k = rnd(6) == 0 ? (int)rnd(3) + 1 : 0;
     for (int i = 0; i < k; i++) {
         if (rnd(2))
-            adds(t, rnd(2) ? "  " : "\t");
+            seq_text_adds(t, rnd(2) ? "  " : "\t");
         eol(t, line);
     }
 }
@@ -82,20 +67,20 @@ static void make_case(int fastq, text *file, text *want, text *warn, const char 
     for (int r = 0; r < nrec; r++) {
         char id[40], desc[80] = "", seq[400], qual[400];
         random_word(id, 12, ids);
-        adds(file, fastq ? "@" : ">");
+        seq_text_adds(file, fastq ? "@" : ">");
         if (rnd(5) == 0)
-            adds(file, rnd(2) ? " " : "\t"); /* blanks before the ID */
-        adds(file, id);
+            seq_text_adds(file, rnd(2) ? " " : "\t"); /* blanks before the ID */
+        seq_text_adds(file, id);
         if (rnd(2)) {
             char w1[20], w2[20];
             random_word(w1, 8, ids);
             random_word(w2, 8, ids);
             snprintf(desc, sizeof desc, "%s%s%s", w1, rnd(2) ? " " : "\t", w2);
-            adds(file, rnd(2) ? " " : "\t\t");
-            adds(file, desc);
+            seq_text_adds(file, rnd(2) ? " " : "\t\t");
+            seq_text_adds(file, desc);
         }
         if (rnd(4) == 0)
-            adds(file, " \t"); /* trailing blanks are not part of the description */
+            seq_text_adds(file, " \t"); /* trailing blanks are not part of the description */
         size_t header_line = line + 1;
         eol(file, &line);
         size_t len = rnd(8) == 0 ? 0 : 1 + rnd(300);
@@ -107,22 +92,22 @@ static void make_case(int fastq, text *file, text *want, text *warn, const char 
         size_t width = rnd(3) == 0 ? 1000 : 1 + rnd(80);
         for (size_t i = 0; i < len; i += width) {
             size_t n = len - i < width ? len - i : width;
-            add(file, seq + i, n);
+            seq_text_add(file, seq + i, n);
             if (rnd(10) == 0)
-                adds(file, " ");
+                seq_text_adds(file, " ");
             eol(file, &line);
             if (!fastq)
                 blank_lines(file, &line);
         }
         if (fastq) {
-            adds(file, rnd(2) ? "+" : "+");
+            seq_text_adds(file, rnd(2) ? "+" : "+");
             if (rnd(3) == 0)
-                adds(file, id);
+                seq_text_adds(file, id);
             eol(file, &line);
             size_t qwidth = rnd(2) ? width : 1 + rnd(90);
             for (size_t i = 0; i < len; i += qwidth) {
                 size_t n = len - i < qwidth ? len - i : qwidth;
-                add(file, qual + i, n);
+                seq_text_add(file, qual + i, n);
                 eol(file, &line);
             }
             blank_lines(file, &line);
@@ -131,19 +116,19 @@ static void make_case(int fastq, text *file, text *want, text *warn, const char 
         if (len == 0) {
             snprintf(buf, sizeof buf, "%s:%zu: record '%s' has an empty sequence; skipped\n",
                      path, header_line, id);
-            adds(warn, buf);
+            seq_text_adds(warn, buf);
             continue;
         }
         kept++;
         snprintf(buf, sizeof buf, "%s|%s|%s|%s|%zu\n", id, desc, seq, fastq ? qual : "-",
                  header_line);
-        adds(want, buf);
+        seq_text_adds(want, buf);
     }
     if (kept == 0) {
         char buf[600];
         snprintf(buf, sizeof buf, "%s: every record has an empty sequence; nothing to process\n",
                  path);
-        adds(warn, buf);
+        seq_text_adds(warn, buf);
     }
     if (rnd(4) == 0 && file->n && (file->d[file->n - 1] == '\n' || file->d[file->n - 1] == '\r')) {
         /* no final line break */
@@ -157,7 +142,7 @@ static void make_case(int fastq, text *file, text *want, text *warn, const char 
 static char *read_dump(const char *path, int *rc, char **log, vnp_error *err)
 {
     text t = {0};
-    adds(&t, "");
+    seq_text_adds(&t, "");
     vnp_seq_reader *r;
     vnp_test_capture_log_begin();
     assert_int_equal(vnp_seq_open(path, &r, err), VNP_OK);
@@ -166,7 +151,7 @@ static char *read_dump(const char *path, int *rc, char **log, vnp_error *err)
     while ((*rc = vnp_seq_read(r, &rec, err)) == 1) {
         snprintf(buf, sizeof buf, "%s|%s|%s|%s|%zu\n", rec.id, rec.desc, rec.seq,
                  rec.qual ? rec.qual : "-", rec.line);
-        adds(&t, buf);
+        seq_text_adds(&t, buf);
     }
     vnp_seq_close(r);
     *log = vnp_test_capture_log_end();
@@ -216,8 +201,8 @@ static void test_random_layouts_round_trip(void **state)
         int fastq = iter % 2, fmt = iter % 5 == 0 ? 1 + iter / 5 % (TZ_COUNT - 1) : TZ_PLAIN;
         snprintf(path, sizeof path, "%s", vnp_test_tmp(fmt ? "rt.z" : "rt.txt"));
         text file = {0}, want = {0}, warn = {0};
-        adds(&want, "");
-        adds(&warn, "");
+        seq_text_adds(&want, "");
+        seq_text_adds(&warn, "");
         make_case(fastq, &file, &want, &warn, path);
         write_file(path, file.d, file.n, fmt);
         int rc;
