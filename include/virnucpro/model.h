@@ -25,6 +25,9 @@ typedef struct vnp_backend vnp_backend;
 vnp_code vnp_backend_create(const char *device, vnp_precision prec, int threads,
                             vnp_backend **out, vnp_error *err);
 void vnp_backend_free(vnp_backend *be);
+/* The precision a backend for `device` computes in when `asked` is requested: FP32 on
+ * the CPU or with VIRNUCPRO_DISABLE_FP16, else `asked`. */
+vnp_precision vnp_precision_effective(const char *device, vnp_precision asked);
 const char *vnp_backend_name(const vnp_backend *be);
 vnp_precision vnp_backend_precision(const vnp_backend *be);
 
@@ -47,7 +50,8 @@ void vnp_encoder_free(vnp_encoder *enc);
 typedef struct vnp_model_source vnp_model_source;
 vnp_code vnp_model_source_open(const char *path, vnp_model_source **out, vnp_error *err);
 void vnp_model_source_close(vnp_model_source *s);
-/* The kind of model a path holds, from its tensor names, without loading it. */
+/* The kind of model a path holds, from its tensor names (the checkpoint is parsed and
+ * mapped, not uploaded anywhere). */
 vnp_code vnp_encoder_probe(const char *path, vnp_encoder_kind *kind, vnp_error *err);
 vnp_encoder_kind vnp_encoder_kind_of(const vnp_encoder *enc);
 int vnp_encoder_hidden_size(const vnp_encoder *enc);

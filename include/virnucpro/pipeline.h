@@ -155,12 +155,13 @@ typedef struct vnp_devices {
     char **name;   /* "cpu" or "cuda:N", one per worker, in --device order */
     int n;
     int auto_cpu;  /* "auto" found no GPU and fell back to the CPU */
-    int auto_gpus; /* GPUs "auto" found (-1 when "auto" was not used) */
+    int auto_gpus; /* GPUs "auto" found (0 when "auto" was not used or found none) */
 } vnp_devices;
 
 /* Parses a --device list: comma-separated "auto" (every visible GPU, else the CPU),
  * "cpu", "cuda" (every visible GPU; an error when there is none) and "cuda:N";
- * entries may repeat ("cpu,cpu" = two CPU workers). NULL or "" = "auto". */
+ * entries may repeat ("cpu,cpu" = two CPU workers). NULL or "" = "auto". CPU and GPU
+ * workers in one list are refused (their results differ in the last bits). */
 vnp_code vnp_devices_parse(const char *spec, vnp_devices *d, vnp_error *err);
 void vnp_devices_free(vnp_devices *d);
 /* CPUs this process may run on (sched_getaffinity), the default of -t. */
@@ -187,8 +188,8 @@ typedef struct vnp_predict_options {
                              * (predict.journal); not with embeddings/keep_intermediate */
     int progress;           /* -1 = on when stderr is a terminal, 0 off, 1 on */
     int handle_signals;     /* SIGINT/SIGTERM/SIGHUP stop the run cleanly (resumable) and
-                             * vnp_predict returns VNP_EINTERRUPTED; the CLI sets it (it
-                             * blocks those signals in the process while predict runs) */
+                             * vnp_predict returns VNP_EINTERRUPTED; the CLI sets it (handlers
+                             * are installed while predict runs; ignored signals stay so) */
     size_t sort_memory;     /* bytes of chunk IDs held before sorted runs spill to disk
                              * (prediction_results_highestscore.csv); 0 = 16 MiB */
 } vnp_predict_options;

@@ -17,7 +17,7 @@ static void vp_usage(FILE *f)
 {
     fputs(
         "Usage: virnucpro validate-precision --esm PATH --dnabert DIR [--classifier FILE]\n"
-        "                                    [--device cuda[:N]] [-l 300|500] [options] INPUT\n"
+        "                                    [--device LIST] [-l 300|500] [options] INPUT\n"
         "\n"
         "Prepares INPUT as predict does (chunks, stop-free six-frame ORFs), embeds every\n"
         "ORF with DNABERT-S and ESM-2 on the GPU in FP32, then in FP16 and BF16, and\n"

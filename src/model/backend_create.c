@@ -23,6 +23,13 @@ static const char *prec_name(vnp_precision p)
     return p == VNP_PREC_FP16 ? "FP16" : p == VNP_PREC_BF16 ? "BF16" : "FP32";
 }
 
+vnp_precision vnp_precision_effective(const char *device, vnp_precision asked)
+{
+    if (!device || !strcmp(device, "cpu") || fp16_disabled())
+        return VNP_PREC_FP32;
+    return asked;
+}
+
 vnp_code vnp_backend_create(const char *device, vnp_precision prec, int threads,
                             vnp_backend **out, vnp_error *err)
 {

@@ -9,7 +9,8 @@
  * float32 rounding of the hidden layer moves the probabilities by ~1e-5; it is
  * computed in FP32 whatever the encoders' precision. BatchNorm is folded as
  * PyTorch's eval path folds it: alpha = weight / sqrt(var + eps), beta = bias -
- * mean * alpha, applied as one fused x * alpha + beta. */
+ * mean * alpha, applied as x * alpha + beta (a fused multiply-add on the CPU, as
+ * PyTorch's CPU path; the CUDA kernel rounds the product and the sum separately). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

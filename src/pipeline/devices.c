@@ -111,6 +111,17 @@ vnp_code vnp_devices_parse(const char *spec, vnp_devices *d, vnp_error *err)
             break;
         p += len + 1;
     }
+    /* CPU and GPU workers differ in the last bits of every number: the output would
+     * depend on which worker happened to take which batch. */
+    int cpus = 0;
+    for (int i = 0; !rc && i < d->n; i++)
+        cpus += !strcmp(d->name[i], "cpu");
+    if (!rc && cpus > 0 && cpus < d->n)
+        rc = vnp_fail(err, VNP_EINVAL,
+                      "--device '%s' mixes CPU and GPU workers; their results differ in the "
+                      "last bits, so the output would depend on which worker took which batch: "
+                      "use CPU workers or GPU workers, not both",
+                      spec);
     if (rc)
         vnp_devices_free(d);
     return rc;

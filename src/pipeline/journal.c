@@ -126,10 +126,18 @@ vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_
         (rc = model_digest(o->dnabert, "DNABERT-S", dna, err)) ||
         (rc = model_digest(o->classifier, "classifier", cls, err)))
         return rc;
-    const char *prec = getenv("VIRNUCPRO_DISABLE_FP16") ? "fp32 (VIRNUCPRO_DISABLE_FP16)"
-                                                        : prec_name(o->precision);
+    /* what the rows were computed on: CPU or GPU workers and the precision they compute
+     * in (a requeued job landing on another kind of node must not mix them) */
+    vnp_devices dev;
+    if ((rc = vnp_devices_parse(o->device, &dev, err)))
+        return rc;
+    const char *kind = !strcmp(dev.name[0], "cpu") ? "cpu" : "cuda";
+    char compute[64];
+    snprintf(compute, sizeof compute, "%s %s", kind,
+             prec_name(vnp_precision_effective(dev.name[0], o->precision)));
+    vnp_devices_free(&dev);
     if ((rc = add_ident(j, "input", o->input, err)) || (rc = add_ident(j, "length", len, err)) ||
-        (rc = add_ident(j, "precision", prec, err)) ||
+        (rc = add_ident(j, "compute", compute, err)) ||
         (rc = add_ident(j, "version", VNP_VERSION_STRING, err)) ||
         (rc = add_ident(j, "esm", esm, err)) || (rc = add_ident(j, "dnabert", dna, err)) ||
         (rc = add_ident(j, "classifier", cls, err)))
@@ -149,8 +157,8 @@ static const char *ident_what(const char *key)
         return "the input file";
     if (!strcmp(key, "length"))
         return "the chunk length (-l)";
-    if (!strcmp(key, "precision"))
-        return "the precision";
+    if (!strcmp(key, "compute"))
+        return "the kind of device or the precision (CPU/GPU, FP16/BF16/FP32)";
     return "the virnucpro version";
 }
 

@@ -408,6 +408,7 @@ static int sig_watch_start(sig_watch *w, vnp_predict_ctx *c, pthread_t *th)
         return 0;
     fcntl(g_sig_pipe[0], F_SETFD, FD_CLOEXEC);
     fcntl(g_sig_pipe[1], F_SETFD, FD_CLOEXEC);
+    fcntl(g_sig_pipe[1], F_SETFL, O_NONBLOCK); /* the handler never blocks */
     if (pthread_create(th, NULL, sig_watch_main, w) != 0) {
         close(g_sig_pipe[0]);
         close(g_sig_pipe[1]);
@@ -419,8 +420,12 @@ static int sig_watch_start(sig_watch *w, vnp_predict_ctx *c, pthread_t *th)
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 3; i++)
-        sigaction(k_signals[i], &sa, &w->old[i]);
+    for (int i = 0; i < 3; i++) {
+        sigaction(k_signals[i], NULL, &w->old[i]);
+        /* a signal the user chose to ignore (nohup, a background job) stays ignored */
+        if (w->old[i].sa_handler != SIG_IGN)
+            sigaction(k_signals[i], &sa, NULL);
+    }
     return 1;
 }
 
@@ -537,6 +542,9 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
             vnp_fail(err, rc, "interrupted by %s: %llu records (%zu frames) done; run the same "
                      "command with --resume to go on from there",
                      sig_name(sig), (unsigned long long)c.records_done, c.st.orfs);
+        else if (!c.journaling)
+            vnp_fail(err, rc, "interrupted by %s; a run reading stdin or with --embeddings "
+                     "or --keep-intermediate cannot be resumed: run it again", sig_name(sig));
         else
             vnp_fail(err, rc, "interrupted by %s before any record was complete; nothing "
                      "was kept", sig_name(sig));

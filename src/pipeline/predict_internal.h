@@ -29,7 +29,7 @@ typedef struct vnp_predict_outputs {
 typedef struct vnp_predict_progress {
     int on;
     double t0, last;
-    uint64_t total_bytes; /* 0 when unknown (stdin, gzip) */
+    uint64_t total_bytes; /* input file size, compressed or not; 0 when unknown (stdin) */
     int drawn;
 } vnp_predict_progress;
 

@@ -27,6 +27,17 @@ static char *join(const char *dir, const char *name, const char *suffix)
 
 /* Opens a ".part" file for appending after cutting it to `len` bytes (what the
  * journal says is complete). */
+static vnp_code reopen_part(const char *path, uint64_t len, FILE **out, vnp_error *err);
+
+/* Errors of the resume itself (damaged or missing .part files): --resume cannot get past
+ * them, so the failure message must not advise it. */
+static vnp_code resume_failed(vnp_predict_ctx *c, vnp_code rc)
+{
+    if (rc)
+        atomic_store(&c->no_resume_advice, 1);
+    return rc;
+}
+
 static vnp_code reopen_part(const char *path, uint64_t len, FILE **out, vnp_error *err)
 {
     FILE *f = fopen(path, "r+");
@@ -101,7 +112,7 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     vnp_code rc;
     if (c->resuming && (c->journal.records > 0 || c->journal.partial_chunks > 0))
-        return reopen_for_resume(c, err);
+        return resume_failed(c, reopen_for_resume(c, err));
     /* A fresh start: the journal first (from here on a kill leaves a state --resume
      * completes), then the results of an earlier run in this directory go, so that they
      * never pass for this run's. */
@@ -149,8 +160,9 @@ static vnp_code flush_file(FILE *f, const char *path, vnp_error *err)
     return VNP_OK;
 }
 
-/* Flushed, on disk (fsync: the journal about to say "complete" must not outlive the
- * data after a power loss), closed. */
+/* Flushed, on disk (fsync: the journal about to say "committing" must not outlive the
+ * data after a power loss; the per-window checkpoints guard against kills, not power
+ * loss, so they only flush), closed. */
 static vnp_code close_file(FILE **f, const char *path, vnp_error *err)
 {
     int bad = fflush(*f) != 0 || ferror(*f) || fsync(fileno(*f)) != 0;
@@ -308,8 +320,9 @@ static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
  * records, and the chunks done of a record this window cut (with its running tally). */
 static vnp_code after_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error *err)
 {
+    uint64_t done = c->records_done;
     for (size_t i = 0; i < w->nseg; i++)
-        c->records_done += w->seg[i].last ? 1 : 0;
+        done += w->seg[i].last ? 1 : 0;
     if (c->journaling && w->nseg > 0) {
         vnp_predict_outputs *o = &c->out;
         vnp_code rc;
@@ -319,7 +332,7 @@ static vnp_code after_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
         vnp_crash_point("window rows flushed");
         const vnp_win_seg *last = &w->seg[w->nseg - 1];
         vnp_journal *j = &c->journal;
-        j->records = c->records_done;
+        j->records = done;
         j->partial_chunks = last->last ? 0 : last->chunk_end;
         if (!last->last)
             j->tally = o->tally;
@@ -336,6 +349,7 @@ static vnp_code after_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
             return rc;
         c->journal_written = 1;
     }
+    c->records_done = done; /* what the journal (if any) now says */
     c->windows_written++;
     if (c->fail_after_windows > 0 && c->windows_written >= c->fail_after_windows)
         return vnp_fail(err, VNP_EIO, "stopped after %ld windows "
@@ -367,6 +381,8 @@ void *vnp_predict_writer_main(void *ctx)
     vnp_error err;
     while ((w = vnp_engine_pop(c->eng))) {
         vnp_code rc = check_finite(w, c->width, &err);
+        if (rc) /* the same batch would be as non-finite again */
+            atomic_store(&c->no_resume_advice, 1);
         if (rc == VNP_OK)
             rc = write_window(c, w, &err);
         if (rc == VNP_OK)

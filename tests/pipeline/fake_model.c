@@ -29,6 +29,12 @@ struct vnp_embedder {
 };
 
 int vnp_backend_cuda_count(void) { return 0; }
+vnp_precision vnp_precision_effective(const char *device, vnp_precision asked)
+{
+    (void)device;
+    (void)asked;
+    return VNP_PREC_FP32; /* the fakes run on the CPU only */
+}
 
 static char fake_source;
 vnp_code vnp_model_source_open(const char *path, vnp_model_source **out, vnp_error *err)

@@ -484,10 +484,20 @@ static void test_device_errors(void **state)
     assert_has(err, none);
     free(err);
     assert_false(exists(vnp_test_tmp("dev_cuda.safetensors")));
-    /* 'cuda:0' names a GPU: the backend says why it cannot have it (no CUDA backend
-     * compiled in, or no usable GPU / driver) */
+    /* CPU and GPU workers together: refused as a usage error (their results differ in the
+     * last bits, so the bytes would depend on the scheduling) */
     snprintf(cmd, sizeof cmd, "'%s' predict --device cpu,cuda:0 -o '%s' --esm '%s' --dnabert '%s' "
              "--classifier '%s' '%s'",
+             vnp_test_cli(), vnp_test_tmp("dev_cuda0"), models[0], models[1], models[2], in);
+    assert_int_equal(vnp_test_run(cmd, NULL, &err), 2);
+    assert_has(err, "virnucpro: error: --device 'cpu,cuda:0' mixes CPU and GPU workers; their "
+                    "results differ in the last bits");
+    free(err);
+    assert_false(exists(vnp_test_tmp("dev_cuda0")));
+    /* 'cuda:0' names a GPU: the backend says why it cannot have it (no CUDA backend
+     * compiled in, or no usable GPU / driver) */
+    snprintf(cmd, sizeof cmd, "'%s' predict --device cuda:0,cuda:0 -o '%s' --esm '%s' "
+             "--dnabert '%s' --classifier '%s' '%s'",
              vnp_test_cli(), vnp_test_tmp("dev_cuda0"), models[0], models[1], models[2], in);
     assert_int_equal(vnp_test_run(cmd, NULL, &err), 1);
     /* (with several workers, the failing one's device leads the message) */
@@ -497,7 +507,7 @@ static void test_device_errors(void **state)
     int no_gpu = strstr(err, "virnucpro: error: cuda:0: no CUDA GPU is usable here (") != NULL &&
                  strstr(err, "); run with --device cpu\n") != NULL;
     if (no_backend == no_gpu)
-        fail_msg("unexpected message for --device cpu,cuda:0: %s", err);
+        fail_msg("unexpected message for --device cuda:0,cuda:0: %s", err);
     free(err);
     assert_false(exists(vnp_test_tmp("dev_cuda0")));
 }

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,8 @@ static const vnp_backend_ops cpu_ops = {
     .guard_save = cpu_guard_save,
 };
 
+static void openblas_single_thread(void) { openblas_set_num_threads(1); }
+
 vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
 {
     *out = NULL;
@@ -254,7 +257,8 @@ vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
         return rc;
     }
     /* OpenBLAS runs inside our workers, one GEMM per worker at a time. */
-    openblas_set_num_threads(1);
+    static pthread_once_t once = PTHREAD_ONCE_INIT; /* backends are made on many threads */
+    pthread_once(&once, openblas_single_thread);
     *out = be;
     return VNP_OK;
 }

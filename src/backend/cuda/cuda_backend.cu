@@ -1,6 +1,7 @@
 /* The CUDA backend: construction, device memory, weight conversion at load,
  * pinned host memory, events, and the device-side guard word. The ops live in
  * their own files. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -566,7 +567,8 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
         free(c);
         return vnp_fail(err, VNP_ENOMEM, "out of memory creating the CUDA backend");
     }
-    fill_ops();
+    static pthread_once_t once = PTHREAD_ONCE_INIT; /* backends are made on many threads */
+    pthread_once(&once, fill_ops);
     be->ops = &g_cuda_ops;
     be->prec = prec;
     be->threads = 1;
