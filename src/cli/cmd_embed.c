@@ -157,18 +157,6 @@ static double cpu_seconds(void)
            (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
-static int parse_count(const char *opt, const char *v, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < min || x > max) {
-        vnp_cli_error("%s expects a whole number from %ld to %ld, got '%s'", opt, min, max, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
 
 int vnp_cmd_embed(int argc, char **argv)
 {
@@ -193,11 +181,11 @@ int vnp_cmd_embed(int argc, char **argv)
             device = optarg;
             break;
         case 't':
-            if (parse_count("-t/--threads", optarg, 0, 1024, &threads))
+            if (!vnp_cli_count("-t/--threads", optarg, 0, 1024, &threads))
                 return 2;
             break;
         case 'b':
-            if (parse_count("--batch-tokens", optarg, 1, 1L << 24, &budget))
+            if (!vnp_cli_count("--batch-tokens", optarg, 1, 1L << 30, &budget))
                 return 2;
             break;
         case 'q': quiet = 1; break;

@@ -83,17 +83,6 @@ enum {
     OPT_RESUME
 };
 
-static int parse_count(const char *opt, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) {
-        vnp_cli_error("%s must be a whole number from %ld to %ld, got '%s'", opt, lo, hi, s);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
 
 /* "<dir of input>/<stem>_merged", the original tool's output folder. */
 static char *default_outdir(const char *input)
@@ -174,17 +163,17 @@ int vnp_cmd_predict(int argc, char **argv)
             }
             break;
         case 't':
-            if (!parse_count("-t/--threads", optarg, 0, 4096, &v))
+            if (!vnp_cli_count("-t/--threads", optarg, 0, 1024, &v))
                 return 2;
             o.threads = (int)v;
             break;
         case OPT_BATCH_TOKENS:
-            if (!parse_count("--batch-tokens", optarg, 1, 1L << 30, &v))
+            if (!vnp_cli_count("--batch-tokens", optarg, 1, 1L << 30, &v))
                 return 2;
             o.batch_tokens = (size_t)v;
             break;
         case OPT_WINDOW:
-            if (!parse_count("--window", optarg, 1, 1L << 24, &v))
+            if (!vnp_cli_count("--window", optarg, 1, 1L << 24, &v))
                 return 2;
             o.window_orfs = (size_t)v;
             break;

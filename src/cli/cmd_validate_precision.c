@@ -351,20 +351,13 @@ int vnp_cmd_validate_precision(int argc, char **argv)
             break;
         }
         case OPT_BATCH:
-        case OPT_LIMIT: {
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < (ch == OPT_BATCH ? 16 : 1) || v > 100000000) {
-                vnp_cli_error("%s must be a whole number from %d to 100000000, got '%s'",
-                              ch == OPT_BATCH ? "--batch-tokens" : "--limit",
-                              ch == OPT_BATCH ? 16 : 1, optarg);
+            if (!vnp_cli_count("--batch-tokens", optarg, 16, 1L << 30, &budget))
                 return 2;
-            }
-            if (ch == OPT_BATCH)
-                budget = v;
-            else
-                limit = v;
             break;
-        }
+        case OPT_LIMIT:
+            if (!vnp_cli_count("--limit", optarg, 1, 100000000, &limit))
+                return 2;
+            break;
         case 'h': vp_usage(stdout); return 0;
         default: vp_usage(stderr); return 2;
         }

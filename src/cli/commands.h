@@ -21,5 +21,7 @@ void vnp_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Checks a --device list as the options are parsed (so a bad one is a usage error,
  * exit 2, before any model loads); 0 after printing the error. */
 int vnp_cli_device_ok(const char *list);
+/* A whole-number option in [lo, hi] into *out; 0 after printing the error. */
+int vnp_cli_count(const char *opt, const char *s, long lo, long hi, long *out);
 
 #endif

@@ -1,6 +1,8 @@
 /* virnucpro: command-line entry point and subcommand dispatch. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -78,5 +80,18 @@ int vnp_cli_device_ok(const char *list)
         return 0;
     }
     vnp_devices_free(&d);
+    return 1;
+}
+
+int vnp_cli_count(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || !*s || *end || v < lo || v > hi) {
+        vnp_cli_error("%s expects a whole number from %ld to %ld, got '%s'", opt, lo, hi, s);
+        return 0;
+    }
+    *out = v;
     return 1;
 }
