@@ -29,6 +29,7 @@ struct vnp_embedder {
     size_t rows_cap;
     slot_state slot[2];
     vnp_embedder *twin; /* FP32 copy for the NaN/Inf guard, loaded on first need */
+    int is_twin;        /* this is such a copy: its caller words the error */
 };
 
 static void free_slot(vnp_backend *be, slot_state *s)
@@ -210,13 +211,17 @@ static vnp_code recompute_fp32(vnp_embedder *e, vnp_embed_job *job, vnp_error *e
                              e->device);
             return rc;
         }
+        e->twin->is_twin = 1;
     }
     rc = vnp_embedder_submit(e->twin, 0, job, err);
     if (!rc)
         rc = vnp_embedder_finish(e->twin, 0, job, err);
     if (rc == VNP_ENUMERIC)
-        vnp_error_prefix(err, "recomputed in FP32 after NaN/Inf in %s, and still non-finite: ",
-                         vnp_backend_name(e->be));
+        vnp_fail(err, rc,
+                 "NaN/Inf in %s, and again after recomputing in FP32 on %s: the checkpoint or "
+                 "the input is not usable (look for NaN in the weights with 'virnucpro inspect "
+                 "-s')",
+                 vnp_backend_name(e->be), vnp_backend_name(e->twin->be));
     if (!rc)
         job->recomputed = 1;
     return rc;
@@ -236,7 +241,7 @@ vnp_code vnp_embedder_finish(vnp_embedder *e, int slot, vnp_embed_job *job, vnp_
     rc = vnp_backend_guard_code(word, vnp_backend_name(be), err);
     if (rc == VNP_ENUMERIC && be->prec != VNP_PREC_FP32)
         return recompute_fp32(e, job, err);
-    if (rc == VNP_ENUMERIC)
+    if (rc == VNP_ENUMERIC && !e->is_twin)
         vnp_error_prefix(err, "in FP32, so the checkpoint or the input is not usable (look for "
                          "NaN in the weights with 'virnucpro inspect -s'): ");
     if (rc)

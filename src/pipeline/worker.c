@@ -90,8 +90,7 @@ static vnp_code submit(vnp_worker *wk, vnp_ebatch *b, int slot, inflight *f, vnp
     f->slot = slot;
     if (wk->fail_at > 0 && wk->taken + 1 == wk->fail_at)
         return vnp_fail(err, VNP_EDEVICE,
-                        "batch %llu: injected device failure (VIRNUCPRO_DEBUG_FAIL_WORKER)",
-                        (unsigned long long)b->seq);
+                        "injected device failure (VIRNUCPRO_DEBUG_FAIL_WORKER)");
     wk->taken++;
     size_t n = b->count, width = (size_t)e->width;
     if (e->cfg.want_features &&
@@ -168,6 +167,10 @@ static void run(vnp_worker *wk)
             vnp_code rc = submit(wk, b, slot, &next, &err);
             slot ^= 1;
             if (rc) {
+                char ids[512];
+                batch_ids(b, ids, sizeof ids);
+                vnp_error_prefix(&err, "batch %llu (%zu items: %s): ", (unsigned long long)b->seq,
+                                 b->count, ids);
                 vnp_engine_retire(e, wk, cur.b, b, &err);
                 return;
             }
