@@ -110,11 +110,6 @@ vnp_code vnp_sha256_hex(const void *data, size_t n, char hex[65], vnp_error *err
     unsigned mdn = 0;
     if (EVP_Digest(data, n, md, &mdn, EVP_sha256(), NULL) != 1 || mdn != 32)
         return vnp_fail(err, VNP_EIO, "OpenSSL SHA-256 failed");
-    static const char digits[] = "0123456789abcdef";
-    for (unsigned i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = 0;
+    vnp_hex_lower(md, 32, hex);
     return VNP_OK;
 }

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "hub/hub_internal.h"
+#include "virnucpro/hub.h"
 
 int vnp_hub_is_hex(const char *s, size_t n)
 {
@@ -23,12 +24,12 @@ int vnp_hub_is_hex(const char *s, size_t n)
     return 1;
 }
 
-static void to_hex(const unsigned char *md, unsigned n, char *out)
+void vnp_hex_lower(const unsigned char *bytes, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < n; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[bytes[i] >> 4];
+        out[2 * i + 1] = hex[bytes[i] & 15];
     }
     out[2 * n] = 0;
 }
@@ -88,13 +89,13 @@ vnp_code vnp_hub_digest_file(const char *path, vnp_digest *d, int want_git_sha1,
         rc = vnp_fail(err, VNP_EIO, "OpenSSL SHA-256 failed for %s", path);
         goto done;
     }
-    to_hex(md, mdn, d->sha256);
+    vnp_hex_lower(md, mdn, d->sha256);
     if (s1) {
         if (EVP_DigestFinal_ex(s1, md, &mdn) != 1 || mdn != 20) {
             rc = vnp_fail(err, VNP_EIO, "OpenSSL SHA-1 failed for %s", path);
             goto done;
         }
-        to_hex(md, mdn, d->git_sha1);
+        vnp_hex_lower(md, mdn, d->git_sha1);
     }
     d->size = total;
 done:

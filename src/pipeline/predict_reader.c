@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pipeline/predict_internal.h"
+#include "virnucpro/hub.h"
 
 typedef struct reader_state {
     vnp_predict_ctx *c;
@@ -124,12 +125,7 @@ static vnp_code digest_now(reader_state *s, char hex[65])
     EVP_MD_CTX_free(copy);
     if (!ok)
         return vnp_fail(&s->err, VNP_EIO, "OpenSSL SHA-256 failed");
-    static const char digits[] = "0123456789abcdef";
-    for (unsigned i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = 0;
+    vnp_hex_lower(md, 32, hex);
     return VNP_OK;
 }
 
