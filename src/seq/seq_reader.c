@@ -229,6 +229,23 @@ static int src_fail(vnp_seq_reader *r, int kind, const char *detail)
     return -1;
 }
 
+/* One read(2) of up to cap bytes into buf (retried on EINTR); *n = 0 marks the end of
+ * the input. -1 with the failure recorded. */
+static int read_some(vnp_seq_reader *r, unsigned char *buf, size_t cap, size_t *n)
+{
+    for (;;) {
+        ssize_t k = read(r->fd, buf, cap);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return src_fail(r, E_READ, strerror(errno));
+        if (k == 0)
+            r->in_eof = 1;
+        *n = (size_t)k;
+        return 0;
+    }
+}
+
 /* The message of the pending input failure, located at the line being parsed. */
 static int src_report(vnp_seq_reader *r, vnp_error *err)
 {
@@ -271,17 +288,11 @@ static int in_fill(vnp_seq_reader *r)
         r->in_end -= r->in_pos;
         r->in_pos = 0;
     }
-    for (;;) {
-        ssize_t n = read(r->fd, r->in + r->in_end, IN_CHUNK - r->in_end);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return src_fail(r, E_READ, strerror(errno));
-        if (n == 0)
-            r->in_eof = 1;
-        r->in_end += (size_t)n;
-        return 0;
-    }
+    size_t n;
+    if (read_some(r, r->in + r->in_end, IN_CHUNK - r->in_end, &n))
+        return -1;
+    r->in_end += n;
+    return 0;
 }
 
 /* Buffers at least need bytes of input unless the input ends first. */
@@ -534,14 +545,10 @@ static int plain_read(vnp_seq_reader *r, unsigned char *out, size_t cap, size_t 
         *got = k;
     }
     while (*got < cap && !r->in_eof) {
-        ssize_t n = read(r->fd, out + *got, cap - *got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return src_fail(r, E_READ, strerror(errno));
-        if (n == 0)
-            r->in_eof = 1;
-        *got += (size_t)n;
+        size_t n;
+        if (read_some(r, out + *got, cap - *got, &n))
+            return -1;
+        *got += n;
     }
     return 0;
 }
