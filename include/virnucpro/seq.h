@@ -46,6 +46,12 @@ vnp_code vnp_seq_open(const char *path, vnp_seq_reader **out, vnp_error *err);
  * (predict, preprocess); off by default (embed reads protein FASTA). Call before the first
  * vnp_seq_read. vnp_preprocess turns it on itself. */
 void vnp_seq_set_nucleotide_only(vnp_seq_reader *r, int on);
+/* fd >= 0: while the reader waits for input (a pipe or terminal that has nothing yet), fd
+ * becoming readable (or hung up) ends the wait: the read fails with VNP_EINTERRUPTED,
+ * "FILE:LINE: reading stopped: the run is stopping", and later reads return it again. The
+ * reader never reads fd. For a run that must stop (a signal, every worker failed) while
+ * stdin stalls. -1 (the default): reads block as read(2) does. */
+void vnp_seq_set_stop_fd(vnp_seq_reader *r, int fd);
 /* 1 when seq[0..len) looks like protein rather than nucleotides: it has at least 20
  * letters other than X/x, and at least 10% of those are E F I J L O P Q or Z (either case),
  * the amino-acid codes that are not nucleotide codes. Nucleotide text (A C G T U, N, the

@@ -258,6 +258,8 @@ int vnp_cmd_embed(int argc, char **argv)
     int H = rc ? 0 : vnp_engine_width(eng);
     if (!rc)
         rc = vnp_seq_open(input, &rd, &err);
+    if (!rc)
+        vnp_seq_set_stop_fd(rd, vnp_engine_stop_fd(eng)); /* a failed run wakes a stalled stdin */
     if (!rc) {
         const char *meta[] = {"model", esm ? "ESM-2" : "DNABERT-S", "checkpoint", model,
                               "pooling",

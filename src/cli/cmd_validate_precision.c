@@ -85,8 +85,10 @@ static void *vp_read(void *arg)
     vnp_record rec;
     int got = 0;
     vnp_code rc = vnp_seq_open(r->input, &rd, &r->err);
-    if (!rc)
+    if (!rc) {
         vnp_seq_set_nucleotide_only(rd, 1);
+        vnp_seq_set_stop_fd(rd, vnp_engine_stop_fd(r->eng)); /* a failed run wakes stdin */
+    }
     int stopped = 0; /* the engine is stopping: its error is already set */
     while (!rc && !stopped && (!r->limit || total < r->limit) && !vnp_engine_failed(r->eng) &&
            (got = vnp_seq_read(rd, &rec, &r->err)) == 1) {

@@ -1,8 +1,10 @@
 /* The engine's shared state: the batch queue, the reorder of windows, workers
  * retiring, the first error (see engine.h). Everything here runs under e->mu. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pipeline/engine_internal.h"
 
@@ -21,6 +23,11 @@ static void stop_locked(vnp_engine *e, const vnp_error *err)
         e->rc = err->code ? err->code : VNP_EIO;
         e->err = *err;
     }
+    if (!e->stopping && e->stop_pipe[1] >= 0) {
+        char b = 1;
+        ssize_t w = write(e->stop_pipe[1], &b, 1); /* one byte, into an empty pipe */
+        (void)w;
+    }
     e->stopping = 1;
     pthread_cond_broadcast(&e->work);
     pthread_cond_broadcast(&e->done);
@@ -34,6 +41,8 @@ void vnp_engine_fail(vnp_engine *e, const vnp_error *err)
     stop_locked(e, err);
     pthread_mutex_unlock(&e->mu);
 }
+
+int vnp_engine_stop_fd(const vnp_engine *e) { return e->stop_pipe[0]; }
 
 int vnp_engine_failed(vnp_engine *e)
 {
@@ -113,6 +122,12 @@ vnp_code vnp_engine_start(const vnp_engine_config *cfg, vnp_engine **out, vnp_er
     pthread_cond_init(&e->done, NULL);
     pthread_cond_init(&e->room, NULL);
     pthread_cond_init(&e->ready, NULL);
+    if (pipe(e->stop_pipe) != 0) {
+        e->stop_pipe[0] = e->stop_pipe[1] = -1;
+    } else {
+        fcntl(e->stop_pipe[0], F_SETFD, FD_CLOEXEC);
+        fcntl(e->stop_pipe[1], F_SETFD, FD_CLOEXEC);
+    }
     e->workers = calloc((size_t)e->nworkers, sizeof *e->workers);
     if (!e->workers) {
         vnp_engine_free(e);
@@ -217,6 +232,9 @@ void vnp_engine_free(vnp_engine *e)
     pthread_cond_destroy(&e->done);
     pthread_cond_destroy(&e->room);
     pthread_cond_destroy(&e->ready);
+    for (int i = 0; i < 2; i++)
+        if (e->stop_pipe[i] >= 0)
+            close(e->stop_pipe[i]);
     free(e);
 }
 

@@ -58,6 +58,10 @@ void vnp_engine_release(vnp_engine *e, vnp_window *w);
 /* Stops every stage; the first error is kept. */
 void vnp_engine_fail(vnp_engine *e, const vnp_error *err);
 int vnp_engine_failed(vnp_engine *e);
+/* A descriptor that becomes readable once the run is stopping (an error, a signal, every
+ * worker retired), for a producer blocked on its input to poll (vnp_seq_set_stop_fd); -1
+ * when no pipe could be made (the producer then blocks as before). Never read it. */
+int vnp_engine_stop_fd(const vnp_engine *e);
 /* The first error (VNP_OK when none). */
 vnp_code vnp_engine_error(vnp_engine *e, vnp_error *err);
 

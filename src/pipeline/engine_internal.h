@@ -56,6 +56,8 @@ struct vnp_engine {
     size_t max_windows;
     uint64_t seq_windows, seq_batches;
     int closed, stopping;
+    int stop_pipe[2]; /* a byte is written to [1] when stopping is first set; [0] is what
+                         a reader blocked on its input polls (vnp_engine_stop_fd) */
     int loaded, live; /* workers done loading / not retired */
     vnp_code rc;
     vnp_error err;

@@ -450,6 +450,8 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
     if ((rc = vnp_seq_open(o->input, &c->reader, err)))
         return rc;
     vnp_seq_set_nucleotide_only(c->reader, 1); /* a protein FASTA is refused, not scored */
+    /* a stop (signal, every worker failed) wakes a reader waiting on a stalled stdin */
+    vnp_seq_set_stop_fd(c->reader, vnp_engine_stop_fd(c->eng));
     if (o->keep_intermediate) {
         char stem[1024];
         if ((rc = vnp_preprocess_stem(o->input, stem, sizeof stem, err)) ||

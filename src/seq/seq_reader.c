@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lzma.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +29,10 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#define READ_CHUNK (1u << 20) /* decoded text per fill */
-#define IN_CHUNK (1u << 18)   /* compressed input per read */
+/* 64 KiB buffers, as kseq's 16 KiB ones: large enough that a read costs nothing beside the
+ * parse, small enough that an open does not map (and fault in) megabytes. */
+#define READ_CHUNK (1u << 16) /* decoded text per fill */
+#define IN_CHUNK (1u << 16)   /* compressed input per read */
 #define MAGIC_MAX 6
 /* The most memory an xz stream may ask for (xz -9 needs 65 MiB to decompress). */
 #define XZ_MEMLIMIT (1ull << 30)
@@ -42,13 +45,14 @@ static const char *const k_zname[] = {"", "plain", "gzip", "bzip2", "xz", "zstd"
 static const char *const k_zlib[] = {"", "", "zlib", "libbz2", "liblzma", "libzstd"};
 
 /* Input-side failures, turned into a message when the parser reaches them. */
-enum { E_NONE = 0, E_READ, E_NOMEM, E_TRUNC, E_CORRUPT, E_TRAILING, E_LIMIT };
+enum { E_NONE = 0, E_READ, E_NOMEM, E_TRUNC, E_CORRUPT, E_TRAILING, E_LIMIT, E_STOPPED };
 
 /* Byte classes of sequence and quality lines. */
 enum { C_KEEP = 0, C_SPACE = 1, C_BAD = 2 };
 
 struct vnp_seq_reader {
     int fd;
+    int stop_fd; /* readable = stop waiting for input (vnp_seq_set_stop_fd); -1: none */
     char *name;
 
     /* compressed side */
@@ -163,6 +167,7 @@ vnp_code vnp_seq_open(const char *path, vnp_seq_reader **out, vnp_error *err)
     vnp_seq_reader *r = calloc(1, sizeof *r);
     if (r) {
         r->fd = fd;
+        r->stop_fd = -1;
         r->name = strdup(name);
         r->buf = malloc(READ_CHUNK);
         r->in = malloc(IN_CHUNK);
@@ -212,6 +217,7 @@ void vnp_seq_close(vnp_seq_reader *r)
 }
 
 void vnp_seq_set_nucleotide_only(vnp_seq_reader *r, int on) { r->nucleotide_only = on != 0; }
+void vnp_seq_set_stop_fd(vnp_seq_reader *r, int fd) { r->stop_fd = fd; }
 size_t vnp_seq_records(const vnp_seq_reader *r) { return r->records; }
 size_t vnp_seq_skipped(const vnp_seq_reader *r) { return r->skipped; }
 /* Bytes read into the buffer minus those not parsed yet: the position of the parser, not
@@ -234,6 +240,17 @@ static int src_fail(vnp_seq_reader *r, int kind, const char *detail)
 static int read_some(vnp_seq_reader *r, unsigned char *buf, size_t cap, size_t *n)
 {
     for (;;) {
+        if (r->stop_fd >= 0) {
+            /* Wait for input or for the stop; a regular file is always readable. */
+            struct pollfd p[2] = {{.fd = r->fd, .events = POLLIN}, {.fd = r->stop_fd, .events = POLLIN}};
+            int k = poll(p, 2, -1);
+            if (k < 0 && errno != EINTR)
+                return src_fail(r, E_READ, strerror(errno));
+            if (k > 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+                return src_fail(r, E_STOPPED, NULL);
+            if (k <= 0)
+                continue;
+        }
         ssize_t k = read(r->fd, buf, cap);
         if (k < 0 && errno == EINTR)
             continue;
@@ -254,6 +271,9 @@ static int src_report(vnp_seq_reader *r, vnp_error *err)
     switch (r->ekind) {
     case E_READ:
         return -(int)vnp_fail(err, VNP_EIO, "%s:%zu: read error: %s", r->name, line, r->edetail);
+    case E_STOPPED:
+        return -(int)vnp_fail(err, VNP_EINTERRUPTED,
+                              "%s:%zu: reading stopped: the run is stopping", r->name, line);
     case E_NOMEM:
         return -(int)vnp_fail(err, VNP_ENOMEM, "%s:%zu: out of memory decompressing the %s input",
                               r->name, line, f);
@@ -479,7 +499,10 @@ static int dec_read(vnp_seq_reader *r, unsigned char *out, size_t cap, size_t *g
     int stalled = 0;
     while (*got < cap) {
         if (!r->in_stream) {
-            /* At the start or between streams: the next one, zero padding, or the end. */
+            /* At the start or between streams: the next one, zero padding, or the end.
+             * Text already decoded goes out before a read that may wait (a pipe). */
+            if (*got && r->in_end - r->in_pos < MAGIC_MAX && !r->in_eof)
+                return 0;
             if (in_want(r, MAGIC_MAX) < 0)
                 return -1;
             size_t avail = r->in_end - r->in_pos;
@@ -507,8 +530,12 @@ static int dec_read(vnp_seq_reader *r, unsigned char *out, size_t cap, size_t *g
                 return src_fail(r, E_TRAILING, d);
             }
         }
-        if (r->in_pos == r->in_end && !r->in_eof && in_fill(r) < 0)
-            return -1;
+        if (r->in_pos == r->in_end && !r->in_eof) {
+            if (*got)
+                return 0; /* hand out what is decoded before waiting for more input */
+            if (in_fill(r) < 0)
+                return -1;
+        }
         size_t made = 0, used = 0;
         int st = dec_step(r, out + *got, cap - *got, &made, &used);
         *got += made;
@@ -534,7 +561,7 @@ static int dec_read(vnp_seq_reader *r, unsigned char *out, size_t cap, size_t *g
     return 0;
 }
 
-/* Plain input: what the format check buffered, then reads straight into out. */
+/* Plain input: what the format check buffered, else one read straight into out. */
 static int plain_read(vnp_seq_reader *r, unsigned char *out, size_t cap, size_t *got)
 {
     size_t k = r->in_end - r->in_pos;
@@ -544,7 +571,9 @@ static int plain_read(vnp_seq_reader *r, unsigned char *out, size_t cap, size_t 
         r->in_pos += k;
         *got = k;
     }
-    while (*got < cap && !r->in_eof) {
+    /* One read when nothing is buffered: what a pipe has now is parsed at once, not held
+     * until the buffer is full (a stalled or slow producer). */
+    while (*got == 0 && !r->in_eof) {
         size_t n;
         if (read_some(r, out + *got, cap - *got, &n))
             return -1;

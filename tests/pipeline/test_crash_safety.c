@@ -17,7 +17,10 @@
  *  5. SIGTERM, SIGINT, SIGHUP mid-run stop it within 2 s with exit 128+N and a message
  *     saying --resume, whose counts are the journal's; --resume gives the same files.
  *     A SIGTERM just as the run ends does not crash it;
- *  6. --resume on a finished run: exit 0, the files untouched (bytes, inode, mtime).
+ *  6. --resume on a finished run: exit 0, the files untouched (bytes, inode, mtime);
+ *  7. a stalled input (a named pipe never closed): SIGTERM, or every worker failing, stops
+ *     the run waiting on its input (exit 143 within 2 s / exit 1), and --resume with the
+ *     input through the same pipe gives the same files.
  *
  * Every run is `-l 500 --device cpu -t 1 --window 3 --batch-tokens 300`: windows of
  * about three frames, so the golden input (21 records) has 13 windows, some cutting a
@@ -1303,6 +1306,196 @@ static void test_sighup(void **state)
     stop_by_signal(SIGHUP, "SIGHUP");
 }
 
+/* ---- 7. a stalled input ---- */
+
+/* A named pipe beside DIR, made afresh: "DIR.fifo". */
+static const char *make_fifo(const char *dir)
+{
+    static char path[4200];
+    snprintf(path, sizeof path, "%s.fifo", dir);
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    return path;
+}
+
+/* Opens the FIFO for writing once the run has opened it for reading (O_NONBLOCK: ENXIO
+ * until then); -1 if the run ended first. */
+static int open_fifo_writer(const char *fifo, pid_t pid)
+{
+    for (;;) {
+        int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0) {
+            fcntl(fd, F_SETFL, 0); /* blocking writes from here on */
+            return fd;
+        }
+        if (errno != ENXIO || waitpid(pid, NULL, WNOHANG) != 0)
+            return -1;
+        sleep_s(0.001);
+    }
+}
+
+/* Writes the golden input into the FIFO (it fits the pipe buffer: no reader needed). */
+static void write_golden(int fd)
+{
+    size_t n;
+    char *t = slurp(golden.path, &n);
+    assert_non_null(t);
+    assert_true(n < 65536);
+    assert_int_equal(write(fd, t, n), (ssize_t)n);
+    free(t);
+}
+
+/* Starts predict on a named pipe that gets the golden input but is never closed, as a
+ * stalled upstream (a network mount, a producer that hangs) leaves it; returns the
+ * pipe's write end in *wfd. The run computes what it can, then waits on its input. */
+static pid_t spawn_stalled(const char *dir, const char *fifo, const char *const *env,
+                           const char *errpath, int *wfd)
+{
+    pid_t pid = spawn_predict(dir, fifo, NULL, NULL, 0, env, errpath);
+    *wfd = open_fifo_writer(fifo, pid);
+    if (*wfd < 0)
+        fail_msg("the run on %s ended before opening it: %s", fifo, slurp(errpath, NULL));
+    write_golden(*wfd);
+    return pid;
+}
+
+/* Waits until the journal's record count has stayed the same for `quiet` seconds (the run
+ * has done all it can with the input so far and waits for more); 0 if the run ended. */
+static int wait_stalled(pid_t pid, const char *dir, double quiet)
+{
+    double t0 = now_s(), since = now_s();
+    long last = -1;
+    for (;;) {
+        long r = exists(in_dir(dir, "predict.journal")) ? journal_value(dir, "records") : -1;
+        if (r != last) {
+            last = r;
+            since = now_s();
+        } else if (r >= 1 && now_s() - since >= quiet) {
+            return 1;
+        }
+        if (waitpid(pid, NULL, WNOHANG) != 0 || now_s() - t0 > RUN_LIMIT_S)
+            return 0;
+        sleep_s(0.01);
+    }
+}
+
+/* Waits up to limit seconds for a run: as wait_run, TIMED_OUT (killed) past the limit. */
+static int wait_run_within(pid_t pid, double limit)
+{
+    double t0 = now_s();
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (now_s() - t0 > limit) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return TIMED_OUT;
+        }
+        sleep_s(0.002);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? -WTERMSIG(st) : -3000;
+}
+
+/* --resume with the whole golden input through the same FIFO (closed this time): the
+ * reference's bytes. */
+static void resume_from_fifo(const char *dir, const char *fifo, const char *when)
+{
+    char errpath[4200];
+    snprintf(errpath, sizeof errpath, "%s.resume.err", dir);
+    pid_t pid = spawn_predict(dir, fifo, NULL, NULL, 1, NULL, errpath);
+    int fd = open_fifo_writer(fifo, pid);
+    if (fd >= 0) {
+        write_golden(fd);
+        close(fd);
+    }
+    int r = wait_run(pid);
+    char *err = slurp(errpath, NULL);
+    if (r != 0 || strstr(err, "starting from the beginning"))
+        fail_msg("%s: --resume on the FIFO: %s, stderr:\n%s", when, outcome(r), err);
+    free(err);
+    if (check_complete(&golden, dir, when))
+        fail_msg("%s", why);
+}
+
+/* SIGTERM while the reader waits on a stalled input (a FIFO): the stop wakes it (before, the run
+ * hung in read(2) until the pipe was closed); exit 143 within 2 s, resumable. */
+static void test_signal_stalled_input(void **state)
+{
+    (void)state;
+    prepare();
+    const char *dir = tmp_path("stalled_signal");
+    char errpath[4200];
+    snprintf(errpath, sizeof errpath, "%s.err", dir);
+    remove_tree(dir);
+    const char *fifo = make_fifo(dir);
+    int wfd;
+    pid_t pid = spawn_stalled(dir, fifo, NULL, errpath, &wfd);
+    if (!wait_stalled(pid, dir, 1.0))
+        fail_msg("the run on a stalled input ended (or never checkpointed): %s",
+                 slurp(errpath, NULL));
+    long done = journal_value(dir, "records");
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    double ts = now_s();
+    int r = wait_run_within(pid, 30);
+    double dt = now_s() - ts;
+    close(wfd);
+    char *err = slurp(errpath, NULL);
+    if (r != 128 + SIGTERM || dt > 2.0)
+        fail_msg("SIGTERM on a run waiting for its input: %s after %.2f s (want exit 143 within "
+                 "2 s); stderr:\n%s",
+                 outcome(r), dt, err);
+    if (!strstr(err, "interrupted by SIGTERM: ") ||
+        !strstr(err, "run the same command with --resume"))
+        fail_msg("want the interruption message and the --resume advice in:\n%s", err);
+    free(err);
+    print_message("stalled input: %ld of %d records done, SIGTERM -> exit %d in %.3f s\n",
+                  done, golden.records, r, dt);
+    assert_true(done >= 1 && done < golden.records);
+    assert_int_equal(dir_state(dir), ST_RUNNING);
+    assert_int_equal(finals_in_place(dir), 0);
+    resume_from_fifo(dir, fifo, "SIGTERM on a stalled input");
+}
+
+/* Every worker failing while the reader waits on a stalled input (a FIFO): the run stops with the
+ * workers' error (before, it hung until the pipe was closed). */
+static void test_workers_fail_stalled_input(void **state)
+{
+    (void)state;
+    prepare();
+    const char *dir = tmp_path("stalled_fail");
+    char errpath[4200];
+    snprintf(errpath, sizeof errpath, "%s.err", dir);
+    remove_tree(dir);
+    /* the only worker fails at its 6th batch: after the first checkpoints, before the
+     * input in the pipe is used up */
+    const char *env[] = {"VIRNUCPRO_DEBUG_FAIL_WORKER=0:6", NULL};
+    const char *fifo = make_fifo(dir);
+    int wfd;
+    double t0 = now_s();
+    pid_t pid = spawn_stalled(dir, fifo, env, errpath, &wfd);
+    int r = wait_run_within(pid, 60);
+    double dt = now_s() - t0;
+    close(wfd);
+    char *err = slurp(errpath, NULL);
+    if (r != 1)
+        fail_msg("every worker failed while the input stalled: %s after %.1f s (want exit 1; "
+                 "the pipe stays open); stderr:\n%s",
+                 outcome(r), dt, err);
+    if (!strstr(err, "virnucpro: error: every worker has failed") ||
+        !strstr(err, "injected device failure") || strstr(err, "reading stopped"))
+        fail_msg("want the workers' error (not the reader's) in:\n%s", err);
+    free(err);
+    assert_int_equal(finals_in_place(dir), 0);
+    long done = journal_value(dir, "records");
+    print_message("stalled input: every worker failed after %ld of %d records, exit %d after "
+                  "%.2f s\n",
+                  done, golden.records, r, dt);
+    assert_true(done >= 1 && done < golden.records);
+    resume_from_fifo(dir, fifo, "every worker failed on a stalled input");
+}
+
 /* A signal just as the run ends (its last file renamed into place): the run has
  * completed, whatever the exit; the process does not crash. OPENBLAS_NUM_THREADS=1:
  * no OpenBLAS pool thread (created before predict blocks the signals) to take the
@@ -1402,6 +1595,8 @@ int main(void)
         cmocka_unit_test(test_sigint),
         cmocka_unit_test(test_sighup),
         cmocka_unit_test(test_signal_at_end),
+        cmocka_unit_test(test_signal_stalled_input),
+        cmocka_unit_test(test_workers_fail_stalled_input),
     };
     if (getenv("VNP_CRASH_ONLY")) /* e.g. VNP_CRASH_ONLY='test_sig*' */
         cmocka_set_test_filter(getenv("VNP_CRASH_ONLY"));

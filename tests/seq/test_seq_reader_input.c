@@ -193,6 +193,61 @@ static void test_small_compressed_fastq_stdin(void **state)
     }
 }
 
+/* A pipe whose producer stalls (nothing more, not closed), in each format: the records
+ * complete in what has arrived come out at once (not after the buffer fills), and a
+ * readable stop descriptor ends the wait with VNP_EINTERRUPTED; without a stop, closing
+ * the pipe gives the last record. alarm(): a reader that waits instead fails the test. */
+static void test_stalled_pipe(void **state)
+{
+    (void)state;
+    static const char fa[] = ">r1 d\nACGT\nAC\n>r2\nGG\n";
+    for (int fmt = 0; fmt < TZ_COUNT; fmt++) {
+        for (int stop = 0; stop < 2; stop++) {
+            size_t zn;
+            unsigned char *z = tz_compress(fmt, fa, sizeof fa - 1, 1, &zn);
+            int p[2], s[2];
+            assert_int_equal(pipe(p), 0);
+            assert_int_equal(pipe(s), 0);
+            assert_int_equal(write(p[1], z, zn), (ssize_t)zn);
+            free(z);
+            char path[64];
+            snprintf(path, sizeof path, "/dev/fd/%d", p[0]);
+            vnp_seq_reader *r = NULL;
+            vnp_error err;
+            assert_int_equal(vnp_seq_open(path, &r, &err), VNP_OK);
+            vnp_seq_set_stop_fd(r, s[0]);
+            alarm(20);
+            vnp_record rec;
+            assert_int_equal(vnp_seq_read(r, &rec, &err), 1);
+            assert_string_equal(rec.id, "r1");
+            assert_string_equal(rec.seq, "ACGTAC");
+            if (stop) {
+                assert_int_equal(write(s[1], "x", 1), 1);
+                int got = vnp_seq_read(r, &rec, &err);
+                if (got != -(int)VNP_EINTERRUPTED || !strstr(err.msg, "reading stopped"))
+                    fail_msg("%s: a stop while waiting: got %d (%s), want -VNP_EINTERRUPTED",
+                             tz_name[fmt], got, got < 0 ? err.msg : "a record");
+                /* and again: the failure stays */
+                assert_int_equal(vnp_seq_read(r, &rec, &err), -(int)VNP_EINTERRUPTED);
+            } else {
+                close(p[1]);
+                p[1] = -1;
+                assert_int_equal(vnp_seq_read(r, &rec, &err), 1);
+                assert_string_equal(rec.id, "r2");
+                assert_string_equal(rec.seq, "GG");
+                assert_int_equal(vnp_seq_read(r, &rec, &err), 0);
+            }
+            alarm(0);
+            vnp_seq_close(r);
+            close(p[0]);
+            if (p[1] >= 0)
+                close(p[1]);
+            close(s[0]);
+            close(s[1]);
+        }
+    }
+}
+
 /* The compression as detected, and progress in file bytes, for each format. */
 static void test_compression_and_file_bytes(void **state)
 {
@@ -614,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_break_across_fills),
         cmocka_unit_test(test_compressions_identical),
         cmocka_unit_test(test_small_compressed_fastq_stdin),
+        cmocka_unit_test(test_stalled_pipe),
         cmocka_unit_test(test_compression_and_file_bytes),
         cmocka_unit_test(test_padding_and_empty_streams),
         cmocka_unit_test(test_every_truncation),
