@@ -192,6 +192,8 @@ typedef struct vnp_predict_options {
                              * are installed while predict runs; ignored signals stay so) */
     size_t sort_memory;     /* bytes of chunk IDs held before sorted runs spill to disk
                              * (prediction_results_highestscore.csv); 0 = 16 MiB */
+    unsigned shard_index;   /* --shard I/N: only records whose 0-based index modulo N is */
+    unsigned shard_count;   /* I - 1; also writes shard.txt for vnp_merge (0/0: no shard) */
 } vnp_predict_options;
 
 /* Defaults: device "auto", FP16 (used on CUDA; the CPU computes in FP32),
@@ -221,6 +223,9 @@ typedef struct vnp_predict_stats {
 #define VNP_PREDICT_SEQUENCES "sequences.tsv"
 #define VNP_PREDICT_FEATURES "merged_features.safetensors"
 
+/* Parses --shard "I/N" (1 <= I <= N <= 1000000); VNP_EINVAL with a usage message. */
+vnp_code vnp_shard_parse(const char *spec, unsigned *index, unsigned *count, vnp_error *err);
+
 /* Loads and checks every model (classifier input = DNABERT-S hidden + ESM-2
  * hidden) before the input is opened, then streams the input to the outputs.
  * While it runs, out_dir/predict.journal records after each completed record
@@ -234,6 +239,17 @@ typedef struct vnp_predict_stats {
  * makes the writer fail after N windows (to test resuming);
  * VIRNUCPRO_DEBUG_FAIL_WORKER=W:B[,...] makes worker W fail at its B-th batch. */
 vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp_error *err);
+
+/* ---- merge: shards of one run -> the files of a single run ---- */
+
+/* Combines the output directories of `predict --shard I/N` (every I of one N, any order)
+ * into out_dir: the files a single run over the whole input writes, byte for byte
+ * (rows back in input order, the highest-score file sorted as one run sorts it).
+ * Refuses, naming the directories and what differs, shards of different runs (input
+ * records and their SHA-256, models, -l, device kind and precision, version, N), a
+ * shard given twice or missing, an unfinished shard, and files it cannot combine. The
+ * files appear in out_dir only when all are complete (".part" names, then renames). */
+vnp_code vnp_merge(const char *out_dir, const char *const *dirs, size_t ndirs, vnp_error *err);
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,8 @@ static void predict_usage(FILE *f)
     fputs(
         "Usage: virnucpro predict [-l 300|500] [-o DIR] [--esm DIR] [--dnabert DIR]\n"
         "                         [--classifier FILE] [--device LIST] [-t N]\n"
-        "                         [--batch-tokens N] [--keep-intermediate] [--embeddings] INPUT\n"
+        "                         [--batch-tokens N] [--keep-intermediate] [--embeddings]\n"
+        "                         [--shard I/N] [--resume] INPUT\n"
         "\n"
         "Cuts every sequence of INPUT into chunks of the given length, translates each chunk\n"
         "in six frames, embeds every stop-free frame with DNABERT-S (DNA) and ESM-2 (protein)\n"
@@ -59,6 +60,11 @@ static void predict_usage(FILE *f)
         "                        rows of finished records are kept, the rest is computed\n"
         "                        (DIR/predict.journal tracks them; not with stdin,\n"
         "                        --embeddings or --keep-intermediate)\n"
+        "      --shard I/N       only records whose 0-based index modulo N is I-1 (one job of N\n"
+        "                        over the same input, e.g. a Slurm array task); the input is\n"
+        "                        still read once from start to end. Adds DIR/shard.txt;\n"
+        "                        'virnucpro merge' combines the N directories into the files\n"
+        "                        of one run\n"
         "      --progress, --no-progress  progress line on stderr (default: on a terminal)\n"
         "  -q, --quiet           no summary line and no model-download notes\n"
         "  -h, --help            this help\n"
@@ -80,7 +86,8 @@ enum {
     OPT_PROGRESS,
     OPT_NO_PROGRESS,
     OPT_WINDOW,
-    OPT_RESUME
+    OPT_RESUME,
+    OPT_SHARD
 };
 
 
@@ -118,6 +125,7 @@ int vnp_cmd_predict(int argc, char **argv)
         {"keep-intermediate", no_argument, NULL, OPT_KEEP},
         {"embeddings", no_argument, NULL, OPT_EMBEDDINGS},
         {"resume", no_argument, NULL, OPT_RESUME},
+        {"shard", required_argument, NULL, OPT_SHARD},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"quiet", no_argument, NULL, 'q'},
@@ -180,6 +188,14 @@ int vnp_cmd_predict(int argc, char **argv)
         case OPT_KEEP: o.keep_intermediate = 1; break;
         case OPT_EMBEDDINGS: o.embeddings = 1; break;
         case OPT_RESUME: o.resume = 1; break;
+        case OPT_SHARD: {
+            vnp_error e;
+            if (vnp_shard_parse(optarg, &o.shard_index, &o.shard_count, &e) != VNP_OK) {
+                vnp_cli_error("%s", e.msg);
+                return 2;
+            }
+            break;
+        }
         case OPT_PROGRESS: o.progress = 1; break;
         case OPT_NO_PROGRESS: o.progress = 0; break;
         case 'q': quiet = 1; break;

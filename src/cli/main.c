@@ -22,6 +22,8 @@ static const vnp_command commands[] = {
      vnp_cmd_embed},
     {"predict", "score every chunk of every sequence: viral or not (VirNucPro's outputs)",
      vnp_cmd_predict},
+    {"merge", "combine the outputs of predict --shard I/N runs into one run's files",
+     vnp_cmd_merge},
     {"inspect", "list the tensors and attributes of a checkpoint (never runs its code)",
      vnp_cmd_inspect},
     {"validate-precision", "GPU FP16/BF16 embeddings against FP32, per model and length stratum",

@@ -117,8 +117,6 @@ static const char *prec_name(vnp_precision p)
 vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_error *err)
 {
     memset(j, 0, sizeof *j);
-    if (!strcmp(o->input, "-"))
-        return vnp_fail(err, VNP_EUNSUPPORTED, "a run reading stdin cannot be resumed");
     char len[16], esm[65], dna[65], cls[65];
     snprintf(len, sizeof len, "%d", o->chunk_len);
     vnp_code rc;
@@ -142,10 +140,16 @@ vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_
         (rc = add_ident(j, "esm", esm, err)) || (rc = add_ident(j, "dnabert", dna, err)) ||
         (rc = add_ident(j, "classifier", cls, err)))
         return rc;
+    if (o->shard_count > 0) { /* a shard's rows must never mix with another shard's */
+        char shard[32];
+        snprintf(shard, sizeof shard, "%u/%u", o->shard_index, o->shard_count);
+        if ((rc = add_ident(j, "shard", shard, err)))
+            return rc;
+    }
     return VNP_OK;
 }
 
-static const char *ident_what(const char *key)
+const char *vnp_journal_ident_what(const char *key)
 {
     if (!strcmp(key, "esm"))
         return "the ESM-2 model's files (SHA-256)";
@@ -159,7 +163,11 @@ static const char *ident_what(const char *key)
         return "the chunk length (-l)";
     if (!strcmp(key, "compute"))
         return "the kind of device or the precision (CPU/GPU, FP16/BF16/FP32)";
-    return "the virnucpro version";
+    if (!strcmp(key, "shard"))
+        return "the shard (--shard I/N)";
+    if (!strcmp(key, "version"))
+        return "the virnucpro version";
+    return key;
 }
 
 vnp_code vnp_journal_same_run(const vnp_journal *old, const vnp_journal *now, const char *path,
@@ -175,7 +183,19 @@ vnp_code vnp_journal_same_run(const vnp_journal *old, const vnp_journal *now, co
                             "cannot resume: %s changed since the interrupted run (%s: was %s, "
                             "now %s); its rows would mix with new ones. Run without --resume "
                             "to start over",
-                            ident_what(a->key), path, b ? b->value : "(not recorded)", a->value);
+                            vnp_journal_ident_what(a->key), path,
+                            b ? b->value : "(not recorded)", a->value);
+    }
+    for (int k = 0; k < old->nident; k++) { /* and nothing the old run had is gone */
+        int found = 0;
+        for (int i = 0; i < now->nident && !found; i++)
+            found = !strcmp(old->ident[k].key, now->ident[i].key);
+        if (!found)
+            return vnp_fail(err, VNP_EINVAL,
+                            "cannot resume: %s changed since the interrupted run (%s: was %s, "
+                            "now none); its rows would mix with new ones. Run without --resume "
+                            "to start over",
+                            vnp_journal_ident_what(old->ident[k].key), path, old->ident[k].value);
     }
     return VNP_OK;
 }

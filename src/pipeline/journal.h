@@ -16,7 +16,7 @@
 #include "virnucpro/pipeline.h"
 
 #define VNP_PREDICT_JOURNAL "predict.journal"
-#define VNP_JOURNAL_IDENT_MAX 8
+#define VNP_JOURNAL_IDENT_MAX 16
 
 /* One "key value" line of the run's identity, e.g. {"esm", "<sha256>"}. */
 typedef struct vnp_journal_ident {
@@ -37,13 +37,16 @@ typedef struct vnp_journal {
     char input_sha256[65];    /* SHA-256 of the records read: records (+1 when partial) */
 } vnp_journal;
 
-/* What this run is: input path, -l, precision, tool version, and the SHA-256 of each
- * model's files (cached by path, size, mtime, inode: see vnp_file_sha256_cached). */
+/* What this run is: input path ("-" for stdin: such a run is not resumable, but a
+ * shard of it is still merged by this identity), -l, precision, tool version, the
+ * shard (--shard I/N) and the SHA-256 of each model's files (cached by path, size, mtime, inode: see vnp_file_sha256_cached). */
 vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_error *err);
-/* VNP_OK when `old` was written by the same run as `now`; else VNP_EINVAL naming what
- * differs ("the ESM-2 model ... changed"). */
+/* VNP_OK when `old` was written by the same run as `now` (the same identity keys with
+ * the same values); else VNP_EINVAL naming what differs ("the ESM-2 model ... changed"). */
 vnp_code vnp_journal_same_run(const vnp_journal *old, const vnp_journal *now, const char *path,
                               vnp_error *err);
+/* What an identity key stands for in messages ("the chunk length (-l)"). */
+const char *vnp_journal_ident_what(const char *key);
 /* Writes path atomically (temporary file + rename). */
 vnp_code vnp_journal_write(const char *path, const vnp_journal *j, vnp_error *err);
 /* Parses a journal from f (path names it in messages); VNP_EFORMAT when damaged. */

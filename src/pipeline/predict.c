@@ -268,7 +268,8 @@ static vnp_code journal_setup(vnp_predict_ctx *c, int *done, vnp_error *err)
                      o->out_dir, jrc == VNP_OK ? "" : " (its journal is unreadable)");
         if (!resumable) {
             remove(c->journal_path); /* the fresh run's own journal replaces it otherwise */
-            return VNP_OK;
+            /* a shard names its run in shard.txt all the same */
+            return o->shard_count ? vnp_journal_describe(o, &c->journal, err) : VNP_OK;
         }
         vnp_code rc = vnp_journal_describe(o, &c->journal, err);
         if (!rc)

@@ -20,6 +20,7 @@
 typedef struct vnp_predict_outputs {
     char *results_path, *highest_path, *sequences_path, *features_path; /* final names */
     char *results_part, *highest_part, *sequences_part;                /* while writing */
+    char *shard_path, *shard_part; /* --shard: shard.txt */
     FILE *results, *sequences;
     vnp_chunk_calls *highest;
     vnp_features_writer *features;
@@ -50,6 +51,9 @@ typedef struct vnp_predict_ctx {
     /* The reader thread's (the calling thread's again after the join). */
     vnp_seq_reader *reader;
     vnp_preprocess_writer *pre; /* --keep-intermediate */
+    int input_read;          /* the input was read to its end: the next two are set */
+    uint64_t input_records;  /* records of the whole input (those of other shards too) */
+    char input_sha256[65];   /* SHA-256 of all of them (shard.txt: merge checks it) */
 
     /* The writer thread's (the calling thread's again after the join). */
     vnp_predict_outputs out;
@@ -70,6 +74,9 @@ typedef struct vnp_predict_ctx {
     vnp_predict_progress progress;
     vnp_predict_stats st;    /* records/chunks/orfs written so far */
 } vnp_predict_ctx;
+
+/* The __metadata__ of merged_features.safetensors (merge writes the same). */
+extern const char *const vnp_predict_features_meta[];
 
 /* Records the first failure and stops every stage. */
 void vnp_predict_fail(vnp_predict_ctx *c, const vnp_error *e);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pipeline/predict_internal.h"
+#include "pipeline/shard.h"
 #include "virnucpro/hub.h"
 
 typedef struct reader_state {
@@ -17,8 +18,13 @@ typedef struct reader_state {
     vnp_window *w;
     vnp_frames fr;
     vnp_error err;
-    size_t records;
+    size_t records;  /* records read (with --shard, those of other shards too) */
+    size_t selected; /* records taken: all of them, or this shard's */
     EVP_MD_CTX *sha; /* over the records read so far */
+    /* --shard: sha as it was after the last record taken. The journal's digest covers the
+     * records up to the last one with rows, so that --resume, which reads up to that
+     * record, can check it whatever other shards' records follow. */
+    EVP_MD_CTX *taken_sha;
     /* Duplicate IDs: 64-bit hashes of the IDs seen (open addressing), the count of each
      * (for the suffix), and the first duplicate for the warning. */
     uint64_t *seen;
@@ -114,19 +120,25 @@ static vnp_code hash_record(reader_state *s, const vnp_record *rec)
     return VNP_OK;
 }
 
-/* The digest of the records read so far, as lowercase hex (the context goes on). */
-static vnp_code digest_now(reader_state *s, char hex[65])
+/* The digest of ctx (the context goes on), as lowercase hex. */
+static vnp_code digest_of(reader_state *s, EVP_MD_CTX *ctx, char hex[65])
 {
     EVP_MD_CTX *copy = EVP_MD_CTX_new();
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdn = 0;
-    int ok = copy && EVP_MD_CTX_copy_ex(copy, s->sha) == 1 &&
+    int ok = copy && EVP_MD_CTX_copy_ex(copy, ctx) == 1 &&
              EVP_DigestFinal_ex(copy, md, &mdn) == 1 && mdn == 32;
     EVP_MD_CTX_free(copy);
     if (!ok)
         return vnp_fail(&s->err, VNP_EIO, "OpenSSL SHA-256 failed");
     vnp_hex_lower(md, 32, hex);
     return VNP_OK;
+}
+
+/* The digest of the records read up to the last one taken. */
+static vnp_code digest_now(reader_state *s, char hex[65])
+{
+    return digest_of(s, s->c->o->shard_count ? s->taken_sha : s->sha, hex);
 }
 
 static int push(reader_state *s, int eof)
@@ -141,9 +153,9 @@ static int push(reader_state *s, int eof)
         return 0;
     }
     pthread_mutex_lock(&s->c->mu);
-    s->c->records_read = s->records;
+    s->c->records_read = s->selected;
     pthread_mutex_unlock(&s->c->mu);
-    w->records = s->records;
+    w->records = s->selected;
     return vnp_engine_push(s->c->eng, w, &s->err);
 }
 
@@ -213,18 +225,29 @@ static int one_record(reader_state *s, const vnp_record *rec, size_t from)
     return VNP_OK;
 }
 
+/* The next record this run takes (with --shard, records of other shards are read past:
+ * hashed and their IDs counted, so that duplicate IDs get the same names in every shard
+ * as in one run). 1, 0 at the end, or -code. */
 static int read_one(reader_state *s, vnp_record *rec)
 {
-    int got = vnp_seq_read(s->c->reader, rec, &s->err);
-    if (got == 1) {
+    const vnp_predict_options *o = s->c->o;
+    for (;;) {
+        int got = vnp_seq_read(s->c->reader, rec, &s->err);
+        if (got != 1)
+            return got;
         s->records++;
         if (hash_record(s, rec) != VNP_OK)
             return -(int)VNP_EIO;
         vnp_code rc = dedup_id(s, rec);
         if (rc)
             return -(int)rc;
+        if (vnp_shard_takes(s->records - 1, o->shard_index, o->shard_count)) {
+            s->selected++;
+            if (o->shard_count && EVP_MD_CTX_copy_ex(s->taken_sha, s->sha) != 1)
+                return -(int)vnp_fail(&s->err, VNP_EIO, "OpenSSL SHA-256 failed");
+            return 1;
+        }
     }
-    return got;
 }
 
 /* --resume: reads past the records the interrupted run finished (and the one it cut,
@@ -235,16 +258,18 @@ static int skip_done(reader_state *s, vnp_record *rec, int *have_partial)
     uint64_t want = j->records + (j->partial_chunks > 0 ? 1 : 0);
     int got = 1;
     *have_partial = 0;
-    while (s->records < want && (got = read_one(s, rec)) == 1)
+    while (s->selected < want && (got = read_one(s, rec)) == 1)
         ;
     if (got < 0)
         return -got;
-    if (s->records < want) {
+    if (s->selected < want) {
         s->c->no_resume_advice = 1;
         return vnp_fail(&s->err, VNP_EFORMAT,
-                        "cannot resume: %s has %zu records, fewer than the %llu the interrupted "
-                        "run read; the input changed. Run without --resume to start over",
-                        s->c->o->input, s->records, (unsigned long long)want);
+                        "cannot resume: %s has %zu records%s, fewer than the %llu the "
+                        "interrupted run read; the input changed. Run without --resume to "
+                        "start over",
+                        s->c->o->input, s->selected,
+                        s->c->o->shard_count ? " for this shard" : "", (unsigned long long)want);
     }
     char hex[65];
     vnp_code rc = digest_now(s, hex);
@@ -270,10 +295,12 @@ void *vnp_predict_reader_main(void *ctx)
     vnp_frames_init(&s.fr);
     int rc = fresh_window(&s);
     s.sha = EVP_MD_CTX_new();
-    if (!rc && (!s.sha || EVP_DigestInit_ex(s.sha, EVP_sha256(), NULL) != 1))
+    s.taken_sha = EVP_MD_CTX_new();
+    if (!rc && (!s.sha || !s.taken_sha || EVP_DigestInit_ex(s.sha, EVP_sha256(), NULL) != 1 ||
+                EVP_MD_CTX_copy_ex(s.taken_sha, s.sha) != 1))
         rc = vnp_fail(&s.err, VNP_EIO, "OpenSSL SHA-256 failed");
     vnp_record rec;
-    int got = 0, partial = 0;
+    int got = 2, partial = 0; /* 2: not read to the end */
     if (rc == VNP_OK && s.c->resuming)
         rc = skip_done(&s, &rec, &partial);
     if (rc == VNP_OK && partial)
@@ -288,6 +315,11 @@ void *vnp_predict_reader_main(void *ctx)
                  "%zu); each repeat is written as <ID>_dup<k> (k = 2, 3, ...) so that its rows "
                  "and chunk calls stay apart",
                  s.c->o->input, s.dups, s.dups == 1 ? "" : "s", s.first_dup, s.first_dup_record);
+    if (rc == VNP_OK && got == 0) { /* the whole input: shard.txt names it */
+        s.c->input_records = s.records;
+        if ((rc = digest_of(&s, s.sha, s.c->input_sha256)) == VNP_OK)
+            s.c->input_read = 1;
+    }
     if (rc == VNP_OK && !vnp_engine_failed(s.c->eng) && !vnp_predict_interrupted(s.c))
         push(&s, 1);
     else if (rc > 0)
@@ -295,6 +327,7 @@ void *vnp_predict_reader_main(void *ctx)
     vnp_window_free(s.w);
     vnp_frames_free(&s.fr);
     EVP_MD_CTX_free(s.sha);
+    EVP_MD_CTX_free(s.taken_sha);
     free(s.seen);
     free(s.seen_count);
     free(s.renamed);

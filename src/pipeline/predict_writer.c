@@ -11,10 +11,12 @@
 
 #include "pipeline/crash_point.h"
 #include "pipeline/predict_internal.h"
+#include "pipeline/shard.h"
 
 static vnp_code flush_file(FILE *f, const char *path, vnp_error *err);
 
-static const char *const k_features_meta[] = {"features", "DNABERT-S mean | ESM-2 mean", NULL};
+const char *const vnp_predict_features_meta[] = {"features", "DNABERT-S mean | ESM-2 mean",
+                                                NULL};
 
 static char *join(const char *dir, const char *name, const char *suffix)
 {
@@ -107,8 +109,11 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     o->sequences_path = join(dir, VNP_PREDICT_SEQUENCES, "");
     o->sequences_part = join(dir, VNP_PREDICT_SEQUENCES, ".part");
     o->features_path = join(dir, VNP_PREDICT_FEATURES, "");
+    o->shard_path = join(dir, VNP_SHARD_FILE, "");
+    o->shard_part = join(dir, VNP_SHARD_FILE, ".part");
     if (!o->results_path || !o->results_part || !o->highest_path || !o->highest_part ||
-        !o->sequences_path || !o->sequences_part || !o->features_path)
+        !o->sequences_path || !o->sequences_part || !o->features_path || !o->shard_path ||
+        !o->shard_part)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     vnp_code rc;
     if (c->resuming && (c->journal.records > 0 || c->journal.partial_chunks > 0))
@@ -129,6 +134,7 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     remove(o->results_path);
     remove(o->highest_path);
     remove(o->sequences_path);
+    remove(o->shard_path); /* a finished shard of another run must not pass for this one */
     if (c->o->embeddings)
         remove(o->features_path);
     vnp_crash_point("old results removed");
@@ -147,7 +153,7 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
         return rc;
     if (c->o->embeddings &&
         (rc = vnp_features_writer_create(o->features_path, "features", c->width,
-                                            k_features_meta, &o->features, err)))
+                                            vnp_predict_features_meta, &o->features, err)))
         return rc;
     return VNP_OK;
 }
@@ -192,7 +198,30 @@ static void free_paths(vnp_predict_outputs *o)
     free(o->sequences_path);
     free(o->sequences_part);
     free(o->features_path);
+    free(o->shard_path);
+    free(o->shard_part);
     memset(o, 0, sizeof *o);
+}
+
+/* --shard: shard.txt, what `virnucpro merge` checks (which run, which shard, the whole
+ * input's record count and SHA-256, this shard's record count). */
+static vnp_code write_shard_record(vnp_predict_ctx *c, vnp_error *err)
+{
+    if (!c->input_read)
+        return vnp_fail(err, VNP_EIO, "internal error: the input was not read to its end");
+    vnp_shard_record r;
+    memset(&r, 0, sizeof r);
+    r.index = c->o->shard_index;
+    r.count = c->o->shard_count;
+    r.input_records = c->input_records;
+    r.records = vnp_shard_size(c->input_records, r.index, r.count);
+    memcpy(r.input_sha256, c->input_sha256, sizeof r.input_sha256);
+    memcpy(r.ident, c->journal.ident, sizeof r.ident);
+    r.nident = c->journal.nident;
+    vnp_code rc = vnp_shard_record_write(c->out.shard_part, &r, err);
+    if (!rc)
+        vnp_crash_point("shard record written");
+    return rc;
 }
 
 vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
@@ -206,6 +235,8 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
     vnp_crash_point("highest-score file written");
     if (o->features && (rc = vnp_features_writer_finish(o->features, err)))
         return rc;
+    if (c->o->shard_count > 0 && (rc = write_shard_record(c, err)))
+        return rc;
     /* Every output is complete under its .part name: say so, then rename. A kill from
      * here on leaves a journal in the "committing" state, and --resume finishes the
      * renames (vnp_predict_finish_commit). */
@@ -217,6 +248,8 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
     if ((rc = rename_into_place(o->results_part, o->results_path, err)) ||
         (rc = rename_into_place(o->highest_part, o->highest_path, err)) ||
         (rc = rename_into_place(o->sequences_part, o->sequences_path, err)))
+        return rc;
+    if (c->o->shard_count > 0 && (rc = rename_into_place(o->shard_part, o->shard_path, err)))
         return rc;
     vnp_chunk_calls_free(o->highest);
     vnp_features_writer_free(o->features);
@@ -245,7 +278,16 @@ vnp_code vnp_predict_finish_commit(const char *dir, vnp_error *err)
         if (rc)
             return rc;
     }
-    return VNP_OK;
+    /* shard.txt: only a --shard run has one; renamed last, so a .part left is this run's */
+    char *part = join(dir, VNP_SHARD_FILE, ".part"), *final = join(dir, VNP_SHARD_FILE, "");
+    vnp_code rc = VNP_OK;
+    if (!part || !final)
+        rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    else if (access(part, F_OK) == 0)
+        rc = rename_into_place(part, final, err);
+    free(part);
+    free(final);
+    return rc;
 }
 
 int vnp_predict_resumable(const vnp_predict_ctx *c)
@@ -269,6 +311,8 @@ void vnp_predict_outputs_abort(vnp_predict_ctx *c)
         remove(c->journal_path); /* nothing worth resuming: as if never started */
     if (o->highest_part)
         remove(o->highest_part);
+    if (o->shard_part)
+        remove(o->shard_part);
     vnp_chunk_calls_free(o->highest);
     vnp_features_writer_free(o->features);
     free_paths(o);

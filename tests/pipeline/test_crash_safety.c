@@ -50,9 +50,12 @@
 
 #define G "golden/"
 
-static const char *const OUTPUTS[3] = {"prediction_results.txt",
-                                       "prediction_results_highestscore.csv", "sequences.tsv"};
+/* shard.txt: only a --shard run (the "shard" input) writes it */
+static const char *const OUTPUTS[4] = {"prediction_results.txt",
+                                       "prediction_results_highestscore.csv", "sequences.tsv",
+                                       "shard.txt"};
 #define ALL_OUTPUTS 7
+#define ALL_OUTPUTS_OF(in) ((in)->shard ? 15 : ALL_OUTPUTS)
 
 #define RUN_LIMIT_S 300.0 /* one CLI run (ASan, the largest input): far more than needed */
 #define TIMED_OUT (-1000)
@@ -69,9 +72,11 @@ typedef struct input {
     char summary[256];     /* "21 records, 57 chunks, 41 ORFs scored" */
     int records;
     double seconds;        /* wall time of the reference run */
+    int shard;             /* runs with --shard 2/3 (a copy of the golden input) */
 } input;
 
-static input golden = {.name = "golden"}, longin = {.name = "long"}, big = {.name = "big"};
+static input golden = {.name = "golden"}, longin = {.name = "long"}, big = {.name = "big"},
+             shardin = {.name = "shard", .shard = 1};
 
 /* The first failure of a scenario (scenarios return -1 and leave their reason here, so
  * that they can also run in a child process). */
@@ -247,6 +252,10 @@ static pid_t spawn_predict(const char *dir, const char *in, const char *cls, con
     argv[a++] = cls ? cls : classifier;
     if (resume)
         argv[a++] = "--resume";
+    if (!strcmp(in, shardin.path)) {
+        argv[a++] = "--shard";
+        argv[a++] = "2/3";
+    }
     argv[a++] = in;
     argv[a] = NULL;
     fflush(NULL);
@@ -380,7 +389,7 @@ static long journal_value(const char *dir, const char *key)
 static int finals_in_place(const char *dir)
 {
     int m = 0;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         m |= exists(in_dir(dir, OUTPUTS[i])) ? 1 << i : 0;
     return m;
 }
@@ -391,7 +400,7 @@ static int check_finals(const input *in, const char *dir, int *mask, const char 
 {
     int m = finals_in_place(dir);
     char names[4096];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if ((*mask & ~m) & (1 << i)) {
             list_dir(dir, names, sizeof names);
             CHECK(0, "%s: %s was in place and is gone (directory: %s)", when, OUTPUTS[i], names);
@@ -414,9 +423,12 @@ static int check_complete(const input *in, const char *dir, const char *when)
         return -1;
     char names[4096];
     list_dir(dir, names, sizeof names);
-    CHECK(m == ALL_OUTPUTS, "%s: outputs missing; directory: %s", when, names);
-    CHECK(!strcmp(names, "prediction_results.txt prediction_results_highestscore.csv "
-                         "sequences.tsv"),
+    CHECK(m == ALL_OUTPUTS_OF(in), "%s: outputs missing; directory: %s", when, names);
+    CHECK(!strcmp(names, in->shard ? "prediction_results.txt "
+                                     "prediction_results_highestscore.csv sequences.tsv "
+                                     "shard.txt"
+                                   : "prediction_results.txt "
+                                     "prediction_results_highestscore.csv sequences.tsv"),
           "%s: the directory holds more than the three outputs: %s", when, names);
     return 0;
 }
@@ -558,7 +570,16 @@ static void prepare(void)
     write_long_input(longin.path, 1);
     snprintf(big.path, sizeof big.path, "%s", tmp_path("long_contigs_x4.fa"));
     write_long_input(big.path, 4);
+    snprintf(shardin.path, sizeof shardin.path, "%s", tmp_path("golden_shard.fa"));
+    {
+        size_t n;
+        char *t = vnp_test_read_file(golden.path, &n);
+        assert_non_null(t);
+        assert_int_equal(vnp_test_write_file(shardin.path, t, n), 0);
+        free(t);
+    }
     reference_run(&golden);
+    reference_run(&shardin);
     reference_run(&longin);
     reference_run(&big);
     assert_string_equal(golden.summary, "21 records, 57 chunks, 41 ORFs scored");
@@ -682,7 +703,7 @@ static int kill_at_point(void *vctx, long n)
         /* killed at exactly that point; only a finished run (no point to pass) or one
          * left with all its renames done (one point: the journal's removal) ends first */
         int early = st == ST_FINISHED ||
-                    (st == ST_COMMITTING && mask == ALL_OUTPUTS && kc->second > 1);
+                    (st == ST_COMMITTING && mask == ALL_OUTPUTS_OF(in) && kc->second > 1);
         int ok = early ? r == 0 && lines == (st == ST_FINISHED ? 0 : 1)
                        : r == -SIGKILL && lines == kc->second;
         if (!ok) {
@@ -710,7 +731,7 @@ static void test_kill_every_point(void **state)
 {
     (void)state;
     prepare();
-    long *items = calloc((size_t)(golden.points + longin.points + 8), sizeof *items);
+    long *items = calloc((size_t)(golden.points + longin.points + shardin.points + 8), sizeof *items);
     long n = 0;
     for (long i = 1; i <= golden.points; i++)
         items[n++] = i;
@@ -718,6 +739,16 @@ static void test_kill_every_point(void **state)
     double t0 = now_s();
     run_scenarios("kill_golden", kill_at_point, &kc, items, n);
     print_message("golden: killed at each of %ld points and resumed: %.1f s\n", n, now_s() - t0);
+
+    /* a --shard run (shard.txt is one more output under the same protocol) */
+    n = 0;
+    for (long i = 1; i <= shardin.points; i++)
+        items[n++] = i;
+    kc.in = &shardin;
+    t0 = now_s();
+    run_scenarios("kill_shard", kill_at_point, &kc, items, n);
+    print_message("shard 2/3: killed at each of %ld points and resumed: %.1f s\n", n,
+                  now_s() - t0);
 
     n = 0;
     for (long i = 1; i <= longin.points; i++)
