@@ -7,7 +7,7 @@ pkgs=(build-essential cmake pkg-config zlib1g-dev libbz2-dev liblzma-dev libzstd
       libcjson-dev libopenblas-dev libcurl4-openssl-dev libssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev lighttpd python3 python3-venv python3-torch python3-numpy
-        man-db)
+        man-db snakemake slurm-wlm munge)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
