@@ -285,11 +285,14 @@ int vnp_cmd_predict(int argc, char **argv)
         free(dir);
         return 0;
     }
+    char shard[48] = "";
+    if (o.shard_count)
+        snprintf(shard, sizeof shard, "shard %u/%u: ", o.shard_index, o.shard_count);
     if (!quiet)
         fprintf(stderr,
-                "virnucpro: predict: %zu records, %zu chunks, %zu ORFs scored -> %s; "
+                "virnucpro: predict: %s%zu records, %zu chunks, %zu ORFs scored -> %s; "
                 "%.2f s (+ %.2f s loading models), %.0f tokens/s, peak RSS %.1f MB; on %s%s\n",
-                st.records, st.chunks, st.orfs, dir, st.seconds, st.load_seconds,
+                shard, st.records, st.chunks, st.orfs, dir, st.seconds, st.load_seconds,
                 st.seconds > 0 ? (double)st.tokens / st.seconds : 0.0,
                 (double)st.peak_rss_kb / 1024.0, st.devices,
                 st.retired ? " (some workers failed and were retired: see above)" : "");

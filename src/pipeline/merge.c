@@ -18,6 +18,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/fs.h"
 #include "pipeline/journal.h"
 #include "pipeline/predict_internal.h"
@@ -453,6 +455,74 @@ static vnp_code merge_features(merge_ctx *m, const char *name, const char *out_p
     return rc;
 }
 
+/* ---- run.json: what each shard's run was, gathered (times and hosts differ) ---- */
+
+static vnp_code read_json(const char *path, cJSON **out, vnp_error *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return vnp_fail(err, VNP_EIO, "cannot read %s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0, got;
+    char chunk[65536];
+    vnp_code rc = VNP_OK;
+    while (!rc && (got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (n + got + 1 > cap) {
+            cap = (n + got + 1) * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+                break;
+            }
+            buf = nb;
+        }
+        memcpy(buf + n, chunk, got);
+        n += got;
+    }
+    if (!rc && ferror(f))
+        rc = vnp_fail(err, VNP_EIO, "cannot read %s: %s", path, strerror(errno));
+    fclose(f);
+    if (!rc && !(*out = buf ? cJSON_ParseWithLength(buf, n) : NULL))
+        rc = vnp_fail(err, VNP_EFORMAT, "%s is not valid JSON (damaged?); run that shard again",
+                      path);
+    free(buf);
+    return rc;
+}
+
+/* OUT/run.json: {"merge": {shards, input_records, input_records_sha256, directories},
+ * "shards": [each shard's run.json, in shard order]}. */
+static vnp_code merge_run_json(merge_ctx *m, const char *name, FILE *out, const char *out_path,
+                               vnp_error *err)
+{
+    cJSON *root = cJSON_CreateObject(), *mg = cJSON_AddObjectToObject(root, "merge");
+    cJSON *dirs = cJSON_AddArrayToObject(mg, "directories");
+    cJSON *runs = cJSON_AddArrayToObject(root, "shards");
+    vnp_code rc = dirs && runs ? VNP_OK : vnp_fail(err, VNP_ENOMEM, "out of memory");
+    if (!rc && (!cJSON_AddNumberToObject(mg, "shards", (double)m->n) ||
+                !cJSON_AddNumberToObject(mg, "input_records", (double)m->total) ||
+                !cJSON_AddStringToObject(mg, "input_records_sha256", m->sh[0].rec.input_sha256)))
+        rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    for (size_t s = 0; s < m->n && !rc; s++) {
+        char *path = join(m->sh[s].dir, name, "");
+        cJSON *j = NULL;
+        rc = path ? read_json(path, &j, err) : vnp_fail(err, VNP_ENOMEM, "out of memory");
+        free(path);
+        if (!rc) {
+            cJSON_AddItemToArray(runs, j);
+            cJSON_AddItemToArray(dirs, cJSON_CreateString(m->sh[s].dir));
+        }
+    }
+    char *text = rc ? NULL : cJSON_Print(root);
+    if (!rc && !text)
+        rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    if (!rc && !(rc = put(out, out_path, text, strlen(text), err)))
+        rc = put(out, out_path, "\n", 1, err);
+    cJSON_free(text);
+    cJSON_Delete(root);
+    return rc;
+}
+
 /* ---- the table: one merger per kind of output file ---- */
 
 typedef struct merger {
@@ -468,6 +538,10 @@ typedef struct merger {
 
 static const ordered_spec k_results = {.header = 1, .tail = 2, .check_scored = 1};
 static const ordered_spec k_sequences = {.header = 1, .tail = -1};
+/* per-record tables whose first column is the record ID (any number of rows per record) */
+static const ordered_spec k_by_id_header = {.header = 1, .tail = -1};
+static const ordered_spec k_by_id = {.tail = -1};
+static const ordered_spec k_record_fasta = {.fasta = 1, .tail = -1};
 static const ordered_spec k_chunk_fasta = {.fasta = 1, .tail = 0};
 static const ordered_spec k_frame_fasta = {.fasta = 1, .tail = 2};
 
@@ -476,6 +550,12 @@ static const merger k_files[] = {
     {VNP_PREDICT_HIGHEST, 0, NULL, merge_sorted, NULL},
     {VNP_PREDICT_SEQUENCES, 0, &k_sequences, NULL, NULL},
     {VNP_PREDICT_FEATURES, 0, NULL, NULL, merge_features},
+    /* one row per chunk / region / viral record, first column (or FASTA ID) the record's */
+    {"chunks.tsv", 0, &k_by_id_header, NULL, NULL},
+    {"viral_regions.bed", 0, &k_by_id, NULL, NULL},
+    {"viral.fna", 0, &k_record_fasta, NULL, NULL},
+    /* the run record of each shard, gathered */
+    {"run.json", 0, NULL, merge_run_json, NULL},
     /* --keep-intermediate: S_chunked<L>.fa, S_identified_nucleotide.fa,
      * S_identified_protein.faa */
     {"_chunked300.fa", 1, &k_chunk_fasta, NULL, NULL},

@@ -247,6 +247,16 @@ static void test_resume(void **state)
     free(err);
     predict_ok("r_2of3", "--shard 2/3 --resume", golden_input);
     predict_ok("r_1of3", "--shard 1/3", golden_input);
+    /* the summary names the shard and counts its records */
+    char sum[16384];
+    snprintf(sum, sizeof sum,
+             "'%s' predict -o '%s' --esm '%s' --dnabert '%s' --classifier '%s' -l 500 -t 1 "
+             "--device cpu --batch-tokens 1 --shard 3/7 '%s'",
+             vnp_test_cli(), vnp_test_tmp("summary"), models[0], models[1], models[2],
+             golden_input);
+    assert_int_equal(vnp_test_run(sum, NULL, &err), 0);
+    assert_has(err, "virnucpro: predict: shard 3/7: 3 records, ");
+    free(err);
     /* the last shard too: stopped with its last record done, resumed past the rest */
     rc = predict("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS=2", "r_3of3", "--shard 3/3", golden_input,
                  &err);
@@ -342,7 +352,85 @@ static void test_refusals(void **state)
     assert_merged("merged_e", "ref", 0);
 }
 
-/* 6. --shard and merge usage errors (exit 2) */
+/* Per-record files of the kinds predict may add (chunks.tsv, viral_regions.bed, viral.fna,
+ * run.json), made up from a directory's sequences.tsv: a table with a header and one row
+ * per chunk, a header-less table with Chunks_virus rows per record (none for most), a FASTA
+ * of the viral records with two sequence lines each, and a JSON object. */
+static void add_per_record_files(const char *dir, const char *tag)
+{
+    size_t len;
+    char *seq = vnp_test_read_file(tmp(dir, "sequences.tsv"), &len);
+    assert_non_null(seq);
+    size_t cap = 1 << 20, a = 0, b = 0, c = 0;
+    char *chunks = malloc(cap), *bed = malloc(cap), *fna = malloc(cap);
+    a += (size_t)snprintf(chunks, cap, "Sequence_ID\tChunk_ID\n");
+    char *save = NULL;
+    int first = 1;
+    for (char *line = strtok_r(seq, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (first) { /* header */
+            first = 0;
+            continue;
+        }
+        char id[256];
+        long length, nchunks, scored, viral;
+        char verdict[32];
+        assert_int_equal(sscanf(line, "%255[^\t]\t%ld\t%ld\t%ld\t%ld\t%*s\t%31s", id, &length,
+                                &nchunks, &scored, &viral, verdict),
+                         6);
+        for (long k = 1; k <= nchunks; k++)
+            a += (size_t)snprintf(chunks + a, cap - a, "%s\t%s_chunk_%ld\n", id, id, k);
+        for (long k = 1; k <= viral; k++)
+            b += (size_t)snprintf(bed + b, cap - b, "%s\t0\t%ld\t%s_region_%ld\t500\t.\n", id,
+                                  length, id, k);
+        if (!strcmp(verdict, "virus"))
+            c += (size_t)snprintf(fna + c, cap - c, ">%s verdict=virus\nACGTACGT\nACG\n", id);
+    }
+    assert_int_equal(vnp_test_write_file(tmp(dir, "chunks.tsv"), chunks, a), 0);
+    assert_int_equal(vnp_test_write_file(tmp(dir, "viral_regions.bed"), bed, b), 0);
+    assert_int_equal(vnp_test_write_file(tmp(dir, "viral.fna"), fna, c), 0);
+    char json[256];
+    int jn = snprintf(json, sizeof json, "{\"run\": \"%s\"}\n", tag);
+    assert_int_equal(vnp_test_write_file(tmp(dir, "run.json"), json, (size_t)jn), 0);
+    free(seq);
+    free(chunks);
+    free(bed);
+    free(fna);
+}
+
+/* 6. the other per-record files merge into input order too; run.json gathers the shards' */
+static void test_per_record_files(void **state)
+{
+    (void)state;
+    predict_ok("refp", "", golden_input);
+    add_per_record_files("refp", "one run");
+    char dirs[4096];
+    run_shards("p", 3, "", golden_input, dirs, sizeof dirs);
+    for (int i = 1; i <= 3; i++) {
+        char d[64], t[64];
+        snprintf(d, sizeof d, "p_%dof3", i);
+        snprintf(t, sizeof t, "shard %d", i);
+        add_per_record_files(d, t);
+    }
+    char *err = NULL;
+    int rc = merge("mergedp", "p_3of3 p_1of3 p_2of3", &err);
+    if (rc)
+        fail_msg("merge: exit %d: %s", rc, err);
+    free(err);
+    assert_merged("mergedp", "refp", 0);
+    static const char *const more[] = {"chunks.tsv", "viral_regions.bed", "viral.fna"};
+    for (int i = 0; i < 3; i++)
+        vnp_test_assert_files_equal(tmp("mergedp", more[i]), tmp("refp", more[i]));
+    char *json = vnp_test_read_file(tmp("mergedp", "run.json"), NULL);
+    assert_non_null(json);
+    assert_has(json, "\"shards\":\t3");
+    assert_has(json, "\"input_records\":\t21");
+    const char *s1 = strstr(json, "\"run\":\t\"shard 1\""), *s2 = strstr(json, "\"run\":\t\"shard 2\""),
+               *s3 = strstr(json, "\"run\":\t\"shard 3\"");
+    assert_true(s1 && s2 && s3 && s1 < s2 && s2 < s3);
+    free(json);
+}
+
+/* 7. --shard and merge usage errors (exit 2) */
 static void test_usage(void **state)
 {
     (void)state;
@@ -370,7 +458,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_splits), cmocka_unit_test(test_empty_shards),
         cmocka_unit_test(test_extra_outputs), cmocka_unit_test(test_resume),
-        cmocka_unit_test(test_refusals),      cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_refusals),      cmocka_unit_test(test_per_record_files),
+        cmocka_unit_test(test_usage),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
