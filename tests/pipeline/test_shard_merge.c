@@ -1,7 +1,8 @@
 /* predict --shard I/N + virnucpro merge through the CLI: for N = 1, 2, 3, 7 on the golden
  * set (21 records) and N = 7 on its first 4 records (three shards with no record), the
  * merged files equal one run's byte for byte: prediction_results.txt,
- * prediction_results_highestscore.csv, sequences.tsv, and with --embeddings and
+ * prediction_results_highestscore.csv, sequences.tsv (and N = 23: two shards with no
+ * record), and with --embeddings and
  * --keep-intermediate merged_features.safetensors and the three preprocessing files.
  * A shard stopped half way and resumed gives the same. merge refuses a missing shard, a
  * shard given twice, shards of another split, of another input or another model, an
@@ -126,12 +127,12 @@ static void reference(void)
     }
 }
 
-/* 1. N = 1, 2, 3, 7 on the golden set, shards given in any order */
+/* 1. N = 1, 2, 3, 7 and 23 on the golden set, shards given in any order */
 static void test_golden_splits(void **state)
 {
     (void)state;
     reference();
-    static const int ns[] = {1, 2, 3, 7};
+    static const int ns[] = {1, 2, 3, 7, 23}; /* 23: shards 22 and 23 take no record */
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         char dirs[4096], out[64], rev[4096] = "";
         run_shards("g", ns[k], "", golden_input, dirs, sizeof dirs);
@@ -158,6 +159,11 @@ static void test_golden_splits(void **state)
         free(err);
         assert_merged(out, "ref", 0);
     }
+    /* shard 23/23 took no record: the headers alone */
+    char *none = vnp_test_read_file(tmp("g_23of23", "prediction_results.txt"), NULL);
+    assert_non_null(none);
+    assert_string_equal(none, "Sequence_ID\tPrediction\tscore1\tscore2\n");
+    free(none);
     /* shard 2/3 took records 2, 5, 8, ... (1-based): 7 of 21 */
     char *seq = vnp_test_read_file(tmp("g_2of3", "sequences.tsv"), NULL);
     assert_non_null(seq);
