@@ -272,9 +272,10 @@ static void test_layernorm(vnp_backend *cpu, vnp_backend *gpu, vnp_precision pre
     free(bt);
 }
 
-static void test_gated_gelu(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
+/* I = 300: not a whole number of 16-byte vectors in FP16/BF16 (the scalar kernel);
+ * I = 3072 (DNABERT-S): the vectorised one. */
+static void test_gated_gelu(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, int M, int I)
 {
-    int M = 97, I = 300;
     float *x = rand_vec((size_t)M * 2 * I, 1.5f);
     round_to(x, (size_t)M * 2 * I, prec);
     float *res[2];
@@ -289,7 +290,9 @@ static void test_gated_gelu(vnp_backend *cpu, vnp_backend *gpu, vnp_precision pr
         be->ops->free_buf(be, &xb);
         be->ops->free_buf(be, &ob);
     }
-    compare("gated_gelu 97x300", prec, res[0], res[1], (size_t)M * I, tol_for(prec));
+    char name[64];
+    snprintf(name, sizeof name, "gated_gelu %dx%d", M, I);
+    compare(name, prec, res[0], res[1], (size_t)M * I, tol_for(prec));
     free(res[0]);
     free(res[1]);
     free(x);
@@ -757,7 +760,10 @@ int main(void)
         test_layernorm(cpu, gpu, precs[p], 50, 128, 0, 0);
         test_layernorm(cpu, gpu, precs[p], 50, 768, 1, 0);
         test_layernorm(cpu, gpu, precs[p], 33, 2560, 0, 1);
-        test_gated_gelu(cpu, gpu, precs[p]);
+        test_layernorm(cpu, gpu, precs[p], 21, 130, 1, 1); /* not whole vectors: the scalar path */
+        test_gated_gelu(cpu, gpu, precs[p], 97, 300);
+        test_gated_gelu(cpu, gpu, precs[p], 45, 3072);
+        test_linear(cpu, gpu, precs[p], 33, 100, 64, 1, VNP_ACT_GELU_ERF, 1, 0, 0); /* odd size */
         test_attention(cpu, gpu, precs[p], VNP_POS_ROTARY, lens_a, 8, 2);
         test_attention(cpu, gpu, precs[p], VNP_POS_ALIBI, lens_a, 8, 3);
         test_attention(cpu, gpu, precs[p], VNP_POS_NONE, lens_a, 8, 2);

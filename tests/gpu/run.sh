@@ -14,9 +14,11 @@
 #         memcheck  compute-sanitizer memcheck on the golden run
 #         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
 #         gen       random real-shape checkpoints (ESM-2 3B, DNABERT-S) from a seed
-#         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads
+#         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads, one batch at a
+#                   time (sync) and two in flight as a predict worker runs (pipelined);
+#                   VNP_BENCH_MODES picks
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
-#         dna       DNABERT-S tokens/s (ours, fp16)
+#         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         pipe      predict end to end (classifier 3328->512->2, the published shape) vs the
 #                   ESM-2 stage alone on the same ORFs, GPU busy % (nvidia-smi dmon);
 #                   cuda:0,cuda:0 and a failing worker (VIRNUCPRO_DEBUG_FAIL_WORKER) give
@@ -101,6 +103,11 @@ if has ops; then
   cat "$OUT/ops.log" >>"$LOG"
   grep -E "^(FAIL|time)" "$OUT/ops.log"
   row ops "$st" "$(grep 'op tests:' "$OUT/ops.log")"
+  # the same op tests with the one-element-per-thread kernels forced (both paths stay right)
+  if VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 "$BIN/vnp_gpu_op_test" >"$OUT/ops_scalar.log" 2>&1; then
+    st=ok; else st=FAIL; fi
+  grep -E "^FAIL" "$OUT/ops_scalar.log"
+  row ops "$st" "scalar kernels forced: $(grep 'op tests:' "$OUT/ops_scalar.log")"
   while read -r l; do row attn time "${l#time attention }"; done < <(grep '^time' "$OUT/ops.log")
   row gelu info "$(grep 'cuBLASLt GELU' "$OUT/ops.log")"
 fi
@@ -189,17 +196,25 @@ fi
 
 BENCH=$CARRY/bench
 BUDGETS=${VNP_BENCH_BUDGETS:-16384 65536}
+# scalar: sync with VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 (the element-wise/LayerNorm kernels of
+# one element per thread), the A/B baseline of the vectorised kernels on the same GPU
+ESM_MODES=${VNP_BENCH_MODES:-scalar sync pipelined}
+bench_env() { [[ $1 == scalar ]] && echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 || echo VNP_BENCH=1; }
+bench_mode() { [[ $1 == scalar ]] && echo sync || echo "$1"; }
 if has esm; then
   for w in reads20k contigs; do
     for b in $BUDGETS; do
-      say "esm $w budget $b"
-      "$BIN/vnp_gpu_embed_bench" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" --budget "$b" \
-        --label "$w" >"$OUT/esm_$w.$b.log" 2>&1
-      r=$(grep RESULT "$OUT/esm_$w.$b.log")
-      cat "$OUT/esm_$w.$b.log" >>"$LOG"
-      echo "$r"
-      row esm "$([[ -n $r ]] && echo ok || echo FAIL)" "ours fp16 $w budget=$b: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
-      rm -f "$OUT/esm_$w.$b.log"
+      for m in $ESM_MODES; do
+        say "esm $w budget $b $m"
+        env "$(bench_env "$m")" "$BIN/vnp_gpu_embed_bench" "$ESM" \
+          "$BENCH/$w/${w}_identified_protein.faa" --budget "$b" --label "$w" \
+          --mode "$(bench_mode "$m")" >"$OUT/esm_$w.$b.$m.log" 2>&1
+        r=$(grep RESULT "$OUT/esm_$w.$b.$m.log")
+        cat "$OUT/esm_$w.$b.$m.log" >>"$LOG"
+        echo "$r"
+        row esm "$([[ -n $r ]] && echo ok || echo FAIL)" "ours fp16 $m $w budget=$b: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
+        rm -f "$OUT/esm_$w.$b.$m.log"
+      done
     done
   done
 fi
@@ -222,13 +237,16 @@ fi
 if has dna; then
   for w in reads20k contigs; do
     say "dna $w"
-    "$BIN/vnp_gpu_embed_bench" "$DNA" "$BENCH/$w/${w}_identified_nucleotide.fa" --budget 65536 \
-      --label "$w" >"$OUT/dna_$w.log" 2>&1
-    r=$(grep RESULT "$OUT/dna_$w.log")
-    cat "$OUT/dna_$w.log" >>"$LOG"
-    echo "$r"
-    row dna "$([[ -n $r ]] && echo ok || echo FAIL)" "ours fp16 $w budget=65536: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
-    rm -f "$OUT/dna_$w.log"
+    for m in $ESM_MODES; do
+      env "$(bench_env "$m")" "$BIN/vnp_gpu_embed_bench" "$DNA" \
+        "$BENCH/$w/${w}_identified_nucleotide.fa" --budget 65536 --label "$w" \
+        --mode "$(bench_mode "$m")" >"$OUT/dna_$w.$m.log" 2>&1
+      r=$(grep RESULT "$OUT/dna_$w.$m.log")
+      cat "$OUT/dna_$w.$m.log" >>"$LOG"
+      echo "$r"
+      row dna "$([[ -n $r ]] && echo ok || echo FAIL)" "ours fp16 $m $w budget=65536: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
+      rm -f "$OUT/dna_$w.$m.log"
+    done
   done
 fi
 

@@ -184,6 +184,21 @@ static void cu_free_buf(vnp_backend *be, vnp_buf *buf)
     buf->n = 0;
 }
 
+/* A host -> device copy on the backend's stream, complete when this returns. (A plain
+ * cudaMemcpy runs on the legacy stream, which a cudaStreamNonBlocking stream does not
+ * wait for, and from pageable memory it may return before the DMA lands: a kernel
+ * queued next on c->stream could read the buffer half-copied.) */
+static vnp_code h2d_sync(vnp_cuda *c, void *dst, const void *src, size_t bytes, const char *what,
+                         vnp_error *err)
+{
+    vnp_code rc = vnp_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
+                                                 c->stream),
+                                 what, err);
+    if (!rc)
+        rc = vnp_cuda_check(cudaStreamSynchronize(c->stream), what, err);
+    return rc;
+}
+
 /* Host data -> device, converted to `ddt` on the GPU through a staging buffer,
  * so that an 11 GB checkpoint converts at copy speed. */
 static vnp_code upload_convert(vnp_cuda *c, const void *src, vnp_dtype sdt, size_t n,
@@ -191,8 +206,7 @@ static vnp_code upload_convert(vnp_cuda *c, const void *src, vnp_dtype sdt, size
 {
     size_t ses = vnp_cuda_dtype_size(sdt), des = vnp_cuda_dtype_size(out->dtype);
     if (sdt == out->dtype)
-        return vnp_cuda_check(cudaMemcpy(out->ptr, src, n * ses, cudaMemcpyHostToDevice),
-                              "copying a weight tensor to the GPU", err);
+        return h2d_sync(c, out->ptr, src, n * ses, "copying a weight tensor to the GPU", err);
     const size_t chunk = (size_t)32 << 20; /* elements per pass */
     size_t stage_elems = n < chunk ? n : chunk;
     vnp_code rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, stage_elems * ses,
@@ -252,8 +266,7 @@ static vnp_code cu_upload_f32(vnp_backend *be, const float *src, size_t n, vnp_b
     vnp_code rc = cu_alloc(vnp_cuda_of(be), n, VNP_DT_F32, out, err);
     if (rc || n == 0)
         return rc;
-    rc = vnp_cuda_check(cudaMemcpy(out->ptr, src, n * 4, cudaMemcpyHostToDevice),
-                        "copying float data to the GPU", err);
+    rc = h2d_sync(vnp_cuda_of(be), out->ptr, src, n * 4, "copying float data to the GPU", err);
     if (rc)
         cu_free_buf(be, out);
     return rc;
@@ -578,6 +591,8 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
     snprintf(be->name, sizeof be->name, "cuda:%d %s", device, prec_name(prec));
     read_poison_switch(c, be->name);
+    const char *sk = getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+    c->scalar_only = sk && !strcmp(sk, "1");
 
     rc = vnp_cuda_check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
                         "creating a CUDA stream", err);

@@ -50,6 +50,9 @@ typedef struct vnp_cuda {
     int *flag;         /* device guard word (VNP_CUDA_FLAG_* bits) */
     cudaError_t reset_error; /* a failed guard_reset, reported by the next guard_save */
     vnp_dtype act;     /* compute dtype of activations and GEMM weights */
+    int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
+                          LayerNorm take their one-element-per-thread kernels (A/B timing
+                          and op tests of both paths); read once at creation */
     void *scratch;     /* GEMM temporaries, conversions */
     size_t scratch_bytes;
     float *rope;       /* cos | sin tables for rotary, [max_len][head_dim/2] each */
@@ -115,6 +118,16 @@ vnp_code vnp_cuda_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *
                               const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
                               vnp_error *err);
 
+/* 1 when every pointer given is 16-byte aligned and n elements of size es make whole
+ * 16-byte vectors (and the scalar kernels are not forced): the vectorised element-wise
+ * kernels apply. NULL pointers pass. */
+static inline int vnp_cuda_vec_ok(const vnp_cuda *cu, size_t n, size_t es, const void *a,
+                                  const void *b, const void *c)
+{
+    return !cu->scalar_only && n % (16 / es) == 0 && ((uintptr_t)a % 16) == 0 && ((uintptr_t)b % 16) == 0 &&
+           ((uintptr_t)c % 16) == 0;
+}
+
 /* ---- device helpers ---- */
 #ifdef __CUDACC__
 template <typename T> __device__ __forceinline__ float vnp_ld(const T v);
@@ -148,6 +161,37 @@ __device__ __forceinline__ float vnp_ld_any(const void *p, int dt, size_t i)
     if (dt == VNP_DT_BF16)
         return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
     return ((const float *)p)[i];
+}
+
+/* 16-byte vectors: 8 halves / 8 bfloat16 / 4 floats per load or store, the width at
+ * which an element-wise pass runs at HBM speed. p must be 16-byte aligned
+ * (vnp_cuda_vec_ok). */
+template <typename T> struct vnp_vec {
+    static constexpr int N = 16 / (int)sizeof(T);
+};
+
+template <typename T> __device__ __forceinline__ void vnp_ld_vec(const T *p, float *f)
+{
+    const uint4 u = *reinterpret_cast<const uint4 *>(p);
+    const T *e = reinterpret_cast<const T *>(&u);
+#pragma unroll
+    for (int k = 0; k < vnp_vec<T>::N; k++)
+        f[k] = vnp_ld<T>(e[k]);
+}
+
+/* Rounds f to T and stores it; returns 1 when a stored value is NaN or Inf. */
+template <typename T> __device__ __forceinline__ int vnp_st_vec(T *p, const float *f)
+{
+    uint4 u;
+    T *e = reinterpret_cast<T *>(&u);
+    int bad = 0;
+#pragma unroll
+    for (int k = 0; k < vnp_vec<T>::N; k++) {
+        e[k] = vnp_st<T>(f[k]);
+        bad |= !isfinite(vnp_ld<T>(e[k]));
+    }
+    *reinterpret_cast<uint4 *>(p) = u;
+    return bad;
 }
 
 __device__ __forceinline__ float vnp_gelu_erf(float x)

@@ -1,7 +1,9 @@
 /* Element-wise ops of the CUDA backend: token embedding (+ added row, scale),
  * erf GELU with an optional residual, DNABERT-S's gated GELU, and the
  * classifier's scale and shift (a folded BatchNorm). Each marks the guard word
- * when it writes a NaN or Inf. */
+ * when it writes a NaN or Inf. The GELU passes (after every FFN up-projection: the
+ * widest activations of both encoders) move 16 bytes per load/store when the
+ * buffers allow, else one element. */
 #include "backend/cuda/cuda_internal.cuh"
 
 static unsigned grid_for(size_t n, unsigned threads)
@@ -91,11 +93,58 @@ __global__ void act_residual_kernel(const T *__restrict__ y, int act, const T *_
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
 }
 
+/* The same, 16 bytes per load and store (nv vectors); the arithmetic of each element is
+ * the scalar kernel's, so the bits are the same. */
+template <typename T>
+__global__ void act_residual_vec_kernel(const T *__restrict__ y, int act,
+                                        const T *__restrict__ res, T *out, size_t nv, int *flag)
+{
+    constexpr int N = vnp_vec<T>::N;
+    int bad = 0;
+    for (size_t v = blockIdx.x * (size_t)blockDim.x + threadIdx.x; v < nv;
+         v += (size_t)gridDim.x * blockDim.x) {
+        float f[N], r[N];
+        vnp_ld_vec<T>(y + v * N, f);
+        if (res)
+            vnp_ld_vec<T>(res + v * N, r);
+#pragma unroll
+        for (int k = 0; k < N; k++) {
+            if (act == VNP_ACT_GELU_ERF)
+                f[k] = vnp_gelu_erf(f[k]);
+            else if (act == VNP_ACT_RELU)
+                f[k] = f[k] > 0.0f ? f[k] : 0.0f;
+            if (res)
+                f[k] += r[k];
+        }
+        bad |= vnp_st_vec<T>(out + v * N, f);
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+template <typename T>
+static void act_residual_vec(vnp_cuda *c, const void *y, vnp_act act, const void *res,
+                             void *out, size_t n)
+{
+    const size_t nv = n / vnp_vec<T>::N;
+    act_residual_vec_kernel<T><<<grid_for(nv, 256), 256, 0, c->stream>>>(
+        (const T *)y, act, (const T *)res, (T *)out, nv, c->flag);
+}
+
 vnp_code vnp_cuda_act_residual(vnp_cuda *c, vnp_dtype dt, const void *y, vnp_act act,
                                const void *res, void *out, size_t n, vnp_error *err)
 {
     if (n == 0)
         return VNP_OK;
+    if (vnp_cuda_vec_ok(c, n, vnp_cuda_dtype_size(dt), y, res, out)) {
+        if (dt == VNP_DT_F16)
+            act_residual_vec<__half>(c, y, act, res, out, n);
+        else if (dt == VNP_DT_BF16)
+            act_residual_vec<__nv_bfloat16>(c, y, act, res, out, n);
+        else
+            act_residual_vec<float>(c, y, act, res, out, n);
+        return vnp_cuda_check_launch("act_residual", err);
+    }
     unsigned g = grid_for(n, 256);
     if (dt == VNP_DT_F16)
         act_residual_kernel<__half><<<g, 256, 0, c->stream>>>(
@@ -130,6 +179,38 @@ __global__ void gated_gelu_kernel(const T *__restrict__ x, int M, int I, T *__re
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
 }
 
+/* The same over 16-byte vectors (I a multiple of the vector width); same bits. */
+template <typename T>
+__global__ void gated_gelu_vec_kernel(const T *__restrict__ x, int M, int I,
+                                      T *__restrict__ out, int *flag)
+{
+    constexpr int N = vnp_vec<T>::N;
+    const size_t per_row = (size_t)I / N, nv = (size_t)M * per_row;
+    int bad = 0;
+    for (size_t v = blockIdx.x * (size_t)blockDim.x + threadIdx.x; v < nv;
+         v += (size_t)gridDim.x * blockDim.x) {
+        const size_t m = v / per_row, j = (v - m * per_row) * N;
+        const T *row = x + m * 2 * (size_t)I;
+        float a[N], g[N];
+        vnp_ld_vec<T>(row + j, a);
+        vnp_ld_vec<T>(row + I + j, g);
+#pragma unroll
+        for (int k = 0; k < N; k++)
+            a[k] = vnp_gelu_erf(a[k]) * g[k];
+        bad |= vnp_st_vec<T>(out + m * (size_t)I + j, a);
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+template <typename T>
+static void gated_gelu_vec(vnp_cuda *c, const void *x, int M, int I, void *out)
+{
+    const size_t nv = (size_t)M * (size_t)(I / vnp_vec<T>::N);
+    gated_gelu_vec_kernel<T><<<grid_for(nv, 256), 256, 0, c->stream>>>((const T *)x, M, I,
+                                                                      (T *)out, c->flag);
+}
+
 vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vnp_buf *out,
                              vnp_error *err)
 {
@@ -142,6 +223,15 @@ vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vn
     size_t n = (size_t)M * I;
     if (n == 0)
         return VNP_OK;
+    if (vnp_cuda_vec_ok(c, (size_t)I, vnp_cuda_dtype_size(c->act), x->ptr, out->ptr, NULL)) {
+        if (c->act == VNP_DT_F16)
+            gated_gelu_vec<__half>(c, x->ptr, M, I, out->ptr);
+        else if (c->act == VNP_DT_BF16)
+            gated_gelu_vec<__nv_bfloat16>(c, x->ptr, M, I, out->ptr);
+        else
+            gated_gelu_vec<float>(c, x->ptr, M, I, out->ptr);
+        return vnp_cuda_check_launch("gated_gelu", err);
+    }
     unsigned g = grid_for(n, 256);
     if (c->act == VNP_DT_F16)
         gated_gelu_kernel<__half><<<g, 256, 0, c->stream>>>((const __half *)x->ptr, M, I,
