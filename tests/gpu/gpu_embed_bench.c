@@ -207,11 +207,15 @@ int main(int argc, char **argv)
         else
             t_run = now_s() - ts;
     }
+    size_t warm_tok = 0; /* the warm-up pass runs batch 0 once more */
+    for (size_t q = 0; pk.nbatches && q < pk.batches[0].count; q++)
+        warm_tok += ids[pk.order[pk.batches[0].first + q]].n;
     printf("RESULT %s model=%s precision=%s mode=%s sequences=%zu tokens=%zu batches=%zu "
-           "budget=%zu load_s=%.1f warmup_s=%.2f run_s=%.2f tok_s=%.0f seq_s=%.1f\n",
+           "budget=%zu load_s=%.1f warmup_s=%.2f warmup_tokens=%zu run_s=%.2f tok_s=%.0f "
+           "seq_s=%.1f\n",
            label, esm ? "esm2" : "dnabert_s", emb ? vnp_embedder_name(emb) : vnp_backend_name(be),
-           pipelined ? "pipelined" : "sync", n, ntok, pk.nbatches, budget, t_load, t_first, t_run,
-           ntok / t_run, n / t_run);
+           pipelined ? "pipelined" : "sync", n, ntok, pk.nbatches, budget, t_load, t_first,
+           warm_tok, t_run, ntok / t_run, n / t_run);
     vnp_embedder_free(emb);
     for (int k = 0; k < 2; k++) {
         free(slot_tok[k]);

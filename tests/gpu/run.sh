@@ -19,6 +19,7 @@
 #                   VNP_BENCH_MODES picks
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
+#         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py)
 #         pipe      predict end to end (classifier 3328->512->2, the published shape) vs the
 #                   ESM-2 stage alone on the same ORFs, GPU busy % (nvidia-smi dmon);
 #                   cuda:0,cuda:0 and a failing worker (VIRNUCPRO_DEBUG_FAIL_WORKER) give
@@ -231,6 +232,30 @@ if has peer; then
     done < <(grep RESULT "$OUT/peer_$w.log")
     grep -q RESULT "$OUT/peer_$w.log" || row peer FAIL "$w: $(tail -1 "$OUT/peer_$w.log" | cut -c1-120)"
     rm -f "$OUT/peer_$w.log"
+  done
+fi
+
+if has prof; then
+  # ncu kernel times of ESM-2 3B on the first sequences of each workload (a warm-up batch,
+  # then the batches of PROF_SEQS sequences), shares per kernel and the gap to the wall rate
+  PROF_SEQS=${VNP_PROF_SEQS:-1200}
+  for w in reads20k contigs; do
+    say "prof $w"
+    F=$BENCH/$w/${w}_identified_protein.faa
+    "$BIN/vnp_gpu_embed_bench" "$ESM" "$F" --budget 16384 --limit "$PROF_SEQS" --label "$w" \
+      >"$OUT/prof_wall_$w.log" 2>&1
+    ncu --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu_$w.csv" \
+      "$BIN/vnp_gpu_embed_bench" "$ESM" "$F" --budget 16384 --limit "$PROF_SEQS" --label "$w" \
+      >"$OUT/prof_$w.log" 2>&1
+    r=$(grep RESULT "$OUT/prof_wall_$w.log")
+    tok=$(grep -oE ' tokens=[0-9]+' <<<"$r" | cut -d= -f2)
+    ws=$(grep -oE ' tok_s=[0-9]+' <<<"$r" | cut -d= -f2)
+    # the kernels of the warm-up batch are in the log too: its tokens count once more
+    wt=$(( tok + $(grep -oE 'warmup_tokens=[0-9]+' <<<"$r" | cut -d= -f2) ))
+    if python3 "$ROOT/tools/ncu_summary.py" "$OUT/ncu_$w.csv" "${wt:-0}" "${ws:-0}" \
+         >"$OUT/prof_table_$w.txt" 2>&1; then st=ok; else st=FAIL; fi
+    cat "$OUT/prof_table_$w.txt" | tee -a "$LOG"
+    row prof "$st" "$w: $(tail -1 "$OUT/prof_table_$w.txt")"
   done
 fi
 
