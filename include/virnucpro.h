@@ -15,6 +15,7 @@
 
 #include "virnucpro/error.h"
 #include "virnucpro/half.h"
+#include "virnucpro/precision.h"
 #include "virnucpro/seq.h"
 #include "virnucpro/tok.h"
 #include "virnucpro/tensor.h"

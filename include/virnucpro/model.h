@@ -7,26 +7,26 @@
 #include <stdint.h>
 
 #include "virnucpro/error.h"
+#include "virnucpro/precision.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum vnp_precision {
-    VNP_PREC_FP32 = 0,
-    VNP_PREC_FP16 = 1,
-    VNP_PREC_BF16 = 2
-} vnp_precision;
-
 typedef struct vnp_backend vnp_backend;
 
 /* device: "cpu", "cuda", "cuda:N". threads: CPU worker threads (0 = all cores).
- * VIRNUCPRO_DISABLE_FP16=1|true|yes forces FP32 on any device (with a warning). */
+ * prec: VNP_PREC_DEFAULT is FP16 on a GPU and FP32 on the CPU; on the CPU a reduced
+ * precision (FP16, BF16, FP8) is emulated: values are rounded where the GPU rounds
+ * them (docs/PRECISION.md), for checking, not for speed. FP8 has no CUDA kernels yet
+ * (VNP_EUNSUPPORTED on a GPU). VIRNUCPRO_DISABLE_FP16=1|true|yes forces FP32 on any
+ * device (with a warning). */
 vnp_code vnp_backend_create(const char *device, vnp_precision prec, int threads,
                             vnp_backend **out, vnp_error *err);
 void vnp_backend_free(vnp_backend *be);
-/* The precision a backend for `device` computes in when `asked` is requested: FP32 on
- * the CPU or with VIRNUCPRO_DISABLE_FP16, else `asked`. */
+/* The precision a backend for `device` computes in when `asked` is requested: FP32 with
+ * VIRNUCPRO_DISABLE_FP16; VNP_PREC_DEFAULT resolved (FP32 on the CPU, FP16 on a GPU);
+ * else `asked`. */
 vnp_precision vnp_precision_effective(const char *device, vnp_precision asked);
 const char *vnp_backend_name(const vnp_backend *be);
 vnp_precision vnp_backend_precision(const vnp_backend *be);

@@ -176,7 +176,8 @@ typedef struct vnp_predict_options {
     const char *dnabert;    /* DNABERT-S model directory (with tokenizer.json) */
     const char *classifier; /* VirNucPro classifier .pth */
     const char *device;     /* --device list (see vnp_devices_parse); default "auto" */
-    vnp_precision precision;
+    vnp_precision precision; /* default VNP_PREC_DEFAULT: FP16 on a GPU, FP32 on the CPU;
+                              * a reduced one on the CPU is emulated (slow; for checking) */
     int threads;            /* CPU threads of each CPU worker; 0 = the CPUs this process
                              * may use */
     int chunk_len;          /* 300 or 500 */
@@ -196,7 +197,7 @@ typedef struct vnp_predict_options {
     unsigned shard_count;   /* I - 1; also writes shard.txt for vnp_merge (0/0: no shard) */
 } vnp_predict_options;
 
-/* Defaults: device "auto", FP16 (used on CUDA; the CPU computes in FP32),
+/* Defaults: device "auto", VNP_PREC_DEFAULT (FP16 on CUDA, FP32 on the CPU),
  * chunk 500, progress auto. */
 void vnp_predict_options_init(vnp_predict_options *o);
 

@@ -57,6 +57,14 @@ typedef struct vnp_attn_desc {
     const vnp_buf *slopes;   /* ALIBI: [heads] float32 */
 } vnp_attn_desc;
 
+/* What a weight given to upload_weight is for, so that a backend knows how it may
+ * store it (an FP8 backend quantises GEMM operands, not tables). */
+typedef enum vnp_weight_kind {
+    VNP_WEIGHT_VECTOR = 0, /* biases, LayerNorm parameters, added rows: F32 */
+    VNP_WEIGHT_GEMM = 1,   /* the W of linear, PyTorch [out, in] layout */
+    VNP_WEIGHT_TABLE = 2   /* an embedding table read by embedding */
+} vnp_weight_kind;
+
 typedef struct vnp_backend_ops {
     const char *name;
     void (*destroy)(vnp_backend *be);
@@ -67,9 +75,10 @@ typedef struct vnp_backend_ops {
     /* F32 whatever the compute dtype (pooled features, the classifier's activations). */
     vnp_code (*alloc_f32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
     vnp_code (*alloc_i32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
-    /* A weight tensor converted to what the backend computes with. matrix != 0 for
-     * GEMM operands (may be stored in F16/BF16); vectors (biases, LayerNorm) may be kept F32. */
-    vnp_code (*upload_weight)(vnp_backend *be, const vnp_tensor *t, int matrix, vnp_buf *out,
+    /* A weight tensor converted to what the backend computes with. kind is a
+     * vnp_weight_kind: GEMM operands and embedding tables (non-zero) may be stored in
+     * the compute dtype (F16/BF16); vectors (biases, LayerNorm) may be kept F32. */
+    vnp_code (*upload_weight)(vnp_backend *be, const vnp_tensor *t, int kind, vnp_buf *out,
                               vnp_error *err);
     /* Plain float32 host array -> backend buffer of F32 (inv_freq, slopes). */
     vnp_code (*upload_f32)(vnp_backend *be, const float *src, size_t n, vnp_buf *out,
@@ -173,7 +182,10 @@ vnp_code vnp_backend_guard_check(vnp_backend *be, vnp_error *err);
 int vnp_backend_cuda_count(void);
 
 /* Constructors (implemented in cpu/ and cuda/). */
-vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err);
+/* prec other than FP32: the CPU emulates it (values rounded where the GPU rounds them;
+ * docs/PRECISION.md). */
+vnp_code vnp_backend_cpu_create(int threads, vnp_precision prec, vnp_backend **out,
+                                vnp_error *err);
 #ifdef VNP_HAVE_CUDA
 vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **out,
                                  vnp_error *err);

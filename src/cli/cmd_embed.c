@@ -244,7 +244,7 @@ int vnp_cmd_embed(int argc, char **argv)
         memset(&ec, 0, sizeof ec);
         ec.models.dnabert = esm ? NULL : model;
         ec.models.esm = esm ? model : NULL;
-        ec.models.prec = VNP_PREC_FP16;
+        ec.models.prec = VNP_PREC_DEFAULT;
         ec.models.threads = threads > 0 ? (int)threads : vnp_cpu_threads_available();
         ec.devices = (const char *const *)dev.name;
         ec.ndevices = dev.n;

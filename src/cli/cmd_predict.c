@@ -46,7 +46,10 @@ static void predict_usage(FILE *f)
         "                        (every visible GPU) or cuda:N; entries may repeat (cpu,cpu =\n"
         "                        two CPU workers). A worker that fails is retired and the\n"
         "                        others finish its work; the run fails only when none is left\n"
-        "      --precision P     fp16 (default on CUDA), bf16 or fp32; the CPU computes in fp32\n"
+        "      --precision P     fp16 (default on CUDA), bf16, fp32 (default on the CPU), or\n"
+        "                        fp8 / fp8-tensor (experimental; E4M3 GEMMs with per-channel /\n"
+        "                        per-tensor weight scales; CPU emulation only for now). On the\n"
+        "                        CPU a reduced precision is emulated: for checking, not speed\n"
         "  -t, --threads N       CPU threads of each CPU worker (default: the CPUs this\n"
         "                        process may use)\n"
         "      --batch-tokens N  ESM-2 tokens per batch (default 4096 on CPU, 32768 on CUDA);\n"
@@ -159,16 +162,8 @@ int vnp_cmd_predict(int argc, char **argv)
             o.device = optarg;
             break;
         case OPT_PRECISION:
-            if (!strcmp(optarg, "fp16"))
-                o.precision = VNP_PREC_FP16;
-            else if (!strcmp(optarg, "bf16"))
-                o.precision = VNP_PREC_BF16;
-            else if (!strcmp(optarg, "fp32"))
-                o.precision = VNP_PREC_FP32;
-            else {
-                vnp_cli_error("--precision must be fp16, bf16 or fp32, got '%s'", optarg);
+            if (!vnp_cli_precision(optarg, &o.precision))
                 return 2;
-            }
             break;
         case 't':
             if (!vnp_cli_count("-t/--threads", optarg, 0, 1024, &v))

@@ -1,5 +1,8 @@
-/* virnucpro validate-precision: the GPU's FP16 (and BF16) embeddings against its
- * own FP32 embeddings of the same frames, per model and per length stratum. */
+/* virnucpro validate-precision: embeddings in each reduced precision (FP16, BF16, FP8)
+ * against FP32 embeddings of the same frames on the same devices, per model and per
+ * length stratum. On a GPU the reduced precisions run as in predict; on the CPU they are
+ * emulated (values rounded where the GPU rounds them), so the comparison is real there
+ * too. */
 #include <getopt.h>
 #include <pthread.h>
 #include <math.h>
@@ -20,26 +23,35 @@ static void vp_usage(FILE *f)
         "                                    [--device LIST] [-l 300|500] [options] INPUT\n"
         "\n"
         "Prepares INPUT as predict does (chunks, stop-free six-frame ORFs), embeds every\n"
-        "ORF with DNABERT-S and ESM-2 on the GPU in FP32, then in FP16 and BF16, and\n"
-        "reports for each model, precision and ORF length stratum (protein length: short\n"
-        "< 50 aa, medium 50-119, long >= 120): cosine similarity to FP32 (min, 1st\n"
-        "percentile, mean), the largest absolute difference, mean and standard deviation\n"
-        "of the element differences, and the L2-norm ratio (reduced / FP32, mean and\n"
-        "range); with --classifier, how many labels agree with FP32's.\n"
-        "Exits 1 when FP16's cosine minimum is under --min-cosine (or BF16's under\n"
-        "--min-cosine-bf16, when given), or when labels disagree under --min-agreement.\n"
+        "ORF with DNABERT-S and ESM-2 in FP32, then in each of --precisions, on the same\n"
+        "devices, and reports for each model, precision and ORF length stratum (protein\n"
+        "length: short < 50 aa, medium 50-119, long >= 120): cosine similarity to FP32\n"
+        "(min, 1st percentile, mean, and 1 - mean), the largest absolute difference, mean\n"
+        "and standard deviation of the element differences, and the L2-norm ratio\n"
+        "(reduced / FP32, mean and range); with --classifier, how many labels agree with\n"
+        "FP32's. On the CPU the reduced precisions are emulated (rounded where the GPU\n"
+        "rounds them): slow, but a real check of their numerics without a GPU.\n"
+        "Exits 1 when a precision's cosine minimum (all strata) is under its threshold,\n"
+        "when labels agree less than asked, or when a precision gives exactly the FP32\n"
+        "embeddings (it was not applied).\n"
         "\n"
         "Options:\n"
         "      --esm PATH              ESM-2 model directory or fair-esm .pt\n"
         "      --dnabert DIR           DNABERT-S model directory with tokenizer.json\n"
         "      --classifier FILE       VirNucPro classifier .pth (label agreement)\n"
         "      --device LIST           auto (default), cpu, cuda, cuda:N, comma-separated (one\n"
-        "                              worker each, as predict); the CPU runs FP32 only\n"
+        "                              worker each, as predict)\n"
         "  -l, --length N              chunk length, 300 or 500 (default 500)\n"
-        "      --precisions LIST       fp16,bf16 (default) or one of them\n"
+        "      --precisions LIST       comma-separated: fp16, bf16, fp8 (E4M3 GEMMs with\n"
+        "                              per-channel weight scales), fp8-tensor (per-tensor\n"
+        "                              scales); default fp16,bf16. fp8 runs on the CPU only\n"
+        "                              (emulated) in this version\n"
         "      --min-cosine X          FP16 threshold (default 0.999)\n"
         "      --min-cosine-bf16 X     BF16 threshold (default: reported only)\n"
-        "      --min-agreement X       fraction of labels that must agree (default 0: reported)\n"
+        "      --min-cosine-fp8 X      fp8 and fp8-tensor threshold (default 0.99)\n"
+        "      --min-agreement X       fraction of labels that must agree, every precision\n"
+        "                              (default 0: reported)\n"
+        "      --min-agreement-fp8 X   the same for fp8 and fp8-tensor (default 0.995)\n"
         "      --batch-tokens N        tokens per encoder batch (default 32768)\n"
         "      --limit N               at most N ORFs (default: all)\n"
         "  -h, --help                  this help\n",
@@ -224,6 +236,7 @@ static int cmp_double(const void *a, const void *b)
 
 typedef struct stats {
     size_t n, nonfinite;
+    size_t identical; /* ORFs whose reduced embedding equals FP32's bit for bit */
     double cos_min, cos_p01, cos_mean, max_abs, diff_mean, diff_std, ratio_mean, ratio_min,
         ratio_max;
 } stats;
@@ -242,6 +255,7 @@ static void compute_stats(const float *ref, const float *red, const orfs *o, int
         const float *a = ref + i * (size_t)H, *b = red + i * (size_t)H;
         double ab = 0, aa = 0, bb = 0;
         int finite = 1;
+        s->identical += !memcmp(a, b, (size_t)H * sizeof *a);
         for (int k = 0; k < H; k++) {
             if (!isfinite(b[k]))
                 finite = 0;
@@ -288,10 +302,55 @@ enum {
     OPT_PRECISIONS,
     OPT_MINCOS,
     OPT_MINCOS_BF16,
+    OPT_MINCOS_FP8,
     OPT_MINAGREE,
+    OPT_MINAGREE_FP8,
     OPT_BATCH,
     OPT_LIMIT
 };
+
+#define MAXPREC 4 /* fp16, bf16, fp8, fp8-tensor */
+
+/* --precisions: a comma-separated list of reduced precisions, each once. */
+static int parse_precisions(const char *list, vnp_precision *out, int *n)
+{
+    *n = 0;
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[32];
+        vnp_precision v;
+        if (len == 0 || len >= sizeof item) {
+            vnp_cli_error("--precisions: expected a comma-separated list of fp16, bf16, fp8, "
+                          "fp8-tensor, got '%s'",
+                          list);
+            return 0;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (!vnp_precision_parse(item, &v) || v == VNP_PREC_FP32) {
+            vnp_cli_error("--precisions: '%s' is not a reduced precision; use fp16, bf16, fp8 "
+                          "or fp8-tensor (FP32 is the reference)",
+                          item);
+            return 0;
+        }
+        for (int k = 0; k < *n; k++)
+            if (out[k] == v) {
+                vnp_cli_error("--precisions: '%s' is listed twice", item);
+                return 0;
+            }
+        out[(*n)++] = v;
+        if (!comma)
+            return 1;
+        p = comma + 1;
+    }
+}
+
+static int is_fp8(vnp_precision p)
+{
+    return vnp_precision_info_of(p)->gemm == VNP_FMT_E4M3;
+}
 
 int vnp_cmd_validate_precision(int argc, char **argv)
 {
@@ -304,7 +363,9 @@ int vnp_cmd_validate_precision(int argc, char **argv)
         {"precisions", required_argument, 0, OPT_PRECISIONS},
         {"min-cosine", required_argument, 0, OPT_MINCOS},
         {"min-cosine-bf16", required_argument, 0, OPT_MINCOS_BF16},
+        {"min-cosine-fp8", required_argument, 0, OPT_MINCOS_FP8},
         {"min-agreement", required_argument, 0, OPT_MINAGREE},
+        {"min-agreement-fp8", required_argument, 0, OPT_MINAGREE_FP8},
         {"batch-tokens", required_argument, 0, OPT_BATCH},
         {"limit", required_argument, 0, OPT_LIMIT},
         {"help", no_argument, 0, 'h'},
@@ -313,7 +374,8 @@ int vnp_cmd_validate_precision(int argc, char **argv)
     const char *esm = NULL, *dnabert = NULL, *classifier = NULL, *device = "auto";
     const char *precisions = "fp16,bf16";
     long chunk = 500, budget = 32768, limit = 0;
-    double min_cos = 0.999, min_cos_bf16 = -2.0, min_agree = 0.0;
+    double min_cos = 0.999, min_cos_bf16 = -2.0, min_cos_fp8 = 0.99, min_agree = 0.0,
+           min_agree_fp8 = 0.995;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
@@ -337,19 +399,29 @@ int vnp_cmd_validate_precision(int argc, char **argv)
             break;
         case OPT_MINCOS:
         case OPT_MINCOS_BF16:
-        case OPT_MINAGREE: {
+        case OPT_MINCOS_FP8:
+        case OPT_MINAGREE:
+        case OPT_MINAGREE_FP8: {
             double v = strtod(optarg, &end);
             if (!*optarg || *end || !(v >= -1.0 && v <= 1.0)) {
-                vnp_cli_error("%s must be a number from -1 to 1, got '%s'",
-                              ch == OPT_MINAGREE ? "--min-agreement" : "--min-cosine", optarg);
+                const char *name = ch == OPT_MINCOS        ? "--min-cosine"
+                                   : ch == OPT_MINCOS_BF16 ? "--min-cosine-bf16"
+                                   : ch == OPT_MINCOS_FP8  ? "--min-cosine-fp8"
+                                   : ch == OPT_MINAGREE    ? "--min-agreement"
+                                                           : "--min-agreement-fp8";
+                vnp_cli_error("%s must be a number from -1 to 1, got '%s'", name, optarg);
                 return 2;
             }
             if (ch == OPT_MINCOS)
                 min_cos = v;
             else if (ch == OPT_MINCOS_BF16)
                 min_cos_bf16 = v;
-            else
+            else if (ch == OPT_MINCOS_FP8)
+                min_cos_fp8 = v;
+            else if (ch == OPT_MINAGREE)
                 min_agree = v;
+            else
+                min_agree_fp8 = v;
             break;
         }
         case OPT_BATCH:
@@ -369,11 +441,10 @@ int vnp_cmd_validate_precision(int argc, char **argv)
                       "'virnucpro validate-precision --help'");
         return 2;
     }
-    int want16 = strstr(precisions, "fp16") != NULL, want_bf = strstr(precisions, "bf16") != NULL;
-    if (!want16 && !want_bf) {
-        vnp_cli_error("--precisions must name fp16, bf16 or both, got '%s'", precisions);
+    vnp_precision precs[MAXPREC];
+    int nprec = 0;
+    if (!parse_precisions(precisions, precs, &nprec))
         return 2;
-    }
     const char *input = argv[optind];
     vnp_error err = {0};
     vnp_bpe *bpe = NULL;
@@ -393,18 +464,22 @@ int vnp_cmd_validate_precision(int argc, char **argv)
     for (int i = 0; i < dev.n; i++)
         on_gpu |= strcmp(dev.name[i], "cpu") != 0;
     if (!on_gpu)
-        printf("note: the CPU computes in FP32 only; this comparison is trivial there\n");
+        printf("note: on the CPU the reduced precisions are emulated (values rounded where "
+               "the GPU rounds them): this checks their numerics, not the GPU's kernels\n");
+    for (int p = 0; p < nprec; p++)
+        if (vnp_precision_effective(dev.name[0], precs[p]) != precs[p])
+            fprintf(stderr,
+                    "virnucpro: warning: VIRNUCPRO_DISABLE_FP16 is set: the %s pass computes "
+                    "in FP32, and so compares FP32 with itself\n",
+                    vnp_precision_name(precs[p]));
     const char *names[2] = {"DNABERT-S", "ESM-2"};
-    vnp_precision precs[2] = {VNP_PREC_FP16, VNP_PREC_BF16};
-    const char *pn[2] = {"fp16", "bf16"};
-    int want[2] = {want16, want_bf};
-    orfs o, red[2];
+    orfs o, red[MAXPREC];
     memset(red, 0, sizeof red);
     int hidden[2] = {0, 0};
     int failed = 0, rc = 0;
     double secs;
-    if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, classifier, &dev, VNP_PREC_FP32,
-                (size_t)budget, &o, hidden, &secs, &err)) {
+    if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, classifier, &dev,
+                VNP_PREC_FP32, (size_t)budget, &o, hidden, &secs, &err)) {
         vnp_cli_error("FP32 reference: %s", err.msg);
         rc = 1;
     } else if (o.n == 0) {
@@ -420,54 +495,66 @@ int vnp_cmd_validate_precision(int argc, char **argv)
                o.n, input, chunk, nst[0], nst[1], nst[2], device);
         printf("fp32: %.1f s\n", secs);
     }
-    for (int p = 0; p < 2 && !rc; p++) {
-        if (!want[p])
-            continue;
-        if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, classifier, &dev, precs[p],
-                    (size_t)budget, &red[p], hidden, &secs, &err)) {
-            vnp_cli_error("%s: %s", pn[p], err.msg);
+    for (int p = 0; p < nprec && !rc; p++) {
+        const char *pn = vnp_precision_name(precs[p]);
+        if (vp_pass(input, (size_t)chunk, bpe, (size_t)limit, dnabert, esm, cls, classifier,
+                    &dev, precs[p], (size_t)budget, &red[p], hidden, &secs, &err)) {
+            vnp_cli_error("%s: %s", pn, err.msg);
             rc = 1;
             break;
         }
-        printf("%s: %.1f s (%zu batch%s recomputed in FP32 by the NaN/Inf guard)\n", pn[p], secs,
+        printf("%s: %.1f s (%zu batch%s recomputed in FP32 by the NaN/Inf guard)\n", pn, secs,
                red[p].recomputed, red[p].recomputed == 1 ? "" : "es");
         if (red[p].n != o.n) {
-            vnp_cli_error("%s pass saw %zu ORFs, the FP32 pass %zu (the input changed?)", pn[p],
+            vnp_cli_error("%s pass saw %zu ORFs, the FP32 pass %zu (the input changed?)", pn,
                           red[p].n, o.n);
             rc = 1;
         }
     }
     vnp_bpe_free(bpe);
     if (!rc) {
-        printf("\n%-9s %-4s %-6s %6s %9s %9s %9s %9s %10s %9s %7s %15s %s\n", "model", "prec",
-               "strat", "n", "cos_min", "cos_p01", "cos_mean", "max_abs", "diff_mean",
-               "diff_std", "l2_rat", "l2_rat_range", "nonfinite");
+        printf("\n%-9s %-10s %-6s %6s %10s %10s %10s %10s %9s %10s %9s %7s %15s %s\n", "model",
+               "prec", "strat", "n", "cos_min", "cos_p01", "cos_mean", "1-cos_mean", "max_abs",
+               "diff_mean", "diff_std", "l2_rat", "l2_rat_range", "nonfinite");
+        size_t same[MAXPREC] = {0};
         for (int m = 0; m < 2; m++)
-            for (int p = 0; p < 2; p++) {
-                if (!want[p])
-                    continue;
+            for (int p = 0; p < nprec; p++) {
+                const char *pn = vnp_precision_name(precs[p]);
                 for (int st = 0; st < NSTRATA; st++) {
                     stats s;
                     compute_stats(o.model[m], red[p].model[m], &o, hidden[m], st, &s);
                     if (!s.n)
                         continue;
-                    printf("%-9s %-4s %-6s %6zu %9.6f %9.6f %9.6f %9.3e %10.3e %9.3e %7.5f "
-                           "%7.5f-%7.5f %zu\n",
-                           names[m], pn[p], stratum_name[st], s.n, s.cos_min, s.cos_p01,
-                           s.cos_mean, s.max_abs, s.diff_mean, s.diff_std, s.ratio_mean,
-                           s.ratio_min, s.ratio_max, s.nonfinite);
-                    double thr = p == 0 ? min_cos : min_cos_bf16;
-                    if (st == 3 && !(s.cos_min >= thr)) {
-                        printf("  -> %s %s cosine minimum %.6f is under %.6f\n", names[m],
-                               pn[p], s.cos_min, thr);
+                    printf("%-9s %-10s %-6s %6zu %10.8f %10.8f %10.8f %10.3e %9.3e %10.3e "
+                           "%9.3e %7.5f %7.5f-%7.5f %zu\n",
+                           names[m], pn, stratum_name[st], s.n, s.cos_min, s.cos_p01,
+                           s.cos_mean, 1.0 - s.cos_mean, s.max_abs, s.diff_mean, s.diff_std,
+                           s.ratio_mean, s.ratio_min, s.ratio_max, s.nonfinite);
+                    if (st != 3)
+                        continue;
+                    same[p] += s.identical;
+                    double thr = precs[p] == VNP_PREC_FP16   ? min_cos
+                                 : precs[p] == VNP_PREC_BF16 ? min_cos_bf16
+                                                             : min_cos_fp8;
+                    if (!(s.cos_min >= thr)) {
+                        printf("  -> %s %s cosine minimum %.8f is under %.6f\n", names[m], pn,
+                               s.cos_min, thr);
                         failed = 1;
                     }
                 }
             }
+        for (int p = 0; p < nprec; p++)
+            if (same[p] == 2 * o.n) {
+                printf("  -> %s gives exactly the FP32 embeddings of every ORF: the reduced "
+                       "precision was not applied (is VIRNUCPRO_DISABLE_FP16 set?)\n",
+                       vnp_precision_name(precs[p]));
+                failed = 1;
+            }
         if (cls) {
-            for (int p = 0; p < 2 && !rc; p++) {
-                if (!want[p])
-                    continue;
+            for (int p = 0; p < nprec && !rc; p++) {
+                const char *pn = vnp_precision_name(precs[p]);
+                double need = is_fp8(precs[p]) && min_agree_fp8 > min_agree ? min_agree_fp8
+                                                                           : min_agree;
                 for (int st = 0; st < NSTRATA; st++) {
                     size_t n = 0, agree = 0;
                     for (size_t i = 0; i < o.n; i++)
@@ -477,10 +564,10 @@ int vnp_cmd_validate_precision(int argc, char **argv)
                         }
                     if (!n)
                         continue;
-                    printf("labels %s %-6s agree with fp32: %zu of %zu (%.4f%%)\n", pn[p],
+                    printf("labels %-10s %-6s agree with fp32: %zu of %zu (%.4f%%)\n", pn,
                            stratum_name[st], agree, n, 100.0 * (double)agree / (double)n);
-                    if (st == 3 && (double)agree / (double)n < min_agree) {
-                        printf("  -> %s label agreement under %.4f\n", pn[p], min_agree);
+                    if (st == 3 && (double)agree / (double)n < need) {
+                        printf("  -> %s label agreement under %.4f\n", pn, need);
                         failed = 1;
                     }
                 }
@@ -489,8 +576,8 @@ int vnp_cmd_validate_precision(int argc, char **argv)
         printf("%s\n", failed ? "validate-precision: FAILED thresholds"
                               : "validate-precision: all thresholds met");
     }
-    orfs_free(&red[0]);
-    orfs_free(&red[1]);
+    for (int p = 0; p < MAXPREC; p++)
+        orfs_free(&red[p]);
     vnp_devices_free(&dev);
     vnp_classifier_free(cls);
     orfs_free(&o);

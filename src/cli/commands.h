@@ -2,6 +2,8 @@
 #ifndef VNP_CLI_COMMANDS_H
 #define VNP_CLI_COMMANDS_H
 
+#include "virnucpro/precision.h"
+
 typedef struct vnp_command {
     const char *name;
     const char *summary;
@@ -24,5 +26,8 @@ void vnp_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int vnp_cli_device_ok(const char *list);
 /* A whole-number option in [lo, hi] into *out; 0 after printing the error. */
 int vnp_cli_count(const char *opt, const char *s, long lo, long hi, long *out);
+/* A --precision value (fp32, fp16, bf16, fp8, fp8-tensor) into *out; 0 after printing
+ * the error. */
+int vnp_cli_precision(const char *s, vnp_precision *out);
 
 #endif

@@ -97,3 +97,11 @@ int vnp_cli_count(const char *opt, const char *s, long lo, long hi, long *out)
     *out = v;
     return 1;
 }
+
+int vnp_cli_precision(const char *s, vnp_precision *out)
+{
+    if (vnp_precision_parse(s, out))
+        return 1;
+    vnp_cli_error("--precision must be " VNP_PRECISION_NAMES ", got '%s'", s);
+    return 0;
+}

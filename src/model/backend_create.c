@@ -18,15 +18,14 @@ static int fp16_disabled(void)
     return v && (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes"));
 }
 
-static const char *prec_name(vnp_precision p)
-{
-    return p == VNP_PREC_FP16 ? "FP16" : p == VNP_PREC_BF16 ? "BF16" : "FP32";
-}
+static int is_cpu(const char *device) { return !device || !*device || !strcmp(device, "cpu"); }
 
 vnp_precision vnp_precision_effective(const char *device, vnp_precision asked)
 {
-    if (!device || !strcmp(device, "cpu") || fp16_disabled())
+    if (fp16_disabled())
         return VNP_PREC_FP32;
+    if (asked == VNP_PREC_DEFAULT)
+        return is_cpu(device) ? VNP_PREC_FP32 : VNP_PREC_FP16;
     return asked;
 }
 
@@ -36,15 +35,17 @@ vnp_code vnp_backend_create(const char *device, vnp_precision prec, int threads,
     *out = NULL;
     if (!device || !*device)
         device = "cpu";
-    if (prec != VNP_PREC_FP32 && prec != VNP_PREC_FP16 && prec != VNP_PREC_BF16)
+    if (prec != VNP_PREC_DEFAULT && !vnp_precision_info_of(prec))
         return vnp_fail(err, VNP_EINVAL, "unknown precision %d", (int)prec);
+    if (prec == VNP_PREC_DEFAULT)
+        prec = is_cpu(device) ? VNP_PREC_FP32 : VNP_PREC_FP16;
     if (prec != VNP_PREC_FP32 && fp16_disabled()) {
         vnp_warn("VIRNUCPRO_DISABLE_FP16 is set: computing in FP32 instead of %s",
-                 prec_name(prec));
+                 vnp_precision_label(prec));
         prec = VNP_PREC_FP32;
     }
-    if (!strcmp(device, "cpu"))
-        return vnp_backend_cpu_create(threads, out, err); /* always FP32 */
+    if (!strcmp(device, "cpu")) /* a reduced precision is emulated there */
+        return vnp_backend_cpu_create(threads, prec, out, err);
     if (!strncmp(device, "cuda", 4) && (device[4] == '\0' || device[4] == ':')) {
         int index = 0;
         if (device[4] == ':') {
@@ -57,6 +58,12 @@ vnp_code vnp_backend_create(const char *device, vnp_precision prec, int threads,
                                 device);
             index = (int)v;
         }
+        if (vnp_precision_info_of(prec)->gemm == VNP_FMT_E4M3)
+            return vnp_fail(err, VNP_EUNSUPPORTED,
+                            "device '%s': --precision %s has no CUDA kernels in this version; "
+                            "use fp16 or bf16 on the GPU, or --device cpu to emulate %s "
+                            "(for validation; as slow as fp32 on the CPU)",
+                            device, vnp_precision_name(prec), vnp_precision_name(prec));
 #ifdef VNP_HAVE_CUDA
         return vnp_backend_cuda_create(index, prec, out, err);
 #else

@@ -41,7 +41,7 @@ vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src,
                         src->path, c->layers, c->layers);
 
     snprintf(n, sizeof n, "%sembeddings.word_embeddings.weight", prefix);
-    if ((rc = vnp_weight_upload(src, n, c->vocab, H, &enc->tok_emb, err)))
+    if ((rc = vnp_weight_upload_table(src, n, c->vocab, H, 0, &enc->tok_emb, err)))
         return rc;
     /* token_type_embeddings: every token has type 0, so only row 0 is used. */
     snprintf(n, sizeof n, "%sembeddings.token_type_embeddings.weight", prefix);
@@ -63,7 +63,7 @@ vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src,
     first.ndim = 1;
     first.shape[0] = H;
     first.nbytes = (size_t)H * vnp_dtype_size(row0->dtype);
-    if ((rc = src->be->ops->upload_weight(src->be, &first, 0, &enc->type_row, err)))
+    if ((rc = src->be->ops->upload_weight(src->be, &first, VNP_WEIGHT_VECTOR, &enc->type_row, err)))
         return rc;
     snprintf(n, sizeof n, "%sembeddings.LayerNorm.weight", prefix);
     if ((rc = vnp_weight_upload(src, n, H, 0, &enc->norm_g, err)))

@@ -86,7 +86,7 @@ typedef struct vnp_weight_src {
  * or VNP_ESHAPE naming it with the expected and found shape. */
 vnp_code vnp_weight_get(const vnp_weight_src *src, const char *name, int ndim,
                         const int64_t *shape, const vnp_tensor **out, vnp_error *err);
-/* Looks up and uploads a matrix [rows, cols] or a vector [n] (cols = 0). */
+/* Looks up and uploads a GEMM weight [rows, cols] or a vector [n] (cols = 0). */
 vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, int64_t rows, int64_t cols,
                            vnp_buf *out, vnp_error *err);
 /* Uploads the row-wise concatenation of `count` matrices of the same width
@@ -94,9 +94,9 @@ vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, int64_t 
 vnp_code vnp_weight_upload_concat(const vnp_weight_src *src, const char *const *names,
                                   const int64_t *rows, int count, int64_t cols, vnp_buf *out,
                                   vnp_error *err);
-/* A [rows, cols] matrix with `extra` zero rows appended. */
-vnp_code vnp_weight_upload_padded(const vnp_weight_src *src, const char *name, int64_t rows,
-                                  int64_t cols, int64_t extra, vnp_buf *out, vnp_error *err);
+/* An embedding table [rows, cols] with `extra` zero rows appended. */
+vnp_code vnp_weight_upload_table(const vnp_weight_src *src, const char *name, int64_t rows,
+                                 int64_t cols, int64_t extra, vnp_buf *out, vnp_error *err);
 /* A tensor of `n` values as float32 on the host then uploaded as F32. */
 vnp_code vnp_weight_upload_f32(const vnp_weight_src *src, const vnp_tensor *t, vnp_buf *out,
                                vnp_error *err);

@@ -124,8 +124,8 @@ vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, cons
 
     /* Token dropout maps <mask> to an extra zero row of the table. */
     name_of(n0, sizeof n0, prefix, nm->emb, 0);
-    if ((rc = vnp_weight_upload_padded(src, n0, c->vocab, H, c->token_dropout ? 1 : 0,
-                                       &enc->tok_emb, err)))
+    if ((rc = vnp_weight_upload_table(src, n0, c->vocab, H, c->token_dropout ? 1 : 0,
+                                      &enc->tok_emb, err)))
         return rc;
     if ((rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, nm->final_g, 0), H, 0,
                                 &enc->norm_g, err)) ||

@@ -44,7 +44,8 @@ vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, int64_t 
     vnp_code rc = vnp_weight_get(src, name, cols ? 2 : 1, shape, &t, err);
     if (rc)
         return rc;
-    rc = src->be->ops->upload_weight(src->be, t, cols != 0, out, err);
+    rc = src->be->ops->upload_weight(src->be, t, cols ? VNP_WEIGHT_GEMM : VNP_WEIGHT_VECTOR, out,
+                                     err);
     if (rc)
         vnp_error_prefix(err, "'%s': uploading tensor '%s': ", src->path, name);
     return rc;
@@ -52,8 +53,8 @@ vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, int64_t 
 
 /* Uploads bytes laid out as a tensor of `dt` and shape [rows, cols] / [rows]. */
 static vnp_code upload_bytes(const vnp_weight_src *src, const char *name, vnp_dtype dt,
-                             int64_t rows, int64_t cols, const void *data, vnp_buf *out,
-                             vnp_error *err)
+                             int64_t rows, int64_t cols, vnp_weight_kind kind, const void *data,
+                             vnp_buf *out, vnp_error *err)
 {
     vnp_tensor t = {0};
     t.name = name;
@@ -63,7 +64,7 @@ static vnp_code upload_bytes(const vnp_weight_src *src, const char *name, vnp_dt
     t.shape[1] = cols;
     t.data = data;
     t.nbytes = (size_t)rows * (size_t)(cols ? cols : 1) * vnp_dtype_size(dt);
-    vnp_code rc = src->be->ops->upload_weight(src->be, &t, cols != 0, out, err);
+    vnp_code rc = src->be->ops->upload_weight(src->be, &t, (int)kind, out, err);
     if (rc)
         vnp_error_prefix(err, "'%s': uploading tensor '%s': ", src->path, name);
     return rc;
@@ -108,13 +109,14 @@ vnp_code vnp_weight_upload_concat(const vnp_weight_src *src, const char *const *
         }
         off += bytes;
     }
-    vnp_code rc = upload_bytes(src, names[0], dt, total, cols, buf, out, err);
+    vnp_code rc = upload_bytes(src, names[0], dt, total, cols,
+                               cols ? VNP_WEIGHT_GEMM : VNP_WEIGHT_VECTOR, buf, out, err);
     free(buf);
     return rc;
 }
 
-vnp_code vnp_weight_upload_padded(const vnp_weight_src *src, const char *name, int64_t rows,
-                                  int64_t cols, int64_t extra, vnp_buf *out, vnp_error *err)
+vnp_code vnp_weight_upload_table(const vnp_weight_src *src, const char *name, int64_t rows,
+                                 int64_t cols, int64_t extra, vnp_buf *out, vnp_error *err)
 {
     int64_t shape[2] = {rows, cols};
     const vnp_tensor *t;
@@ -126,7 +128,7 @@ vnp_code vnp_weight_upload_padded(const vnp_weight_src *src, const char *name, i
     if (!buf)
         return vnp_fail(err, VNP_ENOMEM, "'%s': out of memory copying '%s'", src->path, name);
     memcpy(buf, t->data, bytes);
-    rc = upload_bytes(src, name, t->dtype, rows + extra, cols, buf, out, err);
+    rc = upload_bytes(src, name, t->dtype, rows + extra, cols, VNP_WEIGHT_TABLE, buf, out, err);
     free(buf);
     return rc;
 }

@@ -17,7 +17,8 @@ typedef struct vnp_embedder_config {
     const char *esm;     /* ESM-2 model path, or NULL */
     const vnp_classifier *cls; /* NULL: embeddings only */
     const char *cls_path;      /* the classifier's file, for messages */
-    vnp_precision prec;  /* of the encoders (the CPU computes in FP32) */
+    vnp_precision prec;  /* of the encoders (VNP_PREC_DEFAULT: FP16 on a GPU, FP32 on the
+                          * CPU; a reduced one is emulated on the CPU) */
     int threads;         /* CPU threads of a CPU worker */
 } vnp_embedder_config;
 

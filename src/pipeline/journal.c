@@ -109,11 +109,6 @@ static vnp_code model_digest(const char *path, const char *what, char out[65], v
     return rc;
 }
 
-static const char *prec_name(vnp_precision p)
-{
-    return p == VNP_PREC_FP16 ? "fp16" : p == VNP_PREC_BF16 ? "bf16" : "fp32";
-}
-
 vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_error *err)
 {
     memset(j, 0, sizeof *j);
@@ -132,7 +127,7 @@ vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_
     const char *kind = !strcmp(dev.name[0], "cpu") ? "cpu" : "cuda";
     char compute[64];
     snprintf(compute, sizeof compute, "%s %s", kind,
-             prec_name(vnp_precision_effective(dev.name[0], o->precision)));
+             vnp_precision_name(vnp_precision_effective(dev.name[0], o->precision)));
     vnp_devices_free(&dev);
     if ((rc = add_ident(j, "input", o->input, err)) || (rc = add_ident(j, "length", len, err)) ||
         (rc = add_ident(j, "compute", compute, err)) ||
@@ -162,7 +157,7 @@ const char *vnp_journal_ident_what(const char *key)
     if (!strcmp(key, "length"))
         return "the chunk length (-l)";
     if (!strcmp(key, "compute"))
-        return "the kind of device or the precision (CPU/GPU, FP16/BF16/FP32)";
+        return "the kind of device or the precision (CPU/GPU, FP32/FP16/BF16/FP8)";
     if (!strcmp(key, "shard"))
         return "the shard (--shard I/N)";
     if (!strcmp(key, "version"))

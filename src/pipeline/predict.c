@@ -23,7 +23,7 @@ void vnp_predict_options_init(vnp_predict_options *o)
 {
     memset(o, 0, sizeof *o);
     o->device = "auto";
-    o->precision = VNP_PREC_FP16;
+    o->precision = VNP_PREC_DEFAULT;
     o->chunk_len = 500;
     o->progress = -1;
 }

@@ -737,7 +737,7 @@ int main(void)
 {
     vnp_error err;
     vnp_backend *cpu;
-    if (vnp_backend_cpu_create(0, &cpu, &err))
+    if (vnp_backend_cpu_create(0, VNP_PREC_FP32, &cpu, &err))
         die("cpu backend", &err);
     static const int lens_a[] = {1, 7, 64, 65, 130, 300, 2, 129};
     static const int lens_b[] = {42, 40, 38, 51, 12, 42, 168, 166};

@@ -39,6 +39,20 @@ vnp_code vnp_cpu_reserve_scratch(vnp_cpu *c, size_t n, vnp_error *err)
     return VNP_OK;
 }
 
+vnp_code vnp_cpu_reserve(float **p, size_t *cap, size_t n, const char *what, vnp_error *err)
+{
+    if (*cap >= n)
+        return VNP_OK;
+    float *q = alloc_aligned(n * sizeof(float));
+    if (!q)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory for %zu MiB of %s on the CPU",
+                        n * sizeof(float) >> 20, what);
+    free(*p);
+    *p = q;
+    *cap = n;
+    return VNP_OK;
+}
+
 /* A buffer of n values of dt (F32 or I32). */
 static vnp_code alloc_buf(size_t n, vnp_dtype dt, vnp_buf *out, vnp_error *err)
 {
@@ -71,7 +85,7 @@ static vnp_code cpu_alloc_i32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error
     return alloc_buf(n, VNP_DT_I32, out, err);
 }
 
-static vnp_code cpu_upload_weight(vnp_backend *be, const vnp_tensor *t, int matrix, vnp_buf *out,
+static vnp_code cpu_upload_weight(vnp_backend *be, const vnp_tensor *t, int kind, vnp_buf *out,
                                   vnp_error *err)
 {
     size_t n = (size_t)vnp_tensor_numel(t);
@@ -79,6 +93,13 @@ static vnp_code cpu_upload_weight(vnp_backend *be, const vnp_tensor *t, int matr
     if (rc)
         return rc;
     rc = vnp_tensor_to_f32(t, out->ptr, err);
+    vnp_cpu *c = vnp_cpu_of(be);
+    if (!rc && c->emu && kind != VNP_WEIGHT_VECTOR) {
+        size_t rows = t->ndim >= 1 && t->shape[0] > 0 ? (size_t)t->shape[0] : 1;
+        rc = vnp_cpu_emulate_weight(c, kind, out, rows, n / rows, err);
+        if (rc)
+            vnp_error_prefix(err, "tensor '%s': ", t->name ? t->name : "?");
+    }
     if (rc) {
         free(out->ptr);
         out->ptr = NULL;
@@ -120,6 +141,8 @@ static void cpu_free_buf(vnp_backend *be, vnp_buf *buf)
 {
     if (!buf)
         return;
+    if (vnp_cpu_of(be)->emu)
+        vnp_cpu_emulate_forget(vnp_cpu_of(be), buf->ptr);
     free(buf->ptr);
     buf->ptr = NULL;
     buf->n = 0;
@@ -183,6 +206,12 @@ static void cpu_destroy(vnp_backend *be)
             free(c->scratch[i]);
         free(c->scratch);
         free(c->scratch_cap);
+        for (size_t i = 0; i < c->ngw; i++)
+            free(c->gw[i].scale);
+        free(c->gw);
+        free(c->xq);
+        free(c->xs);
+        free(c->bias);
         free(c);
     }
     free(be);
@@ -219,9 +248,13 @@ static const vnp_backend_ops cpu_ops = {
 
 static void openblas_single_thread(void) { openblas_set_num_threads(1); }
 
-vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
+vnp_code vnp_backend_cpu_create(int threads, vnp_precision prec, vnp_backend **out,
+                                vnp_error *err)
 {
     *out = NULL;
+    const vnp_precision_info *info = vnp_precision_info_of(prec);
+    if (!info)
+        return vnp_fail(err, VNP_EINVAL, "CPU backend: unknown precision %d", (int)prec);
     if (threads < 0)
         return vnp_fail(err, VNP_EINVAL, "thread count %d: use 0 for all cores or a positive count",
                         threads);
@@ -239,11 +272,18 @@ vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
         return vnp_fail(err, VNP_ENOMEM, "out of memory creating the CPU backend");
     }
     be->ops = &cpu_ops;
-    be->prec = VNP_PREC_FP32;
+    be->prec = prec;
     be->threads = threads;
     be->impl = c;
-    snprintf(be->name, sizeof be->name, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
+    if (prec == VNP_PREC_FP32)
+        snprintf(be->name, sizeof be->name, "cpu (%d thread%s)", threads,
+                 threads == 1 ? "" : "s");
+    else
+        snprintf(be->name, sizeof be->name, "cpu (%d thread%s, %s emulated)", threads,
+                 threads == 1 ? "" : "s", info->name);
     c->nthreads = threads;
+    c->emu = prec == VNP_PREC_FP32 ? NULL : info;
+    c->act = info->act;
     atomic_init(&c->guard, 0u);
     c->scratch = calloc((size_t)threads, sizeof *c->scratch);
     c->scratch_cap = calloc((size_t)threads, sizeof *c->scratch_cap);

@@ -11,10 +11,33 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_pool.h"
+#include "virnucpro/precision.h"
+
+/* A weight uploaded as a GEMM operand by an emulating backend (see cpu_emulate.c). */
+typedef struct vnp_cpu_gemm_weight {
+    const float *w; /* the buffer's data: values of the GEMM format (E4M3 unscaled) */
+    float *scale;   /* E4M3: [rows] dequantisation scales (equal when per tensor); else NULL */
+    size_t rows;
+} vnp_cpu_gemm_weight;
 
 typedef struct vnp_cpu {
     vnp_cpu_pool *pool;
     int nthreads;
+    /* Reduced-precision emulation (--precision fp16|bf16|fp8 on the CPU): NULL for FP32,
+     * the default, whose ops are untouched. act is what activations are rounded to
+     * (VNP_FMT_F32 when not emulating). */
+    const vnp_precision_info *emu;
+    vnp_numfmt act;
+    /* The weights uploaded as GEMM operands while emulating: linear() emulates the
+     * reduced GEMM for these and runs any other W (the classifier's) in FP32, as the GPU
+     * does. Like everything of a backend, used from one thread at a time (its owner's:
+     * uploads, free_buf and linear all run there; pool workers never read it). */
+    vnp_cpu_gemm_weight *gw;
+    size_t ngw, capgw;
+    /* Emulation scratch of linear(), grown by the calling thread: E4M3 activations and
+     * their per-row scales, and a rounded copy of the current GEMM's bias. */
+    float *xq, *xs, *bias;
+    size_t xq_cap, xs_cap, bias_cap;
     /* The guard word: VNP_GUARD_* bits that ops OR in (from any worker) and
      * guard_reset clears. */
     _Atomic uint32_t guard;
@@ -34,6 +57,20 @@ static inline void vnp_cpu_guard_set(vnp_cpu *c, uint32_t bits)
 
 /* Makes every worker's scratch hold at least n floats. */
 vnp_code vnp_cpu_reserve_scratch(vnp_cpu *c, size_t n, vnp_error *err);
+/* Grows *p (64-byte aligned floats, *cap of them) to at least n floats; the contents
+ * are not kept. */
+vnp_code vnp_cpu_reserve(float **p, size_t *cap, size_t n, const char *what, vnp_error *err);
+
+/* ---- reduced-precision emulation (cpu_emulate.c) ---- */
+/* Stores a weight uploaded as `kind` in the emulated format: a GEMM weight rounded to the
+ * GEMM format (E4M3: quantised per output channel or per tensor, and remembered with
+ * its scales), a table rounded to the activation format. buf holds its F32 values. */
+vnp_code vnp_cpu_emulate_weight(vnp_cpu *c, int kind, vnp_buf *buf, size_t rows, size_t cols,
+                                vnp_error *err);
+/* Forgets a GEMM weight about to be freed. */
+void vnp_cpu_emulate_forget(vnp_cpu *c, const void *ptr);
+/* The GEMM weight entry of w, or NULL (not emulated: an FP32 GEMM). */
+const vnp_cpu_gemm_weight *vnp_cpu_emulated_gemm(const vnp_cpu *c, const void *w);
 
 /* The ops, one file per kind. */
 vnp_code vnp_cpu_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,

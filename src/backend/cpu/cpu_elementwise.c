@@ -16,7 +16,8 @@ typedef struct {
     float *out;
     float scale;
     int H;
-    size_t rows; /* of the table */
+    size_t rows;     /* of the table */
+    vnp_numfmt round; /* emulation: the activation format of the output */
 } emb_job;
 
 static void emb_rows(void *ctx, size_t begin, size_t end, int worker)
@@ -35,6 +36,8 @@ static void emb_rows(void *ctx, size_t begin, size_t end, int worker)
             for (int i = 0; i < j->H; i++)
                 o[i] = (j->add ? src[i] + j->add[i] : src[i]) * j->scale;
         }
+        if (j->round)
+            vnp_round_array(j->round, o, (size_t)j->H);
         bad |= vnp_cpu_nonfinite_bits(o, (size_t)j->H);
     }
     if (bad_id)
@@ -53,7 +56,7 @@ vnp_code vnp_cpu_embedding(vnp_backend *be, const vnp_buf *table, const vnp_buf 
         return vnp_fail(err, VNP_EINVAL, "embedding of %d tokens of width %d: a buffer is too small",
                         T, H);
     emb_job j = {c, table->ptr, add_row ? add_row->ptr : NULL, ids->ptr, out->ptr, scale, H,
-                 table->n / (size_t)H};
+                 table->n / (size_t)H, c->act};
     vnp_cpu_pool_run(c->pool, (size_t)T, (size_t)(16384 / H) + 1, emb_rows, &j);
     return VNP_OK;
 }
@@ -64,6 +67,7 @@ typedef struct {
     const float *x;
     float *out;
     int inter;
+    vnp_numfmt round; /* emulation: the activation format of the output */
 } gg_job;
 
 static void gg_rows(void *ctx, size_t begin, size_t end, int worker)
@@ -75,6 +79,8 @@ static void gg_rows(void *ctx, size_t begin, size_t end, int worker)
         float *o = j->out + r * (size_t)j->inter;
         for (int i = 0; i < j->inter; i++)
             o[i] = vnp_gelu_erf(x[i]) * x[j->inter + i];
+        if (j->round)
+            vnp_round_array(j->round, o, (size_t)j->inter);
         bad |= vnp_cpu_nonfinite_bits(o, (size_t)j->inter);
     }
     if (bad)
@@ -90,7 +96,7 @@ vnp_code vnp_cpu_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int inter,
                         M, inter);
     if (x->ptr == out->ptr)
         return vnp_fail(err, VNP_EINVAL, "gated GELU cannot write over its input");
-    gg_job j = {c, x->ptr, out->ptr, inter};
+    gg_job j = {c, x->ptr, out->ptr, inter, c->act};
     vnp_cpu_pool_run(c->pool, (size_t)M, (size_t)(16384 / inter) + 1, gg_rows, &j);
     return VNP_OK;
 }

@@ -1,5 +1,6 @@
 /* layernorm: out = LayerNorm(x + residual) * gamma + beta, row by row.
- * Mean and variance (biased, as torch) are accumulated in double. */
+ * Mean and variance (biased, as torch) are accumulated in double; an emulated
+ * precision rounds the output to its activation format. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -11,6 +12,7 @@ typedef struct {
     float *out;
     float eps;
     int H;
+    vnp_numfmt round; /* emulation: the activation format of the output */
 } ln_job;
 
 static void ln_rows(void *ctx, size_t begin, size_t end, int worker)
@@ -41,6 +43,10 @@ static void ln_rows(void *ctx, size_t begin, size_t end, int worker)
             o[i] = v;
             bad |= !isfinite(v);
         }
+        if (j->round) {
+            vnp_round_array(j->round, o, (size_t)H);
+            bad |= (int)vnp_cpu_nonfinite_bits(o, (size_t)H); /* an FP16 overflow */
+        }
     }
     if (bad)
         vnp_cpu_guard_set(j->c, VNP_GUARD_NONFINITE);
@@ -59,7 +65,8 @@ vnp_code vnp_cpu_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *res
     vnp_code rc = vnp_cpu_reserve_scratch(c, (size_t)H, err);
     if (rc)
         return rc;
-    ln_job j = {c, x->ptr, residual ? residual->ptr : NULL, gamma->ptr, beta->ptr, out->ptr, eps, H};
+    ln_job j = {c, x->ptr, residual ? residual->ptr : NULL, gamma->ptr, beta->ptr, out->ptr,
+                eps, H, c->act};
     size_t grain = (size_t)(16384 / H) + 1;
     vnp_cpu_pool_run(c->pool, (size_t)M, grain, ln_rows, &j);
     return VNP_OK;

@@ -539,11 +539,6 @@ static void fill_ops(void)
     g_cuda_ops.guard_save = cu_guard_save;
 }
 
-static const char *prec_name(vnp_precision p)
-{
-    return p == VNP_PREC_FP16 ? "fp16" : p == VNP_PREC_BF16 ? "bf16" : "fp32";
-}
-
 extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **out,
                                             vnp_error *err)
 {
@@ -589,7 +584,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->device = device;
     c->act = prec == VNP_PREC_FP16 ? VNP_DT_F16 : prec == VNP_PREC_BF16 ? VNP_DT_BF16 : VNP_DT_F32;
     snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
-    snprintf(be->name, sizeof be->name, "cuda:%d %s", device, prec_name(prec));
+    snprintf(be->name, sizeof be->name, "cuda:%d %s", device, vnp_precision_name(prec));
     read_poison_switch(c, be->name);
     const char *sk = getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
     c->scalar_only = sk && !strcmp(sk, "1");
