@@ -375,6 +375,48 @@ static void test_interrupted_then_resumed(void **state)
     assert_int_equal(access(out("resume", "predict.journal"), F_OK), -1);
 }
 
+/* --precision on the CPU emulates the reduced precision: the scores move (it was
+ * applied), the run is deterministic (an interrupted fp8 run resumed gives the bytes of
+ * an uninterrupted one), and the journal ties the rows to the precision: resuming it
+ * with another precision is refused. */
+static void test_emulated_precision(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    char in[4096];
+    snprintf(in, sizeof in, "%s", vnp_test_fixture(G "input.fa"));
+    if (predict("fp8_whole", "--device cpu --precision fp8 --window 3", in, &err))
+        fail_msg("%s", err);
+    assert_non_null(strstr(err, "on cpu (2 threads, fp8 emulated)"));
+    free(err);
+    /* applied: the scores are not FP32's (which match the reference to 1e-5) */
+    char *a = vnp_test_read_file(out("fp8_whole", "prediction_results.txt"), NULL);
+    char *b = vnp_test_read_file(vnp_test_fixture(G "expected/prediction_results.txt"), NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_string_not_equal(a, b);
+    free(b);
+    setenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS", "5", 1);
+    int rc = predict("fp8_resume", "--device cpu --precision fp8 --window 3", in, &err);
+    unsetenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
+    assert_int_equal(rc, 1);
+    free(err);
+    /* the default precision on the CPU is FP32: not what the kept rows were computed in */
+    assert_int_equal(predict("fp8_resume", "--device cpu --window 3 --resume", in, &err), 1);
+    if (!strstr(err, "the kind of device or the precision (CPU/GPU, FP32/FP16/BF16/FP8) "
+                     "changed"))
+        fail_msg("unexpected: %s", err);
+    free(err);
+    if (predict("fp8_resume", "--device cpu --precision fp8 --window 3 --resume", in, &err))
+        fail_msg("%s", err);
+    free(err);
+    const char *files[] = {"prediction_results.txt", "prediction_results_highestscore.csv",
+                           "sequences.tsv"};
+    for (int i = 0; i < 3; i++)
+        vnp_test_assert_files_equal(out("fp8_resume", files[i]), out("fp8_whole", files[i]));
+    free(a);
+}
+
 /* An input that is not FASTA: reaching it would be a format error. */
 static const char *garbage_input(void)
 {
@@ -442,6 +484,11 @@ static void test_usage_errors(void **state)
     assert_int_equal(vnp_test_run(cmd, NULL, &err), 2);
     assert_non_null(strstr(err, "--batch-tokens"));
     free(err);
+    snprintf(cmd, sizeof cmd, "'%s' predict --precision fp4 x.fa", vnp_test_cli());
+    assert_int_equal(vnp_test_run(cmd, NULL, &err), 2);
+    assert_non_null(strstr(err, "--precision must be fp32, fp16, bf16, fp8 or fp8-tensor, got "
+                                "'fp4'"));
+    free(err);
     snprintf(cmd, sizeof cmd, "'%s' predict --help", vnp_test_cli());
     char *o = NULL;
     assert_int_equal(vnp_test_run(cmd, &o, NULL), 0);
@@ -459,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_stdin_and_default_outdir),
         cmocka_unit_test(test_keep_intermediate_300),
         cmocka_unit_test(test_interrupted_then_resumed),
+        cmocka_unit_test(test_emulated_precision),
         cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_usage_errors),
     };
