@@ -26,7 +26,7 @@
 static void embed_usage(FILE *f)
 {
     fputs("Usage: virnucpro embed --model PATH -o OUT.safetensors [--device DEV] [-t N]\n"
-          "                       [--batch-tokens N] [-q] INPUT\n"
+          "                       [--batch-tokens N] [--precision P] [-q] INPUT\n"
           "\n"
           "Embeds every record of INPUT (FASTA/FASTQ; plain, gzip, bzip2, xz or\n"
           "zstd; '-' = stdin) with the\n"
@@ -47,6 +47,11 @@ static void embed_usage(FILE *f)
           "  -t, --threads N       CPU threads of each CPU worker (default: the CPUs this\n"
           "                        process may use)\n"
           "  -b, --batch-tokens N  tokens per packed batch (default 8192)\n"
+          "      --precision P     fp16 (default on CUDA), bf16, fp32 (default on the CPU),\n"
+          "                        fp8 or fp8-tensor (experimental; CPU emulation only for\n"
+          "                        now); on the CPU a reduced precision is emulated (rounded\n"
+          "                        where the GPU rounds): for checking, not speed; recorded\n"
+          "                        in the file's metadata\n"
           "  -q, --quiet           no summary line on stderr\n"
           "  -h, --help            this help\n"
           "\n"
@@ -164,14 +169,16 @@ int vnp_cmd_embed(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},   {"output", required_argument, NULL, 'o'},
         {"device", required_argument, NULL, 'd'},  {"threads", required_argument, NULL, 't'},
         {"batch-tokens", required_argument, NULL, 'b'}, {"quiet", no_argument, NULL, 'q'},
+        {"precision", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *model = NULL, *output = NULL, *device = "auto";
+    vnp_precision prec = VNP_PREC_DEFAULT;
     long threads = 0, budget = 8192;
     int quiet = 0, c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:o:d:t:b:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:o:d:t:b:qhP:", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'o': output = optarg; break;
@@ -189,6 +196,10 @@ int vnp_cmd_embed(int argc, char **argv)
                 return 2;
             break;
         case 'q': quiet = 1; break;
+        case 'P':
+            if (!vnp_cli_precision(optarg, &prec))
+                return 2;
+            break;
         case 'h': embed_usage(stdout); return 0;
         case ':':
             vnp_cli_error("option '%s' needs a value; see 'virnucpro embed --help'",
@@ -244,7 +255,7 @@ int vnp_cmd_embed(int argc, char **argv)
         memset(&ec, 0, sizeof ec);
         ec.models.dnabert = esm ? NULL : model;
         ec.models.esm = esm ? model : NULL;
-        ec.models.prec = VNP_PREC_DEFAULT;
+        ec.models.prec = prec;
         ec.models.threads = threads > 0 ? (int)threads : vnp_cpu_threads_available();
         ec.devices = (const char *const *)dev.name;
         ec.ndevices = dev.n;
@@ -266,7 +277,11 @@ int vnp_cmd_embed(int argc, char **argv)
                               esm ? "mean of the last layer (after emb_layer_norm_after) over "
                                     "residues 1..min(1024, L)"
                                   : "mean of the last layer over all tokens incl. [CLS] and [SEP]",
-                              NULL};
+                              NULL, NULL, NULL};
+        if (prec != VNP_PREC_DEFAULT) { /* asked for: recorded (the default is not, as before) */
+            meta[6] = "precision"; /* what the workers compute in (VIRNUCPRO_DISABLE_FP16) */
+            meta[7] = vnp_precision_name(vnp_precision_effective(dev.name[0], prec));
+        }
         rc = vnp_features_writer_create(output, "embeddings", H, meta, &o, &err);
     }
     if (!rc) {

@@ -70,6 +70,45 @@ static void test_embed_both_models(void **state)
     check_output(out, "dnabert_mean", 41);
 }
 
+/* --precision bf16 on the CPU: emulated (the embeddings move from FP32's by about
+ * BF16's rounding, 1e-3 relative, not by 0 and not by much more) and recorded in the
+ * file's metadata; without --precision no precision is recorded (as before). */
+static void test_embed_precision(void **state)
+{
+    char cmd[4096], out[1024];
+    snprintf(out, sizeof out, "%s", vnp_test_tmp("esm_bf16.safetensors"));
+    snprintf(cmd, sizeof cmd,
+             "'%s' embed --model '%s' -o '%s' -t 2 --precision bf16 --device cpu '%s'",
+             vnp_test_cli(), vnp_test_fixture("golden/esm2"), out,
+             vnp_test_fixture("golden/preprocess_500/dev_identified_protein.faa"));
+    char *serr = NULL;
+    assert_int_equal(vnp_test_run(cmd, NULL, &serr), 0);
+    assert_non_null(strstr(serr, "on cpu (2 threads, bf16 emulated)"));
+    free(serr);
+    vnp_tensor_map *m = NULL, *e = NULL;
+    vnp_error err = {0};
+    assert_int_equal(vnp_safetensors_load(out, &m, &err), VNP_OK);
+    assert_int_equal(vnp_safetensors_load(vnp_test_fixture("golden/expected/tensors.safetensors"),
+                                          &e, &err),
+                     VNP_OK);
+    float *got = expected_tensor(m, "embeddings", 41 * 128);
+    float *want = expected_tensor(e, "esm_mean", 41 * 128);
+    double d = max_row_rel_l2(got, want, 41, 128);
+    if (!(d > 1e-4 && d < 1e-2))
+        fail_msg("bf16 worst ORF relative L2 to FP32 %.3g: expected about 1e-3", d);
+    free(got), free(want);
+    vnp_tensor_map_free(m);
+    vnp_tensor_map_free(e);
+    char *text = vnp_test_read_file(out, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text + 8, "\"precision\":\"bf16\""));
+    free(text);
+    text = vnp_test_read_file(vnp_test_tmp("esm.safetensors"), NULL); /* the FP32 run above */
+    assert_non_null(text);
+    assert_null(strstr(text + 8, "\"precision\""));
+    free(text);
+}
+
 static void test_embed_empty_input(void **state)
 {
     char cmd[4096], out[1024], in[1024];
@@ -129,6 +168,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embed_both_models),
+        cmocka_unit_test(test_embed_precision),
         cmocka_unit_test(test_embed_empty_input),
         cmocka_unit_test(test_embed_errors),
     };
