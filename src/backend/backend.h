@@ -182,10 +182,11 @@ vnp_code vnp_backend_guard_check(vnp_backend *be, vnp_error *err);
 int vnp_backend_cuda_count(void);
 
 /* Constructors (implemented in cpu/ and cuda/). */
-/* prec other than FP32: the CPU emulates it (values rounded where the GPU rounds them;
- * docs/PRECISION.md). */
-vnp_code vnp_backend_cpu_create(int threads, vnp_precision prec, vnp_backend **out,
-                                vnp_error *err);
+vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err); /* FP32 */
+/* The same computing in `prec`: other than FP32, the CPU emulates it (values rounded
+ * where the GPU rounds them; docs/PRECISION.md). */
+vnp_code vnp_backend_cpu_create_emulating(int threads, vnp_precision prec, vnp_backend **out,
+                                          vnp_error *err);
 #ifdef VNP_HAVE_CUDA
 vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **out,
                                  vnp_error *err);

@@ -45,7 +45,7 @@ vnp_code vnp_backend_create(const char *device, vnp_precision prec, int threads,
         prec = VNP_PREC_FP32;
     }
     if (!strcmp(device, "cpu")) /* a reduced precision is emulated there */
-        return vnp_backend_cpu_create(threads, prec, out, err);
+        return vnp_backend_cpu_create_emulating(threads, prec, out, err);
     if (!strncmp(device, "cuda", 4) && (device[4] == '\0' || device[4] == ':')) {
         int index = 0;
         if (device[4] == ':') {

@@ -31,7 +31,7 @@ static vnp_backend *make(int threads)
 {
     vnp_backend *be = NULL;
     vnp_error err = {0};
-    assert_int_equal(vnp_backend_cpu_create(threads, VNP_PREC_FP32, &be, &err), VNP_OK);
+    assert_int_equal(vnp_backend_cpu_create(threads, &be, &err), VNP_OK);
     return be;
 }
 
@@ -650,7 +650,7 @@ static void test_bad_threads(void **state)
 {
     vnp_backend *be = NULL;
     vnp_error err = {0};
-    assert_int_equal(vnp_backend_cpu_create(-2, VNP_PREC_FP32, &be, &err), VNP_EINVAL);
+    assert_int_equal(vnp_backend_cpu_create(-2, &be, &err), VNP_EINVAL);
     assert_null(be);
     assert_string_equal(err.msg, "thread count -2: use 0 for all cores or a positive count");
 }

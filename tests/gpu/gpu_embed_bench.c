@@ -50,13 +50,10 @@ int main(int argc, char **argv)
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--device"))
             device = argv[i + 1];
-        else if (!strcmp(argv[i], "--precision")) {
-            if (!vnp_precision_parse(argv[i + 1], &prec)) {
-                fprintf(stderr, "--precision must be %s, got '%s'\n", VNP_PRECISION_NAMES,
-                        argv[i + 1]);
-                return 2;
-            }
-        }
+        else if (!strcmp(argv[i], "--precision"))
+            prec = !strcmp(argv[i + 1], "fp32") ? VNP_PREC_FP32
+                   : !strcmp(argv[i + 1], "bf16") ? VNP_PREC_BF16
+                                                  : VNP_PREC_FP16;
         else if (!strcmp(argv[i], "--budget"))
             budget = strtoull(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--limit"))

@@ -248,8 +248,13 @@ static const vnp_backend_ops cpu_ops = {
 
 static void openblas_single_thread(void) { openblas_set_num_threads(1); }
 
-vnp_code vnp_backend_cpu_create(int threads, vnp_precision prec, vnp_backend **out,
-                                vnp_error *err)
+vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
+{
+    return vnp_backend_cpu_create_emulating(threads, VNP_PREC_FP32, out, err);
+}
+
+vnp_code vnp_backend_cpu_create_emulating(int threads, vnp_precision prec, vnp_backend **out,
+                                          vnp_error *err)
 {
     *out = NULL;
     const vnp_precision_info *info = vnp_precision_info_of(prec);
