@@ -107,7 +107,18 @@ def fp8_scale(amax):
     return torch.where(s > 0, s, torch.ones_like(s))
 
 
-class Weight:
+_WEIGHTS = {}
+
+
+def Weight(w, prec):
+    """A GEMM weight as the precision stores it, made once per tensor and precision."""
+    key = (id(w), prec.name)
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = (w, StoredWeight(w, prec))  # w kept alive: its id stays unique
+    return _WEIGHTS[key][1]
+
+
+class StoredWeight:
     """A GEMM weight [N, K] as the precision stores it."""
 
     def __init__(self, w, prec):
@@ -193,10 +204,48 @@ def rotate(x, cos, sin):
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=1)
 
 
+# ---- packed batches: every ORF's tokens end to end; per-token ops on the whole pack,
+# attention and pooling per sequence ----
+
+
+def attend(qkv, starts, lens, H, heads, prec, rope=None, slopes=None):
+    """Attention of every sequence and head of a packed qkv [T, 3H]."""
+    hd = H // heads
+    out = torch.empty(qkv.shape[0], H, dtype=torch.float32)
+    scale = hd ** -0.5 if rope is not None else 1.0 / math.sqrt(hd)
+    for s0, L in zip(starts, lens):
+        rows = slice(s0, s0 + L)
+        cos = sin = None
+        if rope is not None:
+            cos, sin = rope[0][:L], rope[1][:L]
+        idx = torch.arange(L)
+        dist = (idx[:, None] - idx[None, :]).abs().to(torch.float32)
+        for hh in range(heads):
+            sl = slice(hh * hd, (hh + 1) * hd)
+            q = qkv[rows, sl]
+            k = qkv[rows, H + hh * hd:H + (hh + 1) * hd]
+            v = qkv[rows, 2 * H + hh * hd:2 * H + (hh + 1) * hd]
+            slope = slopes[hh] if slopes is not None else None
+            if prec.act is None:
+                bias = None if slope is None else torch.tensor(slope, dtype=torch.float32) * -dist
+                out[rows, sl] = attention_fp32(q, k, v, scale, cos, sin, bias)
+            else:
+                out[rows, sl] = attention_emulated(q, k, v, scale, prec, cos, sin, slope)
+    return out
+
+
+def pack(seqs):
+    lens = [len(t) for t in seqs]
+    starts = [sum(lens[:i]) for i in range(len(lens))]
+    ids = torch.tensor([x for t in seqs for x in t], dtype=torch.long)
+    return ids, starts, lens
+
+
 # ---- ESM-2 (Hugging Face layout, "esm." names) ----
 
 
-def esm_forward(sd, cfg, tokens, prec):
+def esm_forward(sd, cfg, seqs, prec):
+    """Pooled embeddings [N, H] of the token lists seqs."""
     H, heads = cfg["hidden_size"], cfg["num_attention_heads"]
     hd = H // heads
     eps = cfg["layer_norm_eps"]
@@ -204,38 +253,34 @@ def esm_forward(sd, cfg, tokens, prec):
     mask_id = cfg["mask_token_id"]
     table = sd[p + "embeddings.word_embeddings.weight"].to(torch.float32)
     table = prec.r(table) if prec.act is not None else table
-    ids = torch.tensor(tokens, dtype=torch.long)
-    L = len(tokens)
-    masks = int((ids == mask_id).sum())
-    scale = torch.tensor(1.0 - 0.15 * 0.8, dtype=torch.float32)
-    if masks:
-        scale = scale / (1.0 - torch.tensor(masks, dtype=torch.float32) / L)
-    emb = table[ids] * scale
+    ids, starts, lens = pack(seqs)
+    emb = torch.empty(len(ids), H, dtype=torch.float32)
+    for s0, L in zip(starts, lens):  # token dropout: x 0.88 / (1 - mask ratio), masks zeroed
+        sid = ids[s0:s0 + L]
+        masks = int((sid == mask_id).sum())
+        scale = torch.tensor(1.0 - 0.15 * 0.8, dtype=torch.float32)
+        if masks:
+            scale = scale / (1.0 - torch.tensor(masks, dtype=torch.float32) / L)
+        emb[s0:s0 + L] = table[sid] * scale
     emb[ids == mask_id] = 0.0
     x = prec.r(emb)
-    pos = torch.arange(L, dtype=torch.float32)
+    pos = torch.arange(max(lens), dtype=torch.float32)
     for layer in range(cfg["num_hidden_layers"]):
         q_ = p + "encoder.layer.%d." % layer
         W = lambda n: Weight(sd[q_ + n + ".weight"], prec)
         B = lambda n: sd[q_ + n + ".bias"]
-        wqkv = Weight(torch.cat([sd[q_ + "attention.self.%s.weight" % n] for n in
-                                 ("query", "key", "value")]), prec)
+        cat = q_ + "attention.self.qkv.weight"  # q | k | v, joined once
+        if cat not in sd:
+            sd[cat] = torch.cat([sd[q_ + "attention.self.%s.weight" % n] for n in
+                                 ("query", "key", "value")])
+        wqkv = Weight(sd[cat], prec)
         bqkv = torch.cat([B("attention.self.%s" % n) for n in ("query", "key", "value")])
         inv = sd[q_ + "attention.self.rotary_embeddings.inv_freq"].to(torch.float32)
         ang = pos[:, None] * inv[None, :]
-        cos, sin = torch.cos(ang), torch.sin(ang)
         h = prec.r(layernorm(x, sd[q_ + "attention.LayerNorm.weight"],
                              sd[q_ + "attention.LayerNorm.bias"], eps))
         qkv = prec.r(linear(h, wqkv, bqkv, prec))
-        out = torch.empty(L, H, dtype=torch.float32)
-        for hh in range(heads):
-            sl = slice(hh * hd, (hh + 1) * hd)
-            q, k, v = qkv[:, sl], qkv[:, H + hh * hd:H + (hh + 1) * hd], \
-                qkv[:, 2 * H + hh * hd:2 * H + (hh + 1) * hd]
-            if prec.act is None:
-                out[:, sl] = attention_fp32(q, k, v, hd ** -0.5, cos, sin)
-            else:
-                out[:, sl] = attention_emulated(q, k, v, hd ** -0.5, prec, cos, sin)
+        out = attend(qkv, starts, lens, H, heads, prec, rope=(torch.cos(ang), torch.sin(ang)))
         x = prec.r(linear(out, W("attention.output.dense"), B("attention.output.dense"), prec)
                    + x)
         h = prec.r(layernorm(x, sd[q_ + "LayerNorm.weight"], sd[q_ + "LayerNorm.bias"], eps))
@@ -244,8 +289,8 @@ def esm_forward(sd, cfg, tokens, prec):
         x = prec.r(linear(f, W("output.dense"), B("output.dense"), prec) + x)
     x = prec.r(layernorm(x, sd[p + "encoder.emb_layer_norm_after.weight"],
                          sd[p + "encoder.emb_layer_norm_after.bias"], eps))
-    residues = L - 2
-    return x[1:1 + min(1024, residues)].mean(dim=0)
+    return torch.stack([x[s0 + 1:s0 + 1 + min(1024, L - 2)].mean(dim=0)
+                        for s0, L in zip(starts, lens)])
 
 
 # ---- DNABERT-S (bert_layers.py names) ----
@@ -261,35 +306,22 @@ def alibi_slopes(n):
     return pow2(c) + alibi_slopes(2 * c)[0::2][:n - c]
 
 
-def dnabert_forward(sd, cfg, tokens, prec):
+def dnabert_forward(sd, cfg, seqs, prec):
+    """Pooled embeddings [N, H] of the token lists seqs."""
     H, heads, I = cfg["hidden_size"], cfg["num_attention_heads"], cfg["intermediate_size"]
-    hd = H // heads
     eps = cfg["layer_norm_eps"]
     slopes = [float(np.float32(s)) for s in alibi_slopes(heads)]
     table = sd["embeddings.word_embeddings.weight"].to(torch.float32)
     table = prec.r(table) if prec.act is not None else table
-    ids = torch.tensor(tokens, dtype=torch.long)
-    L = len(tokens)
+    ids, starts, lens = pack(seqs)
     x = prec.r(table[ids] + sd["embeddings.token_type_embeddings.weight"][0].to(torch.float32))
     x = prec.r(layernorm(x, sd["embeddings.LayerNorm.weight"], sd["embeddings.LayerNorm.bias"],
                          eps))
-    idx = torch.arange(L)
-    dist = (idx[:, None] - idx[None, :]).abs().to(torch.float32)
     for layer in range(cfg["num_hidden_layers"]):
         q_ = "encoder.layer.%d." % layer
         qkv = prec.r(linear(x, Weight(sd[q_ + "attention.self.Wqkv.weight"], prec),
                             sd[q_ + "attention.self.Wqkv.bias"], prec))
-        out = torch.empty(L, H, dtype=torch.float32)
-        for hh in range(heads):
-            sl = slice(hh * hd, (hh + 1) * hd)
-            q, k, v = qkv[:, sl], qkv[:, H + hh * hd:H + (hh + 1) * hd], \
-                qkv[:, 2 * H + hh * hd:2 * H + (hh + 1) * hd]
-            if prec.act is None:
-                bias = torch.tensor(slopes[hh], dtype=torch.float32) * -dist
-                out[:, sl] = attention_fp32(q, k, v, 1.0 / math.sqrt(hd), alibi=bias)
-            else:
-                out[:, sl] = attention_emulated(q, k, v, 1.0 / math.sqrt(hd), prec,
-                                                alibi_slope=slopes[hh])
+        out = attend(qkv, starts, lens, H, heads, prec, slopes=slopes)
         h = prec.r(linear(out, Weight(sd[q_ + "attention.output.dense.weight"], prec),
                           sd[q_ + "attention.output.dense.bias"], prec))
         x = prec.r(layernorm(x + h, sd[q_ + "attention.output.LayerNorm.weight"],
@@ -301,7 +333,7 @@ def dnabert_forward(sd, cfg, tokens, prec):
                           prec))
         x = prec.r(layernorm(x + h, sd[q_ + "mlp.layernorm.weight"],
                              sd[q_ + "mlp.layernorm.bias"], eps))
-    return x.mean(dim=0)
+    return torch.stack([x[s0:s0 + L].mean(dim=0) for s0, L in zip(starts, lens)])
 
 
 def main():
@@ -311,7 +343,6 @@ def main():
     torch.set_num_threads(1)
     with open(os.path.join(fix, "expected", "tokens.json")) as f:
         tok = json.load(f)
-    orfs = [{"esm": e, "dnabert": d} for e, d in zip(tok["esm_tokens"], tok["dnabert_tokens"])]
     esm_sd = load_file(os.path.join(fix, "esm2", "model.safetensors"))
     with open(os.path.join(fix, "esm2", "config.json")) as f:
         esm_cfg = json.load(f)
@@ -328,11 +359,10 @@ def main():
             suffix = "_acc64" if acc64 else ""
             for name in PRECISIONS:
                 prec = Prec(name)
-                result["esm_" + name + suffix] = torch.stack(
-                    [esm_forward(esm_sd, esm_cfg, o["esm"], prec) for o in orfs]).contiguous()
-                result["dnabert_" + name + suffix] = torch.stack(
-                    [dnabert_forward(dna_sd, dna_cfg, o["dnabert"], prec)
-                     for o in orfs]).contiguous()
+                result["esm_" + name + suffix] = esm_forward(
+                    esm_sd, esm_cfg, tok["esm_tokens"], prec).contiguous()
+                result["dnabert_" + name + suffix] = dnabert_forward(
+                    dna_sd, dna_cfg, tok["dnabert_tokens"], prec).contiguous()
     bad = 0
     for mine, ref in (("esm_fp32", "esm_mean"), ("dnabert_fp32", "dnabert_mean")):
         a, b = result[mine].double(), expected[ref].double()
