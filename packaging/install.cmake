@@ -49,6 +49,8 @@ set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/Li-Jing-1997/VirNucPro")
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "libc6 (>= 2.34), zlib1g, libbz2-1.0, liblzma5, libzstd1, libcjson1, libopenblas0 | libopenblas0-pthread, libcurl4, libssl3")
 if(VNP_HAVE_CUDA)
+  # the CUDA objects and runtime are C++: libstdc++ and libgcc_s come with them
+  string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS ", libstdc++6, libgcc-s1")
   set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
       "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}\n Built with the CUDA backend: needs the CUDA runtime and cuBLAS\n libraries of the toolkit it was built with (NVIDIA's, not Debian's).")
 endif()
