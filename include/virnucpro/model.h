@@ -18,9 +18,9 @@ typedef struct vnp_backend vnp_backend;
 /* device: "cpu", "cuda", "cuda:N". threads: CPU worker threads (0 = all cores).
  * prec: VNP_PREC_DEFAULT is FP16 on a GPU and FP32 on the CPU; on the CPU a reduced
  * precision (FP16, BF16, FP8) is emulated: values are rounded where the GPU rounds
- * them (docs/PRECISION.md), for checking, not for speed. FP8 has no CUDA kernels yet
- * (VNP_EUNSUPPORTED on a GPU). VIRNUCPRO_DISABLE_FP16=1|true|yes forces FP32 on any
- * device (with a warning). */
+ * them (docs/PRECISION.md), for checking, not for speed. FP8 on a GPU needs compute
+ * capability 8.9 or newer (VNP_EUNSUPPORTED otherwise). VIRNUCPRO_DISABLE_FP16=1|true|yes
+ * forces FP32 on any device (with a warning). */
 vnp_code vnp_backend_create(const char *device, vnp_precision prec, int threads,
                             vnp_backend **out, vnp_error *err);
 void vnp_backend_free(vnp_backend *be);

@@ -58,12 +58,6 @@ vnp_code vnp_backend_create(const char *device, vnp_precision prec, int threads,
                                 device);
             index = (int)v;
         }
-        if (vnp_precision_info_of(prec)->gemm == VNP_FMT_E4M3)
-            return vnp_fail(err, VNP_EUNSUPPORTED,
-                            "device '%s': --precision %s has no CUDA kernels in this version; "
-                            "use fp16 or bf16 on the GPU, or --device cpu to emulate %s "
-                            "(for validation; as slow as fp32 on the CPU)",
-                            device, vnp_precision_name(prec), vnp_precision_name(prec));
 #ifdef VNP_HAVE_CUDA
         return vnp_backend_cuda_create(index, prec, out, err);
 #else

@@ -2,7 +2,7 @@
  * sequences tokenized, packed into token-budget batches (length-sorted), and
  * embedded batch by batch with pooled FP32 results copied back.
  *
- *   vnp_gpu_embed_bench MODEL_DIR FASTA [--device cuda] [--precision fp16|bf16|fp32]
+ *   vnp_gpu_embed_bench MODEL_DIR FASTA [--device cuda] [--precision fp16|bf16|fp32|fp8|fp8-tensor]
  *                       [--budget TOKENS] [--limit N] [--label NAME] [--mode sync|pipelined]
  *
  * MODEL_DIR is an ESM-2 (protein FASTA) or DNABERT-S (nucleotide FASTA, with its
@@ -50,10 +50,13 @@ int main(int argc, char **argv)
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--device"))
             device = argv[i + 1];
-        else if (!strcmp(argv[i], "--precision"))
-            prec = !strcmp(argv[i + 1], "fp32") ? VNP_PREC_FP32
-                   : !strcmp(argv[i + 1], "bf16") ? VNP_PREC_BF16
-                                                  : VNP_PREC_FP16;
+        else if (!strcmp(argv[i], "--precision")) {
+            if (!vnp_precision_parse(argv[i + 1], &prec)) {
+                fprintf(stderr, "vnp_gpu_embed_bench: --precision: %s, not '%s'\n",
+                        VNP_PRECISION_NAMES, argv[i + 1]);
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--budget"))
             budget = strtoull(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--limit"))

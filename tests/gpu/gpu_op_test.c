@@ -62,6 +62,26 @@ static void die(const char *what, const vnp_error *err)
 }
 
 /* Uploads host floats as a GEMM-type (compute dtype) or F32 buffer. */
+/* A [rows, cols] float32 weight uploaded as `kind` (an FP8 backend quantises a GEMM
+ * weight row by row: it needs the two dimensions). */
+static vnp_buf up2(vnp_backend *be, const float *src, int rows, int cols, int kind)
+{
+    vnp_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = "test";
+    t.dtype = VNP_DT_F32;
+    t.ndim = 2;
+    t.shape[0] = rows;
+    t.shape[1] = cols;
+    t.data = src;
+    t.nbytes = (size_t)rows * cols * 4;
+    vnp_buf b;
+    vnp_error err;
+    if (be->ops->upload_weight(be, &t, kind, &b, &err))
+        die("upload_weight", &err);
+    return b;
+}
+
 static vnp_buf up(vnp_backend *be, const float *src, size_t n, int matrix)
 {
     vnp_tensor t;
@@ -227,6 +247,59 @@ static void test_linear(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, 
     compare(name, prec, res[0], res[1], (size_t)M * N, f32 ? 1e-5 : tol_for(prec));
     free(res[0]);
     free(res[1]);
+    free(x);
+    free(w);
+    free(b);
+    free(r);
+}
+
+/* FP8 linear (E4M3 operands, per-channel or per-tensor weight scales, per-token activation
+ * scales) on the GPU against the CPU's emulation of the same precision: the same FP16
+ * inputs quantise to the same bytes on both sides, so what differs is the order of the
+ * FP32 sums and the last FP16 rounding; the tolerance is FP16's. Also reported: the FP8
+ * result against the FP16 GEMM of the same inputs (what FP8 costs in accuracy). */
+static void test_linear_fp8(vnp_backend *cpu8, vnp_backend *gpu8, vnp_backend *gpu16,
+                            vnp_precision prec, int M, int N, int K, int with_bias, vnp_act a,
+                            int with_res)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K));
+    float *b = rand_vec((size_t)N, 0.3f), *r = rand_vec((size_t)M * N, 1.0f);
+    round_to(x, (size_t)M * K, VNP_PREC_FP16);
+    round_to(r, (size_t)M * N, VNP_PREC_FP16);
+    float *res[3];
+    vnp_backend *bes[3] = {cpu8, gpu8, gpu16};
+    for (int k = 0; k < 3; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf xb = up(be, x, (size_t)M * K, VNP_WEIGHT_TABLE);
+        vnp_buf wb = up2(be, w, N, K, VNP_WEIGHT_GEMM);
+        vnp_buf bb = up(be, b, (size_t)N, VNP_WEIGHT_VECTOR);
+        vnp_buf rb = up(be, r, (size_t)M * N, VNP_WEIGHT_TABLE);
+        vnp_buf ob = act(be, (size_t)M * N);
+        vnp_error err;
+        if (be->ops->linear(be, &xb, &wb, with_bias ? &bb : NULL, a, with_res ? &rb : NULL, M, N,
+                            K, &ob, &err))
+            die("linear fp8", &err);
+        res[k] = down(be, &ob, (size_t)M * N);
+        be->ops->free_buf(be, &xb);
+        be->ops->free_buf(be, &wb);
+        be->ops->free_buf(be, &bb);
+        be->ops->free_buf(be, &rb);
+        be->ops->free_buf(be, &ob);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "linear %s %dx%dx%d%s%s%s", vnp_precision_name(prec), M, N, K,
+             with_bias ? " +b" : "",
+             a == VNP_ACT_GELU_ERF ? " gelu" : a == VNP_ACT_RELU ? " relu" : "",
+             with_res ? " +res" : "");
+    compare(name, VNP_PREC_FP16, res[0], res[1], (size_t)M * N, tol_for(VNP_PREC_FP16));
+    double num = 0, den = 0;
+    for (size_t i = 0; i < (size_t)M * N; i++) {
+        num += ((double)res[1][i] - res[2][i]) * ((double)res[1][i] - res[2][i]);
+        den += (double)res[2][i] * res[2][i];
+    }
+    printf("info %s vs the FP16 GEMM: rel_l2 %.3e\n", name, sqrt(num / (den > 0 ? den : 1)));
+    for (int k = 0; k < 3; k++)
+        free(res[k]);
     free(x);
     free(w);
     free(b);
@@ -788,6 +861,27 @@ int main(void)
     }
     cpu->ops->destroy(cpu);
     test_poison();
+    /* FP8 GEMMs against the CPU emulation, both weight-scale rules */
+    static const vnp_precision p8[2] = {VNP_PREC_FP8, VNP_PREC_FP8_TENSOR};
+    vnp_backend *g16;
+    if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &g16, &err))
+        die("cuda backend", &err);
+    for (int p = 0; p < 2; p++) {
+        vnp_backend *c8, *g8;
+        if (vnp_backend_cpu_create_emulating(0, p8[p], &c8, &err))
+            die("cpu fp8 emulation", &err);
+        if (vnp_backend_cuda_create(0, p8[p], &g8, &err))
+            die("cuda fp8 backend", &err);
+        test_linear_fp8(c8, g8, g16, p8[p], 77, 96, 128, 1, VNP_ACT_NONE, 0);
+        test_linear_fp8(c8, g8, g16, p8[p], 130, 384, 128, 1, VNP_ACT_NONE, 1);
+        test_linear_fp8(c8, g8, g16, p8[p], 64, 208, 96, 1, VNP_ACT_GELU_ERF, 0);
+        test_linear_fp8(c8, g8, g16, p8[p], 33, 64, 64, 0, VNP_ACT_NONE, 1);
+        test_linear_fp8(c8, g8, g16, p8[p], 257, 2560, 2560, 1, VNP_ACT_NONE, 1);
+        test_linear_fp8(c8, g8, g16, p8[p], 100, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0);
+        g8->ops->destroy(g8);
+        c8->ops->destroy(c8);
+    }
+    g16->ops->destroy(g16);
     probe_cublaslt_gelu();
     printf("op tests: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;

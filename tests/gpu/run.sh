@@ -20,11 +20,13 @@
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py)
+#         fp8       ESM-2 3B tokens/s in fp16, fp8 and fp8-tensor, same run
 #         pipe      predict end to end (classifier 3328->512->2, the published shape) vs the
 #                   ESM-2 stage alone on the same ORFs, GPU busy % (nvidia-smi dmon);
 #                   cuda:0,cuda:0 and a failing worker (VIRNUCPRO_DEBUG_FAIL_WORKER) give
 #                   byte-identical outputs
-#         validate  virnucpro validate-precision on real shapes (fp16 & bf16 vs fp32);
+#         validate  virnucpro validate-precision on real shapes (fp16, bf16, fp8, fp8-tensor
+#                   vs fp32; VNP_VALIDATE_PRECISIONS picks);
 #                   VNP_VALIDATE_SETS='sample:300' (default) or 'reads20k:300 contigs:500'
 # Logs and results go to $OUT (default /tmp/vnp-gpu-out).
 set -uo pipefail
@@ -235,6 +237,21 @@ if has peer; then
   done
 fi
 
+if has fp8; then
+  # ESM-2 3B in FP8 (per-channel and per-tensor weight scales) beside FP16, same run
+  for w in reads20k contigs; do
+    for p in fp16 fp8 fp8-tensor; do
+      say "fp8 stage: esm $w $p"
+      "$BIN/vnp_gpu_embed_bench" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" --budget 16384 \
+        --precision "$p" --label "$w" >"$OUT/fp8_$w.$p.log" 2>&1
+      r=$(grep RESULT "$OUT/fp8_$w.$p.log")
+      cat "$OUT/fp8_$w.$p.log" >>"$LOG"
+      [[ -n $r ]] || tail -3 "$OUT/fp8_$w.$p.log"
+      row fp8 "$([[ -n $r ]] && echo ok || echo FAIL)" "esm $p $w budget=16384: $(grep -oE ' tok_s=[0-9]+' <<<"$r")"
+    done
+  done
+fi
+
 if has prof; then
   # ncu kernel times of ESM-2 3B on the first sequences of each workload (a warm-up batch,
   # then the batches of PROF_SEQS sequences), shares per kernel and the gap to the wall rate
@@ -362,6 +379,7 @@ if has validate; then
     [[ $name != sample ]] && input=$BENCH/raw/$name.fa.gz
     say "validate-precision $name (chunk $len)"
     "$BIN/virnucpro" validate-precision --esm "$ESM" --dnabert "$DNA" --device cuda -l "$len" \
+      --precisions "${VNP_VALIDATE_PRECISIONS:-fp16,bf16,fp8,fp8-tensor}" \
       "$input" >"$OUT/validate_$name.log" 2>&1
     rc=$?
     cat "$OUT/validate_$name.log" >>"$LOG"

@@ -229,12 +229,6 @@ static void test_devices_and_fp16_switch(void **state)
     assert_int_equal(vnp_backend_create("cuda:x", VNP_PREC_FP16, 1, &be, &err), VNP_EINVAL);
     assert_string_equal(err.msg, "device 'cuda:x': expected cuda:N with N a GPU index such as 0");
 
-    /* FP8 has no CUDA kernels yet: refused by name, pointing at the CPU emulation */
-    assert_int_equal(vnp_backend_create("cuda:0", VNP_PREC_FP8, 1, &be, &err), VNP_EUNSUPPORTED);
-    assert_null(be);
-    assert_string_equal(err.msg, "device 'cuda:0': --precision fp8 has no CUDA kernels in this "
-                                 "version; use fp16 or bf16 on the GPU, or --device cpu to "
-                                 "emulate fp8 (for validation; as slow as fp32 on the CPU)");
     assert_int_equal(vnp_backend_create("cpu", (vnp_precision)9, 1, &be, &err), VNP_EINVAL);
     /* the default precision: FP16 on a GPU, FP32 on the CPU; an asked one is kept */
     assert_int_equal(vnp_precision_effective("cpu", VNP_PREC_DEFAULT), VNP_PREC_FP32);

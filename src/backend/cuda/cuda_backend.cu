@@ -75,6 +75,7 @@ size_t vnp_cuda_dtype_size(vnp_dtype dt)
     case VNP_DT_F16: return 2;
     case VNP_DT_BF16: return 2;
     case VNP_DT_I32: return 4;
+    case VNP_DT_U8: return 1; /* FP8 E4M3 GEMM weights */
     default: return 0;
     }
 }
@@ -171,7 +172,14 @@ static void cu_free_buf(vnp_backend *be, vnp_buf *buf)
     if (!buf)
         return;
     if (buf->ptr) {
-        /* Its converted bias copies (one per dtype it was used in) go with it. */
+        /* Its FP8 scales, and its converted bias copies (one per dtype it was used in),
+         * go with it. */
+        for (int i = 0; i < c->nf8w; i++)
+            if (c->f8w[i].q == buf->ptr) {
+                cudaFree(c->f8w[i].scale);
+                c->f8w[i] = c->f8w[--c->nf8w];
+                break;
+            }
         for (int i = 0; i < c->nbias;)
             if (c->bias[i].src == buf->ptr) {
                 cudaFree(c->bias[i].conv);
@@ -232,6 +240,62 @@ static vnp_code upload_convert(vnp_cuda *c, const void *src, vnp_dtype sdt, size
     return VNP_OK;
 }
 
+/* A GEMM weight of an FP8 backend: copied to the device as it is, then quantised to
+ * E4M3 rows with their scales (cuda_fp8.cu); the buffer holds the bytes (dtype U8) and
+ * c->f8w the scales. */
+static vnp_code upload_fp8(vnp_backend *be, vnp_cuda *c, const vnp_tensor *t, size_t numel,
+                           vnp_buf *out, vnp_error *err)
+{
+    const char *name = t->name ? t->name : "?";
+    if (t->ndim != 2 || t->shape[0] <= 0 || t->shape[0] > INT32_MAX ||
+        numel / (size_t)t->shape[0] > INT32_MAX)
+        return vnp_fail(err, VNP_ESHAPE,
+                        "tensor '%s': an FP8 GEMM weight must be a matrix [out, in] (it has %d "
+                        "dimensions)",
+                        name, t->ndim);
+    const int rows = (int)t->shape[0], K = (int)(numel / (size_t)rows);
+    const size_t ses = vnp_cuda_dtype_size(t->dtype);
+    if (c->nf8w == c->capf8w) {
+        int cap = c->capf8w ? 2 * c->capf8w : 64;
+        vnp_cuda_f8w *nt = (vnp_cuda_f8w *)realloc(c->f8w, (size_t)cap * sizeof *nt);
+        if (!nt)
+            return vnp_fail(err, VNP_ENOMEM, "out of memory listing FP8 weights");
+        c->f8w = nt;
+        c->capf8w = cap;
+    }
+    float *scale = NULL;
+    vnp_code rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, numel * ses,
+                                   "staging a weight for FP8 quantisation", err);
+    if (!rc)
+        rc = h2d_sync(c, c->scratch, t->data, numel * ses, "copying a weight tensor to the GPU",
+                      err);
+    if (!rc)
+        rc = cu_alloc(c, numel, VNP_DT_U8, out, err);
+    if (!rc && (rc = vnp_cuda_check(cudaMalloc((void **)&scale, (size_t)rows * sizeof(float)),
+                                    "allocating FP8 weight scales", err)))
+        cu_free_buf(be, out);
+    if (!rc) {
+        rc = vnp_cuda_fp8_quantize_rows(c, c->scratch, t->dtype, rows, K, c->fp8 == 2,
+                                        (unsigned char *)out->ptr, scale, err);
+        if (!rc)
+            rc = vnp_cuda_check(cudaStreamSynchronize(c->stream), "quantising a weight to FP8",
+                                err);
+        if (rc) {
+            cudaFree(scale);
+            cu_free_buf(be, out);
+        }
+    }
+    if (rc) {
+        vnp_error_prefix(err, "tensor '%s': ", name);
+        return rc;
+    }
+    c->f8w[c->nf8w].q = out->ptr;
+    c->f8w[c->nf8w].scale = scale;
+    c->f8w[c->nf8w].rows = rows;
+    c->nf8w++;
+    return VNP_OK;
+}
+
 static vnp_code cu_upload_weight(vnp_backend *be, const vnp_tensor *t, int matrix, vnp_buf *out,
                                  vnp_error *err)
 {
@@ -246,6 +310,8 @@ static vnp_code cu_upload_weight(vnp_backend *be, const vnp_tensor *t, int matri
     if (numel < 0 || (size_t)numel * vnp_cuda_dtype_size(t->dtype) > t->nbytes)
         return vnp_fail(err, VNP_ESHAPE, "tensor '%s' holds fewer bytes than its shape needs",
                         t->name ? t->name : "?");
+    if (c->fp8 && matrix == VNP_WEIGHT_GEMM && numel > 0)
+        return upload_fp8(be, c, t, (size_t)numel, out, err);
     vnp_dtype dt = matrix ? c->act : VNP_DT_F32;
     vnp_code rc = cu_alloc(c, (size_t)numel, dt, out, err);
     if (rc) {
@@ -497,6 +563,11 @@ static void cu_destroy(vnp_backend *be)
         cudaFree(c->workspace);
         cudaFree(c->flag);
         cudaFree(c->scratch);
+        for (int i = 0; i < c->nf8w; i++)
+            cudaFree(c->f8w[i].scale);
+        free(c->f8w);
+        cudaFree(c->f8x);
+        cudaFree(c->f8s);
         cudaFree(c->rope);
         if (c->lt)
             cublasLtDestroy(c->lt);
@@ -568,6 +639,12 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
                         "newer (built for sm_90)",
                         device, prop.name, prop.major, prop.minor);
 
+    const vnp_precision_info *want = vnp_precision_info_of(prec);
+    if (want && want->gemm == VNP_FMT_E4M3 && prop.major * 10 + prop.minor < 89)
+        return vnp_fail(err, VNP_EUNSUPPORTED,
+                        "GPU %d (%s) has compute capability %d.%d; --precision %s needs FP8 "
+                        "tensor cores (8.9 or newer: Ada, Hopper); use fp16",
+                        device, prop.name, prop.major, prop.minor, vnp_precision_name(prec));
     vnp_backend *be = (vnp_backend *)calloc(1, sizeof *be);
     vnp_cuda *c = (vnp_cuda *)calloc(1, sizeof *c);
     if (!be || !c) {
@@ -582,7 +659,12 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     be->threads = 1;
     be->impl = c;
     c->device = device;
-    c->act = prec == VNP_PREC_FP16 ? VNP_DT_F16 : prec == VNP_PREC_BF16 ? VNP_DT_BF16 : VNP_DT_F32;
+    const vnp_precision_info *pi = vnp_precision_info_of(prec);
+    c->fp8 = pi && pi->gemm == VNP_FMT_E4M3 ? (pi->per_tensor ? 2 : 1) : 0;
+    /* FP8 keeps activations in FP16 (docs/PRECISION.md) */
+    c->act = prec == VNP_PREC_FP16 || c->fp8 ? VNP_DT_F16
+             : prec == VNP_PREC_BF16         ? VNP_DT_BF16
+                                             : VNP_DT_F32;
     snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
     snprintf(be->name, sizeof be->name, "cuda:%d %s", device, vnp_precision_name(prec));
     read_poison_switch(c, be->name);

@@ -13,9 +13,13 @@
 
 #include "backend/cuda/cuda_internal.cuh"
 
+/* U8 stands for an FP8 GEMM: E4M3 operands, FP16 C/D (see get_plan). */
 static cudaDataType_t cuda_type(vnp_dtype dt)
 {
-    return dt == VNP_DT_F16 ? CUDA_R_16F : dt == VNP_DT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    return dt == VNP_DT_F16    ? CUDA_R_16F
+           : dt == VNP_DT_BF16 ? CUDA_R_16BF
+           : dt == VNP_DT_U8   ? CUDA_R_8F_E4M3
+                               : CUDA_R_32F;
 }
 
 static int ptr_align(const void *p)
@@ -79,10 +83,25 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    /* FP8: E4M3 A (weights) and B (activations), each with a vector of scales (A: one per
+     * output channel, B: one per token) that multiply the FP32 accumulator; FP16 C, D
+     * and bias. */
+    cudaDataType_t tcd = t;
+    if (dt == VNP_DT_U8) {
+        tcd = CUDA_R_16F;
+        cublasLtMatmulMatrixScale_t vec = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        cudaDataType_t bias_t = CUDA_R_16F;
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &vec,
+                                       sizeof vec);
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &vec,
+                                       sizeof vec);
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_t,
+                                       sizeof bias_t);
+    }
     int ok = cublasLtMatrixLayoutCreate(&p->a, t, K, N, K) == CUBLAS_STATUS_SUCCESS &&
              cublasLtMatrixLayoutCreate(&p->b, t, K, M, K) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatrixLayoutCreate(&p->c, t, N, M, N) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatrixLayoutCreate(&p->d, t, N, M, N) == CUBLAS_STATUS_SUCCESS;
+             cublasLtMatrixLayoutCreate(&p->c, tcd, N, M, N) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatrixLayoutCreate(&p->d, tcd, N, M, N) == CUBLAS_STATUS_SUCCESS;
     p->used = 1; /* so that plan_release frees what was made */
     if (!ok) {
         plan_release(p);
@@ -189,7 +208,20 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
                         c->device, M, N, K, vnp_dtype_name(x->dtype), vnp_dtype_name(out->dtype),
                         residual ? vnp_dtype_name(residual->dtype) : "none",
                         vnp_dtype_name(c->act));
-    if (w->dtype != dt)
+    const vnp_cuda_f8w *f8 = NULL;
+    if (w->dtype == VNP_DT_U8 && dt == VNP_DT_F16 && c->fp8) {
+        f8 = vnp_cuda_f8w_of(c, w->ptr);
+        if (!f8 || f8->rows != N)
+            return vnp_fail(err, VNP_EINVAL,
+                            "CUDA linear on cuda:%d: an FP8 weight without its scales, or of "
+                            "%d rows for N=%d",
+                            c->device, f8 ? f8->rows : 0, N);
+        if (K % 16 || N % 16)
+            return vnp_fail(err, VNP_EUNSUPPORTED,
+                            "CUDA FP8 linear on cuda:%d: K=%d and N=%d must be multiples of 16 "
+                            "(FP8 tensor cores); use --precision fp16",
+                            c->device, K, N);
+    } else if (w->dtype != dt)
         return vnp_fail(err, VNP_EINVAL,
                         "CUDA linear: the weight is %s but x is %s; upload GEMM weights with "
                         "matrix=1 for the compute dtype, or as F32 for an FP32 GEMM",
@@ -225,7 +257,21 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
             return rc;
         dst = c->scratch;
     }
-    int align = ptr_align(x->ptr);
+    /* FP8: the activations quantised per token into c->f8x / c->f8s, then the GEMM
+     * multiplies those with the weight's E4M3 bytes. */
+    const void *bx = x->ptr;
+    vnp_dtype gdt = dt;
+    if (f8) {
+        if ((rc = vnp_cuda_reserve((void **)&c->f8x, &c->f8x_bytes, (size_t)M * K,
+                                   "allocating the FP8 activations", err)) ||
+            (rc = vnp_cuda_reserve((void **)&c->f8s, &c->f8s_bytes, (size_t)M * sizeof(float),
+                                   "allocating the FP8 activation scales", err)) ||
+            (rc = vnp_cuda_fp8_quantize_act(c, x->ptr, M, K, c->f8x, c->f8s, err)))
+            return rc;
+        bx = c->f8x;
+        gdt = VNP_DT_U8;
+    }
+    int align = ptr_align(bx);
     int a2 = ptr_align(w->ptr), a3 = ptr_align(dst);
     if (a2 < align)
         align = a2;
@@ -236,21 +282,28 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     if (bptr && ptr_align(bptr) < align)
         align = ptr_align(bptr);
     vnp_cuda_gemm_plan *p = NULL;
-    rc = get_plan(c, dt, M, N, K, epi, c_in_gemm, align, &p, err);
+    rc = get_plan(c, gdt, M, N, K, epi, c_in_gemm, align, &p, err);
     if (rc)
         return rc;
     if (bptr)
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bptr,
                                        sizeof bptr);
+    if (f8) {
+        const void *sa = f8->scale, *sb = c->f8s;
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa,
+                                       sizeof sa);
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb,
+                                       sizeof sb);
+    }
     const float alpha = 1.0f, beta = c_in_gemm ? 1.0f : 0.0f;
     const void *cptr = c_in_gemm ? residual->ptr : dst;
-    cublasStatus_t s = cublasLtMatmul(c->lt, p->desc, &alpha, w->ptr, p->a, x->ptr, p->b, &beta,
+    cublasStatus_t s = cublasLtMatmul(c->lt, p->desc, &alpha, w->ptr, p->a, bx, p->b, &beta,
                                       cptr, p->c, dst, p->d, &p->algo, c->workspace,
                                       c->workspace_size, c->stream);
     if (s != CUBLAS_STATUS_SUCCESS)
         return vnp_fail(err, VNP_EDEVICE,
                         "cuBLASLt: a %dx%dx%d %s GEMM on cuda:%d failed (status %d)", M, N, K,
-                        vnp_dtype_name(dt), c->device, (int)s);
+                        f8 ? "FP8 E4M3" : vnp_dtype_name(dt), c->device, (int)s);
     if (post)
         return vnp_cuda_act_residual(c, dt, dst, act, residual ? residual->ptr : NULL, out->ptr,
                                      nout, err);

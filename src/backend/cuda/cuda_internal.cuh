@@ -39,6 +39,14 @@ typedef struct vnp_cuda_bias {
     void *conv;      /* its copy in that dtype */
 } vnp_cuda_bias;
 
+/* An FP8 GEMM weight: its E4M3 bytes (the vnp_buf's ptr, dtype U8) and its scales, one
+ * per output row (all equal for per-tensor scaling). */
+typedef struct vnp_cuda_f8w {
+    const void *q;
+    float *scale; /* device, [rows] */
+    int rows;
+} vnp_cuda_f8w;
+
 #define VNP_CUDA_PLANS 48
 
 typedef struct vnp_cuda {
@@ -53,6 +61,13 @@ typedef struct vnp_cuda {
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
                           LayerNorm take their one-element-per-thread kernels (A/B timing
                           and op tests of both paths); read once at creation */
+    int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
+    vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */
+    int nf8w, capf8w;
+    unsigned char *f8x; /* the current FP8 GEMM's quantised activations [M, K] */
+    size_t f8x_bytes;
+    float *f8s;        /* and their per-token scales [M] */
+    size_t f8s_bytes;
     void *scratch;     /* GEMM temporaries, conversions */
     size_t scratch_bytes;
     float *rope;       /* cos | sin tables for rotary, [max_len][head_dim/2] each */
@@ -91,6 +106,17 @@ int vnp_cuda_is_float(vnp_dtype dt);
 /* Element-wise conversion between float dtypes on the device (n elements). */
 vnp_code vnp_cuda_convert(vnp_cuda *c, const void *src, vnp_dtype sdt, void *dst, vnp_dtype ddt,
                           size_t n, vnp_error *err);
+
+/* FP8 (cuda_fp8.cu): rows of src [rows, K] (any float dtype) to E4M3 q with one scale
+ * per row, or one for all rows (per_tensor), written to scale[rows]; and the per-token
+ * quantisation of FP16 activations x [M, K]. Queued on c->stream. */
+vnp_code vnp_cuda_fp8_quantize_rows(vnp_cuda *c, const void *src, vnp_dtype sdt,
+                                      int rows, int K, int per_tensor,
+                                      unsigned char *q, float *scale, vnp_error *err);
+vnp_code vnp_cuda_fp8_quantize_act(vnp_cuda *c, const void *x, int M, int K,
+                                     unsigned char *q, float *scale, vnp_error *err);
+/* The scales of an FP8 weight buffer (NULL when w is not one). */
+const vnp_cuda_f8w *vnp_cuda_f8w_of(const vnp_cuda *c, const void *q);
 
 /* Ops, one translation unit each. */
 vnp_code vnp_cuda_embedding(vnp_backend *be, const vnp_buf *table, const vnp_buf *ids, int T,
