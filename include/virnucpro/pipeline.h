@@ -94,11 +94,23 @@ size_t vnp_chunk_calls_runs(const vnp_chunk_calls *c);
 /* Frees; removes spill files left by an unfinished run. */
 void vnp_chunk_calls_free(vnp_chunk_calls *c);
 
-/* ---- sequences.tsv: one row per input sequence ---- */
+/* ---- per-chunk calls and sequences.tsv ---- */
 
-/* A sequence's tally. A chunk is "scored" when at least one of its frames was
- * kept and classified; it is "called viral" when its max score2 >= its max
- * score1 (the rule of prediction_results_highestscore.csv). The verdict:
+/* A chunk's scores: its kept frames and the largest score1 (others) and score2
+ * (virus) over them. frames == 0: no stop-free frame, the chunk was never scored. */
+typedef struct vnp_chunk_score {
+    size_t frames;
+    float max_others, max_virus;
+} vnp_chunk_score;
+
+/* The call of a scored chunk. min_score < 0: the original rule, max score2 >= max
+ * score1 (prediction_results_highestscore.csv); else max score2 >= min_score
+ * (--min-score). 0 for an unscored chunk. */
+int vnp_chunk_viral(const vnp_chunk_score *s, float min_score);
+/* "virus", "others" or "unscored". */
+const char *vnp_chunk_call(const vnp_chunk_score *s, float min_score);
+
+/* A sequence's tally over its chunks. The verdict:
  *   "virus"    scored > 0 and 2 * viral >= scored (at least half of the scored
  *              chunks called viral; a tie goes to virus like the per-chunk rule)
  *   "others"   scored > 0 and fewer than half called viral
@@ -109,16 +121,11 @@ typedef struct vnp_seq_tally {
     size_t chunks_scored;
     size_t chunks_viral;
     float max_virus; /* max score2 over all frames; meaningful when chunks_scored > 0 */
-    /* running state of the current chunk */
-    size_t cur_chunk;
-    int cur_open;
-    float cur_max1, cur_max2;
 } vnp_seq_tally;
 
 void vnp_seq_tally_begin(vnp_seq_tally *t, size_t length, size_t chunks);
-/* A classified frame of chunk `chunk` (0-based); frames come chunk by chunk. */
-void vnp_seq_tally_add(vnp_seq_tally *t, size_t chunk, float p_others, float p_virus);
-void vnp_seq_tally_end(vnp_seq_tally *t);
+/* One chunk (scored or not) and its call. */
+void vnp_seq_tally_add(vnp_seq_tally *t, const vnp_chunk_score *s, int viral);
 const char *vnp_seq_tally_verdict(const vnp_seq_tally *t);
 
 /* Header "Sequence_ID\tLength\tChunks\tChunks_scored\tChunks_virus\tMax_virus_score\tVerdict". */
@@ -126,6 +133,59 @@ vnp_code vnp_sequences_write_header(FILE *f, const char *path, vnp_error *err);
 /* One row; Max_virus_score is "NA" when nothing was scored. */
 vnp_code vnp_sequences_write_row(FILE *f, const char *path, const char *id, size_t id_len,
                                  const vnp_seq_tally *t, vnp_error *err);
+
+/* ---- the derived outputs: per chunk, per region, viral FASTA, report ---- */
+
+/* Output names (inside the output directory; VNP_PREDICT_SEQUENCES below). */
+#define VNP_PREDICT_CHUNKS "chunks.tsv"
+#define VNP_PREDICT_BED "viral_regions.bed"
+#define VNP_PREDICT_VIRAL_FNA "viral.fna"
+#define VNP_PREDICT_REPORT "report.html"
+#define VNP_PREDICT_PLOTS "plots"
+#define VNP_DEFAULT_PLOTS 20
+#define VNP_MAX_PLOTS 10000
+
+/* What vnp_derive reads and writes. The derived files depend only on the rows of a
+ * complete prediction_results.txt, the input they were computed from, -l and these
+ * options, so `predict` (at its commit) and `classify` (later, without models) write the
+ * same bytes. */
+typedef struct vnp_derive_options {
+    const char *results;    /* a complete prediction_results.txt (or its .part) */
+    const char *input;      /* the input the rows came from: FASTA/FASTQ, any compression */
+    const char *input_name; /* the input as the report names it (NULL: input) */
+    const char *out_dir;
+    const char *suffix;     /* appended to every output name ("" or ".part") */
+    int chunk_len;          /* 300 or 500 */
+    float min_score;        /* a chunk is viral when max score2 >= min_score; < 0: the
+                             * original rule, max score2 >= max score1 */
+    int plots;              /* score tracks in the report and plots/ (0: none) */
+    unsigned shard_index;   /* predict --shard I/N: the outputs hold this shard's records */
+    unsigned shard_count;   /* (0/0: every record) */
+    const char *records_sha256; /* NULL, or the SHA-256 the input's records must have (as
+                                 * predict's reader computes it) */
+    int quiet;              /* no warnings about the input (it was read once already) */
+} vnp_derive_options;
+
+typedef struct vnp_derive_stats {
+    size_t records, chunks, frames;
+    size_t chunks_scored, chunks_viral;
+    size_t seq_virus, seq_others, seq_unscored;
+    size_t regions;
+    size_t plots; /* tracks drawn */
+} vnp_derive_stats;
+
+void vnp_derive_options_init(vnp_derive_options *o);
+/* Writes sequences.tsv, chunks.tsv, viral_regions.bed, viral.fna, report.html and
+ * plots/ (each name + suffix; plots/ only when plots > 0) into out_dir. Streams: memory
+ * is one record and its chunks (plus the tracks kept for the report). Fails, naming the
+ * row, when the rows do not belong to the input's records in order, or when the records
+ * are not the ones given by records_sha256; on failure nothing it wrote is left. */
+vnp_code vnp_derive(const vnp_derive_options *o, vnp_derive_stats *st, vnp_error *err);
+/* Gives the derived outputs written with suffix ".part" their final names (a missing
+ * .part is fine when the final file is there: a finished earlier rename). */
+vnp_code vnp_derive_rename(const char *out_dir, vnp_error *err);
+/* Removes the derived outputs (name + suffix) from out_dir; plots/ recursively. */
+void vnp_derive_remove(const char *out_dir, const char *suffix);
 
 /* ---- merged features as safetensors, streamed ---- */
 
@@ -187,6 +247,9 @@ typedef struct vnp_predict_options {
     int embeddings;         /* also write merged_features.safetensors */
     int resume;             /* continue an interrupted run in out_dir from its journal
                              * (predict.journal); not with embeddings/keep_intermediate */
+    float min_score;        /* derived outputs: a chunk is viral when its max score2 >=
+                             * min_score; < 0 (default): max score2 >= max score1 */
+    int plots;              /* score tracks in report.html and plots/ (default 20) */
     int progress;           /* -1 = on when stderr is a terminal, 0 off, 1 on */
     int handle_signals;     /* SIGINT/SIGTERM/SIGHUP stop the run cleanly (resumable) and
                              * vnp_predict returns VNP_EINTERRUPTED; the CLI sets it (handlers
@@ -216,6 +279,7 @@ typedef struct vnp_predict_stats {
     double seconds;      /* wall time from the first record to the last row */
     double load_seconds; /* model loading */
     long peak_rss_kb;    /* getrusage(RUSAGE_SELF) ru_maxrss at the end */
+    vnp_derive_stats derived; /* the derived outputs (verdict counts, regions, tracks) */
 } vnp_predict_stats;
 
 /* Output file names inside out_dir. */

@@ -59,6 +59,9 @@ void vnp_seq_set_stop_fd(vnp_seq_reader *r, int fd);
  * never reach it, whatever its ambiguity codes; X (masked DNA, unknown residue) is not
  * counted either way. Proteins have about 35% such letters (L alone ~10%). */
 int vnp_seq_looks_like_protein(const char *seq, size_t len);
+/* on != 0: no warnings (empty records, empty input): for a second reading of an input
+ * whose first reading warned already. Call before the first vnp_seq_read. */
+void vnp_seq_set_quiet(vnp_seq_reader *r, int on);
 /* Returns 1 with a record, 0 at end of input, or -(vnp_code) on error with err set
  * (an error is final: later calls return it again). Records with an empty sequence are skipped with a warning naming them
  * ("FILE:LINE: record 'ID' has an empty sequence; skipped"); an input with no

@@ -12,8 +12,8 @@ static void predict_usage(FILE *f)
     fputs(
         "Usage: virnucpro predict [-l 300|500] [-o DIR] [--esm DIR] [--dnabert DIR]\n"
         "                         [--classifier FILE] [--device LIST] [-t N]\n"
-        "                         [--batch-tokens N] [--keep-intermediate] [--embeddings]\n"
-        "                         [--shard I/N] [--resume] INPUT\n"
+        "                         [--batch-tokens N] [--min-score X] [--keep-intermediate]\n"
+        "                         [--embeddings] [--shard I/N] [--resume] INPUT\n"
         "\n"
         "Cuts every sequence of INPUT into chunks of the given length, translates each chunk\n"
         "in six frames, embeds every stop-free frame with DNABERT-S (DNA) and ESM-2 (protein)\n"
@@ -27,6 +27,10 @@ static void predict_usage(FILE *f)
         "  sequences.tsv                        one row per input sequence with its verdict\n"
         "                                       (see README: virus when at least half of its\n"
         "                                       scored chunks are called viral)\n"
+        "  chunks.tsv                           one row per chunk: coordinates (1-based),\n"
+        "                                       frames kept, max virus score, call\n"
+        "  viral_regions.bed                    BED6 of the runs of consecutive viral chunks\n"
+        "  viral.fna                            the sequences called virus, original bases\n"
         "\n"
         "INPUT is FASTA or FASTQ (LF, CRLF or CR line ends), plain or compressed with gzip,\n"
         "bzip2, xz or zstd (found from the content); '-' reads stdin. A record that looks\n"
@@ -55,6 +59,9 @@ static void predict_usage(FILE *f)
         "      --batch-tokens N  ESM-2 tokens per batch (default 4096 on CPU, 32768 on CUDA);\n"
         "                        DNABERT-S runs on the same frames\n"
         "      --window N        frames read ahead and length-sorted together (default 2048)\n"
+        "      --min-score X     a chunk is viral when its max virus score is at least X\n"
+        "                        (0 to 1; default: max score2 >= max score1, the original\n"
+        "                        rule); changes the four files above, never the first two\n"
         "      --keep-intermediate  also write the three preprocessing files (as preprocess)\n"
         "      --embeddings      also write merged_features.safetensors: tensor 'features'\n"
         "                        [N, DNABERT-S hidden + ESM-2 hidden] F32 in row order of\n"
@@ -90,7 +97,8 @@ enum {
     OPT_NO_PROGRESS,
     OPT_WINDOW,
     OPT_RESUME,
-    OPT_SHARD
+    OPT_SHARD,
+    OPT_MIN_SCORE
 };
 
 
@@ -129,6 +137,7 @@ int vnp_cmd_predict(int argc, char **argv)
         {"embeddings", no_argument, NULL, OPT_EMBEDDINGS},
         {"resume", no_argument, NULL, OPT_RESUME},
         {"shard", required_argument, NULL, OPT_SHARD},
+        {"min-score", required_argument, NULL, OPT_MIN_SCORE},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"quiet", no_argument, NULL, 'q'},
@@ -180,6 +189,13 @@ int vnp_cmd_predict(int argc, char **argv)
                 return 2;
             o.window_orfs = (size_t)v;
             break;
+        case OPT_MIN_SCORE: {
+            double x;
+            if (!vnp_cli_number("--min-score", optarg, 0.0, 1.0, &x))
+                return 2;
+            o.min_score = (float)x;
+            break;
+        }
         case OPT_KEEP: o.keep_intermediate = 1; break;
         case OPT_EMBEDDINGS: o.embeddings = 1; break;
         case OPT_RESUME: o.resume = 1; break;

@@ -402,16 +402,14 @@ int vnp_cmd_validate_precision(int argc, char **argv)
         case OPT_MINCOS_FP8:
         case OPT_MINAGREE:
         case OPT_MINAGREE_FP8: {
-            double v = strtod(optarg, &end);
-            if (!*optarg || *end || !(v >= -1.0 && v <= 1.0)) {
-                const char *name = ch == OPT_MINCOS        ? "--min-cosine"
-                                   : ch == OPT_MINCOS_BF16 ? "--min-cosine-bf16"
-                                   : ch == OPT_MINCOS_FP8  ? "--min-cosine-fp8"
-                                   : ch == OPT_MINAGREE    ? "--min-agreement"
-                                                           : "--min-agreement-fp8";
-                vnp_cli_error("%s must be a number from -1 to 1, got '%s'", name, optarg);
+            double v;
+            const char *name = ch == OPT_MINCOS        ? "--min-cosine"
+                               : ch == OPT_MINCOS_BF16 ? "--min-cosine-bf16"
+                               : ch == OPT_MINCOS_FP8  ? "--min-cosine-fp8"
+                               : ch == OPT_MINAGREE    ? "--min-agreement"
+                                                       : "--min-agreement-fp8";
+            if (!vnp_cli_number(name, optarg, -1.0, 1.0, &v))
                 return 2;
-            }
             if (ch == OPT_MINCOS)
                 min_cos = v;
             else if (ch == OPT_MINCOS_BF16)

@@ -14,6 +14,7 @@ int vnp_cmd_preprocess(int argc, char **argv);
 int vnp_cmd_models(int argc, char **argv);
 int vnp_cmd_embed(int argc, char **argv);
 int vnp_cmd_predict(int argc, char **argv);
+int vnp_cmd_classify(int argc, char **argv);
 int vnp_cmd_inspect(int argc, char **argv);
 int vnp_cmd_validate_precision(int argc, char **argv);
 int vnp_cmd_tokenize(int argc, char **argv);
@@ -29,5 +30,7 @@ int vnp_cli_count(const char *opt, const char *s, long lo, long hi, long *out);
 /* A --precision value (fp32, fp16, bf16, fp8, fp8-tensor) into *out; 0 after printing
  * the error. */
 int vnp_cli_precision(const char *s, vnp_precision *out);
+/* A number in [lo, hi] into *out; 0 after printing the error. */
+int vnp_cli_number(const char *opt, const char *s, double lo, double hi, double *out);
 
 #endif

@@ -24,6 +24,8 @@ static const vnp_command commands[] = {
      vnp_cmd_predict},
     {"merge", "combine the outputs of predict --shard I/N runs into one run's files",
      vnp_cmd_merge},
+    {"classify", "rebuild the per-sequence outputs of a finished predict run, without models",
+     vnp_cmd_classify},
     {"inspect", "list the tensors and attributes of a checkpoint (never runs its code)",
      vnp_cmd_inspect},
     {"validate-precision", "GPU FP16/BF16 embeddings against FP32, per model and length stratum",
@@ -104,4 +106,17 @@ int vnp_cli_precision(const char *s, vnp_precision *out)
         return 1;
     vnp_cli_error("--precision must be " VNP_PRECISION_NAMES ", got '%s'", s);
     return 0;
+}
+
+int vnp_cli_number(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !*s || *end || !(v >= lo && v <= hi)) {
+        vnp_cli_error("%s expects a number from %g to %g, got '%s'", opt, lo, hi, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
 }

@@ -12,7 +12,7 @@
 #include "pipeline/crash_point.h"
 #include "virnucpro/hub.h"
 
-#define MAGIC "virnucpro predict journal 2\n"
+#define MAGIC "virnucpro predict journal 3\n"
 
 #ifndef VNP_VERSION_STRING
 #define VNP_VERSION_STRING "0.1.0"
@@ -206,18 +206,14 @@ vnp_code vnp_journal_write(const char *path, const vnp_journal *j, vnp_error *er
     int bad = !f || fputs(MAGIC, f) < 0;
     for (int i = 0; !bad && i < j->nident; i++)
         bad = fprintf(f, "ident %s %s\n", j->ident[i].key, j->ident[i].value) < 0;
-    const vnp_seq_tally *t = &j->tally;
     if (!bad)
         bad = fprintf(f,
                       "state %s\nrecords %" PRIu64 "\npartial %" PRIu64 "\n"
-                      "tally %zu %zu %zu %zu %a %zu %d %a %a\n"
-                      "results %" PRIu64 "\nsequences %" PRIu64 "\nchunks %" PRIu64
+                      "results %" PRIu64 "\nchunks %" PRIu64
                       "\nframes %" PRIu64 "\ninput_sha256 %s\nend\n",
                       j->committing ? "committing" : "running", j->records, j->partial_chunks,
-                      t->length, t->chunks, t->chunks_scored, t->chunks_viral,
-                      (double)t->max_virus, t->cur_chunk, t->cur_open, (double)t->cur_max1,
-                      (double)t->cur_max2, j->results_bytes, j->sequences_bytes, j->chunks,
-                      j->frames, j->input_sha256[0] ? j->input_sha256 : "-") < 0;
+                      j->results_bytes, j->chunks, j->frames,
+                      j->input_sha256[0] ? j->input_sha256 : "-") < 0;
     if (f && fclose(f) != 0)
         bad = 1;
     vnp_crash_point("journal written, before its rename");
@@ -241,8 +237,6 @@ vnp_code vnp_journal_parse(FILE *f, const char *path, vnp_journal *j, vnp_error 
     int ok = got > 0 && !strcmp(line, MAGIC), end = 0;
     while (ok && !end && (got = getline(&line, &cap, f)) > 0) {
         line[strcspn(line, "\n")] = 0;
-        vnp_seq_tally *t = &j->tally;
-        double mv, m1, m2;
         char state[16], sha[80];
         if (!strncmp(line, "ident ", 6)) {
             char *key = line + 6, *sp = strchr(key, ' ');
@@ -257,13 +251,6 @@ vnp_code vnp_journal_parse(FILE *f, const char *path, vnp_journal *j, vnp_error 
         } else if (sscanf(line, "state %15s", state) == 1) {
             ok = !strcmp(state, "running") || !strcmp(state, "committing");
             j->committing = !strcmp(state, "committing");
-        } else if (!strncmp(line, "tally ", 6)) {
-            ok = sscanf(line, "tally %zu %zu %zu %zu %la %zu %d %la %la", &t->length, &t->chunks,
-                        &t->chunks_scored, &t->chunks_viral, &mv, &t->cur_chunk, &t->cur_open,
-                        &m1, &m2) == 9;
-            t->max_virus = (float)mv;
-            t->cur_max1 = (float)m1;
-            t->cur_max2 = (float)m2;
         } else if (sscanf(line, "input_sha256 %79s", sha) == 1) {
             ok = strlen(sha) == 64 || !strcmp(sha, "-");
             if (ok && strcmp(sha, "-"))
@@ -274,17 +261,11 @@ vnp_code vnp_journal_parse(FILE *f, const char *path, vnp_journal *j, vnp_error 
             ok = sscanf(line, "records %" SCNu64, &j->records) == 1 ||
                  sscanf(line, "partial %" SCNu64, &j->partial_chunks) == 1 ||
                  sscanf(line, "results %" SCNu64, &j->results_bytes) == 1 ||
-                 sscanf(line, "sequences %" SCNu64, &j->sequences_bytes) == 1 ||
                  sscanf(line, "chunks %" SCNu64, &j->chunks) == 1 ||
                  sscanf(line, "frames %" SCNu64, &j->frames) == 1;
         }
     }
     free(line);
-    /* a cut record's chunk count and tally must be usable as they are */
-    if (ok && end && j->partial_chunks > 0 &&
-        (j->tally.chunks < j->partial_chunks || j->tally.chunks_scored > j->tally.chunks ||
-         j->tally.chunks_viral > j->tally.chunks_scored || (unsigned)j->tally.cur_open > 1))
-        ok = 0;
     if (!ok || !end)
         return vnp_fail(err, VNP_EFORMAT,
                         "%s is not a predict journal of this version (or is damaged); run "

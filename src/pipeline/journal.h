@@ -2,7 +2,7 @@
  * window the writer completes: which run it is (identity by content: input path and
  * the SHA-256 of the records read, -l, precision, tool version, each model's SHA-256),
  * how far the ".part" outputs are complete (whole records, plus the chunks done of a
- * record cut by the window and that record's running tally), and whether the run had
+ * record cut by the window), and whether the run had
  * reached its final renames ("committing"). `predict --resume` cuts the ".part" files
  * back to these lengths and goes on from there, or finishes the renames.
  * (Internal to src/pipeline.) */
@@ -30,9 +30,7 @@ typedef struct vnp_journal {
     int committing;           /* the outputs were complete; renames may be half done */
     uint64_t records;         /* input records whose rows are all written */
     uint64_t partial_chunks;  /* chunks done of the next record (0: it was not begun) */
-    vnp_seq_tally tally;      /* that record's running tally (partial_chunks > 0) */
     uint64_t results_bytes;   /* prediction_results.txt.part length */
-    uint64_t sequences_bytes; /* sequences.tsv.part length */
     uint64_t chunks, frames;  /* totals written so far (the summary after a resume) */
     char input_sha256[65];    /* SHA-256 of the records read: records (+1 when partial) */
 } vnp_journal;

@@ -26,6 +26,8 @@ void vnp_predict_options_init(vnp_predict_options *o)
     o->precision = VNP_PREC_DEFAULT;
     o->chunk_len = 500;
     o->progress = -1;
+    o->min_score = -1.0f;
+    o->plots = VNP_DEFAULT_PLOTS;
 }
 
 void vnp_predict_fail(vnp_predict_ctx *c, const vnp_error *e) { vnp_engine_fail(c->eng, e); }
@@ -181,6 +183,10 @@ static vnp_code check_options(const vnp_predict_options *o, vnp_error *err)
         (rc = need_path("DNABERT-S", "--dnabert", o->dnabert, err)) ||
         (rc = need_path("classifier", "--classifier", o->classifier, err)))
         return rc;
+    if (o->min_score > 1.0f || o->min_score != o->min_score)
+        return vnp_fail(err, VNP_EINVAL, "--min-score must be from 0 to 1");
+    if (o->plots < 0 || o->plots > VNP_MAX_PLOTS)
+        return vnp_fail(err, VNP_EINVAL, "--plots must be from 0 to %d", VNP_MAX_PLOTS);
     if (o->resume && (o->embeddings || o->keep_intermediate || !strcmp(o->input, "-")))
         return vnp_fail(err, VNP_EINVAL,
                         "--resume works for runs that read a file without --embeddings or "
@@ -460,6 +466,12 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
                                              err)))
             return rc;
     }
+    if (!strcmp(o->input, "-")) { /* stdin is read once: a copy for viral.fna */
+        size_t n = strlen(o->out_dir) + 32;
+        if (!(c->spool_path = malloc(n)))
+            return vnp_fail(err, VNP_ENOMEM, "out of memory");
+        snprintf(c->spool_path, n, "%s/stdin.spool.fa.gz.part", o->out_dir);
+    }
     if (sw)
         atomic_store(&sw->running, 1);
     if ((rc = vnp_predict_outputs_open(c, err)))
@@ -561,6 +573,9 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     if (rc != VNP_OK)
         vnp_predict_outputs_abort(&c);
     free(c.journal_path);
+    if (c.spool_path)
+        remove(c.spool_path);
+    free(c.spool_path);
     vnp_preprocess_writer_free(c.pre);
     if (c.reader)
         vnp_seq_close(c.reader);
@@ -575,6 +590,7 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         rmdir(o->out_dir); /* only if empty: a failure before anything was written */
     pthread_mutex_destroy(&c.mu);
     c.st.already_done = done;
+    c.st.derived = c.derived;
     c.st.peak_rss_kb = vnp_predict_peak_rss_kb();
     if (stats)
         *stats = c.st;

@@ -18,13 +18,12 @@
 #include "virnucpro/tok.h"
 
 typedef struct vnp_predict_outputs {
-    char *results_path, *highest_path, *sequences_path, *features_path; /* final names */
-    char *results_part, *highest_part, *sequences_part;                /* while writing */
+    char *results_path, *highest_path, *features_path; /* final names */
+    char *results_part, *highest_part;                 /* while writing */
     char *shard_path, *shard_part; /* --shard: shard.txt */
-    FILE *results, *sequences;
+    FILE *results;
     vnp_chunk_calls *highest;
     vnp_features_writer *features;
-    vnp_seq_tally tally; /* the record being written (may span windows) */
 } vnp_predict_outputs;
 
 typedef struct vnp_predict_progress {
@@ -47,6 +46,7 @@ typedef struct vnp_predict_ctx {
     char *journal_path;
     int lock_fd;             /* flock on DIR/.virnucpro.lock, held for the whole run */
     char *lock_path;
+    char *spool_path;        /* stdin: the copy of the records for viral.fna (derive.c) */
 
     /* The reader thread's (the calling thread's again after the join). */
     vnp_seq_reader *reader;
@@ -62,6 +62,7 @@ typedef struct vnp_predict_ctx {
     uint64_t records_done;   /* records whose rows are all written (resumed ones included) */
     long fail_after_windows; /* debugging: writer fails after this many windows (0 = never) */
     long windows_written;
+    vnp_derive_stats derived; /* what the derived outputs hold (after the commit) */
 
     /* Any thread. */
     atomic_int interrupted;  /* the signal that stopped the run (0: none) */

@@ -3,13 +3,17 @@
  * boundaries). The reader also keeps the SHA-256 of every record read (ID and
  * sequence), which each window carries for the journal: a resumed run proves that the
  * records it reads past are the ones the interrupted run wrote rows for. */
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "pipeline/predict_internal.h"
+#include "pipeline/record_ids.h"
 #include "pipeline/shard.h"
 #include "virnucpro/hub.h"
 
@@ -25,99 +29,34 @@ typedef struct reader_state {
      * records up to the last one with rows, so that --resume, which reads up to that
      * record, can check it whatever other shards' records follow. */
     EVP_MD_CTX *taken_sha;
-    /* Duplicate IDs: 64-bit hashes of the IDs seen (open addressing), the count of each
-     * (for the suffix), and the first duplicate for the warning. */
-    uint64_t *seen;
-    uint32_t *seen_count;
-    size_t seen_n, seen_cap;
-    size_t dups;
-    char first_dup[128];
-    size_t first_dup_record;
-    char *renamed; /* "<id>_dup<k>" of the current record */
-    size_t renamed_cap;
+    vnp_record_ids ids; /* duplicate IDs renamed <id>_dup<k> */
+    gzFile spool;       /* stdin: the records as read, for viral.fna (derive.c) */
 } reader_state;
 
-static uint64_t id_hash(const char *s, size_t n)
+/* stdin cannot be read twice: every record goes to the spool (gzip level 1) as it is
+ * read, before its ID is deduplicated, so that reading the spool again gives the same
+ * records and the same renamed IDs. */
+static vnp_code spool_record(reader_state *s, const vnp_record *rec)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h ? h : 1; /* 0 marks an empty slot */
-}
-
-/* Returns how many times this ID was seen before (0 the first time); -1 out of memory. */
-static long count_id(reader_state *s, const char *id, size_t n)
-{
-    if (2 * (s->seen_n + 1) > s->seen_cap) {
-        size_t cap = s->seen_cap ? 2 * s->seen_cap : 1024;
-        uint64_t *t = calloc(cap, sizeof *t);
-        uint32_t *c = calloc(cap, sizeof *c);
-        if (!t || !c) {
-            free(t);
-            free(c);
-            return -1;
-        }
-        for (size_t i = 0; i < s->seen_cap; i++)
-            if (s->seen[i]) {
-                size_t k = s->seen[i] & (cap - 1);
-                while (t[k])
-                    k = (k + 1) & (cap - 1);
-                t[k] = s->seen[i];
-                c[k] = s->seen_count[i];
-            }
-        free(s->seen);
-        free(s->seen_count);
-        s->seen = t;
-        s->seen_count = c;
-        s->seen_cap = cap;
-    }
-    uint64_t h = id_hash(id, n);
-    size_t k = h & (s->seen_cap - 1);
-    while (s->seen[k] && s->seen[k] != h)
-        k = (k + 1) & (s->seen_cap - 1);
-    if (!s->seen[k]) {
-        s->seen[k] = h;
-        s->seen_n++;
-    }
-    return (long)s->seen_count[k]++;
-}
-
-/* A record whose ID was seen before becomes "<id>_dup<k>" (k = 2 for the second
- * occurrence, ...) in every output, so that its rows and chunk calls stay apart from
- * the first one's (the original tool merges them in the highest-score file). */
-static vnp_code dedup_id(reader_state *s, vnp_record *rec)
-{
-    long before = count_id(s, rec->id, rec->id_len);
-    if (before < 0)
-        return vnp_fail(&s->err, VNP_ENOMEM, "out of memory tracking record IDs");
-    if (before == 0)
+    if (!s->spool)
         return VNP_OK;
-    if (s->dups++ == 0) {
-        snprintf(s->first_dup, sizeof s->first_dup, "%.*s", (int)rec->id_len, rec->id);
-        s->first_dup_record = s->records;
+    if (gzputc(s->spool, '>') < 0 ||
+        (rec->id_len && gzwrite(s->spool, rec->id, (unsigned)rec->id_len) <= 0) ||
+        gzputc(s->spool, '\n') < 0)
+        goto bad;
+    for (size_t off = 0; off < rec->len;) { /* gzwrite takes an unsigned length */
+        size_t n = rec->len - off < (1u << 30) ? rec->len - off : (1u << 30);
+        if (gzwrite(s->spool, rec->seq + off, (unsigned)n) <= 0)
+            goto bad;
+        off += n;
     }
-    size_t need = rec->id_len + 32;
-    if (need > s->renamed_cap) {
-        char *r = realloc(s->renamed, need);
-        if (!r)
-            return vnp_fail(&s->err, VNP_ENOMEM, "out of memory");
-        s->renamed = r;
-        s->renamed_cap = need;
-    }
-    int n = snprintf(s->renamed, need, "%.*s_dup%ld", (int)rec->id_len, rec->id, before + 1);
-    rec->id = s->renamed;
-    rec->id_len = (size_t)n;
+    if (gzputc(s->spool, '\n') < 0)
+        goto bad;
     return VNP_OK;
-}
-
-static vnp_code hash_record(reader_state *s, const vnp_record *rec)
-{
-    uint64_t n[2] = {rec->id_len, rec->len};
-    if (EVP_DigestUpdate(s->sha, n, sizeof n) != 1 ||
-        EVP_DigestUpdate(s->sha, rec->id, rec->id_len) != 1 ||
-        EVP_DigestUpdate(s->sha, rec->seq, rec->len) != 1)
-        return vnp_fail(&s->err, VNP_EIO, "OpenSSL SHA-256 failed");
-    return VNP_OK;
+bad:
+    return vnp_fail(&s->err, VNP_EIO, "cannot write %s (the copy of stdin kept for "
+                    "viral.fna): check free space in the output directory",
+                    s->c->spool_path);
 }
 
 /* The digest of ctx (the context goes on), as lowercase hex. */
@@ -236,9 +175,11 @@ static int read_one(reader_state *s, vnp_record *rec)
         if (got != 1)
             return got;
         s->records++;
-        if (hash_record(s, rec) != VNP_OK)
+        if (vnp_record_hash(s->sha, rec, &s->err) != VNP_OK)
             return -(int)VNP_EIO;
-        vnp_code rc = dedup_id(s, rec);
+        vnp_code rc = spool_record(s, rec);
+        if (!rc)
+            rc = vnp_record_ids_dedup(&s->ids, rec, &s->err);
         if (rc)
             return -(int)rc;
         if (vnp_shard_takes(s->records - 1, o->shard_index, o->shard_count)) {
@@ -301,6 +242,13 @@ void *vnp_predict_reader_main(void *ctx)
         rc = vnp_fail(&s.err, VNP_EIO, "OpenSSL SHA-256 failed");
     vnp_record rec;
     int got = 2, partial = 0; /* 2: not read to the end */
+    vnp_record_ids_init(&s.ids);
+    if (rc == VNP_OK && s.c->spool_path) {
+        s.spool = gzopen(s.c->spool_path, "wb1");
+        if (!s.spool)
+            rc = vnp_fail(&s.err, VNP_EIO, "cannot create %s (a copy of stdin for viral.fna): %s",
+                          s.c->spool_path, strerror(errno));
+    }
     if (rc == VNP_OK && s.c->resuming)
         rc = skip_done(&s, &rec, &partial);
     if (rc == VNP_OK && partial)
@@ -310,11 +258,18 @@ void *vnp_predict_reader_main(void *ctx)
         rc = one_record(&s, &rec, 0);
     if (rc == VNP_OK && got < 0)
         rc = -got;
-    if (rc == VNP_OK && s.dups > 0)
+    if (s.spool) {
+        if (gzclose(s.spool) != Z_OK && rc == VNP_OK)
+            rc = vnp_fail(&s.err, VNP_EIO, "cannot write %s (a copy of stdin for viral.fna): "
+                          "check free space", s.c->spool_path);
+        s.spool = NULL;
+    }
+    if (rc == VNP_OK && s.ids.dups > 0)
         vnp_warn("%s: %zu record%s repeat an earlier record's ID (the first: '%s', record "
                  "%zu); each repeat is written as <ID>_dup<k> (k = 2, 3, ...) so that its rows "
                  "and chunk calls stay apart",
-                 s.c->o->input, s.dups, s.dups == 1 ? "" : "s", s.first_dup, s.first_dup_record);
+                 s.c->o->input, s.ids.dups, s.ids.dups == 1 ? "" : "s", s.ids.first_dup,
+                 s.ids.first_dup_record);
     if (rc == VNP_OK && got == 0) { /* the whole input: shard.txt names it */
         s.c->input_records = s.records;
         if ((rc = digest_of(&s, s.sha, s.c->input_sha256)) == VNP_OK)
@@ -328,9 +283,7 @@ void *vnp_predict_reader_main(void *ctx)
     vnp_frames_free(&s.fr);
     EVP_MD_CTX_free(s.sha);
     EVP_MD_CTX_free(s.taken_sha);
-    free(s.seen);
-    free(s.seen_count);
-    free(s.renamed);
+    vnp_record_ids_free(&s.ids);
     vnp_engine_close(s.c->eng);
     return NULL;
 }

@@ -1,6 +1,8 @@
 /* predict, stage 3: windows in input order -> prediction_results.txt,
- * prediction_results_highestscore.csv, sequences.tsv (and the features file).
- * Everything is written under ".part" names and renamed at commit. */
+ * prediction_results_highestscore.csv (and the features file); at the commit, the
+ * derived outputs from the complete rows (derive.c: sequences.tsv, chunks.tsv,
+ * viral_regions.bed, viral.fna). Everything is written under ".part" names and renamed
+ * at commit. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -69,7 +71,6 @@ static vnp_code reopen_for_resume(vnp_predict_ctx *c, vnp_error *err)
     vnp_predict_outputs *o = &c->out;
     vnp_code rc;
     if ((rc = reopen_part(o->results_part, c->journal.results_bytes, &o->results, err)) ||
-        (rc = reopen_part(o->sequences_part, c->journal.sequences_bytes, &o->sequences, err)) ||
         (rc = vnp_chunk_calls_create(o->highest_part, c->o->sort_memory, &o->highest, err)))
         return rc;
     FILE *f = fopen(o->results_part, "r");
@@ -94,7 +95,6 @@ static vnp_code reopen_for_resume(vnp_predict_ctx *c, vnp_error *err)
     }
     free(line);
     fclose(f);
-    o->tally = c->journal.tally; /* the record the interrupted run cut, if any */
     return rc;
 }
 
@@ -106,14 +106,11 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     o->results_part = join(dir, VNP_PREDICT_RESULTS, ".part");
     o->highest_path = join(dir, VNP_PREDICT_HIGHEST, "");
     o->highest_part = join(dir, VNP_PREDICT_HIGHEST, ".part");
-    o->sequences_path = join(dir, VNP_PREDICT_SEQUENCES, "");
-    o->sequences_part = join(dir, VNP_PREDICT_SEQUENCES, ".part");
     o->features_path = join(dir, VNP_PREDICT_FEATURES, "");
     o->shard_path = join(dir, VNP_SHARD_FILE, "");
     o->shard_part = join(dir, VNP_SHARD_FILE, ".part");
     if (!o->results_path || !o->results_part || !o->highest_path || !o->highest_part ||
-        !o->sequences_path || !o->sequences_part || !o->features_path || !o->shard_path ||
-        !o->shard_part)
+        !o->features_path || !o->shard_path || !o->shard_part)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     vnp_code rc;
     if (c->resuming && (c->journal.records > 0 || c->journal.partial_chunks > 0))
@@ -124,7 +121,7 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     if (c->journaling) {
         vnp_journal j = c->journal;
         j.records = j.partial_chunks = j.chunks = j.frames = 0;
-        j.results_bytes = j.sequences_bytes = 0;
+        j.results_bytes = 0;
         j.committing = 0;
         j.input_sha256[0] = 0;
         if ((rc = vnp_journal_write(c->journal_path, &j, err)))
@@ -133,7 +130,7 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     }
     remove(o->results_path);
     remove(o->highest_path);
-    remove(o->sequences_path);
+    vnp_derive_remove(dir, "");
     remove(o->shard_path); /* a finished shard of another run must not pass for this one */
     if (c->o->embeddings)
         remove(o->features_path);
@@ -141,14 +138,8 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
     o->results = fopen(o->results_part, "w");
     if (!o->results)
         return vnp_fail(err, VNP_EIO, "cannot create %s: %s", o->results_part, strerror(errno));
-    o->sequences = fopen(o->sequences_part, "w");
-    if (!o->sequences)
-        return vnp_fail(err, VNP_EIO, "cannot create %s: %s", o->sequences_part,
-                        strerror(errno));
     if ((rc = vnp_results_write_header(o->results, o->results_part, err)) ||
-        (rc = vnp_sequences_write_header(o->sequences, o->sequences_part, err)) ||
         (rc = flush_file(o->results, o->results_part, err)) ||
-        (rc = flush_file(o->sequences, o->sequences_part, err)) ||
         (rc = vnp_chunk_calls_create(o->highest_part, c->o->sort_memory, &o->highest, err)))
         return rc;
     if (c->o->embeddings &&
@@ -195,8 +186,6 @@ static void free_paths(vnp_predict_outputs *o)
     free(o->results_part);
     free(o->highest_path);
     free(o->highest_part);
-    free(o->sequences_path);
-    free(o->sequences_part);
     free(o->features_path);
     free(o->shard_path);
     free(o->shard_part);
@@ -229,12 +218,32 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
     vnp_predict_outputs *o = &c->out;
     vnp_code rc;
     if ((rc = close_file(&o->results, o->results_part, err)) ||
-        (rc = close_file(&o->sequences, o->sequences_part, err)) ||
         (rc = vnp_chunk_calls_finish(o->highest, err)))
         return rc;
     vnp_crash_point("highest-score file written");
     if (o->features && (rc = vnp_features_writer_finish(o->features, err)))
         return rc;
+    /* the derived outputs, from the complete rows and the input read again (stdin: its
+     * spool), checked to be the records the rows were computed from; with --shard, this
+     * shard's records */
+    vnp_derive_options d;
+    vnp_derive_options_init(&d);
+    d.results = o->results_part;
+    d.input = c->spool_path ? c->spool_path : c->o->input;
+    d.input_name = c->o->input;
+    d.out_dir = c->o->out_dir;
+    d.suffix = ".part";
+    d.chunk_len = c->o->chunk_len;
+    d.min_score = c->o->min_score;
+    d.plots = c->o->plots;
+    d.shard_index = c->o->shard_index;
+    d.shard_count = c->o->shard_count;
+    d.records_sha256 = c->input_read ? c->input_sha256 : NULL;
+    d.quiet = 1;
+    if ((rc = vnp_derive(&d, &c->derived, err))) {
+        vnp_error_prefix(err, "writing the per-sequence outputs: ");
+        return rc;
+    }
     if (c->o->shard_count > 0 && (rc = write_shard_record(c, err)))
         return rc;
     /* Every output is complete under its .part name: say so, then rename. A kill from
@@ -245,9 +254,7 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
         if ((rc = vnp_journal_write(c->journal_path, &c->journal, err)))
             return rc;
     }
-    if ((rc = rename_into_place(o->results_part, o->results_path, err)) ||
-        (rc = rename_into_place(o->highest_part, o->highest_path, err)) ||
-        (rc = rename_into_place(o->sequences_part, o->sequences_path, err)))
+    if ((rc = vnp_predict_finish_commit(c->o->out_dir, err)))
         return rc;
     if (c->o->shard_count > 0 && (rc = rename_into_place(o->shard_part, o->shard_path, err)))
         return rc;
@@ -259,9 +266,8 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
 
 vnp_code vnp_predict_finish_commit(const char *dir, vnp_error *err)
 {
-    static const char *const names[] = {VNP_PREDICT_RESULTS, VNP_PREDICT_HIGHEST,
-                                        VNP_PREDICT_SEQUENCES};
-    for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {VNP_PREDICT_RESULTS, VNP_PREDICT_HIGHEST};
+    for (int i = 0; i < 2; i++) {
         char *part = join(dir, names[i], ".part"), *final = join(dir, names[i], "");
         vnp_code rc = VNP_OK;
         if (!part || !final)
@@ -278,9 +284,11 @@ vnp_code vnp_predict_finish_commit(const char *dir, vnp_error *err)
         if (rc)
             return rc;
     }
+    vnp_code rc = vnp_derive_rename(dir, err);
+    if (rc)
+        return rc;
     /* shard.txt: only a --shard run has one; renamed last, so a .part left is this run's */
     char *part = join(dir, VNP_SHARD_FILE, ".part"), *final = join(dir, VNP_SHARD_FILE, "");
-    vnp_code rc = VNP_OK;
     if (!part || !final)
         rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
     else if (access(part, F_OK) == 0)
@@ -300,13 +308,11 @@ void vnp_predict_outputs_abort(vnp_predict_ctx *c)
     vnp_predict_outputs *o = &c->out;
     if (o->results)
         fclose(o->results);
-    if (o->sequences)
-        fclose(o->sequences);
     int keep = vnp_predict_resumable(c);
     if (o->results_part && !keep)
         remove(o->results_part);
-    if (o->sequences_part && !keep)
-        remove(o->sequences_part);
+    if (c->o->out_dir) /* remade from the rows by every commit */
+        vnp_derive_remove(c->o->out_dir, ".part");
     if (c->journal_written && !keep && c->journal_path)
         remove(c->journal_path); /* nothing worth resuming: as if never started */
     if (o->highest_part)
@@ -324,8 +330,6 @@ static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
     vnp_code rc = VNP_OK;
     for (size_t si = 0; si < w->nseg && !rc; si++) {
         const vnp_win_seg *s = &w->seg[si];
-        if (s->first)
-            vnp_seq_tally_begin(&o->tally, s->length, s->chunks);
         for (size_t i = s->orf_begin; i < s->orf_end && !rc; i++) {
             const vnp_win_orf *r = &w->orf[i];
             const char *id = w->text + r->id_off;
@@ -338,12 +342,6 @@ static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
                 (rc = vnp_features_writer_add(o->features, id, r->id_len,
                                               w->features + i * (size_t)c->width, err)))
                 break;
-            vnp_seq_tally_add(&o->tally, r->chunk, p0, p1);
-        }
-        if (!rc && s->last) {
-            vnp_seq_tally_end(&o->tally);
-            rc = vnp_sequences_write_row(o->sequences, o->sequences_part, w->text + s->id_off,
-                                         s->id_len, &o->tally, err);
         }
     }
     if (!rc) {
@@ -361,7 +359,7 @@ static vnp_code write_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
 }
 
 /* Counts completed records and journals how much of the output is complete: whole
- * records, and the chunks done of a record this window cut (with its running tally). */
+ * records, and the chunks done of a record this window cut. */
 static vnp_code after_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error *err)
 {
     uint64_t done = c->records_done;
@@ -370,20 +368,14 @@ static vnp_code after_window(vnp_predict_ctx *c, const vnp_window *w, vnp_error 
     if (c->journaling && w->nseg > 0) {
         vnp_predict_outputs *o = &c->out;
         vnp_code rc;
-        if ((rc = flush_file(o->results, o->results_part, err)) ||
-            (rc = flush_file(o->sequences, o->sequences_part, err)))
+        if ((rc = flush_file(o->results, o->results_part, err)))
             return rc;
         vnp_crash_point("window rows flushed");
         const vnp_win_seg *last = &w->seg[w->nseg - 1];
         vnp_journal *j = &c->journal;
         j->records = done;
         j->partial_chunks = last->last ? 0 : last->chunk_end;
-        if (!last->last)
-            j->tally = o->tally;
-        else
-            memset(&j->tally, 0, sizeof j->tally);
         j->results_bytes = (uint64_t)ftello(o->results);
-        j->sequences_bytes = (uint64_t)ftello(o->sequences);
         pthread_mutex_lock(&c->mu);
         j->chunks = c->st.chunks;
         j->frames = c->st.orfs;

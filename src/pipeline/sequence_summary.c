@@ -1,9 +1,24 @@
-/* sequences.tsv: one verdict per input sequence from its chunks' calls. */
+/* sequences.tsv: one verdict per input sequence from its chunks' calls, and the
+ * per-chunk call itself (the rule the derived outputs share). */
 #include <errno.h>
 #include <math.h>
 #include <string.h>
 
 #include "virnucpro/pipeline.h"
+
+int vnp_chunk_viral(const vnp_chunk_score *s, float min_score)
+{
+    if (s->frames == 0)
+        return 0;
+    return min_score < 0 ? s->max_virus >= s->max_others : s->max_virus >= min_score;
+}
+
+const char *vnp_chunk_call(const vnp_chunk_score *s, float min_score)
+{
+    if (s->frames == 0)
+        return "unscored";
+    return vnp_chunk_viral(s, min_score) ? "virus" : "others";
+}
 
 void vnp_seq_tally_begin(vnp_seq_tally *t, size_t length, size_t chunks)
 {
@@ -13,36 +28,15 @@ void vnp_seq_tally_begin(vnp_seq_tally *t, size_t length, size_t chunks)
     t->max_virus = -INFINITY;
 }
 
-static void close_chunk(vnp_seq_tally *t)
+void vnp_seq_tally_add(vnp_seq_tally *t, const vnp_chunk_score *s, int viral)
 {
-    if (!t->cur_open)
+    if (s->frames == 0)
         return;
     t->chunks_scored++;
-    if (t->cur_max2 >= t->cur_max1)
-        t->chunks_viral++;
-    t->cur_open = 0;
+    t->chunks_viral += viral ? 1 : 0;
+    if (s->max_virus > t->max_virus)
+        t->max_virus = s->max_virus;
 }
-
-void vnp_seq_tally_add(vnp_seq_tally *t, size_t chunk, float p_others, float p_virus)
-{
-    if (t->cur_open && chunk != t->cur_chunk)
-        close_chunk(t);
-    if (!t->cur_open) {
-        t->cur_open = 1;
-        t->cur_chunk = chunk;
-        t->cur_max1 = p_others;
-        t->cur_max2 = p_virus;
-    } else {
-        if (p_others > t->cur_max1)
-            t->cur_max1 = p_others;
-        if (p_virus > t->cur_max2)
-            t->cur_max2 = p_virus;
-    }
-    if (p_virus > t->max_virus)
-        t->max_virus = p_virus;
-}
-
-void vnp_seq_tally_end(vnp_seq_tally *t) { close_chunk(t); }
 
 const char *vnp_seq_tally_verdict(const vnp_seq_tally *t)
 {

@@ -85,6 +85,7 @@ struct vnp_seq_reader {
 
     int format;
     int nucleotide_only;
+    int quiet; /* no warnings (a second reading of an input already warned about) */
     /* Two header slots: the record being returned and the header read ahead. */
     char *hdr[2];
     size_t hcap[2];
@@ -218,6 +219,8 @@ void vnp_seq_close(vnp_seq_reader *r)
 
 void vnp_seq_set_nucleotide_only(vnp_seq_reader *r, int on) { r->nucleotide_only = on != 0; }
 void vnp_seq_set_stop_fd(vnp_seq_reader *r, int fd) { r->stop_fd = fd; }
+
+void vnp_seq_set_quiet(vnp_seq_reader *r, int on) { r->quiet = on != 0; }
 size_t vnp_seq_records(const vnp_seq_reader *r) { return r->records; }
 size_t vnp_seq_skipped(const vnp_seq_reader *r) { return r->skipped; }
 /* Bytes read into the buffer minus those not parsed yet: the position of the parser, not
@@ -1074,8 +1077,9 @@ static int read_record(vnp_seq_reader *r, vnp_record *rec, vnp_error *err)
             return slot;
         if (r->seq_len == 0) {
             r->skipped++;
-            vnp_warn("%s:%zu: record '%s' has an empty sequence; skipped", r->name, r->hline[slot],
-                     r->hdr[slot]);
+            if (!r->quiet)
+                vnp_warn("%s:%zu: record '%s' has an empty sequence; skipped", r->name,
+                         r->hline[slot], r->hdr[slot]);
             continue;
         }
         if (r->nucleotide_only && vnp_seq_looks_like_protein(r->seq, r->seq_len))
@@ -1092,7 +1096,9 @@ static int read_record(vnp_seq_reader *r, vnp_record *rec, vnp_error *err)
         return 1;
     }
     r->finished = 1;
-    if (r->records == 0 && r->skipped == 0)
+    if (r->quiet)
+        ;
+    else if (r->records == 0 && r->skipped == 0)
         vnp_warn("%s: no sequences in the input", r->name);
     else if (r->records == 0)
         vnp_warn("%s: every record has an empty sequence; nothing to process", r->name);

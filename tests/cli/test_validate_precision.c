@@ -34,7 +34,7 @@ static void test_usage_errors(void **state)
     free(out), free(err);
     out = run("--esm a --dnabert b --min-cosine 2 x.fa", &rc, &err);
     assert_int_equal(rc, 2);
-    assert_non_null(strstr(err, "--min-cosine must be a number from -1 to 1, got '2'"));
+    assert_non_null(strstr(err, "--min-cosine expects a number from -1 to 1, got '2'"));
     free(out), free(err);
     out = run("--esm a --dnabert b --precisions fp16,fp32 x.fa", &rc, &err);
     assert_int_equal(rc, 2);
@@ -51,7 +51,7 @@ static void test_usage_errors(void **state)
     free(out), free(err);
     out = run("--esm a --dnabert b --min-agreement-fp8 1.5 x.fa", &rc, &err);
     assert_int_equal(rc, 2);
-    assert_non_null(strstr(err, "--min-agreement-fp8 must be a number from -1 to 1, got '1.5'"));
+    assert_non_null(strstr(err, "--min-agreement-fp8 expects a number from -1 to 1, got '1.5'"));
     free(out), free(err);
     out = run("--help", &rc, &err);
     assert_int_equal(rc, 0);

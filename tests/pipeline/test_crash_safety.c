@@ -1,9 +1,10 @@
 /* Crash safety of `virnucpro predict`, through the CLI with the golden models:
  *  1. a SIGKILL at every point of the output protocol (VIRNUCPRO_DEBUG_KILL_AT), then
- *     --resume: the three files are byte-identical to an uninterrupted run, a file once
- *     in place under its final name is never lost nor different, the --resume says
- *     what its starting state calls for, and the directory is left with the three
- *     files alone; for a sample, the --resume is killed too ("double kill");
+ *     --resume: every output file (the original two, sequences.tsv, chunks.tsv,
+ *     viral_regions.bed, viral.fna) is byte-identical to an uninterrupted run's, a file
+ *     once in place under its final name is never lost nor different, the --resume says
+ *     what its starting state calls for, and the directory is left with the outputs
+ *     alone; for a sample, the --resume is killed too ("double kill");
  *  2. random trials: SIGKILL at a random point or after a random delay, SIGTERM,
  *     SIGINT or SIGHUP after a random delay, the resumes interrupted again at random,
  *     until a --resume completes: byte-identical every time;
@@ -50,12 +51,26 @@
 
 #define G "golden/"
 
-/* shard.txt: only a --shard run (the "shard" input) writes it */
-static const char *const OUTPUTS[4] = {"prediction_results.txt",
-                                       "prediction_results_highestscore.csv", "sequences.tsv",
-                                       "shard.txt"};
-#define ALL_OUTPUTS 7
-#define ALL_OUTPUTS_OF(in) ((in)->shard ? 15 : ALL_OUTPUTS)
+/* Every output, in the order predict renames them into place; shard.txt (last) only for a
+ * --shard run (the "shard" input). */
+static const char *const OUTPUTS[] = {"prediction_results.txt",
+                                      "prediction_results_highestscore.csv",
+                                      "sequences.tsv",
+                                      "chunks.tsv",
+                                      "viral_regions.bed",
+                                      "viral.fna",
+                                      "shard.txt"};
+#define NOUT ((int)(sizeof OUTPUTS / sizeof OUTPUTS[0]))
+#define NPLAIN (NOUT - 1) /* the outputs of a run without --shard */
+#define ALL_OUTPUTS ((1 << NPLAIN) - 1)
+#define ALL_OUTPUTS_OF(in) ((in)->shard ? (1 << NOUT) - 1 : ALL_OUTPUTS)
+/* What a finished run's directory holds (sorted) */
+#define FINISHED_LISTING                                                                   \
+    "chunks.tsv prediction_results.txt prediction_results_highestscore.csv sequences.tsv " \
+    "viral.fna viral_regions.bed"
+#define FINISHED_LISTING_SHARD                                                             \
+    "chunks.tsv prediction_results.txt prediction_results_highestscore.csv sequences.tsv " \
+    "shard.txt viral.fna viral_regions.bed"
 
 #define RUN_LIMIT_S 300.0 /* one CLI run (ASan, the largest input): far more than needed */
 #define TIMED_OUT (-1000)
@@ -389,7 +404,7 @@ static long journal_value(const char *dir, const char *key)
 static int finals_in_place(const char *dir)
 {
     int m = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < NOUT; i++)
         m |= exists(in_dir(dir, OUTPUTS[i])) ? 1 << i : 0;
     return m;
 }
@@ -400,7 +415,7 @@ static int check_finals(const input *in, const char *dir, int *mask, const char 
 {
     int m = finals_in_place(dir);
     char names[4096];
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < NOUT; i++) {
         if ((*mask & ~m) & (1 << i)) {
             list_dir(dir, names, sizeof names);
             CHECK(0, "%s: %s was in place and is gone (directory: %s)", when, OUTPUTS[i], names);
@@ -415,7 +430,7 @@ static int check_finals(const input *in, const char *dir, int *mask, const char 
     return 0;
 }
 
-/* The run is complete: the three files are the reference's, nothing else is left. */
+/* The run is complete: the outputs are the reference's, nothing else is left. */
 static int check_complete(const input *in, const char *dir, const char *when)
 {
     int m = 0;
@@ -424,12 +439,8 @@ static int check_complete(const input *in, const char *dir, const char *when)
     char names[4096];
     list_dir(dir, names, sizeof names);
     CHECK(m == ALL_OUTPUTS_OF(in), "%s: outputs missing; directory: %s", when, names);
-    CHECK(!strcmp(names, in->shard ? "prediction_results.txt "
-                                     "prediction_results_highestscore.csv sequences.tsv "
-                                     "shard.txt"
-                                   : "prediction_results.txt "
-                                     "prediction_results_highestscore.csv sequences.tsv"),
-          "%s: the directory holds more than the three outputs: %s", when, names);
+    CHECK(!strcmp(names, in->shard ? FINISHED_LISTING_SHARD : FINISHED_LISTING),
+          "%s: the directory holds other files than the outputs: %s", when, names);
     return 0;
 }
 
@@ -542,7 +553,7 @@ static void reference_run(input *in)
     assert_string_equal(in->point[1], "journal written, before its rename");
     assert_string_equal(in->point[2], "journal renamed");
     assert_string_equal(in->point[3], "old results removed");
-    for (long i = in->points - 3; i < in->points; i++)
+    for (long i = in->points - NPLAIN; i < in->points; i++)
         assert_string_equal(in->point[i], "output renamed into place");
     assert_string_equal(in->point[in->points], "journal removed");
     print_message("%s: %s, %ld kill points, %.2f s\n", in->name, in->summary, in->points,
@@ -1180,7 +1191,6 @@ static void assert_refused(const char *dir, const char *in, const char *cls, con
     free(j);
     assert_int_equal(finals_in_place(dir), 0);
     assert_true(exists(in_dir(dir, "prediction_results.txt.part")));
-    assert_true(exists(in_dir(dir, "sequences.tsv.part")));
 }
 
 /* Resume with classifier `cls` (a copy of the golden one) to the end: golden's files. */
@@ -1546,7 +1556,7 @@ static void test_signal_at_end(void **state)
         remove_tree(dir);
         const char *env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
         pid_t pid = spawn_predict(dir, golden.path, NULL, NULL, 0, env, errpath);
-        const char *last = in_dir(dir, OUTPUTS[2]);
+        const char *last = in_dir(dir, OUTPUTS[NPLAIN - 1]);
         while (!exists(last) && waitpid(pid, NULL, WNOHANG) == 0)
             sleep_s(0.0002);
         sleep_s(delay_ms[k] / 1000);
@@ -1584,8 +1594,8 @@ static void test_resume_finished(void **state)
     if (r != 0)
         fail_msg("%s: %s", outcome(r), err);
     free(err);
-    struct stat before[3];
-    for (int i = 0; i < 3; i++)
+    struct stat before[NPLAIN];
+    for (int i = 0; i < NPLAIN; i++)
         assert_int_equal(stat(in_dir(dir, OUTPUTS[i]), &before[i]), 0);
     sleep_s(0.02);
     for (int k = 0; k < 2; k++) { /* twice: the first leaves nothing behind either */
@@ -1596,7 +1606,7 @@ static void test_resume_finished(void **state)
             strstr(err, "holds finished results and no interrupted run; nothing to do"));
         assert_null(strstr(err, "virnucpro: predict: ")); /* no summary: nothing ran */
         free(err);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < NPLAIN; i++) {
             struct stat now;
             assert_int_equal(stat(in_dir(dir, OUTPUTS[i]), &now), 0);
             assert_int_equal(now.st_ino, before[i].st_ino);

@@ -1,6 +1,10 @@
 /* `virnucpro predict` end to end with the golden models: the original tool's two
  * output files, sequences.tsv, the merged features, independence from the batch
- * size, stdin, defaults, progress, and clear errors for bad models. */
+ * size, stdin, defaults, progress, and clear errors for bad models; the derived outputs
+ * (sequences.tsv, chunks.tsv, viral_regions.bed, viral.fna) byte for byte against the
+ * independent reference tools/make_derived_expected.py run on predict's own rows, with
+ * and without --min-score, duplicate IDs, stdin; `classify` on predict's directory gives
+ * predict's files. */
 #include "test_support.h"
 
 #include <math.h>
@@ -109,6 +113,41 @@ static void assert_same_results(const char *got_path, const char *want_path, dou
     print_message("%zu rows, max |score difference| %.3g\n", a.n, worst);
     free_rows(&a);
     free_rows(&b);
+}
+
+
+static const char *const DERIVED[4] = {"sequences.tsv", "chunks.tsv", "viral_regions.bed",
+                                       "viral.fna"};
+
+/* tools/make_derived_expected.py on tmp/dir's prediction_results.txt and `input` into
+ * tmp/<dir>_ref, then every derived file of tmp/dir must be its bytes. extra: reference
+ * options ("--min-score 0.8", "--chunked FILE"). */
+static void assert_derived_match_reference(const char *dir, const char *input, int len,
+                                           const char *extra)
+{
+    const char *py = getenv("VNP_PYTHON");
+    assert_non_null(py);
+    char ref[512], cmd[16384], *err = NULL;
+    snprintf(ref, sizeof ref, "%s_ref", dir);
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/make_derived_expected.py' '%s' '%s' %d '%s' %s",
+             py, getenv("VNP_SOURCE_DIR"), input, out(dir, "prediction_results.txt"), len,
+             vnp_test_tmp(ref), extra);
+    if (vnp_test_run(cmd, NULL, &err))
+        fail_msg("tools/make_derived_expected.py failed: %s", err);
+    free(err);
+    for (int i = 0; i < 4; i++)
+        vnp_test_assert_files_equal(out(dir, DERIVED[i]), out(ref, DERIVED[i]));
+}
+
+static size_t count_of(const char *path, const char *needle)
+{
+    char *t = vnp_test_read_file(path, NULL);
+    assert_non_null(t);
+    size_t n = 0;
+    for (const char *p = t; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    free(t);
+    return n;
 }
 
 static void test_golden_500(void **state)
@@ -291,6 +330,10 @@ static void test_stdin_and_default_outdir(void **state)
     free(err);
     vnp_test_assert_files_equal(out("stdin", "prediction_results_highestscore.csv"),
                                 vnp_test_fixture(G "expected/prediction_results_highestscore.csv"));
+    /* stdin is read once: viral.fna comes from its spool, which is gone after the run */
+    for (int i = 0; i < 4; i++)
+        vnp_test_assert_files_equal(out("stdin", DERIVED[i]), out("golden", DERIVED[i]));
+    assert_int_equal(access(out("stdin", "stdin.spool.fa.gz.part"), F_OK), -1);
     /* no -o: "<input up to .fa>_merged" next to the input, as the original */
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", vnp_test_tmp("sample.fasta"));
@@ -345,6 +388,12 @@ static void test_keep_intermediate_300(void **state)
     assert_int_equal(i, r.n);
     free(prot);
     free_rows(&r);
+    /* the derived files at -l 300, the reference checking every chunk's coordinates
+     * against the original tool's chunk file */
+    char chunked[4200];
+    snprintf(chunked, sizeof chunked, "--chunked '%s'",
+             vnp_test_fixture(G "preprocess_300/dev_chunked300.fa"));
+    assert_derived_match_reference("l300", vnp_test_fixture(G "input.fa"), 300, chunked);
 }
 
 static void test_interrupted_then_resumed(void **state)
@@ -441,6 +490,91 @@ static void expect_error(const char *esm, const char *dna, const char *cls, cons
     free(err);
 }
 
+
+static void test_golden_derived(void **state)
+{
+    (void)state;
+    /* the golden run of test_golden_500 */
+    char chunked[4200];
+    snprintf(chunked, sizeof chunked, "--chunked '%s'",
+             vnp_test_fixture(G "preprocess_500/dev_chunked500.fa"));
+    assert_derived_match_reference("golden", vnp_test_fixture(G "input.fa"), 500, chunked);
+    /* what the golden set holds: 11 viral sequences, 13 regions, every chunk a row */
+    assert_int_equal(count_of(out("golden", "viral.fna"), ">"), 11);
+    assert_int_equal(count_of(out("golden", "viral_regions.bed"), "\n"), 13);
+    assert_int_equal(count_of(out("golden", "chunks.tsv"), "\n"), 58);
+    assert_int_equal(count_of(out("golden", "chunks.tsv"), "\tunscored\n"), 25);
+}
+
+static void test_min_score(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    if (predict("min08", "--min-score 0.8", vnp_test_fixture(G "input.fa"), &err))
+        fail_msg("predict --min-score 0.8: %s", err);
+    free(err);
+    /* the original two files do not move */
+    vnp_test_assert_files_equal(out("min08", "prediction_results.txt"),
+                                out("golden", "prediction_results.txt"));
+    vnp_test_assert_files_equal(out("min08", "prediction_results_highestscore.csv"),
+                                out("golden", "prediction_results_highestscore.csv"));
+    /* the derived ones follow the threshold */
+    assert_derived_match_reference("min08", vnp_test_fixture(G "input.fa"), 500,
+                                   "--min-score 0.8");
+    assert_int_equal(count_of(out("min08", "viral.fna"), ">"), 5);
+    assert_int_equal(count_of(out("min08", "sequences.tsv"), "\tvirus\n"), 5);
+    /* usage errors */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' predict --min-score 1.5 x.fa", vnp_test_cli());
+    assert_int_equal(vnp_test_run(cmd, NULL, &err), 2);
+    assert_non_null(strstr(err, "--min-score expects a number from 0 to 1, got '1.5'"));
+    free(err);
+}
+
+static void test_classify_matches_predict(void **state)
+{
+    (void)state;
+    char cmd[16384], *err = NULL;
+    static const char *const runs[2][2] = {{"golden", ""}, {"min08", "--min-score 0.8"}};
+    for (int r = 0; r < 2; r++) {
+        char dst[64];
+        snprintf(dst, sizeof dst, "classified_%s", runs[r][0]);
+        snprintf(cmd, sizeof cmd, "'%s' classify '%s' --input '%s' %s -o '%s'", vnp_test_cli(),
+                 vnp_test_tmp(runs[r][0]), vnp_test_fixture(G "input.fa"), runs[r][1],
+                 vnp_test_tmp(dst));
+        if (vnp_test_run(cmd, NULL, &err))
+            fail_msg("classify: %s", err);
+        assert_non_null(strstr(err, "virnucpro: classify: 21 records, 57 chunks"));
+        free(err);
+        for (int i = 0; i < 4; i++)
+            vnp_test_assert_files_equal(out(dst, DERIVED[i]), out(runs[r][0], DERIVED[i]));
+    }
+}
+
+static void test_duplicates_and_empty_records(void **state)
+{
+    (void)state;
+    /* the golden input twice with an empty record between: IDs repeat (<ID>_dup2) */
+    size_t n;
+    char *t = vnp_test_read_file(vnp_test_fixture(G "input.fa"), &n);
+    assert_non_null(t);
+    const char *in = vnp_test_tmp("dups.fa");
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    fwrite(t, 1, n, f);
+    fputs(">empty_one\n", f);
+    fwrite(t, 1, n, f);
+    fclose(f);
+    free(t);
+    char *err = NULL;
+    if (predict("dups", "", in, &err))
+        fail_msg("predict: %s", err);
+    free(err);
+    assert_derived_match_reference("dups", in, 500, "");
+    assert_int_equal(count_of(out("dups", "viral.fna"), ">"), 22);
+    assert_int_equal(count_of(out("dups", "viral.fna"), "_dup2 verdict=virus"), 11);
+}
+
 static void test_bad_models(void **state)
 {
     (void)state;
@@ -502,6 +636,10 @@ int main(void)
         cmocka_unit_test(test_golden_500),
         cmocka_unit_test(test_golden_features),
         cmocka_unit_test(test_golden_sequences),
+        cmocka_unit_test(test_golden_derived),
+        cmocka_unit_test(test_min_score),
+        cmocka_unit_test(test_classify_matches_predict),
+        cmocka_unit_test(test_duplicates_and_empty_records),
         cmocka_unit_test(test_batch_size_independence),
         cmocka_unit_test(test_stdin_and_default_outdir),
         cmocka_unit_test(test_keep_intermediate_300),

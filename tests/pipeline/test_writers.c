@@ -130,18 +130,41 @@ static void test_highest_duplicates_merged(void **state)
     free(got);
 }
 
+/* Adds chunks {frames, max1, max2} with the rule min_score. */
+static void tally(vnp_seq_tally *t, size_t length, const vnp_chunk_score *c, size_t n,
+                  float min_score)
+{
+    vnp_seq_tally_begin(t, length, n);
+    for (size_t i = 0; i < n; i++)
+        vnp_seq_tally_add(t, &c[i], vnp_chunk_viral(&c[i], min_score));
+}
+
+static void test_chunk_calls_rule(void **state)
+{
+    (void)state;
+    vnp_chunk_score none = {0, 0.0f, 0.0f}, tie = {2, 0.5f, 0.5f}, low = {1, 0.9f, 0.1f},
+                    high = {1, 0.3f, 0.7f};
+    assert_string_equal(vnp_chunk_call(&none, -1), "unscored");
+    assert_string_equal(vnp_chunk_call(&none, 0.0f), "unscored");
+    assert_string_equal(vnp_chunk_call(&tie, -1), "virus"); /* max2 >= max1 */
+    assert_string_equal(vnp_chunk_call(&low, -1), "others");
+    assert_string_equal(vnp_chunk_call(&high, -1), "virus");
+    /* --min-score: max2 >= X, whatever max1 */
+    assert_string_equal(vnp_chunk_call(&high, 0.7f), "virus");
+    assert_string_equal(vnp_chunk_call(&high, 0.71f), "others");
+    assert_string_equal(vnp_chunk_call(&low, 0.1f), "virus");
+    assert_string_equal(vnp_chunk_call(&low, 0.0f), "virus");
+    assert_string_equal(vnp_chunk_call(&tie, 1.0f), "others");
+}
+
 static void test_sequence_tally(void **state)
 {
     (void)state;
     vnp_seq_tally t;
-    /* 4 chunks: chunk 0 viral (max2 .7 >= max1 .6), chunk 1 not, chunk 3 viral by the
-     * tie rule, chunk 2 without frames */
-    vnp_seq_tally_begin(&t, 1800, 4);
-    vnp_seq_tally_add(&t, 0, 0.6f, 0.4f);
-    vnp_seq_tally_add(&t, 0, 0.3f, 0.7f);
-    vnp_seq_tally_add(&t, 1, 0.9f, 0.1f);
-    vnp_seq_tally_add(&t, 3, 0.5f, 0.5f);
-    vnp_seq_tally_end(&t);
+    /* 4 chunks: chunk 0 viral (max2 .7 >= max1 .6), chunk 1 not, chunk 2 without frames,
+     * chunk 3 viral by the tie rule */
+    const vnp_chunk_score a[4] = {{2, 0.6f, 0.7f}, {1, 0.9f, 0.1f}, {0, 0, 0}, {1, 0.5f, 0.5f}};
+    tally(&t, 1800, a, 4, -1);
     assert_int_equal(t.chunks_scored, 3);
     assert_int_equal(t.chunks_viral, 2);
     assert_true(t.max_virus == 0.7f);
@@ -150,22 +173,24 @@ static void test_sequence_tally(void **state)
     FILE *f = fopen(path, "w");
     assert_int_equal(vnp_sequences_write_header(f, path, NULL), VNP_OK);
     assert_int_equal(vnp_sequences_write_row(f, path, "seqA", 4, &t, NULL), VNP_OK);
+    /* with --min-score 0.75 no chunk is viral: others */
+    tally(&t, 1800, a, 4, 0.75f);
+    assert_int_equal(t.chunks_viral, 0);
+    assert_string_equal(vnp_seq_tally_verdict(&t), "others");
     /* one of two scored chunks viral: a tie, virus; one of three: others */
-    vnp_seq_tally_begin(&t, 1000, 2);
-    vnp_seq_tally_add(&t, 0, 0.8f, 0.2f);
-    vnp_seq_tally_add(&t, 1, 0.1f, 0.9f);
-    vnp_seq_tally_end(&t);
+    const vnp_chunk_score b[2] = {{1, 0.8f, 0.2f}, {1, 0.1f, 0.9f}};
+    tally(&t, 1000, b, 2, -1);
     assert_string_equal(vnp_seq_tally_verdict(&t), "virus");
-    vnp_seq_tally_begin(&t, 1500, 3);
-    vnp_seq_tally_add(&t, 0, 0.8f, 0.2f);
-    vnp_seq_tally_add(&t, 1, 0.7f, 0.3f);
-    vnp_seq_tally_add(&t, 2, 0.00001f, 0.99999f);
-    vnp_seq_tally_end(&t);
+    const vnp_chunk_score c[3] = {{1, 0.8f, 0.2f}, {1, 0.7f, 0.3f}, {1, 0.00001f, 0.99999f}};
+    tally(&t, 1500, c, 3, -1);
     assert_string_equal(vnp_seq_tally_verdict(&t), "others");
     assert_int_equal(vnp_sequences_write_row(f, path, "seqB", 4, &t, NULL), VNP_OK);
+    /* with --min-score 0.25 two of three are viral */
+    tally(&t, 1500, c, 3, 0.25f);
+    assert_string_equal(vnp_seq_tally_verdict(&t), "virus");
     /* nothing to score */
-    vnp_seq_tally_begin(&t, 2, 1);
-    vnp_seq_tally_end(&t);
+    const vnp_chunk_score d[1] = {{0, 0, 0}};
+    tally(&t, 2, d, 1, -1);
     assert_string_equal(vnp_seq_tally_verdict(&t), "unscored");
     assert_int_equal(vnp_sequences_write_row(f, path, "tiny", 4, &t, NULL), VNP_OK);
     fclose(f);
@@ -221,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_label_rule),
         cmocka_unit_test(test_highest_in_memory_and_spilled),
         cmocka_unit_test(test_highest_duplicates_merged),
+        cmocka_unit_test(test_chunk_calls_rule),
         cmocka_unit_test(test_sequence_tally),
         cmocka_unit_test(test_features_safetensors),
     };

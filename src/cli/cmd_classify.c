@@ -1,0 +1,137 @@
+/* virnucpro classify: the derived outputs again, from a finished prediction_results.txt
+ * and its input, without the models (another --min-score, more plots). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "core/fs.h"
+#include "virnucpro.h"
+
+static void classify_usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: virnucpro classify DIR --input INPUT [-l 300|500] [--min-score X] [-o OUT]\n"
+        "\n"
+        "Rebuilds every per-sequence output of a finished 'virnucpro predict' run in DIR from\n"
+        "its prediction_results.txt and the INPUT it was run on, without the models, in\n"
+        "seconds: %s, %s, %s, %s.\n"
+        "With the options predict had, the files are predict's, byte for byte.\n"
+        "\n"
+        "Options:\n"
+        "  -i, --input INPUT  the FASTA/FASTQ predict read (any compression; a copy of stdin\n"
+        "                     is fine): it gives the sequences' lengths, coordinates and bases\n"
+        "  -l, --length N     predict's chunk length, 300 or 500 (default %d)\n"
+        "      --min-score X  a chunk is viral when its max virus score (score2) is at least\n"
+        "                     X (0 to 1); default: the original rule, max score2 >= max score1\n"
+        "  -o, --output OUT   write into OUT (created if missing; default DIR)\n"
+        "  -q, --quiet        no summary line\n"
+        "  -h, --help         this help\n",
+        VNP_PREDICT_SEQUENCES, VNP_PREDICT_CHUNKS, VNP_PREDICT_BED, VNP_PREDICT_VIRAL_FNA, 500);
+}
+
+enum { OPT_MIN_SCORE = 1000 };
+
+int vnp_cmd_classify(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"input", required_argument, NULL, 'i'},
+        {"length", required_argument, NULL, 'l'},
+        {"min-score", required_argument, NULL, OPT_MIN_SCORE},
+        {"output", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    vnp_derive_options d;
+    vnp_derive_options_init(&d);
+    const char *outdir = NULL;
+    int quiet = 0, c;
+    double x;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":i:l:o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i': d.input = optarg; break;
+        case 'l':
+            if (strcmp(optarg, "300") && strcmp(optarg, "500")) {
+                vnp_cli_error("-l/--length must be 300 or 500, got '%s'", optarg);
+                return 2;
+            }
+            d.chunk_len = atoi(optarg);
+            break;
+        case OPT_MIN_SCORE:
+            if (!vnp_cli_number("--min-score", optarg, 0.0, 1.0, &x))
+                return 2;
+            d.min_score = (float)x;
+            break;
+        case 'o': outdir = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': classify_usage(stdout); return 0;
+        case ':':
+            vnp_cli_error("option '%s' needs a value; see 'virnucpro classify --help'",
+                          argv[optind - 1]);
+            return 2;
+        default:
+            vnp_cli_error("unknown option '%s'; see 'virnucpro classify --help'",
+                          argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        vnp_cli_error("expected one DIR (a finished predict output directory), got %d "
+                      "arguments; see 'virnucpro classify --help'",
+                      argc - optind);
+        return 2;
+    }
+    if (!d.input) {
+        vnp_cli_error("missing --input: the FASTA/FASTQ file predict read (for the sequences' "
+                      "coordinates and bases)");
+        return 2;
+    }
+    const char *dir = argv[optind];
+    size_t n = strlen(dir) + 64;
+    char *results = malloc(n), *journal = malloc(n);
+    if (!results || !journal) {
+        free(results);
+        free(journal);
+        vnp_cli_error("out of memory");
+        return 1;
+    }
+    snprintf(results, n, "%s/%s", dir, VNP_PREDICT_RESULTS);
+    snprintf(journal, n, "%s/predict.journal", dir);
+    int rc = 0;
+    vnp_error err;
+    if (access(journal, F_OK) == 0) {
+        vnp_cli_error("%s holds an unfinished predict run (predict.journal); finish it with "
+                      "'virnucpro predict --resume' first", dir);
+        rc = 1;
+    } else if (access(results, R_OK) != 0) {
+        vnp_cli_error("%s has no %s: give the output directory of a finished predict run",
+                      dir, VNP_PREDICT_RESULTS);
+        rc = 1;
+    }
+    d.results = results;
+    d.out_dir = outdir ? outdir : dir;
+    d.suffix = ".part";
+    vnp_derive_stats st;
+    if (!rc && vnp_mkdirs(d.out_dir, "output directory", &err) != VNP_OK) {
+        vnp_cli_error("%s", err.msg);
+        rc = 1;
+    }
+    if (!rc && (vnp_derive(&d, &st, &err) != VNP_OK || vnp_derive_rename(d.out_dir, &err))) {
+        vnp_cli_error("%s", err.msg);
+        rc = 1;
+    }
+    if (!rc && !quiet)
+        fprintf(stderr,
+                "virnucpro: classify: %zu records, %zu chunks (%zu scored, %zu viral), %zu "
+                "frames: %zu virus, %zu others, %zu unscored; %zu viral regions -> %s\n",
+                st.records, st.chunks, st.chunks_scored, st.chunks_viral, st.frames,
+                st.seq_virus, st.seq_others, st.seq_unscored, st.regions, d.out_dir);
+    free(results);
+    free(journal);
+    return rc;
+}
