@@ -114,6 +114,8 @@ vnp_code vnp_models_cache_dir(const vnp_hub_options *opt, char *path, size_t cap
 /* SHA-256 (lowercase hex) of a file, remembered in <model cache>/digests.tsv by path,
  * size, mtime and inode so that an unchanged file is read only once. */
 vnp_code vnp_file_sha256_cached(const char *path, char hex[65], vnp_error *err);
+/* SHA-256 (lowercase hex) of a file, read now (not remembered: for inputs). */
+vnp_code vnp_file_sha256(const char *path, char hex[65], vnp_error *err);
 /* n bytes as 2n lowercase hex digits and a NUL into out. */
 void vnp_hex_lower(const unsigned char *bytes, size_t n, char *out);
 /* SHA-256 (lowercase hex) of a memory block. */

@@ -280,6 +280,11 @@ typedef struct vnp_predict_stats {
     double load_seconds; /* model loading */
     long peak_rss_kb;    /* getrusage(RUSAGE_SELF) ru_maxrss at the end */
     vnp_derive_stats derived; /* the derived outputs (verdict counts, regions, tracks) */
+    double derive_seconds;    /* writing them (part of `seconds`) */
+    size_t batch_tokens;      /* the token budget used (the default resolved) */
+    size_t window_orfs;       /* the window used */
+    char records_sha256[65];  /* SHA-256 of the records read (IDs and sequences; "" when
+                               * none was read) */
 } vnp_predict_stats;
 
 /* Output file names inside out_dir. */
@@ -290,6 +295,27 @@ typedef struct vnp_predict_stats {
 
 /* Parses --shard "I/N" (1 <= I <= N <= 1000000); VNP_EINVAL with a usage message. */
 vnp_code vnp_shard_parse(const char *spec, unsigned *index, unsigned *count, vnp_error *err);
+/* ---- run.json: the record of a predict run ---- */
+
+#define VNP_PREDICT_RUN_JSON "run.json"
+
+typedef struct vnp_run_record {
+    int argc;
+    char *const *argv;            /* the command line */
+    const vnp_predict_options *o; /* as run (the model paths resolved) */
+    const vnp_predict_stats *st;  /* what vnp_predict returned */
+    double start, end;            /* wall clock, seconds since the epoch */
+    int exit_status;              /* the process's */
+    const char *error;            /* the error message, NULL on success */
+} vnp_run_record;
+
+/* Writes o->out_dir/run.json (cJSON; a temporary file renamed into place): the tool
+ * (version, git commit, build type, CUDA architectures, BLAS), the command line, start and
+ * end time (UTC, ISO 8601), host, devices with the precision each computes in, every model
+ * file with its size and SHA-256, the input (path, size and SHA-256 of the file, SHA-256
+ * of the records), the options, the counts, the time of each stage, peak RSS, the exit
+ * status and the error. Schema "virnucpro-run/1" (README). */
+vnp_code vnp_run_record_write(const vnp_run_record *r, vnp_error *err);
 
 /* Loads and checks every model (classifier input = DNABERT-S hidden + ESM-2
  * hidden) before the input is opened, then streams the input to the outputs.

@@ -187,6 +187,9 @@ vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err);
  * where the GPU rounds them; docs/PRECISION.md). */
 vnp_code vnp_backend_cpu_create_emulating(int threads, vnp_precision prec, vnp_backend **out,
                                           vnp_error *err);
+/* The BLAS library the CPU backend runs on, as it describes itself (OpenBLAS's
+ * openblas_get_config(): version, build options, core). */
+const char *vnp_backend_cpu_blas(void);
 #ifdef VNP_HAVE_CUDA
 vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **out,
                                  vnp_error *err);

@@ -1,5 +1,6 @@
 /* virnucpro classify: the derived outputs again, from a finished prediction_results.txt
  * and its input, without the models (another --min-score, more plots). */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,10 @@ static void classify_usage(FILE *f)
         "\n"
         "Options:\n"
         "  -i, --input INPUT  the FASTA/FASTQ predict read (any compression; a copy of stdin\n"
-        "                     is fine): it gives the sequences' lengths, coordinates and bases\n"
-        "  -l, --length N     predict's chunk length, 300 or 500 (default %d)\n"
+        "                     is fine): it gives the sequences' lengths, coordinates and bases;\n"
+        "                     with DIR/run.json its records must be the ones predict read\n"
+        "  -l, --length N     predict's chunk length, 300 or 500 (default: the run's, from\n"
+        "                     DIR/run.json; without it %d)\n"
         "      --min-score X  a chunk is viral when its max virus score (score2) is at least\n"
         "                     X (0 to 1); default: the original rule, max score2 >= max score1\n"
         "  -o, --output OUT   write into OUT (created if missing; default DIR)\n"
@@ -33,6 +36,36 @@ static void classify_usage(FILE *f)
 }
 
 enum { OPT_MIN_SCORE = 1000 };
+
+/* What DIR/run.json (written by predict) says of the run: its -l and the SHA-256 of the
+ * records it read (the input given must have the same). Absent or unreadable: nothing. */
+static void read_run_json(const char *dir, int *chunk_len, char sha[65])
+{
+    size_t n = strlen(dir) + 32;
+    char *path = malloc(n);
+    if (!path)
+        return;
+    snprintf(path, n, "%s/%s", dir, VNP_PREDICT_RUN_JSON);
+    FILE *f = fopen(path, "rb");
+    free(path);
+    if (!f)
+        return;
+    char *text = NULL;
+    size_t cap = 0;
+    ssize_t got = getdelim(&text, &cap, '\0', f);
+    fclose(f);
+    cJSON *j = got > 0 ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *len = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "options"), "chunk_length");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "input"), "records_sha256");
+    if (cJSON_IsNumber(len) && (len->valueint == 300 || len->valueint == 500))
+        *chunk_len = len->valueint;
+    if (cJSON_IsString(rs) && strlen(rs->valuestring) == 64)
+        memcpy(sha, rs->valuestring, 65);
+    cJSON_Delete(j);
+}
 
 int vnp_cmd_classify(int argc, char **argv)
 {
@@ -48,7 +81,7 @@ int vnp_cmd_classify(int argc, char **argv)
     vnp_derive_options d;
     vnp_derive_options_init(&d);
     const char *outdir = NULL;
-    int quiet = 0, c;
+    int quiet = 0, c, chunk_len = 0;
     double x;
     optind = 1;
     opterr = 0;
@@ -60,7 +93,7 @@ int vnp_cmd_classify(int argc, char **argv)
                 vnp_cli_error("-l/--length must be 300 or 500, got '%s'", optarg);
                 return 2;
             }
-            d.chunk_len = atoi(optarg);
+            chunk_len = atoi(optarg);
             break;
         case OPT_MIN_SCORE:
             if (!vnp_cli_number("--min-score", optarg, 0.0, 1.0, &x))
@@ -113,6 +146,12 @@ int vnp_cmd_classify(int argc, char **argv)
                       dir, VNP_PREDICT_RESULTS);
         rc = 1;
     }
+    /* the run's -l and records from its run.json (-l given wins; the input is checked) */
+    int run_len = 0;
+    char sha[65] = "";
+    read_run_json(dir, &run_len, sha);
+    d.chunk_len = chunk_len ? chunk_len : run_len ? run_len : 500;
+    d.records_sha256 = sha[0] ? sha : NULL;
     d.results = results;
     d.out_dir = outdir ? outdir : dir;
     d.suffix = ".part";

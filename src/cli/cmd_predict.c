@@ -3,8 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
+#include "core/fs.h"
 #include "virnucpro.h"
 
 static void predict_usage(FILE *f)
@@ -102,6 +105,13 @@ enum {
 };
 
 
+static double wall_clock(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 /* "<dir of input>/<stem>_merged", the original tool's output folder. */
 static char *default_outdir(const char *input)
 {
@@ -144,6 +154,11 @@ int vnp_cmd_predict(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* the command line as given, for run.json (getopt_long reorders argv); argv[-1] is the
+     * program's name (main passes argv + 1) */
+    static char *cmdline[1024];
+    int cmdn = argc + 1 < 1024 ? argc + 1 : 1024;
+    memcpy(cmdline, argv - 1, (size_t)cmdn * sizeof *cmdline);
     vnp_predict_options o;
     vnp_predict_options_init(&o);
     int quiet = 0, c;
@@ -283,14 +298,31 @@ int vnp_cmd_predict(int argc, char **argv)
     o.out_dir = dir;
     o.handle_signals = 1; /* SIGINT/SIGTERM/SIGHUP stop at a resumable point */
     vnp_predict_stats st;
+    memset(&st, 0, sizeof st);
+    double start = wall_clock();
     vnp_code rc = vnp_predict(&o, &st, &err);
+    int status = rc == VNP_OK ? 0 : rc == VNP_EINTERRUPTED ? 128 + st.signal : 1;
+    /* run.json, on success and failure (in DIR, made for it if the run failed before
+     * making it); not for a directory another run holds, nor when --resume found nothing
+     * to do and the finished run's record is there */
+    vnp_error derr;
+    char rj[4200];
+    snprintf(rj, sizeof rj, "%s/%s", dir, VNP_PREDICT_RUN_JSON);
+    if (rc != VNP_EBUSY && !(st.already_done && access(rj, F_OK) == 0) &&
+        vnp_mkdirs(dir, "output directory", &derr) == VNP_OK) {
+        vnp_run_record r = {cmdn, cmdline, &o, &st, start, wall_clock(), status,
+                            rc == VNP_OK ? NULL : err.msg};
+        vnp_error jerr;
+        if (vnp_run_record_write(&r, &jerr) != VNP_OK)
+            fprintf(stderr, "virnucpro: warning: %s\n", jerr.msg);
+    }
     if (rc != VNP_OK) {
         if (rc == VNP_EINTERRUPTED)
             fprintf(stderr, "virnucpro: %s\n", err.msg);
         else
             vnp_cli_error("%s", err.msg);
         free(dir);
-        return rc == VNP_EINTERRUPTED ? 128 + st.signal : 1;
+        return status;
     }
     if (st.already_done) {
         free(dir);

@@ -104,6 +104,15 @@ vnp_code vnp_file_sha256_cached(const char *path, char hex[65], vnp_error *err)
     return VNP_OK;
 }
 
+vnp_code vnp_file_sha256(const char *path, char hex[65], vnp_error *err)
+{
+    vnp_digest d;
+    vnp_code rc = vnp_hub_digest_file(path, &d, 0, err);
+    if (!rc)
+        memcpy(hex, d.sha256, 65);
+    return rc;
+}
+
 vnp_code vnp_sha256_hex(const void *data, size_t n, char hex[65], vnp_error *err)
 {
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -421,10 +421,11 @@ static vnp_code check_records(EVP_MD_CTX *sha, const vnp_derive_options *o, vnp_
     vnp_hex_lower(md, 32, hex);
     if (strcmp(hex, o->records_sha256))
         return vnp_fail(err, VNP_EINVAL,
-                        "%s changed while predict ran (its records' SHA-256 is not the one "
-                        "scored): the viral sequences cannot be written from it; run predict "
-                        "again",
-                        o->input_name ? o->input_name : o->input);
+                        "the records of %s are not the ones the rows were computed from (their "
+                        "SHA-256 is %.12s..., the run's %.12s...): give the input predict read "
+                        "(if predict itself says so, the input changed while it ran: run it "
+                        "again)",
+                        o->input_name ? o->input_name : o->input, hex, o->records_sha256);
     return VNP_OK;
 }
 

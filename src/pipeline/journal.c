@@ -10,6 +10,7 @@
 
 #include "core/fs.h"
 #include "pipeline/crash_point.h"
+#include "pipeline/model_files.h"
 #include "virnucpro/hub.h"
 
 #define MAGIC "virnucpro predict journal 3\n"
@@ -31,81 +32,28 @@ static vnp_code add_ident(vnp_journal *j, const char *key, const char *value, vn
     return VNP_OK;
 }
 
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The SHA-256 of a model: of its checkpoint file(s), config.json and tokenizer.json,
- * combined as sha256("name sha256\n" ...) over the files in name order. */
+/* The SHA-256 of a model: of its files (model_files.h), combined as
+ * sha256("name sha256\n" ...) over the files in name order. */
 static vnp_code model_digest(const char *path, const char *what, char out[65], vnp_error *err)
 {
-    char *files[64];
-    int n = 0;
-    vnp_code rc = VNP_OK;
-    if (vnp_is_dir(path)) {
-        /* every checkpoint-like file of the directory: a sharded model's shards too */
-        static const char *const ext[] = {".safetensors", ".bin", ".json", ".pt", ".pth",
-                                          ".txt", ".model"};
-        char **names = NULL;
-        int count = 0;
-        if ((rc = vnp_list_dir(path, &names, &count, err)))
-            return rc;
-        for (int i = 0; i < count && !rc; i++) {
-            size_t nl = strlen(names[i]);
-            int want = 0;
-            for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
-                size_t el = strlen(ext[k]);
-                want |= nl > el && !strcmp(names[i] + nl - el, ext[k]);
-            }
-            if (!want)
-                continue;
-            if (n == 64) {
-                rc = vnp_fail(err, VNP_EUNSUPPORTED, "%s has more than 64 model files", path);
-                break;
-            }
-            size_t len = strlen(path) + nl + 2;
-            if (!(files[n] = malloc(len))) {
-                rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
-                break;
-            }
-            snprintf(files[n++], len, "%s/%s", path, names[i]);
-        }
-        vnp_list_dir_free(names, count);
-    } else {
-        files[n++] = strdup(path);
-        if (!files[0])
-            rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
-    }
-    if (!rc)
-        qsort(files, (size_t)n, sizeof files[0], by_name);
-    char *list = NULL;
-    size_t used = 0, cap = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        char hex[65];
-        if ((rc = vnp_file_sha256_cached(files[i], hex, err))) {
-            vnp_error_prefix(err, "%s model: ", what);
-            break;
-        }
-        const char *base = strrchr(files[i], '/');
-        base = base ? base + 1 : files[i];
-        size_t need = used + strlen(base) + 67;
-        if (need > cap) {
-            cap = need * 2;
-            char *nl = realloc(list, cap);
-            if (!nl) {
-                rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
-                break;
-            }
-            list = nl;
-        }
-        used += (size_t)sprintf(list + used, "%s %s\n", base, hex);
-    }
-    if (!rc)
-        rc = vnp_sha256_hex(list ? list : "", used, out, err);
-    free(list);
+    vnp_model_file *f;
+    int n;
+    vnp_code rc = vnp_model_files(path, what, &f, &n, err);
+    if (rc)
+        return rc;
+    size_t cap = 1;
     for (int i = 0; i < n; i++)
-        free(files[i]);
+        cap += strlen(f[i].name) + 67;
+    char *list = malloc(cap);
+    size_t used = 0;
+    if (!list)
+        rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    for (int i = 0; i < n && !rc; i++)
+        used += (size_t)snprintf(list + used, cap - used, "%s %s\n", f[i].name, f[i].sha256);
+    if (!rc)
+        rc = vnp_sha256_hex(used ? list : "", used, out, err);
+    free(list);
+    vnp_model_files_free(f, n);
     return rc;
 }
 

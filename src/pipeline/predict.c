@@ -139,6 +139,7 @@ static vnp_code load_models(vnp_predict_ctx *c, vnp_devices *dev, vnp_error *err
                       : cuda          ? DEFAULT_BATCH_TOKENS_CUDA
                                       : DEFAULT_BATCH_TOKENS_CPU;
     ec.want_features = o->embeddings;
+    c->st.batch_tokens = ec.batch_tokens;
     if ((rc = vnp_engine_start(&ec, &c->eng, err)))
         return rc;
     c->width = vnp_engine_width(c->eng);
@@ -538,6 +539,7 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     c.st.load_seconds = vnp_predict_now() - t0;
     if (rc == VNP_OK && !done) {
         c.window_orfs = o->window_orfs ? o->window_orfs : DEFAULT_WINDOW_ORFS;
+        c.st.window_orfs = c.window_orfs;
         rc = run(&c, watching ? &sw : NULL, err);
     }
     if (c.eng) {
@@ -591,6 +593,7 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     pthread_mutex_destroy(&c.mu);
     c.st.already_done = done;
     c.st.derived = c.derived;
+    memcpy(c.st.records_sha256, c.input_sha256, sizeof c.st.records_sha256);
     c.st.peak_rss_kb = vnp_predict_peak_rss_kb();
     if (stats)
         *stats = c.st;

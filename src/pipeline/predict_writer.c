@@ -240,7 +240,10 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
     d.shard_count = c->o->shard_count;
     d.records_sha256 = c->input_read ? c->input_sha256 : NULL;
     d.quiet = 1;
-    if ((rc = vnp_derive(&d, &c->derived, err))) {
+    double t0 = vnp_predict_now();
+    rc = vnp_derive(&d, &c->derived, err);
+    c->st.derive_seconds = vnp_predict_now() - t0;
+    if (rc) {
         vnp_error_prefix(err, "writing the per-sequence outputs: ");
         return rc;
     }

@@ -66,11 +66,11 @@ static const char *const OUTPUTS[] = {"prediction_results.txt",
 #define ALL_OUTPUTS_OF(in) ((in)->shard ? (1 << NOUT) - 1 : ALL_OUTPUTS)
 /* What a finished run's directory holds (sorted) */
 #define FINISHED_LISTING                                                                   \
-    "chunks.tsv prediction_results.txt prediction_results_highestscore.csv sequences.tsv " \
-    "viral.fna viral_regions.bed"
+    "chunks.tsv prediction_results.txt prediction_results_highestscore.csv run.json "      \
+    "sequences.tsv viral.fna viral_regions.bed"
 #define FINISHED_LISTING_SHARD                                                             \
-    "chunks.tsv prediction_results.txt prediction_results_highestscore.csv sequences.tsv " \
-    "shard.txt viral.fna viral_regions.bed"
+    "chunks.tsv prediction_results.txt prediction_results_highestscore.csv run.json "      \
+    "sequences.tsv shard.txt viral.fna viral_regions.bed"
 
 #define RUN_LIMIT_S 300.0 /* one CLI run (ASan, the largest input): far more than needed */
 #define TIMED_OUT (-1000)

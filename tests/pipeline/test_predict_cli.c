@@ -13,6 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "virnucpro.h"
 #include "virnucpro/tensor.h"
 #include "virnucpro/weights.h"
 
@@ -575,6 +578,265 @@ static void test_duplicates_and_empty_records(void **state)
     assert_int_equal(count_of(out("dups", "viral.fna"), "_dup2 verdict=virus"), 11);
 }
 
+/* ---- run.json ---- */
+
+static cJSON *load_json(const char *path)
+{
+    char *t = vnp_test_read_file(path, NULL);
+    if (!t)
+        fail_msg("cannot read %s", path);
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    if (!j)
+        fail_msg("%s is not JSON", path);
+    return j;
+}
+
+/* The keys of object o, in order, joined by spaces. */
+static const char *keys_of(const cJSON *o)
+{
+    static char b[1024];
+    b[0] = 0;
+    assert_true(cJSON_IsObject(o));
+    for (const cJSON *k = o->child; k; k = k->next)
+        snprintf(b + strlen(b), sizeof b - strlen(b), "%s%s", b[0] ? " " : "", k->string);
+    return b;
+}
+
+static const cJSON *at(const cJSON *o, const char *path)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s", path);
+    const cJSON *x = o;
+    for (char *save = NULL, *k = strtok_r(p, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
+        x = cJSON_GetObjectItemCaseSensitive(x, k);
+        if (!x)
+            fail_msg("run.json has no %s", path);
+    }
+    return x;
+}
+
+static double num_at(const cJSON *o, const char *path)
+{
+    const cJSON *x = at(o, path);
+    if (!cJSON_IsNumber(x))
+        fail_msg("run.json %s is not a number", path);
+    return x->valuedouble;
+}
+
+static const char *str_at(const cJSON *o, const char *path)
+{
+    const cJSON *x = at(o, path);
+    if (!cJSON_IsString(x))
+        fail_msg("run.json %s is not a string", path);
+    return x->valuestring;
+}
+
+static void sha256_of(const char *file, char out[65])
+{
+    char cmd[8192], *o = NULL;
+    snprintf(cmd, sizeof cmd, "sha256sum '%s'", file);
+    assert_int_equal(vnp_test_run(cmd, &o, NULL), 0);
+    snprintf(out, 65, "%s", o);
+    free(o);
+}
+
+static int iso_utc(const char *s)
+{
+    int y, mo, d, h, mi, se;
+    char z;
+    return strlen(s) == 20 && sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &se,
+                                     &z) == 7 && z == 'Z';
+}
+
+/* The files of a model in run.json are the model's, with sha256sum's digests. */
+static void assert_model_files(const cJSON *j, const char *key, const char *path,
+                               const char *const *names, int n)
+{
+    char p[64];
+    snprintf(p, sizeof p, "models.%s.path", key);
+    assert_string_equal(str_at(j, p), path);
+    snprintf(p, sizeof p, "models.%s.files", key);
+    const cJSON *files = at(j, p);
+    assert_int_equal(cJSON_GetArraySize(files), n);
+    for (int i = 0; i < n; i++) {
+        const cJSON *f = cJSON_GetArrayItem(files, i);
+        assert_string_equal(keys_of(f), "name bytes sha256");
+        assert_string_equal(str_at(f, "name"), names[i]);
+        char file[4096], want[65];
+        if (!strcmp(names[i], path + strlen(path) - strlen(names[i])))
+            snprintf(file, sizeof file, "%s", path);
+        else
+            snprintf(file, sizeof file, "%s/%s", path, names[i]);
+        sha256_of(file, want);
+        assert_string_equal(str_at(f, "sha256"), want);
+        size_t len;
+        char *t = vnp_test_read_file(file, &len);
+        free(t);
+        assert_true(num_at(f, "bytes") == (double)len);
+    }
+}
+
+static void test_run_json(void **state)
+{
+    (void)state;
+    /* the golden run of test_golden_500: predict -l 500 -o DIR --esm --dnabert
+     * --classifier -t 2 --embeddings INPUT */
+    cJSON *j = load_json(out("golden", "run.json"));
+    assert_string_equal(keys_of(j), "schema tool command_line start_time end_time host devices "
+                                    "models input options counts seconds peak_rss_kb "
+                                    "exit_status status error");
+    assert_string_equal(str_at(j, "schema"), "virnucpro-run/1");
+    assert_string_equal(keys_of(at(j, "tool")), "name version git_commit build_type cuda_archs "
+                                                "blas");
+    assert_string_equal(str_at(j, "tool.name"), "virnucpro");
+    assert_string_equal(str_at(j, "tool.version"), VNP_VERSION_STRING);
+    const char *commit = str_at(j, "tool.git_commit");
+    assert_true(!strcmp(commit, "unknown") || strspn(commit, "0123456789abcdef") == 40);
+    assert_true(cJSON_IsArray(at(j, "tool.cuda_archs")));
+    assert_non_null(strstr(str_at(j, "tool.blas"), "OpenBLAS"));
+    /* the command line as given */
+    const char *argv[] = {NULL, "predict", "-l", "500", "-o", vnp_test_tmp("golden"), "--esm",
+                          models[0], "--dnabert", models[1], "--classifier", models[2], "-t", "2",
+                          "--embeddings", vnp_test_fixture(G "input.fa")};
+    const cJSON *cl = at(j, "command_line");
+    assert_int_equal(cJSON_GetArraySize(cl), 16);
+    assert_string_equal(cJSON_GetArrayItem(cl, 0)->valuestring, vnp_test_cli());
+    for (int i = 1; i < 16; i++)
+        assert_string_equal(cJSON_GetArrayItem(cl, i)->valuestring, argv[i]);
+    assert_true(iso_utc(str_at(j, "start_time")) && iso_utc(str_at(j, "end_time")));
+    assert_true(strcmp(str_at(j, "start_time"), str_at(j, "end_time")) <= 0);
+    assert_true(*str_at(j, "host"));
+    /* one CPU worker computing in FP32 */
+    const cJSON *dev = at(j, "devices");
+    assert_int_equal(cJSON_GetArraySize(dev), 1);
+    assert_string_equal(keys_of(cJSON_GetArrayItem(dev, 0)), "device precision threads");
+    assert_string_equal(str_at(cJSON_GetArrayItem(dev, 0), "device"), "cpu");
+    assert_string_equal(str_at(cJSON_GetArrayItem(dev, 0), "precision"), "fp32");
+    assert_true(num_at(cJSON_GetArrayItem(dev, 0), "threads") == 2);
+    /* every model file with sha256sum's digest */
+    assert_string_equal(keys_of(at(j, "models")), "esm2 dnabert_s classifier");
+    static const char *const esm[] = {"config.json", "model.safetensors", "vocab.txt"};
+    static const char *const dna[] = {"config.json", "pytorch_model.bin",
+                                      "special_tokens_map.json", "tokenizer.json",
+                                      "tokenizer_config.json"};
+    static const char *const cls[] = {"classifier.pth"};
+    assert_model_files(j, "esm2", models[0], esm, 3);
+    assert_model_files(j, "dnabert_s", models[1], dna, 5);
+    assert_model_files(j, "classifier", models[2], cls, 1);
+    /* the input */
+    char in[4096], want[65];
+    snprintf(in, sizeof in, "%s", vnp_test_fixture(G "input.fa"));
+    assert_string_equal(keys_of(at(j, "input")), "path bytes sha256 records_sha256");
+    assert_string_equal(str_at(j, "input.path"), in);
+    assert_true(num_at(j, "input.bytes") == 24772);
+    sha256_of(in, want);
+    assert_string_equal(str_at(j, "input.sha256"), want);
+    assert_int_equal(strspn(str_at(j, "input.records_sha256"), "0123456789abcdef"), 64);
+    /* the options, defaults resolved */
+    assert_string_equal(keys_of(at(j, "options")),
+                        "chunk_length min_score plots device precision threads batch_tokens "
+                        "window keep_intermediate embeddings resume output");
+    assert_true(num_at(j, "options.chunk_length") == 500);
+    assert_true(cJSON_IsNull(at(j, "options.min_score")));
+    assert_true(num_at(j, "options.plots") == 20);
+    assert_string_equal(str_at(j, "options.device"), "auto");
+    assert_string_equal(str_at(j, "options.precision"), "fp16");
+    assert_true(num_at(j, "options.threads") == 2);
+    assert_true(num_at(j, "options.batch_tokens") == 4096);
+    assert_true(num_at(j, "options.window") == 2048);
+    assert_true(cJSON_IsFalse(at(j, "options.keep_intermediate")));
+    assert_true(cJSON_IsTrue(at(j, "options.embeddings")));
+    assert_true(cJSON_IsFalse(at(j, "options.resume")));
+    assert_string_equal(str_at(j, "options.output"), vnp_test_tmp("golden"));
+    /* the counts of the golden set */
+    assert_string_equal(keys_of(at(j, "counts")),
+                        "records chunks chunks_scored chunks_viral frames tokens "
+                        "viral_sequences other_sequences unscored_sequences viral_regions "
+                        "recomputed_batches workers workers_retired");
+    static const struct {
+        const char *k;
+        double v;
+    } want_counts[] = {{"records", 21},          {"chunks", 57},
+                       {"chunks_scored", 32},    {"chunks_viral", 14},
+                       {"frames", 41},           {"viral_sequences", 11},
+                       {"other_sequences", 8},   {"unscored_sequences", 2},
+                       {"viral_regions", 13},    {"recomputed_batches", 0},
+                       {"workers", 1},           {"workers_retired", 0}};
+    for (size_t i = 0; i < sizeof want_counts / sizeof want_counts[0]; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "counts.%s", want_counts[i].k);
+        if (num_at(j, p) != want_counts[i].v)
+            fail_msg("run.json %s: %g, want %g", p, num_at(j, p), want_counts[i].v);
+    }
+    assert_true(num_at(j, "counts.tokens") > 0);
+    assert_string_equal(keys_of(at(j, "seconds")), "load_models predict derived_outputs total");
+    assert_true(num_at(j, "seconds.load_models") >= 0 && num_at(j, "seconds.predict") > 0 &&
+                num_at(j, "seconds.derived_outputs") >= 0 && num_at(j, "seconds.total") > 0);
+    assert_true(num_at(j, "peak_rss_kb") > 1000);
+    assert_true(num_at(j, "exit_status") == 0);
+    assert_string_equal(str_at(j, "status"), "ok");
+    assert_true(cJSON_IsNull(at(j, "error")));
+    cJSON_Delete(j);
+}
+
+static void test_run_json_on_failure(void **state)
+{
+    (void)state;
+    /* a truncated classifier: the run fails before the input is read; run.json says so */
+    char trunc[4096], cmd[16384];
+    snprintf(trunc, sizeof trunc, "%s", vnp_test_tmp("truncated_for_json.pth"));
+    size_t n;
+    char *full = vnp_test_read_file(models[2], &n);
+    assert_non_null(full);
+    assert_int_equal(vnp_test_write_file(trunc, full, n / 2), 0);
+    free(full);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'; '%s' predict -o '%s' --esm '%s' --dnabert '%s' "
+             "--classifier '%s' '%s'",
+             vnp_test_tmp("failed"), vnp_test_cli(), vnp_test_tmp("failed"), models[0],
+             models[1], trunc, vnp_test_fixture(G "input.fa"));
+    char *err = NULL;
+    assert_int_equal(vnp_test_run(cmd, NULL, &err), 1);
+    free(err);
+    cJSON *j = load_json(out("failed", "run.json"));
+    assert_true(num_at(j, "exit_status") == 1);
+    assert_string_equal(str_at(j, "status"), "failed");
+    assert_non_null(strstr(str_at(j, "error"), "truncated_for_json.pth"));
+    assert_true(num_at(j, "counts.records") == 0);
+    assert_true(cJSON_IsNull(at(j, "input.records_sha256")));
+    cJSON_Delete(j);
+    /* only run.json is left */
+    snprintf(cmd, sizeof cmd, "ls -A '%s'", vnp_test_tmp("failed"));
+    char *o = NULL;
+    assert_int_equal(vnp_test_run(cmd, &o, NULL), 0);
+    assert_string_equal(o, "run.json\n");
+    free(o);
+}
+
+static void test_classify_checks_records(void **state)
+{
+    (void)state;
+    /* one base changed where no frame changes: the rows fit, the records' SHA-256 in
+     * run.json does not */
+    char changed[4096], cmd[16384], *err = NULL;
+    snprintf(changed, sizeof changed, "%s", vnp_test_tmp("one_base.fa"));
+    snprintf(cmd, sizeof cmd, "sed '2s/^TTGGGTACTG/TAGTAGTAGT/' '%s' > '%s' && '%s' classify '%s' "
+             "-i '%s' -o '%s'",
+             vnp_test_fixture(G "input.fa"), changed, vnp_test_cli(), vnp_test_tmp("golden"),
+             changed, vnp_test_tmp("one_base_out"));
+    assert_int_equal(vnp_test_run(cmd, NULL, &err), 1);
+    assert_non_null(strstr(err, "are not the ones the rows were computed from"));
+    free(err);
+    /* and the -l comes from run.json: the -l 300 run classifies without -l */
+    snprintf(cmd, sizeof cmd, "'%s' classify '%s' -i '%s' -o '%s'", vnp_test_cli(),
+             vnp_test_tmp("l300"), vnp_test_fixture(G "input.fa"), vnp_test_tmp("l300_again"));
+    if (vnp_test_run(cmd, NULL, &err))
+        fail_msg("%s", err);
+    free(err);
+    for (int i = 0; i < 4; i++)
+        vnp_test_assert_files_equal(out("l300_again", DERIVED[i]), out("l300", DERIVED[i]));
+}
+
 static void test_bad_models(void **state)
 {
     (void)state;
@@ -645,6 +907,9 @@ int main(void)
         cmocka_unit_test(test_keep_intermediate_300),
         cmocka_unit_test(test_interrupted_then_resumed),
         cmocka_unit_test(test_emulated_precision),
+        cmocka_unit_test(test_run_json),
+        cmocka_unit_test(test_run_json_on_failure),
+        cmocka_unit_test(test_classify_checks_records),
         cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_usage_errors),
     };

@@ -248,6 +248,8 @@ static const vnp_backend_ops cpu_ops = {
 
 static void openblas_single_thread(void) { openblas_set_num_threads(1); }
 
+const char *vnp_backend_cpu_blas(void) { return openblas_get_config(); }
+
 vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
 {
     return vnp_backend_cpu_create_emulating(threads, VNP_PREC_FP32, out, err);
