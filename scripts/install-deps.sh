@@ -6,8 +6,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config zlib1g-dev libbz2-dev liblzma-dev libzstd-dev
       libcjson-dev libopenblas-dev libcurl4-openssl-dev libssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
+  # chromium + libxml2-utils: report.html opened in a real browser, the SVGs checked
+  # (tests/pipeline/test_report.c)
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev lighttpd python3 python3-venv python3-torch python3-numpy
-        man-db snakemake slurm-wlm munge)
+        man-db snakemake slurm-wlm munge chromium libxml2-utils)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

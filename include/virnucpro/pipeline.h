@@ -184,6 +184,8 @@ vnp_code vnp_derive(const vnp_derive_options *o, vnp_derive_stats *st, vnp_error
 /* Gives the derived outputs written with suffix ".part" their final names (a missing
  * .part is fine when the final file is there: a finished earlier rename). */
 vnp_code vnp_derive_rename(const char *out_dir, vnp_error *err);
+/* Removes out_dir/plots/ (the SVG files and the directory). */
+void vnp_derive_remove_plots(const char *out_dir);
 /* Removes the derived outputs (name + suffix) from out_dir; plots/ recursively. */
 void vnp_derive_remove(const char *out_dir, const char *suffix);
 

@@ -14,11 +14,13 @@
 static void classify_usage(FILE *f)
 {
     fprintf(f,
-        "Usage: virnucpro classify DIR --input INPUT [-l 300|500] [--min-score X] [-o OUT]\n"
+        "Usage: virnucpro classify DIR --input INPUT [-l 300|500] [--min-score X]\n"
+        "                          [--plots N] [-o OUT]\n"
         "\n"
         "Rebuilds every per-sequence output of a finished 'virnucpro predict' run in DIR from\n"
         "its prediction_results.txt and the INPUT it was run on, without the models, in\n"
-        "seconds: %s, %s, %s, %s.\n"
+        "seconds: %s, %s, %s, %s,\n"
+        "%s and %s/.\n"
         "With the options predict had, the files are predict's, byte for byte.\n"
         "\n"
         "Options:\n"
@@ -29,13 +31,16 @@ static void classify_usage(FILE *f)
         "                     DIR/run.json; without it %d)\n"
         "      --min-score X  a chunk is viral when its max virus score (score2) is at least\n"
         "                     X (0 to 1); default: the original rule, max score2 >= max score1\n"
+        "      --plots N      score tracks of the N viral sequences with the most viral chunks\n"
+        "                     (default %d; 0: none)\n"
         "  -o, --output OUT   write into OUT (created if missing; default DIR)\n"
         "  -q, --quiet        no summary line\n"
         "  -h, --help         this help\n",
-        VNP_PREDICT_SEQUENCES, VNP_PREDICT_CHUNKS, VNP_PREDICT_BED, VNP_PREDICT_VIRAL_FNA, 500);
+        VNP_PREDICT_SEQUENCES, VNP_PREDICT_CHUNKS, VNP_PREDICT_BED, VNP_PREDICT_VIRAL_FNA,
+        VNP_PREDICT_REPORT, VNP_PREDICT_PLOTS, 500, VNP_DEFAULT_PLOTS);
 }
 
-enum { OPT_MIN_SCORE = 1000 };
+enum { OPT_MIN_SCORE = 1000, OPT_PLOTS };
 
 /* What DIR/run.json (written by predict) says of the run: its -l and the SHA-256 of the
  * records it read (the input given must have the same). Absent or unreadable: nothing. */
@@ -73,6 +78,7 @@ int vnp_cmd_classify(int argc, char **argv)
         {"input", required_argument, NULL, 'i'},
         {"length", required_argument, NULL, 'l'},
         {"min-score", required_argument, NULL, OPT_MIN_SCORE},
+        {"plots", required_argument, NULL, OPT_PLOTS},
         {"output", required_argument, NULL, 'o'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -83,6 +89,7 @@ int vnp_cmd_classify(int argc, char **argv)
     const char *outdir = NULL;
     int quiet = 0, c, chunk_len = 0;
     double x;
+    long v;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":i:l:o:qh", opts, NULL)) != -1) {
@@ -99,6 +106,11 @@ int vnp_cmd_classify(int argc, char **argv)
             if (!vnp_cli_number("--min-score", optarg, 0.0, 1.0, &x))
                 return 2;
             d.min_score = (float)x;
+            break;
+        case OPT_PLOTS:
+            if (!vnp_cli_count("--plots", optarg, 0, VNP_MAX_PLOTS, &v))
+                return 2;
+            d.plots = (int)v;
             break;
         case 'o': outdir = optarg; break;
         case 'q': quiet = 1; break;
@@ -164,6 +176,8 @@ int vnp_cmd_classify(int argc, char **argv)
         vnp_cli_error("%s", err.msg);
         rc = 1;
     }
+    if (!rc && d.plots == 0) /* an earlier run's tracks would not match the new report */
+        vnp_derive_remove_plots(d.out_dir);
     if (!rc && !quiet)
         fprintf(stderr,
                 "virnucpro: classify: %zu records, %zu chunks (%zu scored, %zu viral), %zu "

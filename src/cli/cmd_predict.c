@@ -15,8 +15,9 @@ static void predict_usage(FILE *f)
     fputs(
         "Usage: virnucpro predict [-l 300|500] [-o DIR] [--esm DIR] [--dnabert DIR]\n"
         "                         [--classifier FILE] [--device LIST] [-t N]\n"
-        "                         [--batch-tokens N] [--min-score X] [--keep-intermediate]\n"
-        "                         [--embeddings] [--shard I/N] [--resume] INPUT\n"
+        "                         [--batch-tokens N] [--min-score X] [--plots N]\n"
+        "                         [--keep-intermediate] [--embeddings] [--shard I/N]\n"
+        "                         [--resume] INPUT\n"
         "\n"
         "Cuts every sequence of INPUT into chunks of the given length, translates each chunk\n"
         "in six frames, embeds every stop-free frame with DNABERT-S (DNA) and ESM-2 (protein)\n"
@@ -34,6 +35,10 @@ static void predict_usage(FILE *f)
         "                                       frames kept, max virus score, call\n"
         "  viral_regions.bed                    BED6 of the runs of consecutive viral chunks\n"
         "  viral.fna                            the sequences called virus, original bases\n"
+        "  report.html, plots/                  the run on one page (no network): counts, the\n"
+        "                                       score histogram, score tracks along the viral\n"
+        "                                       sequences (also as SVG files in plots/)\n"
+        "  run.json                             the record of the run (also when it fails)\n"
         "\n"
         "INPUT is FASTA or FASTQ (LF, CRLF or CR line ends), plain or compressed with gzip,\n"
         "bzip2, xz or zstd (found from the content); '-' reads stdin. A record that looks\n"
@@ -64,7 +69,9 @@ static void predict_usage(FILE *f)
         "      --window N        frames read ahead and length-sorted together (default 2048)\n"
         "      --min-score X     a chunk is viral when its max virus score is at least X\n"
         "                        (0 to 1; default: max score2 >= max score1, the original\n"
-        "                        rule); changes the four files above, never the first two\n"
+        "                        rule); changes the files above, never the first two\n"
+        "      --plots N         score tracks of the N viral sequences with the most viral\n"
+        "                        chunks in report.html and plots/ (default 20; 0: none)\n"
         "      --keep-intermediate  also write the three preprocessing files (as preprocess)\n"
         "      --embeddings      also write merged_features.safetensors: tensor 'features'\n"
         "                        [N, DNABERT-S hidden + ESM-2 hidden] F32 in row order of\n"
@@ -101,7 +108,8 @@ enum {
     OPT_WINDOW,
     OPT_RESUME,
     OPT_SHARD,
-    OPT_MIN_SCORE
+    OPT_MIN_SCORE,
+    OPT_PLOTS
 };
 
 
@@ -148,6 +156,7 @@ int vnp_cmd_predict(int argc, char **argv)
         {"resume", no_argument, NULL, OPT_RESUME},
         {"shard", required_argument, NULL, OPT_SHARD},
         {"min-score", required_argument, NULL, OPT_MIN_SCORE},
+        {"plots", required_argument, NULL, OPT_PLOTS},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"quiet", no_argument, NULL, 'q'},
@@ -211,6 +220,11 @@ int vnp_cmd_predict(int argc, char **argv)
             o.min_score = (float)x;
             break;
         }
+        case OPT_PLOTS:
+            if (!vnp_cli_count("--plots", optarg, 0, VNP_MAX_PLOTS, &v))
+                return 2;
+            o.plots = (int)v;
+            break;
         case OPT_KEEP: o.keep_intermediate = 1; break;
         case OPT_EMBEDDINGS: o.embeddings = 1; break;
         case OPT_RESUME: o.resume = 1; break;

@@ -16,6 +16,7 @@
 
 #include "pipeline/crash_point.h"
 #include "pipeline/record_ids.h"
+#include "pipeline/report.h"
 #include "pipeline/shard.h"
 #include "virnucpro/hub.h"
 #include "virnucpro/pipeline.h"
@@ -76,6 +77,14 @@ static vnp_code rename_part(const char *from, const char *to, vnp_error *err)
     return VNP_OK;
 }
 
+void vnp_derive_remove_plots(const char *out_dir)
+{
+    char *p = out_path(out_dir, VNP_PREDICT_PLOTS, "");
+    if (p)
+        remove_flat_dir(p);
+    free(p);
+}
+
 void vnp_derive_remove(const char *out_dir, const char *suffix)
 {
     static const char *const files[] = {VNP_PREDICT_SEQUENCES, VNP_PREDICT_CHUNKS, VNP_PREDICT_BED,
@@ -94,15 +103,24 @@ void vnp_derive_remove(const char *out_dir, const char *suffix)
 
 vnp_code vnp_derive_rename(const char *out_dir, vnp_error *err)
 {
+    /* plots/ (a directory, only with --plots > 0) before the report that shows them */
     static const char *const files[] = {VNP_PREDICT_SEQUENCES, VNP_PREDICT_CHUNKS,
-                                        VNP_PREDICT_BED, VNP_PREDICT_VIRAL_FNA};
+                                        VNP_PREDICT_BED,       VNP_PREDICT_VIRAL_FNA,
+                                        VNP_PREDICT_PLOTS,     VNP_PREDICT_REPORT};
     vnp_code rc = VNP_OK;
     for (size_t i = 0; i < sizeof files / sizeof files[0] && !rc; i++) {
         char *part = out_path(out_dir, files[i], ".part"), *final = out_path(out_dir, files[i], "");
+        /* optional: plots/ (--plots 0, a shard), report.html (a shard) */
+        int dir = !strcmp(files[i], VNP_PREDICT_PLOTS),
+            optional = dir || !strcmp(files[i], VNP_PREDICT_REPORT);
         if (!part || !final)
             rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
-        else if (access(part, F_OK) == 0)
+        else if (access(part, F_OK) == 0) {
+            if (dir) /* an earlier run's plots (classify again): the new ones replace them */
+                remove_flat_dir(final);
             rc = rename_part(part, final, err);
+        } else if (optional)
+            ; /* none made, or renamed already */
         else if (access(final, F_OK) != 0)
             rc = vnp_fail(err, VNP_EFORMAT,
                           "cannot finish the outputs in %s: neither %s nor its .part is there "
@@ -195,6 +213,7 @@ typedef struct derive_state {
     unsigned char *frames; /* per chunk: the frames that have rows, bit f = frame f */
     size_t score_cap;
     vnp_frames fr;
+    vnp_report *report;
     vnp_derive_stats st;
 } derive_state;
 
@@ -376,8 +395,7 @@ static vnp_code one_record(derive_state *s, row_cursor *r, const vnp_record *rec
         (rc = write_chunks(s, rec, n, err)) || (rc = write_regions(s, rec, n, err)) ||
         (virus && (rc = write_fasta(s, rec, &t, err))))
         return rc;
-    (void)index;
-    return VNP_OK;
+    return s->report ? vnp_report_add(s->report, index, rec, s->score, n, &t, err) : VNP_OK;
 }
 
 static vnp_code open_tables(derive_state *s, vnp_error *err)
@@ -442,7 +460,10 @@ static vnp_code derive_all(derive_state *s, row_cursor *r, vnp_error *err)
                         "(Sequence_ID, Prediction, score1, score2)",
                         o->results);
     r->lineno = 1;
-    if ((rc = row_next(r, err)) || (rc = open_tables(s, err)))
+    /* a --shard run's report would show part of the input: merge + classify make the
+     * whole one */
+    if ((rc = row_next(r, err)) || (rc = open_tables(s, err)) ||
+        (o->shard_count == 0 && (rc = vnp_report_create(o, &s->report, err))))
         return rc;
     vnp_seq_reader *in = NULL;
     if ((rc = vnp_seq_open(o->input, &in, err)))
@@ -482,6 +503,8 @@ static vnp_code derive_all(derive_state *s, row_cursor *r, vnp_error *err)
     vnp_seq_close(in);
     if (!rc)
         rc = close_tables(s, err);
+    if (!rc && s->report && !(rc = vnp_report_finish(s->report, &s->st, err)))
+        s->st.plots = vnp_report_tracks(s->report);
     return rc;
 }
 
@@ -507,6 +530,7 @@ vnp_code vnp_derive(const vnp_derive_options *o, vnp_derive_stats *st, vnp_error
     if (r.f)
         fclose(r.f);
     free(r.line);
+    vnp_report_free(s.report);
     if (rc)
         vnp_derive_remove(o->out_dir, o->suffix);
     for (int i = 0; i < 4; i++)

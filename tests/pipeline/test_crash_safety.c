@@ -52,22 +52,27 @@
 #define G "golden/"
 
 /* Every output, in the order predict renames them into place; shard.txt (last) only for a
- * --shard run (the "shard" input). */
+ * --shard run (the "shard" input), which writes no plots/ or report.html. */
 static const char *const OUTPUTS[] = {"prediction_results.txt",
                                       "prediction_results_highestscore.csv",
                                       "sequences.tsv",
                                       "chunks.tsv",
                                       "viral_regions.bed",
                                       "viral.fna",
+                                      "plots", /* a directory of SVG files */
+                                      "report.html",
                                       "shard.txt"};
 #define NOUT ((int)(sizeof OUTPUTS / sizeof OUTPUTS[0]))
 #define NPLAIN (NOUT - 1) /* the outputs of a run without --shard */
 #define ALL_OUTPUTS ((1 << NPLAIN) - 1)
-#define ALL_OUTPUTS_OF(in) ((in)->shard ? (1 << NOUT) - 1 : ALL_OUTPUTS)
+#define SHARD_OUTPUTS ((1 << 6) - 1) | (1 << (NOUT - 1)) /* the tables and shard.txt */
+#define ALL_OUTPUTS_OF(in) ((in)->shard ? (SHARD_OUTPUTS) : ALL_OUTPUTS)
+#define RENAMES_OF(in) ((in)->shard ? 7 : NPLAIN)
 /* What a finished run's directory holds (sorted) */
 #define FINISHED_LISTING                                                                   \
-    "chunks.tsv prediction_results.txt prediction_results_highestscore.csv run.json "      \
-    "sequences.tsv viral.fna viral_regions.bed"
+    "chunks.tsv plots prediction_results.txt prediction_results_highestscore.csv "         \
+    "report.html run.json sequences.tsv viral.fna viral_regions.bed"
+/* a shard writes no report.html or plots/ (merge + classify do, for the whole input) */
 #define FINISHED_LISTING_SHARD                                                             \
     "chunks.tsv prediction_results.txt prediction_results_highestscore.csv run.json "      \
     "sequences.tsv shard.txt viral.fna viral_regions.bed"
@@ -155,8 +160,12 @@ static void remove_tree(const char *dir)
         return;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            unlink(in_dir(dir, e->d_name));
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            char p[8192];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            if (unlink(p) != 0 && errno == EISDIR)
+                remove_tree(p); /* plots/ */
+        }
     closedir(d);
     rmdir(dir);
 }
@@ -205,6 +214,34 @@ static char *slurp(const char *path, size_t *len)
     if (len)
         *len = n;
     return d;
+}
+
+static int same_file(const char *a, const char *b, char *diff, size_t cap);
+
+/* same_file, or for two directories (plots/): the same names, each the same bytes. */
+static int same_output(const char *a, const char *b, char *diff, size_t cap)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || !S_ISDIR(sa.st_mode))
+        return same_file(a, b, diff, cap);
+    char la[4096], lb[4096];
+    list_dir(a, la, sizeof la);
+    if (stat(b, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        lb[0] = 0;
+    else
+        list_dir(b, lb, sizeof lb);
+    if (strcmp(la, lb)) {
+        snprintf(diff, cap, "%s holds [%s], %s holds [%s]", a, la, b, lb);
+        return 0;
+    }
+    for (char *save = NULL, *n = strtok_r(la, " ", &save); n; n = strtok_r(NULL, " ", &save)) {
+        char fa[8192], fb[8192];
+        snprintf(fa, sizeof fa, "%s/%s", a, n);
+        snprintf(fb, sizeof fb, "%s/%s", b, n);
+        if (!same_file(fa, fb, diff, cap))
+            return 0;
+    }
+    return 1;
 }
 
 /* 1 when both files exist with the same bytes; else 0, and the first difference in diff. */
@@ -422,7 +459,7 @@ static int check_finals(const input *in, const char *dir, int *mask, const char 
         }
         char diff[8192];
         if ((m & (1 << i)) &&
-            !same_file(in_dir(dir, OUTPUTS[i]), in_dir(in->ref, OUTPUTS[i]), diff, sizeof diff))
+            !same_output(in_dir(dir, OUTPUTS[i]), in_dir(in->ref, OUTPUTS[i]), diff, sizeof diff))
             CHECK(0, "%s: %s is in place but is not the uninterrupted run's: %s", when,
                   OUTPUTS[i], diff);
     }
@@ -553,7 +590,7 @@ static void reference_run(input *in)
     assert_string_equal(in->point[1], "journal written, before its rename");
     assert_string_equal(in->point[2], "journal renamed");
     assert_string_equal(in->point[3], "old results removed");
-    for (long i = in->points - NPLAIN; i < in->points; i++)
+    for (long i = in->points - RENAMES_OF(in); i < in->points; i++)
         assert_string_equal(in->point[i], "output renamed into place");
     assert_string_equal(in->point[in->points], "journal removed");
     print_message("%s: %s, %ld kill points, %.2f s\n", in->name, in->summary, in->points,
@@ -1252,7 +1289,9 @@ static void test_changed_input(void **state)
 {
     (void)state;
     prepare();
-    const char *in = tmp_path("input_copy.fa");
+    /* a copy with the golden input's file name (report.html names the input by it) */
+    mkdir(tmp_path("changed_input_src"), 0777);
+    const char *in = tmp_path("changed_input_src/input.fa");
     copy_file(golden.path, in);
     const char *dir = tmp_path("changed_input");
     char *journal = interrupted_run(dir, in, NULL);

@@ -551,6 +551,24 @@ static void test_classify_matches_predict(void **state)
         free(err);
         for (int i = 0; i < 4; i++)
             vnp_test_assert_files_equal(out(dst, DERIVED[i]), out(runs[r][0], DERIVED[i]));
+        /* the report and every plot too */
+        vnp_test_assert_files_equal(out(dst, "report.html"), out(runs[r][0], "report.html"));
+        char la[8192], lb[8192], *o = NULL;
+        snprintf(cmd, sizeof cmd, "cd '%s' && ls plots && cd '%s' && ls plots", vnp_test_tmp(dst),
+                 vnp_test_tmp(runs[r][0]));
+        assert_int_equal(vnp_test_run(cmd, &o, NULL), 0);
+        size_t half = strlen(o) / 2;
+        snprintf(la, sizeof la, "%.*s", (int)half, o);
+        snprintf(lb, sizeof lb, "%s", o + half);
+        assert_string_equal(la, lb);
+        assert_true(half > 0);
+        for (char *save = NULL, *f = strtok_r(la, "\n", &save); f; f = strtok_r(NULL, "\n", &save)) {
+            char rel[512], a[4096];
+            snprintf(rel, sizeof rel, "plots/%s", f);
+            snprintf(a, sizeof a, "%s", out(dst, rel));
+            vnp_test_assert_files_equal(a, out(runs[r][0], rel));
+        }
+        free(o);
     }
 }
 

@@ -270,6 +270,22 @@ static void test_one_worker_fails(void **state)
  * error says --resume, whatever the scheduling. (With 0:3,1:3 it is a race: the
  * engine drops completed windows that the writer has not taken yet when the last
  * worker fails, and then the run may end with nothing journaled.) */
+/* A failed run left no output in tmp/dir: only run.json, saying it failed. */
+static void assert_only_failure_record(const char *dir)
+{
+    char cmd[8192], *o = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A '%s'", vnp_test_tmp(dir));
+    assert_int_equal(vnp_test_run(cmd, &o, NULL), 0);
+    assert_string_equal(o, "run.json\n");
+    free(o);
+    char rel[256];
+    snprintf(rel, sizeof rel, "%s/run.json", dir);
+    char *j = vnp_test_read_file(vnp_test_tmp(rel), NULL);
+    assert_non_null(j);
+    assert_non_null(strstr(j, "\"status\":\t\"failed\""));
+    free(j);
+}
+
 static void test_every_worker_fails(void **state)
 {
     (void)state;
@@ -311,8 +327,8 @@ static void test_every_worker_fails(void **state)
     assert_has(err, "virnucpro: error: every worker has failed (the last, cpu: batch ");
     assert_null(strstr(err, "--resume")); /* nothing to resume from */
     free(err);
-    /* nothing kept: the directory this run made is gone again */
-    assert_false(exists(vnp_test_tmp("all1")));
+    /* no output kept: the directory this run made holds only the run's record */
+    assert_only_failure_record("all1");
 
     rc = predict("", "all1", "cpu,cpu", W1_OPTS " --resume", in, &err);
     if (rc)
@@ -509,7 +525,7 @@ static void test_device_errors(void **state)
     if (no_backend == no_gpu)
         fail_msg("unexpected message for --device cuda:0,cuda:0: %s", err);
     free(err);
-    assert_false(exists(vnp_test_tmp("dev_cuda0")));
+    assert_only_failure_record("dev_cuda0");
 }
 
 int main(void)
