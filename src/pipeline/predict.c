@@ -467,11 +467,15 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
                                              err)))
             return rc;
     }
-    if (!strcmp(o->input, "-")) { /* stdin is read once: a copy for viral.fna */
+    /* stdin, a FIFO, a process substitution: read once. The reader keeps a copy of the
+     * records for the derived outputs (viral.fna); a --resume reads every record again from
+     * the start, so the copy is whole again without being journalled. */
+    struct stat ist;
+    if (!strcmp(o->input, "-") || stat(o->input, &ist) != 0 || !S_ISREG(ist.st_mode)) {
         size_t n = strlen(o->out_dir) + 32;
         if (!(c->spool_path = malloc(n)))
             return vnp_fail(err, VNP_ENOMEM, "out of memory");
-        snprintf(c->spool_path, n, "%s/stdin.spool.fa.gz.part", o->out_dir);
+        snprintf(c->spool_path, n, "%s/input.spool.fa.gz.part", o->out_dir);
     }
     if (sw)
         atomic_store(&sw->running, 1);

@@ -257,9 +257,7 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
         if ((rc = vnp_journal_write(c->journal_path, &c->journal, err)))
             return rc;
     }
-    if ((rc = vnp_predict_finish_commit(c->o->out_dir, err)))
-        return rc;
-    if (c->o->shard_count > 0 && (rc = rename_into_place(o->shard_part, o->shard_path, err)))
+    if ((rc = vnp_predict_finish_commit(c->o->out_dir, err))) /* shard.txt last */
         return rc;
     vnp_chunk_calls_free(o->highest);
     vnp_features_writer_free(o->features);

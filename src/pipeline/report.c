@@ -370,29 +370,20 @@ static void row(FILE *f, const char *name, size_t v)
     fprintf(f, "<tr><th>%s</th><td class=\"n\">%zu</td></tr>\n", name, v);
 }
 
-/* The input's file name (the page does not depend on where the file was). */
-static const char *input_name(const vnp_derive_options *o)
-{
-    const char *p = o->input_name ? o->input_name : o->input;
-    const char *slash = strrchr(p, '/');
-    return !strcmp(p, "-") ? "stdin" : slash && slash[1] ? slash + 1 : p;
-}
-
 static void write_html(FILE *f, const vnp_report *r, const vnp_derive_stats *st)
 {
     const vnp_derive_options *o = r->o;
-    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-          "<title>virnucpro report: ",
-          f);
-    xml_text(f, input_name(o));
-    fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>virnucpro report</h1>\n",
+    /* the page depends only on the rows and the records, not on where the input was read
+     * from (a file, stdin, a FIFO): run.json names the input */
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+               "<title>virnucpro report</title>\n<style>%s</style>\n</head>\n<body>\n"
+               "<h1>virnucpro report</h1>\n",
             k_style);
     char ms[VNP_F32_STR_MAX] = "";
     if (o->min_score >= 0)
         vnp_format_f32(o->min_score, ms);
-    fputs("<h2>Run</h2>\n<table class=\"summary\">\n<tr><th>input</th><td>", f);
-    xml_text(f, input_name(o));
-    fprintf(f, "</td></tr>\n<tr><th>chunk length</th><td>%d bp</td></tr>\n"
+    fprintf(f, "<h2>Run</h2>\n<table class=\"summary\">\n"
+               "<tr><th>chunk length</th><td>%d bp</td></tr>\n"
                "<tr><th>a chunk is viral when</th><td>its max virus score (score2) &#8805; "
                "%s</td></tr>\n",
             o->chunk_len, o->min_score >= 0 ? ms : "its max score1 (the original rule)");

@@ -336,7 +336,7 @@ static void test_stdin_and_default_outdir(void **state)
     /* stdin is read once: viral.fna comes from its spool, which is gone after the run */
     for (int i = 0; i < 4; i++)
         vnp_test_assert_files_equal(out("stdin", DERIVED[i]), out("golden", DERIVED[i]));
-    assert_int_equal(access(out("stdin", "stdin.spool.fa.gz.part"), F_OK), -1);
+    assert_int_equal(access(out("stdin", "input.spool.fa.gz.part"), F_OK), -1);
     /* no -o: "<input up to .fa>_merged" next to the input, as the original */
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", vnp_test_tmp("sample.fasta"));
