@@ -15,14 +15,10 @@
 #include "virnucpro.h"
 #include "virnucpro/hub.h"
 #include "virnucpro/pipeline.h"
+#include "virnucpro/precision.h"
 #include "vnp_build_info.h"
 
 #define SCHEMA "virnucpro-run/1"
-
-static const char *prec_name(vnp_precision p)
-{
-    return p == VNP_PREC_FP16 ? "fp16" : p == VNP_PREC_BF16 ? "bf16" : "fp32";
-}
 
 static cJSON *iso_time(double t)
 {
@@ -65,7 +61,7 @@ static cJSON *devices(const vnp_predict_options *o)
         cJSON *w = cJSON_CreateObject();
         cJSON_AddStringToObject(w, "device", d.name[i]);
         cJSON_AddStringToObject(w, "precision",
-                                prec_name(vnp_precision_effective(d.name[i], o->precision)));
+                                vnp_precision_name(vnp_precision_effective(d.name[i], o->precision)));
         if (!strcmp(d.name[i], "cpu"))
             cJSON_AddNumberToObject(w, "threads", threads);
         cJSON_AddItemToArray(a, w);
@@ -134,7 +130,7 @@ static cJSON *options(const vnp_predict_options *o, const vnp_predict_stats *st)
         cJSON_AddNullToObject(x, "min_score"); /* the original rule */
     cJSON_AddNumberToObject(x, "plots", o->plots);
     cJSON_AddStringToObject(x, "device", o->device ? o->device : "auto");
-    cJSON_AddStringToObject(x, "precision", prec_name(o->precision));
+    cJSON_AddStringToObject(x, "precision", vnp_precision_name(o->precision));
     cJSON_AddNumberToObject(x, "threads", o->threads);
     /* the values used, defaults resolved (0 when the run stopped before choosing them) */
     cJSON_AddNumberToObject(x, "batch_tokens",

@@ -759,7 +759,7 @@ static void test_run_json(void **state)
     assert_true(cJSON_IsNull(at(j, "options.min_score")));
     assert_true(num_at(j, "options.plots") == 20);
     assert_string_equal(str_at(j, "options.device"), "auto");
-    assert_string_equal(str_at(j, "options.precision"), "fp16");
+    assert_string_equal(str_at(j, "options.precision"), "default"); /* as asked: none */
     assert_true(num_at(j, "options.threads") == 2);
     assert_true(num_at(j, "options.batch_tokens") == 4096);
     assert_true(num_at(j, "options.window") == 2048);
