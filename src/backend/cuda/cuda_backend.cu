@@ -623,7 +623,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     if (device < 0 || device >= count)
         return vnp_fail(err, VNP_EINVAL, "--device cuda:%d: this machine has %d CUDA GPU%s (0..%d)",
                         device, count, count == 1 ? "" : "s", count - 1);
-    if (prec != VNP_PREC_FP32 && prec != VNP_PREC_FP16 && prec != VNP_PREC_BF16)
+    if (!vnp_precision_info_of(prec))
         return vnp_fail(err, VNP_EINVAL, "CUDA backend: unknown precision %d", (int)prec);
     vnp_code rc = vnp_cuda_check_on(cudaSetDevice(device), device, "selecting the GPU", err);
     if (rc)
