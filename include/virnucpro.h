@@ -21,6 +21,7 @@
 #include "virnucpro/tensor.h"
 #include "virnucpro/weights.h"
 #include "virnucpro/model.h"
+#include "virnucpro/train.h"
 #if __has_include("virnucpro/pipeline.h")
 #include "virnucpro/pipeline.h"
 #endif

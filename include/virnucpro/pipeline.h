@@ -206,6 +206,9 @@ vnp_code vnp_features_writer_create(const char *path, const char *tensor, int wi
 uint64_t vnp_features_writer_rows(const vnp_features_writer *w);
 vnp_code vnp_features_writer_add(vnp_features_writer *w, const char *id, size_t id_len,
                                  const float *row, vnp_error *err);
+/* Labelled rows (train's feature cache): one label per row, 1 = virus; finish adds
+ * tensor "labels" U8 [N]. */
+vnp_code vnp_features_writer_add_label(vnp_features_writer *w, int label, vnp_error *err);
 vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err);
 void vnp_features_writer_free(vnp_features_writer *w);
 

@@ -76,6 +76,14 @@ vnp_code vnp_checkpoint_load(const char *path, vnp_tensor_map **out, vnp_error *
 vnp_code vnp_sharded_checkpoint_load(const char *index_path, vnp_tensor_map **out,
                                      vnp_error *err);
 
+/* Writes tensors t[0..n) (name, dtype, shape, data, nbytes; the order kept) as a
+ * safetensors file, with meta (NULL or a NULL-terminated list of key, value strings) as
+ * its __metadata__. Written as "<path>.part" and renamed: path appears only complete.
+ * VNP_EINVAL for a size that does not match its shape or a name given twice; VNP_EIO
+ * naming the file otherwise. */
+vnp_code vnp_safetensors_save(const char *path, const vnp_tensor *t, size_t n,
+                              const char *const *meta, vnp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

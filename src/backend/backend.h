@@ -135,6 +135,13 @@ typedef struct vnp_backend_ops {
                             const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
                             vnp_error *err);
 
+    /* c[M,N] = alpha * op(a) op(b) + beta * c over F32 buffers, row-major: op(a) is
+     * a[M,K], or a[K,M] transposed when transa; op(b) is b[K,N], or b[N,K] transposed
+     * when transb (the classifier's training: weight and input gradients). NULL on a
+     * backend without it. */
+    vnp_code (*gemm)(vnp_backend *be, int transa, int transb, int M, int N, int K, float alpha,
+                     const vnp_buf *a, const vnp_buf *b, float beta, vnp_buf *c, vnp_error *err);
+
     /* ---- asynchronous batches ----
      * Ops are queued in order on the backend's one stream (the CPU runs them at once).
      * Host memory from host_alloc (pinned on CUDA) is what copies may read or write

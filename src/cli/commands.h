@@ -19,6 +19,7 @@ int vnp_cmd_inspect(int argc, char **argv);
 int vnp_cmd_validate_precision(int argc, char **argv);
 int vnp_cmd_tokenize(int argc, char **argv);
 int vnp_cmd_merge(int argc, char **argv);
+int vnp_cmd_train(int argc, char **argv);
 
 /* Prints "virnucpro: error: <msg>" to stderr. */
 void vnp_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

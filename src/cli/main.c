@@ -22,6 +22,8 @@ static const vnp_command commands[] = {
      vnp_cmd_embed},
     {"predict", "score every chunk of every sequence: viral or not (VirNucPro's outputs)",
      vnp_cmd_predict},
+    {"train", "retrain the classifier on labelled viral and other sequences (train.py)",
+     vnp_cmd_train},
     {"merge", "combine the outputs of predict --shard I/N runs into one run's files",
      vnp_cmd_merge},
     {"classify", "rebuild the per-sequence outputs of a finished predict run, without models",

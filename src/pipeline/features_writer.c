@@ -1,7 +1,8 @@
 /* A safetensors file of ID'd rows, streamed (predict's merged_features, embed's
  * output): rows and IDs go to two temporary files while computing; finish writes
  * the header (now that N is known) and appends both. Layout: tensor <name> F32
- * [N, width]; tensor "ids" U8 [bytes], the IDs in row order, each followed by '\n'. */
+ * [N, width]; tensor "ids" U8 [bytes], the IDs in row order, each followed by '\n';
+ * with labels (train's feature cache), tensor "labels" U8 [N] after them. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 
 struct vnp_features_writer {
     char *path, *rows_path, *ids_path, *tmp_path;
+    uint8_t *labels; /* one per row when labelled (small: N bytes) */
+    size_t nlabels, labels_cap;
     char *tensor;
     cJSON *meta;
     FILE *rows, *ids;
@@ -47,6 +50,7 @@ void vnp_features_writer_free(vnp_features_writer *w)
     free(w->ids_path);
     free(w->tmp_path);
     free(w->tensor);
+    free(w->labels);
     cJSON_Delete(w->meta);
     free(w);
 }
@@ -101,6 +105,20 @@ vnp_code vnp_features_writer_add(vnp_features_writer *w, const char *id, size_t 
     return VNP_OK;
 }
 
+vnp_code vnp_features_writer_add_label(vnp_features_writer *w, int label, vnp_error *err)
+{
+    if (w->nlabels == w->labels_cap) {
+        size_t cap = w->labels_cap ? 2 * w->labels_cap : 4096;
+        uint8_t *l = realloc(w->labels, cap);
+        if (!l)
+            return vnp_fail(err, VNP_ENOMEM, "out of memory for the labels of %s", w->path);
+        w->labels = l;
+        w->labels_cap = cap;
+    }
+    w->labels[w->nlabels++] = label ? 1 : 0;
+    return VNP_OK;
+}
+
 static int copy_all(FILE *from, FILE *to)
 {
     char buf[1 << 16];
@@ -134,11 +152,17 @@ vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err)
 {
     uint64_t fbytes = w->n * (uint64_t)w->width * sizeof(float);
     uint64_t fshape[2] = {w->n, (uint64_t)w->width}, ishape[1] = {w->id_bytes};
+    uint64_t lshape[1] = {w->n};
+    if (w->nlabels && w->nlabels != w->n)
+        return vnp_fail(err, VNP_EINVAL, "%s: %zu labels for %llu rows", w->path, w->nlabels,
+                        (unsigned long long)w->n);
     cJSON *h = cJSON_CreateObject();
     char *json = NULL;
+    uint64_t lbeg = fbytes + w->id_bytes;
     if (h && cJSON_AddItemReferenceToObject(h, "__metadata__", w->meta) &&
         add_tensor(h, w->tensor, "F32", fshape, 2, 0, fbytes) &&
-        add_tensor(h, "ids", "U8", ishape, 1, fbytes, fbytes + w->id_bytes))
+        add_tensor(h, "ids", "U8", ishape, 1, fbytes, fbytes + w->id_bytes) &&
+        (!w->nlabels || add_tensor(h, "labels", "U8", lshape, 1, lbeg, lbeg + w->n)))
         json = cJSON_PrintUnformatted(h);
     cJSON_Delete(h);
     if (!json)
@@ -152,7 +176,8 @@ vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err)
     for (size_t i = jl; !bad && i < hl; i++) /* pad the JSON with spaces */
         bad = fputc(' ', f) == EOF;
     free(json);
-    bad = bad || copy_all(w->rows, f) || copy_all(w->ids, f);
+    bad = bad || copy_all(w->rows, f) || copy_all(w->ids, f) ||
+          (w->nlabels && fwrite(w->labels, 1, w->nlabels, f) != w->nlabels);
     if (f && fclose(f) != 0)
         bad = 1;
     if (bad || rename(w->tmp_path, w->path) != 0)

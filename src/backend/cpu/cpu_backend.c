@@ -235,6 +235,7 @@ static const vnp_backend_ops cpu_ops = {
     .attention = vnp_cpu_attention,
     .mean_pool = vnp_cpu_mean_pool,
     .scale_shift = vnp_cpu_scale_shift,
+    .gemm = vnp_cpu_gemm,
     .host_alloc = cpu_host_alloc,
     .host_free = cpu_host_free,
     .download_f32_async = cpu_download_f32, /* done at once */

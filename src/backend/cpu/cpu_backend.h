@@ -93,6 +93,9 @@ vnp_code vnp_cpu_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *s
                              const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
                              vnp_error *err);
 
+vnp_code vnp_cpu_gemm(vnp_backend *be, int transa, int transb, int M, int N, int K, float alpha,
+                      const vnp_buf *a, const vnp_buf *b, float beta, vnp_buf *c, vnp_error *err);
+
 /* Non-zero when any of x[0..n) is NaN or infinite (exponent bits all ones);
  * an integer OR-reduction, so the loop vectorises. */
 static inline unsigned vnp_cpu_nonfinite_bits(const float *x, size_t n)

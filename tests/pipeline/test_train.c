@@ -1,0 +1,223 @@
+/* virnucpro train on feature rows, through the CLI:
+ *  - a differential replay in PyTorch (tools/train_reference.py, run with $VNP_PYTHON):
+ *    the same features, initial weights, split, batch order and dropout masks (the
+ *    run's --debug-trace) give every epoch's metrics to 4 decimals, the kept weights
+ *    within 1e-4 relative and the running statistics within 1e-5, and the classifier
+ *    predict loads from PREFIX.safetensors gives PyTorch's probabilities; twice, with
+ *    the defaults for 3 epochs and with a schedule that steps the learning rate and
+ *    stops early. Skipped only when VNP_PYTHON is not configured and CI is unset.
+ *  - the same seed gives the same bytes; another seed other weights;
+ *  - refusals (one class, no labels, too few rows) leave no output file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test_support.h"
+#include "virnucpro.h"
+
+#define WIDTH 3328
+#define ROWS 320
+
+/* Two classes whose mean differs on a few hundred features (deterministic). */
+static const char *make_features(const char *name, size_t rows, int one_class, int labelled)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s", vnp_test_tmp(name));
+    vnp_features_writer *w = NULL;
+    vnp_error err;
+    assert_int_equal(vnp_features_writer_create(path, "features", WIDTH, NULL, &w, &err), VNP_OK);
+    float *row = malloc(WIDTH * sizeof *row);
+    uint64_t s = 12345;
+    for (size_t r = 0; r < rows; r++) {
+        int label = one_class ? 1 : (int)(r % 3 != 0);
+        for (int j = 0; j < WIDTH; j++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            float u = (float)(s >> 40) * 0x1.0p-24f - 0.5f;
+            row[j] = u + (label && j % 16 == 0 ? 0.08f : 0.0f);
+        }
+        char id[32];
+        int n = snprintf(id, sizeof id, "row%zu", r);
+        assert_int_equal(vnp_features_writer_add(w, id, (size_t)n, row, &err), VNP_OK);
+        if (labelled)
+            assert_int_equal(vnp_features_writer_add_label(w, label, &err), VNP_OK);
+    }
+    assert_int_equal(vnp_features_writer_finish(w, &err), VNP_OK);
+    vnp_features_writer_free(w);
+    free(row);
+    return path;
+}
+
+static int python_configured(void)
+{
+    const char *py = getenv("VNP_PYTHON"), *ci = getenv("CI");
+    int have = py && *py && access(py, X_OK) == 0;
+    if (!have && !(ci && *ci))
+        return 0;
+    if (!have)
+        fail_msg("CI is set but VNP_PYTHON ('%s') is not an executable Python with torch",
+                 py ? py : "");
+    return 1;
+}
+
+/* The kept classifier's probabilities on every row, as predict computes them. */
+static void write_probs(const char *model, const char *features, const char *out)
+{
+    vnp_classifier *c = NULL;
+    vnp_error err;
+    if (vnp_classifier_load(model, &c, &err))
+        fail_msg("%s", err.msg);
+    vnp_train_data d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(vnp_train_data_append(features, -1, &d, &err), VNP_OK);
+    float *p = malloc(d.n * 2 * sizeof *p);
+    assert_int_equal(vnp_classifier_predict(c, d.x, d.n, d.width, p, &err), VNP_OK);
+    assert_int_equal(vnp_test_write_file(out, p, d.n * 2 * sizeof *p), 0);
+    free(p);
+    vnp_train_data_free(&d);
+    vnp_classifier_free(c);
+}
+
+static void replay(const char *tag, const char *train_opts, const char *ref_opts)
+{
+    const char *features = make_features("features.safetensors", ROWS, 0, 1);
+    char prefix[1024], trace[1024], probs[1024], cmd[8192];
+    snprintf(prefix, sizeof prefix, "%s", vnp_test_tmp(tag));
+    snprintf(trace, sizeof trace, "%s.trace.safetensors", prefix);
+    snprintf(probs, sizeof probs, "%s.probs.f32", prefix);
+    snprintf(cmd, sizeof cmd, "'%s' train -q --features '%s' -o '%s' --debug-trace '%s' %s",
+             vnp_test_cli(), features, prefix, trace, train_opts);
+    char *serr = NULL;
+    int rc = vnp_test_run(cmd, NULL, &serr);
+    if (rc)
+        fail_msg("train failed (%d): %s", rc, serr ? serr : "");
+    free(serr);
+    char model[1100];
+    snprintf(model, sizeof model, "%s.safetensors", prefix);
+    write_probs(model, features, probs);
+    if (!python_configured()) {
+        print_message("VNP_PYTHON not configured and CI unset: PyTorch replay skipped\n");
+        skip();
+    }
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/train_reference.py' '%s' '%s' '%s' %s --probs '%s'",
+             getenv("VNP_PYTHON"), getenv("VNP_SOURCE_DIR"), features, trace, prefix, ref_opts,
+             probs);
+    char *sout = NULL;
+    serr = NULL;
+    rc = vnp_test_run(cmd, &sout, &serr);
+    if (rc)
+        fail_msg("the PyTorch replay failed (%d):\n%s%s", rc, sout ? sout : "", serr ? serr : "");
+    print_message("%s", sout);
+    free(sout);
+    free(serr);
+}
+
+static void test_replay_defaults(void **state)
+{
+    (void)state;
+    replay("defaults", "--epochs 3 --seed 7 -t 2",
+           "--lr 0.0002 --momentum 0.9 --step-size 10 --gamma 0.85 --batch-size 32 "
+           "--dropout 0.5 --patience 5");
+}
+
+/* A learning rate that overfits fast, StepLR every 2 epochs, patience 2, a last batch
+ * of one row (skipped) and one of 13: early stopping keeps an earlier epoch. */
+static void test_replay_schedule(void **state)
+{
+    (void)state;
+    replay("schedule",
+           "--epochs 40 --seed 3 --lr 0.05 --momentum 0.5 --step-size 2 --gamma 0.5 "
+           "--batch-size 41 --patience 2 --dropout 0.3 --hidden 64 --val-fraction 0.2 -t 1",
+           "--lr 0.05 --momentum 0.5 --step-size 2 --gamma 0.5 --batch-size 41 "
+           "--dropout 0.3 --patience 2");
+    char *ho = vnp_test_read_file(vnp_test_tmp("schedule.heldout.tsv"), NULL);
+    assert_non_null(ho);
+    assert_non_null(strstr(ho, "stopped_early\tyes\n"));
+    free(ho);
+}
+
+static void run_ok(const char *prefix, const char *features, const char *opts)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' train -q --features '%s' -o '%s' %s", vnp_test_cli(),
+             features, prefix, opts);
+    char *serr = NULL;
+    int rc = vnp_test_run(cmd, NULL, &serr);
+    if (rc)
+        fail_msg("train failed (%d): %s", rc, serr ? serr : "");
+    free(serr);
+}
+
+static void test_deterministic(void **state)
+{
+    (void)state;
+    const char *f = make_features("det.safetensors", 200, 0, 1);
+    char a[1024], b[1024], c[1024], x[1200], y[1200];
+    snprintf(a, sizeof a, "%s", vnp_test_tmp("det_a"));
+    snprintf(b, sizeof b, "%s", vnp_test_tmp("det_b"));
+    snprintf(c, sizeof c, "%s", vnp_test_tmp("det_c"));
+    run_ok(a, f, "--epochs 2 --seed 5 -t 2");
+    run_ok(b, f, "--epochs 2 --seed 5 -t 2");
+    run_ok(c, f, "--epochs 2 --seed 6 -t 2");
+    const char *suffix[] = {".safetensors", ".log.tsv", ".heldout.tsv"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(x, sizeof x, "%s%s", a, suffix[i]);
+        snprintf(y, sizeof y, "%s%s", b, suffix[i]);
+        vnp_test_assert_files_equal(x, y);
+    }
+    size_t la, lc;
+    snprintf(x, sizeof x, "%s.safetensors", a);
+    snprintf(y, sizeof y, "%s.safetensors", c);
+    char *da = vnp_test_read_file(x, &la), *dc = vnp_test_read_file(y, &lc);
+    assert_true(la == lc && memcmp(da, dc, la) != 0);
+    free(da);
+    free(dc);
+}
+
+static void refuse(const char *prefix, const char *args, const char *want)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' train -q %s -o '%s'", vnp_test_cli(), args, prefix);
+    char *serr = NULL;
+    int rc = vnp_test_run(cmd, NULL, &serr);
+    assert_int_not_equal(rc, 0);
+    if (!serr || !strstr(serr, want))
+        fail_msg("expected '%s' in: %s", want, serr ? serr : "");
+    free(serr);
+    const char *suffix[] = {".safetensors", ".log.tsv", ".heldout.tsv", ".safetensors.part",
+                            ".log.tsv.part"};
+    for (int i = 0; i < 5; i++) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s%s", prefix, suffix[i]);
+        if (access(p, F_OK) == 0)
+            fail_msg("%s exists after a refused run", p);
+    }
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    char args[2048], prefix[1024];
+    snprintf(prefix, sizeof prefix, "%s", vnp_test_tmp("refused"));
+    snprintf(args, sizeof args, "--features '%s'", make_features("one.safetensors", 50, 1, 1));
+    refuse(prefix, args, "of one class");
+    snprintf(args, sizeof args, "--features '%s'", make_features("nolab.safetensors", 50, 0, 0));
+    refuse(prefix, args, "'labels'");
+    snprintf(args, sizeof args, "--features '%s'", make_features("few.safetensors", 5, 0, 1));
+    refuse(prefix, args, "too few");
+    snprintf(args, sizeof args, "--features '%s' --lr nope",
+             make_features("few.safetensors", 5, 0, 1));
+    refuse(prefix, args, "--lr expects a number");
+    refuse(prefix, "--viral x.fa", "give the inputs one way");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_replay_defaults),
+        cmocka_unit_test(test_replay_schedule),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
