@@ -7,7 +7,11 @@
  *    the defaults for 3 epochs and with a schedule that steps the learning rate and
  *    stops early. Skipped only when VNP_PYTHON is not configured and CI is unset.
  *  - the same seed gives the same bytes; another seed other weights;
- *  - refusals (one class, no labels, too few rows) leave no output file. */
+ *  - refusals (one class, no labels, too few rows) leave no output file;
+ *  - from sequences with the golden models: seeded "viral-like" (G/C-rich codons) and
+ *    "other" (A/T-rich codons) open reading frames; the cached features equal predict
+ *    --embeddings' rows byte for byte, the validation AUROC is above 0.9, and predict
+ *    --classifier PREFIX.safetensors calls fresh sequences of both kinds right. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +215,135 @@ static void test_refusals(void **state)
     refuse(prefix, "--viral x.fa", "give the inputs one way");
 }
 
+/* n records of 300 bp whose first frame is stop-free: codons drawn with probability
+ * 0.75 from the class's own set, else from all 61 sense codons. */
+static void write_orfs(const char *path, const char *id, int n, int viral, uint64_t seed)
+{
+    static const char *gc[] = {"GGG", "GGC", "GCG", "GCC", "CGG", "CGC", "CCG", "CCC"};
+    static const char *at[] = {"AAA", "AAT", "ATA", "ATT", "TAT", "TTA", "TTT"};
+    const char *b = "TCAG";
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    uint64_t s = seed;
+    for (int r = 0; r < n; r++) {
+        fprintf(f, ">%s_%d\n", id, r);
+        for (int c = 0; c < 100; c++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned u = (unsigned)(s >> 33);
+            char codon[4];
+            if (u % 4 != 3)
+                memcpy(codon, viral ? gc[(u >> 2) % 8] : at[(u >> 2) % 7], 4);
+            else {
+                do {
+                    s = s * 6364136223846793005ull + 1442695040888963407ull;
+                    unsigned v = (unsigned)(s >> 33) % 64;
+                    codon[0] = b[v / 16];
+                    codon[1] = b[v / 4 % 4];
+                    codon[2] = b[v % 4];
+                    codon[3] = 0;
+                } while (!strcmp(codon, "TAA") || !strcmp(codon, "TAG") || !strcmp(codon, "TGA"));
+            }
+            fputs(codon, f);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+}
+
+static void test_from_sequences(void **state)
+{
+    (void)state;
+    char viral[1024], other[1024], fresh[1024], prefix[1024], cmd[16384];
+    snprintf(viral, sizeof viral, "%s", vnp_test_tmp("viral.fa"));
+    snprintf(other, sizeof other, "%s", vnp_test_tmp("other.fa"));
+    snprintf(fresh, sizeof fresh, "%s", vnp_test_tmp("fresh.fa"));
+    snprintf(prefix, sizeof prefix, "%s", vnp_test_tmp("seq"));
+    write_orfs(viral, "v", 80, 1, 1);
+    write_orfs(other, "o", 80, 0, 2);
+    /* fresh records: 10 viral-like then 10 other */
+    char fv[1024], fo[1024];
+    snprintf(fv, sizeof fv, "%s", vnp_test_tmp("fresh_v.fa"));
+    snprintf(fo, sizeof fo, "%s", vnp_test_tmp("fresh_o.fa"));
+    write_orfs(fv, "fv", 10, 1, 11);
+    write_orfs(fo, "fo", 10, 0, 12);
+    snprintf(cmd, sizeof cmd, "cat '%s' '%s' > '%s'", fv, fo, fresh);
+    assert_int_equal(vnp_test_run(cmd, NULL, NULL), 0);
+    char esm[4096], dnabert[4096];
+    snprintf(esm, sizeof esm, "%s", vnp_test_fixture("golden/esm2"));
+    snprintf(dnabert, sizeof dnabert, "%s", vnp_test_fixture("golden/dnabert_s"));
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --viral '%s' --other '%s' -l 300 -o '%s' --esm '%s' --dnabert '%s' "
+             "--device cpu -t 2 --epochs 30 --seed 1 --lr 0.01",
+             vnp_test_cli(), viral, other, prefix, esm, dnabert);
+    char *serr = NULL;
+    int rc = vnp_test_run(cmd, NULL, &serr);
+    if (rc)
+        fail_msg("train failed (%d): %s", rc, serr ? serr : "");
+    print_message("%s", serr);
+    free(serr);
+    /* the cache holds predict's feature rows: viral rows first, then the other ones */
+    snprintf(cmd, sizeof cmd,
+             "'%s' predict -q -l 300 -o '%s' --esm '%s' --dnabert '%s' --classifier '%s.safetensors' "
+             "--device cpu -t 2 --embeddings '%s'",
+             vnp_test_cli(), vnp_test_tmp("pred_viral"), esm, dnabert, prefix, viral);
+    serr = NULL;
+    if ((rc = vnp_test_run(cmd, NULL, &serr)))
+        fail_msg("predict failed (%d): %s", rc, serr ? serr : "");
+    free(serr);
+    vnp_train_data cache, pv;
+    memset(&cache, 0, sizeof cache);
+    memset(&pv, 0, sizeof pv);
+    vnp_error err;
+    char p[1200];
+    snprintf(p, sizeof p, "%s.features.safetensors", prefix);
+    assert_int_equal(vnp_train_data_append(p, -1, &cache, &err), VNP_OK);
+    assert_int_equal(vnp_train_data_append(vnp_test_tmp("pred_viral/merged_features.safetensors"),
+                                           1, &pv, &err),
+                     VNP_OK);
+    assert_true(pv.n > 0 && cache.n > pv.n && cache.width == 256 && pv.width == 256);
+    assert_memory_equal(cache.x, pv.x, pv.n * 256 * sizeof(float));
+    for (size_t i = 0; i < cache.n; i++)
+        assert_int_equal(cache.y[i], i < pv.n);
+    vnp_train_data_free(&cache);
+    vnp_train_data_free(&pv);
+    /* the validation AUROC of the kept epoch */
+    snprintf(p, sizeof p, "%s.heldout.tsv", prefix);
+    char *ho = vnp_test_read_file(p, NULL);
+    assert_non_null(ho);
+    const char *a = strstr(ho, "\nauroc\t");
+    assert_non_null(a);
+    double auroc = strtod(a + 7, NULL);
+    print_message("validation AUROC %g\n", auroc);
+    assert_true(auroc > 0.9);
+    free(ho);
+    /* predict with the trained classifier on fresh sequences: sequences.tsv verdicts */
+    snprintf(cmd, sizeof cmd,
+             "'%s' predict -q -l 300 -o '%s' --esm '%s' --dnabert '%s' --classifier '%s.safetensors' "
+             "--device cpu -t 2 '%s'",
+             vnp_test_cli(), vnp_test_tmp("pred_fresh"), esm, dnabert, prefix, fresh);
+    serr = NULL;
+    if ((rc = vnp_test_run(cmd, NULL, &serr)))
+        fail_msg("predict failed (%d): %s", rc, serr ? serr : "");
+    free(serr);
+    char *seqs = vnp_test_read_file(vnp_test_tmp("pred_fresh/sequences.tsv"), NULL);
+    assert_non_null(seqs);
+    int right = 0, total = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(seqs, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (!strncmp(line, "Sequence_ID", 11))
+            continue;
+        const char *verdict = strrchr(line, '\t');
+        assert_non_null(verdict);
+        int is_v = !strncmp(line, "fv_", 3);
+        right += (is_v && !strcmp(verdict + 1, "virus")) || (!is_v && !strcmp(verdict + 1, "others"));
+        total++;
+    }
+    print_message("fresh sequences called right: %d of %d\n", right, total);
+    assert_int_equal(total, 20);
+    assert_true(right >= 18);
+    free(seqs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_replay_schedule),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_from_sequences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
