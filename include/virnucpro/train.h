@@ -97,6 +97,7 @@ typedef struct vnp_train_features_options {
     const char *viral, *other; /* FASTA/FASTQ, any compression */
     const char *dnabert, *esm; /* model paths */
     const char *device;        /* --device list; default "auto" */
+    vnp_precision precision;   /* on a GPU (predict's default); the CPU computes in FP32 */
     int threads;               /* CPU threads per CPU worker; 0 = all available */
     int chunk_len;             /* 300 or 500 */
     size_t batch_tokens;       /* 0 = predict's default */

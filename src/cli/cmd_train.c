@@ -43,6 +43,7 @@ static void train_usage(FILE *f)
         "      --esm PATH, --dnabert DIR  models (default: the cached ones)\n"
         "      --device LIST       where the encoders run (default auto); training itself\n"
         "                          runs on the CPU\n"
+        "      --precision P       the encoders' precision on a GPU, as predict's option\n"
         "  -t, --threads N         CPU threads (default: the CPUs this process may use)\n"
         "      --batch-tokens N    ESM-2 tokens per batch\n"
         "Training (defaults: the original train.py's):\n"
@@ -66,7 +67,7 @@ static void train_usage(FILE *f)
 enum {
     OPT_VIRAL = 1000, OPT_OTHER, OPT_FEATURES, OPT_VF, OPT_OF, OPT_ESM, OPT_DNABERT,
     OPT_DEVICE, OPT_BATCH_TOKENS, OPT_EPOCHS, OPT_PATIENCE, OPT_SEED, OPT_HIDDEN, OPT_DROPOUT,
-    OPT_LR, OPT_MOMENTUM, OPT_STEP, OPT_GAMMA, OPT_BATCH, OPT_VAL, OPT_TRACE
+    OPT_LR, OPT_MOMENTUM, OPT_STEP, OPT_GAMMA, OPT_BATCH, OPT_VAL, OPT_TRACE, OPT_PRECISION
 };
 
 int vnp_cmd_train(int argc, char **argv)
@@ -83,6 +84,7 @@ int vnp_cmd_train(int argc, char **argv)
         {"dnabert", required_argument, NULL, OPT_DNABERT},
         {"device", required_argument, NULL, OPT_DEVICE},
         {"threads", required_argument, NULL, 't'},
+        {"precision", required_argument, NULL, OPT_PRECISION},
         {"batch-tokens", required_argument, NULL, OPT_BATCH_TOKENS},
         {"epochs", required_argument, NULL, OPT_EPOCHS},
         {"patience", required_argument, NULL, OPT_PATIENCE},
@@ -131,6 +133,10 @@ int vnp_cmd_train(int argc, char **argv)
             if (!vnp_cli_device_ok(optarg))
                 return 2;
             fo.device = optarg;
+            break;
+        case OPT_PRECISION:
+            if (!vnp_cli_precision(optarg, &fo.precision))
+                return 2;
             break;
         case 't':
             if (!vnp_cli_count("-t/--threads", optarg, 0, 1024, &v))

@@ -27,6 +27,7 @@ void vnp_train_features_options_init(vnp_train_features_options *o)
     memset(o, 0, sizeof *o);
     o->chunk_len = 500;
     o->device = "auto";
+    o->precision = VNP_PREC_DEFAULT;
 }
 
 typedef struct tf_reader {
@@ -147,7 +148,7 @@ vnp_code vnp_train_features_compute(const vnp_train_features_options *o, size_t 
     memset(&ec, 0, sizeof ec);
     ec.models.dnabert = o->dnabert;
     ec.models.esm = o->esm;
-    ec.models.prec = VNP_PREC_FP16; /* the CPU computes in FP32, a GPU as predict does */
+    ec.models.prec = o->precision; /* the CPU computes in FP32 */
     ec.models.threads = o->threads > 0 ? o->threads : vnp_cpu_threads_available();
     ec.devices = (const char *const *)dev.name;
     ec.ndevices = dev.n;
