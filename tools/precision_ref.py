@@ -7,6 +7,7 @@ search over the format's 127 non-negative values (numpy; this torch has no
 float8 dtype), not by bit manipulation.
 
   $VNP_PYTHON tools/precision_ref.py FIXTURES_DIR OUT.safetensors
+  $VNP_PYTHON tools/precision_ref.py --ops OUT.safetensors SEED
 
 FIXTURES_DIR is tests/fixtures/golden. OUT holds, for p in fp32, fp16, bf16, fp8,
 fp8-tensor, the pooled embeddings of every ORF of expected/tokens.json in order:
@@ -20,6 +21,15 @@ other side of a boundary changes later layers. Before writing, the fp32 results 
 checked against expected/tensors.safetensors (fair-esm's and bert_layers.py's own
 outputs) to 1e-5 relative L2 per ORF, so that the model code here is known to be
 right before its rounding is trusted; exit status 1 otherwise.
+
+With --ops: each backend op alone (linear with every epilogue the models use,
+LayerNorm, embedding, gated GELU, rotary and ALiBi attention over sequences of one,
+two and three key tiles) on random inputs from SEED, for fp16, bf16, fp8 and
+fp8-tensor: tensors <precision>/<op>/<name>, inputs and expected outputs (see ops()).
+Without a model to carry differences from layer to layer, the C emulation must give
+these outputs bit for bit but for rare last-place differences (FP32 sums in another
+order landing on the other side of a rounding): the op-by-op check the GPU kernels
+can be held to as well.
 
 Rounding points (R = round to the activation format: FP16 for fp16 and fp8, BF16
 for bf16; G = the GEMM operand format):
@@ -336,7 +346,84 @@ def dnabert_forward(sd, cfg, seqs, prec):
     return torch.stack([x[s0:s0 + L].mean(dim=0) for s0, L in zip(starts, lens)])
 
 
+# ---- op by op (--ops): random inputs and each op's output in each precision ----
+
+ACTS = {"none": 0, "gelu": 1, "relu": 2}  # vnp_act
+LINEAR_CASES = [  # name, M, N, K, bias, residual, act
+    ("plain", 37, 96, 128, True, False, "none"),
+    ("residual", 65, 64, 96, True, True, "none"),
+    ("gelu", 33, 200, 64, True, False, "gelu"),
+    ("gelu_res", 20, 48, 80, True, True, "gelu"),
+    ("nobias", 17, 40, 72, False, False, "none"),
+]
+ATTN_LENS = [5, 70, 131]  # one, two and three key tiles of 64
+ATTN_HEADS = 2
+
+
+def ops(out_path, seed):
+    """Writes <prec>/<op>/<tensor> for every reduced precision: the inputs (activations
+    already in the activation format; weights, tables, biases as float32, which the
+    backend rounds or quantises itself) and the expected output."""
+    gen = torch.Generator().manual_seed(seed)
+    rnd = lambda *shape, std=1.0: torch.randn(*shape, generator=gen) * std
+    out = {}
+    for name in PRECISIONS[1:]:
+        prec = Prec(name)
+        put = lambda k, v: out.__setitem__("%s/%s" % (name, k), v.contiguous())
+        for case, M, N, K, has_b, has_r, act in LINEAR_CASES:
+            x, w = prec.r(rnd(M, K)), rnd(N, K, std=0.05)
+            b = rnd(N, std=0.1) if has_b else None
+            r = prec.r(rnd(M, N)) if has_r else None
+            acc = linear(x, Weight(w, prec), b, prec)
+            if act == "none":
+                y = prec.r(acc + r) if has_r else prec.r(acc)
+            else:
+                f = gelu if act == "gelu" else torch.relu
+                y = prec.r(f(prec.r(acc)) + (r if has_r else 0.0))
+            key = "linear_" + case
+            put(key + "/x", x), put(key + "/w", w), put(key + "/out", y)
+            put(key + "/shape", torch.tensor([M, N, K, ACTS[act]], dtype=torch.int32))
+            if has_b:
+                put(key + "/bias", b)
+            if has_r:
+                put(key + "/residual", r)
+        M, H = 23, 160
+        x, r = prec.r(rnd(M, H, std=2.0)), prec.r(rnd(M, H))
+        g, bb = 1.0 + rnd(H, std=0.1), rnd(H, std=0.1)
+        put("layernorm/x", x), put("layernorm/residual", r), put("layernorm/gamma", g)
+        put("layernorm/beta", bb), put("layernorm/out", prec.r(layernorm(x + r, g, bb, 1e-5)))
+        V, T = 30, 41
+        table, row = rnd(V, H), rnd(H, std=0.5)
+        ids = torch.randint(0, V, (T,), generator=gen, dtype=torch.int64)
+        put("embedding/table", table), put("embedding/add_row", row)
+        put("embedding/ids", ids.to(torch.int32))
+        put("embedding/out", prec.r((prec.r(table)[ids] + row) * torch.tensor(0.88)))
+        I = 96
+        x = prec.r(rnd(M, 2 * I))
+        put("gated_gelu/x", x), put("gated_gelu/out", prec.r(gelu(x[:, :I]) * x[:, I:]))
+        hd, Ht = 64, 64 * ATTN_HEADS
+        T = sum(ATTN_LENS)
+        starts = [sum(ATTN_LENS[:i]) for i in range(len(ATTN_LENS))]
+        inv = (10000.0 ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        pos = torch.arange(max(ATTN_LENS), dtype=torch.float32)
+        ang = pos[:, None] * inv[None, :]
+        slopes = [float(np.float32(s)) for s in alibi_slopes(ATTN_HEADS)]
+        qkv = prec.r(rnd(T, 3 * Ht))
+        put("attention/qkv", qkv), put("attention/inv_freq", inv)
+        put("attention/slopes", torch.tensor(slopes, dtype=torch.float32))
+        put("attention/cu_seqlens", torch.tensor(starts + [T], dtype=torch.int32))
+        put("attention/rotary_out", attend(qkv, starts, ATTN_LENS, Ht, ATTN_HEADS, prec,
+                                           rope=(torch.cos(ang), torch.sin(ang))))
+        put("attention/alibi_out", attend(qkv, starts, ATTN_LENS, Ht, ATTN_HEADS, prec,
+                                          slopes=slopes))
+    save_file(out, out_path)
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--ops":
+        torch.set_num_threads(1)
+        ops(sys.argv[2], int(sys.argv[3]))
+        return
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     fix, out_path = sys.argv[1], sys.argv[2]
