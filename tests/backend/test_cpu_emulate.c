@@ -290,12 +290,52 @@ static void test_attention(void **state)
     }
 }
 
+/* The NaN/Inf guard sees what the emulation makes non-finite: an output past FP16's
+ * 65504 is infinite in fp16 (and in fp8, whose activations are FP16), finite in BF16 and
+ * FP32; the worker then recomputes the batch in FP32 as on a GPU. */
+static void test_guard_overflow(void **state)
+{
+    static const char *const precs[] = {"fp32", "fp16", "bf16", "fp8"};
+    float x[4] = {300.0f, 300.0f, -2.0f, 1.0f}, w[8] = {200.0f, 200.0f, 0, 0, 1.0f, 0, 0, 0};
+    for (int p = 0; p < 4; p++) {
+        vnp_backend *be = backend(precs[p]);
+        vnp_error err = {0};
+        vnp_tensor t = {0};
+        t.name = "w";
+        t.dtype = VNP_DT_F32;
+        t.ndim = 2;
+        t.shape[0] = 2;
+        t.shape[1] = 4;
+        t.data = w;
+        t.nbytes = sizeof w;
+        vnp_buf xb, wb, out;
+        assert_int_equal(be->ops->upload_f32(be, x, 4, &xb, &err), VNP_OK);
+        assert_int_equal(be->ops->upload_weight(be, &t, VNP_WEIGHT_GEMM, &wb, &err), VNP_OK);
+        assert_int_equal(be->ops->alloc_act(be, 2, &out, &err), VNP_OK);
+        be->ops->guard_reset(be);
+        /* row 0 . x = 120000: past FP16's largest value */
+        assert_int_equal(be->ops->linear(be, &xb, &wb, NULL, VNP_ACT_NONE, NULL, 1, 2, 4, &out,
+                                         &err),
+                         VNP_OK);
+        vnp_code rc = vnp_backend_guard_check(be, &err);
+        int fp16_act = p == 1 || p == 3;
+        assert_int_equal(rc, fp16_act ? VNP_ENUMERIC : VNP_OK);
+        if (fp16_act)
+            assert_non_null(strstr(err.msg, "non-finite values"));
+        vnp_buf *bufs[] = {&xb, &wb, &out};
+        for (int i = 0; i < 3; i++)
+            be->ops->free_buf(be, bufs[i]);
+        vnp_backend_free(be);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_layernorm_embedding_gelu),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_guard_overflow),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
