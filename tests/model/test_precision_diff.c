@@ -4,8 +4,8 @@
  * (its FP16/BF16 rounding is torch's casts, its E4M3 rounding a search over the
  * format's values), on the golden models and every golden ORF.
  *
- * Tolerances. The reference also computes every precision with its matrix products
- * accumulated in float64: that moves its own results (mean relative L2 over the ORFs,
+ * Tolerances. The reference also computes every precision (with --noise) with its matrix
+ * products accumulated in float64: that moves its own results (mean relative L2 over the ORFs,
  * as a fraction of the precision's own effect, the distance to FP32) by 0.15-0.18
  * (FP16), 0.07-0.09 (BF16) and 0-0.003 (FP8): the golden models carry a last-bit
  * difference that tips one rounding across a boundary into later layers. So the C
