@@ -256,6 +256,8 @@ typedef struct vnp_predict_options {
                              * min_score; < 0 (default): max score2 >= max score1 */
     int plots;              /* score tracks in report.html and plots/ (default 20) */
     int progress;           /* -1 = on when stderr is a terminal, 0 off, 1 on */
+    double log_interval;    /* progress -1 and stderr not a terminal: one timestamped line
+                             * every this many seconds (default 60; 0: none) */
     int handle_signals;     /* SIGINT/SIGTERM/SIGHUP stop the run cleanly (resumable) and
                              * vnp_predict returns VNP_EINTERRUPTED; the CLI sets it (handlers
                              * are installed while predict runs; ignored signals stay so) */
@@ -300,6 +302,19 @@ typedef struct vnp_predict_stats {
 
 /* Parses --shard "I/N" (1 <= I <= N <= 1000000); VNP_EINVAL with a usage message. */
 vnp_code vnp_shard_parse(const char *spec, unsigned *index, unsigned *count, vnp_error *err);
+/* ---- the build ---- */
+
+typedef struct vnp_build_info {
+    const char *version;    /* "0.1.0" */
+    const char *git_commit; /* of the source tree at build time ("-dirty": modified), or
+                             * "unknown" */
+    const char *build_type; /* CMAKE_BUILD_TYPE */
+    const char *cuda_archs; /* ";"-separated CUDA architectures compiled for; "" without CUDA */
+    const char *blas;       /* the BLAS library, as it describes itself */
+} vnp_build_info;
+
+void vnp_build_info_get(vnp_build_info *b);
+
 /* ---- run.json: the record of a predict run ---- */
 
 #define VNP_PREDICT_RUN_JSON "run.json"

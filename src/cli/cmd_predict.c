@@ -53,7 +53,7 @@ static void predict_usage(FILE *f)
         "      --dnabert DIR     DNABERT-S model directory with tokenizer.json (default: the\n"
         "                        cached dnabert-s)\n"
         "      --classifier FILE VirNucPro classifier .pth (default: classifier-300/-500)\n"
-        "      --device LIST     where to compute, comma-separated, one worker per entry:\n"
+        "  -d, --device LIST     where to compute, comma-separated, one worker per entry:\n"
         "                        auto (default: every visible GPU, else the CPU), cpu, cuda\n"
         "                        (every visible GPU) or cuda:N; entries may repeat (cpu,cpu =\n"
         "                        two CPU workers). A worker that fails is retired and the\n"
@@ -86,7 +86,11 @@ static void predict_usage(FILE *f)
         "                        'virnucpro merge' combines the N directories into the files\n"
         "                        of one run\n"
         "      --progress, --no-progress  progress line on stderr (default: on a terminal)\n"
-        "  -q, --quiet           no summary line and no model-download notes\n"
+        "      --log-interval S  when stderr is not a terminal (a batch job's log): one\n"
+        "                        timestamped line every S seconds with records, frames,\n"
+        "                        tokens/s, % of the input and ETA (default 60; 0: none)\n"
+        "  -q, --quiet           no summary lines, no timed progress lines (unless\n"
+        "                        --log-interval is given) and no model-download notes\n"
         "  -h, --help            this help\n"
         "\n"
         "Models not given are taken from the model cache (see 'virnucpro models'); with\n"
@@ -109,7 +113,8 @@ enum {
     OPT_RESUME,
     OPT_SHARD,
     OPT_MIN_SCORE,
-    OPT_PLOTS
+    OPT_PLOTS,
+    OPT_LOG_INTERVAL
 };
 
 
@@ -146,7 +151,7 @@ int vnp_cmd_predict(int argc, char **argv)
         {"esm", required_argument, NULL, OPT_ESM},
         {"dnabert", required_argument, NULL, OPT_DNABERT},
         {"classifier", required_argument, NULL, OPT_CLASSIFIER},
-        {"device", required_argument, NULL, OPT_DEVICE},
+        {"device", required_argument, NULL, 'd'},
         {"precision", required_argument, NULL, OPT_PRECISION},
         {"threads", required_argument, NULL, 't'},
         {"batch-tokens", required_argument, NULL, OPT_BATCH_TOKENS},
@@ -157,6 +162,7 @@ int vnp_cmd_predict(int argc, char **argv)
         {"shard", required_argument, NULL, OPT_SHARD},
         {"min-score", required_argument, NULL, OPT_MIN_SCORE},
         {"plots", required_argument, NULL, OPT_PLOTS},
+        {"log-interval", required_argument, NULL, OPT_LOG_INTERVAL},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"quiet", no_argument, NULL, 'q'},
@@ -170,12 +176,12 @@ int vnp_cmd_predict(int argc, char **argv)
     memcpy(cmdline, argv - 1, (size_t)cmdn * sizeof *cmdline);
     vnp_predict_options o;
     vnp_predict_options_init(&o);
-    int quiet = 0, c;
+    int quiet = 0, log_given = 0, c;
     long v;
     const char *outdir = NULL;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":l:o:t:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":l:o:t:d:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (strcmp(optarg, "300") && strcmp(optarg, "500")) {
@@ -189,7 +195,7 @@ int vnp_cmd_predict(int argc, char **argv)
         case OPT_ESM: o.esm = optarg; break;
         case OPT_DNABERT: o.dnabert = optarg; break;
         case OPT_CLASSIFIER: o.classifier = optarg; break;
-        case OPT_DEVICE:
+        case 'd':
             if (!vnp_cli_device_ok(optarg))
                 return 2;
             o.device = optarg;
@@ -225,6 +231,14 @@ int vnp_cmd_predict(int argc, char **argv)
                 return 2;
             o.plots = (int)v;
             break;
+        case OPT_LOG_INTERVAL: {
+            double x;
+            if (!vnp_cli_number("--log-interval", optarg, 0.0, 86400.0, &x))
+                return 2;
+            o.log_interval = x;
+            log_given = 1;
+            break;
+        }
         case OPT_KEEP: o.keep_intermediate = 1; break;
         case OPT_EMBEDDINGS: o.embeddings = 1; break;
         case OPT_RESUME: o.resume = 1; break;
@@ -260,6 +274,8 @@ int vnp_cmd_predict(int argc, char **argv)
         return 2;
     }
     o.input = argv[optind];
+    if (quiet && !log_given) /* -q: no timed progress lines either */
+        o.log_interval = 0;
     vnp_error err;
     vnp_error_clear(&err);
     if (!quiet) { /* say where "auto" computes (the default) */
@@ -353,6 +369,14 @@ int vnp_cmd_predict(int argc, char **argv)
                 st.seconds > 0 ? (double)st.tokens / st.seconds : 0.0,
                 (double)st.peak_rss_kb / 1024.0, st.devices,
                 st.retired ? " (some workers failed and were retired: see above)" : "");
+    if (!quiet)
+        fprintf(stderr,
+                "virnucpro: predict: %s%zu viral sequences (%zu others, %zu unscored), %zu viral "
+                "regions; in %s: prediction_results.txt, sequences.tsv, chunks.tsv, "
+                "viral_regions.bed, viral.fna%s, run.json\n",
+                shard, st.derived.seq_virus, st.derived.seq_others, st.derived.seq_unscored,
+                st.derived.regions, dir,
+                o.shard_count ? "" : o.plots > 0 ? ", report.html, plots/" : ", report.html");
     free(dir);
     return 0;
 }

@@ -39,7 +39,7 @@ static void vp_usage(FILE *f)
         "      --esm PATH              ESM-2 model directory or fair-esm .pt\n"
         "      --dnabert DIR           DNABERT-S model directory with tokenizer.json\n"
         "      --classifier FILE       VirNucPro classifier .pth (label agreement)\n"
-        "      --device LIST           auto (default), cpu, cuda, cuda:N, comma-separated (one\n"
+        "  -d, --device LIST           auto (default), cpu, cuda, cuda:N, comma-separated (one\n"
         "                              worker each, as predict)\n"
         "  -l, --length N              chunk length, 300 or 500 (default 500)\n"
         "      --precisions LIST       comma-separated: fp16, bf16, fp8 (E4M3 GEMMs with\n"
@@ -358,7 +358,7 @@ int vnp_cmd_validate_precision(int argc, char **argv)
         {"esm", required_argument, 0, OPT_ESM},
         {"dnabert", required_argument, 0, OPT_DNABERT},
         {"classifier", required_argument, 0, OPT_CLASSIFIER},
-        {"device", required_argument, 0, OPT_DEVICE},
+        {"device", required_argument, 0, 'd'},
         {"length", required_argument, 0, 'l'},
         {"precisions", required_argument, 0, OPT_PRECISIONS},
         {"min-cosine", required_argument, 0, OPT_MINCOS},
@@ -378,13 +378,13 @@ int vnp_cmd_validate_precision(int argc, char **argv)
            min_agree_fp8 = 0.995;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "l:d:h", opts, NULL)) != -1) {
         char *end = NULL;
         switch (ch) {
         case OPT_ESM: esm = optarg; break;
         case OPT_DNABERT: dnabert = optarg; break;
         case OPT_CLASSIFIER: classifier = optarg; break;
-        case OPT_DEVICE:
+        case 'd':
             if (!vnp_cli_device_ok(optarg))
                 return 2;
             device = optarg;

@@ -53,7 +53,31 @@ static void usage(FILE *f)
             VNP_VERSION);
     for (const vnp_command *c = commands; c->name; c++)
         fprintf(f, "  %-20s %s\n", c->name, c->summary);
-    fprintf(f, "\nRun 'virnucpro <command> --help' for a command's options.\n");
+    fprintf(f, "  %-20s %s\n  %-20s %s\n", "help [COMMAND]", "this list, or a command's options",
+            "version", "version, git commit, CUDA architectures and BLAS of this build");
+    fprintf(f, "\nRun 'virnucpro help <command>' (or 'virnucpro <command> --help') for a "
+               "command's options.\nExit status: 0 success, 1 error, 2 usage error, 128+N "
+               "stopped by signal N (predict: resumable);\nvalidate-precision: 1 when a "
+               "threshold is not met.\n");
+}
+
+/* `virnucpro version`: what this binary is. */
+static int version(void)
+{
+    vnp_build_info b;
+    vnp_build_info_get(&b);
+    printf("virnucpro %s\ngit commit: %s\nbuild type: %s\nCUDA architectures: %s\nBLAS: %s\n",
+           b.version, b.git_commit, b.build_type, *b.cuda_archs ? b.cuda_archs : "none (no CUDA)",
+           b.blas);
+    return 0;
+}
+
+static const vnp_command *command_named(const char *name)
+{
+    for (const vnp_command *c = commands; c->name; c++)
+        if (!strcmp(name, c->name))
+            return c;
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -62,17 +86,47 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        (!strcmp(argv[1], "help") && argc == 2)) {
         usage(stdout);
         return 0;
+    }
+    if (!strcmp(argv[1], "help") && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "help")) { /* help CMD = CMD --help */
+        const vnp_command *c = command_named(argv[2]);
+        if (!c || argc > 3) {
+            vnp_cli_error("help takes one command name, got '%s'%s; run 'virnucpro help' for "
+                          "the list",
+                          argv[2], argc > 3 ? " and more" : "");
+            return 2;
+        }
+        /* as `virnucpro CMD --help` (commands see argv[-1], the program) */
+        char *args[4] = {argv[0], argv[2], "--help", NULL};
+        return c->run(2, args + 1);
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
         printf("virnucpro %s\n", VNP_VERSION);
         return 0;
     }
-    for (const vnp_command *c = commands; c->name; c++)
-        if (!strcmp(argv[1], c->name))
-            return c->run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "version")) {
+        if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+            printf("Usage: virnucpro version\n\nPrints the version, the git commit the binary "
+                   "was built from, the build type,\nthe CUDA architectures compiled for and "
+                   "the BLAS library (as run.json records them).\n");
+            return 0;
+        }
+        if (argc > 2) {
+            vnp_cli_error("version takes no argument; see 'virnucpro version --help'");
+            return 2;
+        }
+        return version();
+    }
+    const vnp_command *c = command_named(argv[1]);
+    if (c)
+        return c->run(argc - 1, argv + 1);
     vnp_cli_error("unknown command '%s'; run 'virnucpro --help' for the list", argv[1]);
     return 2;
 }

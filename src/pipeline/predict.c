@@ -27,6 +27,7 @@ void vnp_predict_options_init(vnp_predict_options *o)
     o->chunk_len = 500;
     o->progress = -1;
     o->min_score = -1.0f;
+    o->log_interval = 60.0;
     o->plots = VNP_DEFAULT_PLOTS;
 }
 
@@ -481,8 +482,11 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
         atomic_store(&sw->running, 1);
     if ((rc = vnp_predict_outputs_open(c, err)))
         return rc;
-    int on = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
-    vnp_predict_progress_init(&c->progress, on, input_file_size(o->input));
+    int tty = isatty(STDERR_FILENO);
+    int on = o->progress < 0 ? tty : o->progress;
+    /* a batch job (stderr not a terminal): timed lines instead of the redrawn one */
+    int log = o->progress < 0 && !tty;
+    vnp_predict_progress_init(&c->progress, on, log, o->log_interval, input_file_size(o->input));
     double t0 = vnp_predict_now();
     pthread_t reader, writer;
     if (pthread_create(&reader, NULL, vnp_predict_reader_main, c) != 0)
@@ -494,8 +498,10 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
         pthread_join(reader, NULL);
         return vnp_engine_error(c->eng, err);
     }
+    vnp_predict_logger_start(c);
     pthread_join(reader, NULL);
     pthread_join(writer, NULL);
+    vnp_predict_logger_stop(c);
     if ((rc = vnp_engine_error(c->eng, err)))
         return rc;
     if (c->pre && (rc = vnp_preprocess_writer_commit(c->pre, err)))

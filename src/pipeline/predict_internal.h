@@ -27,11 +27,26 @@ typedef struct vnp_predict_outputs {
 } vnp_predict_outputs;
 
 typedef struct vnp_predict_progress {
-    int on;
+    int on;               /* the redrawn line (a terminal, or --progress) */
+    int log;              /* timestamped lines every `interval` s (stderr not a terminal) */
+    double interval;
     double t0, last;
     uint64_t total_bytes; /* input file size, compressed or not; 0 when unknown (stdin) */
     int drawn;
+    /* the ETA: input bytes per second, smoothed (an exponential moving average of the
+     * rate between samples at least 1 s apart) */
+    double rate, sample_t;
+    uint64_t sample_bytes;
 } vnp_predict_progress;
+
+/* The timed log lines' thread (progress.c): its own lock and wake-up. */
+typedef struct vnp_predict_logger {
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards stop */
+    pthread_cond_t cv;
+    int stop;
+    int running;
+} vnp_predict_logger;
 
 typedef struct vnp_predict_ctx {
     /* Set by the calling thread before the threads start; read-only after. */
@@ -73,6 +88,7 @@ typedef struct vnp_predict_ctx {
     uint64_t bytes_done;     /* input position at the end of the last written window (ETA) */
     size_t records_read;     /* records read so far (progress line) */
     vnp_predict_progress progress;
+    vnp_predict_logger logger; /* the calling thread starts and stops it */
     vnp_predict_stats st;    /* records/chunks/orfs written so far */
 } vnp_predict_ctx;
 
@@ -102,7 +118,11 @@ double vnp_predict_now(void);
 long vnp_predict_peak_rss_kb(void);
 /* Redraws the progress line from the shared counters (throttled; any thread). */
 void vnp_predict_tick(vnp_predict_ctx *c, int final);
-void vnp_predict_progress_init(vnp_predict_progress *p, int on, uint64_t total_bytes);
+void vnp_predict_progress_init(vnp_predict_progress *p, int on, int log, double interval,
+                               uint64_t total_bytes);
+/* With progress.log: a thread writing one timestamped line every interval seconds. */
+void vnp_predict_logger_start(vnp_predict_ctx *c);
+void vnp_predict_logger_stop(vnp_predict_ctx *c);
 void vnp_predict_progress_update(vnp_predict_progress *p, size_t records, size_t orfs, uint64_t tokens,
                          uint64_t bytes, int final);
 

@@ -10,13 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/backend.h"
 #include "pipeline/model_files.h"
 #include "virnucpro.h"
 #include "virnucpro/hub.h"
 #include "virnucpro/pipeline.h"
 #include "virnucpro/precision.h"
-#include "vnp_build_info.h"
 
 #define SCHEMA "virnucpro-run/1"
 
@@ -35,17 +33,19 @@ static cJSON *str_or_null(const char *s) { return s ? cJSON_CreateString(s) : cJ
 
 static cJSON *tool(void)
 {
+    vnp_build_info b;
+    vnp_build_info_get(&b);
     cJSON *t = cJSON_CreateObject();
     cJSON_AddStringToObject(t, "name", "virnucpro");
-    cJSON_AddStringToObject(t, "version", VNP_VERSION_STRING);
-    cJSON_AddStringToObject(t, "git_commit", VNP_GIT_COMMIT);
-    cJSON_AddStringToObject(t, "build_type", VNP_BUILD_TYPE);
+    cJSON_AddStringToObject(t, "version", b.version);
+    cJSON_AddStringToObject(t, "git_commit", b.git_commit);
+    cJSON_AddStringToObject(t, "build_type", b.build_type);
     cJSON *archs = cJSON_AddArrayToObject(t, "cuda_archs");
     char list[256];
-    snprintf(list, sizeof list, "%s", VNP_CUDA_ARCHS);
+    snprintf(list, sizeof list, "%s", b.cuda_archs);
     for (char *save = NULL, *a = strtok_r(list, ";, ", &save); a; a = strtok_r(NULL, ";, ", &save))
         cJSON_AddItemToArray(archs, cJSON_CreateString(a));
-    cJSON_AddStringToObject(t, "blas", vnp_backend_cpu_blas());
+    cJSON_AddStringToObject(t, "blas", b.blas);
     return t;
 }
 

@@ -855,6 +855,45 @@ static void test_classify_checks_records(void **state)
         vnp_test_assert_files_equal(out("l300_again", DERIVED[i]), out("l300", DERIVED[i]));
 }
 
+/* stderr not a terminal (a batch job's log): timestamped progress lines every
+ * --log-interval seconds, from their own thread; none with -q. */
+static void test_log_lines(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    if (predict("logged", "--log-interval 0.05 --window 4 --batch-tokens 300 -t 1",
+                vnp_test_fixture(G "input.fa"), &err))
+        fail_msg("%s", err);
+    size_t lines = 0, eta = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(err, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        const char *p = strstr(l, " virnucpro: progress: ");
+        if (!p)
+            continue;
+        int y, mo, d, h, mi, se;
+        char z;
+        assert_int_equal(p - l, 20); /* the time stamp, UTC */
+        assert_int_equal(sscanf(l, "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &se, &z),
+                         7);
+        assert_int_equal(z, 'Z');
+        assert_non_null(strstr(p, " records read, "));
+        assert_non_null(strstr(p, " frames scored, "));
+        assert_non_null(strstr(p, " tokens/s, "));
+        eta += strstr(p, "%  ETA ") != NULL; /* a file: its size gives % and ETA */
+        assert_null(strchr(l, '\r'));
+        lines++;
+    }
+    print_message("%zu progress lines, %zu with an ETA\n", lines, eta);
+    assert_true(lines >= 2 && eta >= 1);
+    free(err);
+    /* -q: none (and the default interval, 60 s, writes none in a short run either) */
+    if (predict("logged_q", "-q --window 4 --batch-tokens 300 -t 1",
+                vnp_test_fixture(G "input.fa"), &err))
+        fail_msg("%s", err);
+    assert_string_equal(err, "");
+    free(err);
+}
+
 static void test_bad_models(void **state)
 {
     (void)state;
@@ -928,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_run_json),
         cmocka_unit_test(test_run_json_on_failure),
         cmocka_unit_test(test_classify_checks_records),
+        cmocka_unit_test(test_log_lines),
         cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_usage_errors),
     };
