@@ -146,8 +146,6 @@ static int curl_transient(CURLcode rc)
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
     case CURLE_PARTIAL_FILE:
@@ -193,6 +191,19 @@ static void describe(CURLcode rc, long status, const char *ebuf, const vnp_hub_c
         snprintf(why, cap, "HTTP %ld", status);
 }
 
+/* Where to go when this machine cannot download the models. */
+#define OFFLINE_ROUTE                                                                      \
+    "; without internet here: run `virnucpro models fetch all --dir DIR` on a machine "     \
+    "with it, copy DIR here and set VIRNUCPRO_MODELS=DIR (VIRNUCPRO_OFFLINE=1 then never "  \
+    "tries the network), or give --esm/--dnabert/--classifier paths"
+
+/* A host name that does not resolve: no DNS here (a cluster node without internet) or a
+ * wrong mirror URL. Retrying does not help (it cost 31 s of back-off before): fail now. */
+static int curl_unresolved(CURLcode rc)
+{
+    return rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY;
+}
+
 static vnp_code retry_or_fail(const vnp_hub_cfg *cfg, int *attempt, const char *url,
                               const char *why, long retry_after, int transient, vnp_error *err)
 {
@@ -202,7 +213,7 @@ static vnp_code retry_or_fail(const vnp_hub_cfg *cfg, int *attempt, const char *
         return vnp_fail(err, VNP_ENET,
                         "%s: %s (gave up after %d attempt%s); check the network or proxy "
                         "(https_proxy) and run the command again: completed files are kept and "
-                        "a partial download resumes",
+                        "a partial download resumes" OFFLINE_ROUTE,
                         url, why, *attempt + 1, *attempt ? "s" : "");
     long ms = backoff_ms(cfg, *attempt, retry_after);
     vnp_hub_note(cfg, "%s: %s; retrying in %.1f s (attempt %d of %d)", url, why, ms / 1000.0,
@@ -280,6 +291,12 @@ vnp_code vnp_http_probe(const vnp_hub_cfg *cfg, const char *url, vnp_http_head *
                             "%s: HTTP %ld: access denied (a gated or private repository, or a "
                             "mirror that needs credentials)",
                             url, status);
+        if (curl_unresolved(rc))
+            return vnp_fail(err, VNP_ENET,
+                            "%s: %s: the host name does not resolve (no DNS or no internet on "
+                            "this machine, or a wrong VIRNUCPRO_HUB_URL/VIRNUCPRO_GITHUB_URL)"
+                            OFFLINE_ROUTE,
+                            url, why);
         int transient = rc == CURLE_OK ? status_transient(status) : curl_transient(rc);
         vnp_code r = retry_or_fail(cfg, &attempt, url, why, hdr.retry_after, transient, err);
         if (r)
@@ -467,6 +484,12 @@ vnp_code vnp_http_download(const vnp_hub_cfg *cfg, const char *url, const char *
             return vnp_fail(err, VNP_ENET, "%s: HTTP %ld: access denied", url, status);
         char why[512];
         describe(rc, status, ebuf, cfg, why, sizeof why);
+        if (curl_unresolved(rc))
+            return vnp_fail(err, VNP_ENET,
+                            "%s: %s: the host name does not resolve (no DNS or no internet on "
+                            "this machine, or a wrong VIRNUCPRO_HUB_URL/VIRNUCPRO_GITHUB_URL)"
+                            OFFLINE_ROUTE,
+                            url, why);
         int transient = rc == CURLE_OK ? status_transient(status) : curl_transient(rc);
         vnp_code r = retry_or_fail(cfg, &attempt, url, why, hdr.retry_after, transient, err);
         if (r)

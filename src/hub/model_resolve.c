@@ -119,7 +119,17 @@ static vnp_code resolve_cfg(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, 
     }
     if (cfg->offline)
         return vnp_hub_fetch_spec(cfg, spec, err); /* the offline message */
-    vnp_hub_note(cfg, "%s is not cached yet: fetching it into %s (once)", spec->name, dir);
+    /* the size first (the pinned sizes: ESM-2 3B is 11.4 GB), then the download */
+    uint64_t pinned = 0;
+    for (int i = 0; i < 6 && spec->pins[i].file; i++)
+        pinned += spec->pins[i].size;
+    char size[64] = "";
+    if (pinned > 0)
+        snprintf(size, sizeof size, "%.1f GB, ", (double)pinned / 1e9);
+    vnp_hub_note(cfg, "%s is not cached yet: fetching it into %s (%sonce; resumable; "
+                      "VIRNUCPRO_OFFLINE=1 or models fetch --dir elsewhere for machines "
+                      "without internet)",
+                 spec->name, dir, size);
     if ((rc = vnp_hub_fetch_spec(cfg, spec, err)))
         return rc;
     vnp_hub_load_path(spec, dir, path, cap);

@@ -593,6 +593,30 @@ static void test_500_is_retried_then_clear(void **state)
     free(err);
 }
 
+/* A host name that does not resolve fails at once (no retries, no back-off) and the
+ * error names the offline route. */
+static void test_unresolvable_host_fails_fast(void **state)
+{
+    (void)state;
+    const char *cache = fresh("c_nodns");
+    char env[1400], *out = NULL, *err = NULL;
+    snprintf(env, sizeof env,
+             "VIRNUCPRO_MODELS='%s' VIRNUCPRO_HUB_URL='http://no-such-host.invalid' "
+             "VIRNUCPRO_HUB_RETRIES=5",
+             cache);
+    double t0 = now_s();
+    assert_int_equal(cli(env, "models fetch dnabert-s --no-progress", &out, &err), 1);
+    double dt = now_s() - t0;
+    assert_true(dt < 25); /* no back-off: 5 retries took 31 s; one failed lookup is quick */
+    assert_contains(err, "no-such-host.invalid");
+    assert_contains(err, "the host name does not resolve");
+    assert_contains(err, "virnucpro models fetch all --dir DIR");
+    assert_contains(err, "VIRNUCPRO_OFFLINE=1");
+    assert_null(strstr(err, "retrying in"));
+    free(out);
+    free(err);
+}
+
 static void test_stalled_server_fails_in_bounded_time(void **state)
 {
     (void)state;
@@ -1005,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_not_enough_space_before_download),
         cmocka_unit_test(test_offline_names_every_missing_model),
         cmocka_unit_test(test_pinned_digests),
+        cmocka_unit_test(test_unresolvable_host_fails_fast),
         cmocka_unit_test(test_sharded_index_brings_its_shards),
         cmocka_unit_test(test_hf_and_torch_hub_caches_used_in_place),
         cmocka_unit_test(test_hf_cache_snapshot_is_verified),
