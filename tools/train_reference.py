@@ -22,7 +22,9 @@ Usage: train_reference.py FEATURES TRACE PREFIX --lr X --momentum X --step-size 
        --gamma X --batch-size N --dropout P --patience N [--probs PROBS.f32]
 --probs: also check that the kept model's eval probabilities of every row of FEATURES
 (float32, row-major [N, 2], as written by the test from `predict`'s classifier code)
-equal PyTorch's within 1e-5.
+equal PyTorch's within 1e-5, and that PREFIX.pth loads with torch.load(weights_only=False)
+with the class defined as in train.py (a whole pickled __main__.MLPClassifier), holds the
+kept weights bit for bit, and gives those probabilities too.
 """
 import argparse
 import math
@@ -49,6 +51,35 @@ class MLPClassifier(nn.Module):
         if self.training:
             x = x * self.noise
         return self.output_layer(x)
+
+
+class TrainPyMLPClassifier(nn.Module):
+    """The class exactly as the original train.py / prediction.py define it."""
+
+    def __init__(self, input_dim, hidden_dim, num_class):
+        super(TrainPyMLPClassifier, self).__init__()
+        self.hidden_layer = nn.Linear(input_dim, hidden_dim)
+        self.bn1 = nn.BatchNorm1d(hidden_dim)
+        self.output_layer = nn.Linear(hidden_dim, num_class)
+        self.dropout = nn.Dropout(0.5)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.hidden_layer(x)))
+        return self.output_layer(self.dropout(x))
+
+
+def load_pth(path):
+    """torch.load of the original's model file, with __main__.MLPClassifier = train.py's."""
+    main = sys.modules["__main__"]
+    replay_cls = main.MLPClassifier
+    main.MLPClassifier = TrainPyMLPClassifier
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except TypeError:  # PyTorch without the weights_only argument
+            return torch.load(path, map_location="cpu")
+    finally:
+        main.MLPClassifier = replay_cls
 
 
 def fail(msg):
@@ -202,6 +233,24 @@ def main():
         print("probabilities of the kept model: max |diff| %.3g" % d)
         if got.shape != want.shape or d > 1e-5:
             fail("predict's probabilities differ from PyTorch's by %.3g" % d)
+        pth = load_pth(a.prefix + ".pth")
+        if type(pth) is not TrainPyMLPClassifier:
+            fail("%s.pth holds a %s, not an MLPClassifier" % (a.prefix, type(pth)))
+        sd = pth.state_dict()
+        if list(sd) != list(best_state):
+            fail("%s.pth's state_dict names %r" % (a.prefix, list(sd)))
+        for k, v in sd.items():
+            if not torch.equal(v, torch.from_numpy(np.asarray(kept[k]))):
+                fail("%s.pth's %s differs from %s.safetensors'" % (a.prefix, k, a.prefix))
+        if abs(pth.bn1.eps - 1e-5) > 0 or pth.bn1.momentum != 0.1 or pth.dropout.p != a.dropout:
+            fail("%s.pth: eps %r, momentum %r, dropout %r" % (a.prefix, pth.bn1.eps, pth.bn1.momentum, pth.dropout.p))
+        pth.eval()
+        with torch.no_grad():
+            pp = torch.softmax(pth(X), dim=1).numpy()
+        d = np.abs(got - pp).max()
+        print("probabilities of the .pth in PyTorch vs predict: max |diff| %.3g" % d)
+        if d > 1e-5:
+            fail("the .pth's probabilities in PyTorch differ from predict's by %.3g" % d)
     print("train_reference: OK (%d epochs, kept epoch %d)" % (e, best_epoch))
 
 

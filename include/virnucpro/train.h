@@ -42,6 +42,13 @@ void vnp_mlp_params_free(vnp_mlp_params *p);
  * NULL-terminated key, value list). Written as .part and renamed. */
 vnp_code vnp_mlp_save_safetensors(const vnp_mlp_params *p, const char *path,
                                   const char *const *meta, vnp_error *err);
+/* The parameters as the original's model.pth: torch.save(model) of a whole
+ * `__main__.MLPClassifier` module (PyTorch's zip format, pickle protocol 2, written by
+ * our own pickle writer), which the original prediction.py loads with torch.load
+ * (weights_only=False) where the class is defined; predict --classifier reads it too.
+ * Written as .part and renamed. */
+vnp_code vnp_mlp_save_pth(const vnp_mlp_params *p, const char *path, vnp_error *err);
+
 /* ---- one optimiser on a backend (the GEMMs of both passes are backend ops) ---- */
 typedef struct vnp_mlp_trainer vnp_mlp_trainer;
 
@@ -157,7 +164,7 @@ void vnp_train_result_free(vnp_train_result *r);
 vnp_code vnp_train_run(const float *x, const uint8_t *y, size_t n, int width,
                        const vnp_train_options *o, vnp_train_result *res, vnp_error *err);
 
-/* Writes <prefix>.safetensors, <prefix>.log.tsv (one row per epoch) and
+/* Writes <prefix>.safetensors, <prefix>.pth, <prefix>.log.tsv (one row per epoch) and
  * <prefix>.heldout.tsv (the kept epoch's validation metrics); each as .part, renamed
  * once all are complete. `meta`: as vnp_mlp_save_safetensors. */
 vnp_code vnp_train_write_outputs(const vnp_train_result *r, const vnp_train_options *o,

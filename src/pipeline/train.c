@@ -373,7 +373,8 @@ vnp_code vnp_train_write_outputs(const vnp_train_result *r, const vnp_train_opti
         goto io;
     }
     f = NULL;
-    if ((rc = vnp_mlp_save_safetensors(&r->best, st, meta, err)))
+    if ((rc = vnp_mlp_save_safetensors(&r->best, st, meta, err)) ||
+        (rc = vnp_mlp_save_pth(&r->best, pth, err)))
         goto done;
     if (rename(log_part, log) != 0 || rename(ho_part, ho) != 0)
         goto io;

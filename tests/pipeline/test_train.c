@@ -5,7 +5,9 @@
  *    within 1e-4 relative and the running statistics within 1e-5, and the classifier
  *    predict loads from PREFIX.safetensors gives PyTorch's probabilities; twice, with
  *    the defaults for 3 epochs and with a schedule that steps the learning rate and
- *    stops early. Skipped only when VNP_PYTHON is not configured and CI is unset.
+ *    stops early. PREFIX.pth loads in PyTorch (torch.load, weights_only=False, the class
+ *    as train.py defines it) with the same weights and probabilities, and predict's
+ *    classifier reads it with the same probabilities as the safetensors. Skipped only when VNP_PYTHON is not configured and CI is unset.
  *  - the same seed gives the same bytes; another seed other weights;
  *  - refusals (one class, no labels, too few rows) leave no output file;
  *  - from sequences with the golden models: seeded "viral-like" (G/C-rich codons) and
@@ -96,9 +98,14 @@ static void replay(const char *tag, const char *train_opts, const char *ref_opts
     if (rc)
         fail_msg("train failed (%d): %s", rc, serr ? serr : "");
     free(serr);
-    char model[1100];
+    char model[1100], pth[1100], pth_probs[1100];
     snprintf(model, sizeof model, "%s.safetensors", prefix);
     write_probs(model, features, probs);
+    /* predict reads the .pth too, with the same result */
+    snprintf(pth, sizeof pth, "%s.pth", prefix);
+    snprintf(pth_probs, sizeof pth_probs, "%s.pth_probs.f32", prefix);
+    write_probs(pth, features, pth_probs);
+    vnp_test_assert_files_equal(pth_probs, probs);
     if (!python_configured()) {
         print_message("VNP_PYTHON not configured and CI unset: PyTorch replay skipped\n");
         skip();
@@ -157,14 +164,19 @@ static void test_deterministic(void **state)
     (void)state;
     const char *f = make_features("det.safetensors", 200, 0, 1);
     char a[1024], b[1024], c[1024], x[1200], y[1200];
+    /* one name in two directories: the .pth's archive folder is named after the file */
     snprintf(a, sizeof a, "%s", vnp_test_tmp("det_a"));
     snprintf(b, sizeof b, "%s", vnp_test_tmp("det_b"));
+    snprintf(x, sizeof x, "mkdir -p '%s' '%s'", a, b);
+    assert_int_equal(vnp_test_run(x, NULL, NULL), 0);
+    snprintf(a, sizeof a, "%s", vnp_test_tmp("det_a/model"));
+    snprintf(b, sizeof b, "%s", vnp_test_tmp("det_b/model"));
     snprintf(c, sizeof c, "%s", vnp_test_tmp("det_c"));
     run_ok(a, f, "--epochs 2 --seed 5 -t 2");
     run_ok(b, f, "--epochs 2 --seed 5 -t 2");
     run_ok(c, f, "--epochs 2 --seed 6 -t 2");
-    const char *suffix[] = {".safetensors", ".log.tsv", ".heldout.tsv"};
-    for (int i = 0; i < 3; i++) {
+    const char *suffix[] = {".safetensors", ".log.tsv", ".heldout.tsv", ".pth"};
+    for (int i = 0; i < 4; i++) {
         snprintf(x, sizeof x, "%s%s", a, suffix[i]);
         snprintf(y, sizeof y, "%s%s", b, suffix[i]);
         vnp_test_assert_files_equal(x, y);
@@ -189,8 +201,8 @@ static void refuse(const char *prefix, const char *args, const char *want)
         fail_msg("expected '%s' in: %s", want, serr ? serr : "");
     free(serr);
     const char *suffix[] = {".safetensors", ".log.tsv", ".heldout.tsv", ".safetensors.part",
-                            ".log.tsv.part"};
-    for (int i = 0; i < 5; i++) {
+                            ".log.tsv.part", ".pth", ".pth.part"};
+    for (int i = 0; i < 7; i++) {
         char p[1200];
         snprintf(p, sizeof p, "%s%s", prefix, suffix[i]);
         if (access(p, F_OK) == 0)
