@@ -26,7 +26,8 @@ static void test_help(void **state)
     free(o);
     /* help CMD is CMD --help, byte for byte, for every command listed */
     static const char *const cmds[] = {"predict", "classify", "merge", "embed", "preprocess",
-                                       "validate-precision", "models", "inspect", "tokenize"};
+                                       "validate-precision", "models", "inspect", "tokenize",
+                                       "train"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char a[256];
         snprintf(a, sizeof a, "help %s", cmds[i]);
