@@ -361,6 +361,14 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
  * shard given twice or missing, an unfinished shard, and files it cannot combine. The
  * files appear in out_dir only when all are complete (".part" names, then renames). */
 vnp_code vnp_merge(const char *out_dir, const char *const *dirs, size_t ndirs, vnp_error *err);
+/* After vnp_merge: report.html and plots/ of out_dir (and its derived tables again, the same
+ * bytes), drawn from the merged rows and `input`, the file the shards read (its records
+ * must have the run's SHA-256), with the shards' -l, --min-score and --plots (from
+ * out_dir/run.json); then out_dir is one run's directory. */
+vnp_code vnp_merge_report(const char *out_dir, const char *input, vnp_error *err);
+/* 1 when out_dir/run.json records an absolute input path that can be read now (copied
+ * into path): the input vnp_merge_report can use when none is given. */
+int vnp_merge_recorded_input(const char *out_dir, char *path, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -490,28 +490,68 @@ static vnp_code read_json(const char *path, cJSON **out, vnp_error *err)
     return rc;
 }
 
-/* OUT/run.json: {"merge": {shards, input_records, input_records_sha256, directories},
- * "shards": [each shard's run.json, in shard order]}. */
+/* OUT/run.json: shard 1's run record (the schema classify reads: options.chunk_length,
+ * input.records_sha256, ... are the same for every shard) with "counts" summed over the
+ * shards, "start_time" the earliest and "end_time" the latest, "status" "ok" only when
+ * every shard's is, and "merge": {shards, input_records, input_records_sha256,
+ * directories, runs: [each shard's run.json, in shard order]}. */
 static vnp_code merge_run_json(merge_ctx *m, const char *name, FILE *out, const char *out_path,
                                vnp_error *err)
 {
-    cJSON *root = cJSON_CreateObject(), *mg = cJSON_AddObjectToObject(root, "merge");
-    cJSON *dirs = cJSON_AddArrayToObject(mg, "directories");
-    cJSON *runs = cJSON_AddArrayToObject(root, "shards");
-    vnp_code rc = dirs && runs ? VNP_OK : vnp_fail(err, VNP_ENOMEM, "out of memory");
-    if (!rc && (!cJSON_AddNumberToObject(mg, "shards", (double)m->n) ||
-                !cJSON_AddNumberToObject(mg, "input_records", (double)m->total) ||
-                !cJSON_AddStringToObject(mg, "input_records_sha256", m->sh[0].rec.input_sha256)))
-        rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    cJSON **runs = calloc(m->n, sizeof *runs);
+    if (!runs)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    vnp_code rc = VNP_OK;
     for (size_t s = 0; s < m->n && !rc; s++) {
         char *path = join(m->sh[s].dir, name, "");
-        cJSON *j = NULL;
-        rc = path ? read_json(path, &j, err) : vnp_fail(err, VNP_ENOMEM, "out of memory");
+        rc = path ? read_json(path, &runs[s], err) : vnp_fail(err, VNP_ENOMEM, "out of memory");
         free(path);
-        if (!rc) {
-            cJSON_AddItemToArray(runs, j);
-            cJSON_AddItemToArray(dirs, cJSON_CreateString(m->sh[s].dir));
+        if (!rc && !cJSON_IsObject(runs[s]))
+            rc = vnp_fail(err, VNP_EFORMAT, "%s/%s is not a JSON object", m->sh[s].dir, name);
+    }
+    cJSON *root = rc ? NULL : cJSON_Duplicate(runs[0], 1);
+    if (!rc && !root)
+        rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    cJSON *counts = root ? cJSON_GetObjectItemCaseSensitive(root, "counts") : NULL;
+    cJSON *start = root ? cJSON_GetObjectItemCaseSensitive(root, "start_time") : NULL;
+    cJSON *end = root ? cJSON_GetObjectItemCaseSensitive(root, "end_time") : NULL;
+    cJSON *status = root ? cJSON_GetObjectItemCaseSensitive(root, "status") : NULL;
+    for (size_t s = 1; s < m->n && !rc; s++) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(runs[s], "counts"), *it;
+        cJSON_ArrayForEach(it, c) {
+            cJSON *mine = cJSON_IsObject(counts) ? cJSON_GetObjectItemCaseSensitive(counts, it->string)
+                                                 : NULL;
+            if (cJSON_IsNumber(mine) && cJSON_IsNumber(it))
+                cJSON_SetNumberValue(mine, mine->valuedouble + it->valuedouble);
         }
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(runs[s], "start_time");
+        const cJSON *en = cJSON_GetObjectItemCaseSensitive(runs[s], "end_time");
+        const cJSON *ok = cJSON_GetObjectItemCaseSensitive(runs[s], "status");
+        if (cJSON_IsString(start) && cJSON_IsString(st) && strcmp(st->valuestring, start->valuestring) < 0)
+            cJSON_ReplaceItemInObjectCaseSensitive(root, "start_time",
+                                                   start = cJSON_CreateString(st->valuestring));
+        if (cJSON_IsString(end) && cJSON_IsString(en) && strcmp(en->valuestring, end->valuestring) > 0)
+            cJSON_ReplaceItemInObjectCaseSensitive(root, "end_time",
+                                                   end = cJSON_CreateString(en->valuestring));
+        if (cJSON_IsString(status) && cJSON_IsString(ok) && strcmp(ok->valuestring, "ok"))
+            cJSON_ReplaceItemInObjectCaseSensitive(root, "status",
+                                                   status = cJSON_CreateString(ok->valuestring));
+    }
+    cJSON *mg = NULL, *dirs = NULL, *arr = NULL;
+    if (!rc) {
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "merge");
+        mg = cJSON_AddObjectToObject(root, "merge");
+        dirs = mg ? cJSON_AddArrayToObject(mg, "directories") : NULL;
+        arr = mg ? cJSON_AddArrayToObject(mg, "runs") : NULL;
+        if (!arr || !cJSON_AddNumberToObject(mg, "shards", (double)m->n) ||
+            !cJSON_AddNumberToObject(mg, "input_records", (double)m->total) ||
+            !cJSON_AddStringToObject(mg, "input_records_sha256", m->sh[0].rec.input_sha256))
+            rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    }
+    for (size_t s = 0; s < m->n && !rc; s++) { /* the runs move into the array */
+        cJSON_AddItemToArray(dirs, cJSON_CreateString(m->sh[s].dir));
+        cJSON_AddItemToArray(arr, runs[s]);
+        runs[s] = NULL;
     }
     char *text = rc ? NULL : cJSON_Print(root);
     if (!rc && !text)
@@ -520,6 +560,9 @@ static vnp_code merge_run_json(merge_ctx *m, const char *name, FILE *out, const 
         rc = put(out, out_path, "\n", 1, err);
     cJSON_free(text);
     cJSON_Delete(root);
+    for (size_t s = 0; s < m->n; s++)
+        cJSON_Delete(runs[s]);
+    free(runs);
     return rc;
 }
 
@@ -836,4 +879,65 @@ vnp_code vnp_merge(const char *out_dir, const char *const *dirs, size_t ndirs, v
     free(m.sh);
     free(all);
     return rc;
+}
+
+/* ---- report.html and plots/: drawn from the sequences, so they need the input ---- */
+
+vnp_code vnp_merge_report(const char *out_dir, const char *input, vnp_error *err)
+{
+    char *path = join(out_dir, "run.json", ""), *results = join(out_dir, VNP_PREDICT_RESULTS, "");
+    cJSON *run = NULL;
+    vnp_code rc = path && results ? read_json(path, &run, err)
+                                  : vnp_fail(err, VNP_ENOMEM, "out of memory");
+    vnp_derive_options d;
+    vnp_derive_options_init(&d);
+    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(run, "options");
+    const cJSON *len = cJSON_GetObjectItemCaseSensitive(opt, "chunk_length");
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(opt, "min_score");
+    const cJSON *plots = cJSON_GetObjectItemCaseSensitive(opt, "plots");
+    const cJSON *sha = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(run, "input"), "records_sha256");
+    if (!rc && (!cJSON_IsNumber(len) || !cJSON_IsString(sha)))
+        rc = vnp_fail(err, VNP_EFORMAT,
+                      "%s lacks options.chunk_length or input.records_sha256: the shards' "
+                      "run.json are not of this version",
+                      path);
+    if (!rc) {
+        d.results = results;
+        d.input = input;
+        d.out_dir = out_dir;
+        d.suffix = ".part";
+        d.chunk_len = len->valueint;
+        d.min_score = cJSON_IsNumber(ms) ? (float)ms->valuedouble : -1.0f;
+        if (cJSON_IsNumber(plots))
+            d.plots = plots->valueint;
+        d.records_sha256 = sha->valuestring;
+        d.quiet = 1;
+        vnp_derive_stats st;
+        rc = vnp_derive(&d, &st, err);
+        if (!rc)
+            rc = vnp_derive_rename(out_dir, err);
+    }
+    cJSON_Delete(run);
+    free(path);
+    free(results);
+    return rc;
+}
+
+int vnp_merge_recorded_input(const char *out_dir, char *path, size_t cap)
+{
+    char *rj = join(out_dir, "run.json", "");
+    cJSON *run = NULL;
+    vnp_error e;
+    int ok = rj && read_json(rj, &run, &e) == VNP_OK;
+    const cJSON *p = ok ? cJSON_GetObjectItemCaseSensitive(
+                              cJSON_GetObjectItemCaseSensitive(run, "input"), "path")
+                        : NULL;
+    ok = cJSON_IsString(p) && p->valuestring[0] == '/' && strlen(p->valuestring) < cap &&
+         access(p->valuestring, R_OK) == 0;
+    if (ok)
+        snprintf(path, cap, "%s", p->valuestring);
+    cJSON_Delete(run);
+    free(rj);
+    return ok;
 }

@@ -109,10 +109,23 @@ static void run_shards(const char *prefix, int n, const char *opts, const char *
     }
 }
 
+/* The derived files one run writes besides the two original ones and sequences.tsv
+ * (merge makes report.html and plots/ from the input the shards recorded). */
+static const char *const DERIVED[] = {"chunks.tsv", "viral_regions.bed", "viral.fna",
+                                      "report.html"};
+
 static void assert_merged(const char *out, const char *ref, int extra)
 {
     for (int i = 0; i < 3; i++)
         vnp_test_assert_files_equal(tmp(out, OUTPUTS[i]), tmp(ref, OUTPUTS[i]));
+    for (int i = 0; i < 4; i++)
+        vnp_test_assert_files_equal(tmp(out, DERIVED[i]), tmp(ref, DERIVED[i]));
+    char cmd[8192], *diff = NULL, *err = NULL;
+    snprintf(cmd, sizeof cmd, "diff -r '%s' '%s'", tmp(out, "plots"), tmp(ref, "plots"));
+    if (vnp_test_run(cmd, &diff, &err) != 0)
+        fail_msg("plots/ differ: %s%s", diff, err);
+    free(diff);
+    free(err);
     for (int i = 0; extra && i < 4; i++)
         vnp_test_assert_files_equal(tmp(out, EXTRA[i]), tmp(ref, EXTRA[i]));
     assert_int_equal(access(tmp(out, "shard.txt"), F_OK), -1);
@@ -158,6 +171,16 @@ static void test_golden_splits(void **state)
             fail_msg("merge N=%d: exit %d: %s", ns[k], rc, err);
         free(err);
         assert_merged(out, "ref", 0);
+        /* run.json: one run's schema (what classify reads), counts summed, the shards' runs */
+        char *rj = vnp_test_read_file(tmp(out, "run.json"), NULL);
+        assert_non_null(rj);
+        assert_has(rj, "\"schema\":\t\"virnucpro-run/1\"");
+        assert_has(rj, "\"chunk_length\":\t500");
+        assert_has(rj, "\"counts\":\t{\n\t\t\"records\":\t21,\n\t\t\"chunks\":\t57,");
+        char want[64];
+        snprintf(want, sizeof want, "\"shards\":\t%d", ns[k]);
+        assert_has(rj, want);
+        free(rj);
     }
     /* shard 23/23 took no record: the headers alone */
     char *none = vnp_test_read_file(tmp("g_23of23", "prediction_results.txt"), NULL);
@@ -421,8 +444,13 @@ static void test_per_record_files(void **state)
     int rc = merge("mergedp", "p_3of3 p_1of3 p_2of3", &err);
     if (rc)
         fail_msg("merge: exit %d: %s", rc, err);
+    /* the shards' run.json are made up: no input to draw the report from, and merge says
+     * how to make it */
+    assert_has(err, "report.html and plots/ need the input the shards read: run 'virnucpro "
+                    "classify ");
     free(err);
-    assert_merged("mergedp", "refp", 0);
+    for (int i = 0; i < 3; i++)
+        vnp_test_assert_files_equal(tmp("mergedp", OUTPUTS[i]), tmp("refp", OUTPUTS[i]));
     static const char *const more[] = {"chunks.tsv", "viral_regions.bed", "viral.fna"};
     for (int i = 0; i < 3; i++)
         vnp_test_assert_files_equal(tmp("mergedp", more[i]), tmp("refp", more[i]));
@@ -434,6 +462,24 @@ static void test_per_record_files(void **state)
                *s3 = strstr(json, "\"run\":\t\"shard 3\"");
     assert_true(s1 && s2 && s3 && s1 < s2 && s2 < s3);
     free(json);
+}
+
+/* the report needs the shards' input: another input is refused, naming it */
+static void test_report_input(void **state)
+{
+    (void)state;
+    char dirs[4096], cmd[16384], *err = NULL;
+    run_shards("ri", 2, "", golden_input, dirs, sizeof dirs);
+    snprintf(cmd, sizeof cmd, "'%s' merge -o '%s' --input '%s' '%s' '%s'", vnp_test_cli(),
+             vnp_test_tmp("merged_ri"), first_records(20, "twenty_ri.fa"), tmp("ri_1of2", ""),
+             tmp("ri_2of2", ""));
+    assert_int_equal(vnp_test_run(cmd, NULL, &err), 1);
+    assert_has(err, "belongs to no record of ");
+    assert_has(err, "report.html and plots/ are not");
+    free(err);
+    /* the merged tables are there all the same */
+    vnp_test_assert_files_equal(tmp("merged_ri", "prediction_results.txt"),
+                                tmp("ref", "prediction_results.txt"));
 }
 
 /* 7. --shard and merge usage errors (exit 2) */
@@ -465,7 +511,7 @@ int main(void)
         cmocka_unit_test(test_golden_splits), cmocka_unit_test(test_empty_shards),
         cmocka_unit_test(test_extra_outputs), cmocka_unit_test(test_resume),
         cmocka_unit_test(test_refusals),      cmocka_unit_test(test_per_record_files),
-        cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_report_input), cmocka_unit_test(test_usage),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

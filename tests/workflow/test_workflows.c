@@ -1,6 +1,6 @@
 /* The workflows, run for real on the golden set with 3 shards, each compared byte for byte
  * with one predict run (prediction_results.txt, prediction_results_highestscore.csv,
- * sequences.tsv):
+ * sequences.tsv, chunks.tsv, viral_regions.bed, viral.fna, report.html):
  *  1. workflow/Snakefile with Snakemake locally;
  *  2. the same after every predict job was stopped half way (a time-out): the re-run
  *     resumes each shard (--resume) instead of starting over;
@@ -22,8 +22,10 @@
 #define G "golden/"
 #define OPTS "-l 500 --device cpu --batch-tokens 1"
 
-static const char *const FILES[] = {"prediction_results.txt",
-                                    "prediction_results_highestscore.csv", "sequences.tsv"};
+static const char *const FILES[] = {
+    "prediction_results.txt", "prediction_results_highestscore.csv", "sequences.tsv",
+    "chunks.tsv", "viral_regions.bed", "viral.fna", "report.html"};
+#define NFILES (sizeof FILES / sizeof FILES[0])
 static char src[4096], models[3][4096], input[4096], cluster[4096];
 static int have_snakemake, have_slurm, cluster_up;
 
@@ -82,7 +84,7 @@ static const char *tmp(const char *dir, const char *name)
 
 static void assert_same(const char *merged)
 {
-    for (int i = 0; i < 3; i++)
+    for (size_t i = 0; i < NFILES; i++)
         vnp_test_assert_files_equal(tmp(merged, FILES[i]), tmp("ref", FILES[i]));
 }
 

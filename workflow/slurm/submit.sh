@@ -28,6 +28,6 @@ array=$(sbatch --parsable --array="1-$n" --export=ALL ${VNP_SBATCH_OPTS:-} \
         "$here/virnucpro-array.sbatch" "$n" "$input" "$outdir" "$@")
 array=${array%%;*}
 merge=$(sbatch --parsable --dependency="afterok:$array" --kill-on-invalid-dep=yes --export=ALL \
-        --output="$outdir/logs/merge.log" "$here/virnucpro-merge.sbatch" "$n" "$outdir")
+        --output="$outdir/logs/merge.log" "$here/virnucpro-merge.sbatch" "$n" "$outdir" "$input")
 merge=${merge%%;*}
 echo "predict array job $array (tasks 1-$n), merge job $merge -> $outdir/merged"
