@@ -195,7 +195,7 @@ static void test_bash_completion(void **state)
         {"virnucpro m", 1, "merge models"},
         {"virnucpro predict --sh", 2, "--shard"},
         {"virnucpro predict --res", 2, "--resume"},
-        {"virnucpro merge -", 2, "--help --output --quiet -h -o -q"},
+        {"virnucpro merge -", 2, "--help --input --output --quiet -h -i -o -q"},
         {"virnucpro predict --precision b", 3, "bf16"},
         {"virnucpro predict -l 3", 3, "300"},
     };
