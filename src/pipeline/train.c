@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "pipeline/crash_point.h"
 #include "virnucpro/pipeline.h"
 #include "virnucpro/train.h"
 #include "virnucpro/weights.h"
@@ -350,6 +351,7 @@ vnp_code vnp_train_write_outputs(const vnp_train_result *r, const vnp_train_opti
         f = NULL;
         goto io;
     }
+    vnp_crash_point("train: log.tsv.part written");
     f = fopen(ho_part, "w");
     if (!f)
         goto io;
@@ -373,11 +375,21 @@ vnp_code vnp_train_write_outputs(const vnp_train_result *r, const vnp_train_opti
         goto io;
     }
     f = NULL;
-    if ((rc = vnp_mlp_save_safetensors(&r->best, st, meta, err)) ||
-        (rc = vnp_mlp_save_pth(&r->best, pth, err)))
+    vnp_crash_point("train: heldout.tsv.part written");
+    /* each file complete under its final name or not there: the model files rename
+     * themselves, then the two tables */
+    if ((rc = vnp_mlp_save_safetensors(&r->best, st, meta, err)))
         goto done;
-    if (rename(log_part, log) != 0 || rename(ho_part, ho) != 0)
+    vnp_crash_point("train: safetensors renamed");
+    if ((rc = vnp_mlp_save_pth(&r->best, pth, err)))
+        goto done;
+    vnp_crash_point("train: pth renamed");
+    if (rename(log_part, log) != 0)
         goto io;
+    vnp_crash_point("train: log.tsv renamed");
+    if (rename(ho_part, ho) != 0)
+        goto io;
+    vnp_crash_point("train: heldout.tsv renamed");
     goto done;
 io:
     rc = vnp_fail(err, VNP_EIO, "cannot write the training outputs next to %s: %s", prefix,

@@ -190,6 +190,63 @@ static void test_deterministic(void **state)
     free(dc);
 }
 
+/* SIGKILL at every point of train's output protocol (VIRNUCPRO_DEBUG_KILL_AT): each
+ * final file is then absent or complete (the bytes of an uninterrupted run), and running
+ * the same command again gives the uninterrupted run's files byte for byte. */
+static void test_killed_outputs(void **state)
+{
+    (void)state;
+    const char *f = make_features("kill.safetensors", 120, 0, 1);
+    const char *suffix[] = {".safetensors", ".pth", ".log.tsv", ".heldout.tsv"};
+    char ref[1024], dir[1024], prefix[1100], cmd[4096], log[1100];
+    snprintf(ref, sizeof ref, "%s", vnp_test_tmp("kill_ref/model"));
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", vnp_test_tmp("kill_ref"));
+    assert_int_equal(vnp_test_run(cmd, NULL, NULL), 0);
+    snprintf(log, sizeof log, "%s", vnp_test_tmp("kill_points.log"));
+    snprintf(cmd, sizeof cmd,
+             "VIRNUCPRO_DEBUG_KILL_LOG='%s' '%s' train -q --features '%s' -o '%s' --epochs 2 "
+             "--hidden 16 -t 1",
+             log, vnp_test_cli(), f, ref);
+    assert_int_equal(vnp_test_run(cmd, NULL, NULL), 0);
+    char *points = vnp_test_read_file(log, NULL);
+    assert_non_null(points);
+    int n = 0;
+    for (char *c = points; *c; c++)
+        n += *c == '\n';
+    free(points);
+    assert_int_equal(n, 6);
+    for (int k = 1; k <= n; k++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "kill_%d", k);
+        snprintf(dir, sizeof dir, "%s", vnp_test_tmp(rel));
+        snprintf(prefix, sizeof prefix, "%s/model", dir);
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p '%s' && VIRNUCPRO_DEBUG_KILL_AT=%d '%s' train -q --features '%s' "
+                 "-o '%s' --epochs 2 --hidden 16 -t 1",
+                 dir, k, vnp_test_cli(), f, prefix);
+        assert_int_equal(vnp_test_run(cmd, NULL, NULL), 128 + 9);
+        for (int i = 0; i < 4; i++) {
+            char got[1200], want[1200];
+            snprintf(got, sizeof got, "%s%s", prefix, suffix[i]);
+            snprintf(want, sizeof want, "%s%s", ref, suffix[i]);
+            if (access(got, F_OK) == 0)
+                vnp_test_assert_files_equal(got, want);
+        }
+        snprintf(cmd, sizeof cmd, "'%s' train -q --features '%s' -o '%s' --epochs 2 --hidden 16 -t 1",
+                 vnp_test_cli(), f, prefix);
+        assert_int_equal(vnp_test_run(cmd, NULL, NULL), 0);
+        for (int i = 0; i < 4; i++) {
+            char got[1200], want[1200];
+            snprintf(got, sizeof got, "%s%s", prefix, suffix[i]);
+            snprintf(want, sizeof want, "%s%s", ref, suffix[i]);
+            vnp_test_assert_files_equal(got, want);
+            snprintf(got, sizeof got, "%s%s.part", prefix, suffix[i]);
+            if (access(got, F_OK) == 0)
+                fail_msg("%s is left after the run completed", got);
+        }
+    }
+}
+
 static void refuse(const char *prefix, const char *args, const char *want)
 {
     char cmd[4096];
@@ -363,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_replay_schedule),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_killed_outputs),
         cmocka_unit_test(test_from_sequences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
