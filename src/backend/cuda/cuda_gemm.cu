@@ -57,7 +57,8 @@ void vnp_cuda_gemm_release(vnp_cuda *c)
 /* Finds or builds the plan for one GEMM shape. Row-major out[M,N] = x[M,K] W[N,K]^T
  * is column-major out^T[N,M] = W^T... i.e. D(N x M) = op_T(A = W, K x N) * B(x, K x M). */
 static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasLtEpilogue_t epi,
-                         int has_c, int align, vnp_cuda_gemm_plan **out, vnp_error *err)
+                         int has_c, int align, const void *fp8_sa, const void *fp8_sb,
+                         vnp_cuda_gemm_plan **out, vnp_error *err)
 {
     vnp_cuda_gemm_plan *victim = &c->plans[0];
     for (int i = 0; i < VNP_CUDA_PLANS; i++) {
@@ -97,6 +98,11 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
                                        sizeof vec);
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_t,
                                        sizeof bias_t);
+        /* the heuristic refuses vector scaling (INVALID_VALUE) without the vectors */
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &fp8_sa,
+                                       sizeof fp8_sa);
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &fp8_sb,
+                                       sizeof fp8_sb);
     }
     int ok = cublasLtMatrixLayoutCreate(&p->a, t, K, N, K) == CUBLAS_STATUS_SUCCESS &&
              cublasLtMatrixLayoutCreate(&p->b, t, K, M, K) == CUBLAS_STATUS_SUCCESS &&
@@ -282,7 +288,8 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     if (bptr && ptr_align(bptr) < align)
         align = ptr_align(bptr);
     vnp_cuda_gemm_plan *p = NULL;
-    rc = get_plan(c, gdt, M, N, K, epi, c_in_gemm, align, &p, err);
+    rc = get_plan(c, gdt, M, N, K, epi, c_in_gemm, align, f8 ? f8->scale : NULL,
+                  f8 ? c->f8s : NULL, &p, err);
     if (rc)
         return rc;
     if (bptr)
