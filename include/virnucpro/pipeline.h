@@ -164,6 +164,8 @@ typedef struct vnp_derive_options {
     const char *records_sha256; /* NULL, or the SHA-256 the input's records must have (as
                                  * predict's reader computes it) */
     int quiet;              /* no warnings about the input (it was read once already) */
+    int trust_rows;         /* skip checking every chunk's rows against its stop-free frames
+                             * (predict: its own rows, the records checked by SHA-256) */
 } vnp_derive_options;
 
 typedef struct vnp_derive_stats {
