@@ -18,6 +18,7 @@
 
 #include "backend/backend.h"
 #include "virnucpro/half.h"
+#include "virnucpro/precision.h"
 
 static int g_failed, g_checks;
 static unsigned long long g_rng = 0x9E3779B97F4A7C15ull;
@@ -44,15 +45,12 @@ static float *rand_vec(size_t n, float scale)
     return p;
 }
 
-/* Rounds host data to what the backend will hold, so both backends see the same inputs. */
+/* Rounds host data to what the backend will hold (its activation format), so both
+ * backends see the same inputs: the precision module's rounding, which the CPU emulation
+ * uses too. */
 static void round_to(float *p, size_t n, vnp_precision prec)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (prec == VNP_PREC_FP16)
-            p[i] = vnp_f16_to_f32(vnp_f32_to_f16(p[i]));
-        else if (prec == VNP_PREC_BF16)
-            p[i] = vnp_bf16_to_f32(vnp_f32_to_bf16(p[i]));
-    }
+    vnp_round_array(vnp_precision_info_of(prec)->act, p, n);
 }
 
 static void die(const char *what, const vnp_error *err)
@@ -140,10 +138,7 @@ static double tol_for(vnp_precision p)
     return p == VNP_PREC_FP32 ? 1e-5 : p == VNP_PREC_FP16 ? 2e-3 : 1.6e-2;
 }
 
-static const char *pname(vnp_precision p)
-{
-    return p == VNP_PREC_FP32 ? "fp32" : p == VNP_PREC_FP16 ? "fp16" : "bf16";
-}
+static const char *pname(vnp_precision p) { return vnp_precision_name(p); }
 
 static void compare(const char *op, vnp_precision prec, const float *ref, const float *got,
                     size_t n, double tol)
