@@ -197,7 +197,8 @@ vnp_code vnp_mlp_train_step(vnp_mlp_trainer *t, const float *x, const uint8_t *y
     *loss = total / B;
     if (!isfinite(*loss))
         return vnp_fail(err, VNP_ENUMERIC,
-                        "the training loss is not finite; are the features finite?");
+                        "the training loss is not finite: check that the features are finite, or "
+                        "train with a lower --lr");
     /* output layer */
     vnp_buf dL = f32buf(t->dl, (size_t)B * 2), dD = f32buf(t->dd, BH), dZ = f32buf(t->dz, BH);
     vnp_buf gW2 = f32buf(t->grad[P_W2], 2 * (size_t)H), gW1 = f32buf(t->grad[P_W1], (size_t)H * In);

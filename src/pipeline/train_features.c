@@ -34,7 +34,9 @@ typedef struct tf_reader {
     vnp_engine *eng;
     const vnp_train_features_options *o;
     const vnp_bpe *bpe;
-    _Atomic uint64_t boundary; /* viral windows; UINT64_MAX until the viral file is read */
+    _Atomic uint64_t boundary; /* shared: viral windows; UINT64_MAX until the viral file is
+                                * read */
+    /* The reader thread's; the calling thread reads them after the join. */
     uint64_t pushed;
     size_t records[2];
     vnp_error err;
