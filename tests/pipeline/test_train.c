@@ -359,6 +359,39 @@ static void test_from_sequences(void **state)
     if ((rc = vnp_test_run(cmd, NULL, &serr)))
         fail_msg("predict failed (%d): %s", rc, serr ? serr : "");
     free(serr);
+    /* the same rows from predict --embeddings of each file (--viral-features and
+     * --other-features) and from the cache (--features) train the same model, byte for
+     * byte, as the run from sequences did */
+    snprintf(cmd, sizeof cmd,
+             "'%s' predict -q -l 300 -o '%s' --esm '%s' --dnabert '%s' --classifier '%s.safetensors' "
+             "--device cpu -t 2 --embeddings '%s'",
+             vnp_test_cli(), vnp_test_tmp("pred_other"), esm, dnabert, prefix, other);
+    serr = NULL;
+    if ((rc = vnp_test_run(cmd, NULL, &serr)))
+        fail_msg("predict failed (%d): %s", rc, serr ? serr : "");
+    free(serr);
+    char again[1100];
+    const char *train_opts = "-t 2 --epochs 30 --seed 1 --lr 0.01";
+    snprintf(again, sizeof again, "%s", vnp_test_tmp("seq_from_predict"));
+    snprintf(cmd, sizeof cmd,
+             "'%s' train -q --viral-features '%s' --other-features '%s' -o '%s' %s",
+             vnp_test_cli(), vnp_test_tmp("pred_viral/merged_features.safetensors"),
+             vnp_test_tmp("pred_other/merged_features.safetensors"), again, train_opts);
+    assert_int_equal(vnp_test_run(cmd, NULL, NULL), 0);
+    char got[1200], want[1200];
+    snprintf(got, sizeof got, "%s.safetensors", again);
+    snprintf(want, sizeof want, "%s.safetensors", prefix);
+    vnp_test_assert_files_equal(got, want);
+    snprintf(again, sizeof again, "%s", vnp_test_tmp("seq_from_cache"));
+    snprintf(cmd, sizeof cmd, "'%s' train -q --features '%s.features.safetensors' -o '%s' %s",
+             vnp_test_cli(), prefix, again, train_opts);
+    assert_int_equal(vnp_test_run(cmd, NULL, NULL), 0);
+    snprintf(got, sizeof got, "%s.safetensors", again);
+    vnp_test_assert_files_equal(got, want);
+    snprintf(got, sizeof got, "%s.log.tsv", again);
+    snprintf(want, sizeof want, "%s.log.tsv", prefix);
+    vnp_test_assert_files_equal(got, want);
+
     vnp_train_data cache, pv;
     memset(&cache, 0, sizeof cache);
     memset(&pv, 0, sizeof pv);
