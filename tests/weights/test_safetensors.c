@@ -26,6 +26,30 @@ static const char *write_st(const char *name, const char *header, const void *da
     return path;
 }
 
+/* A header of 640 bytes makes the file start 80 02 00 ..., a pickle's PROTO 2: still
+ * read as safetensors by vnp_checkpoint_load (train's feature files hit this). */
+static void test_header_length_like_pickle(void **state)
+{
+    (void)state;
+    char header[641];
+    const char *h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+    size_t hn = strlen(h);
+    memcpy(header, h, hn);
+    memset(header + hn, ' ', 640 - hn);
+    header[640] = 0;
+    const float data[2] = {1.5f, -2.0f};
+    const char *path = write_st("pickle_like.safetensors", header, data, sizeof data);
+    vnp_tensor_map *m = NULL;
+    vnp_error e;
+    if (vnp_checkpoint_load(path, &m, &e) != VNP_OK)
+        fail_msg("%s", e.msg);
+    const vnp_tensor *t = vnp_tensor_map_get(m, "w");
+    assert_non_null(t);
+    assert_int_equal(t->shape[0], 2);
+    assert_true(((const float *)t->data)[1] == -2.0f);
+    vnp_tensor_map_free(m);
+}
+
 /* Loads path expecting failure `code` with a message containing each of the NULL-ended
  * substrings. */
 static void expect_fail(const char *path, vnp_code code, ...)
@@ -255,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_golden_esm2),       cmocka_unit_test(test_values_and_dtypes),
         cmocka_unit_test(test_misaligned_copied), cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_header_errors),     cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_header_length_like_pickle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
