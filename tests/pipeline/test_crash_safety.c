@@ -329,8 +329,8 @@ static pid_t spawn_predict(const char *dir, const char *in, const char *cls, con
 }
 
 /* Waits for a run: its exit status, -N when signal N ended it, TIMED_OUT (killed) when
- * it ran past RUN_LIMIT_S. */
-static int wait_run(pid_t pid)
+ * it ran past `limit` seconds (wait_run: RUN_LIMIT_S). */
+static int wait_run_within(pid_t pid, double limit)
 {
     if (pid < 0)
         return -2000;
@@ -342,7 +342,7 @@ static int wait_run(pid_t pid)
             break;
         if (r < 0 && errno != EINTR)
             return -2000;
-        if (now_s() - t0 > RUN_LIMIT_S) {
+        if (now_s() - t0 > limit) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             return TIMED_OUT;
@@ -351,6 +351,8 @@ static int wait_run(pid_t pid)
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? -WTERMSIG(st) : -3000;
 }
+
+static int wait_run(pid_t pid) { return wait_run_within(pid, RUN_LIMIT_S); }
 
 static const char *sig_name(int s)
 {
@@ -1457,24 +1459,6 @@ static int wait_stalled(pid_t pid, const char *dir, double quiet)
     }
 }
 
-/* Waits up to limit seconds for a run: as wait_run, TIMED_OUT (killed) past the limit. */
-static int wait_run_within(pid_t pid, double limit)
-{
-    double t0 = now_s();
-    int st = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            break;
-        if (now_s() - t0 > limit) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return TIMED_OUT;
-        }
-        sleep_s(0.002);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? -WTERMSIG(st) : -3000;
-}
 
 /* --resume with the whole golden input through the same FIFO (closed this time): the
  * reference's bytes. */
