@@ -44,13 +44,7 @@ static int setup(void **state)
 
 static const char *tmp(const char *dir, const char *name)
 {
-    static char b[4][4096];
-    static int k;
-    char *p = b[k++ & 3];
-    char rel[512];
-    snprintf(rel, sizeof rel, "%s/%s", dir, name);
-    snprintf(p, sizeof b[0], "%s", vnp_test_tmp(rel));
-    return p;
+    return vnp_test_tmp_in(dir, name);
 }
 
 static void assert_has(const char *text, const char *s)

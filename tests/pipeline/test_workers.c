@@ -64,13 +64,7 @@ static int setup(void **state)
 
 static const char *out(const char *dir, const char *name)
 {
-    static char b[4][4096];
-    static int k;
-    char *p = b[k++ & 3];
-    char rel[512];
-    snprintf(rel, sizeof rel, "%s/%s", dir, name);
-    snprintf(p, sizeof b[0], "%s", vnp_test_tmp(rel));
-    return p;
+    return vnp_test_tmp_in(dir, name);
 }
 
 /* `env` (e.g. "VIRNUCPRO_DEBUG_FAIL_WORKER=1:2", or "") virnucpro predict with the golden

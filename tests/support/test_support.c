@@ -146,3 +146,14 @@ char *vnp_test_capture_log_end(void)
     cap_len = 0;
     return r;
 }
+
+const char *vnp_test_tmp_in(const char *dir, const char *name)
+{
+    static char b[4][4096];
+    static int k;
+    char *p = b[k++ & 3];
+    char rel[512];
+    snprintf(rel, sizeof rel, "%s/%s", dir, name);
+    snprintf(p, sizeof b[0], "%s", vnp_test_tmp(rel));
+    return p;
+}

@@ -13,6 +13,8 @@
 const char *vnp_test_fixture(const char *rel);
 /* Path under this test's scratch directory (VNP_TMP). */
 const char *vnp_test_tmp(const char *rel);
+/* vnp_test_tmp("dir/name"), in one of four rotating buffers (up to four live at once). */
+const char *vnp_test_tmp_in(const char *dir, const char *name);
 /* Path of the built CLI (VNP_CLI). */
 const char *vnp_test_cli(void);
 /* Reads a whole file (gunzips *.gz). Returns malloc'd NUL-terminated data or NULL. */

@@ -73,13 +73,7 @@ static char *must(const char *cmd)
 
 static const char *tmp(const char *dir, const char *name)
 {
-    static char b[4][4096];
-    static int k;
-    char *p = b[k++ & 3];
-    char rel[512];
-    snprintf(rel, sizeof rel, "%s/%s", dir, name);
-    snprintf(p, sizeof b[0], "%s", vnp_test_tmp(rel));
-    return p;
+    return vnp_test_tmp_in(dir, name);
 }
 
 static void assert_same(const char *merged)
