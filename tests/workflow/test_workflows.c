@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define G "golden/"
-#define OPTS "-l 500 --device cpu --batch-tokens 1"
+#define OPTS "-l 500 --device cpu"
 
 static const char *const FILES[] = {
     "prediction_results.txt", "prediction_results_highestscore.csv", "sequences.tsv",
@@ -151,7 +151,7 @@ static int snakemake(const char *env, const char *outdir, const char *profile, c
     snprintf(cmd, sizeof cmd,
              "cd '%s' && %s snakemake -s '%s/workflow/Snakefile' %s %s --config input='%s' "
              "outdir='%s' shards=3 chunk=500 esm='%s' dnabert='%s' classifier='%s' device=cpu "
-             "threads=1 mem_mb=500 runtime=10 'extra=--batch-tokens 1 --window 4' "
+             "threads=1 mem_mb=500 runtime=10 'extra=--window 4' "
              "virnucpro='%s' 2>&1",
              vnp_test_tmp("."), env, src, prof, more, input, vnp_test_tmp(outdir), models[0],
              models[1], models[2], vnp_test_cli());
