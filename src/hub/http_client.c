@@ -33,6 +33,7 @@ typedef struct resp_headers {
     int64_t content_length; /* Content-Length of the latest response, -1 */
     int64_t range_start;    /* Content-Range start of the latest response, -1 */
     char commit[64];
+    char error_code[32];    /* X-Error-Code of the latest response */
     long retry_after;       /* seconds, -1 */
 } resp_headers;
 
@@ -88,6 +89,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *user)
         const char *sp = memchr(buf, ' ', n);
         h->status = sp ? strtol(sp + 1, NULL, 10) : 0;
         h->etag[0] = 0;
+        h->error_code[0] = 0;
         h->content_length = h->range_start = -1;
         h->retry_after = -1;
     } else if (header_is(buf, n, "ETag", &v, &vn)) {
@@ -107,6 +109,8 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *user)
             h->range_start = strtoll(p + 6, NULL, 10);
     } else if (header_is(buf, n, "X-Repo-Commit", &v, &vn)) {
         header_value(v, vn, h->commit, sizeof h->commit);
+    } else if (header_is(buf, n, "X-Error-Code", &v, &vn)) {
+        header_value(v, vn, h->error_code, sizeof h->error_code);
     } else if (header_is(buf, n, "Retry-After", &v, &vn)) {
         header_value(v, vn, tmp, sizeof tmp);
         char *end;
@@ -282,6 +286,7 @@ vnp_code vnp_http_probe(const vnp_hub_cfg *cfg, const char *url, vnp_http_head *
         }
         if (rc == CURLE_OK && (status == 404 || status == 410)) {
             head->status = status;
+            snprintf(head->error_code, sizeof head->error_code, "%s", hdr.error_code);
             return VNP_OK;
         }
         char why[512];

@@ -134,13 +134,18 @@ vnp_code vnp_hub_cfg_resolve(const vnp_hub_options *opt, vnp_hub_cfg *cfg, vnp_e
     return VNP_OK;
 }
 
-void vnp_hub_file_url(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, const char *file,
-                      char *url, size_t cap)
+void vnp_hub_file_url(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, const char *rev,
+                      const char *file, char *url, size_t cap)
 {
     if (spec->source == VNP_SOURCE_HF_HUB)
-        snprintf(url, cap, "%s/%s/resolve/%s/%s", cfg->hub_url, spec->repo, spec->revision, file);
+        snprintf(url, cap, "%s/%s/resolve/%s/%s", cfg->hub_url, spec->repo, rev, file);
     else
-        snprintf(url, cap, "%s/%s/%s/%s", cfg->github_url, spec->repo, spec->revision, file);
+        snprintf(url, cap, "%s/%s/%s/%s", cfg->github_url, spec->repo, rev, file);
+}
+
+const char *vnp_hub_default_branch(const vnp_model_spec *spec)
+{
+    return spec->default_branch ? spec->default_branch : "main";
 }
 
 int vnp_hub_pins_apply(const vnp_hub_cfg *cfg, const vnp_model_spec *spec)

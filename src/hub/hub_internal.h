@@ -31,6 +31,9 @@ typedef struct vnp_model_spec {
     vnp_source_kind source;
     const char *repo;        /* owner/name */
     const char *revision;    /* commit (or branch, see the table) */
+    const char *default_branch; /* fetched instead when the server does not have revision
+                                   (HTTP 404), each file accepted only on its pinned digest
+                                   (model_fetch.c); NULL: "main" */
     const char *required[VNP_HUB_MAX_FILES]; /* NULL-terminated */
     const char *optional[VNP_HUB_MAX_FILES]; /* fetched when the revision has them */
     const char *weights[5];  /* candidates in order of preference; the first present wins;
@@ -56,9 +59,11 @@ typedef struct vnp_hub_cfg {
 } vnp_hub_cfg;
 
 vnp_code vnp_hub_cfg_resolve(const vnp_hub_options *opt, vnp_hub_cfg *cfg, vnp_error *err);
-/* URL of a file of a model at its pinned revision. */
-void vnp_hub_file_url(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, const char *file,
-                      char *url, size_t cap);
+/* URL of a file of a model at revision rev (the pinned one, or its default branch). */
+void vnp_hub_file_url(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, const char *rev,
+                      const char *file, char *url, size_t cap);
+/* The branch fetched when the pinned revision is not found ("main" unless the table says). */
+const char *vnp_hub_default_branch(const vnp_model_spec *spec);
 /* Pinned digests apply only when the model comes from its default source. */
 int vnp_hub_pins_apply(const vnp_hub_cfg *cfg, const vnp_model_spec *spec);
 
@@ -81,6 +86,8 @@ typedef struct vnp_http_head {
     char sha256[65];         /* from X-Linked-Etag / ETag when it is 64 hex digits */
     char git_sha1[41];       /* from ETag when it is 40 hex digits (hub, non-LFS files) */
     char commit[64];         /* X-Repo-Commit */
+    char error_code[32];     /* X-Error-Code of a 404 (the hub's RevisionNotFound,
+                                EntryNotFound); "" when none */
 } vnp_http_head;
 
 /* HEAD request with retries. A 404 is returned in head->status with VNP_OK. */

@@ -1,6 +1,12 @@
 /* Fetching one model: probe every file of the pinned revision, check free space,
  * download what is missing or damaged, verify each file's digest, record it in
- * the manifest, and mark the model complete. */
+ * the manifest, and mark the model complete.
+ *
+ * A pin that the server does not have (its first file answers HTTP 404 and the hub does
+ * not say the revision exists) must not break every first run: the files are then taken
+ * from the repository's default branch, a pinned file only when it has the pinned digest
+ * (else the fetch is refused, naming the file, both revisions and what to do), a file
+ * without a pin with a warning; the manifest records the branch (and commit) fetched. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +37,11 @@ typedef struct fetch_ctx {
     cJSON *manifest;
     plan_file files[MAX_PLAN];
     int n;
+    const char *rev; /* revision the files come from: spec->revision, or the default branch */
+    int fallback;    /* 1: rev is the default branch, the pinned revision being not found */
+    char commit[64]; /* the commit the server reports for rev in fallback (hub), else "" */
+    int tried_default; /* the default branch was asked for the first file */
+    int unverified;    /* files of the default branch accepted without a pin */
 } fetch_ctx;
 
 /* A file name from a remote index: a plain name in the model directory. */
@@ -60,7 +71,7 @@ static plan_file *plan_add(fetch_ctx *fc, const char *name, vnp_error *err)
     plan_file *p = &fc->files[fc->n++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
-    vnp_hub_file_url(fc->cfg, fc->spec, name, p->url, sizeof p->url);
+    vnp_hub_file_url(fc->cfg, fc->spec, fc->rev, name, p->url, sizeof p->url);
     if (vnp_hub_pins_apply(fc->cfg, fc->spec))
         p->pin = vnp_hub_spec_pin(fc->spec, name);
     return p;
@@ -71,6 +82,40 @@ static plan_file *plan_add(fetch_ctx *fc, const char *name, vnp_error *err)
 static int need_git(const plan_file *p)
 {
     return p->head.git_sha1[0] || (p->pin && p->pin->git_sha1);
+}
+
+/* Whether a digest of the file's content is pinned. */
+static int pinned(const plan_file *p)
+{
+    return p->pin && (p->pin->sha256 || p->pin->git_sha1);
+}
+
+/* " (commit C)" when the server reported the commit of the default branch, else "". */
+static const char *commit_note(const fetch_ctx *fc, char *buf, size_t cap)
+{
+    if (fc->commit[0])
+        snprintf(buf, cap, " (commit %s)", fc->commit);
+    else
+        buf[0] = 0;
+    return buf;
+}
+
+/* The refusal of a file of the default branch whose digest is not the pinned one. */
+static vnp_code fallback_refused(const fetch_ctx *fc, const plan_file *p, const char *what,
+                                 const char *want, const char *got, vnp_error *err)
+{
+    const vnp_model_spec *s = fc->spec;
+    char c[96];
+    return vnp_fail(err, VNP_EINTEGRITY,
+                    "%s: %s refused: the pinned revision %s of %s is not found, and %s on its "
+                    "default branch %s%s has %s %s, not the %s pinned for revision %s; the "
+                    "model has changed since this virnucpro was built. Do not use it "
+                    "unverified: update virnucpro (a newer model table pins the new "
+                    "revision), or get revision %s from a mirror (VIRNUCPRO_HUB_URL / "
+                    "VIRNUCPRO_GITHUB_URL) or a Hugging Face cache, or give model files "
+                    "you trust with --esm / --dnabert / --classifier",
+                    s->name, p->name, s->revision, s->repo, p->name, fc->rev,
+                    commit_note(fc, c, sizeof c), what, got, want, s->revision, s->revision);
 }
 
 /* HEAD of one file; *found = 0 on 404. */
@@ -88,6 +133,12 @@ static vnp_code probe(fetch_ctx *fc, plan_file *p, int *found, vnp_error *err)
     if (!*found)
         return VNP_OK;
     const vnp_pin *pin = p->pin;
+    if (fc->fallback && pin && pin->sha256 && p->head.sha256[0] &&
+        strcmp(pin->sha256, p->head.sha256))
+        return fallback_refused(fc, p, "SHA-256", pin->sha256, p->head.sha256, err);
+    if (fc->fallback && pin && pin->git_sha1 && p->head.git_sha1[0] &&
+        strcmp(pin->git_sha1, p->head.git_sha1))
+        return fallback_refused(fc, p, "git blob id", pin->git_sha1, p->head.git_sha1, err);
     if (pin && pin->sha256 && p->head.sha256[0] && strcmp(pin->sha256, p->head.sha256))
         return vnp_fail(err, VNP_EINTEGRITY,
                         "%s: the server reports SHA-256 %s for %s, but revision %s of %s has %s "
@@ -163,8 +214,34 @@ static vnp_code record(fetch_ctx *fc, const plan_file *p, const char *path, cons
     cJSON_DeleteItemFromObjectCaseSensitive(e, "url");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "checked_against");
     cJSON_DeleteItemFromObjectCaseSensitive(e, "git_blob");
+    cJSON_DeleteItemFromObjectCaseSensitive(e, "revision");
     if (d->git_sha1[0] && !cJSON_AddStringToObject(e, "git_blob", d->git_sha1))
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    char note[512], c[96];
+    if (fc->fallback) {
+        /* the file is of another revision than the pinned one: say which, and how sure */
+        if (!cJSON_AddStringToObject(e, "revision", fc->commit[0] ? fc->commit : fc->rev))
+            return vnp_fail(err, VNP_ENOMEM, "out of memory");
+        if (pinned(p)) {
+            vnp_warn("%s: %s from the default branch %s%s matches the %s of revision %s "
+                     "(not found on the server): accepted",
+                     fc->spec->name, p->name, fc->rev, commit_note(fc, c, sizeof c), checked,
+                     fc->spec->revision);
+        } else {
+            fc->unverified++;
+            vnp_warn("%s: %s is NOT VERIFIED: no digest is pinned for it, and it comes from "
+                     "the default branch %s%s, not from the pinned revision %s (not found on "
+                     "the server); it may differ from the file this virnucpro was tested "
+                     "with. manifest.json records the revision fetched",
+                     fc->spec->name, p->name, fc->rev, commit_note(fc, c, sizeof c),
+                     fc->spec->revision);
+            snprintf(note, sizeof note,
+                     "no pin: fetched from the default branch %s in place of revision %s; "
+                     "checked only against %s",
+                     fc->rev, fc->spec->revision, checked);
+            checked = note;
+        }
+    }
     if (!cJSON_AddNumberToObject(e, "size", (double)d->size) ||
         /* seconds and nanoseconds apart: each is exact in a JSON number */
         !cJSON_AddNumberToObject(e, "mtime_s", (double)st.st_mtim.tv_sec) ||
@@ -284,6 +361,16 @@ static vnp_code download_one(fetch_ctx *fc, plan_file *p, vnp_error *err)
             return rc;
         const char *checked;
         rc = check_digest(fc, p, part, &d, &checked, err);
+        if (rc && fc->fallback && pinned(p)) {
+            /* a file of the default branch that is not the pinned one: refused, whatever
+             * else differs (a resumed part of it would not help) */
+            unlink(part);
+            if (p->pin->sha256 && strcmp(p->pin->sha256, d.sha256))
+                return fallback_refused(fc, p, "SHA-256", p->pin->sha256, d.sha256, err);
+            if (p->pin->git_sha1 && strcmp(p->pin->git_sha1, d.git_sha1))
+                return fallback_refused(fc, p, "git blob id", p->pin->git_sha1, d.git_sha1,
+                                        err);
+        }
         if (rc) {
             unlink(part);
             if (resumed && pass == 0) {
@@ -409,6 +496,37 @@ static vnp_code set_string(cJSON *obj, const char *key, const char *val)
     return cJSON_AddStringToObject(obj, key, val) ? VNP_OK : VNP_ENOMEM;
 }
 
+/* The first file of the pinned revision answered 404. Unless the hub says the revision
+ * exists (X-Error-Code: EntryNotFound), asks the default branch for it: when it has it,
+ * every file comes from there (*found = 1, fc->fallback). */
+static vnp_code fall_back(fetch_ctx *fc, plan_file *p, int *found, vnp_error *err)
+{
+    const vnp_model_spec *spec = fc->spec;
+    const char *branch = vnp_hub_default_branch(spec);
+    *found = 0;
+    if (!strcmp(spec->revision, branch) || !strcmp(p->head.error_code, "EntryNotFound"))
+        return VNP_OK;
+    plan_file alt = *p;
+    fc->tried_default = 1;
+    vnp_hub_file_url(fc->cfg, spec, branch, p->name, alt.url, sizeof alt.url);
+    vnp_code rc = vnp_http_probe(fc->cfg, alt.url, &alt.head, err);
+    if (rc || alt.head.status < 200 || alt.head.status >= 300)
+        return rc; /* not there either: the error names the pinned revision */
+    fc->rev = branch;
+    fc->fallback = 1;
+    snprintf(fc->commit, sizeof fc->commit, "%s", alt.head.commit);
+    char c[96];
+    vnp_warn("%s: the pinned revision %s of %s is not found (%s answers HTTP %ld%s%s); "
+             "fetching the default branch %s%s instead, accepting a file only when it matches "
+             "the digest pinned for revision %s",
+             spec->name, spec->revision, spec->repo, p->url, p->head.status,
+             p->head.error_code[0] ? ", " : "", p->head.error_code, branch,
+             commit_note(fc, c, sizeof c), spec->revision);
+    /* probe() again for the checks of the pin against what the server reports */
+    snprintf(p->url, sizeof p->url, "%s", alt.url);
+    return probe(fc, p, found, err);
+}
+
 static vnp_code fetch_locked(fetch_ctx *fc, vnp_error *err)
 {
     const vnp_model_spec *spec = fc->spec;
@@ -418,6 +536,10 @@ static vnp_code fetch_locked(fetch_ctx *fc, vnp_error *err)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     /* not complete until every file is in */
     cJSON_DeleteItemFromObjectCaseSensitive(m, "complete");
+    /* "revision" stays the pinned one (what the cache holds the model for); a fallback
+     * adds the branch and commit the files came from */
+    cJSON_DeleteItemFromObjectCaseSensitive(m, "fetched_revision");
+    cJSON_DeleteItemFromObjectCaseSensitive(m, "fetched_commit");
     if (!cJSON_AddFalseToObject(m, "complete") || set_string(m, "repo", spec->repo) ||
         set_string(m, "revision", spec->revision))
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
@@ -431,13 +553,19 @@ static vnp_code fetch_locked(fetch_ctx *fc, vnp_error *err)
             return err ? err->code : VNP_EFORMAT;
         if ((rc = probe(fc, p, &found, err)))
             return rc;
+        if (!found && i == 0 && (rc = fall_back(fc, p, &found, err)))
+            return rc;
         if (!found)
             return vnp_fail(err, VNP_ENOTFOUND,
-                            "%s: %s has no %s at revision %s (%s answers HTTP %ld); a mirror "
+                            "%s: %s has no %s at revision %s (%s answers HTTP %ld)%s; a mirror "
                             "(VIRNUCPRO_HUB_URL / VIRNUCPRO_GITHUB_URL) must serve that revision",
-                            spec->name, spec->repo, p->name, spec->revision, p->url,
-                            p->head.status);
+                            spec->name, spec->repo, p->name, fc->rev, p->url, p->head.status,
+                            fc->tried_default && !fc->fallback ? ", nor on its default branch"
+                                                                : "");
     }
+    if (fc->fallback && (set_string(m, "fetched_revision", fc->rev) ||
+                         (fc->commit[0] && set_string(m, "fetched_commit", fc->commit))))
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
     for (int i = 0; spec->optional[i]; i++) {
         plan_file *p = plan_add(fc, spec->optional[i], err);
         int found;
@@ -468,7 +596,7 @@ static vnp_code fetch_locked(fetch_ctx *fc, vnp_error *err)
                             spec->name, spec->repo, spec->weights[0],
                             spec->weights[1] ? spec->weights[1] : "-",
                             spec->weights[2] ? spec->weights[2] : "-",
-                            spec->weights[3] ? spec->weights[3] : "-", spec->revision);
+                            spec->weights[3] ? spec->weights[3] : "-", fc->rev);
     }
     /* files already present */
     for (int i = 0; i < fc->n; i++)
@@ -511,9 +639,14 @@ static vnp_code fetch_locked(fetch_ctx *fc, vnp_error *err)
         total += fc->files[i].head.size > 0 ? (uint64_t)fc->files[i].head.size : 0;
     char sz[32];
     vnp_hub_human_size(total, sz, sizeof sz);
-    vnp_hub_note(fc->cfg, "%s: %s (%d files, %s) in %s", spec->name,
-                 fetched ? "fetched and verified" : "already cached and verified", fc->n, sz,
-                 fc->dir);
+    if (fc->unverified)
+        vnp_hub_note(fc->cfg, "%s: %s (%d files, %s; %d not verified, see above) in %s",
+                     spec->name, fetched ? "fetched" : "already cached", fc->n, sz,
+                     fc->unverified, fc->dir);
+    else
+        vnp_hub_note(fc->cfg, "%s: %s (%d files, %s) in %s", spec->name,
+                     fetched ? "fetched and verified" : "already cached and verified", fc->n,
+                     sz, fc->dir);
     return VNP_OK;
 }
 
@@ -547,6 +680,7 @@ vnp_code vnp_hub_fetch_spec(const vnp_hub_cfg *cfg, const vnp_model_spec *spec, 
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     fc->cfg = cfg;
     fc->spec = spec;
+    fc->rev = spec->revision;
     vnp_hub_model_dir(cfg, spec, fc->dir, sizeof fc->dir);
     vnp_code rc = vnp_mkdirs(fc->dir, "model cache directory", err);
     vnp_cache_lock lk = {-1};

@@ -16,7 +16,9 @@
  *   2025-04-01); 300_model.pth / 500_model.pth are plain git blobs (no LFS), last
  *   changed in 0b7e6f1 ("first commit"): their git blob ids are pinned.
  * Pins are checked only when a model comes from its default source; a mirror set
- * with VIRNUCPRO_HUB_URL / VIRNUCPRO_GITHUB_URL is checked against its own digests. */
+ * with VIRNUCPRO_HUB_URL / VIRNUCPRO_GITHUB_URL is checked against its own digests.
+ * A revision the server does not have is replaced by default_branch, each file accepted
+ * only on its pinned digest (model_fetch.c; docs/MODELS.md). */
 #include <string.h>
 
 #include "hub/hub_internal.h"
@@ -28,6 +30,7 @@ static const vnp_model_spec table[] = {
         .source = VNP_SOURCE_HF_HUB,
         .repo = "facebook/esm2_t36_3B_UR50D",
         .revision = "476b639933c8baad5ad09a60ac1a87f987b656fc",
+        .default_branch = "main",
         .required = {"config.json", "vocab.txt"},
         .optional = {"special_tokens_map.json", "tokenizer_config.json"},
         .weights = {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -48,6 +51,7 @@ static const vnp_model_spec table[] = {
         .source = VNP_SOURCE_HF_HUB,
         .repo = "zhihan1996/DNABERT-S",
         .revision = "2efd650282ec5d5ab377c787c76ea56b723f6b7c",
+        .default_branch = "main",
         .required = {"config.json", "tokenizer.json"},
         /* the remote code its config.json's auto_map names, so that the directory
          * also loads in transformers; this program does not need it */
@@ -66,6 +70,7 @@ static const vnp_model_spec table[] = {
         .source = VNP_SOURCE_GITHUB,
         .repo = "Li-Jing-1997/VirNucPro",
         .revision = "0f93f2755a7ea1acd3ff1bcf182892f960ef3326",
+        .default_branch = "main",
         .required = {"300_model.pth"},
         .load_file = "300_model.pth",
         .pins = {{"300_model.pth", NULL, "a0b5b85e7c1e44f00cde146d091beb82b2c8e855", 0}},
@@ -76,6 +81,7 @@ static const vnp_model_spec table[] = {
         .source = VNP_SOURCE_GITHUB,
         .repo = "Li-Jing-1997/VirNucPro",
         .revision = "0f93f2755a7ea1acd3ff1bcf182892f960ef3326",
+        .default_branch = "main",
         .required = {"500_model.pth"},
         .load_file = "500_model.pth",
         .pins = {{"500_model.pth", NULL, "fc35d5ef9f1f4564eea7036f34f4f8ec6000d33d", 0}},

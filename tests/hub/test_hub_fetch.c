@@ -149,6 +149,18 @@ static void build_extra_trees(const char *tree)
                  vnp_test_fixture("golden/esm2/config.json"));
     hub_tree_write(tree, "hub/test/evil/resolve/r1/model.safetensors.index.json", evil_index,
                    strlen(evil_index));
+    /* repositories whose pinned revision ("gone") is not on the server, only their
+     * default branch main: on the hub, on GitHub, and the real classifier's on a mirror */
+    static const char *const esm[] = {"config.json", "model.safetensors", "vocab.txt", NULL};
+    for (int i = 0; esm[i]; i++) {
+        char rel[256], src[256];
+        snprintf(rel, sizeof rel, "hub/test/moved/resolve/main/%s", esm[i]);
+        snprintf(src, sizeof src, "golden/esm2/%s", esm[i]);
+        hub_tree_put(tree, rel, vnp_test_fixture(src));
+    }
+    hub_tree_put(tree, "gh/test/moved/main/300_model.pth", vnp_test_fixture("golden/classifier.pth"));
+    hub_tree_put(tree, "moved/gh/Li-Jing-1997/VirNucPro/main/300_model.pth",
+                 vnp_test_fixture("golden/classifier.pth"));
 }
 
 static int group_setup(void **state)
@@ -559,11 +571,16 @@ static void test_404_is_clear_and_not_retried(void **state)
     assert_true(now_s() - t0 < 10);
     assert_contains(err, "virnucpro: error: esm2_t36_3B_UR50D: facebook/esm2_t36_3B_UR50D has no "
                          "config.json at revision");
-    assert_contains(err, "HTTP 404");
+    assert_contains(err, "HTTP 404), nor on its default branch; a mirror");
     char suffix[1024];
     snprintf(suffix, sizeof suffix, "/nothing%s",
              hub_model_url_path("esm2_t36_3B_UR50D", "config.json"));
     assert_int_equal(hub_log_count(&srv, "HEAD", 404, suffix), 1);
+    /* the default branch was asked once, for the first file */
+    assert_int_equal(hub_log_count(&srv, "HEAD", 404,
+                                   "/nothing/hub/facebook/esm2_t36_3B_UR50D/resolve/main/"
+                                   "config.json"),
+                     1);
     free(out);
     free(err);
 }
@@ -791,6 +808,262 @@ static void test_pinned_digests(void **state)
     /* with a mirror (not the default hub), pins do not apply */
     cfg.hub_is_default = 0;
     assert_int_equal(vnp_hub_fetch_spec(&cfg, &esm, &e), VNP_OK);
+}
+
+/* ---- a pinned revision the server does not have: its default branch, on the pins ---- */
+#define MAIN_COMMIT "5a1e0c0ffee5a1e0c0ffee5a1e0c0ffee5a1e0c0" /* tests/hub/serve.sh */
+#define STALE_PIN_ADVICE                                                                        \
+    "; the model has changed since this virnucpro was built. Do not use it unverified: update " \
+    "virnucpro (a newer model table pins the new revision), or get revision gone from a "     \
+    "mirror (VIRNUCPRO_HUB_URL / VIRNUCPRO_GITHUB_URL) or a Hugging Face cache, or give "     \
+    "model files you trust with --esm / --dnabert / --classifier"
+
+static const char *manifest_model_str(cJSON *root, const char *model, const char *key)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(vnp_manifest_model(root, model, 0), key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The ESM-2 entry of the table moved to test/moved, pinned at "gone", which 404s. */
+static vnp_model_spec moved_esm(const char *sha256_pin)
+{
+    vnp_model_spec spec = *vnp_hub_spec("esm2_t36_3B_UR50D");
+    spec.name = "test-moved";
+    spec.repo = "test/moved";
+    spec.revision = "gone";
+    spec.pins[0] = (vnp_pin){"model.safetensors", sha256_pin, NULL, 0};
+    spec.pins[1] = (vnp_pin){NULL, NULL, NULL, 0};
+    return spec;
+}
+
+static void test_pin_not_found_digest_matches(void **state)
+{
+    (void)state;
+    vnp_hub_options o;
+    vnp_hub_cfg cfg;
+    vnp_error e;
+    vnp_digest gold;
+    assert_int_equal(
+        vnp_hub_digest_file(vnp_test_fixture("golden/esm2/model.safetensors"), &gold, 0, NULL),
+        VNP_OK);
+    opts_for(&o, fresh("c_moved_ok"));
+    assert_int_equal(vnp_hub_cfg_resolve(&o, &cfg, &e), VNP_OK);
+    cfg.hub_is_default = 1; /* pins apply, as on the real hub */
+    vnp_model_spec spec = moved_esm(gold.sha256);
+    vnp_test_capture_log_begin();
+    vnp_code rc = vnp_hub_fetch_spec(&cfg, &spec, &e);
+    char *log = vnp_test_capture_log_end();
+    if (rc != VNP_OK)
+        fail_msg("%s", e.msg);
+    char want[4096];
+    snprintf(want, sizeof want,
+             "test-moved: the pinned revision gone of test/moved is not found "
+             "(%s/test/moved/resolve/gone/config.json answers HTTP 404); fetching the default "
+             "branch main (commit " MAIN_COMMIT ") instead, accepting a file only when it "
+             "matches the digest pinned for revision gone\n"
+             "test-moved: config.json is NOT VERIFIED: no digest is pinned for it, and it comes "
+             "from the default branch main (commit " MAIN_COMMIT "), not from the pinned "
+             "revision gone (not found on the server); it may differ from the file this "
+             "virnucpro was tested with. manifest.json records the revision fetched\n"
+             "test-moved: vocab.txt is NOT VERIFIED: no digest is pinned for it, and it comes "
+             "from the default branch main (commit " MAIN_COMMIT "), not from the pinned "
+             "revision gone (not found on the server); it may differ from the file this "
+             "virnucpro was tested with. manifest.json records the revision fetched\n"
+             "test-moved: model.safetensors from the default branch main (commit " MAIN_COMMIT
+             ") matches the pinned SHA-256 of revision gone (not found on the server): "
+             "accepted\n",
+             hub_url);
+    assert_string_equal(log, want);
+    free(log);
+    static const char *const files[] = {"config.json", "model.safetensors", "vocab.txt", NULL};
+    for (int i = 0; files[i]; i++) {
+        char src[256];
+        snprintf(src, sizeof src, "golden/esm2/%s", files[i]);
+        vnp_test_assert_files_equal(cache_file(o.cache_dir, "test-moved", files[i]),
+                                    vnp_test_fixture(src));
+    }
+    /* the manifest: held for the pinned revision, fetched from main at its commit */
+    cJSON *man = load_manifest(o.cache_dir);
+    assert_string_equal(manifest_model_str(man, "test-moved", "revision"), "gone");
+    assert_string_equal(manifest_model_str(man, "test-moved", "fetched_revision"), "main");
+    assert_string_equal(manifest_model_str(man, "test-moved", "fetched_commit"), MAIN_COMMIT);
+    for (int i = 0; files[i]; i++)
+        assert_string_equal(manifest_str(man, "test-moved", files[i], "revision"), MAIN_COMMIT);
+    assert_string_equal(manifest_str(man, "test-moved", "model.safetensors", "checked_against"),
+                        "pinned SHA-256");
+    assert_string_equal(manifest_str(man, "test-moved", "config.json", "checked_against"),
+                        "no pin: fetched from the default branch main in place of revision "
+                        "gone; checked only against git blob id reported by the server");
+    assert_true(vnp_hub_cached_ok(&cfg, &spec, man));
+    cJSON_Delete(man);
+    /* the next use finds it cached: nothing asked, nothing said */
+    vnp_test_capture_log_begin();
+    assert_int_equal(vnp_hub_fetch_spec(&cfg, &spec, &e), VNP_OK);
+    log = vnp_test_capture_log_end();
+    assert_string_equal(log ? log : "", "");
+    free(log);
+
+    /* the same from GitHub (no digest before the download): the pinned blob id */
+    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), &gold, 1, NULL),
+                     VNP_OK);
+    opts_for(&o, fresh("c_moved_gh_ok"));
+    assert_int_equal(vnp_hub_cfg_resolve(&o, &cfg, &e), VNP_OK);
+    cfg.github_is_default = 1;
+    vnp_model_spec gh = *vnp_hub_spec("classifier-300");
+    gh.repo = "test/moved";
+    gh.revision = "gone";
+    gh.pins[0] = (vnp_pin){"300_model.pth", NULL, gold.git_sha1, gold.size};
+    vnp_test_capture_log_begin();
+    rc = vnp_hub_fetch_spec(&cfg, &gh, &e);
+    log = vnp_test_capture_log_end();
+    if (rc != VNP_OK)
+        fail_msg("%s", e.msg);
+    assert_contains(log, "classifier-300: 300_model.pth from the default branch main matches the "
+                         "pinned git blob id of revision gone (not found on the server): "
+                         "accepted\n");
+    free(log);
+    vnp_test_assert_files_equal(cache_file(o.cache_dir, "classifier-300", "300_model.pth"),
+                                vnp_test_fixture("golden/classifier.pth"));
+    man = load_manifest(o.cache_dir);
+    assert_string_equal(manifest_model_str(man, "classifier-300", "fetched_revision"), "main");
+    assert_null(manifest_model_str(man, "classifier-300", "fetched_commit")); /* not reported */
+    assert_string_equal(manifest_str(man, "classifier-300", "300_model.pth", "revision"), "main");
+    cJSON_Delete(man);
+}
+
+static void test_pin_not_found_digest_mismatch_refused(void **state)
+{
+    (void)state;
+    vnp_hub_options o;
+    vnp_hub_cfg cfg;
+    vnp_error e;
+    vnp_digest gold;
+    /* the hub announces the SHA-256 of main's file: refused before downloading it */
+    assert_int_equal(
+        vnp_hub_digest_file(vnp_test_fixture("golden/esm2/model.safetensors"), &gold, 0, NULL),
+        VNP_OK);
+    opts_for(&o, fresh("c_moved_bad"));
+    assert_int_equal(vnp_hub_cfg_resolve(&o, &cfg, &e), VNP_OK);
+    cfg.hub_is_default = 1;
+    vnp_model_spec spec =
+        moved_esm("1111111111111111111111111111111111111111111111111111111111111111");
+    int gets = hub_log_count(&srv, "GET", 0, "/test/moved/resolve/main/model.safetensors");
+    vnp_test_capture_log_begin();
+    assert_int_equal(vnp_hub_fetch_spec(&cfg, &spec, &e), VNP_EINTEGRITY);
+    free(vnp_test_capture_log_end());
+    char want[4096];
+    snprintf(want, sizeof want,
+             "test-moved: model.safetensors refused: the pinned revision gone of test/moved is "
+             "not found, and model.safetensors on its default branch main (commit " MAIN_COMMIT
+             ") has SHA-256 %s, not the "
+             "1111111111111111111111111111111111111111111111111111111111111111 pinned for "
+             "revision gone" STALE_PIN_ADVICE,
+             gold.sha256);
+    assert_string_equal(e.msg, want);
+    assert_int_equal(hub_log_count(&srv, "GET", 0, "/test/moved/resolve/main/model.safetensors"),
+                     gets);
+    assert_int_equal(size_of(cache_file(o.cache_dir, "test-moved", "model.safetensors")), -1);
+    cJSON *man = load_manifest(o.cache_dir);
+    assert_false(vnp_hub_cached_ok(&cfg, &spec, man));
+    cJSON_Delete(man);
+
+    /* GitHub announces nothing: downloaded, then refused and removed */
+    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), &gold, 1, NULL),
+                     VNP_OK);
+    opts_for(&o, fresh("c_moved_gh_bad"));
+    assert_int_equal(vnp_hub_cfg_resolve(&o, &cfg, &e), VNP_OK);
+    cfg.github_is_default = 1;
+    vnp_model_spec gh = *vnp_hub_spec("classifier-300");
+    gh.repo = "test/moved";
+    gh.revision = "gone";
+    gh.pins[0] = (vnp_pin){"300_model.pth", NULL, "0123456789012345678901234567890123456789", 0};
+    vnp_test_capture_log_begin();
+    assert_int_equal(vnp_hub_fetch_spec(&cfg, &gh, &e), VNP_EINTEGRITY);
+    free(vnp_test_capture_log_end());
+    snprintf(want, sizeof want,
+             "classifier-300: 300_model.pth refused: the pinned revision gone of test/moved is "
+             "not found, and 300_model.pth on its default branch main has git blob id %s, not "
+             "the 0123456789012345678901234567890123456789 pinned for revision "
+             "gone" STALE_PIN_ADVICE,
+             gold.git_sha1);
+    assert_string_equal(e.msg, want);
+    assert_int_equal(size_of(cache_file(o.cache_dir, "classifier-300", "300_model.pth")), -1);
+    assert_int_equal(size_of(cache_file(o.cache_dir, "classifier-300", "300_model.pth.part")), -1);
+}
+
+/* No pin applies (a mirror): accepted, with a loud warning, the manifest saying from where.
+ * The real table's classifier, through the CLI. */
+static void test_pin_not_found_no_digest_warns(void **state)
+{
+    (void)state;
+    const char *cache = fresh("c_moved_nopin");
+    char env[1400], *out = NULL, *err = NULL;
+    snprintf(env, sizeof env, "VIRNUCPRO_MODELS='%s' VIRNUCPRO_GITHUB_URL='%s/moved/gh'", cache,
+             srv.base);
+    int rc = cli(env, "models fetch classifier-300 --no-progress", &out, &err);
+    if (rc != 0)
+        fail_msg("fetch from the default branch failed (%d): %s", rc, err);
+    const char *rev = vnp_hub_spec("classifier-300")->revision;
+    char want[4096];
+    snprintf(want, sizeof want,
+             "virnucpro: warning: classifier-300: the pinned revision %s of "
+             "Li-Jing-1997/VirNucPro is not found (%s/moved/gh/Li-Jing-1997/VirNucPro/%s/"
+             "300_model.pth answers HTTP 404); fetching the default branch main instead, "
+             "accepting a file only when it matches the digest pinned for revision %s\n",
+             rev, srv.base, rev, rev);
+    assert_contains(err, want);
+    snprintf(want, sizeof want,
+             "virnucpro: warning: classifier-300: 300_model.pth is NOT VERIFIED: no digest is "
+             "pinned for it, and it comes from the default branch main, not from the pinned "
+             "revision %s (not found on the server); it may differ from the file this "
+             "virnucpro was tested with. manifest.json records the revision fetched\n",
+             rev);
+    assert_contains(err, want);
+    assert_contains(err, "virnucpro: classifier-300: fetched (1 files, 38.9 kB; 1 not verified, "
+                         "see above) in ");
+    vnp_test_assert_files_equal(cache_file(cache, "classifier-300", "300_model.pth"),
+                                vnp_test_fixture("golden/classifier.pth"));
+    cJSON *man = load_manifest(cache);
+    assert_string_equal(manifest_model_str(man, "classifier-300", "revision"), rev);
+    assert_string_equal(manifest_model_str(man, "classifier-300", "fetched_revision"), "main");
+    assert_string_equal(manifest_str(man, "classifier-300", "300_model.pth", "revision"), "main");
+    snprintf(want, sizeof want,
+             "no pin: fetched from the default branch main in place of revision %s; checked "
+             "only against nothing (no digest published; SHA-256 recorded)",
+             rev);
+    assert_string_equal(manifest_str(man, "classifier-300", "300_model.pth", "checked_against"),
+                        want);
+    cJSON_Delete(man);
+    free(out);
+    free(err);
+    /* the model is usable: cached for the pinned revision */
+    assert_int_equal(cli(env, "models list", &out, &err), 0);
+    assert_contains(out, "classifier-300     verified");
+    free(out);
+    free(err);
+}
+
+/* A 404 that the hub says is a missing file of an existing revision (EntryNotFound) is
+ * not a missing revision: no fallback. */
+static void test_entry_not_found_is_not_a_missing_revision(void **state)
+{
+    (void)state;
+    vnp_hub_options o;
+    vnp_hub_cfg cfg;
+    vnp_error e;
+    opts_for(&o, fresh("c_entry404"));
+    assert_int_equal(vnp_hub_cfg_resolve(&o, &cfg, &e), VNP_OK);
+    snprintf(cfg.hub_url, sizeof cfg.hub_url, "%s/entry404/hub", srv.base);
+    vnp_model_spec spec = moved_esm(NULL);
+    assert_int_equal(vnp_hub_fetch_spec(&cfg, &spec, &e), VNP_ENOTFOUND);
+    assert_contains(e.msg, "test/moved has no config.json at revision gone (");
+    assert_contains(e.msg, "answers HTTP 404); a mirror");
+    assert_int_equal(hub_log_count(&srv, "HEAD", 404, "/entry404/hub/test/moved/resolve/gone/"
+                                                      "config.json"),
+                     1);
+    assert_int_equal(hub_log_count(&srv, "HEAD", 0, "/entry404/hub/test/moved/resolve/main/"
+                                                    "config.json"),
+                     0);
 }
 
 /* ---- sharded weights ---- */
@@ -1029,6 +1302,10 @@ int main(void)
         cmocka_unit_test(test_not_enough_space_before_download),
         cmocka_unit_test(test_offline_names_every_missing_model),
         cmocka_unit_test(test_pinned_digests),
+        cmocka_unit_test(test_pin_not_found_digest_matches),
+        cmocka_unit_test(test_pin_not_found_digest_mismatch_refused),
+        cmocka_unit_test(test_pin_not_found_no_digest_warns),
+        cmocka_unit_test(test_entry_not_found_is_not_a_missing_revision),
         cmocka_unit_test(test_unresolvable_host_fails_fast),
         cmocka_unit_test(test_sharded_index_brings_its_shards),
         cmocka_unit_test(test_hf_and_torch_hub_caches_used_in_place),
