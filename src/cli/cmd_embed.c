@@ -251,6 +251,8 @@ int vnp_cmd_embed(int argc, char **argv)
         if (dev.auto_cpu && !quiet)
             fprintf(stderr, "virnucpro: --device auto: no CUDA GPU visible; computing on the "
                             "CPU\n");
+        if (!quiet)
+            vnp_cli_precision_note(&dev, prec);
         vnp_engine_config ec;
         memset(&ec, 0, sizeof ec);
         ec.models.dnabert = esm ? NULL : model;

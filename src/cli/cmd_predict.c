@@ -289,6 +289,7 @@ int vnp_cmd_predict(int argc, char **argv)
             else if (d.auto_gpus > 0)
                 fprintf(stderr, "virnucpro: --device auto: %d CUDA GPU%s, one worker each\n",
                         d.auto_gpus, d.auto_gpus == 1 ? "" : "s");
+            vnp_cli_precision_note(&d, o.precision);
             vnp_devices_free(&d);
         }
     }

@@ -31,9 +31,9 @@ static void vp_usage(FILE *f)
         "(reduced / FP32, mean and range); with --classifier, how many labels agree with\n"
         "FP32's. On the CPU the reduced precisions are emulated (rounded where the GPU\n"
         "rounds them): slow, but a real check of their numerics without a GPU.\n"
-        "Exits 1 when a precision's cosine minimum (all strata) is under its threshold,\n"
-        "when labels agree less than asked, or when a precision gives exactly the FP32\n"
-        "embeddings (it was not applied).\n"
+        "Exits 3 when it ran and a precision's cosine minimum (all strata) is under its\n"
+        "threshold, labels agree less than asked, or a precision gives exactly the FP32\n"
+        "embeddings (it was not applied); 1 on an error, 2 on a usage error.\n"
         "\n"
         "Options:\n"
         "      --esm PATH              ESM-2 model directory or fair-esm .pt\n"
@@ -579,5 +579,5 @@ int vnp_cmd_validate_precision(int argc, char **argv)
     vnp_devices_free(&dev);
     vnp_classifier_free(cls);
     orfs_free(&o);
-    return rc ? rc : failed ? 1 : 0;
+    return rc ? rc : failed ? VNP_EXIT_THRESHOLDS : VNP_EXIT_OK;
 }

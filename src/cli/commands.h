@@ -2,6 +2,7 @@
 #ifndef VNP_CLI_COMMANDS_H
 #define VNP_CLI_COMMANDS_H
 
+#include "virnucpro/pipeline.h"
 #include "virnucpro/precision.h"
 
 typedef struct vnp_command {
@@ -33,5 +34,17 @@ int vnp_cli_count(const char *opt, const char *s, long lo, long hi, long *out);
 int vnp_cli_precision(const char *s, vnp_precision *out);
 /* A number in [lo, hi] into *out; 0 after printing the error. */
 int vnp_cli_number(const char *opt, const char *s, double lo, double hi, double *out);
+/* One line on stderr when a reduced precision was asked for and d has a CPU worker: there it
+ * is emulated (for checking, not speed). Nothing for the default precision, FP32, or when
+ * VIRNUCPRO_DISABLE_FP16 turns it into FP32 (the backend says so). */
+void vnp_cli_precision_note(const vnp_devices *d, vnp_precision asked);
+
+/* Exit statuses of every command (virnucpro --help, README). */
+enum {
+    VNP_EXIT_OK = 0,
+    VNP_EXIT_ERROR = 1,      /* something failed; the message says what and where */
+    VNP_EXIT_USAGE = 2,      /* a bad option or value: nothing was run */
+    VNP_EXIT_THRESHOLDS = 3  /* validate-precision ran, and a threshold was not met */
+};
 
 #endif

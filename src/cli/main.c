@@ -57,8 +57,8 @@ static void usage(FILE *f)
             "version", "version, git commit, CUDA architectures and BLAS of this build");
     fprintf(f, "\nRun 'virnucpro help <command>' (or 'virnucpro <command> --help') for a "
                "command's options.\nExit status: 0 success, 1 error, 2 usage error, 128+N "
-               "stopped by signal N (predict: resumable);\nvalidate-precision: 1 when a "
-               "threshold is not met.\n");
+               "stopped by signal N (predict: resumable);\nvalidate-precision: 3 when it ran and "
+               "a threshold is not met.\n");
 }
 
 /* `virnucpro version`: what this binary is. */
@@ -162,6 +162,22 @@ int vnp_cli_precision(const char *s, vnp_precision *out)
         return 1;
     vnp_cli_error("--precision must be " VNP_PRECISION_NAMES ", got '%s'", s);
     return 0;
+}
+
+void vnp_cli_precision_note(const vnp_devices *d, vnp_precision asked)
+{
+    if (asked == VNP_PREC_DEFAULT || asked == VNP_PREC_FP32 ||
+        vnp_precision_effective("cpu", asked) != asked)
+        return;
+    int cpu = 0;
+    for (int i = 0; i < d->n; i++)
+        cpu |= !strcmp(d->name[i], "cpu");
+    if (cpu)
+        fprintf(stderr,
+                "virnucpro: --precision %s on the CPU is emulated (values rounded where a GPU "
+                "rounds them): as slow as fp32 or slower, for checking the precision, not "
+                "for speed\n",
+                vnp_precision_name(asked));
 }
 
 int vnp_cli_number(const char *opt, const char *s, double lo, double hi, double *out)

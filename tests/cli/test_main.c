@@ -1,6 +1,7 @@
 /* The command line's own commands (src/cli/main.c): `help`, `help CMD` (= CMD --help),
  * `version` (the build as run.json records it), usage errors with exit status 2, and the
- * -d short form of --device. */
+ * -d short form of --device; the one-line note that a reduced --precision is emulated on
+ * the CPU, and no message for VIRNUCPRO_DISABLE_FP16 on a CPU run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,9 @@ static void test_help(void **state)
     assert_non_null(strstr(o, "\nCommands:\n"));
     assert_non_null(strstr(o, "  classify "));
     assert_non_null(strstr(o, "  version "));
-    assert_non_null(strstr(o, "Exit status: 0 success, 1 error, 2 usage error"));
+    assert_non_null(strstr(o, "Exit status: 0 success, 1 error, 2 usage error, 128+N stopped by "
+                              "signal N (predict: resumable);\nvalidate-precision: 3 when it "
+                              "ran and a threshold is not met.\n"));
     free(o);
     /* help CMD is CMD --help, byte for byte, for every command listed */
     static const char *const cmds[] = {"predict", "classify", "merge", "embed", "preprocess",
@@ -87,12 +90,93 @@ static void test_device_short_option(void **state)
     free(o);
 }
 
+/* predict (or embed) on the golden set's first record, on the CPU; returns stderr. */
+static char *cpu_run(const char *env, const char *cmd, const char *extra, int want_rc)
+{
+    const char *in = vnp_test_tmp("one_record.fa");
+    char *all = vnp_test_read_file(vnp_test_fixture("golden/input.fa"), NULL);
+    assert_non_null(all);
+    char *second = strchr(all + 1, '>');
+    assert_non_null(second);
+    assert_int_equal(vnp_test_write_file(in, all, (size_t)(second - all)), 0);
+    free(all);
+    char args[8192], *o = NULL, *e = NULL;
+    if (!strcmp(cmd, "predict"))
+        snprintf(args, sizeof args,
+                 "%s '%s' predict -d cpu -t 1 %s --esm '%s' --dnabert '%s' --classifier '%s' "
+                 "-o '%s' '%s'",
+                 env, vnp_test_cli(), extra, vnp_test_fixture("golden/esm2"),
+                 vnp_test_fixture("golden/dnabert_s"), vnp_test_fixture("golden/classifier.pth"),
+                 vnp_test_tmp("note_out"), in);
+    else
+        snprintf(args, sizeof args, "%s '%s' embed -d cpu -t 1 %s --model '%s' -o '%s' '%s'", env,
+                 vnp_test_cli(), extra, vnp_test_fixture("golden/esm2"),
+                 vnp_test_tmp("note.safetensors"), in);
+    int rc = vnp_test_run(args, &o, &e);
+    if (rc != want_rc)
+        fail_msg("`%s`: exit %d, not %d:\n%s", args, rc, want_rc, e);
+    free(o);
+    return e;
+}
+
+static void assert_lines_start(const char *text, const char *prefix)
+{
+    for (const char *l = text; *l; l = strchr(l, '\n') + 1) {
+        if (strncmp(l, prefix, strlen(prefix)))
+            fail_msg("unexpected line (not \"%s...\") in:\n%s", prefix, text);
+        if (!strchr(l, '\n'))
+            break;
+    }
+}
+
+static void test_cpu_precision_note(void **state)
+{
+    (void)state;
+    static const char note[] =
+        "virnucpro: --precision %s on the CPU is emulated (values rounded where a GPU rounds "
+        "them): as slow as fp32 or slower, for checking the precision, not for speed\n";
+    char want[512];
+    /* a reduced precision on the CPU: said once, before the run */
+    char *e = cpu_run("", "predict", "--precision fp16", 0);
+    snprintf(want, sizeof want, note, "fp16");
+    assert_int_equal(strncmp(e, want, strlen(want)), 0);
+    assert_null(strstr(e + strlen(want), "--precision"));
+    assert_lines_start(e + strlen(want), "virnucpro: predict: ");
+    free(e);
+    e = cpu_run("", "embed", "--precision bf16", 0);
+    snprintf(want, sizeof want, note, "bf16");
+    assert_int_equal(strncmp(e, want, strlen(want)), 0);
+    free(e);
+    /* not with -q, not for fp32 */
+    e = cpu_run("", "predict", "-q --precision fp8", 0);
+    assert_string_equal(e, "");
+    free(e);
+    e = cpu_run("", "predict", "--precision fp32", 0);
+    assert_lines_start(e, "virnucpro: predict: ");
+    free(e);
+    /* VIRNUCPRO_DISABLE_FP16 on a CPU run (FP32 anyway): no message at all */
+    e = cpu_run("VIRNUCPRO_DISABLE_FP16=1", "predict", "", 0);
+    assert_lines_start(e, "virnucpro: predict: ");
+    free(e);
+    e = cpu_run("VIRNUCPRO_DISABLE_FP16=1", "embed", "-q", 0);
+    assert_string_equal(e, "");
+    free(e);
+    /* ... but when it overrides an explicit --precision, the backend says so, not the note */
+    e = cpu_run("VIRNUCPRO_DISABLE_FP16=1", "predict", "--precision bf16", 0);
+    static const char over[] =
+        "virnucpro: warning: VIRNUCPRO_DISABLE_FP16 is set: computing in FP32 instead of BF16\n";
+    assert_int_equal(strncmp(e, over, sizeof over - 1), 0);
+    assert_null(strstr(e, "emulated"));
+    free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_device_short_option),
+        cmocka_unit_test(test_cpu_precision_note),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,7 +167,7 @@ static void test_not_applied_fails(void **state)
              vnp_test_cli(), args);
     char *out = NULL, *err = NULL;
     int rc = vnp_test_run(cmd, &out, &err);
-    assert_int_equal(rc, 1);
+    assert_int_equal(rc, 3); /* ran, thresholds not met: not 1 (an error) */
     const char *want[] = {
         "DNABERT-S fp8        all        12 1.00000000 1.00000000 1.00000000  0.000e+00 0.000e+00",
         "  -> fp8 gives exactly the FP32 embeddings of every ORF: the reduced precision was not "
@@ -178,6 +178,31 @@ static void test_not_applied_fails(void **state)
         if (!strstr(out, want[i]))
             fail_msg("missing '%s' in:\n%s", want[i], out);
     assert_non_null(strstr(err, "VIRNUCPRO_DISABLE_FP16 is set: the fp8 pass computes in FP32"));
+    free(out), free(err);
+}
+
+/* Thresholds not met is exit status 3, apart from errors (1) and usage errors (2): FP16's
+ * cosine minimum is under 1 (a threshold of 1 cannot be met), BF16's is only reported. */
+static void test_threshold_not_met_exit_3(void **state)
+{
+    char args[4096];
+    snprintf(args, sizeof args,
+             "--esm '%s' --dnabert '%s' --device cpu --batch-tokens 700 --precisions fp16,bf16 "
+             "--min-cosine 1 --limit 12 '%s'",
+             vnp_test_fixture("golden/esm2"), vnp_test_fixture("golden/dnabert_s"),
+             vnp_test_fixture("golden/input.fa"));
+    int rc;
+    char *err, *out = run(args, &rc, &err);
+    assert_int_equal(rc, 3);
+    if (!strstr(out, "  -> DNABERT-S fp16 cosine minimum 0.") ||
+        !strstr(out, " is under 1.000000\n") ||
+        !strstr(out, "\nvalidate-precision: FAILED thresholds\n") || strstr(out, "  -> bf16"))
+        fail_msg("unexpected report:\n%s", out);
+    free(out), free(err);
+    out = run("--help", &rc, &err);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "Exits 3 when it ran and a precision's cosine minimum"));
+    assert_non_null(strstr(out, "; 1 on an error, 2 on a usage error.\n"));
     free(out), free(err);
 }
 
@@ -241,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_missing_model),
         cmocka_unit_test(test_golden_emulated),
         cmocka_unit_test(test_not_applied_fails),
+        cmocka_unit_test(test_threshold_not_met_exit_3),
         cmocka_unit_test(test_classifier_width_refused),
         cmocka_unit_test(test_two_workers_same_report),
     };
