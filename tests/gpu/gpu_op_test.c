@@ -703,6 +703,71 @@ static void test_poison(void)
     free(x);
 }
 
+/* Sequences of up to 256 tokens take the one-copy attention kernel; the tiled kernel
+ * (VIRNUCPRO_DEBUG_SCALAR_KERNELS=1) runs the same arithmetic tile for tile: the two
+ * must give the same bits. */
+static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, const int *lens,
+                                         int nseq, int heads)
+{
+    int hd = 64, T = 0, max_len = 0;
+    int32_t *cu = malloc(((size_t)nseq + 1) * 4);
+    cu[0] = 0;
+    for (int s = 0; s < nseq; s++) {
+        T += lens[s];
+        cu[s + 1] = T;
+        if (lens[s] > max_len)
+            max_len = lens[s];
+    }
+    size_t nq = (size_t)T * 3 * heads * hd, no = (size_t)T * heads * hd;
+    float *qkv = rand_vec(nq, 1.0f);
+    float inv_freq[32], slopes[64];
+    for (int i = 0; i < 32; i++)
+        inv_freq[i] = powf(10000.0f, -(float)(2 * i) / 64.0f);
+    for (int h = 0; h < heads; h++)
+        slopes[h] = powf(2.0f, -8.0f * (float)(h + 1) / (float)heads);
+    float *res[2];
+    vnp_error err;
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be;
+        if (k)
+            setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
+        if (vnp_backend_cuda_create(0, prec, &be, &err))
+            die("cuda backend", &err);
+        unsetenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+        vnp_buf qb = up(be, qkv, nq, 1), ob = act(be, no), cb = up_i32(be, cu, (size_t)nseq + 1);
+        vnp_buf fb, sb;
+        if (be->ops->upload_f32(be, inv_freq, 32, &fb, &err) ||
+            be->ops->upload_f32(be, slopes, (size_t)heads, &sb, &err))
+            die("upload_f32", &err);
+        vnp_attn_desc d = {heads, hd, 0.125f, pos, &fb, &sb};
+        if (be->ops->attention(be, &qb, &cb, nseq, max_len, T, &d, &ob, &err))
+            die("attention", &err);
+        res[k] = down(be, &ob, no);
+        if (vnp_backend_guard_check(be, &err))
+            die("attention guard", &err);
+        be->ops->free_buf(be, &qb);
+        be->ops->free_buf(be, &ob);
+        be->ops->free_buf(be, &cb);
+        be->ops->free_buf(be, &fb);
+        be->ops->free_buf(be, &sb);
+        be->ops->destroy(be);
+    }
+    size_t diff = 0;
+    for (size_t i = 0; i < no; i++)
+        diff += memcmp(&res[0][i], &res[1][i], sizeof(float)) != 0;
+    char what[160];
+    snprintf(what, sizeof what,
+             "attention short kernel = tiled kernel bit for bit (%s %s, max_len %d, %zu of %zu "
+             "values differ)",
+             pname(prec), pos == VNP_POS_ROTARY ? "rotary" : pos == VNP_POS_ALIBI ? "alibi" : "plain",
+             max_len, diff, no);
+    check(diff == 0, what);
+    free(res[0]);
+    free(res[1]);
+    free(qkv);
+    free(cu);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -711,7 +776,7 @@ static double now_s(void)
 }
 
 /* Attention alone at ESM-2 3B's shape (40 heads x 64) on a 16k-token batch. */
-static void time_attention(vnp_backend *gpu, int len, int heads)
+static void time_attention(vnp_backend *gpu, const char *kernel, int len, int heads)
 {
     int nseq = 16384 / len, T = nseq * len;
     int32_t *cu = malloc(((size_t)nseq + 1) * 4);
@@ -739,8 +804,8 @@ static void time_attention(vnp_backend *gpu, int len, int heads)
     double dt = (now_s() - t0) / reps;
     double bytes = (double)(nq + no) * 2;
     double flops = 4.0 * heads * 64.0 * (double)len * T;
-    printf("time attention fp16 rotary len=%d T=%d heads=%d: %.3f ms  %.0f GB/s  %.1f TFLOP/s\n",
-           len, T, heads, dt * 1e3, bytes / dt / 1e9, flops / dt / 1e12);
+    printf("time attention fp16 rotary %s len=%d T=%d heads=%d: %.3f ms  %.0f GB/s  %.1f TFLOP/s\n",
+           kernel, len, T, heads, dt * 1e3, bytes / dt / 1e9, flops / dt / 1e12);
     gpu->ops->free_buf(gpu, &qb);
     gpu->ops->free_buf(gpu, &ob);
     gpu->ops->free_buf(gpu, &cb);
@@ -847,10 +912,29 @@ int main(void)
         test_mean_pool(cpu, gpu, precs[p]);
         test_guard(gpu, precs[p]);
         test_async(gpu, precs[p]);
+        if (precs[p] != VNP_PREC_FP32) {
+            static const int l1[] = {42, 1, 64, 17, 33}, l2[] = {65, 128, 3, 100},
+                             l3[] = {168, 166, 42, 129, 7}, l4[] = {256, 193, 1, 255, 64};
+            for (int pe = 0; pe < 3; pe++) {
+                vnp_posenc pos = pe == 0 ? VNP_POS_ROTARY : pe == 1 ? VNP_POS_ALIBI : VNP_POS_NONE;
+                test_attention_kernels_agree(precs[p], pos, l1, 5, 3);
+                test_attention_kernels_agree(precs[p], pos, l2, 4, 3);
+                test_attention_kernels_agree(precs[p], pos, l3, 5, 2);
+                test_attention_kernels_agree(precs[p], pos, l4, 5, 2);
+            }
+        }
         if (precs[p] == VNP_PREC_FP16) {
-            time_attention(gpu, 42, 40);
-            time_attention(gpu, 168, 40);
-            time_attention(gpu, 1026, 40);
+            time_attention(gpu, "default", 42, 40);
+            time_attention(gpu, "default", 168, 40);
+            time_attention(gpu, "default", 1026, 40);
+            vnp_backend *tiled;
+            setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
+            if (vnp_backend_cuda_create(0, precs[p], &tiled, &err))
+                die("cuda backend", &err);
+            unsetenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+            time_attention(tiled, "tiled", 42, 40);
+            time_attention(tiled, "tiled", 168, 40);
+            tiled->ops->destroy(tiled);
         }
         gpu->ops->destroy(gpu);
     }

@@ -154,6 +154,152 @@ __device__ __forceinline__ void scale_tile(T (*t)[SROW], float mul)
     }
 }
 
+/* The per-warp state of the tensor-core kernels: this thread's two query rows (qi0,
+ * qi0 + 8) of the warp's sixteen, their running maxima m, partial sums l (reduced over
+ * the quad at the end) and output accumulators o (eight 8-column blocks). */
+struct attn_rows {
+    float o[8][4];
+    float m0, m1, l0, l1;
+    int qi0, qi1;
+};
+
+/* Scores of one tile of 64 keys (rows of Kt, keys k0.. of the sequence) against the
+ * warp's Q fragments, masked past `len`, ALiBi added, folded into the running softmax:
+ * on return sc holds p = exp2(s - m) of the tile and o, l are rescaled to the new
+ * maximum. Both kernels below run exactly this, so they give the same bits. */
+template <typename T, int POS>
+__device__ __forceinline__ void attn_scores_tile(const uint32_t (&qa)[4][4], T (*Kt)[SROW],
+                                                 int k0, int len, float slope, attn_rows &r,
+                                                 float (&sc)[8][4])
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            const int kr = j * 8 + g, c = ks * 16 + 2 * tig;
+            uint32_t b0 = *reinterpret_cast<const uint32_t *>(&Kt[kr][c]);
+            uint32_t b1 = *reinterpret_cast<const uint32_t *>(&Kt[kr][c + 8]);
+            mma_traits<T>::mma(sc[j], qa[ks], b0, b1);
+        }
+    }
+    /* mask keys past the end, add ALiBi, row maxima */
+    float mx0 = r.m0, mx1 = r.m1;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int key = k0 + j * 8 + 2 * tig + e;
+            if (key >= len) {
+                sc[j][e] = -INFINITY;
+                sc[j][2 + e] = -INFINITY;
+            } else if (POS == VNP_POS_ALIBI) {
+                sc[j][e] -= slope * (float)abs(r.qi0 - key);
+                sc[j][2 + e] -= slope * (float)abs(r.qi1 - key);
+            }
+            mx0 = fmaxf(mx0, sc[j][e]);
+            mx1 = fmaxf(mx1, sc[j][2 + e]);
+        }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float a0 = exp2f(r.m0 - mx0), a1 = exp2f(r.m1 - mx1);
+    r.m0 = mx0;
+    r.m1 = mx1;
+    float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        sc[j][0] = exp2f(sc[j][0] - r.m0);
+        sc[j][1] = exp2f(sc[j][1] - r.m0);
+        sc[j][2] = exp2f(sc[j][2] - r.m1);
+        sc[j][3] = exp2f(sc[j][3] - r.m1);
+        s0 += sc[j][0] + sc[j][1];
+        s1 += sc[j][2] + sc[j][3];
+    }
+    r.l0 = r.l0 * a0 + s0; /* per-thread partial sums; reduced across the quad at the end */
+    r.l1 = r.l1 * a1 + s1;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        r.o[j][0] *= a0;
+        r.o[j][1] *= a0;
+        r.o[j][2] *= a1;
+        r.o[j][3] *= a1;
+    }
+}
+
+/* The A fragment of P for key chunk ks (16 keys) straight from the score registers. */
+template <typename T>
+__device__ __forceinline__ void attn_p_fragment(const float (&sc)[8][4], int ks, uint32_t (&pa)[4])
+{
+    pa[0] = mma_traits<T>::pack(sc[2 * ks][0], sc[2 * ks][1]);
+    pa[1] = mma_traits<T>::pack(sc[2 * ks][2], sc[2 * ks][3]);
+    pa[2] = mma_traits<T>::pack(sc[2 * ks + 1][0], sc[2 * ks + 1][1]);
+    pa[3] = mma_traits<T>::pack(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
+}
+
+/* The warp's Q fragments from a shared tile of 64 rows (already rotated and scaled). */
+template <typename T>
+__device__ __forceinline__ void attn_q_fragments(T (*Qs)[SROW], uint32_t (&qa)[4][4])
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) {
+        const int r = warp * 16 + g, c = ks * 16 + 2 * tig;
+        qa[ks][0] = *reinterpret_cast<const uint32_t *>(&Qs[r][c]);
+        qa[ks][1] = *reinterpret_cast<const uint32_t *>(&Qs[r + 8][c]);
+        qa[ks][2] = *reinterpret_cast<const uint32_t *>(&Qs[r][c + 8]);
+        qa[ks][3] = *reinterpret_cast<const uint32_t *>(&Qs[r + 8][c + 8]);
+    }
+}
+
+/* Normalises and stores the warp's rows; flags a non-finite output. */
+template <typename T>
+__device__ __forceinline__ void attn_store_rows(attn_rows &r, T *obase, size_t ldo, int len,
+                                                int *flag)
+{
+    const int tig = threadIdx.x & 3;
+    r.l0 += __shfl_xor_sync(0xffffffffu, r.l0, 1);
+    r.l0 += __shfl_xor_sync(0xffffffffu, r.l0, 2);
+    r.l1 += __shfl_xor_sync(0xffffffffu, r.l1, 1);
+    r.l1 += __shfl_xor_sync(0xffffffffu, r.l1, 2);
+    const float inv0 = 1.0f / r.l0, inv1 = 1.0f / r.l1;
+    int bad = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int c = j * 8 + 2 * tig;
+        if (r.qi0 < len) {
+            float x0 = r.o[j][0] * inv0, x1 = r.o[j][1] * inv0;
+            bad |= !isfinite(x0) || !isfinite(x1);
+            *reinterpret_cast<uint32_t *>(obase + (size_t)r.qi0 * ldo + c) =
+                mma_traits<T>::pack(x0, x1);
+        }
+        if (r.qi1 < len) {
+            float x0 = r.o[j][2] * inv1, x1 = r.o[j][3] * inv1;
+            bad |= !isfinite(x0) || !isfinite(x1);
+            *reinterpret_cast<uint32_t *>(obase + (size_t)r.qi1 * ldo + c) =
+                mma_traits<T>::pack(x0, x1);
+        }
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+__device__ __forceinline__ void attn_rows_init(attn_rows &r, int q0)
+{
+    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        r.o[j][0] = r.o[j][1] = r.o[j][2] = r.o[j][3] = 0.0f;
+    r.m0 = r.m1 = -INFINITY;
+    r.l0 = r.l1 = 0.0f;
+    r.qi0 = q0 + warp * 16 + g;
+    r.qi1 = r.qi0 + 8;
+}
+
+/* Any length: keys and values streamed through shared memory a tile of 64 at a time,
+ * V transposed as it is stored. */
 template <typename T, int POS>
 __global__ void __launch_bounds__(128, 4)
     attn_mma_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu, T *__restrict__ out,
@@ -177,7 +323,7 @@ __global__ void __launch_bounds__(128, 4)
     const T *qbase = qkv + (size_t)start * ld + (size_t)h * HD;
     const T *kbase = qbase + (size_t)nh * HD;
     const T *vbase = qbase + (size_t)2 * nh * HD;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31;
     const int g = lane >> 2, tig = lane & 3;
 
     /* Q: scaled by softmax scale * log2(e) so that exp2 gives the softmax. */
@@ -191,21 +337,9 @@ __global__ void __launch_bounds__(128, 4)
     __syncthreads();
 
     uint32_t qa[4][4];
-#pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
-        const int r = warp * 16 + g, c = ks * 16 + 2 * tig;
-        qa[ks][0] = *reinterpret_cast<const uint32_t *>(&Qs[r][c]);
-        qa[ks][1] = *reinterpret_cast<const uint32_t *>(&Qs[r + 8][c]);
-        qa[ks][2] = *reinterpret_cast<const uint32_t *>(&Qs[r][c + 8]);
-        qa[ks][3] = *reinterpret_cast<const uint32_t *>(&Qs[r + 8][c + 8]);
-    }
-
-    float o[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-    const int qi0 = q0 + warp * 16 + g, qi1 = qi0 + 8; /* this thread's two query rows */
+    attn_q_fragments<T>(Qs, qa);
+    attn_rows r;
+    attn_rows_init(r, q0);
     const float slope = POS == VNP_POS_ALIBI ? slopes[h] * LOG2E : 0.0f;
 
     for (int k0 = 0; k0 < len; k0 += BN) {
@@ -217,105 +351,125 @@ __global__ void __launch_bounds__(128, 4)
             rotate_tile<T>(Ks, rope, max_len, k0, len, 1.0f);
             __syncthreads();
         }
-
         float sc[8][4];
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
-#pragma unroll
-            for (int ks = 0; ks < 4; ks++) {
-                const int kr = j * 8 + g, c = ks * 16 + 2 * tig;
-                uint32_t b0 = *reinterpret_cast<const uint32_t *>(&Ks[kr][c]);
-                uint32_t b1 = *reinterpret_cast<const uint32_t *>(&Ks[kr][c + 8]);
-                mma_traits<T>::mma(sc[j], qa[ks], b0, b1);
-            }
-        }
-        /* mask keys past the end, add ALiBi, row maxima */
-        float mx0 = m0, mx1 = m1;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int key = k0 + j * 8 + 2 * tig + e;
-                if (key >= len) {
-                    sc[j][e] = -INFINITY;
-                    sc[j][2 + e] = -INFINITY;
-                } else if (POS == VNP_POS_ALIBI) {
-                    sc[j][e] -= slope * (float)abs(qi0 - key);
-                    sc[j][2 + e] -= slope * (float)abs(qi1 - key);
-                }
-                mx0 = fmaxf(mx0, sc[j][e]);
-                mx1 = fmaxf(mx1, sc[j][2 + e]);
-            }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float a0 = exp2f(m0 - mx0), a1 = exp2f(m1 - mx1);
-        m0 = mx0;
-        m1 = mx1;
-        float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            sc[j][0] = exp2f(sc[j][0] - m0);
-            sc[j][1] = exp2f(sc[j][1] - m0);
-            sc[j][2] = exp2f(sc[j][2] - m1);
-            sc[j][3] = exp2f(sc[j][3] - m1);
-            s0 += sc[j][0] + sc[j][1];
-            s1 += sc[j][2] + sc[j][3];
-        }
-        l0 = l0 * a0 + s0; /* per-thread partial sums; reduced across the quad at the end */
-        l1 = l1 * a1 + s1;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            o[j][0] *= a0;
-            o[j][1] *= a0;
-            o[j][2] *= a1;
-            o[j][3] *= a1;
-        }
-        /* O += P V, P straight from the score registers */
+        attn_scores_tile<T, POS>(qa, Ks, k0, len, slope, r, sc);
+        /* O += P V */
 #pragma unroll
         for (int ks = 0; ks < 4; ks++) {
             uint32_t pa[4];
-            pa[0] = mma_traits<T>::pack(sc[2 * ks][0], sc[2 * ks][1]);
-            pa[1] = mma_traits<T>::pack(sc[2 * ks][2], sc[2 * ks][3]);
-            pa[2] = mma_traits<T>::pack(sc[2 * ks + 1][0], sc[2 * ks + 1][1]);
-            pa[3] = mma_traits<T>::pack(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
+            attn_p_fragment<T>(sc, ks, pa);
 #pragma unroll
             for (int j = 0; j < 8; j++) {
                 const int dr = j * 8 + g, c = ks * 16 + 2 * tig;
                 uint32_t b0 = *reinterpret_cast<const uint32_t *>(&Vt[dr][c]);
                 uint32_t b1 = *reinterpret_cast<const uint32_t *>(&Vt[dr][c + 8]);
-                mma_traits<T>::mma(o[j], pa, b0, b1);
+                mma_traits<T>::mma(r.o[j], pa, b0, b1);
             }
         }
     }
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
-    const size_t ldo = (size_t)nh * HD;
-    T *obase = out + (size_t)start * ldo + (size_t)h * HD;
-    int bad = 0;
+    attn_store_rows<T>(r, out + (size_t)start * nh * HD + (size_t)h * HD, (size_t)nh * HD, len,
+                       flag);
+}
+
+/* ---- short sequences (at most SHORT_TILES tiles of 64 keys) ----
+ * The tiled kernel above waits on memory once per tile (load, rotate, compute), which
+ * for proteins of a few dozen to a few hundred tokens is most of its time. Here one
+ * block copies its 64 queries and ALL the sequence's keys and values into shared
+ * memory at once (cp.async, no registers in between), rotates Q and K in one pass, and
+ * then runs the tiles without another barrier. V stays row-major: the P.V operand comes
+ * from ldmatrix.trans. Same arithmetic as attn_mma_kernel tile for tile: same bits. */
+#define SHORT_TILES 4
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
+{
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+                 "r"(bytes));
+}
+
+/* Rows [0, rows) of one head into dst (pitch SROW), zeros from `len` on. */
+template <typename T>
+__device__ __forceinline__ void async_rows(T (*dst)[SROW], const T *__restrict__ src, size_t ld,
+                                           int row0, int rows, int len)
+{
+    for (int chunk = threadIdx.x; chunk < rows * 8; chunk += blockDim.x) {
+        const int r = chunk >> 3, c8 = (chunk & 7) * 8;
+        const int in = row0 + r < len;
+        cp_async16(&dst[r][c8], in ? src + (size_t)(row0 + r) * ld + c8 : src, in ? 16 : 0);
+    }
+}
+
+template <typename T, int POS, int NT>
+__global__ void __launch_bounds__(128)
+    attn_short_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu,
+                      T *__restrict__ out, int nh, float scale, const float *__restrict__ rope,
+                      int max_len, const float *__restrict__ slopes, int *flag)
+{
+    extern __shared__ __align__(16) unsigned char attn_smem[];
+    T(*Qs)[SROW] = reinterpret_cast<T(*)[SROW]>(attn_smem);
+    T(*Ks)[SROW] = Qs + BM;
+    T(*Vs)[SROW] = Ks + NT * BN;
+
+    const int s = blockIdx.x, h = blockIdx.y, q0 = blockIdx.z * BM;
+    const int start = cu[s], len = cu[s + 1] - start;
+    if (len > max_len || len > NT * BN) { /* the caller's max_len is wrong */
+        if (blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0)
+            atomicOr(flag, VNP_CUDA_FLAG_BAD_SHAPE);
+        return;
+    }
+    if (q0 >= len)
+        return;
+    const size_t ld = (size_t)3 * nh * HD;
+    const T *qbase = qkv + (size_t)start * ld + (size_t)h * HD;
+    const T *kbase = qbase + (size_t)nh * HD;
+    const T *vbase = qbase + (size_t)2 * nh * HD;
+    const int nt = (len + BN - 1) / BN; /* key tiles of this sequence */
+
+    async_rows<T>(Qs, qbase, ld, q0, BM, len);
+    async_rows<T>(Ks, kbase, ld, 0, nt * BN, len);
+    async_rows<T>(Vs, vbase, ld, 0, nt * BN, len);
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+    const float qmul = scale * LOG2E;
+    if (POS == VNP_POS_ROTARY) {
+        rotate_tile<T>(Qs, rope, max_len, q0, len, qmul);
+        for (int t = 0; t < nt; t++)
+            rotate_tile<T>(Ks + t * BN, rope, max_len, t * BN, len, 1.0f);
+    } else
+        scale_tile<T>(Qs, qmul);
+    __syncthreads();
+
+    uint32_t qa[4][4];
+    attn_q_fragments<T>(Qs, qa);
+    attn_rows r;
+    attn_rows_init(r, q0);
+    const float slope = POS == VNP_POS_ALIBI ? slopes[h] * LOG2E : 0.0f;
+    const int lane = threadIdx.x & 31;
+    /* ldmatrix.x4.trans: lanes 8m..8m+7 address the rows of matrix m (keys 0-7 or 8-15
+     * of a chunk, columns of d-block j or j + 1) */
+    const int lrow = ((lane >> 3) & 1) * 8 + (lane & 7), lcol = (lane >> 4) * 8;
+    for (int t = 0; t < nt; t++) {
+        float sc[8][4];
+        attn_scores_tile<T, POS>(qa, Ks + t * BN, t * BN, len, slope, r, sc);
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
-        const int c = j * 8 + 2 * tig;
-        if (qi0 < len) {
-            float x0 = o[j][0] * inv0, x1 = o[j][1] * inv0;
-            bad |= !isfinite(x0) || !isfinite(x1);
-            *reinterpret_cast<uint32_t *>(obase + (size_t)qi0 * ldo + c) =
-                mma_traits<T>::pack(x0, x1);
-        }
-        if (qi1 < len) {
-            float x0 = o[j][2] * inv1, x1 = o[j][3] * inv1;
-            bad |= !isfinite(x0) || !isfinite(x1);
-            *reinterpret_cast<uint32_t *>(obase + (size_t)qi1 * ldo + c) =
-                mma_traits<T>::pack(x0, x1);
+        for (int ks = 0; ks < 4; ks++) {
+            uint32_t pa[4];
+            attn_p_fragment<T>(sc, ks, pa);
+#pragma unroll
+            for (int j = 0; j < 8; j += 2) {
+                uint32_t b[4];
+                const unsigned a = (unsigned)__cvta_generic_to_shared(
+                    &Vs[t * BN + ks * 16 + lrow][j * 8 + lcol]);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                             : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                             : "r"(a));
+                mma_traits<T>::mma(r.o[j], pa, b[0], b[1]);
+                mma_traits<T>::mma(r.o[j + 1], pa, b[2], b[3]);
+            }
         }
     }
-    if (bad)
-        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+    attn_store_rows<T>(r, out + (size_t)start * nh * HD + (size_t)h * HD, (size_t)nh * HD, len,
+                       flag);
 }
 
 /* ---- FP32 kernel: one thread per query row, keys streamed through shared
@@ -433,6 +587,57 @@ __global__ void __launch_bounds__(F32_BM)
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
 }
 
+/* Launches attn_short_kernel with NT = nt key tiles (1..SHORT_TILES) of shared memory. */
+template <typename T, int POS, int NT>
+static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const int32_t *cu,
+                                void *out, int nh, float scale, int max_len,
+                                const float *slopes, vnp_error *err)
+{
+    const size_t smem = (size_t)(BM + 2 * NT * BN) * SROW * sizeof(T);
+    vnp_code rc = vnp_cuda_check(cudaFuncSetAttribute(attn_short_kernel<T, POS, NT>,
+                                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                      (int)smem),
+                                 "allowing the attention kernel its shared memory", err);
+    if (rc)
+        return rc;
+    attn_short_kernel<T, POS, NT><<<grid, 128, smem, c->stream>>>(
+        (const T *)qkv, cu, (T *)out, nh, scale, c->rope, max_len, slopes, c->flag);
+    return VNP_OK;
+}
+
+template <typename T, int POS>
+static vnp_code launch_short_pos(vnp_cuda *c, int nt, dim3 grid, const void *qkv,
+                                 const int32_t *cu, void *out, int nh, float scale, int max_len,
+                                 const float *slopes, vnp_error *err)
+{
+    switch (nt) {
+    case 1:
+        return launch_short_nt<T, POS, 1>(c, grid, qkv, cu, out, nh, scale, max_len, slopes, err);
+    case 2:
+        return launch_short_nt<T, POS, 2>(c, grid, qkv, cu, out, nh, scale, max_len, slopes, err);
+    case 3:
+        return launch_short_nt<T, POS, 3>(c, grid, qkv, cu, out, nh, scale, max_len, slopes, err);
+    default:
+        return launch_short_nt<T, POS, SHORT_TILES>(c, grid, qkv, cu, out, nh, scale, max_len,
+                                                    slopes, err);
+    }
+}
+
+template <typename T>
+static vnp_code launch_short(vnp_cuda *c, int pos, int nt, dim3 grid, const void *qkv,
+                             const int32_t *cu, void *out, int nh, float scale, int max_len,
+                             const float *slopes, vnp_error *err)
+{
+    if (pos == VNP_POS_ROTARY)
+        return launch_short_pos<T, VNP_POS_ROTARY>(c, nt, grid, qkv, cu, out, nh, scale, max_len,
+                                                   slopes, err);
+    if (pos == VNP_POS_ALIBI)
+        return launch_short_pos<T, VNP_POS_ALIBI>(c, nt, grid, qkv, cu, out, nh, scale, max_len,
+                                                  slopes, err);
+    return launch_short_pos<T, VNP_POS_NONE>(c, nt, grid, qkv, cu, out, nh, scale, max_len,
+                                             slopes, err);
+}
+
 vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
                             int nseq, int max_len, int T, const vnp_attn_desc *desc,
                             vnp_buf *out, vnp_error *err)
@@ -498,6 +703,18 @@ vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *
         return vnp_cuda_check_launch("attention_f32", err);
     }
     dim3 grid((unsigned)nseq, (unsigned)nh, (unsigned)((max_len + BM - 1) / BM));
+    /* short sequences: the one-copy kernel (VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 keeps the
+     * tiled one, for comparison) */
+    if (max_len <= SHORT_TILES * BN && !c->scalar_only) {
+        const int nt = (max_len + BN - 1) / BN;
+        if (c->act == VNP_DT_F16)
+            rc = launch_short<__half>(c, pos, nt, grid, qkv->ptr, cu, out->ptr, nh, desc->scale,
+                                      max_len, slopes, err);
+        else
+            rc = launch_short<__nv_bfloat16>(c, pos, nt, grid, qkv->ptr, cu, out->ptr, nh,
+                                             desc->scale, max_len, slopes, err);
+        return rc ? rc : vnp_cuda_check_launch("attention (short sequences)", err);
+    }
     if (c->act == VNP_DT_F16) {
         const __half *q = (const __half *)qkv->ptr;
         __half *o = (__half *)out->ptr;

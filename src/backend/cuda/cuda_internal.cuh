@@ -59,7 +59,8 @@ typedef struct vnp_cuda {
     cudaError_t reset_error; /* a failed guard_reset, reported by the next guard_save */
     vnp_dtype act;     /* compute dtype of activations and GEMM weights */
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
-                          LayerNorm take their one-element-per-thread kernels (A/B timing
+                          LayerNorm take their one-element-per-thread kernels and
+                          attention its tiled kernel for short sequences too (A/B timing
                           and op tests of both paths); read once at creation */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
     vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */

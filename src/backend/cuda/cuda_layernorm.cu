@@ -123,6 +123,82 @@ __global__ void __launch_bounds__(LN_VEC_THREADS)
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
 }
 
+/* One warp per row, four rows a block: the row in the warp's registers, statistics by
+ * shuffles only (no shared memory, no barrier), so each row costs one read and one
+ * write of HBM and little else. Used when a row makes at most 32 * VPL vectors. */
+#define LN_WARP_ROWS 4
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename T, int VPL>
+__global__ void __launch_bounds__(32 * LN_WARP_ROWS)
+    layernorm_warp_kernel(const T *__restrict__ x, const T *__restrict__ residual,
+                          const void *__restrict__ gamma, int gdt, const void *__restrict__ beta,
+                          int bdt, float eps, int M, int H, T *out, int *flag)
+{
+    constexpr int N = vnp_vec<T>::N;
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * LN_WARP_ROWS + (threadIdx.x >> 5);
+    if (row >= M)
+        return;
+    const size_t base = (size_t)row * H;
+    const int nv = H / N;
+    float v[VPL][N];
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        const int iv = lane + k * 32;
+        if (iv < nv) {
+            vnp_ld_vec<T>(x + base + (size_t)iv * N, v[k]);
+            if (residual) {
+                float r[N];
+                vnp_ld_vec<T>(residual + base + (size_t)iv * N, r);
+#pragma unroll
+                for (int e = 0; e < N; e++)
+                    v[k][e] += r[e];
+            }
+#pragma unroll
+            for (int e = 0; e < N; e++)
+                s += v[k][e];
+        }
+    }
+    const float mean = warp_sum(s) / (float)H;
+    float q = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPL; k++)
+        if (lane + k * 32 < nv)
+#pragma unroll
+            for (int e = 0; e < N; e++) {
+                const float d = v[k][e] - mean;
+                q += d * d;
+            }
+    const float var = warp_sum(q) / (float)H;
+    const float inv = 1.0f / sqrtf(var + eps);
+    int bad = 0;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        const int iv = lane + k * 32;
+        if (iv < nv) {
+            float y[N];
+#pragma unroll
+            for (int e = 0; e < N; e++) {
+                const int j = iv * N + e;
+                y[e] = (v[k][e] - mean) * inv * vnp_ld_any(gamma, gdt, j);
+                if (beta)
+                    y[e] += vnp_ld_any(beta, bdt, j);
+            }
+            bad |= vnp_st_vec<T>(out + base + (size_t)iv * N, y);
+        }
+    }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
 /* Launches the register kernel when the row fits it (up to 8 vectors a thread: rows of
  * 8192 halves / 4096 floats); 0 when it does not apply. */
 template <typename T>
@@ -132,6 +208,25 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
     constexpr int N = vnp_vec<T>::N;
     if (H % N || !vnp_cuda_vec_ok(c, (size_t)H, sizeof(T), x, res, out))
         return 0;
+    const int lanes = (H / N + 31) / 32; /* vectors per lane, one warp a row */
+    const unsigned wblocks = (unsigned)((M + LN_WARP_ROWS - 1) / LN_WARP_ROWS);
+#define LN_WARP_LAUNCH(V)                                                                     \
+    layernorm_warp_kernel<T, V><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(                \
+        (const T *)x, (const T *)res, gamma, gdt, beta, bdt, eps, M, H, (T *)out, c->flag)
+    if (!c->scalar_only && lanes <= 24) {
+        if (lanes <= 3)
+            LN_WARP_LAUNCH(3);
+        else if (lanes <= 6)
+            LN_WARP_LAUNCH(6);
+        else if (lanes <= 10)
+            LN_WARP_LAUNCH(10);
+        else if (lanes <= 16)
+            LN_WARP_LAUNCH(16);
+        else
+            LN_WARP_LAUNCH(24);
+        return 1;
+    }
+#undef LN_WARP_LAUNCH
     const int per = (H / N + LN_VEC_THREADS - 1) / LN_VEC_THREADS;
 #define LN_VEC_LAUNCH(V)                                                                      \
     layernorm_vec_kernel<T, V><<<M, LN_VEC_THREADS, 0, c->stream>>>(                           \
