@@ -8,10 +8,15 @@
  *  4. CPack builds the .deb and the .tar.gz: the .deb's Depends names the Debian package
  *     of every library the binary links (beyond glibc) and it holds the same files; the
  *     tarball, unpacked elsewhere, runs predict with its own bundled libraries (ldd finds
- *     every library beyond glibc inside it) and gives the same files.
+ *     every library beyond glibc inside it) and gives the same files; each bundled library
+ *     carries its licence: share/doc/virnucpro/third-party/LIBRARIES.tsv names it, and for
+ *     a library of a Debian package the licence is that package's copyright file, copied
+ *     byte for byte to third-party/<package>/copyright.
  * Needs VNP_BUILD_DIR, VNP_CMAKE and VNP_CPACK (set by tests/cli/CMakeLists.txt). */
 #include "test_support.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +244,76 @@ static void package_of(const char *path, char *out, size_t cap)
     free(o);
 }
 
+/* Every library in root/lib has a row in third-party/LIBRARIES.tsv whose licence is there;
+ * a Debian package's library has that package's copyright file. */
+static void assert_licences(const char *root)
+{
+    char tsv[8400], docs[8400];
+    snprintf(docs, sizeof docs, "%s/share/doc/virnucpro", root);
+    snprintf(tsv, sizeof tsv, "%s/third-party/LIBRARIES.tsv", docs);
+    char *text = vnp_test_read_file(tsv, NULL);
+    if (!text)
+        fail_msg("the tarball has no %s", tsv);
+    static const char head[] = "library\tpackage\tlicence\tsource\n";
+    assert_int_equal(strncmp(text, head, sizeof head - 1), 0);
+    /* the real paths of the rows' libraries in root/lib */
+    static char real[128][PATH_MAX];
+    int nrows = 0, debian = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(text + sizeof head - 1, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        char lib[256], pkg[256], lic[512], src[2048];
+        if (sscanf(l, "%255[^\t]\t%255[^\t]\t%511[^\t]\t%2047s", lib, pkg, lic, src) != 4)
+            fail_msg("malformed row of %s: '%s'", tsv, l);
+        char path[PATH_MAX + 600];
+        snprintf(path, sizeof path, "%s/lib/%s", root, lib);
+        assert_true(nrows < 128);
+        if (!realpath(path, real[nrows++]))
+            fail_msg("%s lists %s, which the tarball does not have", tsv, lib);
+        snprintf(path, sizeof path, "%s/%s", docs, lic);
+        if (!exists(path))
+            fail_msg("%s: the licence of %s, %s, is not in the tarball", tsv, lib, lic);
+        char owner[256];
+        package_of(src, owner, sizeof owner);
+        char *arch = strchr(owner, ':');
+        if (arch)
+            *arch = 0;
+        if (!*owner)
+            continue; /* a toolkit's library (CUDA): its own licence */
+        if (strcmp(owner, pkg))
+            fail_msg("%s: %s comes from Debian package %s, not %s", tsv, src, owner, pkg);
+        char want[512];
+        snprintf(want, sizeof want, "third-party/%s/copyright", pkg);
+        assert_string_equal(lic, want);
+        snprintf(want, sizeof want, "/usr/share/doc/%s/copyright", pkg);
+        vnp_test_assert_files_equal(path, want);
+        debian++;
+    }
+    free(text);
+    assert_true(debian >= 6);
+    /* and no library in lib/ without a row (a versioned file counts through its soname) */
+    char dir[PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/lib", root);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int nlibs = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX * 2], r[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        assert_non_null(realpath(path, r));
+        int found = 0;
+        for (int i = 0; i < nrows && !found; i++)
+            found = !strcmp(real[i], r);
+        if (!found)
+            fail_msg("%s is bundled without a licence (no row in %s)", path, tsv);
+        nlibs++;
+    }
+    closedir(d);
+    assert_true(nlibs >= nrows);
+}
+
 /* 4. CPack: the .deb and the relocatable tarball */
 static void test_cpack(void **state)
 {
@@ -313,6 +388,7 @@ static void test_cpack(void **state)
             fail_msg("the unpacked binary takes %s from outside the tarball", l);
     }
     free(ldd);
+    assert_licences(root);
     reference();
     char bin[8400];
     snprintf(bin, sizeof bin, "%s/bin/virnucpro", root);
