@@ -144,6 +144,10 @@ vnp_code vnp_sequences_write_row(FILE *f, const char *path, const char *id, size
 #define VNP_PREDICT_PLOTS "plots"
 #define VNP_DEFAULT_PLOTS 20
 #define VNP_MAX_PLOTS 10000
+/* predict's defaults that depend on the device (batch_tokens = 0 picks one) */
+#define VNP_DEFAULT_BATCH_TOKENS_CPU 4096
+#define VNP_DEFAULT_BATCH_TOKENS_CUDA 32768
+#define VNP_DEFAULT_WINDOW_ORFS 2048
 
 /* What vnp_derive reads and writes. The derived files depend only on the rows of a
  * complete prediction_results.txt, the input they were computed from, -l and these
@@ -249,7 +253,8 @@ typedef struct vnp_predict_options {
                              * may use */
     int chunk_len;          /* 300 or 500 */
     size_t batch_tokens;    /* token budget of one encoder batch; 0 = default */
-    size_t window_orfs;     /* ORFs read ahead and sorted by length; 0 = default */
+    size_t window_orfs;     /* ORFs read ahead and sorted by length (default
+                             * VNP_DEFAULT_WINDOW_ORFS; 0 = the default) */
     int keep_intermediate;  /* also write the three preprocessing files */
     int embeddings;         /* also write merged_features.safetensors */
     int resume;             /* continue an interrupted run in out_dir from its journal

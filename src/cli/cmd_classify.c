@@ -96,11 +96,8 @@ int vnp_cmd_classify(int argc, char **argv)
         switch (c) {
         case 'i': d.input = optarg; break;
         case 'l':
-            if (strcmp(optarg, "300") && strcmp(optarg, "500")) {
-                vnp_cli_error("-l/--length must be 300 or 500, got '%s'", optarg);
+            if (!vnp_cli_chunk_length(optarg, &chunk_len))
                 return 2;
-            }
-            chunk_len = atoi(optarg);
             break;
         case OPT_MIN_SCORE:
             if (!vnp_cli_number("--min-score", optarg, 0.0, 1.0, &x))

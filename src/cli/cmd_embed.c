@@ -23,9 +23,15 @@
 #include "pipeline/engine.h"
 #include "virnucpro.h"
 
+/* embed's defaults: the command starts from them and the help prints them. */
+static const struct embed_defaults {
+    const char *device;
+    long batch_tokens;
+} embed_defaults = {"auto", 8192};
+
 static void embed_usage(FILE *f)
 {
-    fputs("Usage: virnucpro embed --model PATH -o OUT.safetensors [--device DEV] [-t N]\n"
+    fprintf(f, "Usage: virnucpro embed --model PATH -o OUT.safetensors [--device DEV] [-t N]\n"
           "                       [--batch-tokens N] [--precision P] [-q] INPUT\n"
           "\n"
           "Embeds every record of INPUT (FASTA/FASTQ; plain, gzip, bzip2, xz or\n"
@@ -46,7 +52,7 @@ static void embed_usage(FILE *f)
           "                        a worker that fails is retired, the others finish its work\n"
           "  -t, --threads N       CPU threads of each CPU worker (default: the CPUs this\n"
           "                        process may use)\n"
-          "  -b, --batch-tokens N  tokens per packed batch (default 8192)\n"
+          "  -b, --batch-tokens N  tokens per packed batch (default %ld)\n"
           "      --precision P     fp16 (default on CUDA), bf16, fp32 (default on the CPU),\n"
           "                        fp8 or fp8-tensor (experimental; GPUs of compute\n"
           "                        capability 8.9+); on the CPU a reduced precision is\n"
@@ -56,7 +62,7 @@ static void embed_usage(FILE *f)
           "  -h, --help            this help\n"
           "\n"
           "VIRNUCPRO_DISABLE_FP16=1 computes in FP32 on a GPU.\n",
-          f);
+          embed_defaults.batch_tokens);
 }
 
 /* ---- the records, in windows, through the engine ---- */
@@ -172,9 +178,9 @@ int vnp_cmd_embed(int argc, char **argv)
         {"precision", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *output = NULL, *device = "auto";
+    const char *model = NULL, *output = NULL, *device = embed_defaults.device;
     vnp_precision prec = VNP_PREC_DEFAULT;
-    long threads = 0, budget = 8192;
+    long threads = 0, budget = embed_defaults.batch_tokens;
     int quiet = 0, c;
     optind = 1;
     opterr = 0;

@@ -10,9 +10,12 @@
 #include "core/fs.h"
 #include "virnucpro.h"
 
+/* The help, with the defaults of vnp_predict_options_init (never repeated here). */
 static void predict_usage(FILE *f)
 {
-    fputs(
+    vnp_predict_options d;
+    vnp_predict_options_init(&d);
+    fprintf(f,
         "Usage: virnucpro predict [-l 300|500] [-o DIR] [--esm DIR] [--dnabert DIR]\n"
         "                         [--classifier FILE] [--device LIST] [-t N]\n"
         "                         [--batch-tokens N] [--min-score X] [--plots N]\n"
@@ -45,7 +48,7 @@ static void predict_usage(FILE *f)
         "like protein is an error.\n"
         "\n"
         "Options:\n"
-        "  -l, --length N        chunk length, 300 or 500 (default 500); picks the classifier\n"
+        "  -l, --length N        chunk length, 300 or 500 (default %d); picks the classifier\n"
         "  -o, --output DIR      output directory, created if missing (default: INPUT's\n"
         "                        name up to '.fa' + '_merged', next to it, as the original)\n"
         "      --esm PATH        ESM-2 model directory or fair-esm .pt (default: the cached\n"
@@ -65,14 +68,14 @@ static void predict_usage(FILE *f)
         "                        reduced precision is emulated: for checking, not speed\n"
         "  -t, --threads N       CPU threads of each CPU worker (default: the CPUs this\n"
         "                        process may use)\n"
-        "      --batch-tokens N  ESM-2 tokens per batch (default 4096 on CPU, 32768 on CUDA);\n"
+        "      --batch-tokens N  ESM-2 tokens per batch (default %d on CPU, %d on CUDA);\n"
         "                        DNABERT-S runs on the same frames\n"
-        "      --window N        frames read ahead and length-sorted together (default 2048)\n"
+        "      --window N        frames read ahead and length-sorted together (default %zu)\n"
         "      --min-score X     a chunk is viral when its max virus score is at least X\n"
         "                        (0 to 1; default: max score2 >= max score1, the original\n"
         "                        rule); changes the files above, never the first two\n"
         "      --plots N         score tracks of the N viral sequences with the most viral\n"
-        "                        chunks in report.html and plots/ (default 20; 0: none)\n"
+        "                        chunks in report.html and plots/ (default %d; 0: none)\n"
         "      --keep-intermediate  also write the three preprocessing files (as preprocess)\n"
         "      --embeddings      also write merged_features.safetensors: tensor 'features'\n"
         "                        [N, DNABERT-S hidden + ESM-2 hidden] F32 in row order of\n"
@@ -89,14 +92,15 @@ static void predict_usage(FILE *f)
         "      --progress, --no-progress  progress line on stderr (default: on a terminal)\n"
         "      --log-interval S  when stderr is not a terminal (a batch job's log): one\n"
         "                        timestamped line every S seconds with records, frames,\n"
-        "                        tokens/s, % of the input and ETA (default 60; 0: none)\n"
+        "                        tokens/s, %% of the input and ETA (default %g; 0: none)\n"
         "  -q, --quiet           no summary lines, no timed progress lines (unless\n"
         "                        --log-interval is given) and no model-download notes\n"
         "  -h, --help            this help\n"
         "\n"
         "Models not given are taken from the model cache (see 'virnucpro models'); with\n"
         "VIRNUCPRO_OFFLINE=1 a missing one is an error saying how to fetch it.\n",
-        f);
+        d.chunk_len, VNP_DEFAULT_BATCH_TOKENS_CPU, VNP_DEFAULT_BATCH_TOKENS_CUDA,
+        d.window_orfs, d.plots, d.log_interval);
 }
 
 enum {
@@ -185,12 +189,8 @@ int vnp_cmd_predict(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":l:o:t:d:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
-            if (strcmp(optarg, "300") && strcmp(optarg, "500")) {
-                vnp_cli_error("-l/--length must be 300 or 500 (the published classifiers' "
-                              "chunk lengths), got '%s'", optarg);
+            if (!vnp_cli_chunk_length(optarg, &o.chunk_len))
                 return 2;
-            }
-            o.chunk_len = atoi(optarg);
             break;
         case 'o': outdir = optarg; break;
         case OPT_ESM: o.esm = optarg; break;

@@ -59,16 +59,10 @@ int vnp_cmd_preprocess(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":l:o:n:qh", opts, NULL)) != -1) {
         switch (c) {
-        case 'l': {
-            char *end;
-            length = strtol(optarg, &end, 10);
-            if (*end || length < 3 || length > 100000000) {
-                vnp_cli_error("-l/--length must be a chunk length in bases (300 or 500), got "
-                              "'%s'", optarg);
+        case 'l':
+            if (!vnp_cli_count("-l/--length", optarg, 3, 100000000, &length))
                 return 2;
-            }
             break;
-        }
         case 'o': outdir = optarg; break;
         case 'n': name = optarg; break;
         case 'q': quiet = 1; break;

@@ -10,9 +10,14 @@
 #include "cli/commands.h"
 #include "virnucpro.h"
 
+/* The help, with the defaults of the options' initialisers (never repeated here). */
 static void train_usage(FILE *f)
 {
-    fputs(
+    vnp_train_features_options fd;
+    vnp_train_options td;
+    vnp_train_features_options_init(&fd);
+    vnp_train_options_init(&td);
+    fprintf(f,
         "Usage: virnucpro train --viral V.fa --other O.fa -l 300|500 -o PREFIX [options]\n"
         "       virnucpro train --features F.safetensors -o PREFIX [options]\n"
         "       virnucpro train --viral-features V.safetensors --other-features O.safetensors\n"
@@ -34,34 +39,36 @@ static void train_usage(FILE *f)
         "Inputs:\n"
         "      --viral FILE        viral sequences (FASTA/FASTQ, plain or compressed)\n"
         "      --other FILE        non-viral sequences\n"
-        "  -l, --length N          chunk length, 300 or 500 (default 500)\n"
+        "  -l, --length N          chunk length, 300 or 500 (default %d)\n"
         "      --features FILE     labelled features instead (a PREFIX.features.safetensors)\n"
         "      --viral-features FILE, --other-features FILE  unlabelled feature files\n"
         "                          (predict --embeddings' merged_features.safetensors)\n"
         "  -o, --output PREFIX     output path prefix (required)\n"
         "Feature computation (as predict):\n"
         "      --esm PATH, --dnabert DIR  models (default: the cached ones)\n"
-        "      --device LIST       where the encoders run (default auto); training itself\n"
+        "      --device LIST       where the encoders run (default %s); training itself\n"
         "                          runs on the CPU\n"
         "      --precision P       the encoders' precision on a GPU, as predict's option\n"
         "  -t, --threads N         CPU threads (default: the CPUs this process may use)\n"
         "      --batch-tokens N    ESM-2 tokens per batch\n"
         "Training (defaults: the original train.py's):\n"
-        "      --epochs N          at most N epochs (200)\n"
-        "      --patience N        stop after N epochs without a lower validation loss (5)\n"
+        "      --epochs N          at most N epochs (%d)\n"
+        "      --patience N        stop after N epochs without a lower validation loss (%d)\n"
         "      --seed N            seed of the initial weights, split, batch order and\n"
-        "                          dropout (0); the same seed and threads give the same model\n"
-        "      --hidden N          hidden units (512)\n"
-        "      --dropout P         dropout probability (0.5)\n"
-        "      --lr X              SGD learning rate (0.0002)\n"
-        "      --momentum X        SGD momentum (0.9)\n"
-        "      --step-size N       StepLR step in epochs (10)\n"
-        "      --gamma X           StepLR factor (0.85)\n"
-        "      --batch-size N      rows per batch (32)\n"
-        "      --val-fraction X    share of rows held out for validation (0.1)\n"
+        "                          dropout (%llu); the same seed and threads give the same model\n"
+        "      --hidden N          hidden units (%d)\n"
+        "      --dropout P         dropout probability (%g)\n"
+        "      --lr X              SGD learning rate (%g)\n"
+        "      --momentum X        SGD momentum (%g)\n"
+        "      --step-size N       StepLR step in epochs (%d)\n"
+        "      --gamma X           StepLR factor (%g)\n"
+        "      --batch-size N      rows per batch (%d)\n"
+        "      --val-fraction X    share of rows held out for validation (%g)\n"
         "  -q, --quiet             no per-epoch lines and no summary\n"
         "  -h, --help              this help\n",
-        f);
+        fd.chunk_len, fd.device, td.epochs, td.patience, (unsigned long long)td.seed, td.hidden,
+        (double)td.dropout, td.lr, td.momentum, td.step_size, td.gamma, td.batch,
+        td.val_fraction);
 }
 
 enum {
@@ -120,11 +127,8 @@ int vnp_cmd_train(int argc, char **argv)
         case OPT_VF: vf = optarg; break;
         case OPT_OF: of = optarg; break;
         case 'l':
-            if (strcmp(optarg, "300") && strcmp(optarg, "500")) {
-                vnp_cli_error("-l/--length must be 300 or 500, got '%s'", optarg);
+            if (!vnp_cli_chunk_length(optarg, &fo.chunk_len))
                 return 2;
-            }
-            fo.chunk_len = atoi(optarg);
             break;
         case 'o': prefix = optarg; break;
         case OPT_ESM: fo.esm = optarg; break;

@@ -16,9 +16,19 @@
 #include "pipeline/predict_internal.h"
 #include "virnucpro.h"
 
+/* validate-precision's defaults: the command starts from them and the help prints them. */
+static const struct vp_defaults {
+    const char *device, *precisions;
+    int chunk;
+    long batch_tokens;
+    double min_cos, min_cos_bf16, min_cos_fp8; /* min_cos_bf16 < -1: reported only */
+    double min_agree, min_agree_fp8;
+} vp_defaults = {"auto", "fp16,bf16", 500, 32768, 0.999, -2.0, 0.99, 0.0, 0.995};
+
 static void vp_usage(FILE *f)
 {
-    fputs(
+    const struct vp_defaults *d = &vp_defaults;
+    fprintf(f,
         "Usage: virnucpro validate-precision --esm PATH --dnabert DIR [--classifier FILE]\n"
         "                                    [--device LIST] [-l 300|500] [options] INPUT\n"
         "\n"
@@ -39,23 +49,24 @@ static void vp_usage(FILE *f)
         "      --esm PATH              ESM-2 model directory or fair-esm .pt\n"
         "      --dnabert DIR           DNABERT-S model directory with tokenizer.json\n"
         "      --classifier FILE       VirNucPro classifier .pth (label agreement)\n"
-        "  -d, --device LIST           auto (default), cpu, cuda, cuda:N, comma-separated (one\n"
+        "  -d, --device LIST           %s (default), cpu, cuda, cuda:N, comma-separated (one\n"
         "                              worker each, as predict)\n"
-        "  -l, --length N              chunk length, 300 or 500 (default 500)\n"
+        "  -l, --length N              chunk length, 300 or 500 (default %d)\n"
         "      --precisions LIST       comma-separated: fp16, bf16, fp8 (E4M3 GEMMs with\n"
         "                              per-channel weight scales), fp8-tensor (per-tensor\n"
-        "                              scales); default fp16,bf16. fp8 needs a GPU of\n"
+        "                              scales); default %s. fp8 needs a GPU of\n"
         "                              compute capability 8.9+, or the CPU (emulated)\n"
-        "      --min-cosine X          FP16 threshold (default 0.999)\n"
+        "      --min-cosine X          FP16 threshold (default %g)\n"
         "      --min-cosine-bf16 X     BF16 threshold (default: reported only)\n"
-        "      --min-cosine-fp8 X      fp8 and fp8-tensor threshold (default 0.99)\n"
+        "      --min-cosine-fp8 X      fp8 and fp8-tensor threshold (default %g)\n"
         "      --min-agreement X       fraction of labels that must agree, every precision\n"
-        "                              (default 0: reported)\n"
-        "      --min-agreement-fp8 X   the same for fp8 and fp8-tensor (default 0.995)\n"
-        "      --batch-tokens N        tokens per encoder batch (default 32768)\n"
+        "                              (default %g: reported)\n"
+        "      --min-agreement-fp8 X   the same for fp8 and fp8-tensor (default %g)\n"
+        "      --batch-tokens N        tokens per encoder batch (default %ld)\n"
         "      --limit N               at most N ORFs (default: all)\n"
         "  -h, --help                  this help\n",
-        f);
+        d->device, d->chunk, d->precisions, d->min_cos, d->min_cos_fp8, d->min_agree,
+        d->min_agree_fp8, d->batch_tokens);
 }
 
 /* ---- one pass over the input's ORFs, on the engine predict uses ---- */
@@ -371,15 +382,15 @@ int vnp_cmd_validate_precision(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *esm = NULL, *dnabert = NULL, *classifier = NULL, *device = "auto";
-    const char *precisions = "fp16,bf16";
-    long chunk = 500, budget = 32768, limit = 0;
-    double min_cos = 0.999, min_cos_bf16 = -2.0, min_cos_fp8 = 0.99, min_agree = 0.0,
-           min_agree_fp8 = 0.995;
+    const struct vp_defaults *d = &vp_defaults;
+    const char *esm = NULL, *dnabert = NULL, *classifier = NULL, *device = d->device;
+    const char *precisions = d->precisions;
+    long chunk = d->chunk, budget = d->batch_tokens, limit = 0;
+    double min_cos = d->min_cos, min_cos_bf16 = d->min_cos_bf16, min_cos_fp8 = d->min_cos_fp8,
+           min_agree = d->min_agree, min_agree_fp8 = d->min_agree_fp8;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "l:d:h", opts, NULL)) != -1) {
-        char *end = NULL;
         switch (ch) {
         case OPT_ESM: esm = optarg; break;
         case OPT_DNABERT: dnabert = optarg; break;
@@ -390,13 +401,13 @@ int vnp_cmd_validate_precision(int argc, char **argv)
             device = optarg;
             break;
         case OPT_PRECISIONS: precisions = optarg; break;
-        case 'l':
-            chunk = strtol(optarg, &end, 10);
-            if (*end || (chunk != 300 && chunk != 500)) {
-                vnp_cli_error("-l must be 300 or 500, got '%s'", optarg);
+        case 'l': {
+            int len;
+            if (!vnp_cli_chunk_length(optarg, &len))
                 return 2;
-            }
+            chunk = len;
             break;
+        }
         case OPT_MINCOS:
         case OPT_MINCOS_BF16:
         case OPT_MINCOS_FP8:

@@ -32,6 +32,9 @@ int vnp_cli_count(const char *opt, const char *s, long lo, long hi, long *out);
 /* A --precision value (fp32, fp16, bf16, fp8, fp8-tensor) into *out; 0 after printing
  * the error. */
 int vnp_cli_precision(const char *s, vnp_precision *out);
+/* -l/--length of predict, classify, train and validate-precision: 300 or 500 (the
+ * published classifiers' chunk lengths) into *out; 0 after printing the error. */
+int vnp_cli_chunk_length(const char *s, int *out);
 /* A number in [lo, hi] into *out; 0 after printing the error. */
 int vnp_cli_number(const char *opt, const char *s, double lo, double hi, double *out);
 /* One line on stderr when a reduced precision was asked for and d has a CPU worker: there it

@@ -156,6 +156,17 @@ int vnp_cli_count(const char *opt, const char *s, long lo, long hi, long *out)
     return 1;
 }
 
+int vnp_cli_chunk_length(const char *s, int *out)
+{
+    if (!strcmp(s, "300") || !strcmp(s, "500")) {
+        *out = s[0] == '3' ? 300 : 500;
+        return 1;
+    }
+    vnp_cli_error("-l/--length must be 300 or 500 (the published classifiers' chunk lengths), "
+                  "got '%s'", s);
+    return 0;
+}
+
 int vnp_cli_precision(const char *s, vnp_precision *out)
 {
     if (vnp_precision_parse(s, out))

@@ -15,9 +15,6 @@
 #include "pipeline/crash_point.h"
 #include "pipeline/predict_internal.h"
 
-#define DEFAULT_BATCH_TOKENS_CPU 4096
-#define DEFAULT_BATCH_TOKENS_CUDA 32768
-#define DEFAULT_WINDOW_ORFS 2048
 
 void vnp_predict_options_init(vnp_predict_options *o)
 {
@@ -29,6 +26,7 @@ void vnp_predict_options_init(vnp_predict_options *o)
     o->min_score = -1.0f;
     o->log_interval = 60.0;
     o->plots = VNP_DEFAULT_PLOTS;
+    o->window_orfs = VNP_DEFAULT_WINDOW_ORFS;
 }
 
 void vnp_predict_fail(vnp_predict_ctx *c, const vnp_error *e) { vnp_engine_fail(c->eng, e); }
@@ -137,8 +135,8 @@ static vnp_code load_models(vnp_predict_ctx *c, vnp_devices *dev, vnp_error *err
     ec.devices = (const char *const *)dev->name;
     ec.ndevices = dev->n;
     ec.batch_tokens = o->batch_tokens ? o->batch_tokens
-                      : cuda          ? DEFAULT_BATCH_TOKENS_CUDA
-                                      : DEFAULT_BATCH_TOKENS_CPU;
+                      : cuda          ? VNP_DEFAULT_BATCH_TOKENS_CUDA
+                                      : VNP_DEFAULT_BATCH_TOKENS_CPU;
     ec.want_features = o->embeddings;
     c->st.batch_tokens = ec.batch_tokens;
     if ((rc = vnp_engine_start(&ec, &c->eng, err)))
@@ -548,7 +546,7 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         rc = load_models(&c, &dev, err);
     c.st.load_seconds = vnp_predict_now() - t0;
     if (rc == VNP_OK && !done) {
-        c.window_orfs = o->window_orfs ? o->window_orfs : DEFAULT_WINDOW_ORFS;
+        c.window_orfs = o->window_orfs ? o->window_orfs : VNP_DEFAULT_WINDOW_ORFS;
         c.st.window_orfs = c.window_orfs;
         rc = run(&c, watching ? &sw : NULL, err);
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "test_support.h"
+#include "virnucpro.h"
 
 static int run(const char *args, char **out, char **err)
 {
@@ -88,6 +89,78 @@ static void test_device_short_option(void **state)
     assert_non_null(strstr(o, "  -d, --device LIST"));
     assert_non_null(strstr(o, "--log-interval S"));
     free(o);
+}
+
+static char *help_of(const char *cmd)
+{
+    char a[128], *o = NULL;
+    snprintf(a, sizeof a, "%s --help", cmd);
+    assert_int_equal(run(a, &o, NULL), 0);
+    return o;
+}
+
+static void assert_has(const char *text, const char *want)
+{
+    if (!strstr(text, want))
+        fail_msg("expected \"%s\" in:\n%s", want, text);
+}
+
+/* The help states the defaults the commands run with: those of the options' initialisers
+ * (the usage texts print them from there). */
+static void test_help_defaults_are_the_live_ones(void **state)
+{
+    (void)state;
+    char w[256];
+    vnp_predict_options p;
+    vnp_predict_options_init(&p);
+    char *o = help_of("predict");
+    snprintf(w, sizeof w, "chunk length, 300 or 500 (default %d); picks the classifier", p.chunk_len);
+    assert_has(o, w);
+    snprintf(w, sizeof w, "(default %d on CPU, %d on CUDA)", VNP_DEFAULT_BATCH_TOKENS_CPU,
+             VNP_DEFAULT_BATCH_TOKENS_CUDA);
+    assert_has(o, w);
+    snprintf(w, sizeof w, "length-sorted together (default %zu)", p.window_orfs);
+    assert_has(o, w);
+    snprintf(w, sizeof w, "plots/ (default %d; 0: none)", p.plots);
+    assert_has(o, w);
+    snprintf(w, sizeof w, "ETA (default %g; 0: none)", p.log_interval);
+    assert_has(o, w);
+    free(o);
+    vnp_train_options t;
+    vnp_train_features_options tf;
+    vnp_train_options_init(&t);
+    vnp_train_features_options_init(&tf);
+    o = help_of("train");
+    snprintf(w, sizeof w, "chunk length, 300 or 500 (default %d)", tf.chunk_len);
+    assert_has(o, w);
+    snprintf(w, sizeof w, "at most N epochs (%d)", t.epochs);
+    assert_has(o, w);
+    snprintf(w, sizeof w, "SGD learning rate (%g)", t.lr);
+    assert_has(o, w);
+    snprintf(w, sizeof w, "rows per batch (%d)", t.batch);
+    assert_has(o, w);
+    free(o);
+    /* classify's --plots is predict's */
+    o = help_of("classify");
+    snprintf(w, sizeof w, "(default %d; 0: none)", p.plots);
+    assert_has(o, w);
+    free(o);
+}
+
+/* One -l parser: the same message and status from every command that takes 300 or 500. */
+static void test_one_length_parser(void **state)
+{
+    (void)state;
+    static const char *const cmds[] = {
+        "predict -l 400 x.fa", "classify d --input x.fa -l 400", "train -l 400 -o p",
+        "validate-precision --esm a --dnabert b -l 400 x.fa"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char *e = NULL;
+        assert_int_equal(run(cmds[i], NULL, &e), 2);
+        assert_string_equal(e, "virnucpro: error: -l/--length must be 300 or 500 (the published "
+                               "classifiers' chunk lengths), got '400'\n");
+        free(e);
+    }
 }
 
 /* predict (or embed) on the golden set's first record, on the CPU; returns stderr. */
@@ -177,6 +250,8 @@ int main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_device_short_option),
         cmocka_unit_test(test_cpu_precision_note),
+        cmocka_unit_test(test_help_defaults_are_the_live_ones),
+        cmocka_unit_test(test_one_length_parser),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,8 @@ static void test_usage_errors(void **state)
     free(out), free(err);
     out = run("--esm a --dnabert b -l 400 x.fa", &rc, &err);
     assert_int_equal(rc, 2);
-    assert_non_null(strstr(err, "-l must be 300 or 500, got '400'"));
+    assert_non_null(strstr(err, "-l/--length must be 300 or 500 (the published classifiers' chunk "
+                                "lengths), got '400'"));
     free(out), free(err);
     out = run("--esm a --dnabert b --min-cosine 2 x.fa", &rc, &err);
     assert_int_equal(rc, 2);

@@ -248,8 +248,8 @@ static void test_cli_usage(void **state)
         {"x.fa", "virnucpro: error: missing -l/--length (300 or 500); see 'virnucpro preprocess "
                  "--help'\n"},
         {"-l 300", "virnucpro: error: missing INPUT (a FASTA/FASTQ file, or '-' for stdin)\n"},
-        {"-l abc x.fa", "virnucpro: error: -l/--length must be a chunk length in bases (300 or "
-                        "500), got 'abc'\n"},
+        {"-l abc x.fa", "virnucpro: error: -l/--length expects a whole number from 3 to "
+                        "100000000, got 'abc'\n"},
         {"-l 300 a.fa b.fa", "virnucpro: error: expected one INPUT, got 2 arguments\n"},
         {"-l 300 --bogus a.fa",
          "virnucpro: error: unknown option '--bogus'; see 'virnucpro preprocess --help'\n"},
