@@ -217,6 +217,18 @@ vnp_code vnp_features_writer_add(vnp_features_writer *w, const char *id, size_t 
 vnp_code vnp_features_writer_add_label(vnp_features_writer *w, int label, vnp_error *err);
 vnp_code vnp_features_writer_finish(vnp_features_writer *w, vnp_error *err);
 void vnp_features_writer_free(vnp_features_writer *w);
+/* Resumable writing (train's feature cache): the rows and IDs so far flushed to their
+ * temporary files (<path>.rows.tmp, <path>.ids.tmp) and counted, for a journal. */
+vnp_code vnp_features_writer_checkpoint(vnp_features_writer *w, uint64_t *rows,
+                                        uint64_t *id_bytes, vnp_error *err);
+/* vnp_features_writer_free then leaves the temporary files for a resume. */
+void vnp_features_writer_keep(vnp_features_writer *w);
+/* Goes on with the temporary files a kept writer left, cut back to `rows` rows and
+ * `id_bytes` bytes of IDs (a checkpoint's counts); labels are added again by the
+ * caller. VNP_EFORMAT naming the file when one is shorter or missing. */
+vnp_code vnp_features_writer_resume(const char *path, const char *tensor, int width,
+                                    const char *const *meta, uint64_t rows, uint64_t id_bytes,
+                                    vnp_features_writer **out, vnp_error *err);
 
 /* ---- devices: one worker per --device entry ---- */
 

@@ -108,16 +108,32 @@ typedef struct vnp_train_features_options {
     int threads;               /* CPU threads per CPU worker; 0 = all available */
     int chunk_len;             /* 300 or 500 */
     size_t batch_tokens;       /* 0 = predict's default */
+    size_t window_orfs;        /* frames per window (the checkpoint unit); 0 = predict's 2048 */
     int quiet;
     const char *out_path;      /* the labelled features file */
+    int resume;                /* go on from <out_path>.journal (an interrupted run), or
+                                * reuse a complete out_path of this run */
+    int handle_signals;        /* SIGINT/SIGTERM/SIGHUP stop the computation at a resumable
+                                * point (VNP_EINTERRUPTED; the signal in stats) */
 } vnp_train_features_options;
+
+typedef struct vnp_train_features_stats {
+    size_t rows, viral_rows;   /* of the complete cache */
+    size_t resumed_records;    /* records the interrupted run had finished (--resume) */
+    int already_done;          /* --resume found the cache complete: nothing computed (rows
+                                * not counted) */
+    int signal;                /* VNP_EINTERRUPTED: the signal that stopped it */
+} vnp_train_features_stats;
 
 void vnp_train_features_options_init(vnp_train_features_options *o);
 /* Every kept frame of every chunk of o->viral (label 1) then o->other (label 0), as
  * predict computes them (the same chunking, frames, tokenizers, encoders and workers),
- * into o->out_path: tensors "features" F32 [N, width], "ids", "labels" U8 [N]. */
-vnp_code vnp_train_features_compute(const vnp_train_features_options *o, size_t *rows,
-                                    size_t *viral_rows, vnp_error *err);
+ * into o->out_path: tensors "features" F32 [N, width], "ids", "labels" U8 [N], and the
+ * run's identity as metadata "run.<key>". Journalled in <out_path>.journal after every
+ * window (predict's journal): an interrupted run is continued by o->resume to the bytes
+ * of an uninterrupted one. */
+vnp_code vnp_train_features_compute(const vnp_train_features_options *o,
+                                    vnp_train_features_stats *st, vnp_error *err);
 
 /* ---- the training run ---- */
 typedef struct vnp_train_options {
@@ -134,6 +150,8 @@ typedef struct vnp_train_options {
     uint64_t seed;         /* 0 */
     int threads;           /* CPU threads; 0 = the CPUs this process may use */
     int quiet;             /* no per-epoch line on stderr */
+    int handle_signals;    /* SIGINT/SIGTERM/SIGHUP stop the training between two batches
+                            * (VNP_EINTERRUPTED; result's `signal` says which) */
     /* Tests: a safetensors file of everything random in the run (initial parameters
      * "init.<name>", split "split.train"/"split.val" I64, each epoch's row order
      * "order.<e>" I64 and dropout keep masks "keep.<e>" U8 [rows, hidden]). */
@@ -156,6 +174,8 @@ typedef struct vnp_train_result {
     int stopped_early;
     size_t train_rows, val_rows;
     vnp_mlp_params best;     /* the kept parameters */
+    int signal;              /* VNP_EINTERRUPTED: the signal that stopped it (the rest of
+                              * the result is empty then) */
 } vnp_train_result;
 
 void vnp_train_result_free(vnp_train_result *r);

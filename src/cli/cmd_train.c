@@ -51,6 +51,11 @@ static void train_usage(FILE *f)
         "      --precision P       the encoders' precision on a GPU, as predict's option\n"
         "  -t, --threads N         CPU threads (default: the CPUs this process may use)\n"
         "      --batch-tokens N    ESM-2 tokens per batch\n"
+        "      --window N          frames read ahead and length-sorted together (2048)\n"
+        "      --resume            go on with an interrupted feature computation (killed,\n"
+        "                          stopped by a signal, a failed device), or reuse its\n"
+        "                          complete PREFIX.features.safetensors; the result is the\n"
+        "                          bytes of an uninterrupted run\n"
         "Training (defaults: the original train.py's):\n"
         "      --epochs N          at most N epochs (%d)\n"
         "      --patience N        stop after N epochs without a lower validation loss (%d)\n"
@@ -74,7 +79,8 @@ static void train_usage(FILE *f)
 enum {
     OPT_VIRAL = 1000, OPT_OTHER, OPT_FEATURES, OPT_VF, OPT_OF, OPT_ESM, OPT_DNABERT,
     OPT_DEVICE, OPT_BATCH_TOKENS, OPT_EPOCHS, OPT_PATIENCE, OPT_SEED, OPT_HIDDEN, OPT_DROPOUT,
-    OPT_LR, OPT_MOMENTUM, OPT_STEP, OPT_GAMMA, OPT_BATCH, OPT_VAL, OPT_TRACE, OPT_PRECISION
+    OPT_LR, OPT_MOMENTUM, OPT_STEP, OPT_GAMMA, OPT_BATCH, OPT_VAL, OPT_TRACE, OPT_PRECISION,
+    OPT_RESUME, OPT_WINDOW
 };
 
 int vnp_cmd_train(int argc, char **argv)
@@ -105,6 +111,8 @@ int vnp_cmd_train(int argc, char **argv)
         {"batch-size", required_argument, NULL, OPT_BATCH},
         {"val-fraction", required_argument, NULL, OPT_VAL},
         {"debug-trace", required_argument, NULL, OPT_TRACE},
+        {"resume", no_argument, NULL, OPT_RESUME},
+        {"window", required_argument, NULL, OPT_WINDOW},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -208,6 +216,12 @@ int vnp_cmd_train(int argc, char **argv)
             to.val_fraction = d;
             break;
         case OPT_TRACE: to.trace_path = optarg; break;
+        case OPT_RESUME: fo.resume = 1; break;
+        case OPT_WINDOW:
+            if (!vnp_cli_count("--window", optarg, 1, 1L << 24, &v))
+                return 2;
+            fo.window_orfs = (size_t)v;
+            break;
         case 'q':
             to.quiet = 1;
             fo.quiet = 1;
@@ -270,6 +284,8 @@ int vnp_cmd_train(int argc, char **argv)
     memset(&res, 0, sizeof res);
     vnp_code rc = VNP_OK;
     char *cache = NULL;
+    int sig = 0;
+    fo.handle_signals = to.handle_signals = 1;
     if (fasta) {
         size_t n = strlen(prefix) + 32;
         cache = malloc(n);
@@ -278,11 +294,15 @@ int vnp_cmd_train(int argc, char **argv)
         else {
             snprintf(cache, n, "%s.features.safetensors", prefix);
             fo.out_path = cache;
-            size_t rows, viral;
-            rc = vnp_train_features_compute(&fo, &rows, &viral, &err);
-            if (!rc && !fo.quiet)
+            vnp_train_features_stats fs;
+            rc = vnp_train_features_compute(&fo, &fs, &err);
+            sig = rc == VNP_EINTERRUPTED ? fs.signal : 0;
+            if (!rc && !fo.quiet && fs.already_done)
+                fprintf(stderr, "virnucpro: train: --resume: %s is complete; training on it\n",
+                        cache);
+            else if (!rc && !fo.quiet)
                 fprintf(stderr, "virnucpro: train: %zu frames (%zu viral, %zu other) -> %s\n",
-                        rows, viral, rows - viral, cache);
+                        fs.rows, fs.viral_rows, fs.rows - fs.viral_rows, cache);
         }
         if (!rc)
             rc = vnp_train_data_append(cache, -1, &data, &err);
@@ -293,8 +313,20 @@ int vnp_cmd_train(int argc, char **argv)
         if (!rc)
             rc = vnp_train_data_append(of, 0, &data, &err);
     }
+    int training = !rc;
     if (!rc)
         rc = vnp_train_run(data.x, data.y, data.n, data.width, &to, &res, &err);
+    if (training && rc == VNP_EINTERRUPTED) {
+        sig = res.signal;
+        /* what was saved and how to go on */
+        vnp_error first = err;
+        if (fasta)
+            vnp_fail(&err, rc, "%s; the features cache %s is complete: run the same command "
+                     "with --resume (it reuses the cache), or train from it with --features %s",
+                     first.msg, cache, cache);
+        else
+            vnp_fail(&err, rc, "%s; run the same command again", first.msg);
+    }
     if (!rc) {
         char seed[32];
         snprintf(seed, sizeof seed, "%llu", (unsigned long long)to.seed);
@@ -305,7 +337,7 @@ int vnp_cmd_train(int argc, char **argv)
     int status = 0;
     if (rc) {
         vnp_cli_error("%s", err.msg);
-        status = 1;
+        status = rc == VNP_EINTERRUPTED && sig ? 128 + sig : 1;
     } else if (!to.quiet) {
         const vnp_binary_metrics *b = &res.epochs[res.best_epoch - 1].val;
         fprintf(stderr,

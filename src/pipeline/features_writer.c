@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "virnucpro/pipeline.h"
 
@@ -19,6 +21,7 @@ struct vnp_features_writer {
     cJSON *meta;
     FILE *rows, *ids;
     int width;
+    int keep;  /* free leaves the row and ID files (a resumable run) */
     uint64_t n, id_bytes;
 };
 
@@ -39,9 +42,9 @@ void vnp_features_writer_free(vnp_features_writer *w)
         fclose(w->rows);
     if (w->ids)
         fclose(w->ids);
-    if (w->rows_path)
+    if (w->rows_path && !w->keep)
         remove(w->rows_path);
-    if (w->ids_path)
+    if (w->ids_path && !w->keep)
         remove(w->ids_path);
     if (w->tmp_path)
         remove(w->tmp_path);
@@ -55,9 +58,8 @@ void vnp_features_writer_free(vnp_features_writer *w)
     free(w);
 }
 
-vnp_code vnp_features_writer_create(const char *path, const char *tensor, int width,
-                                    const char *const *meta, vnp_features_writer **out,
-                                    vnp_error *err)
+static vnp_code writer_new(const char *path, const char *tensor, int width,
+                           const char *const *meta, vnp_features_writer **out, vnp_error *err)
 {
     *out = NULL;
     if (width <= 0)
@@ -81,16 +83,91 @@ vnp_code vnp_features_writer_create(const char *path, const char *tensor, int wi
         vnp_features_writer_free(w);
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     }
+    *out = w;
+    return VNP_OK;
+}
+
+vnp_code vnp_features_writer_create(const char *path, const char *tensor, int width,
+                                    const char *const *meta, vnp_features_writer **out,
+                                    vnp_error *err)
+{
+    vnp_features_writer *w;
+    vnp_code rc = writer_new(path, tensor, width, meta, &w, err);
+    if (rc)
+        return rc;
     w->rows = fopen(w->rows_path, "wb+");
     w->ids = w->rows ? fopen(w->ids_path, "wb+") : NULL;
     if (!w->rows || !w->ids) {
-        vnp_code rc = vnp_fail(err, VNP_EIO, "cannot create temporary files next to %s: %s",
-                               path, strerror(errno));
+        rc = vnp_fail(err, VNP_EIO, "cannot create temporary files next to %s: %s", path,
+                      strerror(errno));
         vnp_features_writer_free(w);
         return rc;
     }
     *out = w;
     return VNP_OK;
+}
+
+/* Opens a kept temporary file for appending after cutting it to len bytes. */
+static FILE *reopen_cut(const char *path, uint64_t len, vnp_error *err)
+{
+    FILE *f = fopen(path, "rb+");
+    struct stat st;
+    if (!f) {
+        vnp_fail(err, VNP_EIO, "cannot resume: %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size < len) {
+        fclose(f);
+        vnp_fail(err, VNP_EFORMAT,
+                 "cannot resume: %s is shorter than the journal says (%llu bytes); run without "
+                 "--resume to start over",
+                 path, (unsigned long long)len);
+        return NULL;
+    }
+    if (ftruncate(fileno(f), (off_t)len) != 0 || fseeko(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        vnp_fail(err, VNP_EIO, "cannot resume: %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    return f;
+}
+
+vnp_code vnp_features_writer_resume(const char *path, const char *tensor, int width,
+                                    const char *const *meta, uint64_t rows, uint64_t id_bytes,
+                                    vnp_features_writer **out, vnp_error *err)
+{
+    vnp_features_writer *w;
+    vnp_code rc = writer_new(path, tensor, width, meta, &w, err);
+    if (rc)
+        return rc;
+    w->keep = 1; /* until it is resumed for good, a failure leaves the files as they were */
+    if (!(w->rows = reopen_cut(w->rows_path, rows * (uint64_t)width * sizeof(float), err)) ||
+        !(w->ids = reopen_cut(w->ids_path, id_bytes, err))) {
+        vnp_features_writer_free(w);
+        return VNP_EFORMAT;
+    }
+    w->keep = 0;
+    w->n = rows;
+    w->id_bytes = id_bytes;
+    *out = w;
+    return VNP_OK;
+}
+
+vnp_code vnp_features_writer_checkpoint(vnp_features_writer *w, uint64_t *rows,
+                                        uint64_t *id_bytes, vnp_error *err)
+{
+    if (fflush(w->rows) != 0 || fflush(w->ids) != 0)
+        return vnp_fail(err, VNP_EIO, "cannot write temporary data of %s: %s (check free space)",
+                        w->path, strerror(errno));
+    *rows = w->n;
+    *id_bytes = w->id_bytes;
+    return VNP_OK;
+}
+
+void vnp_features_writer_keep(vnp_features_writer *w)
+{
+    if (w)
+        w->keep = 1;
 }
 
 vnp_code vnp_features_writer_add(vnp_features_writer *w, const char *id, size_t id_len,

@@ -12,6 +12,7 @@
 #include "pipeline/crash_point.h"
 #include "pipeline/model_files.h"
 #include "virnucpro/hub.h"
+#include "virnucpro/train.h"
 
 #define MAGIC "virnucpro predict journal 3\n"
 
@@ -57,26 +58,33 @@ static vnp_code model_digest(const char *path, const char *what, char out[65], v
     return rc;
 }
 
+/* What the rows are computed on: CPU or GPU workers and the precision they compute in
+ * (a requeued job landing on another kind of node must not mix them). */
+static vnp_code compute_kind(const char *device, vnp_precision prec, char out[64],
+                             vnp_error *err)
+{
+    vnp_devices dev;
+    vnp_code rc = vnp_devices_parse(device, &dev, err);
+    if (rc)
+        return rc;
+    const char *kind = !strcmp(dev.name[0], "cpu") ? "cpu" : "cuda";
+    snprintf(out, 64, "%s %s", kind,
+             vnp_precision_name(vnp_precision_effective(dev.name[0], prec)));
+    vnp_devices_free(&dev);
+    return VNP_OK;
+}
+
 vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_error *err)
 {
     memset(j, 0, sizeof *j);
-    char len[16], esm[65], dna[65], cls[65];
+    char len[16], esm[65], dna[65], cls[65], compute[64];
     snprintf(len, sizeof len, "%d", o->chunk_len);
     vnp_code rc;
     if ((rc = model_digest(o->esm, "ESM-2", esm, err)) ||
         (rc = model_digest(o->dnabert, "DNABERT-S", dna, err)) ||
-        (rc = model_digest(o->classifier, "classifier", cls, err)))
+        (rc = model_digest(o->classifier, "classifier", cls, err)) ||
+        (rc = compute_kind(o->device, o->precision, compute, err)))
         return rc;
-    /* what the rows were computed on: CPU or GPU workers and the precision they compute
-     * in (a requeued job landing on another kind of node must not mix them) */
-    vnp_devices dev;
-    if ((rc = vnp_devices_parse(o->device, &dev, err)))
-        return rc;
-    const char *kind = !strcmp(dev.name[0], "cpu") ? "cpu" : "cuda";
-    char compute[64];
-    snprintf(compute, sizeof compute, "%s %s", kind,
-             vnp_precision_name(vnp_precision_effective(dev.name[0], o->precision)));
-    vnp_devices_free(&dev);
     if ((rc = add_ident(j, "input", o->input, err)) || (rc = add_ident(j, "length", len, err)) ||
         (rc = add_ident(j, "compute", compute, err)) ||
         (rc = add_ident(j, "version", VNP_VERSION_STRING, err)) ||
@@ -92,6 +100,25 @@ vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_
     return VNP_OK;
 }
 
+vnp_code vnp_journal_describe_train(const vnp_train_features_options *o, vnp_journal *j,
+                                    vnp_error *err)
+{
+    memset(j, 0, sizeof *j);
+    char len[16], esm[65], dna[65], compute[64];
+    snprintf(len, sizeof len, "%d", o->chunk_len);
+    vnp_code rc;
+    if ((rc = model_digest(o->esm, "ESM-2", esm, err)) ||
+        (rc = model_digest(o->dnabert, "DNABERT-S", dna, err)) ||
+        (rc = compute_kind(o->device, o->precision, compute, err)))
+        return rc;
+    if ((rc = add_ident(j, "viral", o->viral, err)) || (rc = add_ident(j, "other", o->other, err)) ||
+        (rc = add_ident(j, "length", len, err)) || (rc = add_ident(j, "compute", compute, err)) ||
+        (rc = add_ident(j, "version", VNP_VERSION_STRING, err)) ||
+        (rc = add_ident(j, "esm", esm, err)) || (rc = add_ident(j, "dnabert", dna, err)))
+        return rc;
+    return VNP_OK;
+}
+
 const char *vnp_journal_ident_what(const char *key)
 {
     if (!strcmp(key, "esm"))
@@ -102,6 +129,10 @@ const char *vnp_journal_ident_what(const char *key)
         return "the classifier file (SHA-256)";
     if (!strcmp(key, "input"))
         return "the input file";
+    if (!strcmp(key, "viral"))
+        return "the viral input (--viral)";
+    if (!strcmp(key, "other"))
+        return "the other input (--other)";
     if (!strcmp(key, "length"))
         return "the chunk length (-l)";
     if (!strcmp(key, "compute"))
@@ -158,10 +189,16 @@ vnp_code vnp_journal_write(const char *path, const vnp_journal *j, vnp_error *er
         bad = fprintf(f,
                       "state %s\nrecords %" PRIu64 "\npartial %" PRIu64 "\n"
                       "results %" PRIu64 "\nchunks %" PRIu64
-                      "\nframes %" PRIu64 "\ninput_sha256 %s\nend\n",
+                      "\nframes %" PRIu64 "\ninput_sha256 %s\n",
                       j->committing ? "committing" : "running", j->records, j->partial_chunks,
                       j->results_bytes, j->chunks, j->frames,
                       j->input_sha256[0] ? j->input_sha256 : "-") < 0;
+    /* train's counters (before "end"; a predict journal has none) */
+    if (!bad && (j->ids_bytes || j->viral_frames))
+        bad = fprintf(f, "ids_bytes %" PRIu64 "\nviral_frames %" PRIu64 "\n", j->ids_bytes,
+                      j->viral_frames) < 0;
+    if (!bad)
+        bad = fputs("end\n", f) < 0;
     if (f && fclose(f) != 0)
         bad = 1;
     vnp_crash_point("journal written, before its rename");
@@ -210,13 +247,15 @@ vnp_code vnp_journal_parse(FILE *f, const char *path, vnp_journal *j, vnp_error 
                  sscanf(line, "partial %" SCNu64, &j->partial_chunks) == 1 ||
                  sscanf(line, "results %" SCNu64, &j->results_bytes) == 1 ||
                  sscanf(line, "chunks %" SCNu64, &j->chunks) == 1 ||
-                 sscanf(line, "frames %" SCNu64, &j->frames) == 1;
+                 sscanf(line, "frames %" SCNu64, &j->frames) == 1 ||
+                 sscanf(line, "ids_bytes %" SCNu64, &j->ids_bytes) == 1 ||
+                 sscanf(line, "viral_frames %" SCNu64, &j->viral_frames) == 1;
         }
     }
     free(line);
     if (!ok || !end)
         return vnp_fail(err, VNP_EFORMAT,
-                        "%s is not a predict journal of this version (or is damaged); run "
+                        "%s is not a virnucpro journal of this version (or is damaged); run "
                         "without --resume to start over",
                         path);
     return VNP_OK;

@@ -32,6 +32,8 @@ typedef struct vnp_journal {
     uint64_t partial_chunks;  /* chunks done of the next record (0: it was not begun) */
     uint64_t results_bytes;   /* prediction_results.txt.part length */
     uint64_t chunks, frames;  /* totals written so far (the summary after a resume) */
+    uint64_t ids_bytes;       /* train: bytes of the feature cache's IDs written so far */
+    uint64_t viral_frames;    /* train: rows of the viral input among `frames` */
     char input_sha256[65];    /* SHA-256 of the records read: records (+1 when partial) */
 } vnp_journal;
 
@@ -39,6 +41,12 @@ typedef struct vnp_journal {
  * shard of it is still merged by this identity), -l, precision, tool version, the
  * shard (--shard I/N) and the SHA-256 of each model's files (cached by path, size, mtime, inode: see vnp_file_sha256_cached). */
 vnp_code vnp_journal_describe(const vnp_predict_options *o, vnp_journal *j, vnp_error *err);
+/* The same for train's feature computation (train.c's journal, PREFIX.features.journal):
+ * the viral and other input paths, -l, the kind of workers and their precision, the tool
+ * version and the SHA-256 of both encoders' files. */
+struct vnp_train_features_options;
+vnp_code vnp_journal_describe_train(const struct vnp_train_features_options *o, vnp_journal *j,
+                                    vnp_error *err);
 /* VNP_OK when `old` was written by the same run as `now` (the same identity keys with
  * the same values); else VNP_EINVAL naming what differs ("the ESM-2 model ... changed"). */
 vnp_code vnp_journal_same_run(const vnp_journal *old, const vnp_journal *now, const char *path,

@@ -14,6 +14,7 @@
 #include "core/fs.h"
 #include "pipeline/crash_point.h"
 #include "pipeline/predict_internal.h"
+#include "pipeline/sig_watch.h"
 
 
 void vnp_predict_options_init(vnp_predict_options *o)
@@ -341,116 +342,26 @@ static vnp_code journal_setup(vnp_predict_ctx *c, int *done, vnp_error *err)
 
 int vnp_predict_interrupted(vnp_predict_ctx *c) { return atomic_load(&c->interrupted); }
 
-/* SIGINT/SIGTERM/SIGHUP while predict runs (o->handle_signals): a handler writes the
- * signal number into a pipe (async-signal-safe, and it works whichever thread the
- * kernel picks, libraries' own threads included), and a watcher thread reading it stops
- * the run at a window boundary with its journal consistent. While the models load
+/* SIGINT/SIGTERM/SIGHUP while predict runs (o->handle_signals, sig_watch.h): the run
+ * stops at a window boundary with its journal consistent. While the models load
  * nothing is written yet: the process ends at once. */
-static const int k_signals[3] = {SIGINT, SIGTERM, SIGHUP};
-static int g_sig_pipe[2] = {-1, -1}; /* written by the handler, read by the watcher */
-
-static void on_signal(int s)
+static void on_stop(void *arg, int sig)
 {
-    int saved = errno;
-    unsigned char b = (unsigned char)s;
-    ssize_t w = write(g_sig_pipe[1], &b, 1);
-    (void)w;
-    errno = saved;
+    vnp_predict_ctx *c = arg;
+    atomic_store(&c->interrupted, sig);
+    vnp_error e;
+    vnp_fail(&e, VNP_EINTERRUPTED, "interrupted by %s", vnp_signal_name(sig));
+    vnp_predict_fail(c, &e);
 }
 
-typedef struct sig_watch {
-    vnp_predict_ctx *c;
-    struct sigaction old[3];
-    atomic_int running; /* the run (threads, outputs) has started */
-} sig_watch;
-
-static const char *sig_name(int s)
+static void before_exit(void *arg)
 {
-    return s == SIGINT ? "SIGINT" : s == SIGTERM ? "SIGTERM" : s == SIGHUP ? "SIGHUP" : "a signal";
+    vnp_predict_ctx *c = arg;
+    if (c->lock_fd >= 0)
+        unlink(c->lock_path);
 }
 
-static void *sig_watch_main(void *arg)
-{
-    sig_watch *w = arg;
-    unsigned char b;
-    ssize_t n;
-    while ((n = read(g_sig_pipe[0], &b, 1)) != 0) {
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (b == 0) /* vnp_predict is done with the watcher */
-            break;
-        if (!atomic_load(&w->running)) {
-            char msg[128];
-            int mn = snprintf(msg, sizeof msg,
-                              "virnucpro: interrupted by %s while loading the models; nothing "
-                              "was written\n",
-                              sig_name(b));
-            ssize_t wr = write(STDERR_FILENO, msg, (size_t)mn);
-            (void)wr;
-            if (w->c->lock_fd >= 0)
-                unlink(w->c->lock_path);
-            _exit(128 + b);
-        }
-        if (!atomic_load(&w->c->interrupted)) {
-            atomic_store(&w->c->interrupted, b);
-            vnp_error e;
-            vnp_fail(&e, VNP_EINTERRUPTED, "interrupted by %s", sig_name(b));
-            vnp_predict_fail(w->c, &e);
-        }
-    }
-    return NULL;
-}
-
-/* Installs the handlers and starts the watcher; 0 when that is not possible (the run
- * then goes on with the default actions). */
-static int sig_watch_start(sig_watch *w, vnp_predict_ctx *c, pthread_t *th)
-{
-    memset(w, 0, sizeof *w);
-    w->c = c;
-    atomic_init(&w->running, 0);
-    if (pipe(g_sig_pipe) != 0)
-        return 0;
-    fcntl(g_sig_pipe[0], F_SETFD, FD_CLOEXEC);
-    fcntl(g_sig_pipe[1], F_SETFD, FD_CLOEXEC);
-    fcntl(g_sig_pipe[1], F_SETFL, O_NONBLOCK); /* the handler never blocks */
-    if (pthread_create(th, NULL, sig_watch_main, w) != 0) {
-        close(g_sig_pipe[0]);
-        close(g_sig_pipe[1]);
-        g_sig_pipe[0] = g_sig_pipe[1] = -1;
-        return 0;
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 3; i++) {
-        sigaction(k_signals[i], NULL, &w->old[i]);
-        /* a signal the user chose to ignore (nohup, a background job) stays ignored */
-        if (w->old[i].sa_handler != SIG_IGN)
-            sigaction(k_signals[i], &sa, NULL);
-    }
-    return 1;
-}
-
-/* Restores the handlers, then stops the watcher: after this no signal reaches the run. */
-static void sig_watch_stop(sig_watch *w, pthread_t th)
-{
-    for (int i = 0; i < 3; i++)
-        sigaction(k_signals[i], &w->old[i], NULL);
-    unsigned char zero = 0;
-    ssize_t wr = write(g_sig_pipe[1], &zero, 1);
-    (void)wr;
-    pthread_join(th, NULL);
-    close(g_sig_pipe[0]);
-    close(g_sig_pipe[1]);
-    g_sig_pipe[0] = g_sig_pipe[1] = -1;
-}
-
-static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
+static vnp_code run(vnp_predict_ctx *c, vnp_sig_watch *sw, vnp_error *err)
 {
     const vnp_predict_options *o = c->o;
     vnp_code rc;
@@ -477,7 +388,7 @@ static vnp_code run(vnp_predict_ctx *c, sig_watch *sw, vnp_error *err)
         snprintf(c->spool_path, n, "%s/input.spool.fa.gz.part", o->out_dir);
     }
     if (sw)
-        atomic_store(&sw->running, 1);
+        vnp_sig_watch_running(sw);
     if ((rc = vnp_predict_outputs_open(c, err)))
         return rc;
     int tty = isatty(STDERR_FILENO);
@@ -528,8 +439,11 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     pthread_mutex_init(&c.mu, NULL);
     vnp_devices dev;
     memset(&dev, 0, sizeof dev);
-    sig_watch sw;
-    pthread_t watcher;
+    vnp_sig_watch sw;
+    memset(&sw, 0, sizeof sw);
+    sw.stop = on_stop;
+    sw.before_exit = before_exit;
+    sw.arg = &c;
     int watching = 0, done = 0;
     vnp_code rc = check_options(o, err);
     int created_dir = rc == VNP_OK && !vnp_is_dir(o->out_dir);
@@ -540,7 +454,7 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
     if (rc == VNP_OK)
         rc = journal_setup(&c, &done, err);
     if (rc == VNP_OK && !done && o->handle_signals)
-        watching = sig_watch_start(&sw, &c, &watcher);
+        watching = vnp_sig_watch_start(&sw);
     double t0 = vnp_predict_now();
     if (rc == VNP_OK && !done)
         rc = load_models(&c, &dev, err);
@@ -558,7 +472,7 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         c.st.retired = k.retired;
     }
     if (watching) /* before the engine goes: the watcher may still stop it until here */
-        sig_watch_stop(&sw, watcher);
+        vnp_sig_watch_stop(&sw);
     int sig = atomic_load(&c.interrupted);
     if (rc != VNP_OK && sig) {
         rc = VNP_EINTERRUPTED;
@@ -566,13 +480,13 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
         if (vnp_predict_resumable(&c))
             vnp_fail(err, rc, "interrupted by %s: %llu records (%zu frames) done; run the same "
                      "command with --resume to go on from there",
-                     sig_name(sig), (unsigned long long)c.records_done, c.st.orfs);
+                     vnp_signal_name(sig), (unsigned long long)c.records_done, c.st.orfs);
         else if (!c.journaling)
             vnp_fail(err, rc, "interrupted by %s; a run reading stdin or with --embeddings "
-                     "or --keep-intermediate cannot be resumed: run it again", sig_name(sig));
+                     "or --keep-intermediate cannot be resumed: run it again", vnp_signal_name(sig));
         else
             vnp_fail(err, rc, "interrupted by %s before any record was complete; nothing "
-                     "was kept", sig_name(sig));
+                     "was kept", vnp_signal_name(sig));
     } else if (rc != VNP_OK && vnp_predict_resumable(&c) && !atomic_load(&c.no_resume_advice) &&
                err) {
         vnp_error first = *err;

@@ -9,6 +9,7 @@
  * split, batch order, dropout), so a run is reproducible for a seed and thread
  * count. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "core/rng.h"
 #include "pipeline/crash_point.h"
+#include "pipeline/sig_watch.h"
 #include "virnucpro/pipeline.h"
 #include "virnucpro/train.h"
 #include "virnucpro/weights.h"
@@ -132,6 +134,13 @@ static int trace_indices(trace *tr, const char *name, const size_t *idx, size_t 
     return ok;
 }
 
+/* ---- signals: stop between two batches ---- */
+static void on_stop(void *arg, int sig)
+{
+    (void)sig;
+    atomic_store((atomic_int *)arg, 1);
+}
+
 /* ---- the run ---- */
 vnp_code vnp_train_run(const float *x, const uint8_t *y, size_t n, int width,
                        const vnp_train_options *o, vnp_train_result *res, vnp_error *err)
@@ -160,6 +169,14 @@ vnp_code vnp_train_run(const float *x, const uint8_t *y, size_t n, int width,
                         "viral and other sequences",
                         n, pos ? "viral" : "other");
     vnp_code rc = VNP_OK;
+    atomic_int stop_flag;
+    atomic_init(&stop_flag, 0);
+    vnp_sig_watch sw;
+    memset(&sw, 0, sizeof sw);
+    sw.stop = on_stop;
+    sw.arg = &stop_flag;
+    if (o->handle_signals && vnp_sig_watch_start(&sw))
+        vnp_sig_watch_running(&sw); /* nothing to lose yet: every signal stops it cleanly */
     vnp_backend *be = NULL;
     vnp_mlp_trainer *tr = NULL;
     vnp_mlp_params p;
@@ -217,6 +234,13 @@ vnp_code vnp_train_run(const float *x, const uint8_t *y, size_t n, int width,
             size_t rows = n_train - b0 < B ? n_train - b0 : B;
             if (rows < 2)
                 break; /* BatchNorm cannot train on one row */
+            if (atomic_load(&stop_flag)) {
+                rc = vnp_fail(err, VNP_EINTERRUPTED,
+                              "interrupted by %s in epoch %d (of at most %d); no model was "
+                              "written",
+                              vnp_signal_name(atomic_load(&sw.signal)), e, o->epochs);
+                goto done;
+            }
             for (size_t i = 0; i < rows; i++) {
                 memcpy(bx + i * (size_t)width, x + order[b0 + i] * (size_t)width,
                        (size_t)width * sizeof(float));
@@ -279,6 +303,7 @@ vnp_code vnp_train_run(const float *x, const uint8_t *y, size_t n, int width,
         rc = vnp_safetensors_save(o->trace_path, tc.t, tc.n, meta, err);
     }
 done:
+    vnp_sig_watch_stop(&sw);
     vnp_mlp_trainer_free(tr);
     vnp_backend_free(be);
     vnp_mlp_params_free(&p);
@@ -295,6 +320,8 @@ done:
     free(epoch_keep);
     if (rc)
         vnp_train_result_free(res);
+    if (rc == VNP_EINTERRUPTED)
+        res->signal = atomic_load(&sw.signal);
     return rc;
 }
 

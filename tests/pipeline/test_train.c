@@ -14,9 +14,14 @@
  *    "other" (A/T-rich codons) open reading frames; the cached features equal predict
  *    --embeddings' rows byte for byte, the validation AUROC is above 0.9, and predict
  *    --classifier PREFIX.safetensors calls fresh sequences of both kinds right. */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_support.h"
@@ -286,7 +291,8 @@ static void test_refusals(void **state)
 
 /* n records of 300 bp whose first frame is stop-free: codons drawn with probability
  * 0.75 from the class's own set, else from all 61 sense codons. */
-static void write_orfs(const char *path, const char *id, int n, int viral, uint64_t seed)
+static void write_orfs_len(const char *path, const char *id, int n, int viral, uint64_t seed,
+                           int codons)
 {
     static const char *gc[] = {"GGG", "GGC", "GCG", "GCC", "CGG", "CGC", "CCG", "CCC"};
     static const char *at[] = {"AAA", "AAT", "ATA", "ATT", "TAT", "TTA", "TTT"};
@@ -296,7 +302,7 @@ static void write_orfs(const char *path, const char *id, int n, int viral, uint6
     uint64_t s = seed;
     for (int r = 0; r < n; r++) {
         fprintf(f, ">%s_%d\n", id, r);
-        for (int c = 0; c < 100; c++) {
+        for (int c = 0; c < codons; c++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
             unsigned u = (unsigned)(s >> 33);
             char codon[4];
@@ -317,6 +323,289 @@ static void write_orfs(const char *path, const char *id, int n, int viral, uint6
         fputc('\n', f);
     }
     fclose(f);
+}
+
+static void write_orfs(const char *path, const char *id, int n, int viral, uint64_t seed)
+{
+    write_orfs_len(path, id, n, viral, seed, 100);
+}
+
+/* ---- resuming the feature computation, signals ---- */
+
+/* `sh -c "exec CMD"` in the background, its stderr into errpath. */
+static pid_t spawn(const char *cmd, const char *errpath)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        char full[8192];
+        snprintf(full, sizeof full, "exec %s", cmd);
+        execl("/bin/sh", "sh", "-c", full, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Its exit status, or -N when signal N killed it; fails after 120 s. */
+static int wait_exit(pid_t pid)
+{
+    for (int i = 0; i < 12000; i++) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail_msg("the run did not end within 120 s");
+    return -1;
+}
+
+/* Waits (up to 60 s) until the file holds `what`. */
+static void wait_for_text(const char *path, const char *what)
+{
+    for (int i = 0; i < 6000; i++) {
+        char *t = vnp_test_read_file(path, NULL);
+        int found = t && strstr(t, what);
+        free(t);
+        if (found)
+            return;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("'%s' did not appear in %s within 60 s", what, path);
+}
+
+static const char *const k_outputs[] = {".features.safetensors", ".safetensors", ".pth", ".log.tsv",
+                                        ".heldout.tsv"};
+
+/* DIR/model.* equal the reference's, and nothing temporary is left. */
+static void assert_like_reference(const char *dir)
+{
+    for (int i = 0; i < 5; i++) {
+        char got[1200], want[1200];
+        snprintf(got, sizeof got, "%s/model%s", dir, k_outputs[i]);
+        snprintf(want, sizeof want, "%s%s", vnp_test_tmp("res_ref/model"), k_outputs[i]);
+        vnp_test_assert_files_equal(got, want);
+    }
+    const char *left[] = {".features.safetensors.journal", ".features.safetensors.rows.tmp",
+                          ".features.safetensors.ids.tmp", ".safetensors.part", ".pth.part"};
+    for (int i = 0; i < 5; i++) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/model%s", dir, left[i]);
+        if (access(p, F_OK) == 0)
+            fail_msg("%s is left after the run completed", p);
+    }
+}
+
+/* The train command on the resume inputs into DIR/model (a shell command line). */
+static const char *train_cmd(const char *dir, const char *extra)
+{
+    static char cmd[8192];
+    char esm[4096], dnabert[4096];
+    snprintf(esm, sizeof esm, "%s", vnp_test_fixture("golden/esm2"));
+    snprintf(dnabert, sizeof dnabert, "%s", vnp_test_fixture("golden/dnabert_s"));
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --viral '%s' --other '%s' -l 300 -o '%s/model' --esm '%s' --dnabert '%s' "
+             "--device cpu -t 1 --window 8 --seed 4 %s",
+             vnp_test_cli(), vnp_test_tmp("res_viral.fa"), vnp_test_tmp("res_other.fa"), dir,
+             esm, dnabert, extra);
+    return cmd;
+}
+
+static const char *fresh_dir(const char *name)
+{
+    static char dir[1024];
+    snprintf(dir, sizeof dir, "%s", vnp_test_tmp(name));
+    char cmd[2100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    assert_int_equal(vnp_test_run(cmd, NULL, NULL), 0);
+    return dir;
+}
+
+/* Records of 1500 bp (5 chunks of 300) in windows of 8 frames: windows cut records. */
+static void resume_inputs(void)
+{
+    write_orfs_len(vnp_test_tmp("res_viral.fa"), "rv", 4, 1, 21, 500);
+    write_orfs_len(vnp_test_tmp("res_other.fa"), "ro", 4, 0, 22, 500);
+    const char *dir = fresh_dir("res_ref");
+    char *serr = NULL, cmd[8400];
+    remove(vnp_test_tmp("res_points.log"));
+    snprintf(cmd, sizeof cmd, "VIRNUCPRO_DEBUG_KILL_LOG='%s' %s", vnp_test_tmp("res_points.log"),
+             train_cmd(dir, "-q --epochs 3"));
+    int rc = vnp_test_run(cmd, NULL, &serr);
+    if (rc)
+        fail_msg("train failed (%d): %s", rc, serr ? serr : "");
+    free(serr);
+}
+
+static long journal_value(const char *dir, const char *key)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/model.features.safetensors.journal", dir);
+    char *t = vnp_test_read_file(p, NULL);
+    if (!t)
+        fail_msg("no journal %s", p);
+    char k[64];
+    snprintf(k, sizeof k, "\n%s ", key);
+    const char *at = strstr(t, k);
+    assert_non_null(at);
+    long v = strtol(at + strlen(k), NULL, 10);
+    free(t);
+    return v;
+}
+
+/* A feature computation stopped after 2 and 5 windows (one of them cutting a record)
+ * and killed at points of its journal protocol goes on with --resume to the cache and
+ * model of an uninterrupted run, byte for byte. */
+static void test_resume_features(void **state)
+{
+    (void)state;
+    resume_inputs();
+    int cut = 0;
+    const long after[] = {2, 5};
+    for (int i = 0; i < 2; i++) {
+        const char *dir = fresh_dir("res_fail");
+        char cmd[8400], *serr = NULL;
+        snprintf(cmd, sizeof cmd, "VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS=%ld %s", after[i],
+                 train_cmd(dir, "-q --epochs 3"));
+        assert_int_equal(vnp_test_run(cmd, NULL, &serr), 1);
+        if (!serr || !strstr(serr, "run the same command with --resume"))
+            fail_msg("no --resume advice in: %s", serr ? serr : "");
+        free(serr);
+        for (int k = 0; k < 3; k++) { /* no cache and no model yet */
+            char p[1200];
+            snprintf(p, sizeof p, "%s/model%s", dir, k_outputs[k]);
+            assert_int_not_equal(access(p, F_OK), 0);
+        }
+        cut |= journal_value(dir, "partial") > 0;
+        serr = NULL;
+        int rc = vnp_test_run(train_cmd(dir, "-q --epochs 3 --resume"), NULL, &serr);
+        if (rc)
+            fail_msg("--resume after %ld windows failed (%d): %s", after[i], rc, serr ? serr : "");
+        free(serr);
+        assert_like_reference(dir);
+    }
+    assert_true(cut); /* a record was cut by a window and resumed mid-record */
+    /* SIGKILL at points of the protocol: the 4th (a window's journal written, not yet
+     * renamed), the "committing" journal in place, the cache renamed (the journal still
+     * there) */
+    char *log = vnp_test_read_file(vnp_test_tmp("res_points.log"), NULL);
+    assert_non_null(log);
+    const char *at = strstr(log, " train: features cache renamed\n");
+    assert_non_null(at);
+    while (at > log && at[-1] != '\n')
+        at--;
+    int renamed = atoi(at);
+    free(log);
+    const int points[] = {4, renamed - 1, renamed};
+    for (int i = 0; i < 3; i++) {
+        const char *dir = fresh_dir("res_kill");
+        char cmd[8400];
+        snprintf(cmd, sizeof cmd, "VIRNUCPRO_DEBUG_KILL_AT=%d %s", points[i],
+                 train_cmd(dir, "-q --epochs 3"));
+        assert_int_equal(vnp_test_run(cmd, NULL, NULL), 128 + SIGKILL);
+        char *serr = NULL;
+        int rc = vnp_test_run(train_cmd(dir, "-q --epochs 3 --resume"), NULL, &serr);
+        if (rc)
+            fail_msg("--resume after a kill at point %d failed (%d): %s", points[i], rc,
+                     serr ? serr : "");
+        free(serr);
+        assert_like_reference(dir);
+    }
+    /* a resume that would mix rows of another input is refused, naming it */
+    const char *dir = fresh_dir("res_changed");
+    char cmd[8400], *serr = NULL;
+    snprintf(cmd, sizeof cmd, "VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS=2 %s",
+             train_cmd(dir, "-q --epochs 3"));
+    assert_int_equal(vnp_test_run(cmd, NULL, NULL), 1);
+    snprintf(cmd, sizeof cmd, "%s", train_cmd(dir, "-q --epochs 3 --resume -l 500"));
+    assert_int_equal(vnp_test_run(cmd, NULL, &serr), 1);
+    if (!serr || !strstr(serr, "cannot resume: the chunk length (-l) changed"))
+        fail_msg("want the changed -l named in: %s", serr ? serr : "");
+    free(serr);
+}
+
+/* SIGTERM while the features are computed (the other input a FIFO that gives nothing:
+ * the viral rows are journalled, the reader waits) ends with 143 and the --resume
+ * advice; SIGTERM during the epochs ends with 143, no model file, and the advice to
+ * reuse the complete cache; --resume then gives the uninterrupted run's files. */
+static void test_signals(void **state)
+{
+    (void)state;
+    resume_inputs();
+    const char *dir = fresh_dir("res_signal");
+    char errpath[1200], other_copy[1200], cmd[8400];
+    snprintf(errpath, sizeof errpath, "%s/stderr", dir);
+    snprintf(other_copy, sizeof other_copy, "%s.copy", vnp_test_tmp("res_other.fa"));
+    assert_int_equal(rename(vnp_test_tmp("res_other.fa"), other_copy), 0);
+    assert_int_equal(mkfifo(vnp_test_tmp("res_other.fa"), 0600), 0);
+    int hold = open(vnp_test_tmp("res_other.fa"), O_RDWR); /* a writer that never writes */
+    assert_true(hold >= 0);
+    pid_t pid = spawn(train_cmd(dir, "--epochs 3"), errpath);
+    char jp[1200];
+    snprintf(jp, sizeof jp, "%s/model.features.safetensors.journal", dir);
+    wait_for_text(jp, "\nrecords 4\n"); /* every viral record is in */
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int rc = wait_exit(pid);
+    close(hold);
+    char *err = vnp_test_read_file(errpath, NULL);
+    if (rc != 128 + SIGTERM || !err ||
+        !strstr(err, "interrupted by SIGTERM: 4 records (") ||
+        !strstr(err, "run the same command with --resume"))
+        fail_msg("SIGTERM during the features: status %d, stderr:\n%s", rc, err ? err : "");
+    free(err);
+    assert_int_equal(remove(vnp_test_tmp("res_other.fa")), 0);
+    assert_int_equal(rename(other_copy, vnp_test_tmp("res_other.fa")), 0);
+    /* go on, and stop it again while it trains (many epochs, none stops it early) */
+    snprintf(errpath, sizeof errpath, "%s/stderr2", dir);
+    pid = spawn(train_cmd(dir, "--resume --epochs 100000 --patience 100000"), errpath);
+    wait_for_text(errpath, "epoch 2: ");
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    rc = wait_exit(pid);
+    err = vnp_test_read_file(errpath, NULL);
+    snprintf(cmd, sizeof cmd,
+             "no model was written; the features cache %s/model.features.safetensors is "
+             "complete: run the same command with --resume",
+             dir);
+    if (rc != 128 + SIGTERM || !err || !strstr(err, "interrupted by SIGTERM in epoch ") ||
+        !strstr(err, cmd))
+        fail_msg("SIGTERM during training: status %d, stderr:\n%s", rc, err ? err : "");
+    free(err);
+    const char *none[] = {".safetensors", ".pth", ".safetensors.part", ".pth.part"};
+    for (int i = 0; i < 4; i++) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/model%s", dir, none[i]);
+        if (access(p, F_OK) == 0)
+            fail_msg("%s exists after training was interrupted", p);
+    }
+    char *serr = NULL;
+    rc = vnp_test_run(train_cmd(dir, "--resume --epochs 3"), NULL, &serr);
+    if (rc || !serr || !strstr(serr, "model.features.safetensors is complete; training on it"))
+        fail_msg("--resume after training was interrupted (%d): %s", rc, serr ? serr : "");
+    free(serr);
+    assert_like_reference(dir);
+    /* SIGINT while training from --features: 130, the advice to run it again */
+    char feat[1200];
+    snprintf(feat, sizeof feat, "%s/model.features.safetensors", dir);
+    snprintf(cmd, sizeof cmd, "'%s' train --features '%s' -o '%s/again' --epochs 100000 "
+             "--patience 100000 -t 1", vnp_test_cli(), feat, dir);
+    snprintf(errpath, sizeof errpath, "%s/stderr3", dir);
+    pid = spawn(cmd, errpath);
+    wait_for_text(errpath, "epoch 1: ");
+    assert_int_equal(kill(pid, SIGINT), 0);
+    rc = wait_exit(pid);
+    err = vnp_test_read_file(errpath, NULL);
+    if (rc != 128 + SIGINT || !err || !strstr(err, "interrupted by SIGINT in epoch ") ||
+        !strstr(err, "no model was written; run the same command again"))
+        fail_msg("SIGINT while training from --features: status %d, stderr:\n%s", rc,
+                 err ? err : "");
+    free(err);
 }
 
 static void test_from_sequences(void **state)
@@ -455,6 +744,8 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_killed_outputs),
         cmocka_unit_test(test_from_sequences),
+        cmocka_unit_test(test_resume_features),
+        cmocka_unit_test(test_signals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
