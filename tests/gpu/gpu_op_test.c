@@ -500,6 +500,38 @@ static void test_scale_shift(vnp_backend *cpu, vnp_backend *gpu, vnp_precision p
     free(sh);
 }
 
+/* gemm (the classifier's training products) over F32 on both backends: each of the four
+ * transpose combinations, with alpha and beta, against OpenBLAS to FP32 tolerance
+ * (1e-6 relative L2: the sums' order differs, no reduced precision; TF32 would give
+ * ~1e-4). Shapes of train's products: dW2 = dL^T D, dD = dL W2, dW1 = dZ^T X. */
+static void test_gemm(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, int ta, int tb,
+                      int M, int N, int K, float alpha, float beta)
+{
+    float *a = rand_vec((size_t)M * K, 1.0f), *b = rand_vec((size_t)K * N, 1.0f);
+    float *c0 = rand_vec((size_t)M * N, 1.0f);
+    float *res[2];
+    vnp_backend *bes[2] = {cpu, gpu};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf ab = up(be, a, (size_t)M * K, 0), bb = up(be, b, (size_t)K * N, 0);
+        vnp_buf cb = up(be, c0, (size_t)M * N, 0);
+        vnp_error err;
+        if (be->ops->gemm(be, ta, tb, M, N, K, alpha, &ab, &bb, beta, &cb, &err))
+            die("gemm", &err);
+        res[k] = down(be, &cb, (size_t)M * N);
+        be->ops->free_buf(be, &ab);
+        be->ops->free_buf(be, &bb);
+        be->ops->free_buf(be, &cb);
+    }
+    char name[64];
+    snprintf(name, sizeof name, "gemm%s%s %dx%dx%d", ta ? " aT" : "", tb ? " bT" : "", M, N, K);
+    compare(name, prec, res[0], res[1], (size_t)M * N, 1e-6);
+    free(res[0]);
+    free(res[1]);
+    free(a);
+    free(b);
+    free(c0);
+}
 
 /* F32 and compute-dtype operands mixed in one linear are refused. */
 static void test_linear_mixed(vnp_backend *gpu, vnp_precision prec)
@@ -909,6 +941,11 @@ int main(void)
         test_linear(cpu, gpu, precs[p], 33, 64, 64, 1, VNP_ACT_NONE, 1, 1, 1);
         test_linear_mixed(gpu, precs[p]);
         test_scale_shift(cpu, gpu, precs[p]);
+        for (int t = 0; t < 4; t++)
+            test_gemm(cpu, gpu, precs[p], t & 1, t >> 1, 67, 130, 45, 0.75f, t ? 0.5f : 0.0f);
+        test_gemm(cpu, gpu, precs[p], 1, 0, 2, 512, 32, 1.0f, 0.0f);    /* dW2 */
+        test_gemm(cpu, gpu, precs[p], 0, 0, 32, 512, 2, 1.0f, 0.0f);    /* dD */
+        test_gemm(cpu, gpu, precs[p], 1, 0, 512, 3328, 32, 1.0f, 0.0f); /* dW1 */
         test_mean_pool(cpu, gpu, precs[p]);
         test_guard(gpu, precs[p]);
         test_async(gpu, precs[p]);

@@ -569,6 +569,7 @@ static void cu_destroy(vnp_backend *be)
         cudaFree(c->f8x);
         cudaFree(c->f8s);
         cudaFree(c->rope);
+        vnp_cuda_sgemm_release(c);
         if (c->lt)
             cublasLtDestroy(c->lt);
         if (c->stream)
@@ -599,6 +600,7 @@ static void fill_ops(void)
     g_cuda_ops.attention = vnp_cuda_attention;
     g_cuda_ops.mean_pool = vnp_cuda_mean_pool;
     g_cuda_ops.scale_shift = vnp_cuda_scale_shift;
+    g_cuda_ops.gemm = vnp_cuda_gemm;
     g_cuda_ops.host_alloc = cu_host_alloc;
     g_cuda_ops.host_free = cu_host_free;
     g_cuda_ops.download_f32_async = cu_download_f32_async;

@@ -53,6 +53,7 @@ typedef struct vnp_cuda {
     int device;
     cudaStream_t stream;
     cublasLtHandle_t lt;
+    void *blas;        /* cublasHandle_t of gemm (cuda_sgemm.cu), made on first use */
     void *workspace;
     size_t workspace_size;
     int *flag;         /* device guard word (VNP_CUDA_FLAG_* bits) */
@@ -141,6 +142,10 @@ vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *
                             vnp_buf *out, vnp_error *err);
 vnp_code vnp_cuda_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const vnp_buf *ranges,
                             int nseq, vnp_buf *out, int ld, int col, vnp_error *err);
+vnp_code vnp_cuda_gemm(vnp_backend *be, int transa, int transb, int M, int N, int K, float alpha,
+                       const vnp_buf *a, const vnp_buf *b, float beta, vnp_buf *c_out,
+                       vnp_error *err);
+void vnp_cuda_sgemm_release(vnp_cuda *c);
 vnp_code vnp_cuda_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *scale,
                               const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
                               vnp_error *err);
