@@ -20,6 +20,8 @@
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py)
+#         attnprof  ncu detail (speed of light, warp stalls, occupancy, memory) of the
+#                   attention kernels on the op test's timing batches
 #         fp8       ESM-2 3B tokens/s in fp16, fp8 and fp8-tensor, same run
 #         pipe      predict end to end (classifier 3328->512->2, the published shape) vs the
 #                   ESM-2 stage alone on the same ORFs, GPU busy % (nvidia-smi dmon);
@@ -113,6 +115,24 @@ if has ops; then
   row ops "$st" "scalar kernels forced: $(grep 'op tests:' "$OUT/ops_scalar.log")"
   while read -r l; do row attn time "${l#time attention }"; done < <(grep '^time' "$OUT/ops.log")
   row gelu info "$(grep 'cuBLASLt GELU' "$OUT/ops.log")"
+fi
+
+if has attnprof; then
+  say "attnprof"
+  # the op test times attention on 16k-token batches of 42 and 168 tokens (default and
+  # tiled kernels); profile one launch of each kernel family there
+  # launches counted in gpu_op_test.c's order: fp16 short kernel, 42 then 168 tokens;
+  # tiled kernel (VIRNUCPRO_DEBUG_SCALAR_KERNELS backend), 42 then 168 tokens
+  for ks in attn_short_kernel:20:42 attn_short_kernel:45:168 attn_mma_kernel:45:42 \
+            attn_mma_kernel:70:168; do
+    IFS=: read -r k skip len <<<"$ks"
+    ncu -k "regex:$k" --launch-skip "$skip" --launch-count 1 --section SpeedOfLight \
+      --section WarpStateStats --section Occupancy --section LaunchStats \
+      --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+      "$BIN/vnp_gpu_op_test" >"$OUT/attnprof_${k}_$len.txt" 2>&1
+    if grep -q "Duration" "$OUT/attnprof_${k}_$len.txt"; then st=ok; else st=FAIL; fi
+    row attnprof "$st" "$k len=$len: $(grep -m1 -E '^ +Duration' "$OUT/attnprof_${k}_$len.txt" | awk '{print $2 $3}')"
+  done
 fi
 
 if has golden; then

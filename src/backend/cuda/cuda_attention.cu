@@ -118,7 +118,8 @@ __device__ __forceinline__ void load_tile_t(T (*dst)[SROW], const T *__restrict_
  * multiplies it by `mul`. */
 template <typename T>
 __device__ __forceinline__ void rotate_tile(T (*t)[SROW], const float *__restrict__ rope,
-                                            int max_len, int pos0, int len, float mul)
+                                            int max_len, int pos0, int len, float mul,
+                                            int tid /* 0..127: this thread's share */)
 {
     /* 64 rows x 32 pairs over 128 threads: 16 pairs each, in two rounds of eight
      * whose table reads are issued together */
@@ -128,14 +129,14 @@ __device__ __forceinline__ void rotate_tile(T (*t)[SROW], const float *__restric
         float c[8], s[8];
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            int idx = threadIdx.x + (half * 8 + k) * 128, r = idx >> 5, i = idx & 31;
+            int idx = tid + (half * 8 + k) * 128, r = idx >> 5, i = idx & 31;
             int pos = pos0 + r < len ? pos0 + r : 0;
             c[k] = cs[(size_t)pos * 32 + i];
             s[k] = sn[(size_t)pos * 32 + i];
         }
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            int idx = threadIdx.x + (half * 8 + k) * 128, r = idx >> 5, i = idx & 31;
+            int idx = tid + (half * 8 + k) * 128, r = idx >> 5, i = idx & 31;
             if (pos0 + r >= len)
                 continue;
             float x1 = vnp_ld<T>(t[r][i]), x2 = vnp_ld<T>(t[r][i + 32]);
@@ -239,11 +240,12 @@ __device__ __forceinline__ void attn_p_fragment(const float (&sc)[8][4], int ks,
     pa[3] = mma_traits<T>::pack(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
 }
 
-/* The warp's Q fragments from a shared tile of 64 rows (already rotated and scaled). */
+/* The Q fragments of warp `warp` (rows 16 warp..) of a shared tile of 64 rows (already
+ * rotated and scaled). */
 template <typename T>
-__device__ __forceinline__ void attn_q_fragments(T (*Qs)[SROW], uint32_t (&qa)[4][4])
+__device__ __forceinline__ void attn_q_fragments(T (*Qs)[SROW], int warp, uint32_t (&qa)[4][4])
 {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+    const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
 #pragma unroll
     for (int ks = 0; ks < 4; ks++) {
         const int r = warp * 16 + g, c = ks * 16 + 2 * tig;
@@ -286,9 +288,9 @@ __device__ __forceinline__ void attn_store_rows(attn_rows &r, T *obase, size_t l
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
 }
 
-__device__ __forceinline__ void attn_rows_init(attn_rows &r, int q0)
+__device__ __forceinline__ void attn_rows_init(attn_rows &r, int q0, int warp)
 {
-    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2;
+    const int g = (threadIdx.x & 31) >> 2;
 #pragma unroll
     for (int j = 0; j < 8; j++)
         r.o[j][0] = r.o[j][1] = r.o[j][2] = r.o[j][3] = 0.0f;
@@ -331,15 +333,15 @@ __global__ void __launch_bounds__(128, 4)
     load_tile<T>(Qs, qbase, ld, q0, len);
     __syncthreads();
     if (POS == VNP_POS_ROTARY)
-        rotate_tile<T>(Qs, rope, max_len, q0, len, qmul);
+        rotate_tile<T>(Qs, rope, max_len, q0, len, qmul, threadIdx.x);
     else
         scale_tile<T>(Qs, qmul);
     __syncthreads();
 
     uint32_t qa[4][4];
-    attn_q_fragments<T>(Qs, qa);
+    attn_q_fragments<T>(Qs, threadIdx.x >> 5, qa);
     attn_rows r;
-    attn_rows_init(r, q0);
+    attn_rows_init(r, q0, threadIdx.x >> 5);
     const float slope = POS == VNP_POS_ALIBI ? slopes[h] * LOG2E : 0.0f;
 
     for (int k0 = 0; k0 < len; k0 += BN) {
@@ -348,7 +350,7 @@ __global__ void __launch_bounds__(128, 4)
         load_tile_t<T>(Vt, vbase, ld, k0, len);
         __syncthreads();
         if (POS == VNP_POS_ROTARY) {
-            rotate_tile<T>(Ks, rope, max_len, k0, len, 1.0f);
+            rotate_tile<T>(Ks, rope, max_len, k0, len, 1.0f, threadIdx.x);
             __syncthreads();
         }
         float sc[8][4];
@@ -372,13 +374,17 @@ __global__ void __launch_bounds__(128, 4)
 }
 
 /* ---- short sequences (at most SHORT_TILES tiles of 64 keys) ----
- * The tiled kernel above waits on memory once per tile (load, rotate, compute), which
- * for proteins of a few dozen to a few hundred tokens is most of its time. Here one
- * block copies its 64 queries and ALL the sequence's keys and values into shared
- * memory at once (cp.async, no registers in between), rotates Q and K in one pass, and
- * then runs the tiles without another barrier. V stays row-major: the P.V operand comes
- * from ldmatrix.trans. Same arithmetic as attn_mma_kernel tile for tile: same bits. */
+ * The tiled kernel above waits on memory once per tile (load, rotate, compute), and each
+ * of a sequence's query blocks loads and rotates all its keys again. Here one block
+ * takes one head of one sequence: it copies all its queries, keys and values into
+ * shared memory at once (cp.async, no registers in between), rotates Q and K in one
+ * pass, and then its warps run the query tiles (sixteen rows a warp; two tiles at a
+ * time when there are several), each over all key tiles, without another barrier. V stays row-major: the P.V operand comes from
+ * ldmatrix.trans. Same arithmetic as attn_mma_kernel tile for tile: same bits. */
 #define SHORT_TILES 4
+/* threads of a block: four warps (one query tile at a time) for one tile, else eight
+ * (two query tiles at a time) */
+#define SHORT_THREADS(NT) ((NT) == 1 ? 128 : 256)
 
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
 {
@@ -390,86 +396,96 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes
 /* Rows [0, rows) of one head into dst (pitch SROW), zeros from `len` on. */
 template <typename T>
 __device__ __forceinline__ void async_rows(T (*dst)[SROW], const T *__restrict__ src, size_t ld,
-                                           int row0, int rows, int len)
+                                           int rows, int len)
 {
     for (int chunk = threadIdx.x; chunk < rows * 8; chunk += blockDim.x) {
         const int r = chunk >> 3, c8 = (chunk & 7) * 8;
-        const int in = row0 + r < len;
-        cp_async16(&dst[r][c8], in ? src + (size_t)(row0 + r) * ld + c8 : src, in ? 16 : 0);
+        const int in = r < len;
+        cp_async16(&dst[r][c8], in ? src + (size_t)r * ld + c8 : src, in ? 16 : 0);
     }
 }
 
 template <typename T, int POS, int NT>
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
     attn_short_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu,
                       T *__restrict__ out, int nh, float scale, const float *__restrict__ rope,
                       int max_len, const float *__restrict__ slopes, int *flag)
 {
     extern __shared__ __align__(16) unsigned char attn_smem[];
     T(*Qs)[SROW] = reinterpret_cast<T(*)[SROW]>(attn_smem);
-    T(*Ks)[SROW] = Qs + BM;
+    T(*Ks)[SROW] = Qs + NT * BM;
     T(*Vs)[SROW] = Ks + NT * BN;
 
-    const int s = blockIdx.x, h = blockIdx.y, q0 = blockIdx.z * BM;
+    const int s = blockIdx.x, h = blockIdx.y;
     const int start = cu[s], len = cu[s + 1] - start;
     if (len > max_len || len > NT * BN) { /* the caller's max_len is wrong */
-        if (blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0)
+        if (blockIdx.y == 0 && threadIdx.x == 0)
             atomicOr(flag, VNP_CUDA_FLAG_BAD_SHAPE);
         return;
     }
-    if (q0 >= len)
+    if (len <= 0)
         return;
     const size_t ld = (size_t)3 * nh * HD;
     const T *qbase = qkv + (size_t)start * ld + (size_t)h * HD;
     const T *kbase = qbase + (size_t)nh * HD;
     const T *vbase = qbase + (size_t)2 * nh * HD;
-    const int nt = (len + BN - 1) / BN; /* key tiles of this sequence */
+    const int nt = (len + BN - 1) / BN; /* query and key tiles of this sequence */
 
-    async_rows<T>(Qs, qbase, ld, q0, BM, len);
-    async_rows<T>(Ks, kbase, ld, 0, nt * BN, len);
-    async_rows<T>(Vs, vbase, ld, 0, nt * BN, len);
+    async_rows<T>(Qs, qbase, ld, nt * BM, len);
+    async_rows<T>(Ks, kbase, ld, nt * BN, len);
+    async_rows<T>(Vs, vbase, ld, nt * BN, len);
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
     const float qmul = scale * LOG2E;
-    if (POS == VNP_POS_ROTARY) {
-        rotate_tile<T>(Qs, rope, max_len, q0, len, qmul);
+    const int group = threadIdx.x >> 7; /* 128 threads a tile */
+    for (int t = group; t < nt; t += SHORT_THREADS(NT) / 128) {
+        if (POS == VNP_POS_ROTARY) {
+            rotate_tile<T>(Qs + t * BM, rope, max_len, t * BM, len, qmul, threadIdx.x & 127);
+            rotate_tile<T>(Ks + t * BN, rope, max_len, t * BN, len, 1.0f, threadIdx.x & 127);
+        }
+    }
+    if (POS != VNP_POS_ROTARY)
         for (int t = 0; t < nt; t++)
-            rotate_tile<T>(Ks + t * BN, rope, max_len, t * BN, len, 1.0f);
-    } else
-        scale_tile<T>(Qs, qmul);
+            scale_tile<T>(Qs + t * BM, qmul);
     __syncthreads();
 
-    uint32_t qa[4][4];
-    attn_q_fragments<T>(Qs, qa);
-    attn_rows r;
-    attn_rows_init(r, q0);
     const float slope = POS == VNP_POS_ALIBI ? slopes[h] * LOG2E : 0.0f;
-    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     /* ldmatrix.x4.trans: lanes 8m..8m+7 address the rows of matrix m (keys 0-7 or 8-15
      * of a chunk, columns of d-block j or j + 1) */
     const int lrow = ((lane >> 3) & 1) * 8 + (lane & 7), lcol = (lane >> 4) * 8;
-    for (int t = 0; t < nt; t++) {
-        float sc[8][4];
-        attn_scores_tile<T, POS>(qa, Ks + t * BN, t * BN, len, slope, r, sc);
+    T *obase = out + (size_t)start * nh * HD + (size_t)h * HD;
+    const int wq = warp & 3; /* the warp's sixteen rows of its query tile */
+    for (int qt = warp >> 2; qt < nt; qt += SHORT_THREADS(NT) / 128) {
+        if (qt * BM + wq * 16 >= len) /* this warp's rows are past the end */
+            break;
+        uint32_t qa[4][4];
+        attn_q_fragments<T>(Qs + qt * BM, wq, qa);
+        attn_rows r;
+        attn_rows_init(r, qt * BM, wq);
+        for (int t = 0; t < nt; t++) {
+            float sc[8][4];
+            attn_scores_tile<T, POS>(qa, Ks + t * BN, t * BN, len, slope, r, sc);
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++) {
-            uint32_t pa[4];
-            attn_p_fragment<T>(sc, ks, pa);
+            for (int ks = 0; ks < 4; ks++) {
+                uint32_t pa[4];
+                attn_p_fragment<T>(sc, ks, pa);
 #pragma unroll
-            for (int j = 0; j < 8; j += 2) {
-                uint32_t b[4];
-                const unsigned a = (unsigned)__cvta_generic_to_shared(
-                    &Vs[t * BN + ks * 16 + lrow][j * 8 + lcol]);
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                             : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-                             : "r"(a));
-                mma_traits<T>::mma(r.o[j], pa, b[0], b[1]);
-                mma_traits<T>::mma(r.o[j + 1], pa, b[2], b[3]);
+                for (int j = 0; j < 8; j += 2) {
+                    uint32_t b[4];
+                    const unsigned a = (unsigned)__cvta_generic_to_shared(
+                        &Vs[t * BN + ks * 16 + lrow][j * 8 + lcol]);
+                    asm volatile(
+                        "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                        : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                        : "r"(a));
+                    mma_traits<T>::mma(r.o[j], pa, b[0], b[1]);
+                    mma_traits<T>::mma(r.o[j + 1], pa, b[2], b[3]);
+                }
             }
         }
+        attn_store_rows<T>(r, obase, (size_t)nh * HD, len, flag);
     }
-    attn_store_rows<T>(r, out + (size_t)start * nh * HD + (size_t)h * HD, (size_t)nh * HD, len,
-                       flag);
 }
 
 /* ---- FP32 kernel: one thread per query row, keys streamed through shared
@@ -593,14 +609,14 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
                                 void *out, int nh, float scale, int max_len,
                                 const float *slopes, vnp_error *err)
 {
-    const size_t smem = (size_t)(BM + 2 * NT * BN) * SROW * sizeof(T);
+    const size_t smem = (size_t)(NT * BM + 2 * NT * BN) * SROW * sizeof(T);
     vnp_code rc = vnp_cuda_check(cudaFuncSetAttribute(attn_short_kernel<T, POS, NT>,
                                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                       (int)smem),
                                  "allowing the attention kernel its shared memory", err);
     if (rc)
         return rc;
-    attn_short_kernel<T, POS, NT><<<grid, 128, smem, c->stream>>>(
+    attn_short_kernel<T, POS, NT><<<grid, SHORT_THREADS(NT), smem, c->stream>>>(
         (const T *)qkv, cu, (T *)out, nh, scale, c->rope, max_len, slopes, c->flag);
     return VNP_OK;
 }
@@ -655,8 +671,12 @@ vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *
         cu_seqlens->n < (size_t)nseq + 1 || qkv->n < (size_t)T * 3 * nh * HD ||
         out->n < (size_t)T * nh * HD)
         return vnp_fail(err, VNP_EINVAL,
-                        "CUDA attention: inconsistent arguments (T=%d, nseq=%d, heads=%d)", T,
-                        nseq, nh);
+                        "CUDA attention on cuda:%d: inconsistent arguments (T=%d, nseq=%d, "
+                        "max_len=%d, heads=%d; qkv %s of %zu values, out %s of %zu, cu_seqlens "
+                        "%s of %zu; the backend computes in %s)",
+                        c->device, T, nseq, max_len, nh, vnp_dtype_name(qkv->dtype), qkv->n,
+                        vnp_dtype_name(out->dtype), out->n, vnp_dtype_name(cu_seqlens->dtype),
+                        cu_seqlens->n, vnp_dtype_name(c->act));
     if (nseq == 0 || T == 0 || max_len == 0)
         return VNP_OK;
     if (nh > 65535)
@@ -707,6 +727,7 @@ vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *
      * tiled one, for comparison) */
     if (max_len <= SHORT_TILES * BN && !c->scalar_only) {
         const int nt = (max_len + BN - 1) / BN;
+        grid.z = 1; /* one block per head of a sequence */
         if (c->act == VNP_DT_F16)
             rc = launch_short<__half>(c, pos, nt, grid, qkv->ptr, cu, out->ptr, nh, desc->scale,
                                       max_len, slopes, err);
