@@ -52,12 +52,17 @@ vnp_code vnp_mlp_save_pth(const vnp_mlp_params *p, const char *path, vnp_error *
 /* ---- one optimiser on a backend (the GEMMs of both passes are backend ops) ---- */
 typedef struct vnp_mlp_trainer vnp_mlp_trainer;
 
-/* Trains p in place (p must outlive the trainer) with SGD (momentum, no dampening,
- * no weight decay) on batches of at most max_batch rows. The CPU backend only for
- * now (VNP_EUNSUPPORTED on another). */
+/* Trains p (p must outlive the trainer) with SGD (momentum, no dampening, no weight
+ * decay) on batches of at most max_batch rows, on an FP32 backend with the training
+ * ops (the CPU and CUDA backends; VNP_EUNSUPPORTED otherwise). The parameters are
+ * copied to the backend here and stay there: p is brought up to date by
+ * vnp_mlp_trainer_sync (and vnp_mlp_eval). */
 vnp_code vnp_mlp_trainer_create(vnp_backend *be, vnp_mlp_params *p, int max_batch,
                                 float momentum, vnp_mlp_trainer **out, vnp_error *err);
 void vnp_mlp_trainer_free(vnp_mlp_trainer *t);
+/* Copies the backend's parameters and running statistics into p (nothing to do when
+ * no step ran since the last copy). */
+vnp_code vnp_mlp_trainer_sync(vnp_mlp_trainer *t, vnp_error *err);
 /* One step of train mode on the B rows x[B * in] with labels y (0/1): BatchNorm with
  * batch statistics (running statistics updated as PyTorch does), dropout where
  * keep[r * hidden + j] == 0 (kept units scaled by 1 / (1 - p)), mean cross-entropy,
@@ -108,7 +113,7 @@ typedef struct vnp_train_features_options {
     int threads;               /* CPU threads per CPU worker; 0 = all available */
     int chunk_len;             /* 300 or 500 */
     size_t batch_tokens;       /* 0 = predict's default */
-    size_t window_orfs;        /* frames per window (the checkpoint unit); 0 = predict's 2048 */
+    size_t window_orfs;        /* frames per window (the checkpoint unit); init: 2048 (0 = that) */
     int quiet;
     const char *out_path;      /* the labelled features file */
     int resume;                /* go on from <out_path>.journal (an interrupted run), or
@@ -148,6 +153,8 @@ typedef struct vnp_train_options {
     int epochs;            /* at most 200 */
     int patience;          /* 5 epochs without a lower validation loss */
     uint64_t seed;         /* 0 */
+    const char *device;    /* the backend the training runs on: "cpu" (NULL), "cuda" or
+                            * "cuda:N" (FP32 on the GPU, parameters kept there) */
     int threads;           /* CPU threads; 0 = the CPUs this process may use */
     int quiet;             /* no per-epoch line on stderr */
     int handle_signals;    /* SIGINT/SIGTERM/SIGHUP stop the training between two batches

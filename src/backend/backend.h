@@ -142,6 +142,50 @@ typedef struct vnp_backend_ops {
     vnp_code (*gemm)(vnp_backend *be, int transa, int transb, int M, int N, int K, float alpha,
                      const vnp_buf *a, const vnp_buf *b, float beta, vnp_buf *c, vnp_error *err);
 
+    /* ---- the classifier's training (train mode, one batch of B rows, hidden width H;
+     * every buffer in the backend's memory; NULL on a backend without them) ---- */
+    /* A buffer of n values of dt (F32, F64 or U8). */
+    vnp_code (*alloc_dt)(vnp_backend *be, vnp_dtype dt, size_t n, vnp_buf *out, vnp_error *err);
+    /* Copies n values of dst's dtype from host memory into dst (ordered after the ops
+     * queued before; done when the call returns), or from src into host memory (waits
+     * for the ops queued before). */
+    vnp_code (*copy_in)(vnp_backend *be, const void *src, size_t n, vnp_buf *dst,
+                        vnp_error *err);
+    vnp_code (*copy_out)(vnp_backend *be, const vnp_buf *src, size_t n, void *dst,
+                         vnp_error *err);
+    /* BatchNorm1d in train mode, then ReLU, then dropout, over z[B,H] (F32): per column
+     * the batch mean and biased variance accumulated in double, invstd[j] = 1 / sqrt(var +
+     * eps) (F64 [H], kept for the backward), xhat = (z - mean) invstd, r = relu(z a + c)
+     * with a = (float)invstd gamma, c = beta - mean a, d = keep ? r / (1 - p) : 0 (keep U8
+     * [B,H], p = dropout); running_mean <- (1 - m) running_mean + m mean, running_var <-
+     * (1 - m) running_var + m var B / (B - 1) (m = momentum), as PyTorch. B >= 2. */
+    vnp_code (*bn_relu_dropout_fwd)(vnp_backend *be, const vnp_buf *z, const vnp_buf *gamma,
+                                    const vnp_buf *beta, const vnp_buf *keep, int B, int H,
+                                    float eps, float momentum, float dropout,
+                                    vnp_buf *running_mean, vnp_buf *running_var, vnp_buf *xhat,
+                                    vnp_buf *r, vnp_buf *d, vnp_buf *invstd, vnp_error *err);
+    /* Its backward from dd = dLoss/dd [B,H] (overwritten with dLoss/dy): through dropout
+     * and ReLU, then dz = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)) (sums in
+     * double), dgamma = sum dy xhat, dbeta = sum dy. */
+    vnp_code (*bn_relu_dropout_bwd)(vnp_backend *be, vnp_buf *dd, const vnp_buf *keep,
+                                    const vnp_buf *r, const vnp_buf *xhat,
+                                    const vnp_buf *invstd, const vnp_buf *gamma, int B, int H,
+                                    float dropout, vnp_buf *dz, vnp_buf *dgamma,
+                                    vnp_buf *dbeta, vnp_error *err);
+    /* Mean softmax cross-entropy of logits[B,2] (F32) against labels y (U8, 0/1): loss[0]
+     * (F64) = mean over rows of logsumexp - logit[y] in double; dl[B,2] = (softmax -
+     * onehot) / B. */
+    vnp_code (*softmax_xent)(vnp_backend *be, const vnp_buf *logits, const vnp_buf *y, int B,
+                             vnp_buf *loss, vnp_buf *dl, vnp_error *err);
+    /* sums[j] = sum over the M rows of m[M,N] (F32), accumulated in double (bias
+     * gradients). */
+    vnp_code (*col_sums)(vnp_backend *be, const vnp_buf *m, int M, int N, vnp_buf *sums,
+                         vnp_error *err);
+    /* torch.optim.SGD (no dampening, no weight decay) on n F32 values: with momentum mo,
+     * buf = g on the first step, else buf = mo buf + g, and g = buf; then w = w - lr g. */
+    vnp_code (*sgd_step)(vnp_backend *be, vnp_buf *w, const vnp_buf *g, vnp_buf *buf, size_t n,
+                         float lr, float mo, int first, vnp_error *err);
+
     /* ---- asynchronous batches ----
      * Ops are queued in order on the backend's one stream (the CPU runs them at once).
      * Host memory from host_alloc (pinned on CUDA) is what copies may read or write

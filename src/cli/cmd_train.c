@@ -46,12 +46,13 @@ static void train_usage(FILE *f)
         "  -o, --output PREFIX     output path prefix (required)\n"
         "Feature computation (as predict):\n"
         "      --esm PATH, --dnabert DIR  models (default: the cached ones)\n"
-        "      --device LIST       where the encoders run (default %s); training itself\n"
-        "                          runs on the CPU\n"
+        "      --device LIST       where the encoders run (default %s); the training\n"
+        "                          runs on the list's first device (cpu, cuda or cuda:N;\n"
+        "                          FP32), on the CPU with auto\n"
         "      --precision P       the encoders' precision on a GPU, as predict's option\n"
         "  -t, --threads N         CPU threads (default: the CPUs this process may use)\n"
         "      --batch-tokens N    ESM-2 tokens per batch\n"
-        "      --window N          frames read ahead and length-sorted together (2048)\n"
+        "      --window N          frames read ahead and length-sorted together (%zu)\n"
         "      --resume            go on with an interrupted feature computation (killed,\n"
         "                          stopped by a signal, a failed device), or reuse its\n"
         "                          complete PREFIX.features.safetensors; the result is the\n"
@@ -71,7 +72,7 @@ static void train_usage(FILE *f)
         "      --val-fraction X    share of rows held out for validation (%g)\n"
         "  -q, --quiet             no per-epoch lines and no summary\n"
         "  -h, --help              this help\n",
-        fd.chunk_len, fd.device, td.epochs, td.patience, (unsigned long long)td.seed, td.hidden,
+        fd.chunk_len, fd.device, fd.window_orfs, td.epochs, td.patience, (unsigned long long)td.seed, td.hidden,
         (double)td.dropout, td.lr, td.momentum, td.step_size, td.gamma, td.batch,
         td.val_fraction);
 }
@@ -254,6 +255,19 @@ int vnp_cmd_train(int argc, char **argv)
     }
     vnp_error err;
     vnp_error_clear(&err);
+    /* The training's device: the --device list's first one; with auto the CPU (the
+     * same bits on every machine). */
+    static char train_device[64];
+    if (!strstr(fo.device, "auto")) {
+        vnp_devices dl;
+        if (vnp_devices_parse(fo.device, &dl, &err) != VNP_OK) {
+            vnp_cli_error("%s", err.msg);
+            return 2;
+        }
+        snprintf(train_device, sizeof train_device, "%s", dl.name[0]);
+        vnp_devices_free(&dl);
+        to.device = train_device;
+    }
     if (fasta && (!fo.esm || !fo.dnabert)) {
         /* models not given come from the cache (fetched on first use unless offline) */
         const char *names[2];

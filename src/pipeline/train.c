@@ -197,7 +197,7 @@ vnp_code vnp_train_run(const float *x, const uint8_t *y, size_t n, int width,
         goto done;
     }
     if ((rc = vnp_mlp_params_init(&p, width, o->hidden, o->dropout, o->seed, err)) ||
-        (rc = vnp_backend_create("cpu", VNP_PREC_FP32,
+        (rc = vnp_backend_create(o->device ? o->device : "cpu", VNP_PREC_FP32,
                                  o->threads > 0 ? o->threads : vnp_cpu_threads_available(), &be,
                                  err)) ||
         (rc = vnp_mlp_trainer_create(be, &p, o->batch, (float)o->momentum, &tr, err)))
@@ -291,7 +291,8 @@ vnp_code vnp_train_run(const float *x, const uint8_t *y, size_t n, int width,
                 best = ep->val.loss;
             since_best = 0;
             res->best_epoch = e;
-            if ((rc = vnp_mlp_params_copy(&res->best, &p, err)))
+            if ((rc = vnp_mlp_trainer_sync(tr, err)) ||
+                (rc = vnp_mlp_params_copy(&res->best, &p, err)))
                 goto done;
         } else if (++since_best >= o->patience) {
             res->stopped_early = 1;

@@ -46,6 +46,7 @@ void vnp_train_features_options_init(vnp_train_features_options *o)
     o->chunk_len = 500;
     o->device = "auto";
     o->precision = VNP_PREC_DEFAULT;
+    o->window_orfs = TRAIN_WINDOW_ORFS;
 }
 
 typedef struct tf_reader {

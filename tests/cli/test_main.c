@@ -139,6 +139,9 @@ static void test_help_defaults_are_the_live_ones(void **state)
     assert_has(o, w);
     snprintf(w, sizeof w, "rows per batch (%d)", t.batch);
     assert_has(o, w);
+    snprintf(w, sizeof w, "length-sorted together (%zu)", tf.window_orfs);
+    assert_has(o, w);
+    assert_has(o, "runs on the list's first device");
     free(o);
     /* classify's --plots is predict's */
     o = help_of("classify");

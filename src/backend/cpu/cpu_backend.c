@@ -137,6 +137,40 @@ static vnp_code cpu_download_f32(vnp_backend *be, const vnp_buf *src, size_t n, 
     return VNP_OK;
 }
 
+static vnp_code cpu_alloc_dt(vnp_backend *be, vnp_dtype dt, size_t n, vnp_buf *out,
+                             vnp_error *err)
+{
+    (void)be;
+    if (dt != VNP_DT_F32 && dt != VNP_DT_F64 && dt != VNP_DT_U8)
+        return vnp_fail(err, VNP_EINVAL, "CPU buffer of dtype %s: F32, F64 or U8 only",
+                        vnp_dtype_name(dt));
+    return alloc_buf(n, dt, out, err);
+}
+
+static vnp_code cpu_copy_in(vnp_backend *be, const void *src, size_t n, vnp_buf *dst,
+                            vnp_error *err)
+{
+    (void)be;
+    if (dst->n < n)
+        return vnp_fail(err, VNP_EINVAL, "copy of %zu values into a CPU buffer of %zu", n,
+                        dst->n);
+    if (n)
+        memcpy(dst->ptr, src, n * vnp_dtype_size(dst->dtype));
+    return VNP_OK;
+}
+
+static vnp_code cpu_copy_out(vnp_backend *be, const vnp_buf *src, size_t n, void *dst,
+                             vnp_error *err)
+{
+    (void)be;
+    if (src->n < n)
+        return vnp_fail(err, VNP_EINVAL, "copy of %zu values out of a CPU buffer of %zu", n,
+                        src->n);
+    if (n)
+        memcpy(dst, src->ptr, n * vnp_dtype_size(src->dtype));
+    return VNP_OK;
+}
+
 static void cpu_free_buf(vnp_backend *be, vnp_buf *buf)
 {
     if (!buf)
@@ -236,6 +270,14 @@ static const vnp_backend_ops cpu_ops = {
     .mean_pool = vnp_cpu_mean_pool,
     .scale_shift = vnp_cpu_scale_shift,
     .gemm = vnp_cpu_gemm,
+    .alloc_dt = cpu_alloc_dt,
+    .copy_in = cpu_copy_in,
+    .copy_out = cpu_copy_out,
+    .bn_relu_dropout_fwd = vnp_cpu_bn_relu_dropout_fwd,
+    .bn_relu_dropout_bwd = vnp_cpu_bn_relu_dropout_bwd,
+    .softmax_xent = vnp_cpu_softmax_xent,
+    .col_sums = vnp_cpu_col_sums,
+    .sgd_step = vnp_cpu_sgd_step,
     .host_alloc = cpu_host_alloc,
     .host_free = cpu_host_free,
     .download_f32_async = cpu_download_f32, /* done at once */

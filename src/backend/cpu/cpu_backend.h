@@ -96,6 +96,24 @@ vnp_code vnp_cpu_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *s
 vnp_code vnp_cpu_gemm(vnp_backend *be, int transa, int transb, int M, int N, int K, float alpha,
                       const vnp_buf *a, const vnp_buf *b, float beta, vnp_buf *c, vnp_error *err);
 
+/* The classifier's training ops (cpu_train.c); backend.h says what each computes. */
+vnp_code vnp_cpu_bn_relu_dropout_fwd(vnp_backend *be, const vnp_buf *z, const vnp_buf *gamma,
+                                     const vnp_buf *beta, const vnp_buf *keep, int B, int H,
+                                     float eps, float momentum, float dropout,
+                                     vnp_buf *running_mean, vnp_buf *running_var, vnp_buf *xhat,
+                                     vnp_buf *r, vnp_buf *d, vnp_buf *invstd, vnp_error *err);
+vnp_code vnp_cpu_bn_relu_dropout_bwd(vnp_backend *be, vnp_buf *dd, const vnp_buf *keep,
+                                     const vnp_buf *r, const vnp_buf *xhat,
+                                     const vnp_buf *invstd, const vnp_buf *gamma, int B, int H,
+                                     float dropout, vnp_buf *dz, vnp_buf *dgamma,
+                                     vnp_buf *dbeta, vnp_error *err);
+vnp_code vnp_cpu_softmax_xent(vnp_backend *be, const vnp_buf *logits, const vnp_buf *y, int B,
+                              vnp_buf *loss, vnp_buf *dl, vnp_error *err);
+vnp_code vnp_cpu_col_sums(vnp_backend *be, const vnp_buf *m, int M, int N, vnp_buf *sums,
+                          vnp_error *err);
+vnp_code vnp_cpu_sgd_step(vnp_backend *be, vnp_buf *w, const vnp_buf *g, vnp_buf *buf,
+                          size_t n, float lr, float mo, int first, vnp_error *err);
+
 /* Non-zero when any of x[0..n) is NaN or infinite (exponent bits all ones);
  * an integer OR-reduction, so the loop vectorises. */
 static inline unsigned vnp_cpu_nonfinite_bits(const float *x, size_t n)

@@ -75,7 +75,8 @@ size_t vnp_cuda_dtype_size(vnp_dtype dt)
     case VNP_DT_F16: return 2;
     case VNP_DT_BF16: return 2;
     case VNP_DT_I32: return 4;
-    case VNP_DT_U8: return 1; /* FP8 E4M3 GEMM weights */
+    case VNP_DT_U8: return 1; /* FP8 E4M3 GEMM weights, training masks and labels */
+    case VNP_DT_F64: return 8; /* training statistics */
     default: return 0;
     }
 }
@@ -383,6 +384,51 @@ static vnp_code cu_download_f32(vnp_backend *be, const vnp_buf *src, size_t n, f
     return rc;
 }
 
+/* ---- the training's buffers ---- */
+static vnp_code cu_alloc_dt(vnp_backend *be, vnp_dtype dt, size_t n, vnp_buf *out,
+                            vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (dt != VNP_DT_F32 && dt != VNP_DT_F64 && dt != VNP_DT_U8)
+        return vnp_fail(err, VNP_EINVAL, "CUDA buffer of dtype %s on cuda:%d: F32, F64 or U8 "
+                                         "only",
+                        vnp_dtype_name(dt), c->device);
+    return cu_alloc(c, n, dt, out, err);
+}
+
+static vnp_code cu_copy_in(vnp_backend *be, const void *src, size_t n, vnp_buf *dst,
+                           vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (dst->n < n)
+        return vnp_fail(err, VNP_EINVAL, "copy of %zu values into a buffer of %zu on cuda:%d",
+                        n, dst->n, c->device);
+    if (n == 0)
+        return VNP_OK;
+    return h2d_sync(c, dst->ptr, src, n * vnp_cuda_dtype_size(dst->dtype),
+                    "copying training data to the GPU", err);
+}
+
+static vnp_code cu_copy_out(vnp_backend *be, const vnp_buf *src, size_t n, void *dst,
+                            vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (src->n < n)
+        return vnp_fail(err, VNP_EINVAL, "copy of %zu values out of a buffer of %zu on cuda:%d",
+                        n, src->n, c->device);
+    if (n == 0)
+        return VNP_OK;
+    vnp_code rc = vnp_cuda_check(cudaMemcpyAsync(dst, src->ptr,
+                                                 n * vnp_cuda_dtype_size(src->dtype),
+                                                 cudaMemcpyDeviceToHost, c->stream),
+                                 "copying training results from the GPU", err);
+    if (!rc)
+        rc = vnp_cuda_check(cudaStreamSynchronize(c->stream), "running the training step", err);
+    return rc;
+}
+
 /* Selects the backend's device for the calling thread (callers may be on
  * another thread than the one that made the backend). */
 static vnp_code use_device(vnp_cuda *c, vnp_error *err)
@@ -601,6 +647,14 @@ static void fill_ops(void)
     g_cuda_ops.mean_pool = vnp_cuda_mean_pool;
     g_cuda_ops.scale_shift = vnp_cuda_scale_shift;
     g_cuda_ops.gemm = vnp_cuda_gemm;
+    g_cuda_ops.alloc_dt = cu_alloc_dt;
+    g_cuda_ops.copy_in = cu_copy_in;
+    g_cuda_ops.copy_out = cu_copy_out;
+    g_cuda_ops.bn_relu_dropout_fwd = vnp_cuda_bn_relu_dropout_fwd;
+    g_cuda_ops.bn_relu_dropout_bwd = vnp_cuda_bn_relu_dropout_bwd;
+    g_cuda_ops.softmax_xent = vnp_cuda_softmax_xent;
+    g_cuda_ops.col_sums = vnp_cuda_col_sums;
+    g_cuda_ops.sgd_step = vnp_cuda_sgd_step;
     g_cuda_ops.host_alloc = cu_host_alloc;
     g_cuda_ops.host_free = cu_host_free;
     g_cuda_ops.download_f32_async = cu_download_f32_async;

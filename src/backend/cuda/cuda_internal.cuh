@@ -149,6 +149,24 @@ void vnp_cuda_sgemm_release(vnp_cuda *c);
 vnp_code vnp_cuda_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *scale,
                               const vnp_buf *shift, vnp_act act, int M, int N, vnp_buf *out,
                               vnp_error *err);
+/* The classifier's training ops (cuda_train.cu); backend.h says what each computes. */
+vnp_code vnp_cuda_bn_relu_dropout_fwd(vnp_backend *be, const vnp_buf *z, const vnp_buf *gamma,
+                                      const vnp_buf *beta, const vnp_buf *keep, int B, int H,
+                                      float eps, float momentum, float dropout,
+                                      vnp_buf *running_mean, vnp_buf *running_var,
+                                      vnp_buf *xhat, vnp_buf *r, vnp_buf *d, vnp_buf *invstd,
+                                      vnp_error *err);
+vnp_code vnp_cuda_bn_relu_dropout_bwd(vnp_backend *be, vnp_buf *dd, const vnp_buf *keep,
+                                      const vnp_buf *r, const vnp_buf *xhat,
+                                      const vnp_buf *invstd, const vnp_buf *gamma, int B, int H,
+                                      float dropout, vnp_buf *dz, vnp_buf *dgamma,
+                                      vnp_buf *dbeta, vnp_error *err);
+vnp_code vnp_cuda_softmax_xent(vnp_backend *be, const vnp_buf *logits, const vnp_buf *y, int B,
+                               vnp_buf *loss, vnp_buf *dl, vnp_error *err);
+vnp_code vnp_cuda_col_sums(vnp_backend *be, const vnp_buf *m, int M, int N, vnp_buf *sums,
+                           vnp_error *err);
+vnp_code vnp_cuda_sgd_step(vnp_backend *be, vnp_buf *w, const vnp_buf *g, vnp_buf *buf,
+                           size_t n, float lr, float mo, int first, vnp_error *err);
 
 /* 1 when every pointer given is 16-byte aligned and n elements of size es make whole
  * 16-byte vectors (and the scalar kernels are not forced): the vectorised element-wise
