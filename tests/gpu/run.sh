@@ -392,19 +392,23 @@ fi
 
 if has validate; then
   # sets: sample (300 reads + phage lambda, chunk 300) or the whole workloads
-  # (reads20k:300 contigs:500), chosen with VNP_VALIDATE_SETS
+  # (reads20k:300 contigs:500), chosen with VNP_VALIDATE_SETS; labels from a random
+  # classifier of the published shape (3328 -> 512 -> 2)
+  CLS=$WORK/classifier_3328_512.pth
+  [[ -s $CLS ]] || python3 "$ROOT/tools/make_classifier.py" 3328 "$CLS" 512 >>"$LOG" 2>&1
   for set in ${VNP_VALIDATE_SETS:-sample:300}; do
     name=${set%%:*}; len=${set##*:}
     input=$BENCH/validate_input.fa
     [[ $name != sample ]] && input=$BENCH/raw/$name.fa.gz
     say "validate-precision $name (chunk $len)"
-    "$BIN/virnucpro" validate-precision --esm "$ESM" --dnabert "$DNA" --device cuda -l "$len" \
-      --precisions "${VNP_VALIDATE_PRECISIONS:-fp16,bf16,fp8,fp8-tensor}" \
+    "$BIN/virnucpro" validate-precision --esm "$ESM" --dnabert "$DNA" --classifier "$CLS" \
+      --device cuda -l "$len" --precisions "${VNP_VALIDATE_PRECISIONS:-fp16,bf16,fp8,fp8-tensor}" \
       "$input" >"$OUT/validate_$name.log" 2>&1
     rc=$?
     cat "$OUT/validate_$name.log" >>"$LOG"
     cat "$OUT/validate_$name.log"
-    row validate "$([[ $rc == 0 ]] && echo ok || echo FAIL)" "$name: $(head -1 "$OUT/validate_$name.log" | cut -c1-100); $(grep -E ' all ' "$OUT/validate_$name.log" | awk '{printf "%s %s cos_min %s; ", $1, $2, $5}')"
+    # exit 3: it ran and a threshold was not met (reported as such, not as an error)
+    row validate "$([[ $rc == 0 ]] && echo ok || { [[ $rc == 3 ]] && echo BELOW || echo FAIL; })" "$name: $(head -1 "$OUT/validate_$name.log" | cut -c1-100); $(grep -E ' all ' "$OUT/validate_$name.log" | awk '{printf "%s %s cos_min %s; ", $1, $2, $5}')"
   done
 fi
 
