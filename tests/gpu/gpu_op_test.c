@@ -533,6 +533,184 @@ static void test_gemm(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, in
     free(c0);
 }
 
+/* ---- the classifier's training ops (F32 / F64 / U8 buffers, any compute dtype) ---- */
+static vnp_buf tbuf(vnp_backend *be, vnp_dtype dt, size_t n, const void *host)
+{
+    vnp_buf b;
+    vnp_error err;
+    if (be->ops->alloc_dt(be, dt, n, &b, &err) || (host && be->ops->copy_in(be, host, n, &b, &err)))
+        die("training buffer", &err);
+    return b;
+}
+
+/* A training buffer's values as floats (F64 rounded), malloc'ed. */
+static float *tget(vnp_backend *be, const vnp_buf *b, size_t n)
+{
+    vnp_error err;
+    float *f = malloc(n * sizeof *f);
+    if (b->dtype == VNP_DT_F64) {
+        double *d = malloc(n * sizeof *d);
+        if (!f || !d || be->ops->copy_out(be, b, n, d, &err))
+            die("training download", &err);
+        for (size_t i = 0; i < n; i++)
+            f[i] = (float)d[i];
+        free(d);
+    } else if (!f || be->ops->copy_out(be, b, n, f, &err))
+        die("training download", &err);
+    return f;
+}
+
+static uint8_t *rand_mask(size_t n, double keep)
+{
+    uint8_t *m = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        m[i] = urand() < keep;
+    return m;
+}
+
+/* Each output of an op run on both backends, compared; n[i] values of out i. */
+static void compare_outs(const char *op, vnp_backend *cpu, vnp_backend *gpu, vnp_buf (*outs)[2],
+                         const char *const *names, const size_t *n, int nout, double tol)
+{
+    for (int i = 0; i < nout; i++) {
+        float *a = tget(cpu, &outs[i][0], n[i]), *b = tget(gpu, &outs[i][1], n[i]);
+        char name[64];
+        snprintf(name, sizeof name, "%s %s", op, names[i]);
+        compare(name, VNP_PREC_FP32, a, b, n[i], tol);
+        free(a);
+        free(b);
+        cpu->ops->free_buf(cpu, &outs[i][0]);
+        gpu->ops->free_buf(gpu, &outs[i][1]);
+    }
+}
+
+static void test_train_ops(vnp_backend *cpu, vnp_backend *gpu, int B, int H)
+{
+    vnp_backend *bes[2] = {cpu, gpu};
+    size_t BH = (size_t)B * H;
+    vnp_error err;
+    char op[64];
+    /* BatchNorm + ReLU + dropout forward */
+    float *z = rand_vec(BH, 2.0f), *gam = rand_vec(H, 1.0f), *bet = rand_vec(H, 1.0f);
+    float *rm = rand_vec(H, 1.0f), *rv = rand_vec(H, 1.0f);
+    for (int j = 0; j < H; j++)
+        rv[j] = fabsf(rv[j]) + 0.5f;
+    uint8_t *keep = rand_mask(BH, 0.5);
+    vnp_buf fo[6][2]; /* running mean, running var, xhat, r, d, invstd */
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf zb = tbuf(be, VNP_DT_F32, BH, z), gb = tbuf(be, VNP_DT_F32, H, gam);
+        vnp_buf bb = tbuf(be, VNP_DT_F32, H, bet), kb = tbuf(be, VNP_DT_U8, BH, keep);
+        fo[0][k] = tbuf(be, VNP_DT_F32, H, rm);
+        fo[1][k] = tbuf(be, VNP_DT_F32, H, rv);
+        fo[2][k] = tbuf(be, VNP_DT_F32, BH, NULL);
+        fo[3][k] = tbuf(be, VNP_DT_F32, BH, NULL);
+        fo[4][k] = tbuf(be, VNP_DT_F32, BH, NULL);
+        fo[5][k] = tbuf(be, VNP_DT_F64, H, NULL);
+        if (be->ops->bn_relu_dropout_fwd(be, &zb, &gb, &bb, &kb, B, H, 1e-5f, 0.1f, 0.5f,
+                                         &fo[0][k], &fo[1][k], &fo[2][k], &fo[3][k], &fo[4][k],
+                                         &fo[5][k], &err))
+            die("bn_relu_dropout_fwd", &err);
+        be->ops->free_buf(be, &zb);
+        be->ops->free_buf(be, &gb);
+        be->ops->free_buf(be, &bb);
+        be->ops->free_buf(be, &kb);
+    }
+    /* the backward's inputs: the CPU forward's r, xhat, invstd on both */
+    float *r = tget(cpu, &fo[3][0], BH), *xhat = tget(cpu, &fo[2][0], BH);
+    double *inv = malloc(H * sizeof *inv);
+    if (cpu->ops->copy_out(cpu, &fo[5][0], H, inv, &err))
+        die("copy_out", &err);
+    static const char *fnames[6] = {"running_mean", "running_var", "xhat", "relu", "dropout",
+                                    "invstd"};
+    size_t fn[6] = {H, H, BH, BH, BH, H};
+    snprintf(op, sizeof op, "bn_fwd %dx%d", B, H);
+    compare_outs(op, cpu, gpu, fo, fnames, fn, 6, 1e-6);
+    /* its backward */
+    float *dd = rand_vec(BH, 0.1f);
+    vnp_buf bo[4][2]; /* dY (dd in place), dz, dgamma, dbeta */
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf kb = tbuf(be, VNP_DT_U8, BH, keep), rb = tbuf(be, VNP_DT_F32, BH, r);
+        vnp_buf xb = tbuf(be, VNP_DT_F32, BH, xhat), ib = tbuf(be, VNP_DT_F64, H, inv);
+        vnp_buf gb = tbuf(be, VNP_DT_F32, H, gam);
+        bo[0][k] = tbuf(be, VNP_DT_F32, BH, dd);
+        bo[1][k] = tbuf(be, VNP_DT_F32, BH, NULL);
+        bo[2][k] = tbuf(be, VNP_DT_F32, H, NULL);
+        bo[3][k] = tbuf(be, VNP_DT_F32, H, NULL);
+        if (be->ops->bn_relu_dropout_bwd(be, &bo[0][k], &kb, &rb, &xb, &ib, &gb, B, H, 0.5f,
+                                         &bo[1][k], &bo[2][k], &bo[3][k], &err))
+            die("bn_relu_dropout_bwd", &err);
+        vnp_buf *fr[5] = {&kb, &rb, &xb, &ib, &gb};
+        for (int i = 0; i < 5; i++)
+            be->ops->free_buf(be, fr[i]);
+    }
+    static const char *bnames[4] = {"dy", "dz", "dgamma", "dbeta"};
+    size_t bn[4] = {BH, BH, H, H};
+    snprintf(op, sizeof op, "bn_bwd %dx%d", B, H);
+    compare_outs(op, cpu, gpu, bo, bnames, bn, 4, 1e-6);
+    /* softmax cross-entropy */
+    float *lg = rand_vec(2 * (size_t)B, 3.0f);
+    uint8_t *y = rand_mask(B, 0.5);
+    vnp_buf xo[2][2]; /* loss, dl */
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf lb = tbuf(be, VNP_DT_F32, 2 * (size_t)B, lg), yb = tbuf(be, VNP_DT_U8, B, y);
+        xo[0][k] = tbuf(be, VNP_DT_F64, 1, NULL);
+        xo[1][k] = tbuf(be, VNP_DT_F32, 2 * (size_t)B, NULL);
+        if (be->ops->softmax_xent(be, &lb, &yb, B, &xo[0][k], &xo[1][k], &err))
+            die("softmax_xent", &err);
+        be->ops->free_buf(be, &lb);
+        be->ops->free_buf(be, &yb);
+    }
+    static const char *xnames[2] = {"loss", "dlogits"};
+    size_t xn[2] = {1, 2 * (size_t)B};
+    snprintf(op, sizeof op, "softmax_xent %d", B);
+    compare_outs(op, cpu, gpu, xo, xnames, xn, 2, 1e-6);
+    /* column sums (both bias gradients' shapes) */
+    for (int w = 0; w < 2; w++) {
+        int N = w ? H : 2;
+        float *m = rand_vec((size_t)B * N, 1.0f);
+        vnp_buf so[1][2];
+        for (int k = 0; k < 2; k++) {
+            vnp_backend *be = bes[k];
+            vnp_buf mb = tbuf(be, VNP_DT_F32, (size_t)B * N, m);
+            so[0][k] = tbuf(be, VNP_DT_F32, N, NULL);
+            if (be->ops->col_sums(be, &mb, B, N, &so[0][k], &err))
+                die("col_sums", &err);
+            be->ops->free_buf(be, &mb);
+        }
+        static const char *snames[1] = {"sums"};
+        size_t sn[1] = {(size_t)N};
+        snprintf(op, sizeof op, "col_sums %dx%d", B, N);
+        compare_outs(op, cpu, gpu, so, snames, sn, 1, 1e-6);
+        free(m);
+    }
+    /* SGD: a first and a second step with momentum, and one without */
+    size_t n = BH + 3;
+    float *w0 = rand_vec(n, 1.0f), *g1 = rand_vec(n, 0.1f), *g2 = rand_vec(n, 0.1f);
+    vnp_buf go[3][2]; /* w, buf (momentum), w (no momentum) */
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf g1b = tbuf(be, VNP_DT_F32, n, g1), g2b = tbuf(be, VNP_DT_F32, n, g2);
+        go[0][k] = tbuf(be, VNP_DT_F32, n, w0);
+        go[1][k] = tbuf(be, VNP_DT_F32, n, NULL);
+        go[2][k] = tbuf(be, VNP_DT_F32, n, w0);
+        if (be->ops->sgd_step(be, &go[0][k], &g1b, &go[1][k], n, 2e-4f, 0.9f, 1, &err) ||
+            be->ops->sgd_step(be, &go[0][k], &g2b, &go[1][k], n, 2e-4f, 0.9f, 0, &err) ||
+            be->ops->sgd_step(be, &go[2][k], &g1b, NULL, n, 0.01f, 0.0f, 0, &err))
+            die("sgd_step", &err);
+        be->ops->free_buf(be, &g1b);
+        be->ops->free_buf(be, &g2b);
+    }
+    static const char *gnames[3] = {"w (momentum)", "momentum buffer", "w (plain)"};
+    size_t gn[3] = {n, n, n};
+    snprintf(op, sizeof op, "sgd %zu", n);
+    compare_outs(op, cpu, gpu, go, gnames, gn, 3, 1e-7);
+    free(z), free(gam), free(bet), free(rm), free(rv), free(keep), free(r), free(xhat);
+    free(inv), free(dd), free(lg), free(y), free(w0), free(g1), free(g2);
+}
+
 /* F32 and compute-dtype operands mixed in one linear are refused. */
 static void test_linear_mixed(vnp_backend *gpu, vnp_precision prec)
 {
@@ -946,6 +1124,10 @@ int main(void)
         test_gemm(cpu, gpu, precs[p], 1, 0, 2, 512, 32, 1.0f, 0.0f);    /* dW2 */
         test_gemm(cpu, gpu, precs[p], 0, 0, 32, 512, 2, 1.0f, 0.0f);    /* dD */
         test_gemm(cpu, gpu, precs[p], 1, 0, 512, 3328, 32, 1.0f, 0.0f); /* dW1 */
+        if (precs[p] == VNP_PREC_FP32) {
+            test_train_ops(cpu, gpu, 32, 512); /* train.py's batch and width */
+            test_train_ops(cpu, gpu, 7, 130);  /* a last short batch, an odd width */
+        }
         test_mean_pool(cpu, gpu, precs[p]);
         test_guard(gpu, precs[p]);
         test_async(gpu, precs[p]);

@@ -27,6 +27,11 @@
 #                   ESM-2 stage alone on the same ORFs, GPU busy % (nvidia-smi dmon);
 #                   cuda:0,cuda:0 and a failing worker (VIRNUCPRO_DEBUG_FAIL_WORKER) give
 #                   byte-identical outputs
+#         train     virnucpro train on the golden set (its records split in two classes),
+#                   --device cuda then --device cpu on the same features cache, same seed,
+#                   4 epochs: every weight and running statistic within rel_l2 1e-4 per
+#                   tensor, every epoch's log.tsv value within 1e-4 (VNP_TRAIN_DEVICE
+#                   overrides cuda, e.g. cpu to check the stage itself without a GPU)
 #         validate  virnucpro validate-precision on real shapes (fp16, bf16, fp8, fp8-tensor
 #                   vs fp32; VNP_VALIDATE_PRECISIONS picks);
 #                   VNP_VALIDATE_SETS='sample:300' (default) or 'reads20k:300 contigs:500'
@@ -67,7 +72,7 @@ if [[ "${1:-}" == pack ]]; then
   exit 0
 fi
 
-STAGES=${*:-ops golden memcheck poison gen esm peer dna pipe validate}
+STAGES=${*:-ops golden memcheck poison train gen esm peer dna pipe validate}
 mkdir -p "$OUT" "$WORK"
 LOG=$OUT/run.log
 : >"$LOG"
@@ -208,6 +213,72 @@ fi
 
 ESM=$WORK/esm2_3b_random
 DNA=$WORK/dnabert_s_random
+if has train; then
+  say "train"
+  G=$ROOT/tests/fixtures/golden
+  T=$WORK/train
+  rm -rf "$T" && mkdir -p "$T"
+  dev=${VNP_TRAIN_DEVICE:-cuda}
+  awk '/^>/{n++} n<=10' "$G/input.fa" >"$T/viral.fa"
+  awk '/^>/{n++} n>10' "$G/input.fa" >"$T/other.fa"
+  targs=(--epochs 4 --patience 10 --seed 3 --lr 0.01 --batch-size 16)
+  "$BIN/virnucpro" train --viral "$T/viral.fa" --other "$T/other.fa" -l 500 --esm "$G/esm2" \
+    --dnabert "$G/dnabert_s" --device "$dev" -o "$T/gpu" "${targs[@]}" >"$OUT/train_gpu.log" 2>&1
+  rc1=$?
+  "$BIN/virnucpro" train --features "$T/gpu.features.safetensors" --device cpu -t 4 -o "$T/cpu" \
+    "${targs[@]}" >"$OUT/train_cpu.log" 2>&1
+  rc2=$?
+  cat "$OUT/train_gpu.log" "$OUT/train_cpu.log" >>"$LOG"
+  python3 - "$T/gpu" "$T/cpu" >"$OUT/train_cmp.log" 2>&1 <<'PY'
+import json, math, struct, sys
+def tensors(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k == "__metadata__" or v["dtype"] != "F32":
+            continue
+        s, e = v["data_offsets"]
+        raw = b[8 + n + s:8 + n + e]
+        out[k] = struct.unpack("<%df" % (len(raw) // 4), raw)
+    return out
+g, c = tensors(sys.argv[1] + ".safetensors"), tensors(sys.argv[2] + ".safetensors")
+bad = 0
+worst = 0.0
+for k in sorted(c):
+    a, r = g[k], c[k]
+    num = sum((x - y) ** 2 for x, y in zip(a, r)); den = sum(y * y for y in r) or 1.0
+    rel = math.sqrt(num / den); worst = max(worst, rel)
+    ok = len(a) == len(r) and rel <= 1e-4
+    bad += not ok
+    print("%-4s %-28s rel_l2 %.3e max_abs %.3e" % ("ok" if ok else "FAIL", k, rel,
+          max(abs(x - y) for x, y in zip(a, r))))
+lg = [l.rstrip("\n").split("\t") for l in open(sys.argv[1] + ".log.tsv")]
+lc = [l.rstrip("\n").split("\t") for l in open(sys.argv[2] + ".log.tsv")]
+md = 0.0
+if len(lg) != len(lc) or lg[0] != lc[0]:
+    bad += 1; print("FAIL log.tsv: %d vs %d rows" % (len(lg), len(lc)))
+else:
+    for rg, rc in zip(lg[1:], lc[1:]):
+        for x, y in zip(rg, rc):
+            try:
+                d = abs(float(x) - float(y))
+            except ValueError:
+                d = 0.0 if x == y else math.inf
+            md = max(md, d)
+    if md > 1e-4:
+        bad += 1
+    print("%-4s log.tsv %d epochs, max |gpu - cpu| %.2e" % ("ok" if md <= 1e-4 else "FAIL", len(lc) - 1, md))
+print("TRAIN tensors %d, worst rel_l2 %.2e, epoch metrics max diff %.2e, %d failed" % (len(c), worst, md, bad))
+sys.exit(1 if bad or not c else 0)
+PY
+  rc3=$?
+  cat "$OUT/train_cmp.log" | tee -a "$LOG"
+  [[ $rc1 == 0 && $rc2 == 0 && $rc3 == 0 ]] && st=ok || st=FAIL
+  row train "$st" "--device $dev vs cpu, 4 epochs (rc $rc1/$rc2): $(grep '^TRAIN' "$OUT/train_cmp.log" | sed 's/^TRAIN //')"
+fi
+
 if has gen; then
   say "gen"
   t0=$(date +%s)
