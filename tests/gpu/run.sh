@@ -250,7 +250,13 @@ for k in sorted(c):
     a, r = g[k], c[k]
     num = sum((x - y) ** 2 for x, y in zip(a, r)); den = sum(y * y for y in r) or 1.0
     rel = math.sqrt(num / den); worst = max(worst, rel)
-    ok = len(a) == len(r) and rel <= 1e-4
+    # cuBLAS and OpenBLAS sum in other orders (each op agrees to 1e-6 in the ops stage);
+    # four epochs of SGD with momentum and BatchNorm carry those 1e-7 differences into
+    # the weights (measured on an H100: rel_l2 up to 3.8e-3 on bn1.bias, a small vector,
+    # max_abs 2.2e-4): the bar is rel_l2 1e-2 and max_abs 1e-3, far under what a wrong op
+    # gives (order 1), with the epoch metrics to 1e-4 below
+    mx = max((abs(x - y) for x, y in zip(a, r)), default=0.0)
+    ok = len(a) == len(r) and rel <= 1e-2 and mx <= 1e-3
     bad += not ok
     print("%-4s %-28s rel_l2 %.3e max_abs %.3e" % ("ok" if ok else "FAIL", k, rel,
           max(abs(x - y) for x, y in zip(a, r))))
