@@ -12,6 +12,15 @@ echo "== release build =="
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVNP_PYTHON="$VNP_PYTHON" >/dev/null
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
+# Where nvcc is, the release build compiles the CUDA backend for every architecture a
+# release supports (A100, A10/RTX 30, L4/L40S/RTX 40, H100/H200): CI fails if one is missing
+# from the built library or from what `virnucpro version` reports. (Only this build
+# compiles CUDA: the sanitizer and fuzzing builds leave it out.)
+if command -v nvcc >/dev/null || [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  build/tests/backend/vnp_fatbin_archs build/libvnp_backend_cuda.a "80;86;89;90"
+  build/virnucpro version | grep -qx 'CUDA architectures: 80;86;89;90' ||
+    { echo "virnucpro version does not report CUDA architectures 80;86;89;90" >&2; exit 1; }
+fi
 
 echo "== sanitizer build (ASan + UBSan) =="
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVNP_SANITIZE=ON -DVNP_PYTHON="$VNP_PYTHON" >/dev/null

@@ -58,12 +58,29 @@ typedef struct vnp_attn_desc {
 } vnp_attn_desc;
 
 /* What a weight given to upload_weight is for, so that a backend knows how it may
- * store it (an FP8 backend quantises GEMM operands, not tables). */
+ * store it (a reduced precision is a choice inside the backend: an FP8 backend
+ * quantises GEMM operands, not tables). */
 typedef enum vnp_weight_kind {
-    VNP_WEIGHT_VECTOR = 0, /* biases, LayerNorm parameters, added rows: F32 */
+    VNP_WEIGHT_VECTOR = 0, /* LayerNorm parameters, added rows: F32 */
     VNP_WEIGHT_GEMM = 1,   /* the W of linear, PyTorch [out, in] layout */
-    VNP_WEIGHT_TABLE = 2   /* an embedding table read by embedding */
+    VNP_WEIGHT_TABLE = 2,  /* an embedding table read by embedding */
+    VNP_WEIGHT_BIAS = 3    /* the bias of a linear whose W is a GEMM weight: stored in that
+                            * GEMM's output dtype (the compute dtype), converted once here */
 } vnp_weight_kind;
+
+/* The device a backend computes on (be->device, filled when the backend is made). */
+typedef enum vnp_device_kind {
+    VNP_DEVICE_CPU = 0,
+    VNP_DEVICE_CUDA = 1
+} vnp_device_kind;
+
+typedef struct vnp_device {
+    vnp_device_kind kind;
+    int index;              /* cuda:N's N; 0 for the CPU */
+    char name[256];         /* the GPU's name ("NVIDIA H200"); "CPU" */
+    int cc_major, cc_minor; /* CUDA compute capability; 0.0 on the CPU */
+    size_t mem_total;       /* bytes of device memory; the host's physical memory on the CPU */
+} vnp_device;
 
 typedef struct vnp_backend_ops {
     const char *name;
@@ -75,11 +92,11 @@ typedef struct vnp_backend_ops {
     /* F32 whatever the compute dtype (pooled features, the classifier's activations). */
     vnp_code (*alloc_f32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
     vnp_code (*alloc_i32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
-    /* A weight tensor converted to what the backend computes with. kind is a
-     * vnp_weight_kind: GEMM operands and embedding tables (non-zero) may be stored in
-     * the compute dtype (F16/BF16); vectors (biases, LayerNorm) may be kept F32. */
-    vnp_code (*upload_weight)(vnp_backend *be, const vnp_tensor *t, int kind, vnp_buf *out,
-                              vnp_error *err);
+    /* A weight tensor converted to what the backend computes with, as its role asks
+     * (vnp_weight_kind): GEMM operands, embedding tables and GEMM biases may be stored
+     * in the compute dtype (F16/BF16), other vectors (LayerNorm) are kept F32. */
+    vnp_code (*upload_weight)(vnp_backend *be, const vnp_tensor *t, vnp_weight_kind kind,
+                              vnp_buf *out, vnp_error *err);
     /* Plain float32 host array -> backend buffer of F32 (inv_freq, slopes). */
     vnp_code (*upload_f32)(vnp_backend *be, const float *src, size_t n, vnp_buf *out,
                            vnp_error *err);
@@ -102,7 +119,8 @@ typedef struct vnp_backend_ops {
     /* out[M,N] = act(x[M,K] W[N,K]^T + bias[N]) + residual[M,N]; bias, residual may be
      * NULL; out may alias residual. W is in PyTorch nn.Linear layout. x, W, out (and
      * residual) are all in the compute dtype, or all F32: then the GEMM runs in FP32
-     * whatever the compute dtype (the classifier; W from upload_f32 or an F32 upload). */
+     * whatever the compute dtype (the classifier; W from upload_f32 or an F32 upload).
+     * The bias is a VNP_WEIGHT_BIAS upload for the first, an F32 one for the second. */
     vnp_code (*linear)(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
                        vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
                        vnp_error *err);
@@ -186,6 +204,14 @@ typedef struct vnp_backend_ops {
     vnp_code (*sgd_step)(vnp_backend *be, vnp_buf *w, const vnp_buf *g, vnp_buf *buf, size_t n,
                          float lr, float mo, int first, vnp_error *err);
 
+    /* ---- the device (be->device says which) ---- */
+    /* Free and total bytes of the device's memory now (the CPU: available and physical
+     * host memory). */
+    vnp_code (*mem_info)(vnp_backend *be, size_t *free_bytes, size_t *total_bytes, vnp_error *err);
+    /* Blocks until everything queued on this backend has run (its own queue: never a
+     * wait for the whole device). VNP_EDEVICE when the device faulted. */
+    vnp_code (*synchronize)(vnp_backend *be, vnp_error *err);
+
     /* ---- asynchronous batches ----
      * Ops are queued in order on the backend's one stream (the CPU runs them at once).
      * Host memory from host_alloc (pinned on CUDA) is what copies may read or write
@@ -219,6 +245,7 @@ struct vnp_backend {
     vnp_precision prec;
     int threads;
     char name[64];
+    vnp_device device;
     void *impl;
 };
 
@@ -229,8 +256,11 @@ vnp_code vnp_backend_guard_code(uint32_t word, const char *where, vnp_error *err
 /* Synchronous guard check of everything queued so far: saves, waits, decodes (tests,
  * one-batch callers). VNP_EDEVICE when the device faulted. */
 vnp_code vnp_backend_guard_check(vnp_backend *be, vnp_error *err);
-/* Visible CUDA GPUs (0 without the CUDA backend or without a usable driver). */
-int vnp_backend_cuda_count(void);
+/* Devices of a kind this process can use, without making a backend: 1 CPU; the visible
+ * CUDA GPUs (0 without the CUDA backend or without a usable driver). */
+int vnp_device_count(vnp_device_kind kind);
+/* What device `index` of `kind` is (name, memory, compute capability). */
+vnp_code vnp_device_query(vnp_device_kind kind, int index, vnp_device *out, vnp_error *err);
 
 /* Constructors (implemented in cpu/ and cuda/). */
 vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err); /* FP32 */
@@ -241,9 +271,18 @@ vnp_code vnp_backend_cpu_create_emulating(int threads, vnp_precision prec, vnp_b
 /* The BLAS library the CPU backend runs on, as it describes itself (OpenBLAS's
  * openblas_get_config(): version, build options, core). */
 const char *vnp_backend_cpu_blas(void);
+/* The CPU as a vnp_device (its model name from /proc/cpuinfo where there is one). */
+void vnp_backend_cpu_device(vnp_device *out);
 #ifdef VNP_HAVE_CUDA
 vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **out,
                                  vnp_error *err);
+/* cuda_device.cu: the visible GPUs, one described, and the compute-capability gate:
+ * VNP_OK when `archs` (a CMake CUDA architecture list, "80;86;89;90" or comma-separated)
+ * has code that runs on dev, or cannot tell ("native"); else VNP_EUNSUPPORTED naming the
+ * GPU, its capability and what was compiled. */
+int vnp_backend_cuda_count(void);
+vnp_code vnp_backend_cuda_query(int index, vnp_device *out, vnp_error *err);
+vnp_code vnp_backend_cuda_arch_check(const char *archs, const vnp_device *dev, vnp_error *err);
 #endif
 
 #ifdef __cplusplus

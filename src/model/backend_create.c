@@ -7,10 +7,6 @@
 
 #include "backend/backend.h"
 
-#ifdef VNP_HAVE_CUDA
-int vnp_cuda_device_count(void); /* src/backend/cuda/cuda_device.cu */
-#endif
-
 /* VIRNUCPRO_DISABLE_FP16=1|true|yes (any case) forces FP32. */
 static int fp16_disabled(void)
 {
@@ -127,11 +123,30 @@ vnp_code vnp_backend_guard_check(vnp_backend *be, vnp_error *err)
     return rc;
 }
 
-int vnp_backend_cuda_count(void)
+int vnp_device_count(vnp_device_kind kind)
 {
+    if (kind == VNP_DEVICE_CPU)
+        return 1;
 #ifdef VNP_HAVE_CUDA
-    return vnp_cuda_device_count();
-#else
-    return 0;
+    if (kind == VNP_DEVICE_CUDA)
+        return vnp_backend_cuda_count();
 #endif
+    return 0;
+}
+
+vnp_code vnp_device_query(vnp_device_kind kind, int index, vnp_device *out, vnp_error *err)
+{
+    if (kind == VNP_DEVICE_CPU && index == 0) {
+        vnp_backend_cpu_device(out);
+        return VNP_OK;
+    }
+#ifdef VNP_HAVE_CUDA
+    if (kind == VNP_DEVICE_CUDA)
+        return vnp_backend_cuda_query(index, out, err);
+#endif
+    return vnp_fail(err, kind == VNP_DEVICE_CUDA ? VNP_EUNSUPPORTED : VNP_EINVAL,
+                    kind == VNP_DEVICE_CUDA
+                        ? "cuda:%d: this virnucpro was built without the CUDA backend"
+                        : "cpu:%d: there is one CPU device, cpu",
+                    index);
 }

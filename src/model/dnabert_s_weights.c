@@ -66,40 +66,43 @@ vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src,
     if ((rc = src->be->ops->upload_weight(src->be, &first, VNP_WEIGHT_VECTOR, &enc->type_row, err)))
         return rc;
     snprintf(n, sizeof n, "%sembeddings.LayerNorm.weight", prefix);
-    if ((rc = vnp_weight_upload(src, n, H, 0, &enc->norm_g, err)))
+    if ((rc = vnp_weight_upload(src, n, VNP_WEIGHT_VECTOR, H, 0, &enc->norm_g, err)))
         return rc;
     snprintf(n, sizeof n, "%sembeddings.LayerNorm.bias", prefix);
-    if ((rc = vnp_weight_upload(src, n, H, 0, &enc->norm_b, err)))
+    if ((rc = vnp_weight_upload(src, n, VNP_WEIGHT_VECTOR, H, 0, &enc->norm_b, err)))
         return rc;
 
     for (int l = 0; l < c->layers; l++) {
         vnp_layer_weights *w = &enc->layer[l];
+        const vnp_weight_kind G = VNP_WEIGHT_GEMM, B = VNP_WEIGHT_BIAS, V = VNP_WEIGHT_VECTOR;
         struct {
             const char *suffix;
+            vnp_weight_kind kind;
             int64_t r, c;
             vnp_buf *dst;
         } plain[] = {
-            {"attention.self.Wqkv.weight", 3 * H, H, &w->wqkv},
-            {"attention.self.Wqkv.bias", 3 * H, 0, &w->bqkv},
-            {"attention.output.dense.weight", H, H, &w->wo},
-            {"attention.output.dense.bias", H, 0, &w->bo},
-            {"attention.output.LayerNorm.weight", H, 0, &w->ln1_g},
-            {"attention.output.LayerNorm.bias", H, 0, &w->ln1_b},
-            {"mlp.gated_layers.weight", 2 * I, H, &w->w1},
-            {"mlp.wo.weight", H, I, &w->w2},
-            {"mlp.wo.bias", H, 0, &w->b2},
-            {"mlp.layernorm.weight", H, 0, &w->ln2_g},
-            {"mlp.layernorm.bias", H, 0, &w->ln2_b},
+            {"attention.self.Wqkv.weight", G, 3 * H, H, &w->wqkv},
+            {"attention.self.Wqkv.bias", B, 3 * H, 0, &w->bqkv},
+            {"attention.output.dense.weight", G, H, H, &w->wo},
+            {"attention.output.dense.bias", B, H, 0, &w->bo},
+            {"attention.output.LayerNorm.weight", V, H, 0, &w->ln1_g},
+            {"attention.output.LayerNorm.bias", V, H, 0, &w->ln1_b},
+            {"mlp.gated_layers.weight", G, 2 * I, H, &w->w1},
+            {"mlp.wo.weight", G, H, I, &w->w2},
+            {"mlp.wo.bias", B, H, 0, &w->b2},
+            {"mlp.layernorm.weight", V, H, 0, &w->ln2_g},
+            {"mlp.layernorm.bias", V, H, 0, &w->ln2_b},
         };
         for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
             snprintf(n, sizeof n, "%sencoder.layer.%d.%s", prefix, l, plain[i].suffix);
-            if ((rc = vnp_weight_upload(src, n, plain[i].r, plain[i].c, plain[i].dst, err)))
+            if ((rc = vnp_weight_upload(src, n, plain[i].kind, plain[i].r, plain[i].c, plain[i].dst,
+                                        err)))
                 return rc;
         }
         /* bert_layers.py builds gated_layers without a bias; use one if a variant has it. */
         snprintf(n, sizeof n, "%sencoder.layer.%d.mlp.gated_layers.bias", prefix, l);
         if (vnp_tensor_map_get(src->map, n) &&
-            (rc = vnp_weight_upload(src, n, 2 * I, 0, &w->b1, err)))
+            (rc = vnp_weight_upload(src, n, VNP_WEIGHT_BIAS, 2 * I, 0, &w->b1, err)))
             return rc;
     }
     float *slopes = malloc((size_t)c->heads * sizeof(float));

@@ -86,14 +86,16 @@ typedef struct vnp_weight_src {
  * or VNP_ESHAPE naming it with the expected and found shape. */
 vnp_code vnp_weight_get(const vnp_weight_src *src, const char *name, int ndim,
                         const int64_t *shape, const vnp_tensor **out, vnp_error *err);
-/* Looks up and uploads a GEMM weight [rows, cols] or a vector [n] (cols = 0). */
-vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, int64_t rows, int64_t cols,
-                           vnp_buf *out, vnp_error *err);
+/* Looks up and uploads a weight of the given role: a GEMM weight [rows, cols], or a
+ * vector [rows] (cols = 0: a GEMM's bias, VNP_WEIGHT_BIAS, or a LayerNorm parameter,
+ * VNP_WEIGHT_VECTOR). The backend decides from the role how it stores it. */
+vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, vnp_weight_kind kind,
+                           int64_t rows, int64_t cols, vnp_buf *out, vnp_error *err);
 /* Uploads the row-wise concatenation of `count` matrices of the same width
- * (cols) or of vectors (cols = 0), e.g. q | k | v. */
+ * (cols) or of vectors (cols = 0), e.g. q | k | v, as one weight of role `kind`. */
 vnp_code vnp_weight_upload_concat(const vnp_weight_src *src, const char *const *names,
-                                  const int64_t *rows, int count, int64_t cols, vnp_buf *out,
-                                  vnp_error *err);
+                                  const int64_t *rows, int count, int64_t cols,
+                                  vnp_weight_kind kind, vnp_buf *out, vnp_error *err);
 /* An embedding table [rows, cols] with `extra` zero rows appended. */
 vnp_code vnp_weight_upload_table(const vnp_weight_src *src, const char *name, int64_t rows,
                                  int64_t cols, int64_t extra, vnp_buf *out, vnp_error *err);

@@ -127,10 +127,10 @@ vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, cons
     if ((rc = vnp_weight_upload_table(src, n0, c->vocab, H, c->token_dropout ? 1 : 0,
                                       &enc->tok_emb, err)))
         return rc;
-    if ((rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, nm->final_g, 0), H, 0,
-                                &enc->norm_g, err)) ||
-        (rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, nm->final_b, 0), H, 0,
-                                &enc->norm_b, err)))
+    if ((rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, nm->final_g, 0),
+                                VNP_WEIGHT_VECTOR, H, 0, &enc->norm_g, err)) ||
+        (rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, nm->final_b, 0),
+                                VNP_WEIGHT_VECTOR, H, 0, &enc->norm_b, err)))
         return rc;
 
     /* The rotary frequencies: per layer, or one shared buffer. */
@@ -144,27 +144,29 @@ vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, cons
                                 name_of(n1, sizeof n1, prefix, nm->k_w, l),
                                 name_of(n2, sizeof n2, prefix, nm->v_w, l)};
         int64_t rows[3] = {H, H, H};
-        if ((rc = vnp_weight_upload_concat(src, qkv_w, rows, 3, H, &w->wqkv, err)))
+        if ((rc = vnp_weight_upload_concat(src, qkv_w, rows, 3, H, VNP_WEIGHT_GEMM, &w->wqkv, err)))
             return rc;
         const char *qkv_b[3] = {name_of(n0, sizeof n0, prefix, nm->q_b, l),
                                 name_of(n1, sizeof n1, prefix, nm->k_b, l),
                                 name_of(n2, sizeof n2, prefix, nm->v_b, l)};
-        if ((rc = vnp_weight_upload_concat(src, qkv_b, rows, 3, 0, &w->bqkv, err)))
+        if ((rc = vnp_weight_upload_concat(src, qkv_b, rows, 3, 0, VNP_WEIGHT_BIAS, &w->bqkv, err)))
             return rc;
+        const vnp_weight_kind G = VNP_WEIGHT_GEMM, B = VNP_WEIGHT_BIAS, V = VNP_WEIGHT_VECTOR;
         struct {
             const char *tmpl;
+            vnp_weight_kind kind;
             int64_t r, c;
             vnp_buf *dst;
         } plain[] = {
-            {nm->o_w, H, H, &w->wo},       {nm->o_b, H, 0, &w->bo},
-            {nm->ln1_g, H, 0, &w->ln1_g},  {nm->ln1_b, H, 0, &w->ln1_b},
-            {nm->fc1_w, I, H, &w->w1},     {nm->fc1_b, I, 0, &w->b1},
-            {nm->fc2_w, H, I, &w->w2},     {nm->fc2_b, H, 0, &w->b2},
-            {nm->ln2_g, H, 0, &w->ln2_g},  {nm->ln2_b, H, 0, &w->ln2_b},
+            {nm->o_w, G, H, H, &w->wo},      {nm->o_b, B, H, 0, &w->bo},
+            {nm->ln1_g, V, H, 0, &w->ln1_g}, {nm->ln1_b, V, H, 0, &w->ln1_b},
+            {nm->fc1_w, G, I, H, &w->w1},    {nm->fc1_b, B, I, 0, &w->b1},
+            {nm->fc2_w, G, H, I, &w->w2},    {nm->fc2_b, B, H, 0, &w->b2},
+            {nm->ln2_g, V, H, 0, &w->ln2_g}, {nm->ln2_b, V, H, 0, &w->ln2_b},
         };
         for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
             if ((rc = vnp_weight_upload(src, name_of(n0, sizeof n0, prefix, plain[i].tmpl, l),
-                                        plain[i].r, plain[i].c, plain[i].dst, err)))
+                                        plain[i].kind, plain[i].r, plain[i].c, plain[i].dst, err)))
                 return rc;
 
         int64_t fshape[1] = {hd / 2};

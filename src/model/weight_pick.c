@@ -36,16 +36,15 @@ vnp_code vnp_weight_get(const vnp_weight_src *src, const char *name, int ndim,
     return VNP_OK;
 }
 
-vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, int64_t rows, int64_t cols,
-                           vnp_buf *out, vnp_error *err)
+vnp_code vnp_weight_upload(const vnp_weight_src *src, const char *name, vnp_weight_kind kind,
+                           int64_t rows, int64_t cols, vnp_buf *out, vnp_error *err)
 {
     int64_t shape[2] = {rows, cols};
     const vnp_tensor *t;
     vnp_code rc = vnp_weight_get(src, name, cols ? 2 : 1, shape, &t, err);
     if (rc)
         return rc;
-    rc = src->be->ops->upload_weight(src->be, t, cols ? VNP_WEIGHT_GEMM : VNP_WEIGHT_VECTOR, out,
-                                     err);
+    rc = src->be->ops->upload_weight(src->be, t, kind, out, err);
     if (rc)
         vnp_error_prefix(err, "'%s': uploading tensor '%s': ", src->path, name);
     return rc;
@@ -64,15 +63,15 @@ static vnp_code upload_bytes(const vnp_weight_src *src, const char *name, vnp_dt
     t.shape[1] = cols;
     t.data = data;
     t.nbytes = (size_t)rows * (size_t)(cols ? cols : 1) * vnp_dtype_size(dt);
-    vnp_code rc = src->be->ops->upload_weight(src->be, &t, (int)kind, out, err);
+    vnp_code rc = src->be->ops->upload_weight(src->be, &t, kind, out, err);
     if (rc)
         vnp_error_prefix(err, "'%s': uploading tensor '%s': ", src->path, name);
     return rc;
 }
 
 vnp_code vnp_weight_upload_concat(const vnp_weight_src *src, const char *const *names,
-                                  const int64_t *rows, int count, int64_t cols, vnp_buf *out,
-                                  vnp_error *err)
+                                  const int64_t *rows, int count, int64_t cols,
+                                  vnp_weight_kind kind, vnp_buf *out, vnp_error *err)
 {
     const vnp_tensor *t[8] = {0};
     int64_t total = 0;
@@ -109,8 +108,7 @@ vnp_code vnp_weight_upload_concat(const vnp_weight_src *src, const char *const *
         }
         off += bytes;
     }
-    vnp_code rc = upload_bytes(src, names[0], dt, total, cols,
-                               cols ? VNP_WEIGHT_GEMM : VNP_WEIGHT_VECTOR, buf, out, err);
+    vnp_code rc = upload_bytes(src, names[0], dt, total, cols, kind, buf, out, err);
     free(buf);
     return rc;
 }

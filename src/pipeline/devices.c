@@ -80,7 +80,7 @@ vnp_code vnp_devices_parse(const char *spec, vnp_devices *d, vnp_error *err)
             rc = add(d, "cpu", err);
         } else if (!strcmp(item, "auto") || !strcmp(item, "cuda")) {
             if (gpus < 0)
-                gpus = vnp_backend_cuda_count();
+                gpus = vnp_device_count(VNP_DEVICE_CUDA);
             if (gpus > 0)
                 rc = add_all_gpus(d, gpus, err);
             else if (!strcmp(item, "cuda"))

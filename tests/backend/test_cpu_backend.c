@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "test_support.h"
@@ -582,9 +583,6 @@ static void test_guard_code(void **state)
     assert_string_equal(err.msg, "dev: a token id outside the model's vocabulary and a bad batch "
                                  "shape was caught on the device; this is a bug or a corrupt "
                                  "batch (not retried in FP32)");
-#ifndef VNP_HAVE_CUDA
-    assert_int_equal(vnp_backend_cuda_count(), 0); /* built without the CUDA backend */
-#endif
 }
 
 /* Reference attention for one sequence of L tokens starting at row `start`. */
@@ -700,6 +698,46 @@ static void test_attention(void **state)
     check_attention(2, VNP_POS_NONE, 2, 12);
 }
 
+/* The CPU as a device: what vnp_device_query says of it is the backend's be->device (the
+ * first "model name" of /proc/cpuinfo, the physical memory), its memory now, and a
+ * synchronize that has nothing to wait for. */
+static void test_device(void **state)
+{
+    (void)state;
+    vnp_backend *be = make(2);
+    vnp_error err = {0};
+    vnp_device q;
+    assert_int_equal(vnp_device_count(VNP_DEVICE_CPU), 1);
+    assert_int_equal(vnp_device_query(VNP_DEVICE_CPU, 0, &q, &err), VNP_OK);
+    assert_memory_equal(&q, &be->device, sizeof q);
+    assert_int_equal(q.kind, VNP_DEVICE_CPU);
+    assert_int_equal(q.index, 0);
+    assert_int_equal(q.cc_major, 0);
+    char want[256] = "CPU", line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "model name : %255[^\n]", want) == 1) /* blanks match tabs */
+            break;
+    if (f)
+        fclose(f);
+    assert_string_equal(q.name, want);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    assert_true(pages > 0 && q.mem_total == (size_t)pages * (size_t)page);
+    size_t free_b = 0, total_b = 0;
+    assert_int_equal(be->ops->mem_info(be, &free_b, &total_b, &err), VNP_OK);
+    assert_true(total_b == q.mem_total && free_b > 0 && free_b <= total_b);
+    assert_int_equal(be->ops->synchronize(be, &err), VNP_OK);
+
+    assert_int_equal(vnp_device_query(VNP_DEVICE_CPU, 1, &q, &err), VNP_EINVAL);
+    assert_string_equal(err.msg, "cpu:1: there is one CPU device, cpu");
+#ifndef VNP_HAVE_CUDA /* this test is built without the CUDA backend */
+    assert_int_equal(vnp_device_count(VNP_DEVICE_CUDA), 0);
+    assert_int_equal(vnp_device_query(VNP_DEVICE_CUDA, 0, &q, &err), VNP_EUNSUPPORTED);
+    assert_string_equal(err.msg, "cuda:0: this virnucpro was built without the CUDA backend");
+#endif
+    vnp_backend_free(be);
+}
+
 static void test_bad_threads(void **state)
 {
     vnp_backend *be = NULL;
@@ -722,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_async_events),
         cmocka_unit_test(test_guard_code),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_device),
         cmocka_unit_test(test_bad_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

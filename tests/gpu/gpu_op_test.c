@@ -220,7 +220,8 @@ static void test_linear(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, 
     for (int k = 0; k < 2; k++) {
         vnp_backend *be = bes[k];
         vnp_buf xb = up(be, x, (size_t)M * K, !f32), wb = up(be, w, (size_t)N * K, !f32);
-        vnp_buf bb = up(be, b, (size_t)N, 0), rb = up(be, r, (size_t)M * N, !f32);
+        vnp_buf bb = up(be, b, (size_t)N, f32 ? VNP_WEIGHT_VECTOR : VNP_WEIGHT_BIAS);
+        vnp_buf rb = up(be, r, (size_t)M * N, !f32);
         vnp_buf ob = alias ? rb : f32 ? f32buf(be, (size_t)M * N) : act(be, (size_t)M * N);
         vnp_error err;
         if (be->ops->linear(be, &xb, &wb, with_bias ? &bb : NULL, a, with_res ? &rb : NULL, M, N,
@@ -267,7 +268,7 @@ static void test_linear_fp8(vnp_backend *cpu8, vnp_backend *gpu8, vnp_backend *g
         vnp_backend *be = bes[k];
         vnp_buf xb = up(be, x, (size_t)M * K, VNP_WEIGHT_TABLE);
         vnp_buf wb = up2(be, w, N, K, VNP_WEIGHT_GEMM);
-        vnp_buf bb = up(be, b, (size_t)N, VNP_WEIGHT_VECTOR);
+        vnp_buf bb = up(be, b, (size_t)N, VNP_WEIGHT_BIAS);
         vnp_buf rb = up(be, r, (size_t)M * N, VNP_WEIGHT_TABLE);
         vnp_buf ob = act(be, (size_t)M * N);
         vnp_error err;
@@ -726,9 +727,50 @@ static void test_linear_mixed(vnp_backend *gpu, vnp_precision prec)
     snprintf(what, sizeof what, "linear %s: F32 x with a %s weight refused (%s)", pname(prec),
              prec == VNP_PREC_FP16 ? "F16" : "BF16", rc == VNP_EINVAL ? err.msg : "not refused");
     check(rc == VNP_EINVAL, what);
+    /* a bias uploaded as an F32 vector, not as the GEMM's bias (compute dtype) */
+    vnp_buf xa = up(gpu, x, 64, VNP_WEIGHT_GEMM), oa = act(gpu, 64);
+    vnp_buf bv = up(gpu, x, 8, VNP_WEIGHT_VECTOR);
+    rc = gpu->ops->linear(gpu, &xa, &wb, &bv, VNP_ACT_NONE, NULL, 8, 8, 8, &oa, &err);
+    snprintf(what, sizeof what, "linear %s: an F32 bias refused (%s)", pname(prec),
+             rc == VNP_EINVAL ? err.msg : "not refused");
+    check(rc == VNP_EINVAL, what);
     gpu->ops->free_buf(gpu, &xb);
     gpu->ops->free_buf(gpu, &wb);
     gpu->ops->free_buf(gpu, &ob);
+    gpu->ops->free_buf(gpu, &xa);
+    gpu->ops->free_buf(gpu, &oa);
+    gpu->ops->free_buf(gpu, &bv);
+}
+
+/* The device object: be->device as the CUDA runtime describes GPU 0, its memory,
+ * synchronize; and the compute-capability gate refusing a GPU older than what this
+ * build compiled, naming it. */
+static void test_device(vnp_backend *gpu)
+{
+    struct cudaDeviceProp prop;
+    vnp_error err;
+    check(cudaGetDeviceProperties(&prop, 0) == cudaSuccess, "device: cudaGetDeviceProperties");
+    const vnp_device *d = &gpu->device;
+    check(d->kind == VNP_DEVICE_CUDA && d->index == 0 && !strcmp(d->name, prop.name) &&
+              d->cc_major == prop.major && d->cc_minor == prop.minor &&
+              d->mem_total == prop.totalGlobalMem,
+          "device: be->device is GPU 0");
+    vnp_device q;
+    check(vnp_device_query(VNP_DEVICE_CUDA, 0, &q, &err) == VNP_OK && !memcmp(&q, d, sizeof q) &&
+              vnp_device_count(VNP_DEVICE_CUDA) >= 1,
+          "device: vnp_device_query(cuda, 0) is be->device");
+    size_t fr = 0, tot = 0, mf = 0, mt = 0;
+    check(gpu->ops->mem_info(gpu, &fr, &tot, &err) == VNP_OK &&
+              cudaMemGetInfo(&mf, &mt) == cudaSuccess && tot == mt && fr > 0 && fr <= tot,
+          "device: mem_info");
+    check(gpu->ops->synchronize(gpu, &err) == VNP_OK, "device: synchronize");
+    vnp_device old = *d;
+    old.cc_major = 7;
+    old.cc_minor = 5;
+    vnp_code rc = vnp_backend_cuda_arch_check("80;86;89;90", &old, &err);
+    char what[1200];
+    snprintf(what, sizeof what, "device: a 7.5 GPU refused (%s)", rc ? err.msg : "accepted");
+    check(rc == VNP_EUNSUPPORTED && strstr(err.msg, "older than sm_80"), what);
 }
 
 /* The guard word: clean, a NaN/Inf (VNP_ENUMERIC), a sequence longer than
@@ -1089,8 +1131,10 @@ int main(void)
         vnp_backend *gpu;
         if (vnp_backend_cuda_create(0, precs[p], &gpu, &err))
             die("cuda backend", &err);
-        if (p == 0)
+        if (p == 0) {
             printf("device: %s\n", gpu->name);
+            test_device(gpu);
+        }
         test_embedding(cpu, gpu, precs[p]);
         test_linear(cpu, gpu, precs[p], 77, 96, 128, 1, VNP_ACT_NONE, 0, 0, 0);
         test_linear(cpu, gpu, precs[p], 130, 384, 128, 1, VNP_ACT_NONE, 0, 0, 0);

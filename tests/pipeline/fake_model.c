@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "pipeline/embedder.h"
 #include "virnucpro/model.h"
 
@@ -28,7 +29,7 @@ struct vnp_embedder {
     vnp_error pending_err[2];
 };
 
-int vnp_backend_cuda_count(void) { return 0; }
+int vnp_device_count(vnp_device_kind kind) { return kind == VNP_DEVICE_CPU; }
 vnp_precision vnp_precision_effective(const char *device, vnp_precision asked)
 {
     (void)device;

@@ -85,8 +85,10 @@ static vnp_code cpu_alloc_i32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error
     return alloc_buf(n, VNP_DT_I32, out, err);
 }
 
-static vnp_code cpu_upload_weight(vnp_backend *be, const vnp_tensor *t, int kind, vnp_buf *out,
-                                  vnp_error *err)
+/* Everything is F32 here; an emulated precision rounds GEMM weights and tables at upload
+ * (a GEMM's bias is rounded where the GEMM runs: cpu_linear.c). */
+static vnp_code cpu_upload_weight(vnp_backend *be, const vnp_tensor *t, vnp_weight_kind kind,
+                                  vnp_buf *out, vnp_error *err)
 {
     size_t n = (size_t)vnp_tensor_numel(t);
     vnp_code rc = alloc_f32(n, out, err);
@@ -94,7 +96,7 @@ static vnp_code cpu_upload_weight(vnp_backend *be, const vnp_tensor *t, int kind
         return rc;
     rc = vnp_tensor_to_f32(t, out->ptr, err);
     vnp_cpu *c = vnp_cpu_of(be);
-    if (!rc && c->emu && kind != VNP_WEIGHT_VECTOR) {
+    if (!rc && c->emu && (kind == VNP_WEIGHT_GEMM || kind == VNP_WEIGHT_TABLE)) {
         size_t rows = t->ndim >= 1 && t->shape[0] > 0 ? (size_t)t->shape[0] : 1;
         rc = vnp_cpu_emulate_weight(c, kind, out, rows, n / rows, err);
         if (rc)
@@ -251,6 +253,40 @@ static void cpu_destroy(vnp_backend *be)
     free(be);
 }
 
+/* ---- the device ---- */
+void vnp_backend_cpu_device(vnp_device *out)
+{
+    memset(out, 0, sizeof *out);
+    out->kind = VNP_DEVICE_CPU;
+    snprintf(out->name, sizeof out->name, "CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (!strncmp(line, "model name", 10) && colon) {
+            colon += 1 + (colon[1] == ' ');
+            snprintf(out->name, sizeof out->name, "%.*s", (int)strcspn(colon, "\n"), colon);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    out->mem_total = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+}
+
+static vnp_code cpu_mem_info(vnp_backend *be, size_t *free_bytes, size_t *total_bytes,
+                             vnp_error *err)
+{
+    long avail = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    *total_bytes = be->device.mem_total;
+    *free_bytes = avail > 0 && page > 0 ? (size_t)avail * (size_t)page : 0;
+    return VNP_OK;
+}
+
+/* Every op has run when it returns. */
+static vnp_code cpu_synchronize(vnp_backend *be, vnp_error *err) { return VNP_OK; }
+
 static const vnp_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -278,6 +314,8 @@ static const vnp_backend_ops cpu_ops = {
     .softmax_xent = vnp_cpu_softmax_xent,
     .col_sums = vnp_cpu_col_sums,
     .sgd_step = vnp_cpu_sgd_step,
+    .mem_info = cpu_mem_info,
+    .synchronize = cpu_synchronize,
     .host_alloc = cpu_host_alloc,
     .host_free = cpu_host_free,
     .download_f32_async = cpu_download_f32, /* done at once */
@@ -325,6 +363,7 @@ vnp_code vnp_backend_cpu_create_emulating(int threads, vnp_precision prec, vnp_b
     be->prec = prec;
     be->threads = threads;
     be->impl = c;
+    vnp_backend_cpu_device(&be->device);
     if (prec == VNP_PREC_FP32)
         snprintf(be->name, sizeof be->name, "cpu (%d thread%s)", threads,
                  threads == 1 ? "" : "s");

@@ -65,8 +65,8 @@ vnp_code vnp_cpu_reserve(float **p, size_t *cap, size_t n, const char *what, vnp
 /* Stores a weight uploaded as `kind` in the emulated format: a GEMM weight rounded to the
  * GEMM format (E4M3: quantised per output channel or per tensor, and remembered with
  * its scales), a table rounded to the activation format. buf holds its F32 values. */
-vnp_code vnp_cpu_emulate_weight(vnp_cpu *c, int kind, vnp_buf *buf, size_t rows, size_t cols,
-                                vnp_error *err);
+vnp_code vnp_cpu_emulate_weight(vnp_cpu *c, vnp_weight_kind kind, vnp_buf *buf, size_t rows,
+                                size_t cols, vnp_error *err);
 /* Forgets a GEMM weight about to be freed. */
 void vnp_cpu_emulate_forget(vnp_cpu *c, const void *ptr);
 /* The GEMM weight entry of w, or NULL (not emulated: an FP32 GEMM). */

@@ -49,8 +49,8 @@ static void quantize_rows(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
-vnp_code vnp_cpu_emulate_weight(vnp_cpu *c, int kind, vnp_buf *buf, size_t rows, size_t cols,
-                                vnp_error *err)
+vnp_code vnp_cpu_emulate_weight(vnp_cpu *c, vnp_weight_kind kind, vnp_buf *buf, size_t rows,
+                                size_t cols, vnp_error *err)
 {
     wjob j = {buf->ptr, cols, kind == VNP_WEIGHT_TABLE ? c->act : c->emu->gemm, NULL, 0.0f,
               NULL};

@@ -610,10 +610,10 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
                                 const float *slopes, vnp_error *err)
 {
     const size_t smem = (size_t)(NT * BM + 2 * NT * BN) * SROW * sizeof(T);
-    vnp_code rc = vnp_cuda_check(cudaFuncSetAttribute(attn_short_kernel<T, POS, NT>,
-                                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                      (int)smem),
-                                 "allowing the attention kernel its shared memory", err);
+    vnp_code rc =
+        VNP_CUDA_CHECK(cudaFuncSetAttribute(attn_short_kernel<T, POS, NT>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                       c->device, err);
     if (rc)
         return rc;
     attn_short_kernel<T, POS, NT><<<grid, SHORT_THREADS(NT), smem, c->stream>>>(
@@ -659,7 +659,8 @@ vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *
                             vnp_buf *out, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (desc->head_dim != HD)
         return vnp_fail(err, VNP_EUNSUPPORTED,
                         "CUDA attention supports head dimension %d (ESM-2 and DNABERT-S); this "
@@ -693,7 +694,7 @@ vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *
     if (pos == VNP_POS_ROTARY) {
         size_t need = (size_t)max_len * HD; /* cos and sin, max_len x 32 each */
         size_t have = c->rope_floats * 4;
-        rc = vnp_cuda_reserve((void **)&c->rope, &have, need * 4, "allocating the rotary table",
+        rc = vnp_cuda_reserve(c, (void **)&c->rope, &have, need * 4, "allocating the rotary table",
                               err);
         c->rope_floats = have / 4;
         if (rc)

@@ -1,6 +1,6 @@
 /* linear(): out = act(x W^T + bias) + residual through cuBLASLt.
  * The bias rides the GEMM's BIAS epilogue (cuBLASLt wants it in the output
- * dtype, so FP32 biases get a converted copy made once and cached), ReLU its
+ * dtype: a VNP_WEIGHT_BIAS upload is converted to it once, at upload), ReLU its
  * RELU_BIAS epilogue, and the residual the C operand (beta = 1, in place when
  * out aliases it). GELU is not taken from cuBLASLt: its GELU epilogue is the
  * tanh approximation, and both models use the erf form, so GELU runs as our
@@ -31,20 +31,17 @@ static int ptr_align(const void *p)
     return al;
 }
 
-static vnp_code lt_fail(cublasStatus_t s, const char *what, vnp_error *err)
-{
-    return vnp_fail(err, VNP_EDEVICE, "cuBLASLt: %s failed (status %d)", what, (int)s);
-}
-
 static void plan_release(vnp_cuda_gemm_plan *p)
 {
     if (!p->used)
         return;
-    cublasLtMatmulDescDestroy(p->desc);
-    cublasLtMatrixLayoutDestroy(p->a);
-    cublasLtMatrixLayoutDestroy(p->b);
-    cublasLtMatrixLayoutDestroy(p->c);
-    cublasLtMatrixLayoutDestroy(p->d);
+    /* (a plan that failed half-way has some of these NULL) */
+    if (p->desc)
+        cublasLtMatmulDescDestroy(p->desc);
+    cublasLtMatrixLayout_t l[4] = {p->a, p->b, p->c, p->d};
+    for (int i = 0; i < 4; i++)
+        if (l[i])
+            cublasLtMatrixLayoutDestroy(l[i]);
     memset(p, 0, sizeof *p);
 }
 
@@ -53,6 +50,13 @@ void vnp_cuda_gemm_release(vnp_cuda *c)
     for (int i = 0; i < VNP_CUDA_PLANS; i++)
         plan_release(&c->plans[i]);
 }
+
+/* One attribute of a plan's matmul descriptor / of a matmul preference, set and
+ * checked (the one check: VNP_CUDA_CHECK names the attribute and where it was set). */
+#define DESC_SET(p, attr, v, dev)                                                                  \
+    VNP_CUDA_CHECK(cublasLtMatmulDescSetAttribute((p)->desc, attr, &(v), sizeof(v)), dev, err)
+#define PREF_SET(pref, attr, v)                                                                    \
+    VNP_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &(v), sizeof(v)), dev, err)
 
 /* Finds or builds the plan for one GEMM shape. Row-major out[M,N] = x[M,K] W[N,K]^T
  * is column-major out^T[N,M] = W^T... i.e. D(N x M) = op_T(A = W, K x N) * B(x, K x M). */
@@ -77,13 +81,19 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
     plan_release(victim);
     vnp_cuda_gemm_plan *p = victim;
     cudaDataType_t t = cuda_type(dt);
-    cublasStatus_t s = cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-    if (s != CUBLAS_STATUS_SUCCESS)
-        return lt_fail(s, "creating a matmul descriptor", err);
+    const int dev = c->device;
+    vnp_code rc = VNP_CUDA_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+                                 dev, err);
+    if (rc)
+        return rc;
+    p->used = 1; /* so that plan_release frees what was made */
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    if ((rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_TRANSA, ta, dev)) ||
+        (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_TRANSB, tb, dev)) ||
+        (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_EPILOGUE, epi, dev))) {
+        plan_release(p);
+        return rc;
+    }
     /* FP8: E4M3 A (weights) and B (activations), each with a vector of scales (A: one per
      * output channel, B: one per token) that multiply the FP32 accumulator; FP16 C, D
      * and bias. */
@@ -92,56 +102,49 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
         tcd = CUDA_R_16F;
         cublasLtMatmulMatrixScale_t vec = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
         cudaDataType_t bias_t = CUDA_R_16F;
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &vec,
-                                       sizeof vec);
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &vec,
-                                       sizeof vec);
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_t,
-                                       sizeof bias_t);
         /* the heuristic refuses vector scaling (INVALID_VALUE) without the vectors */
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &fp8_sa,
-                                       sizeof fp8_sa);
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &fp8_sb,
-                                       sizeof fp8_sb);
+        if ((rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, vec, dev)) ||
+            (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, vec, dev)) ||
+            (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, bias_t, dev)) ||
+            (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, fp8_sa, dev)) ||
+            (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, fp8_sb, dev))) {
+            plan_release(p);
+            return rc;
+        }
     }
-    int ok = cublasLtMatrixLayoutCreate(&p->a, t, K, N, K) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatrixLayoutCreate(&p->b, t, K, M, K) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatrixLayoutCreate(&p->c, tcd, N, M, N) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatrixLayoutCreate(&p->d, tcd, N, M, N) == CUBLAS_STATUS_SUCCESS;
-    p->used = 1; /* so that plan_release frees what was made */
-    if (!ok) {
+    if ((rc = VNP_CUDA_CHECK(cublasLtMatrixLayoutCreate(&p->a, t, K, N, K), dev, err)) ||
+        (rc = VNP_CUDA_CHECK(cublasLtMatrixLayoutCreate(&p->b, t, K, M, K), dev, err)) ||
+        (rc = VNP_CUDA_CHECK(cublasLtMatrixLayoutCreate(&p->c, tcd, N, M, N), dev, err)) ||
+        (rc = VNP_CUDA_CHECK(cublasLtMatrixLayoutCreate(&p->d, tcd, N, M, N), dev, err))) {
         plan_release(p);
-        return vnp_fail(err, VNP_EDEVICE, "cuBLASLt: could not describe a %dx%dx%d GEMM", M, N,
-                        K);
+        vnp_error_prefix(err, "describing a %dx%dx%d GEMM: ", M, N, K);
+        return rc;
     }
     cublasLtMatmulPreference_t pref;
-    s = cublasLtMatmulPreferenceCreate(&pref);
-    if (s != CUBLAS_STATUS_SUCCESS) {
+    if ((rc = VNP_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref), dev, err))) {
         plan_release(p);
-        return lt_fail(s, "creating a matmul preference", err);
+        return rc;
     }
     uint64_t ws = c->workspace_size;
     uint32_t al = (uint32_t)align;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                         sizeof ws);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al,
-                                         sizeof al);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al,
-                                         sizeof al);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al,
-                                         sizeof al);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al,
-                                         sizeof al);
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
-    s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->d, pref, 1, &res,
-                                       &found);
+    if (!(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ws)) &&
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al)) &&
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al)) &&
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al)) &&
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al)) &&
+        !(rc = VNP_CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->d,
+                                                             pref, 1, &res, &found),
+                              dev, err)) &&
+        found == 0)
+        rc = vnp_fail(err, VNP_EDEVICE, "cuBLASLt found no algorithm on cuda:%d", dev);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
+    if (rc) {
         plan_release(p);
-        return vnp_fail(err, VNP_EDEVICE,
-                        "cuBLASLt found no algorithm for a %dx%dx%d GEMM (epilogue %d, status %d)",
-                        M, N, K, (int)epi, (int)s);
+        vnp_error_prefix(err, "planning a %dx%dx%d %s GEMM (epilogue %d): ", M, N, K,
+                         dt == VNP_DT_U8 ? "FP8 E4M3" : vnp_dtype_name(dt), (int)epi);
+        return rc;
     }
     p->algo = res.algo;
     p->dtype = (int)dt;
@@ -156,52 +159,14 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
     return VNP_OK;
 }
 
-/* The bias vector in the GEMM's output dtype dt: itself when it already is, else
- * a converted copy made on first use and cached (freed with the bias). */
-static vnp_code bias_in(vnp_cuda *c, const vnp_buf *bias, vnp_dtype dt, const void **out,
-                        vnp_error *err)
-{
-    if (bias->dtype == dt) {
-        *out = bias->ptr;
-        return VNP_OK;
-    }
-    for (int i = 0; i < c->nbias; i++)
-        if (c->bias[i].src == bias->ptr && c->bias[i].dt == dt) {
-            *out = c->bias[i].conv;
-            return VNP_OK;
-        }
-    if (c->nbias == c->capbias) {
-        int cap = c->capbias ? 2 * c->capbias : 64;
-        vnp_cuda_bias *nb = (vnp_cuda_bias *)realloc(c->bias, (size_t)cap * sizeof *nb);
-        if (!nb)
-            return vnp_fail(err, VNP_ENOMEM, "out of memory caching GEMM biases");
-        c->bias = nb;
-        c->capbias = cap;
-    }
-    void *conv = NULL;
-    vnp_code rc = vnp_cuda_check(cudaMalloc(&conv, bias->n * vnp_cuda_dtype_size(dt)),
-                                 "allocating a GEMM bias", err);
-    if (rc)
-        return rc;
-    rc = vnp_cuda_convert(c, bias->ptr, bias->dtype, conv, dt, bias->n, err);
-    if (rc) {
-        cudaFree(conv);
-        return rc;
-    }
-    c->bias[c->nbias].src = bias->ptr;
-    c->bias[c->nbias].dt = dt;
-    c->bias[c->nbias].conv = conv;
-    c->nbias++;
-    *out = conv;
-    return VNP_OK;
-}
-
 vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, const vnp_buf *bias,
                          vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
                          vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0;
     /* The mode follows x: the compute dtype, or F32 for an FP32 GEMM. */
     vnp_dtype dt = x->dtype == VNP_DT_F32 ? VNP_DT_F32 : c->act;
     if (M < 0 || N <= 0 || K <= 0 || x->dtype != dt || out->dtype != dt ||
@@ -229,21 +194,20 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
                             c->device, K, N);
     } else if (w->dtype != dt)
         return vnp_fail(err, VNP_EINVAL,
-                        "CUDA linear: the weight is %s but x is %s; upload GEMM weights with "
-                        "matrix=1 for the compute dtype, or as F32 for an FP32 GEMM",
+                        "CUDA linear: the weight is %s but x is %s; upload GEMM weights as "
+                        "VNP_WEIGHT_GEMM for the compute dtype, or as F32 for an FP32 GEMM",
                         vnp_dtype_name(w->dtype), vnp_dtype_name(dt));
-    if (bias && !vnp_cuda_is_float(bias->dtype))
-        return vnp_fail(err, VNP_EINVAL, "CUDA linear: the bias is not a float buffer");
+    if (bias && bias->dtype != dt)
+        return vnp_fail(err, VNP_EINVAL,
+                        "CUDA linear on cuda:%d: the bias is %s but the GEMM's output is %s; "
+                        "upload a GEMM's bias as VNP_WEIGHT_BIAS (the compute dtype), or as F32 "
+                        "for an FP32 GEMM",
+                        c->device, vnp_dtype_name(bias->dtype), vnp_dtype_name(dt));
     if (M == 0)
         return VNP_OK;
 
-    const void *bptr = NULL;
+    const void *bptr = bias ? bias->ptr : NULL;
     vnp_code rc;
-    if (bias) {
-        rc = bias_in(c, bias, dt, &bptr, err);
-        if (rc)
-            return rc;
-    }
     /* What the GEMM itself computes, and what a kernel finishes. */
     int gelu = act == VNP_ACT_GELU_ERF;
     int relu = act == VNP_ACT_RELU;
@@ -257,7 +221,7 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     void *dst = out->ptr;
     size_t nout = (size_t)M * N;
     if (post && residual) {
-        rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, nout * vnp_cuda_dtype_size(dt),
+        rc = vnp_cuda_reserve(c, &c->scratch, &c->scratch_bytes, nout * vnp_cuda_dtype_size(dt),
                               "allocating a GEMM temporary", err);
         if (rc)
             return rc;
@@ -268,9 +232,9 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     const void *bx = x->ptr;
     vnp_dtype gdt = dt;
     if (f8) {
-        if ((rc = vnp_cuda_reserve((void **)&c->f8x, &c->f8x_bytes, (size_t)M * K,
+        if ((rc = vnp_cuda_reserve(c, (void **)&c->f8x, &c->f8x_bytes, (size_t)M * K,
                                    "allocating the FP8 activations", err)) ||
-            (rc = vnp_cuda_reserve((void **)&c->f8s, &c->f8s_bytes, (size_t)M * sizeof(float),
+            (rc = vnp_cuda_reserve(c, (void **)&c->f8s, &c->f8s_bytes, (size_t)M * sizeof(float),
                                    "allocating the FP8 activation scales", err)) ||
             (rc = vnp_cuda_fp8_quantize_act(c, x->ptr, M, K, c->f8x, c->f8s, err)))
             return rc;
@@ -292,25 +256,25 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
                   f8 ? c->f8s : NULL, &p, err);
     if (rc)
         return rc;
-    if (bptr)
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bptr,
-                                       sizeof bptr);
+    if (bptr && (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bptr, c->device)))
+        return rc;
     if (f8) {
         const void *sa = f8->scale, *sb = c->f8s;
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa,
-                                       sizeof sa);
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb,
-                                       sizeof sb);
+        if ((rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, sa, c->device)) ||
+            (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, sb, c->device)))
+            return rc;
     }
     const float alpha = 1.0f, beta = c_in_gemm ? 1.0f : 0.0f;
     const void *cptr = c_in_gemm ? residual->ptr : dst;
-    cublasStatus_t s = cublasLtMatmul(c->lt, p->desc, &alpha, w->ptr, p->a, bx, p->b, &beta,
-                                      cptr, p->c, dst, p->d, &p->algo, c->workspace,
-                                      c->workspace_size, c->stream);
-    if (s != CUBLAS_STATUS_SUCCESS)
-        return vnp_fail(err, VNP_EDEVICE,
-                        "cuBLASLt: a %dx%dx%d %s GEMM on cuda:%d failed (status %d)", M, N, K,
-                        f8 ? "FP8 E4M3" : vnp_dtype_name(dt), c->device, (int)s);
+    rc = VNP_CUDA_CHECK(cublasLtMatmul(c->lt, p->desc, &alpha, w->ptr, p->a, bx, p->b, &beta, cptr,
+                                       p->c, dst, p->d, &p->algo, c->workspace, c->workspace_size,
+                                       c->stream),
+                        c->device, err);
+    if (rc) {
+        vnp_error_prefix(err, "a %dx%dx%d %s GEMM: ", M, N, K,
+                         f8 ? "FP8 E4M3" : vnp_dtype_name(dt));
+        return rc;
+    }
     if (post)
         return vnp_cuda_act_residual(c, dt, dst, act, residual ? residual->ptr : NULL, out->ptr,
                                      nout, err);

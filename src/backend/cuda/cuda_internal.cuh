@@ -33,12 +33,6 @@ typedef struct vnp_cuda_gemm_plan {
     unsigned long long stamp;
 } vnp_cuda_gemm_plan;
 
-typedef struct vnp_cuda_bias {
-    const void *src; /* the F32 buffer the model passed */
-    vnp_dtype dt;    /* the dtype of conv: the GEMM's output dtype */
-    void *conv;      /* its copy in that dtype */
-} vnp_cuda_bias;
-
 /* An FP8 GEMM weight: its E4M3 bytes (the vnp_buf's ptr, dtype U8) and its scales, one
  * per output row (all equal for per-tensor scaling). */
 typedef struct vnp_cuda_f8w {
@@ -57,7 +51,8 @@ typedef struct vnp_cuda {
     void *workspace;
     size_t workspace_size;
     int *flag;         /* device guard word (VNP_CUDA_FLAG_* bits) */
-    cudaError_t reset_error; /* a failed guard_reset, reported by the next guard_save */
+    int reset_failed;  /* a guard_reset failed: reset_err, reported by the next guard_save */
+    vnp_error reset_err;
     vnp_dtype act;     /* compute dtype of activations and GEMM weights */
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
                           LayerNorm take their one-element-per-thread kernels and
@@ -74,8 +69,6 @@ typedef struct vnp_cuda {
     size_t scratch_bytes;
     float *rope;       /* cos | sin tables for rotary, [max_len][head_dim/2] each */
     size_t rope_floats;
-    vnp_cuda_bias *bias;
-    int nbias, capbias;
     vnp_cuda_gemm_plan plans[VNP_CUDA_PLANS];
     unsigned long long clock;
     /* Debug switch VIRNUCPRO_DEBUG_POISON_BATCH=N: the N-th batch (0-based count of
@@ -87,20 +80,27 @@ typedef struct vnp_cuda {
     int poison_fp32;
     long batches;
     int poison_pending;
-    char device_name[256];
 } vnp_cuda;
 
 static inline vnp_cuda *vnp_cuda_of(vnp_backend *be) { return (vnp_cuda *)be->impl; }
 
-/* Turns a CUDA status into a vnp_error naming what was being done and on which
- * device ("cuda:N"): the current device of the calling thread (every entry point
- * selects its backend's device first). */
-vnp_code vnp_cuda_check(cudaError_t e, const char *what, vnp_error *err);
-/* The same naming `device` (< 0: no device named). */
-vnp_code vnp_cuda_check_on(cudaError_t e, int device, const char *what, vnp_error *err);
+/* The one check of a CUDA runtime or cuBLASLt call's result: evaluates to VNP_OK, or
+ * sets err and evaluates to VNP_ENOMEM (out of GPU memory) / VNP_EDEVICE, the message
+ * naming the call as written, its file:line and the device `dev` ("cuda:N"; < 0: none).
+ * Never aborts. The call is the macro's argument as written (tests/backend/
+ * cuda_discipline.sh checks that of every cudaSetDevice, memset and cuBLASLt attribute
+ * set). */
+#define VNP_CUDA_CHECK(call, dev, err)                                                             \
+    vnp_cuda_status((call), (dev), #call, __FILE__, __LINE__, (err))
+vnp_code vnp_cuda_status(cudaError_t e, int dev, const char *expr, const char *file, int line,
+                         vnp_error *err);
+vnp_code vnp_cuda_status(cublasStatus_t s, int dev, const char *expr, const char *file, int line,
+                         vnp_error *err);
+/* cudaGetLastError() after a kernel launch, naming the kernel. */
 vnp_code vnp_cuda_check_launch(const char *kernel, vnp_error *err);
-/* Grows a scratch allocation to at least `bytes`. */
-vnp_code vnp_cuda_reserve(void **ptr, size_t *have, size_t bytes, const char *what,
+/* Grows a scratch allocation of c to at least `bytes`; the old one is freed once the
+ * kernels queued on c->stream (which may read it) have run. */
+vnp_code vnp_cuda_reserve(vnp_cuda *c, void **ptr, size_t *have, size_t bytes, const char *what,
                           vnp_error *err);
 size_t vnp_cuda_dtype_size(vnp_dtype dt);
 int vnp_cuda_is_float(vnp_dtype dt);

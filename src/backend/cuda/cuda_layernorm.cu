@@ -252,7 +252,8 @@ vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *re
                             vnp_buf *out, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     size_t n = (size_t)M * (size_t)H;
     if (M < 0 || H <= 0 || x->dtype != c->act || out->dtype != c->act || x->n < n ||
         out->n < n || (residual && (residual->dtype != c->act || residual->n < n)) ||

@@ -44,7 +44,8 @@ vnp_code vnp_cuda_embedding(vnp_backend *be, const vnp_buf *table, const vnp_buf
                             vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (T < 0 || H <= 0 || !vnp_cuda_is_float(table->dtype) || ids->dtype != VNP_DT_I32 ||
         (size_t)T > ids->n || (size_t)T * H > out->n || table->n % (size_t)H ||
         (add_row && (!vnp_cuda_is_float(add_row->dtype) || add_row->n < (size_t)H)))
@@ -215,7 +216,8 @@ vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vn
                              vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (M < 0 || I <= 0 || x->dtype != c->act || out->dtype != c->act ||
         x->n < (size_t)M * 2 * I || out->n < (size_t)M * I)
         return vnp_fail(err, VNP_EINVAL, "CUDA gated_gelu: inconsistent arguments (M=%d, I=%d)",
@@ -274,7 +276,8 @@ vnp_code vnp_cuda_scale_shift(vnp_backend *be, const vnp_buf *x, const vnp_buf *
                               vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (M < 0 || N <= 0 || x->dtype != VNP_DT_F32 || scale->dtype != VNP_DT_F32 ||
         shift->dtype != VNP_DT_F32 || out->dtype != VNP_DT_F32 || x->n < (size_t)M * N ||
         out->n < (size_t)M * N || scale->n < (size_t)N || shift->n < (size_t)N)

@@ -38,7 +38,8 @@ vnp_code vnp_cuda_mean_pool(vnp_backend *be, const vnp_buf *x, int H, const vnp_
                             int nseq, vnp_buf *out, int ld, int col, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (nseq < 0 || H <= 0 || col < 0 || ld < H || col > ld - H || !vnp_cuda_is_float(x->dtype) ||
         ranges->dtype != VNP_DT_I32 || ranges->n < 2 * (size_t)nseq ||
         out->dtype != VNP_DT_F32 || out->n < (size_t)nseq * (size_t)ld)

@@ -8,12 +8,6 @@
 
 #include "backend/cuda/cuda_internal.cuh"
 
-static vnp_code blas_fail(cublasStatus_t s, int device, const char *what, vnp_error *err)
-{
-    return vnp_fail(err, VNP_EDEVICE, "cuBLAS on cuda:%d: %s failed (status %d)", device, what,
-                    (int)s);
-}
-
 __global__ void nonfinite_kernel(const float *__restrict__ x, size_t n, int *flag)
 {
     int bad = 0;
@@ -36,7 +30,8 @@ vnp_code vnp_cuda_gemm(vnp_backend *be, int transa, int transb, int M, int N, in
                        vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (M < 0 || N < 0 || K < 0)
         return vnp_fail(err, VNP_EINVAL, "gemm on cuda:%d of shape M=%d N=%d K=%d", c->device,
                         M, N, K);
@@ -48,27 +43,29 @@ vnp_code vnp_cuda_gemm(vnp_backend *be, int transa, int transb, int M, int N, in
                         "gemm on cuda:%d [%d x %d] x [%d x %d]: needs F32 buffers at least as "
                         "large as the shapes",
                         c->device, M, K, K, N);
-    cublasStatus_t s;
+    const int dev = c->device;
+    vnp_code rc;
     if (!c->blas) {
         cublasHandle_t h;
-        if ((s = cublasCreate(&h)) != CUBLAS_STATUS_SUCCESS)
-            return blas_fail(s, c->device, "creating a handle", err);
+        if ((rc = VNP_CUDA_CHECK(cublasCreate(&h), dev, err)))
+            return rc;
         c->blas = h;
-        if ((s = cublasSetMathMode(h, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
-            return blas_fail(s, c->device, "setting FP32 math", err);
+        if ((rc = VNP_CUDA_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), dev, err)))
+            return rc;
     }
     cublasHandle_t h = (cublasHandle_t)c->blas;
-    if ((s = cublasSetStream(h, c->stream)) != CUBLAS_STATUS_SUCCESS)
-        return blas_fail(s, c->device, "setting the stream", err);
+    if ((rc = VNP_CUDA_CHECK(cublasSetStream(h, c->stream), dev, err)))
+        return rc;
     if (K == 0) { /* c = beta c: sgemm needs k >= 1 for the operands' leading dimensions */
-        if ((s = cublasSscal(h, M * N, &beta, (float *)c_out->ptr, 1)) != CUBLAS_STATUS_SUCCESS)
-            return blas_fail(s, c->device, "scaling a GEMM output", err);
-    } else if ((s = cublasSgemm(h, transb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                transa ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha,
-                                (const float *)b->ptr, transb ? K : N, (const float *)a->ptr,
-                                transa ? M : K, &beta, (float *)c_out->ptr, N)) !=
-               CUBLAS_STATUS_SUCCESS)
-        return blas_fail(s, c->device, "sgemm", err);
+        if ((rc = VNP_CUDA_CHECK(cublasSscal(h, M * N, &beta, (float *)c_out->ptr, 1), dev, err)))
+            return rc;
+    } else if ((rc = VNP_CUDA_CHECK(cublasSgemm(h, transb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                                transa ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
+                                                &alpha, (const float *)b->ptr, transb ? K : N,
+                                                (const float *)a->ptr, transa ? M : K, &beta,
+                                                (float *)c_out->ptr, N),
+                                    dev, err)))
+        return rc;
     size_t n = (size_t)M * N, blocks = (n + 255) / 256;
     nonfinite_kernel<<<(unsigned)(blocks > 4096 ? 4096 : blocks), 256, 0, c->stream>>>(
         (const float *)c_out->ptr, n, c->flag);

@@ -149,7 +149,8 @@ vnp_code vnp_cuda_bn_relu_dropout_fwd(
     vnp_buf *invstd, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     size_t BH = (size_t)B * (size_t)H;
     if (B < 2 || H < 1 || !buf_ok(z, VNP_DT_F32, BH) || !buf_ok(gamma, VNP_DT_F32, H) ||
         !buf_ok(beta, VNP_DT_F32, H) || !buf_ok(keep, VNP_DT_U8, BH) ||
@@ -174,7 +175,8 @@ vnp_code vnp_cuda_bn_relu_dropout_bwd(vnp_backend *be, vnp_buf *dd,
                                                  vnp_buf *dbeta, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     size_t BH = (size_t)B * (size_t)H;
     if (B < 2 || H < 1 || !buf_ok(dd, VNP_DT_F32, BH) || !buf_ok(keep, VNP_DT_U8, BH) ||
         !buf_ok(r, VNP_DT_F32, BH) || !buf_ok(xhat, VNP_DT_F32, BH) ||
@@ -195,11 +197,12 @@ vnp_code vnp_cuda_softmax_xent(vnp_backend *be, const vnp_buf *logits,
                                           vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (B < 1 || !buf_ok(logits, VNP_DT_F32, 2 * (size_t)B) || !buf_ok(y, VNP_DT_U8, B) ||
         !buf_ok(loss, VNP_DT_F64, 1) || !buf_ok(dl, VNP_DT_F32, 2 * (size_t)B))
         return shape_fail(c, "softmax cross-entropy", B, 2, err);
-    vnp_code rc = vnp_cuda_reserve(&c->scratch, &c->scratch_bytes, (size_t)B * sizeof(double),
+    vnp_code rc = vnp_cuda_reserve(c, &c->scratch, &c->scratch_bytes, (size_t)B * sizeof(double),
                                    "allocating the loss terms", err);
     if (rc)
         return rc;
@@ -216,7 +219,8 @@ vnp_code vnp_cuda_col_sums(vnp_backend *be, const vnp_buf *m, int M, int N,
                                       vnp_buf *sums, vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (M < 0 || N < 1 || !buf_ok(m, VNP_DT_F32, (size_t)M * (size_t)N) ||
         !buf_ok(sums, VNP_DT_F32, N))
         return shape_fail(c, "column sums", M, N, err);
@@ -230,7 +234,8 @@ vnp_code vnp_cuda_sgd_step(vnp_backend *be, vnp_buf *w, const vnp_buf *g,
                                       vnp_error *err)
 {
     vnp_cuda *c = vnp_cuda_of(be);
-    cudaSetDevice(c->device); /* callers may be on another thread */
+    if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+        return rc0; /* callers may be on another thread: their device first */
     if (!buf_ok(w, VNP_DT_F32, n) || !buf_ok(g, VNP_DT_F32, n) ||
         (mo != 0.0f && !buf_ok(buf, VNP_DT_F32, n)))
         return vnp_fail(err, VNP_EINVAL,
