@@ -6,8 +6,8 @@
 
 #include "model/encoder_internal.h"
 
-vnp_code vnp_dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
-                               vnp_error *err)
+static vnp_code dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
+                                  vnp_error *err)
 {
     vnp_backend *be = enc->be;
     const vnp_backend_ops *ops = be->ops;
@@ -47,3 +47,29 @@ vnp_code vnp_dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int 
     }
     return VNP_OK;
 }
+
+/* Every token is pooled. */
+static void dnabert_s_pool_range(int start, int len, int32_t *begin, int32_t *end)
+{
+    *begin = start;
+    *end = start + len;
+}
+
+static void dnabert_s_ffn_widths(const vnp_encoder_config *c, size_t *ffn, size_t *ffn2)
+{
+    *ffn = 2 * (size_t)c->intermediate; /* gated_layers' output */
+    *ffn2 = (size_t)c->intermediate;    /* gated GELU's */
+}
+
+const vnp_encoder_arch vnp_dnabert_s_arch = {
+    .kind = VNP_ENCODER_DNABERT_S,
+    .name = "DNABERT-S",
+    .model_type = "bert",
+    .detect = vnp_dnabert_s_detect,
+    .load_weights = vnp_dnabert_s_load_weights,
+    .forward = dnabert_s_forward,
+    .min_tokens = 1,
+    .min_tokens_why = "1",
+    .pool_range = dnabert_s_pool_range,
+    .ffn_widths = dnabert_s_ffn_widths,
+};

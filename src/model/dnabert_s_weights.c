@@ -13,20 +13,21 @@ static int has(const vnp_tensor_map *m, const char *prefix, const char *name)
     return vnp_tensor_map_get(m, full) != NULL;
 }
 
-int vnp_dnabert_s_detect(const vnp_tensor_map *m, const char **prefix)
+int vnp_dnabert_s_detect(const vnp_tensor_map *m, const char **prefix, int *layout)
 {
     static const char *const prefixes[] = {"bert.", ""};
     for (size_t i = 0; i < 2; i++)
         if (has(m, prefixes[i], "embeddings.word_embeddings.weight") &&
             has(m, prefixes[i], "encoder.layer.0.attention.self.Wqkv.weight")) {
             *prefix = prefixes[i];
+            *layout = 0;
             return 1;
         }
     return 0;
 }
 
-vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src,
-                                    const char *prefix, vnp_error *err)
+vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src, const char *prefix,
+                                    int layout, vnp_error *err)
 {
     const vnp_encoder_config *c = &enc->cfg;
     int64_t H = c->hidden, I = c->intermediate;

@@ -1,5 +1,6 @@
-/* Encoders: finding and loading a checkpoint, deciding the model from its
- * tensors, the per-batch workspace, and embed / hidden over packed batches. */
+/* Encoders: finding and loading a checkpoint, deciding the model from its tensors
+ * (the architectures' descriptors, iterated: nothing here knows one model from
+ * another), the per-batch workspace, and embed / hidden over packed batches. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -130,9 +131,29 @@ void vnp_encoder_free(vnp_encoder *enc)
     free(enc);
 }
 
+const vnp_encoder_arch *const vnp_encoder_archs[] = {&vnp_dnabert_s_arch, &vnp_esm2_arch, NULL};
+
+const vnp_encoder_arch *vnp_encoder_arch_of(vnp_encoder_kind kind)
+{
+    for (int k = 0; vnp_encoder_archs[k]; k++)
+        if (vnp_encoder_archs[k]->kind == kind)
+            return vnp_encoder_archs[k];
+    return NULL;
+}
+
 static const char *kind_name(vnp_encoder_kind k)
 {
-    return k == VNP_ENCODER_ESM2 ? "ESM-2" : "DNABERT-S";
+    const vnp_encoder_arch *a = vnp_encoder_arch_of(k);
+    return a ? a->name : "?";
+}
+
+/* The architecture whose tensors the map holds, or NULL. */
+static const vnp_encoder_arch *detect(const vnp_tensor_map *map, const char **prefix, int *layout)
+{
+    for (int k = 0; vnp_encoder_archs[k]; k++)
+        if (vnp_encoder_archs[k]->detect(map, prefix, layout))
+            return vnp_encoder_archs[k];
+    return NULL;
 }
 
 vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, vnp_error *err)
@@ -161,16 +182,9 @@ vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, 
     snprintf(enc->source, sizeof enc->source, "%s", ckpt);
 
     const char *prefix = "";
-    int fairesm = 0;
-    vnp_encoder_kind kind;
-    if (vnp_dnabert_s_detect(map, &prefix))
-        kind = VNP_ENCODER_DNABERT_S;
-    else if (vnp_esm2_detect_hf(map, &prefix))
-        kind = VNP_ENCODER_ESM2;
-    else if (vnp_esm2_detect_fairesm(map, &prefix)) {
-        kind = VNP_ENCODER_ESM2;
-        fairesm = 1;
-    } else {
+    int layout = 0;
+    const vnp_encoder_arch *arch = detect(map, &prefix, &layout);
+    if (!arch) {
         rc = vnp_fail(err, VNP_EFORMAT,
                       "'%s' holds neither an ESM-2 nor a DNABERT-S model (no "
                       "'embeddings.word_embeddings.weight' with 'encoder.layer.0.attention.self."
@@ -178,11 +192,12 @@ vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, 
                       ckpt);
         goto fail;
     }
+    enc->arch = arch;
 
     if (config[0])
         rc = vnp_config_from_json(config, &enc->cfg, err);
-    else if (fairesm)
-        rc = vnp_config_from_fairesm(map, ckpt, &enc->cfg, err);
+    else if (arch->config_checkpoint && (arch->config_layouts >> layout & 1u))
+        rc = arch->config_checkpoint(map, ckpt, prefix, &enc->cfg, err);
     else
         rc = vnp_fail(err, VNP_ENOTFOUND,
                       "'%s' needs its config.json (the Hugging Face model files come together); "
@@ -190,17 +205,9 @@ vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, 
                       ckpt);
     if (rc)
         goto fail;
-    if (fairesm && !config[0]) {
-        /* fair-esm's vocabulary is its alphabet's size, as the table says */
-        char n[256];
-        snprintf(n, sizeof n, "%sembed_tokens.weight", prefix);
-        const vnp_tensor *t = vnp_tensor_map_get(map, n);
-        if (t->ndim == 2 && t->shape[0] >= 1 && t->shape[0] < (1 << 24))
-            enc->cfg.vocab = (int)t->shape[0];
-    }
-    if (enc->cfg.kind != kind) {
+    if (enc->cfg.kind != arch->kind) {
         rc = vnp_fail(err, VNP_EFORMAT, "'%s' says %s but '%s' holds %s weights", config,
-                      kind_name(enc->cfg.kind), ckpt, kind_name(kind));
+                      kind_name(enc->cfg.kind), ckpt, arch->name);
         goto fail;
     }
     enc->layer = calloc((size_t)enc->cfg.layers, sizeof *enc->layer);
@@ -209,14 +216,11 @@ vnp_code vnp_encoder_load(const char *path, vnp_backend *be, vnp_encoder **out, 
         goto fail;
     }
     vnp_weight_src src = {map, ckpt, be};
-    rc = kind == VNP_ENCODER_ESM2 ? vnp_esm2_load_weights(enc, &src, prefix, fairesm, err)
-                                  : vnp_dnabert_s_load_weights(enc, &src, prefix, err);
-    if (rc)
+    if ((rc = arch->load_weights(enc, &src, prefix, layout, err)))
         goto fail;
     vnp_tensor_map_free(owned);
-    vnp_debug("loaded %s from '%s': %d layers, hidden %d, %d heads, intermediate %d",
-              kind_name(kind), ckpt, enc->cfg.layers, enc->cfg.hidden, enc->cfg.heads,
-              enc->cfg.intermediate);
+    vnp_debug("loaded %s from '%s': %d layers, hidden %d, %d heads, intermediate %d", arch->name,
+              ckpt, enc->cfg.layers, enc->cfg.hidden, enc->cfg.heads, enc->cfg.intermediate);
     *out = enc;
     return VNP_OK;
 fail:
@@ -237,10 +241,10 @@ vnp_code vnp_encoder_probe(const char *path, vnp_encoder_kind *kind, vnp_error *
         return rc;
     }
     const char *prefix = "";
-    if (vnp_dnabert_s_detect(map, &prefix))
-        *kind = VNP_ENCODER_DNABERT_S;
-    else if (vnp_esm2_detect_hf(map, &prefix) || vnp_esm2_detect_fairesm(map, &prefix))
-        *kind = VNP_ENCODER_ESM2;
+    int layout = 0;
+    const vnp_encoder_arch *arch = detect(map, &prefix, &layout);
+    if (arch)
+        *kind = arch->kind;
     else
         rc = vnp_fail(err, VNP_EFORMAT, "'%s' holds neither an ESM-2 nor a DNABERT-S model",
                       ckpt);
@@ -259,15 +263,15 @@ static vnp_code ensure_workspace(vnp_encoder *enc, size_t T, size_t nseq, vnp_er
     size_t ns = nseq > enc->ws_seqs ? nseq : enc->ws_seqs;
     free_workspace(enc);
     vnp_backend *be = enc->be;
-    size_t H = (size_t)enc->cfg.hidden, I = (size_t)enc->cfg.intermediate;
-    int dna = enc->cfg.kind == VNP_ENCODER_DNABERT_S;
+    size_t H = (size_t)enc->cfg.hidden, ffn = 0, ffn2 = 0;
+    enc->arch->ffn_widths(&enc->cfg, &ffn, &ffn2);
     vnp_code rc;
     if ((rc = be->ops->alloc_act(be, nt * H, &enc->x, err)) ||
         (rc = be->ops->alloc_act(be, nt * H, &enc->h, err)) ||
         (rc = be->ops->alloc_act(be, nt * 3 * H, &enc->qkv, err)) ||
         (rc = be->ops->alloc_act(be, nt * H, &enc->attn, err)) ||
-        (rc = be->ops->alloc_act(be, nt * (dna ? 2 * I : I), &enc->ffn, err)) ||
-        (dna && (rc = be->ops->alloc_act(be, nt * I, &enc->ffn2, err))) ||
+        (rc = be->ops->alloc_act(be, nt * ffn, &enc->ffn, err)) ||
+        (ffn2 && (rc = be->ops->alloc_act(be, nt * ffn2, &enc->ffn2, err))) ||
         (rc = be->ops->alloc_i32(be, nt, &enc->ids, err)) ||
         (rc = be->ops->alloc_i32(be, ns + 1, &enc->cu, err)) ||
         (rc = be->ops->alloc_i32(be, 2 * ns, &enc->ranges, err)) ||
@@ -313,29 +317,24 @@ static vnp_code ensure_stage(vnp_encoder *enc, int k, size_t T, size_t nseq, vnp
     return VNP_OK;
 }
 
-/* ESM-2 pools residues 1..min(1024, L); DNABERT-S every token. */
-#define VNP_ESM_POOL_MAX 1024
-
 /* Checks the batch, stages and uploads its ids, cu_seqlens and pooling ranges, and
  * queues the model; the last hidden states end in enc->x. Nothing waits. */
 static vnp_code forward(vnp_encoder *enc, int slot, const vnp_batch *b, int *T_out,
                         vnp_error *err)
 {
     const vnp_encoder_config *c = &enc->cfg;
-    int esm = c->kind == VNP_ENCODER_ESM2;
+    const vnp_encoder_arch *arch = enc->arch;
     if (slot < 0 || slot > 1)
-        return vnp_fail(err, VNP_EINVAL, "%s: staging slot %d (0 or 1)", kind_name(c->kind),
-                        slot);
+        return vnp_fail(err, VNP_EINVAL, "%s: staging slot %d (0 or 1)", arch->name, slot);
     if (b->nseq < 0 || !b->cu_seqlens || b->cu_seqlens[0] != 0)
         return vnp_fail(err, VNP_EINVAL, "a batch needs nseq >= 0 and cu_seqlens[0] = 0");
     int max_len = 0;
     for (int s = 0; s < b->nseq; s++) {
         int len = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
-        if (len < (esm ? 3 : 1))
+        if (len < arch->min_tokens)
             return vnp_fail(err, VNP_EINVAL,
                             "%s batch: sequence %d has %d tokens; at least %s are needed",
-                            kind_name(c->kind), s, len,
-                            esm ? "3 (<cls>, one residue, <eos>)" : "1");
+                            arch->name, s, len, arch->min_tokens_why);
         max_len = len > max_len ? len : max_len;
     }
     int T = b->cu_seqlens[b->nseq];
@@ -345,8 +344,7 @@ static vnp_code forward(vnp_encoder *enc, int slot, const vnp_batch *b, int *T_o
                 return vnp_fail(err, VNP_EINVAL,
                                 "%s batch: sequence %d has token id %d at position %d, outside "
                                 "the model's vocabulary of %d",
-                                kind_name(c->kind), s, b->tokens[i], i - b->cu_seqlens[s],
-                                c->vocab);
+                                arch->name, s, b->tokens[i], i - b->cu_seqlens[s], c->vocab);
     *T_out = T;
     if (T == 0)
         return VNP_OK;
@@ -356,30 +354,19 @@ static vnp_code forward(vnp_encoder *enc, int slot, const vnp_batch *b, int *T_o
     if (rc)
         return rc;
     struct vnp_enc_stage *st = &enc->stage[slot];
-    /* ESM-2: <mask> reads the zero row appended to the table when token dropout is on. */
-    int remap = esm && c->token_dropout;
+    /* the ids as the embedding table is read (ESM-2: <mask> to its zero row) */
     for (int i = 0; i < T; i++)
-        st->ids[i] = remap && b->tokens[i] == c->mask_id ? c->vocab : b->tokens[i];
+        st->ids[i] = arch->embed_id ? arch->embed_id(c, b->tokens[i]) : b->tokens[i];
     memcpy(st->cu, b->cu_seqlens, ((size_t)b->nseq + 1) * sizeof(int32_t));
     int32_t *rb = st->ranges, *re = st->ranges + b->nseq;
-    for (int s = 0; s < b->nseq; s++) {
-        int start = b->cu_seqlens[s], len = b->cu_seqlens[s + 1] - start;
-        if (esm) {
-            int residues = len - 2;
-            rb[s] = start + 1;
-            re[s] = start + 1 + (residues < VNP_ESM_POOL_MAX ? residues : VNP_ESM_POOL_MAX);
-        } else {
-            rb[s] = start;
-            re[s] = start + len;
-        }
-    }
+    for (int s = 0; s < b->nseq; s++)
+        arch->pool_range(b->cu_seqlens[s], b->cu_seqlens[s + 1] - b->cu_seqlens[s], &rb[s], &re[s]);
     vnp_backend *be = enc->be;
     if ((rc = be->ops->upload_i32(be, st->ids, (size_t)T, &enc->ids, err)) ||
         (rc = be->ops->upload_i32(be, st->cu, (size_t)b->nseq + 1, &enc->cu, err)) ||
         (rc = be->ops->upload_i32(be, st->ranges, 2 * (size_t)b->nseq, &enc->ranges, err)))
         return rc;
-    return esm ? vnp_esm2_forward(enc, b, T, max_len, err)
-               : vnp_dnabert_s_forward(enc, b, T, max_len, err);
+    return arch->forward(enc, b, T, max_len, err);
 }
 
 vnp_code vnp_encoder_queue_pooled(vnp_encoder *enc, int slot, const vnp_batch *b, vnp_buf *out,
@@ -399,7 +386,7 @@ static vnp_code check_guard(vnp_encoder *enc, vnp_error *err)
     vnp_code rc = vnp_backend_guard_check(enc->be, err);
     if (rc != VNP_ENUMERIC)
         return rc;
-    const char *kind = kind_name(enc->cfg.kind);
+    const char *kind = enc->arch->name;
     if (enc->be->prec != VNP_PREC_FP32)
         return vnp_fail(err, VNP_ENUMERIC,
                         "%s produced NaN or infinite values on %s; "

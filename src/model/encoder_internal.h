@@ -22,13 +22,9 @@ typedef struct vnp_encoder_config {
     int mask_id;       /* ESM-2 <mask> */
 } vnp_encoder_config;
 
-/* Where config values come from: config.json, or fair-esm's cfg attributes,
- * or the tensors' shapes; used in error messages. */
+/* The configuration of a Hugging Face config.json: the fields every architecture has,
+ * then the architecture's own (its config_json), the architecture chosen by model_type. */
 vnp_code vnp_config_from_json(const char *json_path, vnp_encoder_config *cfg, vnp_error *err);
-/* ESM-2 configuration of a fair-esm checkpoint: cfg attributes of the map
- * (encoder_layers, encoder_embed_dim, encoder_attention_heads, token_dropout). */
-vnp_code vnp_config_from_fairesm(const vnp_tensor_map *m, const char *path,
-                                 vnp_encoder_config *cfg, vnp_error *err);
 
 typedef struct vnp_layer_weights {
     /* ESM-2: attention's pre-LayerNorm; DNABERT-S: attention.output.LayerNorm (post) */
@@ -42,8 +38,11 @@ typedef struct vnp_layer_weights {
     vnp_buf inv_freq;   /* ESM-2 rotary inverse frequencies [head_dim / 2], F32 */
 } vnp_layer_weights;
 
+typedef struct vnp_encoder_arch vnp_encoder_arch;
+
 struct vnp_encoder {
     vnp_encoder_config cfg;
+    const vnp_encoder_arch *arch;
     vnp_backend *be;
     char source[512]; /* the checkpoint path, for messages */
 
@@ -103,28 +102,67 @@ vnp_code vnp_weight_upload_table(const vnp_weight_src *src, const char *name, in
 vnp_code vnp_weight_upload_f32(const vnp_weight_src *src, const vnp_tensor *t, vnp_buf *out,
                                vnp_error *err);
 
-/* ---- model-specific (esm2_weights.c, dnabert_s_weights.c) ---- */
-/* 1 when the map holds a DNABERT-S / ESM-2 (HF names) / ESM-2 (fair-esm names)
- * checkpoint; *prefix receives the prefix in front of the model's names. */
-int vnp_dnabert_s_detect(const vnp_tensor_map *m, const char **prefix);
-int vnp_esm2_detect_hf(const vnp_tensor_map *m, const char **prefix);
-int vnp_esm2_detect_fairesm(const vnp_tensor_map *m, const char **prefix);
-
-vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, const char *prefix,
-                               int fairesm, vnp_error *err);
-vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src,
-                                    const char *prefix, vnp_error *err);
-
 /* ALiBi slopes for any head count, as DNABERT-S's bert_layers.py builds them. */
 void vnp_alibi_slopes(int heads, float *out);
 
-/* ---- forward passes (esm2.c, dnabert_s.c): leave the last hidden states in enc->x ----
- * The batch's ids and cu_seqlens are already in enc->ids / enc->cu (uploaded by
- * encoder.c, <mask> already mapped for ESM-2's token dropout); b is read on the host
- * only (per-sequence mask counts). */
-vnp_code vnp_esm2_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
-                          vnp_error *err);
-vnp_code vnp_dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
-                               vnp_error *err);
+/* ---- architectures ----
+ * One descriptor per model (esm2.c, dnabert_s.c), which encoder.c and model_config.c
+ * iterate: a new model is one new file pair (its forward pass with this descriptor, its
+ * weight names and loader) and one line in vnp_encoder_archs. */
+struct cJSON;
+
+struct vnp_encoder_arch {
+    vnp_encoder_kind kind;
+    const char *name;       /* in messages: "ESM-2" */
+    const char *model_type; /* config.json's "model_type" */
+    /* 1 when the map holds this model: *prefix the prefix in front of its tensor names,
+     * *layout which of its checkpoint layouts (ESM-2: 0 Hugging Face, 1 fair-esm). */
+    int (*detect)(const vnp_tensor_map *m, const char **prefix, int *layout);
+    /* config.json fields of this model beyond the shared ones (NULL: none) */
+    vnp_code (*config_json)(const struct cJSON *root, const char *path, vnp_encoder_config *cfg,
+                            vnp_error *err);
+    int even_head_dim; /* the head size must be even (rotary positions) */
+    /* The configuration of a checkpoint without config.json, for the layouts of bit mask
+     * config_layouts that carry one (fair-esm's cfg attributes); the others need
+     * config.json. */
+    unsigned config_layouts;
+    vnp_code (*config_checkpoint)(const vnp_tensor_map *m, const char *path, const char *prefix,
+                                  vnp_encoder_config *cfg, vnp_error *err);
+    vnp_code (*load_weights)(vnp_encoder *enc, const vnp_weight_src *src, const char *prefix,
+                             int layout, vnp_error *err);
+    /* The forward pass: leaves the last hidden states in enc->x. The batch's ids and
+     * cu_seqlens are already in enc->ids / enc->cu (uploaded by encoder.c through
+     * embed_id); b is read on the host only (per-sequence mask counts). */
+    vnp_code (*forward)(vnp_encoder *enc, const vnp_batch *b, int T, int max_len, vnp_error *err);
+    int min_tokens;             /* the shortest sequence a batch may hold ... */
+    const char *min_tokens_why; /* ... said in its error message: "3 (<cls>, ...)" */
+    /* The id the embedding table is read at for token id `id` (NULL: id itself). */
+    int32_t (*embed_id)(const vnp_encoder_config *c, int32_t id);
+    /* The rows mean-pooled of a sequence of len tokens starting at row start:
+     * [*begin, *end). */
+    void (*pool_range)(int start, int len, int32_t *begin, int32_t *end);
+    /* Workspace per token of the feed-forward buffers ffn and ffn2 (elements; 0: unused). */
+    void (*ffn_widths)(const vnp_encoder_config *c, size_t *ffn, size_t *ffn2);
+};
+
+extern const vnp_encoder_arch vnp_esm2_arch;      /* esm2.c */
+extern const vnp_encoder_arch vnp_dnabert_s_arch; /* dnabert_s.c */
+/* Every architecture in detection order, NULL-terminated (encoder.c). */
+extern const vnp_encoder_arch *const vnp_encoder_archs[];
+/* The descriptor of `kind`, or NULL. */
+const vnp_encoder_arch *vnp_encoder_arch_of(vnp_encoder_kind kind);
+
+/* ---- model-specific loading (esm2_weights.c, dnabert_s_weights.c) ---- */
+int vnp_dnabert_s_detect(const vnp_tensor_map *m, const char **prefix, int *layout);
+int vnp_esm2_detect(const vnp_tensor_map *m, const char **prefix, int *layout);
+/* ESM-2 configuration of a fair-esm checkpoint: cfg attributes of the map
+ * (encoder_layers, encoder_embed_dim, encoder_attention_heads, token_dropout), and the
+ * vocabulary as its embedding table says. */
+vnp_code vnp_esm2_config_fairesm(const vnp_tensor_map *m, const char *path, const char *prefix,
+                                 vnp_encoder_config *cfg, vnp_error *err);
+vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, const char *prefix,
+                               int layout, vnp_error *err);
+vnp_code vnp_dnabert_s_load_weights(vnp_encoder *enc, const vnp_weight_src *src, const char *prefix,
+                                    int layout, vnp_error *err);
 
 #endif

@@ -2,6 +2,7 @@
  * prefix; one rotary inv_freq per layer or a single shared one) and fair-esm's
  * own layout ("encoder.sentence_encoder." names, cfg attributes). Unused
  * tensors (lm_head, contact_head, position ids) are ignored. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -73,26 +74,24 @@ static int has(const vnp_tensor_map *m, const char *prefix, const char *name)
     return vnp_tensor_map_get(m, full) != NULL;
 }
 
-int vnp_esm2_detect_hf(const vnp_tensor_map *m, const char **prefix)
+/* The Hugging Face names (with or without "esm."), then fair-esm's. */
+int vnp_esm2_detect(const vnp_tensor_map *m, const char **prefix, int *layout)
 {
-    static const char *const prefixes[] = {"esm.", ""};
+    static const char *const hf[] = {"esm.", ""};
     for (size_t i = 0; i < 2; i++)
-        if (has(m, prefixes[i], "embeddings.word_embeddings.weight") &&
-            has(m, prefixes[i], "encoder.layer.0.attention.self.query.weight")) {
-            *prefix = prefixes[i];
+        if (has(m, hf[i], "embeddings.word_embeddings.weight") &&
+            has(m, hf[i], "encoder.layer.0.attention.self.query.weight")) {
+            *prefix = hf[i];
+            *layout = 0;
             return 1;
         }
-    return 0;
-}
-
-int vnp_esm2_detect_fairesm(const vnp_tensor_map *m, const char **prefix)
-{
-    static const char *const prefixes[] = {"model.encoder.sentence_encoder.",
-                                           "encoder.sentence_encoder.", "model.", ""};
+    static const char *const fair[] = {"model.encoder.sentence_encoder.",
+                                       "encoder.sentence_encoder.", "model.", ""};
     for (size_t i = 0; i < 4; i++)
-        if (has(m, prefixes[i], "embed_tokens.weight") &&
-            has(m, prefixes[i], "layers.0.self_attn.q_proj.weight")) {
-            *prefix = prefixes[i];
+        if (has(m, fair[i], "embed_tokens.weight") &&
+            has(m, fair[i], "layers.0.self_attn.q_proj.weight")) {
+            *prefix = fair[i];
+            *layout = 1;
             return 1;
         }
     return 0;
@@ -107,9 +106,9 @@ static const char *name_of(char *buf, size_t cap, const char *prefix, const char
 }
 
 vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, const char *prefix,
-                               int fairesm, vnp_error *err)
+                               int layout, vnp_error *err)
 {
-    const esm_names *nm = fairesm ? &fair_names : &hf_names;
+    const esm_names *nm = layout == 1 ? &fair_names : &hf_names;
     const vnp_encoder_config *c = &enc->cfg;
     int64_t H = c->hidden, I = c->intermediate, hd = c->hidden / c->heads;
     char n0[256], n1[256], n2[256];
@@ -182,5 +181,55 @@ vnp_code vnp_esm2_load_weights(vnp_encoder *enc, const vnp_weight_src *src, cons
         if ((rc = vnp_weight_upload_f32(src, inv, &w->inv_freq, err)))
             return rc;
     }
+    return VNP_OK;
+}
+
+/* A cfg value of a fair-esm checkpoint, under the names torch.save gave it. */
+static int fair_num(const vnp_tensor_map *m, const char *field, double *v)
+{
+    char key[128];
+    static const char *const prefixes[] = {"cfg.model.", "args.", "cfg."};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        snprintf(key, sizeof key, "%s%s", prefixes[i], field);
+        if (vnp_tensor_map_num(m, key, v))
+            return 1;
+    }
+    return 0;
+}
+
+vnp_code vnp_esm2_config_fairesm(const vnp_tensor_map *m, const char *path, const char *prefix,
+                                 vnp_encoder_config *cfg, vnp_error *err)
+{
+    static const char *const fields[] = {"encoder_layers", "encoder_embed_dim",
+                                         "encoder_attention_heads"};
+    double v[3];
+    for (int i = 0; i < 3; i++)
+        if (!fair_num(m, fields[i], &v[i]) || v[i] < 1 || v[i] != floor(v[i]) || v[i] > 1e9)
+            return vnp_fail(err, VNP_EFORMAT,
+                            "'%s': fair-esm checkpoint without a usable cfg.model.%s; re-download "
+                            "the model or use the Hugging Face layout with config.json",
+                            path, fields[i]);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->kind = VNP_ENCODER_ESM2;
+    cfg->layers = (int)v[0];
+    cfg->hidden = (int)v[1];
+    cfg->heads = (int)v[2];
+    cfg->intermediate = 4 * cfg->hidden; /* fair-esm's ESM2 fixes fc1 at 4 x embed_dim */
+    cfg->vocab = 33;
+    cfg->mask_id = 32;
+    cfg->eps = 1e-5f; /* torch.nn.LayerNorm's default, as fair-esm builds it */
+    double td = 0;
+    cfg->token_dropout = fair_num(m, "token_dropout", &td) ? td != 0 : 1;
+    if (cfg->hidden % cfg->heads || (cfg->hidden / cfg->heads) % 2)
+        return vnp_fail(err, VNP_EFORMAT,
+                        "'%s': encoder_embed_dim %d is not a multiple of encoder_attention_heads "
+                        "%d with an even head size",
+                        path, cfg->hidden, cfg->heads);
+    /* fair-esm's vocabulary is its alphabet's size, as the table says */
+    char n[256];
+    snprintf(n, sizeof n, "%sembed_tokens.weight", prefix);
+    const vnp_tensor *t = vnp_tensor_map_get(m, n);
+    if (t->ndim == 2 && t->shape[0] >= 1 && t->shape[0] < (1 << 24))
+        cfg->vocab = (int)t->shape[0];
     return VNP_OK;
 }

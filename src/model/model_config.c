@@ -1,5 +1,5 @@
-/* Encoder configuration from a Hugging Face config.json (cJSON) or from the
- * cfg attributes of a fair-esm checkpoint. */
+/* Encoder configuration from a Hugging Face config.json (cJSON): the fields every
+ * architecture has here, the architecture's own through its descriptor. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -80,16 +80,17 @@ vnp_code vnp_config_from_json(const char *path, vnp_encoder_config *cfg, vnp_err
     memset(cfg, 0, sizeof *cfg);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     const char *model_type = cJSON_IsString(mt) ? mt->valuestring : "";
-    if (!strcmp(model_type, "esm"))
-        cfg->kind = VNP_ENCODER_ESM2;
-    else if (!strcmp(model_type, "bert"))
-        cfg->kind = VNP_ENCODER_DNABERT_S;
-    else {
+    const vnp_encoder_arch *arch = NULL;
+    for (int k = 0; vnp_encoder_archs[k] && !arch; k++)
+        if (!strcmp(model_type, vnp_encoder_archs[k]->model_type))
+            arch = vnp_encoder_archs[k];
+    if (!arch) {
         rc = vnp_fail(err, VNP_EUNSUPPORTED,
                       "'%s': model_type \"%s\" is neither \"esm\" (ESM-2) nor \"bert\" (DNABERT-S)",
                       path, model_type);
         goto out;
     }
+    cfg->kind = arch->kind;
     cfg->mask_id = 32;
     if ((rc = get_int(root, path, "hidden_size", 1, &cfg->hidden, err)) ||
         (rc = get_int(root, path, "num_hidden_layers", 1, &cfg->layers, err)) ||
@@ -115,77 +116,15 @@ vnp_code vnp_config_from_json(const char *path, vnp_encoder_config *cfg, vnp_err
                       path, cJSON_IsString(act) ? act->valuestring : "?");
         goto out;
     }
-    if (cfg->kind == VNP_ENCODER_ESM2) {
-        cfg->token_dropout = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "token_dropout"));
-        const cJSON *pe = cJSON_GetObjectItemCaseSensitive(root, "position_embedding_type");
-        if (pe && !(cJSON_IsString(pe) && !strcmp(pe->valuestring, "rotary"))) {
-            rc = vnp_fail(err, VNP_EUNSUPPORTED,
-                          "'%s': position_embedding_type \"%s\" is not supported; ESM-2 uses "
-                          "\"rotary\"",
-                          path, cJSON_IsString(pe) ? pe->valuestring : "?");
-            goto out;
-        }
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "emb_layer_norm_before"))) {
-            rc = vnp_fail(err, VNP_EUNSUPPORTED,
-                          "'%s': emb_layer_norm_before is true (an ESM-1b layout); only ESM-2 "
-                          "models are supported",
-                          path);
-            goto out;
-        }
-    }
-    if (cfg->hidden % cfg->heads ||
-        (cfg->kind == VNP_ENCODER_ESM2 && (cfg->hidden / cfg->heads) % 2)) {
-        rc = vnp_fail(err, VNP_EFORMAT,
-                      "'%s': hidden_size %d is not a multiple of num_attention_heads %d%s", path,
-                      cfg->hidden, cfg->heads,
-                      cfg->kind == VNP_ENCODER_ESM2 ? " with an even head size" : "");
+    if (arch->config_json && (rc = arch->config_json(root, path, cfg, err)))
+        goto out;
+    if (cfg->hidden % cfg->heads || (arch->even_head_dim && (cfg->hidden / cfg->heads) % 2)) {
+        rc = vnp_fail(
+            err, VNP_EFORMAT, "'%s': hidden_size %d is not a multiple of num_attention_heads %d%s",
+            path, cfg->hidden, cfg->heads, arch->even_head_dim ? " with an even head size" : "");
         goto out;
     }
 out:
     cJSON_Delete(root);
     return rc;
-}
-
-/* A cfg value of a fair-esm checkpoint, under the names torch.save gave it. */
-static int fair_num(const vnp_tensor_map *m, const char *field, double *v)
-{
-    char key[128];
-    static const char *const prefixes[] = {"cfg.model.", "args.", "cfg."};
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-        snprintf(key, sizeof key, "%s%s", prefixes[i], field);
-        if (vnp_tensor_map_num(m, key, v))
-            return 1;
-    }
-    return 0;
-}
-
-vnp_code vnp_config_from_fairesm(const vnp_tensor_map *m, const char *path,
-                                 vnp_encoder_config *cfg, vnp_error *err)
-{
-    static const char *const fields[] = {"encoder_layers", "encoder_embed_dim",
-                                         "encoder_attention_heads"};
-    double v[3];
-    for (int i = 0; i < 3; i++)
-        if (!fair_num(m, fields[i], &v[i]) || v[i] < 1 || v[i] != floor(v[i]) || v[i] > 1e9)
-            return vnp_fail(err, VNP_EFORMAT,
-                            "'%s': fair-esm checkpoint without a usable cfg.model.%s; re-download "
-                            "the model or use the Hugging Face layout with config.json",
-                            path, fields[i]);
-    memset(cfg, 0, sizeof *cfg);
-    cfg->kind = VNP_ENCODER_ESM2;
-    cfg->layers = (int)v[0];
-    cfg->hidden = (int)v[1];
-    cfg->heads = (int)v[2];
-    cfg->intermediate = 4 * cfg->hidden; /* fair-esm's ESM2 fixes fc1 at 4 x embed_dim */
-    cfg->vocab = 33;
-    cfg->mask_id = 32;
-    cfg->eps = 1e-5f; /* torch.nn.LayerNorm's default, as fair-esm builds it */
-    double td = 0;
-    cfg->token_dropout = fair_num(m, "token_dropout", &td) ? td != 0 : 1;
-    if (cfg->hidden % cfg->heads || (cfg->hidden / cfg->heads) % 2)
-        return vnp_fail(err, VNP_EFORMAT,
-                        "'%s': encoder_embed_dim %d is not a multiple of encoder_attention_heads "
-                        "%d with an even head size",
-                        path, cfg->hidden, cfg->heads);
-    return VNP_OK;
 }
