@@ -108,17 +108,7 @@ static vnp_code fresh_window(reader_state *s)
 
 static vnp_code add_segment(reader_state *s, const vnp_record *rec, size_t chunks, int first)
 {
-    vnp_win_seg seg;
-    memset(&seg, 0, sizeof seg);
-    vnp_code rc = vnp_window_text(s->w, rec->id, rec->id_len, &seg.id_off, &s->err);
-    if (rc)
-        return rc;
-    seg.id_len = rec->id_len;
-    seg.length = rec->len;
-    seg.chunks = chunks;
-    seg.first = first;
-    seg.orf_begin = seg.orf_end = s->w->norf;
-    return vnp_window_add_seg(s->w, &seg, &s->err);
+    return vnp_window_add_record(s->w, rec, chunks, first, &s->err);
 }
 
 static int window_full(const reader_state *s)

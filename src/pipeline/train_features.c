@@ -94,17 +94,7 @@ static vnp_code add_segment(tf_reader *r, const vnp_record *rec, size_t chunks, 
 {
     if (!r->w && !(r->w = vnp_window_new()))
         return vnp_fail(&r->err, VNP_ENOMEM, "out of memory");
-    vnp_win_seg seg;
-    memset(&seg, 0, sizeof seg);
-    vnp_code rc = vnp_window_text(r->w, rec->id, rec->id_len, &seg.id_off, &r->err);
-    if (rc)
-        return rc;
-    seg.id_len = rec->id_len;
-    seg.length = rec->len;
-    seg.chunks = chunks;
-    seg.first = first;
-    seg.orf_begin = seg.orf_end = r->w->norf;
-    return vnp_window_add_seg(r->w, &seg, &r->err);
+    return vnp_window_add_record(r->w, rec, chunks, first, &r->err);
 }
 
 /* Chunks [from, chunks) of a record into windows (cut at chunk boundaries, as predict's

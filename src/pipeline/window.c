@@ -55,6 +55,22 @@ vnp_code vnp_window_add_seg(vnp_window *w, const vnp_win_seg *s, vnp_error *err)
     return VNP_OK;
 }
 
+vnp_code vnp_window_add_record(vnp_window *w, const vnp_record *rec, size_t chunks, int first,
+                               vnp_error *err)
+{
+    vnp_win_seg seg;
+    memset(&seg, 0, sizeof seg);
+    vnp_code rc = vnp_window_text(w, rec->id, rec->id_len, &seg.id_off, err);
+    if (rc)
+        return rc;
+    seg.id_len = rec->id_len;
+    seg.length = rec->len;
+    seg.chunks = chunks;
+    seg.first = first;
+    seg.orf_begin = seg.orf_end = w->norf;
+    return vnp_window_add_seg(w, &seg, err);
+}
+
 vnp_code vnp_window_add_orf(vnp_window *w, vnp_win_orf **out, vnp_error *err)
 {
     if (!grow((void **)&w->orf, &w->orf_cap, w->norf + 1, sizeof *w->orf))

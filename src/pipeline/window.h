@@ -11,6 +11,7 @@
 
 #include "virnucpro/error.h"
 #include "virnucpro/pipeline.h"
+#include "virnucpro/seq.h"
 #include "virnucpro/tok.h"
 
 /* The part of one input record inside a window. A long record may span
@@ -60,6 +61,10 @@ void vnp_window_free(vnp_window *w);
 /* Appends text to the arena; *off receives where it starts. */
 vnp_code vnp_window_text(vnp_window *w, const char *s, size_t n, size_t *off, vnp_error *err);
 vnp_code vnp_window_add_seg(vnp_window *w, const vnp_win_seg *s, vnp_error *err);
+/* A segment for `chunks` chunks of record `rec` (its ID copied into the arena), `first`
+ * when it holds the record's first chunk; its ORFs start at the window's next one. */
+vnp_code vnp_window_add_record(vnp_window *w, const vnp_record *rec, size_t chunks, int first,
+                               vnp_error *err);
 /* A new ORF slot (zeroed) at w->orf[w->norf - 1]. */
 vnp_code vnp_window_add_orf(vnp_window *w, vnp_win_orf **out, vnp_error *err);
 /* Allocates probs (with_probs) and features (width > 0) for norf rows. */

@@ -1,7 +1,7 @@
 /* LayerNorm over rows, optionally of x + residual: statistics in FP32 (two passes over
  * the row: mean, then the squared deviations), output in the compute dtype. Rows that
- * make whole 16-byte vectors (both encoders' widths) are held in registers; others in
- * shared memory. */
+ * make whole 16-byte vectors (both encoders' widths) are held in one warp's registers;
+ * others in shared memory. */
 #include "backend/cuda/cuda_internal.cuh"
 
 #define LN_THREADS 256
@@ -52,72 +52,6 @@ __global__ void layernorm_kernel(const T *x, const T *residual, const void *gamm
         T o = vnp_st<T>(y);
         bad |= !isfinite(vnp_ld<T>(o));
         out[base + j] = o;
-    }
-    if (bad)
-        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
-}
-
-/* The same with the row in registers, 16 bytes per load/store: each of LN_VEC_THREADS
- * threads holds up to VPT vectors of the row (H a multiple of the vector width). One
- * pass over HBM to read (x, residual) and one to write, as the memory limit asks. */
-#define LN_VEC_THREADS 128
-
-template <typename T, int VPT>
-__global__ void __launch_bounds__(LN_VEC_THREADS)
-    layernorm_vec_kernel(const T *__restrict__ x, const T *__restrict__ residual,
-                         const void *__restrict__ gamma, int gdt, const void *__restrict__ beta,
-                         int bdt, float eps, int H, T *out, int *flag)
-{
-    constexpr int N = vnp_vec<T>::N;
-    __shared__ float red[32];
-    const size_t base = (size_t)blockIdx.x * H;
-    const int nv = H / N;
-    float v[VPT][N];
-    float s = 0.0f;
-#pragma unroll
-    for (int k = 0; k < VPT; k++) {
-        const int iv = threadIdx.x + k * LN_VEC_THREADS;
-        if (iv < nv) {
-            vnp_ld_vec<T>(x + base + (size_t)iv * N, v[k]);
-            if (residual) {
-                float r[N];
-                vnp_ld_vec<T>(residual + base + (size_t)iv * N, r);
-#pragma unroll
-                for (int e = 0; e < N; e++)
-                    v[k][e] += r[e];
-            }
-#pragma unroll
-            for (int e = 0; e < N; e++)
-                s += v[k][e];
-        }
-    }
-    const float mean = block_sum(s, red) / (float)H;
-    float q = 0.0f;
-#pragma unroll
-    for (int k = 0; k < VPT; k++)
-        if (threadIdx.x + k * LN_VEC_THREADS < nv)
-#pragma unroll
-            for (int e = 0; e < N; e++) {
-                const float d = v[k][e] - mean;
-                q += d * d;
-            }
-    const float var = block_sum(q, red) / (float)H;
-    const float inv = 1.0f / sqrtf(var + eps);
-    int bad = 0;
-#pragma unroll
-    for (int k = 0; k < VPT; k++) {
-        const int iv = threadIdx.x + k * LN_VEC_THREADS;
-        if (iv < nv) {
-            float y[N];
-#pragma unroll
-            for (int e = 0; e < N; e++) {
-                const int j = iv * N + e;
-                y[e] = (v[k][e] - mean) * inv * vnp_ld_any(gamma, gdt, j);
-                if (beta)
-                    y[e] += vnp_ld_any(beta, bdt, j);
-            }
-            bad |= vnp_st_vec<T>(out + base + (size_t)iv * N, y);
-        }
     }
     if (bad)
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
@@ -199,8 +133,8 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
 }
 
-/* Launches the register kernel when the row fits it (up to 8 vectors a thread: rows of
- * 8192 halves / 4096 floats); 0 when it does not apply. */
+/* Launches the warp-per-row kernel when the row fits it (up to 24 vectors a lane: rows
+ * of 6144 halves / 3072 floats); 0 when it does not apply (the shared-memory kernel). */
 template <typename T>
 static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void *gamma,
                          int gdt, const void *beta, int bdt, float eps, int M, int H, void *out)
@@ -213,7 +147,7 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
 #define LN_WARP_LAUNCH(V)                                                                     \
     layernorm_warp_kernel<T, V><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(                \
         (const T *)x, (const T *)res, gamma, gdt, beta, bdt, eps, M, H, (T *)out, c->flag)
-    if (!c->scalar_only && lanes <= 24) {
+    if (lanes <= 24) {
         if (lanes <= 3)
             LN_WARP_LAUNCH(3);
         else if (lanes <= 6)
@@ -227,24 +161,7 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
         return 1;
     }
 #undef LN_WARP_LAUNCH
-    const int per = (H / N + LN_VEC_THREADS - 1) / LN_VEC_THREADS;
-#define LN_VEC_LAUNCH(V)                                                                      \
-    layernorm_vec_kernel<T, V><<<M, LN_VEC_THREADS, 0, c->stream>>>(                           \
-        (const T *)x, (const T *)res, gamma, gdt, beta, bdt, eps, H, (T *)out, c->flag)
-    if (per <= 1)
-        LN_VEC_LAUNCH(1);
-    else if (per <= 2)
-        LN_VEC_LAUNCH(2);
-    else if (per <= 3)
-        LN_VEC_LAUNCH(3);
-    else if (per <= 4)
-        LN_VEC_LAUNCH(4);
-    else if (per <= 8)
-        LN_VEC_LAUNCH(8);
-    else
-        return 0;
-#undef LN_VEC_LAUNCH
-    return 1;
+    return 0;
 }
 
 vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,
