@@ -836,6 +836,24 @@ static vnp_model_spec moved_esm(const char *sha256_pin)
     return spec;
 }
 
+/* The classifier as a GitHub repository whose pinned revision is gone, its file pinned to
+ * `sha` (NULL: the golden classifier's blob id and size, in *gold) in a fresh cache. */
+static vnp_model_spec moved_on_github(vnp_hub_options *o, vnp_hub_cfg *cfg, const char *cache,
+                                      const char *sha, vnp_digest *gold)
+{
+    vnp_error e;
+    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), gold, 1, NULL),
+                     VNP_OK);
+    opts_for(o, fresh(cache));
+    assert_int_equal(vnp_hub_cfg_resolve(o, cfg, &e), VNP_OK);
+    cfg->github_is_default = 1;
+    vnp_model_spec gh = *vnp_hub_spec("classifier-300");
+    gh.repo = "test/moved";
+    gh.revision = "gone";
+    gh.pins[0] = (vnp_pin){"300_model.pth", NULL, sha ? sha : gold->git_sha1, sha ? 0 : gold->size};
+    return gh;
+}
+
 static void test_pin_not_found_digest_matches(void **state)
 {
     (void)state;
@@ -904,15 +922,7 @@ static void test_pin_not_found_digest_matches(void **state)
     free(log);
 
     /* the same from GitHub (no digest before the download): the pinned blob id */
-    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), &gold, 1, NULL),
-                     VNP_OK);
-    opts_for(&o, fresh("c_moved_gh_ok"));
-    assert_int_equal(vnp_hub_cfg_resolve(&o, &cfg, &e), VNP_OK);
-    cfg.github_is_default = 1;
-    vnp_model_spec gh = *vnp_hub_spec("classifier-300");
-    gh.repo = "test/moved";
-    gh.revision = "gone";
-    gh.pins[0] = (vnp_pin){"300_model.pth", NULL, gold.git_sha1, gold.size};
+    vnp_model_spec gh = moved_on_github(&o, &cfg, "c_moved_gh_ok", NULL, &gold);
     vnp_test_capture_log_begin();
     rc = vnp_hub_fetch_spec(&cfg, &gh, &e);
     log = vnp_test_capture_log_end();
@@ -968,15 +978,8 @@ static void test_pin_not_found_digest_mismatch_refused(void **state)
     cJSON_Delete(man);
 
     /* GitHub announces nothing: downloaded, then refused and removed */
-    assert_int_equal(vnp_hub_digest_file(vnp_test_fixture("golden/classifier.pth"), &gold, 1, NULL),
-                     VNP_OK);
-    opts_for(&o, fresh("c_moved_gh_bad"));
-    assert_int_equal(vnp_hub_cfg_resolve(&o, &cfg, &e), VNP_OK);
-    cfg.github_is_default = 1;
-    vnp_model_spec gh = *vnp_hub_spec("classifier-300");
-    gh.repo = "test/moved";
-    gh.revision = "gone";
-    gh.pins[0] = (vnp_pin){"300_model.pth", NULL, "0123456789012345678901234567890123456789", 0};
+    vnp_model_spec gh = moved_on_github(&o, &cfg, "c_moved_gh_bad",
+                                        "0123456789012345678901234567890123456789", &gold);
     vnp_test_capture_log_begin();
     assert_int_equal(vnp_hub_fetch_spec(&cfg, &gh, &e), VNP_EINTEGRITY);
     free(vnp_test_capture_log_end());
