@@ -11,7 +11,8 @@
 #       unpacks build-gpucarry/bundle.tar.xz; then runs the stages:
 #         ops       CUDA-vs-CPU backend op tests (every op, fp32/fp16/bf16) + attention timing
 #         golden    golden fixtures end to end on the GPU (fp32 1e-5, fp16/bf16 cosine, labels)
-#         memcheck  compute-sanitizer memcheck on the golden run
+#         memcheck  compute-sanitizer memcheck on the golden run, then racecheck (new
+#                   and old kernels)
 #         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
 #         gen       random real-shape checkpoints (ESM-2 3B, DNABERT-S) from a seed
 #         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads, one batch at a
@@ -19,7 +20,8 @@
 #                   VNP_BENCH_MODES picks
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
-#         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py)
+#         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py);
+#                   VNP_PROF_MODELS='esm dna esm-fp8' adds DNABERT-S and ESM-2 in FP8
 #         attnprof  ncu detail (speed of light, warp stalls, occupancy, memory) of the
 #                   attention kernels on the op test's timing batches
 #         fp8       ESM-2 3B tokens/s in fp16, fp8 and fp8-tensor, same run
@@ -157,6 +159,17 @@ if has memcheck; then
     tail -5 "$OUT/memcheck.log" | tee -a "$LOG"
     [[ $rc == 0 ]] && st=ok || st=FAIL
     row memcheck "$st" "$(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/memcheck.log" | tr '\n' ' ') rc=$rc"
+    # shared-memory races (the attention kernels' tiles, the reductions); the short-sequence
+    # attention kernel runs when VIRNUCPRO_DEBUG_SCALAR_KERNELS is unset, the tiled one with it
+    for sk in 0 1; do
+      env $([[ $sk == 1 ]] && echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1) \
+        compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 9 \
+        "$BIN/vnp_gpu_golden" >"$OUT/racecheck_$sk.log" 2>&1
+      rc=$?
+      tail -3 "$OUT/racecheck_$sk.log" | tee -a "$LOG"
+      [[ $rc == 0 ]] && st=ok || st=FAIL
+      row racecheck "$st" "$([[ $sk == 1 ]] && echo 'old kernels forced: ')$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck_$sk.log" | tr '\n' ' ') rc=$rc"
+    done
   else
     row memcheck FAIL "compute-sanitizer not found"
   fi
@@ -350,26 +363,35 @@ if has fp8; then
 fi
 
 if has prof; then
-  # ncu kernel times of ESM-2 3B on the first sequences of each workload (a warm-up batch,
-  # then the batches of PROF_SEQS sequences), shares per kernel and the gap to the wall rate
+  # ncu kernel times on the first sequences of each workload (a warm-up batch, then the
+  # batches of PROF_SEQS sequences), shares per kernel and the gap to the wall rate;
+  # VNP_PROF_MODELS picks esm (ESM-2 3B, budget 16384) and/or dna (DNABERT-S, 65536)
   PROF_SEQS=${VNP_PROF_SEQS:-1200}
+  for pm in ${VNP_PROF_MODELS:-esm}; do
+  PP=fp16
+  [[ $pm == esm-fp8 ]] && PP=fp8
   for w in reads20k contigs; do
-    say "prof $w"
-    F=$BENCH/$w/${w}_identified_protein.faa
-    "$BIN/vnp_gpu_embed_bench" "$ESM" "$F" --budget 16384 --limit "$PROF_SEQS" --label "$w" \
-      >"$OUT/prof_wall_$w.log" 2>&1
-    ncu --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu_$w.csv" \
-      "$BIN/vnp_gpu_embed_bench" "$ESM" "$F" --budget 16384 --limit "$PROF_SEQS" --label "$w" \
-      >"$OUT/prof_$w.log" 2>&1
-    r=$(grep RESULT "$OUT/prof_wall_$w.log")
+    say "prof $pm $w"
+    if [[ $pm == dna ]]; then
+      M=$DNA; F=$BENCH/$w/${w}_identified_nucleotide.fa; PB=65536
+    else
+      M=$ESM; F=$BENCH/$w/${w}_identified_protein.faa; PB=16384
+    fi
+    "$BIN/vnp_gpu_embed_bench" "$M" "$F" --budget $PB --limit "$PROF_SEQS" --label "$w" \
+      --precision $PP >"$OUT/prof_wall_${pm}_$w.log" 2>&1
+    ncu --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu_${pm}_$w.csv" \
+      "$BIN/vnp_gpu_embed_bench" "$M" "$F" --budget $PB --limit "$PROF_SEQS" --label "$w" \
+      --precision $PP >"$OUT/prof_${pm}_$w.log" 2>&1
+    r=$(grep RESULT "$OUT/prof_wall_${pm}_$w.log")
     tok=$(grep -oE ' tokens=[0-9]+' <<<"$r" | cut -d= -f2)
     ws=$(grep -oE ' tok_s=[0-9]+' <<<"$r" | cut -d= -f2)
     # the kernels of the warm-up batch are in the log too: its tokens count once more
     wt=$(( tok + $(grep -oE 'warmup_tokens=[0-9]+' <<<"$r" | cut -d= -f2) ))
-    if python3 "$ROOT/tools/ncu_summary.py" "$OUT/ncu_$w.csv" "${wt:-0}" "${ws:-0}" \
-         >"$OUT/prof_table_$w.txt" 2>&1; then st=ok; else st=FAIL; fi
-    cat "$OUT/prof_table_$w.txt" | tee -a "$LOG"
-    row prof "$st" "$w: $(tail -1 "$OUT/prof_table_$w.txt")"
+    if python3 "$ROOT/tools/ncu_summary.py" "$OUT/ncu_${pm}_$w.csv" "${wt:-0}" "${ws:-0}" \
+         >"$OUT/prof_table_${pm}_$w.txt" 2>&1; then st=ok; else st=FAIL; fi
+    cat "$OUT/prof_table_${pm}_$w.txt" | tee -a "$LOG"
+    row prof "$st" "$pm $w: $(tail -1 "$OUT/prof_table_${pm}_$w.txt")"
+  done
   done
 fi
 

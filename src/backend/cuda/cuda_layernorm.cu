@@ -69,7 +69,28 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
-template <typename T, int VPL>
+/* gamma[j..j+n) (and beta) as floats: 16-byte loads when the parameters are F32 and
+ * aligned (F32P: how the backend uploads LayerNorm vectors), else element by element. */
+template <bool F32P, int N>
+__device__ __forceinline__ void ln_params(const void *__restrict__ p, int dt, int j, float *f)
+{
+    if (F32P) {
+#pragma unroll
+        for (int e = 0; e < N; e += 4) {
+            const float4 q = *reinterpret_cast<const float4 *>((const float *)p + j + e);
+            f[e] = q.x;
+            f[e + 1] = q.y;
+            f[e + 2] = q.z;
+            f[e + 3] = q.w;
+        }
+    } else {
+#pragma unroll
+        for (int e = 0; e < N; e++)
+            f[e] = vnp_ld_any(p, dt, j + e);
+    }
+}
+
+template <typename T, int VPL, bool F32P>
 __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     layernorm_warp_kernel(const T *__restrict__ x, const T *__restrict__ residual,
                           const void *__restrict__ gamma, int gdt, const void *__restrict__ beta,
@@ -118,13 +139,15 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     for (int k = 0; k < VPL; k++) {
         const int iv = lane + k * 32;
         if (iv < nv) {
-            float y[N];
+            float y[N], g[N], b[N];
+            ln_params<F32P, N>(gamma, gdt, iv * N, g);
+            if (beta)
+                ln_params<F32P, N>(beta, bdt, iv * N, b);
 #pragma unroll
             for (int e = 0; e < N; e++) {
-                const int j = iv * N + e;
-                y[e] = (v[k][e] - mean) * inv * vnp_ld_any(gamma, gdt, j);
+                y[e] = (v[k][e] - mean) * inv * g[e];
                 if (beta)
-                    y[e] += vnp_ld_any(beta, bdt, j);
+                    y[e] += b[e];
             }
             bad |= vnp_st_vec<T>(out + base + (size_t)iv * N, y);
         }
@@ -144,9 +167,18 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
         return 0;
     const int lanes = (H / N + 31) / 32; /* vectors per lane, one warp a row */
     const unsigned wblocks = (unsigned)((M + LN_WARP_ROWS - 1) / LN_WARP_ROWS);
-#define LN_WARP_LAUNCH(V)                                                                     \
-    layernorm_warp_kernel<T, V><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(                \
+    const bool f32p = gdt == VNP_DT_F32 && (uintptr_t)gamma % 16 == 0 &&
+                      (!beta || (bdt == VNP_DT_F32 && (uintptr_t)beta % 16 == 0));
+#define LN_WARP_LAUNCH_P(V, P)                                                                \
+    layernorm_warp_kernel<T, V, P><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(             \
         (const T *)x, (const T *)res, gamma, gdt, beta, bdt, eps, M, H, (T *)out, c->flag)
+#define LN_WARP_LAUNCH(V)                                                                     \
+    do {                                                                                      \
+        if (f32p)                                                                             \
+            LN_WARP_LAUNCH_P(V, true);                                                        \
+        else                                                                                  \
+            LN_WARP_LAUNCH_P(V, false);                                                       \
+    } while (0)
     if (lanes <= 24) {
         if (lanes <= 3)
             LN_WARP_LAUNCH(3);
@@ -161,6 +193,7 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
         return 1;
     }
 #undef LN_WARP_LAUNCH
+#undef LN_WARP_LAUNCH_P
     return 0;
 }
 
