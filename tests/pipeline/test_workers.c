@@ -532,5 +532,5 @@ int main(void)
         cmocka_unit_test(test_embed_workers),
         cmocka_unit_test(test_device_errors),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return vnp_test_run_tests(tests, setup, NULL); /* ctest: two entries (SPLIT) */
 }

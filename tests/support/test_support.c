@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,4 +157,69 @@ const char *vnp_test_tmp_in(const char *dir, const char *name)
     snprintf(rel, sizeof rel, "%s/%s", dir, name);
     snprintf(p, sizeof b[0], "%s", vnp_test_tmp(rel));
     return p;
+}
+
+/* Whether `name` matches one of the comma-separated patterns of `list`; counts, in
+ * used[i], the names pattern i matched. */
+static int matches(const char *list, const char *name, int *used)
+{
+    int hit = 0, i = 0;
+    for (const char *p = list; *p; i++) {
+        size_t len = strcspn(p, ",");
+        char pat[256];
+        snprintf(pat, sizeof pat, "%.*s", (int)len, p);
+        if (pat[0] && fnmatch(pat, name, 0) == 0) {
+            hit = 1;
+            if (used && i < 64)
+                used[i]++;
+        }
+        p += len + (p[len] == ',');
+    }
+    return hit;
+}
+
+/* Fails naming the first pattern of `list` that matched no test. */
+static int check_used(const char *var, const char *list, const int *used)
+{
+    int i = 0;
+    for (const char *p = list; *p; i++) {
+        size_t len = strcspn(p, ",");
+        if (len && i < 64 && !used[i]) {
+            fprintf(stderr, "%s: '%.*s' names no test of this program\n", var, (int)len, p);
+            return 1;
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+int vnp_test_run_group(const char *name, const struct CMUnitTest *tests, size_t n,
+                       CMFixtureFunction setup, CMFixtureFunction teardown)
+{
+    const char *only = getenv("VNP_TEST_ONLY"), *skip = getenv("VNP_TEST_SKIP");
+    if (!only && !skip)
+        return _cmocka_run_group_tests(name, tests, n, setup, teardown);
+    struct CMUnitTest *kept = calloc(n ? n : 1, sizeof *kept);
+    int used_only[64] = {0}, used_skip[64] = {0};
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int in = only ? matches(only, tests[i].name, used_only) : 1;
+        int out = skip ? matches(skip, tests[i].name, used_skip) : 0;
+        if (in && !out)
+            kept[k++] = tests[i];
+    }
+    if ((only && check_used("VNP_TEST_ONLY", only, used_only)) ||
+        (skip && check_used("VNP_TEST_SKIP", skip, used_skip)) || k == 0) {
+        if (k == 0)
+            fprintf(stderr, "VNP_TEST_ONLY/VNP_TEST_SKIP leave none of the %zu tests to run\n",
+                    n);
+        free(kept);
+        return 1;
+    }
+    printf("[ FILTER   ] %zu of %zu tests (VNP_TEST_ONLY=%s, VNP_TEST_SKIP=%s)\n", k, n,
+           only ? only : "(all)", skip ? skip : "(none)");
+    fflush(stdout);
+    int rc = _cmocka_run_group_tests(name, kept, k, setup, teardown);
+    free(kept);
+    return rc;
 }

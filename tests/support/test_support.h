@@ -27,6 +27,17 @@ int vnp_test_run(const char *cmd, char **out, char **err);
 /* Asserts two files have identical bytes (gunzipping *.gz); prints the first difference. */
 void vnp_test_assert_files_equal(const char *got, const char *want);
 
+/* cmocka_run_group_tests(tests, setup, teardown), keeping only the tests named by
+ * VNP_TEST_ONLY and none named by VNP_TEST_SKIP (each a comma-separated list of fnmatch
+ * patterns; unset: no filter). A pattern that names no test fails the run (a misspelt
+ * filter must not pass by running nothing); when filtered, it prints how many of how many
+ * tests it runs. vnp_test(... SPLIT) in tests/CMakeLists.txt runs one long program as two
+ * ctest entries this way, so that both cores work on it. */
+#define vnp_test_run_tests(tests, setup, teardown)                                           \
+    vnp_test_run_group(#tests, tests, sizeof(tests) / sizeof((tests)[0]), setup, teardown)
+int vnp_test_run_group(const char *name, const struct CMUnitTest *tests, size_t n,
+                       CMFixtureFunction setup, CMFixtureFunction teardown);
+
 /* Captures vnp_log messages into a buffer while installed. */
 void vnp_test_capture_log_begin(void);
 /* Returns everything logged since begin (one message per line) and uninstalls. */
