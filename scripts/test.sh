@@ -7,10 +7,15 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --test
 export VNP_PYTHON=${VNP_PYENV:-/opt/virnucpro-pyenv}/bin/python
 jobs=$(nproc)
+# Each stage's header says when it starts (seconds since the start: the log then gives
+# every stage's time; docs/TESTING.md, "Time of the default run").
+stage() { echo "== $* (at ${SECONDS} s) =="; }
+trap 'echo "== end (at ${SECONDS} s, exit $?) =="' EXIT
 
-echo "== release build =="
+stage "release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVNP_PYTHON="$VNP_PYTHON" >/dev/null
 cmake --build build -j"$jobs"
+stage "release ctest"
 (cd build && ctest --output-on-failure -j"$jobs")
 # Where nvcc is, the release build compiles the CUDA backend for every architecture a
 # release supports (A100, A10/RTX 30, L4/L40S/RTX 40, H100/H200): CI fails if one is missing
@@ -22,13 +27,14 @@ if command -v nvcc >/dev/null || [[ -x /usr/local/cuda/bin/nvcc ]]; then
     { echo "virnucpro version does not report CUDA architectures 80;86;89;90" >&2; exit 1; }
 fi
 
-echo "== sanitizer build (ASan + UBSan) =="
+stage "sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVNP_SANITIZE=ON -DVNP_PYTHON="$VNP_PYTHON" >/dev/null
 cmake --build build-asan -j"$jobs"
+stage "sanitizer ctest"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j"$jobs")
 
-echo "== thread sanitizer build (TSan): the multi-worker tests =="
+stage "thread sanitizer build (TSan): the multi-worker tests"
 # Only what the multi-worker tests need (the CLI they run and the two test programs);
 # RelWithDebInfo keeps TSan's ~20x slowdown of the compute kernels bearable. setarch -R
 # (no address randomization, inherited by the CLI the tests run) avoids GCC 12's TSan
@@ -39,7 +45,7 @@ cmake --build build-tsan -j"$jobs" --target test_workers test_predict_fake virnu
    setarch "$(uname -m)" -R ctest --output-on-failure -j"$jobs" -R 'test_workers|test_predict_fake')
 
 if [[ -f fuzz/CMakeLists.txt ]]; then
-  echo "== fuzz smoke =="
+  stage "fuzz smoke"
   CC=clang cmake -S . -B build-fuzz -DVNP_FUZZ=ON -DVNP_TESTS=OFF -DVNP_CUDA=OFF >/dev/null
   cmake --build build-fuzz -j"$jobs"
   bash fuzz/smoke.sh build-fuzz
