@@ -7,19 +7,8 @@
 
 #include <string.h>
 
-static uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+#define f2u vnp_f32_bits
+#define u2f vnp_bits_f32
 
 float vnp_f16_to_f32(uint16_t h)
 {

@@ -1,6 +1,7 @@
 /* The precision table and the rounding of every reduced precision (see
  * include/virnucpro/precision.h). */
 #include "virnucpro/precision.h"
+#include "virnucpro/half.h"
 
 #include <math.h>
 #include <string.h>
@@ -46,19 +47,8 @@ int vnp_precision_parse(const char *s, vnp_precision *out)
 }
 
 /* ---- rounding ---- */
-static uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+#define f2u vnp_f32_bits
+#define u2f vnp_bits_f32
 
 float vnp_round_f16(float x)
 {
