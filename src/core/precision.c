@@ -47,19 +47,17 @@ int vnp_precision_parse(const char *s, vnp_precision *out)
 }
 
 /* ---- rounding ---- */
-#define f2u vnp_f32_bits
-#define u2f vnp_bits_f32
 
 float vnp_round_f16(float x)
 {
-    uint32_t u = f2u(x), a = u & 0x7fffffffu;
+    uint32_t u = vnp_f32_bits(x), a = u & 0x7fffffffu;
     if (a > 0x7f800000u) /* NaN: quiet, sign kept */
-        return u2f(u | 0x00400000u);
+        return vnp_bits_f32(u | 0x00400000u);
     if (a >= 0x477ff000u) /* >= 65520, the midpoint past 65504 (odd): rounds to inf */
-        return u2f((u & 0x80000000u) | 0x7f800000u);
+        return vnp_bits_f32((u & 0x80000000u) | 0x7f800000u);
     if (a >= 0x38800000u) { /* >= 2^-14: normal; keep 10 mantissa bits, ties to even */
         u += 0x00000fffu + ((u >> 13) & 1u);
-        return u2f(u & ~0x1fffu);
+        return vnp_bits_f32(u & ~0x1fffu);
     }
     /* subnormal: a multiple of 2^-24 (both scalings are exact; rintf ties to even in
      * the default rounding mode; -0 stays -0) */
@@ -68,23 +66,23 @@ float vnp_round_f16(float x)
 
 float vnp_round_bf16(float x)
 {
-    uint32_t u = f2u(x);
+    uint32_t u = vnp_f32_bits(x);
     if ((u & 0x7fffffffu) > 0x7f800000u)
-        return u2f(u | 0x00400000u);
+        return vnp_bits_f32(u | 0x00400000u);
     u += 0x00007fffu + ((u >> 16) & 1u); /* may carry into the exponent, up to inf */
-    return u2f(u & 0xffff0000u);
+    return vnp_bits_f32(u & 0xffff0000u);
 }
 
 uint8_t vnp_f32_to_e4m3(float x)
 {
-    uint32_t u = f2u(x), a = u & 0x7fffffffu;
+    uint32_t u = vnp_f32_bits(x), a = u & 0x7fffffffu;
     uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
     if (a > 0x7f800000u)
         return (uint8_t)(sign | 0x7f);
     if (a >= 0x43e00000u) /* >= 448 (infinities too): saturate */
         return (uint8_t)(sign | 0x7e);
     if (a < 0x3c800000u) { /* < 2^-6: subnormal, a multiple of 2^-9 (8 is 2^-6, code 0x08) */
-        float m = rintf(u2f(a) * 512.0f);
+        float m = rintf(vnp_bits_f32(a) * 512.0f);
         return (uint8_t)(sign | (uint8_t)m);
     }
     /* normal: keep 3 mantissa bits, ties to even; below 448 no rounding passes 448 */
