@@ -130,6 +130,27 @@ static void test_linear(void **state)
     check_linear(2, 4, 64, 64, VNP_ACT_NONE, 1, 1);       /* out aliases residual, columns */
 }
 
+/* The matmul kernels of linear() (cpu_matmul.c); the CPU may lack some. */
+static const char *const KERNELS[] = {"generic", "avx2", "avx512"};
+
+/* A CPU backend with matmul kernel `kernel`, or NULL when this CPU lacks its
+ * instructions (said on stdout). */
+static vnp_backend *make_kernel(const char *kernel, int threads)
+{
+    vnp_backend *be = NULL;
+    vnp_error err = {0};
+    setenv("VIRNUCPRO_CPU_KERNEL", kernel, 1);
+    vnp_code rc = vnp_backend_cpu_create(threads, &be, &err);
+    unsetenv("VIRNUCPRO_CPU_KERNEL");
+    if (rc) {
+        if (!strstr(err.msg, "lacks the instructions"))
+            fail_msg("VIRNUCPRO_CPU_KERNEL=%s: %s", kernel, err.msg);
+        printf("matmul kernel %s: not run (%s)\n", kernel, err.msg);
+        return NULL;
+    }
+    return be;
+}
+
 /* linear() on rows [off, off + M) of x, bias + GELU, into a fresh buffer */
 static void linear_rows(vnp_backend *be, const float *x, const vnp_buf *bw, const vnp_buf *bb,
                         int off, int M, int N, int K, float *got)
@@ -144,44 +165,130 @@ static void linear_rows(vnp_backend *be, const float *x, const vnp_buf *bw, cons
     be->ops->free_buf(be, &bo);
 }
 
+/* Every element of linear()'s product is one FMA chain over k = 0..K-1 from +0, the
+ * same bits with every kernel and thread count: shapes that cross the kernels' K, column
+ * and register-tile blocks, with tails in rows and columns. */
+static void test_linear_fma_chain(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{29, 203, 600}, {5, 300, 40}, {200, 33, 257}, {1, 1, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K);
+        float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+        fill(x, (size_t)M * K, 1);
+        fill(w, (size_t)N * K, 0.5f);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                float acc = 0.0f;
+                for (int k = 0; k < K; k++)
+                    acc = fmaf(x[(size_t)m * K + k], w[(size_t)n * K + k], acc);
+                want[(size_t)m * N + n] = acc;
+            }
+        int ran = 0;
+        for (size_t kn = 0; kn < sizeof KERNELS / sizeof KERNELS[0]; kn++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                vnp_backend *be = make_kernel(KERNELS[kn], threads);
+                if (!be)
+                    break;
+                vnp_error err = {0};
+                vnp_buf bx = up(be, x, (size_t)M * K), bw = up(be, w, (size_t)N * K), bo;
+                assert_int_equal(be->ops->alloc_act(be, (size_t)M * N, &bo, &err), VNP_OK);
+                assert_int_equal(be->ops->linear(be, &bx, &bw, NULL, VNP_ACT_NONE, NULL, M, N, K,
+                                                 &bo, &err),
+                                 VNP_OK);
+                assert_int_equal(be->ops->download_f32(be, &bo, (size_t)M * N, got, &err),
+                                 VNP_OK);
+                for (size_t i = 0; i < (size_t)M * N; i++)
+                    if (memcmp(&got[i], &want[i], sizeof got[i]))
+                        fail_msg("kernel %s, %d threads, M=%d N=%d K=%d: element (%zu, %zu) is "
+                                 "%.9g, the FMA chain %.9g",
+                                 KERNELS[kn], threads, M, N, K, i / (size_t)N, i % (size_t)N,
+                                 (double)got[i], (double)want[i]);
+                be->ops->free_buf(be, &bx);
+                be->ops->free_buf(be, &bw);
+                be->ops->free_buf(be, &bo);
+                be->ops->destroy(be);
+                ran++;
+            }
+        assert_true(ran >= 2); /* the portable kernel at least, with 1 and 3 threads */
+        free(x), free(w), free(want), free(got);
+    }
+}
+
 /* A row's result is the same bits whatever the rows around it, their number and the
  * number of threads: a frame's embedding does not depend on its batch (shard + merge
- * give one run's bytes). OpenBLAS alone computes the last M mod 8 rows of a call with
- * other kernels, which differ in the last bits. */
+ * give one run's bytes). OpenBLAS's sgemm does not promise this (its AVX2/AVX-512
+ * kernels round a row by its position in the call); the test's own ctest variants run it
+ * with each OpenBLAS core type, whose kernels must play no part in it. */
 static void test_linear_rows_independent(void **state)
 {
     (void)state;
-    enum { ROWS = 203, N = 96, K = 80 };
-    float *x = malloc(sizeof(float) * ROWS * K), *w = malloc(sizeof(float) * N * K);
-    float *b = malloc(sizeof(float) * N);
-    float *all = malloc(sizeof(float) * ROWS * N), *got = malloc(sizeof(float) * ROWS * N);
-    fill(x, (size_t)ROWS * K, 1);
-    fill(w, (size_t)N * K, 0.5f);
-    fill(b, N, 1);
-    vnp_backend *ref = make(1);
-    vnp_buf rw = up(ref, w, (size_t)N * K), rb = up(ref, b, N);
-    linear_rows(ref, x, &rw, &rb, 0, ROWS, N, K, all);
-    static const int threads[] = {1, 2, 3};
-    static const int sizes[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 100, 161};
-    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
-        vnp_backend *be = make(threads[t]);
-        vnp_buf bw = up(be, w, (size_t)N * K), bb = up(be, b, N);
-        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-            for (int off = 0; off + sizes[i] <= ROWS; off += 41) {
-                linear_rows(be, x, &bw, &bb, off, sizes[i], N, K, got);
-                if (memcmp(got, all + (size_t)off * N, sizeof(float) * sizes[i] * N))
-                    fail_msg("%d threads: rows %d..%d computed alone differ from the same rows "
-                             "of one call over %d rows",
-                             threads[t], off, off + sizes[i] - 1, ROWS);
-            }
-        be->ops->free_buf(be, &bw);
-        be->ops->free_buf(be, &bb);
-        be->ops->destroy(be);
+    static const int shapes[][2] = {{96, 80}, {200, 600}}; /* N, K */
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        enum { ROWS = 203 };
+        int N = shapes[s][0], K = shapes[s][1];
+        float *x = malloc(sizeof(float) * ROWS * K), *w = malloc(sizeof(float) * N * K);
+        float *b = malloc(sizeof(float) * N);
+        float *all = malloc(sizeof(float) * ROWS * N), *got = malloc(sizeof(float) * ROWS * N);
+        fill(x, (size_t)ROWS * K, 1);
+        fill(w, (size_t)N * K, 0.5f);
+        fill(b, N, 1);
+        vnp_backend *ref = make(1);
+        vnp_buf rw = up(ref, w, (size_t)N * K), rb = up(ref, b, N);
+        linear_rows(ref, x, &rw, &rb, 0, ROWS, N, K, all);
+        static const int threads[] = {1, 2, 3};
+        static const int sizes[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 100, 161};
+        for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+            vnp_backend *be = make(threads[t]);
+            vnp_buf bw = up(be, w, (size_t)N * K), bb = up(be, b, N);
+            for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+                for (int off = 0; off + sizes[i] <= ROWS; off += 41) {
+                    linear_rows(be, x, &bw, &bb, off, sizes[i], N, K, got);
+                    if (memcmp(got, all + (size_t)off * N, sizeof(float) * sizes[i] * N))
+                        fail_msg("%d threads, N=%d K=%d: rows %d..%d computed alone differ "
+                                 "from the same rows of one call over %d rows",
+                                 threads[t], N, K, off, off + sizes[i] - 1, ROWS);
+                }
+            be->ops->free_buf(be, &bw);
+            be->ops->free_buf(be, &bb);
+            be->ops->destroy(be);
+        }
+        /* and with every kernel this CPU has */
+        for (size_t kn = 0; kn < sizeof KERNELS / sizeof KERNELS[0]; kn++) {
+            vnp_backend *be = make_kernel(KERNELS[kn], 2);
+            if (!be)
+                continue;
+            vnp_buf bw = up(be, w, (size_t)N * K), bb = up(be, b, N);
+            linear_rows(be, x, &bw, &bb, 0, ROWS, N, K, got);
+            if (memcmp(got, all, sizeof(float) * ROWS * N))
+                fail_msg("kernel %s, N=%d K=%d: not the default kernel's bits", KERNELS[kn], N,
+                         K);
+            be->ops->free_buf(be, &bw);
+            be->ops->free_buf(be, &bb);
+            be->ops->destroy(be);
+        }
+        ref->ops->free_buf(ref, &rw);
+        ref->ops->free_buf(ref, &rb);
+        ref->ops->destroy(ref);
+        free(x), free(w), free(b), free(all), free(got);
     }
-    ref->ops->free_buf(ref, &rw);
-    ref->ops->free_buf(ref, &rb);
-    ref->ops->destroy(ref);
-    free(x), free(w), free(b), free(all), free(got);
+}
+
+/* VIRNUCPRO_CPU_KERNEL naming no kernel: the backend is not made, and the message names
+ * the variable, the value and the choices. */
+static void test_kernel_env(void **state)
+{
+    (void)state;
+    vnp_backend *be = NULL;
+    vnp_error err = {0};
+    setenv("VIRNUCPRO_CPU_KERNEL", "sse9", 1);
+    vnp_code rc = vnp_backend_cpu_create(2, &be, &err);
+    unsetenv("VIRNUCPRO_CPU_KERNEL");
+    assert_int_equal(rc, VNP_EINVAL);
+    assert_null(be);
+    assert_non_null(strstr(err.msg, "VIRNUCPRO_CPU_KERNEL=sse9"));
+    assert_non_null(strstr(err.msg, "generic"));
 }
 
 static void test_layernorm(void **state)
@@ -751,7 +858,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_fma_chain),
         cmocka_unit_test(test_linear_rows_independent),
+        cmocka_unit_test(test_kernel_env),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_embedding_gated),
         cmocka_unit_test(test_mean_pool),

@@ -329,7 +329,23 @@ static const vnp_backend_ops cpu_ops = {
 
 static void openblas_single_thread(void) { openblas_set_num_threads(1); }
 
-const char *vnp_backend_cpu_blas(void) { return openblas_get_config(); }
+static char blas_desc[256];
+static void describe_blas(void)
+{
+    const vnp_cpu_matmul_kernel *k = NULL;
+    vnp_error e = {0};
+    int bad = vnp_cpu_matmul_select(getenv("VIRNUCPRO_CPU_KERNEL"), &k, &e) != VNP_OK;
+    snprintf(blas_desc, sizeof blas_desc, "%s; linear layers: own FMA matmul (%s)",
+             openblas_get_config(), bad ? "VIRNUCPRO_CPU_KERNEL not usable" : vnp_cpu_matmul_name(k));
+}
+
+/* OpenBLAS (attention, training GEMMs) and the kernel of the linear layers. */
+const char *vnp_backend_cpu_blas(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, describe_blas);
+    return blas_desc;
+}
 
 vnp_code vnp_backend_cpu_create(int threads, vnp_backend **out, vnp_error *err)
 {
@@ -379,6 +395,8 @@ vnp_code vnp_backend_cpu_create_emulating(int threads, vnp_precision prec, vnp_b
     vnp_code rc = VNP_OK;
     if (!c->scratch || !c->scratch_cap)
         rc = vnp_fail(err, VNP_ENOMEM, "out of memory creating the CPU backend");
+    if (!rc)
+        rc = vnp_cpu_matmul_select(getenv("VIRNUCPRO_CPU_KERNEL"), &c->matmul, err);
     if (!rc)
         rc = vnp_cpu_pool_create(threads, &c->pool, err);
     if (rc) {

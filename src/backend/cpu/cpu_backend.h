@@ -1,6 +1,7 @@
 /* Internals of the CPU backend shared by its op files. Activations and
- * weights are plain float32 host arrays; OpenBLAS runs single-threaded inside
- * our own worker pool so that one threading model governs every op. */
+ * weights are plain float32 host arrays; OpenBLAS (attention, training) and our own
+ * matmul (linear layers) run single-threaded inside our own worker pool so that one
+ * threading model governs every op. */
 #ifndef VNP_CPU_BACKEND_H
 #define VNP_CPU_BACKEND_H
 
@@ -20,9 +21,28 @@ typedef struct vnp_cpu_gemm_weight {
     size_t rows;
 } vnp_cpu_gemm_weight;
 
+/* ---- the batch-invariant matmul of linear() (cpu_matmul.c) ---- */
+typedef struct vnp_cpu_matmul_kernel vnp_cpu_matmul_kernel;
+/* The kernel named `want` ("generic", "avx2", "avx512"; an error when unknown or when
+ * this CPU lacks its instructions), or with want NULL or empty the fastest this CPU runs.
+ * All give the same bits. */
+vnp_code vnp_cpu_matmul_select(const char *want, const vnp_cpu_matmul_kernel **out,
+                               vnp_error *err);
+const char *vnp_cpu_matmul_name(const vnp_cpu_matmul_kernel *k);
+/* Floats of scratch one vnp_cpu_matmul_nt call needs (whatever the shapes). */
+size_t vnp_cpu_matmul_scratch(void);
+/* out[r][c] = sum over k of x[r][k] w[c][k] for r < rows, c < cols (row-major, leading
+ * dimensions ldx, ldw, ldo), each element one FMA chain over k = 0..K-1 from +0, so a
+ * row's result depends on nothing but that row and w. */
+void vnp_cpu_matmul_nt(const vnp_cpu_matmul_kernel *kern, const float *x, size_t ldx, int rows,
+                       const float *w, size_t ldw, int cols, int K, float *out, size_t ldo,
+                       float *scratch);
+
 typedef struct vnp_cpu {
     vnp_cpu_pool *pool;
     int nthreads;
+    /* linear()'s matmul kernel, chosen at creation (VIRNUCPRO_CPU_KERNEL forces one) */
+    const vnp_cpu_matmul_kernel *matmul;
     /* Reduced-precision emulation (--precision fp16|bf16|fp8 on the CPU): NULL for FP32,
      * the default, whose ops are untouched. act is what activations are rounded to
      * (VNP_FMT_F32 when not emulating). */

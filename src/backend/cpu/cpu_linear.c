@@ -1,15 +1,14 @@
-/* linear: out = act(x W^T + bias) + residual with OpenBLAS sgemm.
+/* linear: out = act(x W^T + bias) + residual.
  * The work is cut into one block per worker, by rows of x when there are
  * enough of them, else by output columns (rows of W). Each worker multiplies
  * into its own scratch tile and applies the epilogue while the tile is hot,
  * so `out` may alias `residual`.
  *
- * A row's result does not depend on M or on where the row sits: OpenBLAS computes
- * the last M mod 8 rows of a call with other kernels than the rest (the last bits
- * differ), so every sgemm here gets a multiple of ROW_GRAIN rows starting at a
- * multiple of ROW_GRAIN, the rows after the last full group copied into a tile padded
- * with zero rows. A frame's embedding is then the same whichever frames share its
- * batch, so shards merge to one run's bytes (tests/backend/test_cpu_backend.c pins it).
+ * The product is cpu_matmul.c's, not OpenBLAS's sgemm: each element is one FMA chain
+ * over k, so a row's result does not depend on M, on where the row sits or on the
+ * blocking. A frame's embedding is then the same whichever frames share its batch, so
+ * shards merge to one run's bytes on any CPU (tests/backend/test_cpu_backend.c pins it
+ * against every kernel OpenBLAS could have picked).
  *
  * Emulated precisions (a W uploaded as an emulated GEMM weight), as the CUDA
  * backend computes with cuBLASLt: x and W already hold values of the GEMM format;
@@ -18,7 +17,6 @@
  * that runs as its own kernel (GELU; ReLU with a residual). FP8 (E4M3): each row of
  * x is quantised with its own scale (amax / 448) on the fly and the accumulator is
  * multiplied by the row's and the output channel's scales, (acc * sx) * sw. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -36,41 +34,12 @@ typedef struct {
     const float *xs, *ws; /* E4M3: scales of the rows of x and of the rows of W */
 } linear_job;
 
-#define ROW_GRAIN 16
-
-static int round_up_rows(int m)
-{
-    return (m + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN;
-}
-
-/* tile[0 .. rows) x cols = x[m0 .. m0 + rows) W[n0 .. n0 + cols)^T, the rows after the
- * last full group of ROW_GRAIN through `pad` (ROW_GRAIN x K floats). m0 is a multiple of
- * ROW_GRAIN. */
-static void gemm_rows(const linear_job *j, int m0, int rows, int n0, int cols, float *tile,
-                      float *pad)
-{
-    int full = rows / ROW_GRAIN * ROW_GRAIN, rest = rows - full;
-    const float *w = j->w + (size_t)n0 * j->K;
-    if (full)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, full, cols, j->K, 1.0f,
-                    j->x + (size_t)m0 * j->K, j->K, w, j->K, 0.0f, tile, cols);
-    if (rest) {
-        size_t kept = (size_t)rest * j->K;
-        memcpy(pad, j->x + (size_t)(m0 + full) * j->K, kept * sizeof(float));
-        memset(pad + kept, 0, ((size_t)ROW_GRAIN * j->K - kept) * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ROW_GRAIN, cols, j->K, 1.0f, pad,
-                    j->K, w, j->K, 0.0f, tile + (size_t)full * cols, cols);
-    }
-}
-
 static void linear_block(void *ctx, size_t begin, size_t end, int worker)
 {
     const linear_job *j = ctx;
     float *tile = j->c->scratch[worker];
-    /* the tile holds the rows padded to ROW_GRAIN; the padded x rows follow it */
-    size_t tile_n = j->by_rows ? (size_t)round_up_rows(j->step) * j->N
-                               : (size_t)round_up_rows(j->M) * j->step;
-    float *pad = tile + tile_n;
+    /* the product tile, then the matmul's own scratch */
+    float *mm = tile + (j->by_rows ? (size_t)j->step * j->N : (size_t)j->M * j->step);
     for (size_t b = begin; b < end; b++) {
         int m0 = 0, m1 = j->M, n0 = 0, n1 = j->N;
         if (j->by_rows) {
@@ -83,7 +52,9 @@ static void linear_block(void *ctx, size_t begin, size_t end, int worker)
         int rows = m1 - m0, cols = n1 - n0;
         if (rows <= 0 || cols <= 0)
             continue;
-        gemm_rows(j, m0, rows, n0, cols, tile, pad);
+        vnp_cpu_matmul_nt(j->c->matmul, j->x + (size_t)m0 * j->K, (size_t)j->K, rows,
+                          j->w + (size_t)n0 * j->K, (size_t)j->K, cols, j->K, tile,
+                          (size_t)cols, mm);
         /* One simple pass per step so that each loop vectorises. */
         unsigned bad = 0;
         /* emulation: the GEMM's result is stored (rounded) before the activation kernel */
@@ -194,7 +165,7 @@ vnp_code vnp_cpu_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, con
     if (t > 1) {
         if (M >= 16 * t) {
             j.by_rows = 1;
-            j.step = round_up_rows((M + t - 1) / t);
+            j.step = (M + t - 1) / t;
             blocks = (size_t)((M + j.step - 1) / j.step);
         } else {
             j.by_rows = 0;
@@ -202,8 +173,8 @@ vnp_code vnp_cpu_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, con
             blocks = (size_t)((N + j.step - 1) / j.step);
         }
     }
-    size_t tile = j.by_rows ? (size_t)round_up_rows(j.step) * N : (size_t)round_up_rows(M) * j.step;
-    rc = vnp_cpu_reserve_scratch(c, tile + (size_t)ROW_GRAIN * K, err);
+    size_t tile = j.by_rows ? (size_t)j.step * N : (size_t)M * j.step;
+    rc = vnp_cpu_reserve_scratch(c, tile + vnp_cpu_matmul_scratch(), err);
     if (rc)
         return rc;
     vnp_cpu_pool_run(c->pool, blocks, 1, linear_block, &j);

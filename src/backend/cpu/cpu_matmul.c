@@ -1,0 +1,238 @@
+/* A batch-invariant float32 matmul, out = x w^T, for linear().
+ *
+ * Every output element is one fused multiply-add chain over k = 0, 1, ..., K-1 that starts
+ * from +0: acc = fma(x[k], w[k], acc). Nothing about the call changes that order: not the
+ * number of rows, not where a row sits, not the tiling, not the instruction set (the AVX2,
+ * AVX-512 and portable kernels give the same bits). So a frame's embedding is the same
+ * whichever frames share its batch, whatever `--batch-tokens` and `-t` are, and on any CPU
+ * with FMA. OpenBLAS cannot promise this: its AVX2 and AVX-512 sgemm kernels (`Haswell`,
+ * `Zen`, `SkylakeX`) round a row differently by its position in the call and by the
+ * call's size, which broke byte-identical shard merges on most users' CPUs.
+ *
+ * Tiling: K is cut into blocks of KC; within a block, W's rows (output channels) are
+ * packed by NC-column blocks into panels of NR channels, k-major (panel[k][0..NR)), and
+ * an MR x NR register tile of accumulators sweeps the rows. A tile that continues a K
+ * block reloads its partial sums from `out` (floats, so the chain is unchanged). Tails
+ * (fewer than MR rows or NR channels) run the same kernel on zero-padded copies. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_backend.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define VNP_MATMUL_X86 1
+#include <immintrin.h>
+#endif
+
+#define KC 256
+#define NC 128 /* a multiple of every kernel's NR */
+#define MR_MAX 14
+#define NR_MAX 32
+
+/* Accumulates MR rows (xr[i] points at each row's k-block) times a packed panel
+ * (kc x NR, k-major) into c (MR x NR, leading dimension ldc); acc starts from c when
+ * `cont`. MR and NR are the kernel's. */
+typedef void (*tile_fn)(int kc, const float *const *xr, const float *panel, float *c,
+                        size_t ldc, int cont);
+
+#define GENERIC_MR 4
+#define GENERIC_NR 16
+static void tile_generic(int kc, const float *const *xr, const float *panel, float *c,
+                         size_t ldc, int cont)
+{
+    float acc[GENERIC_MR][GENERIC_NR];
+    for (int i = 0; i < GENERIC_MR; i++)
+        for (int j = 0; j < GENERIC_NR; j++)
+            acc[i][j] = cont ? c[(size_t)i * ldc + (size_t)j] : 0.0f;
+    for (int k = 0; k < kc; k++) {
+        const float *p = panel + (size_t)k * GENERIC_NR;
+        for (int i = 0; i < GENERIC_MR; i++) {
+            float a = xr[i][k];
+            for (int j = 0; j < GENERIC_NR; j++)
+                acc[i][j] = fmaf(a, p[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < GENERIC_MR; i++)
+        memcpy(c + (size_t)i * ldc, acc[i], sizeof acc[i]);
+}
+
+#ifdef VNP_MATMUL_X86
+#define AVX2_MR 6
+#define AVX2_NR 16
+__attribute__((target("avx2,fma"))) static void tile_avx2(int kc, const float *const *xr,
+                                                          const float *panel, float *c,
+                                                          size_t ldc, int cont)
+{
+    __m256 a0[AVX2_MR], a1[AVX2_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX2_MR; i++) {
+        a0[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc) : _mm256_setzero_ps();
+        a1[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc + 8) : _mm256_setzero_ps();
+    }
+    for (int k = 0; k < kc; k++) {
+        __m256 w0 = _mm256_loadu_ps(panel + (size_t)k * AVX2_NR);
+        __m256 w1 = _mm256_loadu_ps(panel + (size_t)k * AVX2_NR + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < AVX2_MR; i++) {
+            __m256 x = _mm256_broadcast_ss(xr[i] + k);
+            a0[i] = _mm256_fmadd_ps(x, w0, a0[i]);
+            a1[i] = _mm256_fmadd_ps(x, w1, a1[i]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX2_MR; i++) {
+        _mm256_storeu_ps(c + (size_t)i * ldc, a0[i]);
+        _mm256_storeu_ps(c + (size_t)i * ldc + 8, a1[i]);
+    }
+}
+
+#define AVX512_MR 12
+#define AVX512_NR 32
+__attribute__((target("avx512f"))) static void tile_avx512(int kc, const float *const *xr,
+                                                           const float *panel, float *c,
+                                                           size_t ldc, int cont)
+{
+    __m512 a0[AVX512_MR], a1[AVX512_MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < AVX512_MR; i++) {
+        a0[i] = cont ? _mm512_loadu_ps(c + (size_t)i * ldc) : _mm512_setzero_ps();
+        a1[i] = cont ? _mm512_loadu_ps(c + (size_t)i * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (int k = 0; k < kc; k++) {
+        __m512 w0 = _mm512_loadu_ps(panel + (size_t)k * AVX512_NR);
+        __m512 w1 = _mm512_loadu_ps(panel + (size_t)k * AVX512_NR + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < AVX512_MR; i++) {
+            __m512 x = _mm512_set1_ps(xr[i][k]);
+            a0[i] = _mm512_fmadd_ps(x, w0, a0[i]);
+            a1[i] = _mm512_fmadd_ps(x, w1, a1[i]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < AVX512_MR; i++) {
+        _mm512_storeu_ps(c + (size_t)i * ldc, a0[i]);
+        _mm512_storeu_ps(c + (size_t)i * ldc + 16, a1[i]);
+    }
+}
+#endif
+
+static const struct vnp_cpu_matmul_kernel {
+    const char *name;
+    int mr, nr;
+    tile_fn tile;
+} kernels[] = {
+    {"generic", GENERIC_MR, GENERIC_NR, tile_generic},
+#ifdef VNP_MATMUL_X86
+    {"avx2", AVX2_MR, AVX2_NR, tile_avx2},
+    {"avx512", AVX512_MR, AVX512_NR, tile_avx512},
+#endif
+};
+
+static int kernel_supported(const struct vnp_cpu_matmul_kernel *k)
+{
+#ifdef VNP_MATMUL_X86
+    if (k->tile == tile_avx2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (k->tile == tile_avx512)
+        return __builtin_cpu_supports("avx512f");
+#endif
+    return 1;
+}
+
+vnp_code vnp_cpu_matmul_select(const char *want, const vnp_cpu_matmul_kernel **out,
+                               vnp_error *err)
+{
+    size_t n = sizeof kernels / sizeof *kernels;
+    if (want && *want) {
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(want, kernels[i].name)) {
+                if (!kernel_supported(&kernels[i]))
+                    return vnp_fail(err, VNP_EINVAL,
+                                    "VIRNUCPRO_CPU_KERNEL=%s: this CPU lacks the instructions "
+                                    "of that kernel; unset it or choose generic",
+                                    want);
+                *out = &kernels[i];
+                return VNP_OK;
+            }
+        return vnp_fail(err, VNP_EINVAL,
+                        "VIRNUCPRO_CPU_KERNEL=%s: not a CPU matmul kernel of this build "
+                        "(generic%s)",
+                        want, n > 1 ? ", avx2, avx512" : "");
+    }
+    *out = &kernels[0];
+    for (size_t i = 1; i < n; i++)
+        if (kernel_supported(&kernels[i]))
+            *out = &kernels[i];
+    return VNP_OK;
+}
+
+const char *vnp_cpu_matmul_name(const vnp_cpu_matmul_kernel *k) { return k->name; }
+
+size_t vnp_cpu_matmul_scratch(void)
+{
+    /* the packed W block, a zero row, and a tile for the tails */
+    return (size_t)KC * NC + KC + (size_t)MR_MAX * NR_MAX;
+}
+
+/* Packs channels [n0, n0 + nc) of w, k-block [k0, k0 + kc), into nr-wide panels, the
+ * channels past nc zero. */
+static void pack_w(const float *w, size_t ldw, int n0, int nc, int k0, int kc, int nr,
+                   float *pk)
+{
+    for (int p = 0; p < nc; p += nr) {
+        int cols = nc - p < nr ? nc - p : nr;
+        float *dst = pk + (size_t)p * kc;
+        for (int j = 0; j < cols; j++) {
+            const float *src = w + (size_t)(n0 + p + j) * ldw + (size_t)k0;
+            for (int k = 0; k < kc; k++)
+                dst[(size_t)k * nr + (size_t)j] = src[k];
+        }
+        for (int j = cols; j < nr; j++)
+            for (int k = 0; k < kc; k++)
+                dst[(size_t)k * nr + (size_t)j] = 0.0f;
+    }
+}
+
+void vnp_cpu_matmul_nt(const vnp_cpu_matmul_kernel *kern, const float *x, size_t ldx, int rows,
+                       const float *w, size_t ldw, int cols, int K, float *out, size_t ldo,
+                       float *scratch)
+{
+    const int mr = kern->mr, nr = kern->nr;
+    float *pk = scratch, *zero = pk + (size_t)KC * NC, *tmp = zero + KC;
+    memset(zero, 0, KC * sizeof *zero);
+    if (K <= 0) { /* an empty sum: +0, as the chain starts */
+        for (int r = 0; r < rows; r++)
+            memset(out + (size_t)r * ldo, 0, (size_t)cols * sizeof *out);
+        return;
+    }
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        int kc = K - k0 < KC ? K - k0 : KC, cont = k0 > 0;
+        for (int n0 = 0; n0 < cols; n0 += NC) {
+            int nc = cols - n0 < NC ? cols - n0 : NC;
+            pack_w(w, ldw, n0, nc, k0, kc, nr, pk);
+            for (int m0 = 0; m0 < rows; m0 += mr) {
+                int mrows = rows - m0 < mr ? rows - m0 : mr;
+                const float *xr[MR_MAX];
+                for (int i = 0; i < mr; i++)
+                    xr[i] = i < mrows ? x + (size_t)(m0 + i) * ldx + (size_t)k0 : zero;
+                for (int p = 0; p < nc; p += nr) {
+                    int pc = nc - p < nr ? nc - p : nr;
+                    float *c = out + (size_t)m0 * ldo + (size_t)(n0 + p);
+                    if (mrows == mr && pc == nr) {
+                        kern->tile(kc, xr, pk + (size_t)p * kc, c, ldo, cont);
+                        continue;
+                    }
+                    memset(tmp, 0, (size_t)MR_MAX * NR_MAX * sizeof *tmp);
+                    for (int i = 0; i < mrows && cont; i++)
+                        memcpy(tmp + (size_t)i * nr, c + (size_t)i * ldo,
+                               (size_t)pc * sizeof *tmp);
+                    kern->tile(kc, xr, pk + (size_t)p * kc, tmp, (size_t)nr, cont);
+                    for (int i = 0; i < mrows; i++)
+                        memcpy(c + (size_t)i * ldo, tmp + (size_t)i * nr,
+                               (size_t)pc * sizeof *tmp);
+                }
+            }
+        }
+    }
+}
