@@ -252,6 +252,8 @@ int vnp_cpu_threads_available(void);
 
 /* ---- predict ---- */
 
+struct vnp_run_record;
+
 typedef struct vnp_predict_options {
     const char *input;      /* FASTA/FASTQ path, gzip or not; "-" = stdin */
     const char *out_dir;    /* created if missing */
@@ -284,6 +286,12 @@ typedef struct vnp_predict_options {
                              * (prediction_results_highestscore.csv); 0 = 16 MiB */
     unsigned shard_index;   /* --shard I/N: only records whose 0-based index modulo N is */
     unsigned shard_count;   /* I - 1; also writes shard.txt for vnp_merge (0/0: no shard) */
+    const struct vnp_run_record *record; /* run.json (argc, argv, start; the CLI's): predict
+                             * writes it where a kill must not leave an old one behind:
+                             * status "running" when a fresh run clears the directory, and
+                             * "ok" as the last file of the commit (under run.json.part, renamed
+                             * with the outputs, so a --resume of a run killed in its commit
+                             * finishes it too). NULL: predict writes no run.json */
 } vnp_predict_options;
 
 /* Defaults: device "auto", VNP_PREC_DEFAULT (FP16 on CUDA, FP32 on the CPU),
@@ -311,6 +319,8 @@ typedef struct vnp_predict_stats {
     size_t window_orfs;       /* the window used */
     char records_sha256[65];  /* SHA-256 of the records read (IDs and sequences; "" when
                                * none was read) */
+    int record_written;       /* o->record: run.json (status ok) was committed with the
+                               * outputs */
 } vnp_predict_stats;
 
 /* Output file names inside out_dir. */
@@ -346,6 +356,8 @@ typedef struct vnp_run_record {
     double start, end;            /* wall clock, seconds since the epoch */
     int exit_status;              /* the process's */
     const char *error;            /* the error message, NULL on success */
+    int running;                  /* status "running" (a run has started in the directory;
+                                   * end_time and exit_status null): exit_status is not used */
 } vnp_run_record;
 
 /* Writes o->out_dir/run.json (cJSON; a temporary file renamed into place): the tool
@@ -355,6 +367,8 @@ typedef struct vnp_run_record {
  * of the records), the options, the counts, the time of each stage, peak RSS, the exit
  * status and the error. Schema "virnucpro-run/1" (README). */
 vnp_code vnp_run_record_write(const vnp_run_record *r, vnp_error *err);
+/* The same under another name in o->out_dir (predict's commit: "run.json.part"). */
+vnp_code vnp_run_record_write_as(const vnp_run_record *r, const char *name, vnp_error *err);
 
 /* Loads and checks every model (classifier input = DNABERT-S hidden + ESM-2
  * hidden) before the input is opened, then streams the input to the outputs.
@@ -380,6 +394,17 @@ vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp
  * shard given twice or missing, an unfinished shard, and files it cannot combine. The
  * files appear in out_dir only when all are complete (".part" names, then renames). */
 vnp_code vnp_merge(const char *out_dir, const char *const *dirs, size_t ndirs, vnp_error *err);
+/* out_dir/merge.journal: written by vnp_merge once every merged file is complete, before
+ * the first rename, and removed by vnp_merge_finish; while it is there out_dir is half
+ * merged (a merge stopped in its renames, or in vnp_merge_report), and classify, merge
+ * (out_dir as a shard) and predict refuse it. Running the merge again completes it. */
+#define VNP_MERGE_JOURNAL "merge.journal"
+/* VNP_EINVAL naming the directory and saying to run the merge again when dir is half
+ * merged; VNP_OK otherwise. */
+vnp_code vnp_merge_check_complete(const char *dir, vnp_error *err);
+/* After vnp_merge (and vnp_merge_report, when it runs, whether it succeeded or not): out_dir
+ * is complete, its journal goes. */
+vnp_code vnp_merge_finish(const char *out_dir, vnp_error *err);
 /* After vnp_merge: report.html and plots/ of out_dir (and its derived tables again, the same
  * bytes), drawn from the merged rows and `input`, the file the shards read (its records
  * must have the run's SHA-256), with the shards' -l, --min-score and --plots (from

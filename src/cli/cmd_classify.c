@@ -150,6 +150,9 @@ int vnp_cmd_classify(int argc, char **argv)
         vnp_cli_error("%s holds an unfinished predict run (predict.journal); finish it with "
                       "'virnucpro predict --resume' first", dir);
         rc = 1;
+    } else if (vnp_merge_check_complete(dir, &err) != VNP_OK) {
+        vnp_cli_error("%s", err.msg);
+        rc = 1;
     } else if (access(results, R_OK) != 0) {
         vnp_cli_error("%s has no %s: give the output directory of a finished predict run",
                       dir, VNP_PREDICT_RESULTS);

@@ -82,7 +82,13 @@ int vnp_cmd_merge(int argc, char **argv)
     char recorded[4096] = "";
     if (!input && vnp_merge_recorded_input(out, recorded, sizeof recorded))
         input = recorded;
-    if (input && vnp_merge_report(out, input, &err) != VNP_OK) {
+    vnp_code rc = input ? vnp_merge_report(out, input, &err) : VNP_OK;
+    vnp_error ferr;
+    if (vnp_merge_finish(out, &ferr) != VNP_OK) { /* the merged files are complete */
+        vnp_cli_error("%s", ferr.msg);
+        return 1;
+    }
+    if (rc != VNP_OK) {
         vnp_cli_error("%s (the merged tables are in %s; report.html and plots/ are not)",
                       err.msg, out);
         return 1;

@@ -328,22 +328,34 @@ int vnp_cmd_predict(int argc, char **argv)
         return 1;
     }
     o.out_dir = dir;
+    /* a merge's output stopped in its renames: the merge completes it (refused before the
+     * run, which would write its run.json there) */
+    if (vnp_merge_check_complete(dir, &err) != VNP_OK) {
+        vnp_cli_error("%s", err.msg);
+        free(dir);
+        return 1;
+    }
     o.handle_signals = 1; /* SIGINT/SIGTERM/SIGHUP stop at a resumable point */
     vnp_predict_stats st;
     memset(&st, 0, sizeof st);
     double start = wall_clock();
+    /* predict writes run.json itself as the run starts ("running") and in its commit
+     * ("ok", renamed with the outputs) */
+    vnp_run_record rec = {cmdn, cmdline, &o, &st, start, start, 0, NULL, 0};
+    o.record = &rec;
     vnp_code rc = vnp_predict(&o, &st, &err);
     int status = rc == VNP_OK ? 0 : rc == VNP_EINTERRUPTED ? 128 + st.signal : 1;
-    /* run.json, on success and failure (in DIR, made for it if the run failed before
-     * making it); not for a directory another run holds, nor when --resume found nothing
-     * to do and the finished run's record is there */
+    /* run.json of a failure (in DIR, made for it if the run failed before making it); not
+     * for a directory another run holds, nor a success (committed with the outputs), nor
+     * when --resume found nothing to do and the finished run's record is there */
     vnp_error derr;
     char rj[4200];
     snprintf(rj, sizeof rj, "%s/%s", dir, VNP_PREDICT_RUN_JSON);
-    if (rc != VNP_EBUSY && !(st.already_done && access(rj, F_OK) == 0) &&
+    if (rc != VNP_EBUSY && !(rc == VNP_OK && st.record_written) &&
+        !(st.already_done && access(rj, F_OK) == 0) &&
         vnp_mkdirs(dir, "output directory", &derr) == VNP_OK) {
         vnp_run_record r = {cmdn, cmdline, &o, &st, start, wall_clock(), status,
-                            rc == VNP_OK ? NULL : err.msg};
+                            rc == VNP_OK ? NULL : err.msg, 0};
         vnp_error jerr;
         if (vnp_run_record_write(&r, &jerr) != VNP_OK)
             fprintf(stderr, "virnucpro: warning: %s\n", jerr.msg);

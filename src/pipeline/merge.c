@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/fs.h"
+#include "pipeline/crash_point.h"
 #include "pipeline/journal.h"
 #include "pipeline/predict_internal.h"
 #include "pipeline/shard.h"
@@ -693,6 +694,9 @@ static vnp_code read_shard(const char *dir, vnp_shard_record *r, vnp_error *err)
     if (!vnp_is_dir(dir))
         return vnp_fail(err, VNP_ENOTFOUND, "%s is not a directory (a predict --shard output)",
                         dir);
+    vnp_code mrc = vnp_merge_check_complete(dir, err);
+    if (mrc)
+        return mrc;
     char *path = join(dir, VNP_SHARD_FILE, ""), *journal = join(dir, VNP_PREDICT_JOURNAL, "");
     vnp_code rc = path && journal ? vnp_shard_record_read(path, r, err)
                                   : vnp_fail(err, VNP_ENOMEM, "out of memory");
@@ -795,6 +799,86 @@ static void raise_open_files(size_t shards)
     }
 }
 
+/* ---- merge.journal: out_dir is being committed ---- */
+
+static char *merge_journal_path(const char *dir) { return join(dir, VNP_MERGE_JOURNAL, ""); }
+
+vnp_code vnp_merge_check_complete(const char *dir, vnp_error *err)
+{
+    char *p = merge_journal_path(dir);
+    if (!p)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    int half = access(p, F_OK) == 0;
+    free(p);
+    if (!half)
+        return VNP_OK;
+    return vnp_fail(err, VNP_EINVAL,
+                    "%s is half merged (%s: a 'virnucpro merge -o %s' stopped before all its "
+                    "files were in place): run that merge again to complete it",
+                    dir, VNP_MERGE_JOURNAL, dir);
+}
+
+/* What is being renamed into out_dir, written before the first rename (a temporary file
+ * flushed to disk, then renamed): its presence is what readers check; the rest is for
+ * the person who finds it. */
+static vnp_code write_merge_journal(const char *out_dir, const merge_ctx *m, char **names,
+                                    int count, vnp_error *err)
+{
+    char *path = merge_journal_path(out_dir), *tmp = join(out_dir, VNP_MERGE_JOURNAL, ".tmp");
+    vnp_code rc = VNP_OK;
+    if (!path || !tmp) {
+        rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+    } else {
+        FILE *f = fopen(tmp, "w");
+        int bad = !f || fprintf(f, "virnucpro merge journal 1\n# this directory is half "
+                                   "merged until this file goes: run the same 'virnucpro "
+                                   "merge' again to complete it\nstate committing\nshards "
+                                   "%zu\n", m->n) < 0;
+        for (size_t s = 0; s < m->n && !bad; s++)
+            bad = fprintf(f, "shard %s\n", m->sh[s].dir) < 0;
+        for (int i = 0; i < count && !bad; i++)
+            bad = fprintf(f, "file %s\n", names[i]) < 0;
+        if (!bad)
+            bad = fputs("end\n", f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0;
+        if (f && fclose(f) != 0)
+            bad = 1;
+        if (bad || rename(tmp, path) != 0) {
+            rc = vnp_fail(err, VNP_EIO, "cannot write %s: %s", path, strerror(errno));
+            remove(tmp);
+        }
+    }
+    if (!rc)
+        vnp_crash_point("merge journal written");
+    free(path);
+    free(tmp);
+    return rc;
+}
+
+/* report.html and plots/ of an earlier run or merge in out_dir: vnp_merge_report draws
+ * them again, else `classify` does. */
+static void remove_old_report(const char *out_dir)
+{
+    char *r = join(out_dir, VNP_PREDICT_REPORT, "");
+    if (r)
+        remove(r);
+    free(r);
+    vnp_derive_remove_plots(out_dir);
+}
+
+vnp_code vnp_merge_finish(const char *out_dir, vnp_error *err)
+{
+    char *p = merge_journal_path(out_dir);
+    if (!p)
+        return vnp_fail(err, VNP_ENOMEM, "out of memory");
+    vnp_code rc = VNP_OK;
+    if (remove(p) != 0 && errno != ENOENT)
+        rc = vnp_fail(err, VNP_EIO, "cannot remove %s: %s", p, strerror(errno));
+    else
+        vnp_crash_point("merge journal removed");
+    free(p);
+    return rc;
+}
+
 vnp_code vnp_merge(const char *out_dir, const char *const *dirs, size_t ndirs, vnp_error *err)
 {
     if (ndirs == 0)
@@ -860,19 +944,34 @@ vnp_code vnp_merge(const char *out_dir, const char *const *dirs, size_t ndirs, v
         }
         rc = run_merger(&m, merger_for(names[i]), names[i], parts[nparts++], err);
     }
-    for (size_t i = 0; i < nparts && !rc; i++) { /* every file complete: now the renames */
+    /* Every file is complete: the journal says the renames begin (from here on a stop
+     * leaves it, and every reader of out_dir refuses it until a merge completes), an
+     * earlier report of out_dir goes (it would not be of these files), then the renames. */
+    int committing = 0;
+    if (!rc && !(rc = write_merge_journal(out_dir, &m, names, count, err))) {
+        committing = 1;
+        remove_old_report(out_dir);
+    }
+    for (size_t i = 0; i < nparts && !rc; i++) {
         char *final = join(out_dir, names[i], "");
         if (!final)
             rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
         else if (rename(parts[i], final) != 0)
             rc = vnp_fail(err, VNP_EIO, "cannot rename %s to %s: %s", parts[i], final,
                           strerror(errno));
+        else
+            vnp_crash_point("merged file renamed into place");
         free(final);
     }
     for (size_t i = 0; i < nparts; i++) {
         if (rc)
             remove(parts[i]);
         free(parts[i]);
+    }
+    if (rc && committing) {
+        vnp_error first = *err;
+        vnp_fail(err, rc, "%s; %s is half merged: run the same merge again", first.msg,
+                 out_dir);
     }
     free(parts);
     vnp_list_dir_free(names, count);

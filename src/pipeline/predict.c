@@ -262,6 +262,15 @@ static vnp_code journal_setup(vnp_predict_ctx *c, int *done, vnp_error *err)
     if (!c->journal_path)
         return vnp_fail(err, VNP_ENOMEM, "out of memory");
     snprintf(c->journal_path, n, "%s/%s", o->out_dir, VNP_PREDICT_JOURNAL);
+    /* what a kill left half written under a temporary name (the lock is ours: no other run
+     * writes them) goes; a --resume with nothing to do must not leave it for merge */
+    static const char *const tmps[] = {VNP_PREDICT_JOURNAL ".tmp", VNP_PREDICT_RUN_JSON ".tmp",
+                                       VNP_PREDICT_RUN_JSON_PART ".tmp"};
+    for (size_t i = 0; i < sizeof tmps / sizeof tmps[0]; i++) {
+        char t[4200];
+        if ((size_t)snprintf(t, sizeof t, "%s/%s", o->out_dir, tmps[i]) < sizeof t)
+            remove(t);
+    }
     const char *dbg = getenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
     c->fail_after_windows = dbg ? atol(dbg) : 0;
     int resumable = !(o->embeddings || o->keep_intermediate || !strcmp(o->input, "-"));
@@ -397,6 +406,7 @@ static vnp_code run(vnp_predict_ctx *c, vnp_sig_watch *sw, vnp_error *err)
     int log = o->progress < 0 && !tty;
     vnp_predict_progress_init(&c->progress, on, log, o->log_interval, input_file_size(o->input));
     double t0 = vnp_predict_now();
+    c->run_start = t0;
     pthread_t reader, writer;
     if (pthread_create(&reader, NULL, vnp_predict_reader_main, c) != 0)
         return vnp_fail(err, VNP_ENOMEM, "cannot start the reader thread");
@@ -426,6 +436,47 @@ static vnp_code run(vnp_predict_ctx *c, vnp_sig_watch *sw, vnp_error *err)
     c->bytes_done = vnp_seq_file_bytes(c->reader);
     vnp_predict_tick(c, 1);
     return VNP_OK;
+}
+
+/* What the caller gets of the run's stats beyond c->st: the engine's counts, the derived
+ * outputs, the records' digest, peak RSS. */
+static void stats_of(vnp_predict_ctx *c, vnp_predict_stats *st)
+{
+    *st = c->st;
+    if (c->eng) {
+        vnp_engine_counts k;
+        vnp_engine_counts_get(c->eng, &k);
+        st->tokens = k.tokens;
+        st->recomputed = k.recomputed;
+        st->retired = k.retired;
+    }
+    st->derived = c->derived;
+    memcpy(st->records_sha256, c->input_sha256, sizeof st->records_sha256);
+    st->peak_rss_kb = vnp_predict_peak_rss_kb();
+}
+
+vnp_code vnp_predict_write_record(vnp_predict_ctx *c, int running, vnp_error *err)
+{
+    if (!c->o->record)
+        return VNP_OK;
+    vnp_predict_stats st;
+    stats_of(c, &st);
+    if (!running)
+        st.seconds = vnp_predict_now() - c->run_start;
+    vnp_run_record r = *c->o->record;
+    r.o = c->o;
+    r.st = &st;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    r.end = (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+    r.exit_status = 0;
+    r.error = NULL;
+    r.running = running;
+    vnp_code rc = vnp_run_record_write_as(
+        &r, running ? VNP_PREDICT_RUN_JSON : VNP_PREDICT_RUN_JSON_PART, err);
+    if (!rc && !running)
+        c->st.record_written = 1;
+    return rc;
 }
 
 vnp_code vnp_predict(const vnp_predict_options *o, vnp_predict_stats *stats, vnp_error *err)

@@ -62,6 +62,7 @@ typedef struct vnp_predict_ctx {
     int lock_fd;             /* flock on DIR/.virnucpro.lock, held for the whole run */
     char *lock_path;
     char *spool_path;        /* stdin: the copy of the records for viral.fna (derive.c) */
+    double run_start;        /* vnp_predict_now() when the first record is read */
 
     /* The reader thread's (the calling thread's again after the join). */
     vnp_seq_reader *reader;
@@ -113,6 +114,12 @@ void vnp_predict_outputs_abort(vnp_predict_ctx *c);
 int vnp_predict_resumable(const vnp_predict_ctx *c);
 /* --resume of a run killed during its final renames: renames what is left. */
 vnp_code vnp_predict_finish_commit(const char *dir, vnp_error *err);
+/* run.json.part, renamed last by the commit (o->record: run_record.c). */
+#define VNP_PREDICT_RUN_JSON_PART VNP_PREDICT_RUN_JSON ".part"
+/* With o->record: run.json with status "running" (a fresh run is about to clear the
+ * directory), else run.json.part with status "ok" and the run's final counts (the commit,
+ * all outputs complete). No-op without o->record. */
+vnp_code vnp_predict_write_record(vnp_predict_ctx *c, int running, vnp_error *err);
 
 double vnp_predict_now(void);
 long vnp_predict_peak_rss_kb(void);

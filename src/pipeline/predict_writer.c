@@ -128,6 +128,13 @@ vnp_code vnp_predict_outputs_open(vnp_predict_ctx *c, vnp_error *err)
             return rc;
         c->journal_written = 1;
     }
+    /* run.json says a run is under way before anything of an earlier run goes (an earlier
+     * "ok" must not outlive its outputs) */
+    if (c->o->record) {
+        if ((rc = vnp_predict_write_record(c, 1, err)))
+            return rc;
+        vnp_crash_point("run record written");
+    }
     remove(o->results_path);
     remove(o->highest_path);
     vnp_derive_remove(dir, "");
@@ -252,6 +259,10 @@ vnp_code vnp_predict_outputs_commit(vnp_predict_ctx *c, vnp_error *err)
     }
     if (c->o->shard_count > 0 && (rc = write_shard_record(c, err)))
         return rc;
+    /* run.json of the finished run, renamed last: no kill leaves an "ok" before every
+     * output is in place, nor the outputs in place without it once --resume is done */
+    if ((rc = vnp_predict_write_record(c, 0, err)))
+        return rc;
     /* Every output is complete under its .part name: say so, then rename. A kill from
      * here on leaves a journal in the "committing" state, and --resume finishes the
      * renames (vnp_predict_finish_commit). */
@@ -291,14 +302,18 @@ vnp_code vnp_predict_finish_commit(const char *dir, vnp_error *err)
     vnp_code rc = vnp_derive_rename(dir, err);
     if (rc)
         return rc;
-    /* shard.txt: only a --shard run has one; renamed last, so a .part left is this run's */
-    char *part = join(dir, VNP_SHARD_FILE, ".part"), *final = join(dir, VNP_SHARD_FILE, "");
-    if (!part || !final)
-        rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
-    else if (access(part, F_OK) == 0)
-        rc = rename_into_place(part, final, err);
-    free(part);
-    free(final);
+    /* shard.txt (only a --shard run has one), then run.json (predict's CLI: status ok):
+     * renamed last, so a .part left is this run's */
+    static const char *const last[] = {VNP_SHARD_FILE, VNP_PREDICT_RUN_JSON};
+    for (int i = 0; i < 2 && !rc; i++) {
+        char *part = join(dir, last[i], ".part"), *final = join(dir, last[i], "");
+        if (!part || !final)
+            rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
+        else if (access(part, F_OK) == 0)
+            rc = rename_into_place(part, final, err);
+        free(part);
+        free(final);
+    }
     return rc;
 }
 
@@ -313,16 +328,25 @@ void vnp_predict_outputs_abort(vnp_predict_ctx *c)
     if (o->results)
         fclose(o->results);
     int keep = vnp_predict_resumable(c);
+    /* failed in the renames after the journal said "committing": every .part is complete
+     * and the --resume that finishes the commit renames them */
+    int finishing = keep && c->journal.committing;
     if (o->results_part && !keep)
         remove(o->results_part);
-    if (c->o->out_dir) /* remade from the rows by every commit */
+    if (c->o->out_dir && !finishing) /* remade from the rows by every commit */
         vnp_derive_remove(c->o->out_dir, ".part");
     if (c->journal_written && !keep && c->journal_path)
         remove(c->journal_path); /* nothing worth resuming: as if never started */
-    if (o->highest_part)
+    if (o->highest_part && !finishing)
         remove(o->highest_part);
-    if (o->shard_part)
+    if (o->shard_part && !finishing)
         remove(o->shard_part);
+    if (c->o->out_dir && !finishing) {
+        char *rj = join(c->o->out_dir, VNP_PREDICT_RUN_JSON_PART, "");
+        if (rj)
+            remove(rj);
+        free(rj);
+    }
     vnp_chunk_calls_free(o->highest);
     vnp_features_writer_free(o->features);
     free_paths(o);

@@ -176,6 +176,11 @@ static cJSON *times(const vnp_run_record *r)
 
 vnp_code vnp_run_record_write(const vnp_run_record *r, vnp_error *err)
 {
+    return vnp_run_record_write_as(r, VNP_PREDICT_RUN_JSON, err);
+}
+
+vnp_code vnp_run_record_write_as(const vnp_run_record *r, const char *name, vnp_error *err)
+{
     const vnp_predict_options *o = r->o;
     const vnp_predict_stats *st = r->st;
     cJSON *j = cJSON_CreateObject();
@@ -187,7 +192,7 @@ vnp_code vnp_run_record_write(const vnp_run_record *r, vnp_error *err)
     for (int i = 0; i < r->argc; i++)
         cJSON_AddItemToArray(argv, cJSON_CreateString(r->argv[i]));
     cJSON_AddItemToObject(j, "start_time", iso_time(r->start));
-    cJSON_AddItemToObject(j, "end_time", iso_time(r->end));
+    cJSON_AddItemToObject(j, "end_time", r->running ? cJSON_CreateNull() : iso_time(r->end));
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) != 0)
         host[0] = 0;
@@ -202,8 +207,12 @@ vnp_code vnp_run_record_write(const vnp_run_record *r, vnp_error *err)
     cJSON_AddItemToObject(j, "counts", counts(st));
     cJSON_AddItemToObject(j, "seconds", times(r));
     cJSON_AddNumberToObject(j, "peak_rss_kb", (double)st->peak_rss_kb);
-    cJSON_AddNumberToObject(j, "exit_status", r->exit_status);
-    cJSON_AddStringToObject(j, "status", r->exit_status == 0   ? "ok"
+    if (r->running)
+        cJSON_AddNullToObject(j, "exit_status");
+    else
+        cJSON_AddNumberToObject(j, "exit_status", r->exit_status);
+    cJSON_AddStringToObject(j, "status", r->running                ? "running"
+                                         : r->exit_status == 0   ? "ok"
                                          : r->exit_status > 128 ? "interrupted"
                                                                 : "failed");
     cJSON_AddItemToObject(j, "error", str_or_null(r->error));
@@ -211,16 +220,17 @@ vnp_code vnp_run_record_write(const vnp_run_record *r, vnp_error *err)
     cJSON_Delete(j);
     if (!text)
         return vnp_fail(err, VNP_ENOMEM, "out of memory writing run.json");
-    size_t n = strlen(o->out_dir) + sizeof VNP_PREDICT_RUN_JSON + 8;
+    size_t n = strlen(o->out_dir) + strlen(name) + 8;
     char *path = malloc(n), *tmp = malloc(n + 4);
     vnp_code rc = VNP_OK;
     if (!path || !tmp) {
         rc = vnp_fail(err, VNP_ENOMEM, "out of memory");
     } else {
-        snprintf(path, n, "%s/%s", o->out_dir, VNP_PREDICT_RUN_JSON);
+        snprintf(path, n, "%s/%s", o->out_dir, name);
         snprintf(tmp, n + 4, "%s.tmp", path);
         FILE *f = fopen(tmp, "w");
-        int bad = !f || fputs(text, f) < 0 || fputc('\n', f) == EOF;
+        int bad = !f || fputs(text, f) < 0 || fputc('\n', f) == EOF || fflush(f) != 0 ||
+                  fsync(fileno(f)) != 0;
         if (f && fclose(f) != 0)
             bad = 1;
         if (bad || rename(tmp, path) != 0) {

@@ -36,6 +36,7 @@
  * 'test_sig*': tests/support/test_support.h). */
 #include "test_support.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -69,7 +70,9 @@ static const char *const OUTPUTS[] = {"prediction_results.txt",
 #define ALL_OUTPUTS ((1 << NPLAIN) - 1)
 #define SHARD_OUTPUTS ((1 << 6) - 1) | (1 << (NOUT - 1)) /* the tables and shard.txt */
 #define ALL_OUTPUTS_OF(in) ((in)->shard ? (SHARD_OUTPUTS) : ALL_OUTPUTS)
-#define RENAMES_OF(in) ((in)->shard ? 7 : NPLAIN)
+/* the outputs' renames, then run.json's (renamed last: status ok only once they are in
+ * place) */
+#define RENAMES_OF(in) (((in)->shard ? 7 : NPLAIN) + 1)
 /* What a finished run's directory holds (sorted) */
 #define FINISHED_LISTING                                                                   \
     "chunks.tsv plots prediction_results.txt prediction_results_highestscore.csv "         \
@@ -95,10 +98,12 @@ typedef struct input {
     int records;
     double seconds;        /* wall time of the reference run */
     int shard;             /* runs with --shard 2/3 (a copy of the golden input) */
+    int embeddings;        /* runs with --embeddings, not resumable (another copy) */
 } input;
 
 static input golden = {.name = "golden"}, longin = {.name = "long"}, big = {.name = "big"},
-             shardin = {.name = "shard", .shard = 1};
+             shardin = {.name = "shard", .shard = 1},
+             embedin = {.name = "embeddings", .embeddings = 1};
 
 /* The first failure of a scenario (scenarios return -1 and leave their reason here, so
  * that they can also run in a child process). */
@@ -310,6 +315,8 @@ static pid_t spawn_predict(const char *dir, const char *in, const char *cls, con
         argv[a++] = "--shard";
         argv[a++] = "2/3";
     }
+    if (!strcmp(in, embedin.path))
+        argv[a++] = "--embeddings";
     argv[a++] = in;
     argv[a] = NULL;
     fflush(NULL);
@@ -485,8 +492,105 @@ static int check_complete(const input *in, const char *dir, const char *when)
     return 0;
 }
 
+/* ---- run.json ---- */
+
+static cJSON *read_json(const char *path)
+{
+    char *t = slurp(path, NULL);
+    cJSON *j = t ? cJSON_Parse(t) : NULL;
+    free(t);
+    return j;
+}
+
+static const char *json_str(const cJSON *o, const char *key)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(x) ? x->valuestring : NULL;
+}
+
+/* run.json's counts that describe the outputs (tokens and recomputed_batches count the
+ * work of the last process, which a --resume shares with the runs before it). */
+static const char *const OUTPUT_COUNTS[] = {
+    "records",         "chunks",          "chunks_scored",      "chunks_viral",
+    "frames",          "viral_sequences", "other_sequences",    "unscored_sequences",
+    "viral_regions",   "workers",         "workers_retired"};
+
+/* run.json never says "ok" of a directory whose outputs are not all in place: with status
+ * "ok" every output is there (check_finals compares them) and no .part is left of one. */
+static int check_run_json_truthful(const input *in, const char *dir, const char *when)
+{
+    cJSON *j = read_json(in_dir(dir, "run.json"));
+    const char *st = json_str(j, "status");
+    char names[4096];
+    list_dir(dir, names, sizeof names);
+    int ok = st && !strcmp(st, "ok");
+    cJSON_Delete(j);
+    if (!ok)
+        return 0;
+    CHECK(finals_in_place(dir) == ALL_OUTPUTS_OF(in) && !strstr(names, ".part") &&
+              (!in->embeddings || exists(in_dir(dir, "merged_features.safetensors"))),
+          "%s: run.json says \"ok\" but the outputs are not all in place: %s", when, names);
+    return 0;
+}
+
+/* Killed right after run.json says a run has started: status "running", no end time, no
+ * exit status, no error, the command line as given. */
+static int check_run_json_running(const input *in, const char *dir, const char *when)
+{
+    cJSON *j = read_json(in_dir(dir, "run.json"));
+    const char *st = json_str(j, "status");
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "command_line");
+    const cJSON *last = cJSON_GetArrayItem(cl, cJSON_GetArraySize(cl) - 1);
+    int good = st && !strcmp(st, "running") &&
+               cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "end_time")) &&
+               cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "exit_status")) &&
+               cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "error")) &&
+               cJSON_IsString(last) && !strcmp(last->valuestring, in->path);
+    cJSON_Delete(j);
+    CHECK(good, "%s: run.json is not a \"running\" record (status %s)", when,
+          st ? st : "(none)");
+    return 0;
+}
+
+/* A completed run's run.json: status ok, and the counts and records' SHA-256 of the
+ * uninterrupted run. */
+static int check_run_json_done(const input *in, const char *dir, const char *when)
+{
+    cJSON *j = read_json(in_dir(dir, "run.json")), *ref = read_json(in_dir(in->ref, "run.json"));
+    char got[2048] = "", want[2048] = "";
+    size_t gu = 0, wu = 0;
+    const cJSON *gc = cJSON_GetObjectItemCaseSensitive(j, "counts");
+    const cJSON *wc = cJSON_GetObjectItemCaseSensitive(ref, "counts");
+    for (size_t i = 0; i < sizeof OUTPUT_COUNTS / sizeof OUTPUT_COUNTS[0]; i++) {
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(gc, OUTPUT_COUNTS[i]);
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(wc, OUTPUT_COUNTS[i]);
+        gu += (size_t)snprintf(got + gu, sizeof got - gu, " %s %g", OUTPUT_COUNTS[i],
+                               cJSON_IsNumber(g) ? g->valuedouble : -1.0);
+        wu += (size_t)snprintf(want + wu, sizeof want - wu, " %s %g", OUTPUT_COUNTS[i],
+                               cJSON_IsNumber(w) ? w->valuedouble : -1.0);
+    }
+    const char *st = json_str(j, "status");
+    const cJSON *in_j = cJSON_GetObjectItemCaseSensitive(j, "input");
+    const cJSON *in_r = cJSON_GetObjectItemCaseSensitive(ref, "input");
+    const char *sha = json_str(in_j, "records_sha256"), *rsha = json_str(in_r, "records_sha256");
+    int good = j && ref && st && !strcmp(st, "ok") && !strcmp(got, want) && sha && rsha &&
+               !strcmp(sha, rsha) &&
+               cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "error"));
+    snprintf(why, sizeof why,
+             "%s: run.json after the run completed: status %s, counts%s, records_sha256 %s; "
+             "want status ok, counts%s, records_sha256 %s",
+             when, j ? st ? st : "(none)" : "(no run.json)", got, sha ? sha : "(none)", want,
+             rsha ? rsha : "(none)");
+    cJSON_Delete(j);
+    cJSON_Delete(ref);
+    if (!good)
+        return -1;
+    why[0] = 0;
+    return 0;
+}
+
 /* A --resume that must complete, with the message its starting state calls for and the
- * summary counts of an uninterrupted run. */
+ * summary counts of an uninterrupted run, and leave a run.json that says so. */
 static int resume_to_end(const input *in, const char *dir, const char *when)
 {
     int st = dir_state(dir);
@@ -513,7 +617,9 @@ static int resume_to_end(const input *in, const char *dir, const char *when)
         return -1;
     }
     free(err);
-    return check_complete(in, dir, when);
+    if (check_complete(in, dir, when))
+        return -1;
+    return check_run_json_done(in, dir, when);
 }
 
 /* ---- inputs and references ---- */
@@ -590,10 +696,19 @@ static void reference_run(input *in)
     }
     free(t);
     assert_int_equal(k, in->points);
-    /* the protocol: journal first, final renames last, then the journal goes */
+    if (in->embeddings) { /* no journal: run.json first, the renames last */
+        assert_string_equal(in->point[1], "run record written");
+        assert_string_equal(in->point[in->points], "output renamed into place");
+        print_message("%s: %s, %ld kill points, %.2f s\n", in->name, in->summary, in->points,
+                      in->seconds);
+        return;
+    }
+    /* the protocol: journal first, run.json says "running", the old results go; final
+     * renames last (run.json's the very last), then the journal goes */
     assert_string_equal(in->point[1], "journal written, before its rename");
     assert_string_equal(in->point[2], "journal renamed");
-    assert_string_equal(in->point[3], "old results removed");
+    assert_string_equal(in->point[3], "run record written");
+    assert_string_equal(in->point[4], "old results removed");
     for (long i = in->points - RENAMES_OF(in); i < in->points; i++)
         assert_string_equal(in->point[i], "output renamed into place");
     assert_string_equal(in->point[in->points], "journal removed");
@@ -738,7 +853,9 @@ static int kill_at_point(void *vctx, long n)
     }
     free(err);
     int mask = 0;
-    if (check_finals(in, dir, &mask, when))
+    if (check_finals(in, dir, &mask, when) || check_run_json_truthful(in, dir, when))
+        return -1;
+    if (!strcmp(in->point[n], "run record written") && check_run_json_running(in, dir, when))
         return -1;
     if (kc->second > 0) {
         const char *log = tmp_path("kill2_%s_%ld.points", in->name, n);
@@ -753,9 +870,11 @@ static int kill_at_point(void *vctx, long n)
         snprintf(when, sizeof when, "%s, SIGKILL at point %ld (%s), then its --resume at point %ld",
                  in->name, n, in->point[n], kc->second);
         /* killed at exactly that point; only a finished run (no point to pass) or one
-         * left with all its renames done (one point: the journal's removal) ends first */
+         * left with all its renames done, run.json's too (one point: the journal's
+         * removal) ends first */
         int early = st == ST_FINISHED ||
-                    (st == ST_COMMITTING && mask == ALL_OUTPUTS_OF(in) && kc->second > 1);
+                    (st == ST_COMMITTING && mask == ALL_OUTPUTS_OF(in) &&
+                     !exists(in_dir(dir, "run.json.part")) && kc->second > 1);
         int ok = early ? r == 0 && lines == (st == ST_FINISHED ? 0 : 1)
                        : r == -SIGKILL && lines == kc->second;
         if (!ok) {
@@ -765,7 +884,7 @@ static int kill_at_point(void *vctx, long n)
             return -1;
         }
         free(err);
-        if (check_finals(in, dir, &mask, when))
+        if (check_finals(in, dir, &mask, when) || check_run_json_truthful(in, dir, when))
             return -1;
     }
     if (resume_to_end(in, dir, when))
@@ -892,6 +1011,91 @@ static void test_mid_record_cut(void **state)
     assert_int_equal(finals_in_place(dir), 0);
     if (resume_to_end(&longin, dir, "long contigs, stopped after 2 windows"))
         fail_msg("%s", why);
+}
+
+/* run.json is never an earlier run's "ok" over this run's unfinished outputs: a run in a
+ * directory that holds a finished run, killed (a) at the first points of a resumable run
+ * (journal, run.json "running", the old results removed, the first window) and (b) at
+ * every point of an --embeddings run, which cannot be resumed (no journal: its run.json
+ * alone says whether the directory is complete). After each kill run.json says "ok" only
+ * of a complete directory; (a) --resume, (b) the run again, then complete it with run.json
+ * "ok" and the uninterrupted run's counts. */
+static int kill_over_finished(void *vctx, long n)
+{
+    const input *in = vctx;
+    char dir[4096], when[512], env1[64], cmd[16384];
+    snprintf(dir, sizeof dir, "%s", tmp_path("over_%s_%ld", in->name, n));
+    remove_tree(dir);
+    snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", in->ref, dir); /* a finished run */
+    CHECK(vnp_test_run(cmd, NULL, NULL) == 0, "%s failed", cmd);
+    snprintf(env1, sizeof env1, "VIRNUCPRO_DEBUG_KILL_AT=%ld", n);
+    const char *env[] = {env1, NULL};
+    snprintf(when, sizeof when, "%s over a finished run, SIGKILL at point %ld (%s)", in->name,
+             n, in->point[n]);
+    char *err = NULL;
+    int r = predict(dir, in->path, NULL, NULL, 0, env, &err);
+    if (r != -SIGKILL) {
+        snprintf(why, sizeof why, "%s: %s, want death by SIGKILL; stderr:\n%s", when, outcome(r),
+                 err);
+        free(err);
+        return -1;
+    }
+    free(err);
+    int mask = 0;
+    if (check_finals(in, dir, &mask, when) || check_run_json_truthful(in, dir, when))
+        return -1;
+    if (!strcmp(in->point[n], "run record written") && check_run_json_running(in, dir, when))
+        return -1;
+    if (!in->embeddings)
+        return resume_to_end(in, dir, when);
+    r = predict(dir, in->path, NULL, NULL, 0, NULL, &err);
+    CHECK(r == 0, "%s, then the run again: %s; stderr:\n%s", when, outcome(r), err);
+    free(err);
+    char diff[8192];
+    if (check_finals(in, dir, &mask, when))
+        return -1;
+    CHECK(mask == ALL_OUTPUTS,  "%s, then the run again: outputs missing", when);
+    CHECK(same_file(in_dir(dir, "merged_features.safetensors"),
+                    in_dir(in->ref, "merged_features.safetensors"), diff, sizeof diff),
+          "%s, then the run again: %s", when, diff);
+    return check_run_json_done(in, dir, when);
+}
+
+static void test_run_json_over_finished_run(void **state)
+{
+    (void)state;
+    prepare();
+    /* golden: the journal in place, run.json "running", the old results removed */
+    long items[16] = {2, 3, 4}, n = 3;
+    if (VNP_KILL_SAMPLE > 1) /* the sanitizer build: the two after the journal */
+        items[0] = 4, n = 2;
+    assert_string_equal(golden.point[4], "old results removed");
+    double t0 = now_s();
+    run_scenarios("over_golden", kill_over_finished, &golden, items, n);
+    if (!embedin.points) {
+        snprintf(embedin.path, sizeof embedin.path, "%s", tmp_path("golden_embed.fa"));
+        size_t len;
+        char *t = vnp_test_read_file(golden.path, &len);
+        assert_non_null(t);
+        assert_int_equal(vnp_test_write_file(embedin.path, t, len), 0);
+        free(t);
+        reference_run(&embedin);
+    }
+    /* --embeddings: run.json "running", the old results removed, the derived outputs
+     * written, the first, a middle and the last output renamed, run.json renamed */
+    long e = embedin.points, r0 = e - RENAMES_OF(&embedin) + 1;
+    assert_string_equal(embedin.point[r0 - 1], "derived outputs written");
+    long ei[] = {1, 2, r0 - 1, r0, r0 + 3, e - 1, e};
+    n = (long)(sizeof ei / sizeof ei[0]);
+    if (VNP_KILL_SAMPLE > 1) { /* the sanitizer build: three of them */
+        ei[0] = 2, ei[1] = r0 + 3, ei[2] = e;
+        n = 3;
+    }
+    run_scenarios("over_embeddings", kill_over_finished, &embedin, ei, n);
+    print_message("over a finished run: golden killed at %d points, --embeddings at %ld of "
+                  "%ld (%s): %.1f s\n", VNP_KILL_SAMPLE > 1 ? 2 : 3, n, e,
+                  VNP_KILL_SAMPLE > 1 ? "the sanitizer build's sample" : "all kinds of point",
+                  now_s() - t0);
 }
 
 /* ---- 2. random kills ---- */
@@ -1685,6 +1889,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_finished),
         cmocka_unit_test(test_mid_record_cut),
+        cmocka_unit_test(test_run_json_over_finished_run),
         cmocka_unit_test(test_kill_every_point),
         cmocka_unit_test(test_double_kill),
         cmocka_unit_test(test_random_trials),

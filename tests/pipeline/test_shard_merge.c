@@ -39,6 +39,8 @@ static int setup(void **state)
     snprintf(models[2], sizeof models[2], "%s", vnp_test_fixture(G "classifier.pth"));
     snprintf(golden_input, sizeof golden_input, "%s", vnp_test_fixture(G "input.fa"));
     unsetenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
+    unsetenv("VIRNUCPRO_DEBUG_KILL_AT");
+    unsetenv("VIRNUCPRO_DEBUG_KILL_LOG");
     return 0;
 }
 
@@ -75,17 +77,23 @@ static void predict_ok(const char *dir, const char *opts, const char *input)
     free(err);
 }
 
-/* virnucpro merge -o tmp/out with the shard directories `dirs` (space-separated names
- * under tmp). */
-static int merge(const char *out, const char *dirs, char **err)
+/* `env` virnucpro merge -o tmp/out with the shard directories `dirs` (space-separated
+ * names under tmp). */
+static int merge_env(const char *env, const char *out, const char *dirs, char **err)
 {
     char cmd[16384];
-    int n = snprintf(cmd, sizeof cmd, "'%s' merge -o '%s'", vnp_test_cli(), vnp_test_tmp(out));
+    int n = snprintf(cmd, sizeof cmd, "%s '%s' merge -o '%s'", env, vnp_test_cli(),
+                     vnp_test_tmp(out));
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", dirs);
     for (char *t = strtok(copy, " "); t; t = strtok(NULL, " "))
         n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", vnp_test_tmp(t));
     return vnp_test_run(cmd, NULL, err);
+}
+
+static int merge(const char *out, const char *dirs, char **err)
+{
+    return merge_env("", out, dirs, err);
 }
 
 /* Shards 1..N of `input` with `opts` into tmp/<prefix>_<I>of<N>; their names in dirs. */
@@ -476,6 +484,94 @@ static void test_report_input(void **state)
                                 tmp("ref", "prediction_results.txt"));
 }
 
+/* 8. a merge killed at each of its points (VIRNUCPRO_DEBUG_KILL_AT: merge.journal written,
+ * every rename of a merged file, the report's renames, the journal removed). While
+ * merge.journal is there OUT is half merged: classify, predict --resume and a merge taking
+ * OUT as a shard refuse it, saying to run the merge again. Without it OUT holds all the
+ * merged files, the uninterrupted merge's bytes. The merge run again completes OUT to
+ * those bytes. */
+static void expect_half_merged(const char *what, const char *cmd_or_null, int rc, char *err)
+{
+    if (rc != 1 || !strstr(err, " is half merged (merge.journal: a 'virnucpro merge -o ") ||
+        !strstr(err, "run that merge again to complete it"))
+        fail_msg("%s%s: exit %d, want 1 and the half-merged message; stderr:\n%s", what,
+                 cmd_or_null ? cmd_or_null : "", rc, err);
+    free(err);
+}
+
+static void test_killed_merge(void **state)
+{
+    (void)state;
+    char dirs[4096], env[4200], cmd[16384], *err = NULL;
+    reference();
+    run_shards("k", 2, "", golden_input, dirs, sizeof dirs);
+    const char *log = vnp_test_tmp("kmerge.points");
+    remove(log);
+    snprintf(env, sizeof env, "VIRNUCPRO_DEBUG_KILL_LOG='%s'", log);
+    if (merge_env(env, "kmerged_ref", dirs, &err))
+        fail_msg("merge: %s", err);
+    free(err);
+    /* the points: the journal, 7 merged files, the report's outputs written and renamed
+     * (6), the journal goes */
+    char *pts = vnp_test_read_file(log, NULL);
+    assert_non_null(pts);
+    assert_string_equal(pts, "1 merge journal written\n"
+                             "2 merged file renamed into place\n"
+                             "3 merged file renamed into place\n"
+                             "4 merged file renamed into place\n"
+                             "5 merged file renamed into place\n"
+                             "6 merged file renamed into place\n"
+                             "7 merged file renamed into place\n"
+                             "8 merged file renamed into place\n"
+                             "9 derived outputs written\n"
+                             "10 output renamed into place\n"
+                             "11 output renamed into place\n"
+                             "12 output renamed into place\n"
+                             "13 output renamed into place\n"
+                             "14 output renamed into place\n"
+                             "15 output renamed into place\n"
+                             "16 merge journal removed\n");
+    free(pts);
+    assert_merged("kmerged_ref", "ref", 0);
+    for (int k = 1; k <= 16; k++) {
+        char out[64], when[128];
+        snprintf(out, sizeof out, "kmerged_%d", k);
+        snprintf(when, sizeof when, "merge killed at point %d", k);
+        snprintf(env, sizeof env, "VIRNUCPRO_DEBUG_KILL_AT=%d", k);
+        int rc = merge_env(env, out, dirs, &err);
+        if (rc != 128 + 9)
+            fail_msg("%s: exit %d, want death by SIGKILL: %s", when, rc, err);
+        free(err);
+        if (k < 16) {
+            assert_int_equal(access(tmp(out, "merge.journal"), F_OK), 0);
+            snprintf(cmd, sizeof cmd, "'%s' classify '%s' --input '%s'", vnp_test_cli(),
+                     vnp_test_tmp(out), golden_input);
+            int r = vnp_test_run(cmd, NULL, &err);
+            expect_half_merged(when, ", then classify", r, err);
+            r = predict("", out, "--resume", golden_input, &err);
+            expect_half_merged(when, ", then predict --resume", r, err);
+            char as_shard[256];
+            snprintf(as_shard, sizeof as_shard, "%s k_2of2", out);
+            r = merge("kmerged_x", as_shard, &err);
+            expect_half_merged(when, ", then a merge of it", r, err);
+        } else { /* killed after the journal went: complete */
+            assert_int_equal(access(tmp(out, "merge.journal"), F_OK), -1);
+            assert_merged(out, "ref", 0);
+        }
+        if (merge(out, dirs, &err)) /* run again: complete */
+            fail_msg("%s, then the merge again: %s", when, err);
+        free(err);
+        snprintf(cmd, sizeof cmd, "diff -r '%s' '%s'", vnp_test_tmp(out),
+                 vnp_test_tmp("kmerged_ref"));
+        char *diff = NULL;
+        if (vnp_test_run(cmd, &diff, &err) != 0)
+            fail_msg("%s, then the merge again: not the uninterrupted merge: %s%s", when, diff,
+                     err);
+        free(diff);
+        free(err);
+    }
+}
+
 /* 7. --shard and merge usage errors (exit 2) */
 static void test_usage(void **state)
 {
@@ -506,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_extra_outputs), cmocka_unit_test(test_resume),
         cmocka_unit_test(test_refusals),      cmocka_unit_test(test_per_record_files),
         cmocka_unit_test(test_report_input), cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_killed_merge),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
