@@ -825,6 +825,32 @@ static void run_scenarios(const char *what, scenario_fn fn, void *ctx, const lon
     free(report);
 }
 
+/* predict in dir killed at its point n: it must die by SIGKILL and leave the finished
+ * files whole (*mask: which) and a truthful run.json ("running" when killed right after
+ * writing it). when: the scenario, for messages. */
+static int killed_predict(const input *in, const char *dir, long n, const char *when,
+                          int *mask)
+{
+    char env1[64];
+    snprintf(env1, sizeof env1, "VIRNUCPRO_DEBUG_KILL_AT=%ld", n);
+    const char *env[] = {env1, NULL};
+    char *err = NULL;
+    int r = predict(dir, in->path, NULL, NULL, 0, env, &err);
+    if (r != -SIGKILL) {
+        snprintf(why, sizeof why, "%s: %s, want death by SIGKILL; stderr:\n%s", when, outcome(r),
+                 err);
+        free(err);
+        return -1;
+    }
+    free(err);
+    *mask = 0;
+    if (check_finals(in, dir, mask, when) || check_run_json_truthful(in, dir, when))
+        return -1;
+    if (!strcmp(in->point[n], "run record written") && check_run_json_running(in, dir, when))
+        return -1;
+    return 0;
+}
+
 /* ---- 1. a kill at every point ---- */
 
 typedef struct kill_ctx {
@@ -837,25 +863,13 @@ static int kill_at_point(void *vctx, long n)
 {
     const kill_ctx *kc = vctx;
     const input *in = kc->in;
-    char dir[4096], when[512], env1[64];
+    char dir[4096], when[512];
     snprintf(dir, sizeof dir, "%s", tmp_path("kill%s_%s_%ld", kc->second ? "2" : "", in->name, n));
     remove_tree(dir);
-    snprintf(env1, sizeof env1, "VIRNUCPRO_DEBUG_KILL_AT=%ld", n);
-    const char *env[] = {env1, NULL, NULL};
     snprintf(when, sizeof when, "%s, SIGKILL at point %ld (%s)", in->name, n, in->point[n]);
+    int mask = 0, r;
     char *err = NULL;
-    int r = predict(dir, in->path, NULL, NULL, 0, env, &err);
-    if (r != -SIGKILL) {
-        snprintf(why, sizeof why, "%s: %s, want death by SIGKILL; stderr:\n%s", when, outcome(r),
-                 err);
-        free(err);
-        return -1;
-    }
-    free(err);
-    int mask = 0;
-    if (check_finals(in, dir, &mask, when) || check_run_json_truthful(in, dir, when))
-        return -1;
-    if (!strcmp(in->point[n], "run record written") && check_run_json_running(in, dir, when))
+    if (killed_predict(in, dir, n, when, &mask))
         return -1;
     if (kc->second > 0) {
         const char *log = tmp_path("kill2_%s_%ld.points", in->name, n);
@@ -1023,28 +1037,16 @@ static void test_mid_record_cut(void **state)
 static int kill_over_finished(void *vctx, long n)
 {
     const input *in = vctx;
-    char dir[4096], when[512], env1[64], cmd[16384];
+    char dir[4096], when[512], cmd[16384];
     snprintf(dir, sizeof dir, "%s", tmp_path("over_%s_%ld", in->name, n));
     remove_tree(dir);
     snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", in->ref, dir); /* a finished run */
     CHECK(vnp_test_run(cmd, NULL, NULL) == 0, "%s failed", cmd);
-    snprintf(env1, sizeof env1, "VIRNUCPRO_DEBUG_KILL_AT=%ld", n);
-    const char *env[] = {env1, NULL};
     snprintf(when, sizeof when, "%s over a finished run, SIGKILL at point %ld (%s)", in->name,
              n, in->point[n]);
+    int mask = 0, r;
     char *err = NULL;
-    int r = predict(dir, in->path, NULL, NULL, 0, env, &err);
-    if (r != -SIGKILL) {
-        snprintf(why, sizeof why, "%s: %s, want death by SIGKILL; stderr:\n%s", when, outcome(r),
-                 err);
-        free(err);
-        return -1;
-    }
-    free(err);
-    int mask = 0;
-    if (check_finals(in, dir, &mask, when) || check_run_json_truthful(in, dir, when))
-        return -1;
-    if (!strcmp(in->point[n], "run record written") && check_run_json_running(in, dir, when))
+    if (killed_predict(in, dir, n, when, &mask))
         return -1;
     if (!in->embeddings)
         return resume_to_end(in, dir, when);
