@@ -624,6 +624,16 @@ static int resume_to_end(const input *in, const char *dir, const char *when)
 
 /* ---- inputs and references ---- */
 
+/* to = a copy of the file `from` */
+static void copy_file(const char *from, const char *to)
+{
+    size_t n;
+    char *t = vnp_test_read_file(from, &n);
+    assert_non_null(t);
+    assert_int_equal(vnp_test_write_file(to, t, n), 0);
+    free(t);
+}
+
 /* 3 records of 5.2, 8.1 and 10.7 kb: the golden sequences end to end (times `copies`,
  * with other IDs). */
 static void write_long_input(const char *path, int copies)
@@ -738,13 +748,7 @@ static void prepare(void)
     snprintf(big.path, sizeof big.path, "%s", tmp_path("long_contigs_x4.fa"));
     write_long_input(big.path, 4);
     snprintf(shardin.path, sizeof shardin.path, "%s", tmp_path("golden_shard.fa"));
-    {
-        size_t n;
-        char *t = vnp_test_read_file(golden.path, &n);
-        assert_non_null(t);
-        assert_int_equal(vnp_test_write_file(shardin.path, t, n), 0);
-        free(t);
-    }
+    copy_file(golden.path, shardin.path);
     reference_run(&golden);
     reference_run(&shardin);
     reference_run(&longin);
@@ -1076,11 +1080,7 @@ static void test_run_json_over_finished_run(void **state)
     run_scenarios("over_golden", kill_over_finished, &golden, items, n);
     if (!embedin.points) {
         snprintf(embedin.path, sizeof embedin.path, "%s", tmp_path("golden_embed.fa"));
-        size_t len;
-        char *t = vnp_test_read_file(golden.path, &len);
-        assert_non_null(t);
-        assert_int_equal(vnp_test_write_file(embedin.path, t, len), 0);
-        free(t);
+        copy_file(golden.path, embedin.path);
         reference_run(&embedin);
     }
     /* --embeddings: run.json "running", the old results removed, the derived outputs
@@ -1426,15 +1426,6 @@ static void xor_byte(const char *path, long off, unsigned char mask, int keep_ti
         assert_int_equal(now.st_mtim.tv_sec, st.st_mtim.tv_sec);
         assert_int_equal(now.st_mtim.tv_nsec, st.st_mtim.tv_nsec);
     }
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    size_t n = 0;
-    char *t = slurp(from, &n);
-    assert_non_null(t);
-    assert_int_equal(vnp_test_write_file(to, t, n), 0);
-    free(t);
 }
 
 /* An interrupted run (stopped after 3 windows: 5 records and part of the 6th) with
