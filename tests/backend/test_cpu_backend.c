@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "test_support.h"
 
 static unsigned long long rng_state = 88172645463325252ULL;
@@ -131,7 +132,17 @@ static void test_linear(void **state)
 }
 
 /* The matmul kernels of linear() (cpu_matmul.c); the CPU may lack some. */
-static const char *const KERNELS[] = {"generic", "avx2", "avx512"};
+static const char *const KERNELS[] = {"generic", "avx", "avx2", "avx512"};
+
+/* Whether kernel `name` chains fused multiply-adds (else rounded products added). */
+static int kernel_fused(const char *name)
+{
+    const vnp_cpu_matmul_kernel *k = NULL;
+    vnp_error err = {0};
+    if (vnp_cpu_matmul_select(name, &k, &err))
+        fail_msg("%s", err.msg);
+    return vnp_cpu_matmul_fused(k);
+}
 
 /* A CPU backend with matmul kernel `kernel`, or NULL when this CPU lacks its
  * instructions (said on stdout). */
@@ -165,9 +176,10 @@ static void linear_rows(vnp_backend *be, const float *x, const vnp_buf *bw, cons
     be->ops->free_buf(be, &bo);
 }
 
-/* Every element of linear()'s product is one FMA chain over k = 0..K-1 from +0, the
- * same bits with every kernel and thread count: shapes that cross the kernels' K, column
- * and register-tile blocks, with tails in rows and columns. */
+/* Every element of linear()'s product is one chain over k = 0..K-1 from +0 (of fused
+ * multiply-adds, or of rounded products added, as the kernel's family), the same bits
+ * with every kernel of a family and thread count: shapes that cross the kernels' K,
+ * column and register-tile blocks, with tails in rows and columns. */
 static void test_linear_fma_chain(void **state)
 {
     (void)state;
@@ -175,22 +187,33 @@ static void test_linear_fma_chain(void **state)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K);
-        float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+        float *want[2], *got = malloc(sizeof(float) * M * N);
         fill(x, (size_t)M * K, 1);
         fill(w, (size_t)N * K, 0.5f);
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) {
-                float acc = 0.0f;
-                for (int k = 0; k < K; k++)
-                    acc = fmaf(x[(size_t)m * K + k], w[(size_t)n * K + k], acc);
-                want[(size_t)m * N + n] = acc;
-            }
+        for (int fused = 0; fused < 2; fused++) {
+            want[fused] = malloc(sizeof(float) * M * N);
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    float acc = 0.0f;
+                    for (int k = 0; k < K; k++) {
+                        float a = x[(size_t)m * K + k], b = w[(size_t)n * K + k];
+                        if (fused)
+                            acc = fmaf(a, b, acc);
+                        else {
+                            volatile float prod = a * b; /* rounded to float */
+                            acc = acc + prod;
+                        }
+                    }
+                    want[fused][(size_t)m * N + n] = acc;
+                }
+        }
         int ran = 0;
         for (size_t kn = 0; kn < sizeof KERNELS / sizeof KERNELS[0]; kn++)
             for (int threads = 1; threads <= 3; threads += 2) {
                 vnp_backend *be = make_kernel(KERNELS[kn], threads);
                 if (!be)
                     break;
+                const float *ref = want[kernel_fused(KERNELS[kn])];
                 vnp_error err = {0};
                 vnp_buf bx = up(be, x, (size_t)M * K), bw = up(be, w, (size_t)N * K), bo;
                 assert_int_equal(be->ops->alloc_act(be, (size_t)M * N, &bo, &err), VNP_OK);
@@ -200,11 +223,11 @@ static void test_linear_fma_chain(void **state)
                 assert_int_equal(be->ops->download_f32(be, &bo, (size_t)M * N, got, &err),
                                  VNP_OK);
                 for (size_t i = 0; i < (size_t)M * N; i++)
-                    if (memcmp(&got[i], &want[i], sizeof got[i]))
+                    if (memcmp(&got[i], &ref[i], sizeof got[i]))
                         fail_msg("kernel %s, %d threads, M=%d N=%d K=%d: element (%zu, %zu) is "
-                                 "%.9g, the FMA chain %.9g",
+                                 "%.9g, the chain %.9g",
                                  KERNELS[kn], threads, M, N, K, i / (size_t)N, i % (size_t)N,
-                                 (double)got[i], (double)want[i]);
+                                 (double)got[i], (double)ref[i]);
                 be->ops->free_buf(be, &bx);
                 be->ops->free_buf(be, &bw);
                 be->ops->free_buf(be, &bo);
@@ -212,7 +235,7 @@ static void test_linear_fma_chain(void **state)
                 ran++;
             }
         assert_true(ran >= 2); /* the portable kernel at least, with 1 and 3 threads */
-        free(x), free(w), free(want), free(got);
+        free(x), free(w), free(want[0]), free(want[1]), free(got);
     }
 }
 
@@ -254,20 +277,30 @@ static void test_linear_rows_independent(void **state)
             be->ops->free_buf(be, &bb);
             be->ops->destroy(be);
         }
-        /* and with every kernel this CPU has */
+        /* and with every kernel this CPU has: rows alone against the kernel's own call
+         * over all rows (one family's kernels against each other in
+         * test_linear_fma_chain) */
+        float *kall = malloc(sizeof(float) * ROWS * N);
         for (size_t kn = 0; kn < sizeof KERNELS / sizeof KERNELS[0]; kn++) {
             vnp_backend *be = make_kernel(KERNELS[kn], 2);
             if (!be)
                 continue;
             vnp_buf bw = up(be, w, (size_t)N * K), bb = up(be, b, N);
-            linear_rows(be, x, &bw, &bb, 0, ROWS, N, K, got);
-            if (memcmp(got, all, sizeof(float) * ROWS * N))
-                fail_msg("kernel %s, N=%d K=%d: not the default kernel's bits", KERNELS[kn], N,
-                         K);
+            linear_rows(be, x, &bw, &bb, 0, ROWS, N, K, kall);
+            for (int off = 0; off < ROWS; off += 29) {
+                int len = off % 3 + 1 + off / 29 * 5;
+                if (off + len > ROWS)
+                    len = ROWS - off;
+                linear_rows(be, x, &bw, &bb, off, len, N, K, got);
+                if (memcmp(got, kall + (size_t)off * N, sizeof(float) * len * N))
+                    fail_msg("kernel %s, N=%d K=%d: rows %d..%d alone differ from one call",
+                             KERNELS[kn], N, K, off, off + len - 1);
+            }
             be->ops->free_buf(be, &bw);
             be->ops->free_buf(be, &bb);
             be->ops->destroy(be);
         }
+        free(kall);
         ref->ops->free_buf(ref, &rw);
         ref->ops->free_buf(ref, &rb);
         ref->ops->destroy(ref);

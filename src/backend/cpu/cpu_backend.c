@@ -335,7 +335,7 @@ static void describe_blas(void)
     const vnp_cpu_matmul_kernel *k = NULL;
     vnp_error e = {0};
     int bad = vnp_cpu_matmul_select(getenv("VIRNUCPRO_CPU_KERNEL"), &k, &e) != VNP_OK;
-    snprintf(blas_desc, sizeof blas_desc, "%s; linear layers: own FMA matmul (%s)",
+    snprintf(blas_desc, sizeof blas_desc, "%s; linear layers: own batch-invariant matmul (%s)",
              openblas_get_config(), bad ? "VIRNUCPRO_CPU_KERNEL not usable" : vnp_cpu_matmul_name(k));
 }
 

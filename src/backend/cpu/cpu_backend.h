@@ -23,17 +23,19 @@ typedef struct vnp_cpu_gemm_weight {
 
 /* ---- the batch-invariant matmul of linear() (cpu_matmul.c) ---- */
 typedef struct vnp_cpu_matmul_kernel vnp_cpu_matmul_kernel;
-/* The kernel named `want` ("generic", "avx2", "avx512"; an error when unknown or when
- * this CPU lacks its instructions), or with want NULL or empty the fastest this CPU runs.
- * All give the same bits. */
+/* The kernel named `want` ("generic", "avx", "avx2", "avx512"; an error when unknown or
+ * when this CPU lacks its instructions), or with want NULL or empty the fastest this CPU
+ * runs. Kernels of one family (fused or not) give the same bits. */
 vnp_code vnp_cpu_matmul_select(const char *want, const vnp_cpu_matmul_kernel **out,
                                vnp_error *err);
 const char *vnp_cpu_matmul_name(const vnp_cpu_matmul_kernel *k);
+/* 1: each product element is a chain of fused multiply-adds; 0: of rounded products added */
+int vnp_cpu_matmul_fused(const vnp_cpu_matmul_kernel *k);
 /* Floats of scratch one vnp_cpu_matmul_nt call needs (whatever the shapes). */
 size_t vnp_cpu_matmul_scratch(void);
 /* out[r][c] = sum over k of x[r][k] w[c][k] for r < rows, c < cols (row-major, leading
- * dimensions ldx, ldw, ldo), each element one FMA chain over k = 0..K-1 from +0, so a
- * row's result depends on nothing but that row and w. */
+ * dimensions ldx, ldw, ldo), each element one chain over k = 0..K-1 from +0 (fused or not,
+ * as the kernel), so a row's result depends on nothing but that row and w. */
 void vnp_cpu_matmul_nt(const vnp_cpu_matmul_kernel *kern, const float *x, size_t ldx, int rows,
                        const float *w, size_t ldw, int cols, int K, float *out, size_t ldo,
                        float *scratch);

@@ -1,13 +1,15 @@
 /* A batch-invariant float32 matmul, out = x w^T, for linear().
  *
- * Every output element is one fused multiply-add chain over k = 0, 1, ..., K-1 that starts
- * from +0: acc = fma(x[k], w[k], acc). Nothing about the call changes that order: not the
- * number of rows, not where a row sits, not the tiling, not the instruction set (the AVX2,
- * AVX-512 and portable kernels give the same bits). So a frame's embedding is the same
- * whichever frames share its batch, whatever `--batch-tokens` and `-t` are, and on any CPU
- * with FMA. OpenBLAS cannot promise this: its AVX2 and AVX-512 sgemm kernels (`Haswell`,
- * `Zen`, `SkylakeX`) round a row differently by its position in the call and by the
- * call's size, which broke byte-identical shard merges on most users' CPUs.
+ * Every output element is one chain over k = 0, 1, ..., K-1 that starts from +0:
+ * acc = fma(x[k], w[k], acc) on CPUs with fused multiply-add (the "fused" kernels: avx2,
+ * avx512, and the portable one where the compiler has a hardware fmaf), else
+ * acc = acc + round(x[k] * w[k]) (avx, and the portable one on plain x86-64). Nothing about
+ * the call changes that order: not the number of rows, not where a row sits, not the
+ * tiling; kernels of one family give the same bits. So a frame's embedding is the same
+ * whichever frames share its batch, whatever `--batch-tokens` and `-t` are. OpenBLAS
+ * cannot promise this: its AVX2 and AVX-512 sgemm kernels (`Haswell`, `Zen`, `SkylakeX`)
+ * round a row differently by its position in the call and by the call's size, which broke
+ * byte-identical shard merges on most users' CPUs.
  *
  * Tiling: K is cut into blocks of KC; within a block, W's rows (output channels) are
  * packed by NC-column blocks into panels of NR channels, k-major (panel[k][0..NR)), and
@@ -38,6 +40,12 @@ typedef void (*tile_fn)(int kc, const float *const *xr, const float *panel, floa
 
 #define GENERIC_MR 4
 #define GENERIC_NR 16
+#ifdef FP_FAST_FMAF /* fmaf is an instruction here (aarch64, x86 built with FMA) */
+#define GENERIC_FUSED 1
+#define GENERIC_STEP(a, b, acc) fmaf(a, b, acc)
+#else
+#define GENERIC_FUSED 0
+#endif
 static void tile_generic(int kc, const float *const *xr, const float *panel, float *c,
                          size_t ldc, int cont)
 {
@@ -49,8 +57,15 @@ static void tile_generic(int kc, const float *const *xr, const float *panel, flo
         const float *p = panel + (size_t)k * GENERIC_NR;
         for (int i = 0; i < GENERIC_MR; i++) {
             float a = xr[i][k];
+#if GENERIC_FUSED
             for (int j = 0; j < GENERIC_NR; j++)
-                acc[i][j] = fmaf(a, p[j], acc[i][j]);
+                acc[i][j] = GENERIC_STEP(a, p[j], acc[i][j]);
+#else
+            for (int j = 0; j < GENERIC_NR; j++) {
+                float prod = a * p[j]; /* rounded: its own statement, never contracted */
+                acc[i][j] = acc[i][j] + prod;
+            }
+#endif
         }
     }
     for (int i = 0; i < GENERIC_MR; i++)
@@ -58,6 +73,36 @@ static void tile_generic(int kc, const float *const *xr, const float *panel, flo
 }
 
 #ifdef VNP_MATMUL_X86
+/* AVX without FMA (Sandy Bridge, Ivy Bridge): the unfused family, 8 lanes. */
+#define AVX_MR 6
+#define AVX_NR 16
+__attribute__((target("avx"))) static void tile_avx(int kc, const float *const *xr,
+                                                    const float *panel, float *c, size_t ldc,
+                                                    int cont)
+{
+    __m256 a0[AVX_MR], a1[AVX_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX_MR; i++) {
+        a0[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc) : _mm256_setzero_ps();
+        a1[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc + 8) : _mm256_setzero_ps();
+    }
+    for (int k = 0; k < kc; k++) {
+        __m256 w0 = _mm256_loadu_ps(panel + (size_t)k * AVX_NR);
+        __m256 w1 = _mm256_loadu_ps(panel + (size_t)k * AVX_NR + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < AVX_MR; i++) {
+            __m256 x = _mm256_broadcast_ss(xr[i] + k);
+            a0[i] = _mm256_add_ps(a0[i], _mm256_mul_ps(x, w0));
+            a1[i] = _mm256_add_ps(a1[i], _mm256_mul_ps(x, w1));
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX_MR; i++) {
+        _mm256_storeu_ps(c + (size_t)i * ldc, a0[i]);
+        _mm256_storeu_ps(c + (size_t)i * ldc + 8, a1[i]);
+    }
+}
+
 #define AVX2_MR 6
 #define AVX2_NR 16
 __attribute__((target("avx2,fma"))) static void tile_avx2(int kc, const float *const *xr,
@@ -120,18 +165,22 @@ __attribute__((target("avx512f"))) static void tile_avx512(int kc, const float *
 static const struct vnp_cpu_matmul_kernel {
     const char *name;
     int mr, nr;
+    int fused; /* fma chains (else rounded products added) */
     tile_fn tile;
-} kernels[] = {
-    {"generic", GENERIC_MR, GENERIC_NR, tile_generic},
+} kernels[] = { /* slowest first */
+    {"generic", GENERIC_MR, GENERIC_NR, GENERIC_FUSED, tile_generic},
 #ifdef VNP_MATMUL_X86
-    {"avx2", AVX2_MR, AVX2_NR, tile_avx2},
-    {"avx512", AVX512_MR, AVX512_NR, tile_avx512},
+    {"avx", AVX_MR, AVX_NR, 0, tile_avx},
+    {"avx2", AVX2_MR, AVX2_NR, 1, tile_avx2},
+    {"avx512", AVX512_MR, AVX512_NR, 1, tile_avx512},
 #endif
 };
 
 static int kernel_supported(const struct vnp_cpu_matmul_kernel *k)
 {
 #ifdef VNP_MATMUL_X86
+    if (k->tile == tile_avx)
+        return __builtin_cpu_supports("avx");
     if (k->tile == tile_avx2)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (k->tile == tile_avx512)
@@ -158,7 +207,7 @@ vnp_code vnp_cpu_matmul_select(const char *want, const vnp_cpu_matmul_kernel **o
         return vnp_fail(err, VNP_EINVAL,
                         "VIRNUCPRO_CPU_KERNEL=%s: not a CPU matmul kernel of this build "
                         "(generic%s)",
-                        want, n > 1 ? ", avx2, avx512" : "");
+                        want, n > 1 ? ", avx, avx2, avx512" : "");
     }
     *out = &kernels[0];
     for (size_t i = 1; i < n; i++)
@@ -168,6 +217,8 @@ vnp_code vnp_cpu_matmul_select(const char *want, const vnp_cpu_matmul_kernel **o
 }
 
 const char *vnp_cpu_matmul_name(const vnp_cpu_matmul_kernel *k) { return k->name; }
+
+int vnp_cpu_matmul_fused(const vnp_cpu_matmul_kernel *k) { return k->fused; }
 
 size_t vnp_cpu_matmul_scratch(void)
 {
