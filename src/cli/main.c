@@ -61,7 +61,7 @@ static void usage(FILE *f)
                "a threshold is not met.\n");
 }
 
-/* `virnucpro version`: what this binary is. */
+/* `virnucpro version` (and --version, -V): what this binary is. */
 static int version(void)
 {
     vnp_build_info b;
@@ -107,10 +107,8 @@ int main(int argc, char **argv)
         char *args[4] = {argv[0], argv[2], "--help", NULL};
         return c->run(2, args + 1);
     }
-    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-        printf("virnucpro %s\n", VNP_VERSION);
-        return 0;
-    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
+        return version(); /* the first line alone is "virnucpro VERSION", as it always was */
     if (!strcmp(argv[1], "version")) {
         if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
             printf("Usage: virnucpro version\n\nPrints the version, the git commit the binary "

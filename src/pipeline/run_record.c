@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "pipeline/model_files.h"
 #include "virnucpro.h"
 #include "virnucpro/hub.h"
@@ -64,6 +65,24 @@ static cJSON *devices(const vnp_predict_options *o)
                                 vnp_precision_name(vnp_precision_effective(d.name[i], o->precision)));
         if (!strcmp(d.name[i], "cpu"))
             cJSON_AddNumberToObject(w, "threads", threads);
+        /* what the device is: its model, memory and (GPUs) compute capability; null when it
+         * cannot be asked (a GPU gone since the run began) */
+        vnp_device dev;
+        vnp_error qe = {0};
+        int gpu = !strncmp(d.name[i], "cuda:", 5);
+        if (vnp_device_query(gpu ? VNP_DEVICE_CUDA : VNP_DEVICE_CPU,
+                             gpu ? atoi(d.name[i] + 5) : 0, &dev, &qe) == VNP_OK) {
+            cJSON_AddStringToObject(w, "name", dev.name);
+            cJSON_AddNumberToObject(w, "memory_bytes", (double)dev.mem_total);
+            if (gpu) {
+                char cc[16];
+                snprintf(cc, sizeof cc, "%d.%d", dev.cc_major, dev.cc_minor);
+                cJSON_AddStringToObject(w, "compute_capability", cc);
+            }
+        } else {
+            cJSON_AddNullToObject(w, "name");
+            cJSON_AddNullToObject(w, "memory_bytes");
+        }
         cJSON_AddItemToArray(a, w);
     }
     vnp_devices_free(&d);

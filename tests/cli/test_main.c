@@ -64,10 +64,14 @@ static void test_version(void **state)
     assert_true(!strcmp(commit, "unknown") || strspn(commit, "0123456789abcdef") == 40);
     assert_non_null(strstr(o, "\nCUDA architectures: "));
     assert_non_null(strstr(o, "\nBLAS: OpenBLAS"));
-    free(o);
-    assert_int_equal(run("--version", &o, NULL), 0);
-    assert_string_equal(o, "virnucpro 0.1.0\n");
-    free(o);
+    /* --version and -V print the same, the first line "virnucpro VERSION" */
+    char *o2 = NULL, *o3 = NULL;
+    assert_int_equal(run("--version", &o2, NULL), 0);
+    assert_int_equal(run("-V", &o3, NULL), 0);
+    assert_string_equal(o2, o);
+    assert_string_equal(o3, o);
+    assert_int_equal(strncmp(o2, "virnucpro 0.1.0\n", 16), 0);
+    free(o), free(o2), free(o3);
     assert_int_equal(run("version extra", NULL, &e), 2);
     free(e);
 }

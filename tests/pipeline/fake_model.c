@@ -30,6 +30,16 @@ struct vnp_embedder {
 };
 
 int vnp_device_count(vnp_device_kind kind) { return kind == VNP_DEVICE_CPU; }
+/* run.json's device description: a fixed fake CPU */
+vnp_code vnp_device_query(vnp_device_kind kind, int index, vnp_device *out, vnp_error *err)
+{
+    if (kind != VNP_DEVICE_CPU || index != 0)
+        return vnp_fail(err, VNP_EINVAL, "the fakes have one device, cpu");
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "fake CPU");
+    out->mem_total = (size_t)1 << 30;
+    return VNP_OK;
+}
 vnp_precision vnp_precision_effective(const char *device, vnp_precision asked)
 {
     (void)device;

@@ -722,10 +722,27 @@ static void test_run_json(void **state)
     /* one CPU worker computing in FP32 */
     const cJSON *dev = at(j, "devices");
     assert_int_equal(cJSON_GetArraySize(dev), 1);
-    assert_string_equal(keys_of(cJSON_GetArrayItem(dev, 0)), "device precision threads");
+    assert_string_equal(keys_of(cJSON_GetArrayItem(dev, 0)),
+                        "device precision threads name memory_bytes");
     assert_string_equal(str_at(cJSON_GetArrayItem(dev, 0), "device"), "cpu");
     assert_string_equal(str_at(cJSON_GetArrayItem(dev, 0), "precision"), "fp32");
     assert_true(num_at(cJSON_GetArrayItem(dev, 0), "threads") == 2);
+    { /* the CPU's model name as /proc/cpuinfo has it ("CPU" without one), physical memory */
+        char model[512] = "CPU", line[512];
+        FILE *f = fopen("/proc/cpuinfo", "r");
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+                const char *v = strchr(line, ':') + 1;
+                v += *v == ' ';
+                snprintf(model, sizeof model, "%.*s", (int)strcspn(v, "\n"), v);
+                break;
+            }
+        if (f)
+            fclose(f);
+        assert_string_equal(str_at(cJSON_GetArrayItem(dev, 0), "name"), model);
+        double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+        assert_true(num_at(cJSON_GetArrayItem(dev, 0), "memory_bytes") == mem);
+    }
     /* every model file with sha256sum's digest */
     assert_string_equal(keys_of(at(j, "models")), "esm2 dnabert_s classifier");
     static const char *const esm[] = {"config.json", "model.safetensors", "vocab.txt"};

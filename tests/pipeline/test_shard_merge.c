@@ -41,6 +41,21 @@ static int setup(void **state)
     unsetenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
     unsetenv("VIRNUCPRO_DEBUG_KILL_AT");
     unsetenv("VIRNUCPRO_DEBUG_KILL_LOG");
+    /* the _openblas_* variant: OpenBLAS must really run the core it names (an OpenBLAS
+     * without DYNAMIC_ARCH ignores OPENBLAS_CORETYPE, and the variant would rerun the
+     * default in silence) */
+    const char *core = getenv("OPENBLAS_CORETYPE");
+    if (core && *core) {
+        char cmd[4200], *out = NULL;
+        snprintf(cmd, sizeof cmd, "'%s' version", getenv("VNP_CLI"));
+        if (vnp_test_run(cmd, &out, NULL) != 0 || !out || !strstr(out, core)) {
+            fprintf(stderr, "OPENBLAS_CORETYPE=%s but `virnucpro version` says:\n%s", core,
+                    out ? out : "(nothing)");
+            free(out);
+            return -1;
+        }
+        free(out);
+    }
     return 0;
 }
 

@@ -35,7 +35,8 @@ int vnp_cpu_matmul_fused(const vnp_cpu_matmul_kernel *k);
 size_t vnp_cpu_matmul_scratch(void);
 /* out[r][c] = sum over k of x[r][k] w[c][k] for r < rows, c < cols (row-major, leading
  * dimensions ldx, ldw, ldo), each element one chain over k = 0..K-1 from +0 (fused or not,
- * as the kernel), so a row's result depends on nothing but that row and w. */
+ * as the kernel), so a row's result depends on nothing but that row and w. out holds
+ * partial sums between K blocks: it must not overlap x or w. */
 void vnp_cpu_matmul_nt(const vnp_cpu_matmul_kernel *kern, const float *x, size_t ldx, int rows,
                        const float *w, size_t ldw, int cols, int K, float *out, size_t ldo,
                        float *scratch);

@@ -1,6 +1,8 @@
-/* gemm: c = alpha op(a) op(b) + beta c with OpenBLAS sgemm, cut into blocks of rows
- * of c, one per worker (each row of c is one call's, so the result does not depend
- * on which worker computes it). */
+/* gemm: c = alpha op(a) op(b) + beta c with OpenBLAS sgemm (the classifier's training),
+ * cut into blocks of rows of c, one per worker. The blocks follow the thread count, and
+ * OpenBLAS's AVX2/AVX-512 kernels round a row by its place in its call, so the last bits
+ * may depend on -t (training compares with tolerances; inference's linear layers use
+ * cpu_matmul.c, which does not). */
 #include <cblas.h>
 
 #include "backend/cpu/cpu_backend.h"

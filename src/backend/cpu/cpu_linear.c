@@ -163,7 +163,10 @@ vnp_code vnp_cpu_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, con
         return rc;
     size_t blocks = 1;
     if (t > 1) {
-        if (M >= 16 * t) {
+        /* By rows only when each worker gets enough of them: a worker packs all of W for
+         * its rows, which costs as much as multiplying ~16 rows (column blocks pack only
+         * their own part of W). */
+        if (M >= 256 * t || N < 64 * t) {
             j.by_rows = 1;
             j.step = (M + t - 1) / t;
             blocks = (size_t)((M + j.step - 1) / j.step);

@@ -22,6 +22,13 @@
 
 #include "backend/cpu/cpu_backend.h"
 
+/* The unfused kernels must round every product: a compiler allowed to contract a * b + c
+ * into an FMA (-ffp-contract=fast, -ffast-math, GNU C mode, icx's defaults) would move
+ * them into the other family. CMakeLists.txt compiles this file with -ffp-contract=off. */
+#ifdef __FAST_MATH__
+#error "cpu_matmul.c must not be compiled with -ffast-math (it fixes the rounding of each step)"
+#endif
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define VNP_MATMUL_X86 1
 #include <immintrin.h>
@@ -40,7 +47,8 @@ typedef void (*tile_fn)(int kc, const float *const *xr, const float *panel, floa
 
 #define GENERIC_MR 4
 #define GENERIC_NR 16
-#ifdef FP_FAST_FMAF /* fmaf is an instruction here (aarch64, x86 built with FMA) */
+#if defined(FP_FAST_FMAF) || defined(__FP_FAST_FMAF) || defined(__ARM_FEATURE_FMA) || \
+    defined(__aarch64__) /* fmaf is an instruction here (aarch64, x86 built with FMA) */
 #define GENERIC_FUSED 1
 #define GENERIC_STEP(a, b, acc) fmaf(a, b, acc)
 #else
@@ -103,9 +111,10 @@ __attribute__((target("avx"))) static void tile_avx(int kc, const float *const *
     }
 }
 
+/* AVX with FMA3 (Haswell and later, AMD since Piledriver): the fused family, 8 lanes. */
 #define AVX2_MR 6
 #define AVX2_NR 16
-__attribute__((target("avx2,fma"))) static void tile_avx2(int kc, const float *const *xr,
+__attribute__((target("avx,fma"))) static void tile_avx2(int kc, const float *const *xr,
                                                           const float *panel, float *c,
                                                           size_t ldc, int cont)
 {
@@ -181,8 +190,8 @@ static int kernel_supported(const struct vnp_cpu_matmul_kernel *k)
 #ifdef VNP_MATMUL_X86
     if (k->tile == tile_avx)
         return __builtin_cpu_supports("avx");
-    if (k->tile == tile_avx2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (k->tile == tile_avx2) /* named for the CPUs that have it; needs AVX and FMA3 only */
+        return __builtin_cpu_supports("avx") && __builtin_cpu_supports("fma");
     if (k->tile == tile_avx512)
         return __builtin_cpu_supports("avx512f");
 #endif
