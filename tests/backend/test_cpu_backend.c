@@ -308,6 +308,69 @@ static void test_linear_rows_independent(void **state)
     }
 }
 
+/* vnp_cpu_matmul_nt itself with leading dimensions wider than the rows (x, w and out
+ * padded; the padding NaN): each element is its family's chain and the padding of out is
+ * untouched, for every kernel this CPU has and shapes on both sides of the K (256) and
+ * column (128) blocks. */
+static void test_matmul_strides(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{13, 129, 257}, {1, 1, 1}, {7, 33, 513}, {30, 16, 256}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        size_t ldx = (size_t)K + 5, ldw = (size_t)K + 3, ldo = (size_t)N + 7;
+        float *x = malloc(sizeof(float) * M * ldx), *w = malloc(sizeof(float) * N * ldw);
+        float *o = malloc(sizeof(float) * M * ldo);
+        fill(x, (size_t)M * ldx, 1);
+        fill(w, (size_t)N * ldw, 0.5f);
+        for (int m = 0; m < M; m++)
+            for (size_t k = (size_t)K; k < ldx; k++)
+                x[m * ldx + k] = NAN;
+        for (int n = 0; n < N; n++)
+            for (size_t k = (size_t)K; k < ldw; k++)
+                w[n * ldw + k] = NAN;
+        for (size_t kn = 0; kn < sizeof KERNELS / sizeof KERNELS[0]; kn++) {
+            const vnp_cpu_matmul_kernel *kern = NULL;
+            vnp_error err = {0};
+            if (vnp_cpu_matmul_select(KERNELS[kn], &kern, &err)) {
+                if (!strstr(err.msg, "lacks the instructions"))
+                    fail_msg("%s", err.msg);
+                continue;
+            }
+            float *scratch = malloc(sizeof(float) * vnp_cpu_matmul_scratch());
+            for (size_t i = 0; i < (size_t)M * ldo; i++)
+                o[i] = NAN;
+            vnp_cpu_matmul_nt(kern, x, ldx, M, w, ldw, N, K, o, ldo, scratch);
+            int fused = vnp_cpu_matmul_fused(kern);
+            for (int m = 0; m < M; m++) {
+                for (int n = 0; n < N; n++) {
+                    float acc = 0.0f;
+                    for (int k = 0; k < K; k++) {
+                        float a = x[m * ldx + (size_t)k], b = w[n * ldw + (size_t)k];
+                        if (fused)
+                            acc = fmaf(a, b, acc);
+                        else {
+                            volatile float prod = a * b;
+                            acc = acc + prod;
+                        }
+                    }
+                    if (memcmp(&acc, &o[m * ldo + (size_t)n], sizeof acc))
+                        fail_msg("kernel %s, M=%d N=%d K=%d (strided): (%d, %d) is %.9g, the "
+                                 "chain %.9g",
+                                 KERNELS[kn], M, N, K, m, n, (double)o[m * ldo + (size_t)n],
+                                 (double)acc);
+                }
+                for (size_t n = (size_t)N; n < ldo; n++)
+                    if (!isnan(o[m * ldo + n]))
+                        fail_msg("kernel %s, M=%d N=%d K=%d: wrote past the row (column %zu)",
+                                 KERNELS[kn], M, N, K, n);
+            }
+            free(scratch);
+        }
+        free(x), free(w), free(o);
+    }
+}
+
 /* VIRNUCPRO_CPU_KERNEL naming no kernel: the backend is not made, and the message names
  * the variable, the value and the choices. */
 static void test_kernel_env(void **state)
@@ -893,6 +956,7 @@ int main(void)
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_linear_fma_chain),
         cmocka_unit_test(test_linear_rows_independent),
+        cmocka_unit_test(test_matmul_strides),
         cmocka_unit_test(test_kernel_env),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_embedding_gated),
