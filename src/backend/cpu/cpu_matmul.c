@@ -81,65 +81,43 @@ static void tile_generic(int kc, const float *const *xr, const float *panel, flo
 }
 
 #ifdef VNP_MATMUL_X86
-/* AVX without FMA (Sandy Bridge, Ivy Bridge): the unfused family, 8 lanes. */
-#define AVX_MR 6
-#define AVX_NR 16
-__attribute__((target("avx"))) static void tile_avx(int kc, const float *const *xr,
-                                                    const float *panel, float *c, size_t ldc,
-                                                    int cont)
-{
-    __m256 a0[AVX_MR], a1[AVX_MR];
-#pragma GCC unroll 6
-    for (int i = 0; i < AVX_MR; i++) {
-        a0[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc) : _mm256_setzero_ps();
-        a1[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc + 8) : _mm256_setzero_ps();
+/* 8-lane kernels, 6 x 16 tiles: one body, two steps. TILE8(name, target, STEP) defines
+ * tile_<name>; STEP(x, w, acc) is one step of the chain. */
+#define TILE8_MR 6
+#define TILE8_NR 16
+#define TILE8(name, isa, STEP)                                                                  \
+    __attribute__((target(isa))) static void tile_##name(int kc, const float *const *xr,         \
+                                                         const float *panel, float *c,           \
+                                                         size_t ldc, int cont)                   \
+    {                                                                                           \
+        __m256 a0[TILE8_MR], a1[TILE8_MR];                                                      \
+        _Pragma("GCC unroll 6") for (int i = 0; i < TILE8_MR; i++)                              \
+        {                                                                                       \
+            a0[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc) : _mm256_setzero_ps();          \
+            a1[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc + 8) : _mm256_setzero_ps();      \
+        }                                                                                       \
+        for (int k = 0; k < kc; k++) {                                                          \
+            __m256 w0 = _mm256_loadu_ps(panel + (size_t)k * TILE8_NR);                          \
+            __m256 w1 = _mm256_loadu_ps(panel + (size_t)k * TILE8_NR + 8);                      \
+            _Pragma("GCC unroll 6") for (int i = 0; i < TILE8_MR; i++)                          \
+            {                                                                                   \
+                __m256 x = _mm256_broadcast_ss(xr[i] + k);                                      \
+                a0[i] = STEP(x, w0, a0[i]);                                                     \
+                a1[i] = STEP(x, w1, a1[i]);                                                     \
+            }                                                                                   \
+        }                                                                                       \
+        _Pragma("GCC unroll 6") for (int i = 0; i < TILE8_MR; i++)                              \
+        {                                                                                       \
+            _mm256_storeu_ps(c + (size_t)i * ldc, a0[i]);                                       \
+            _mm256_storeu_ps(c + (size_t)i * ldc + 8, a1[i]);                                   \
+        }                                                                                       \
     }
-    for (int k = 0; k < kc; k++) {
-        __m256 w0 = _mm256_loadu_ps(panel + (size_t)k * AVX_NR);
-        __m256 w1 = _mm256_loadu_ps(panel + (size_t)k * AVX_NR + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < AVX_MR; i++) {
-            __m256 x = _mm256_broadcast_ss(xr[i] + k);
-            a0[i] = _mm256_add_ps(a0[i], _mm256_mul_ps(x, w0));
-            a1[i] = _mm256_add_ps(a1[i], _mm256_mul_ps(x, w1));
-        }
-    }
-#pragma GCC unroll 6
-    for (int i = 0; i < AVX_MR; i++) {
-        _mm256_storeu_ps(c + (size_t)i * ldc, a0[i]);
-        _mm256_storeu_ps(c + (size_t)i * ldc + 8, a1[i]);
-    }
-}
-
-/* AVX with FMA3 (Haswell and later, AMD since Piledriver): the fused family, 8 lanes. */
-#define AVX2_MR 6
-#define AVX2_NR 16
-__attribute__((target("avx,fma"))) static void tile_avx2(int kc, const float *const *xr,
-                                                          const float *panel, float *c,
-                                                          size_t ldc, int cont)
-{
-    __m256 a0[AVX2_MR], a1[AVX2_MR];
-#pragma GCC unroll 6
-    for (int i = 0; i < AVX2_MR; i++) {
-        a0[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc) : _mm256_setzero_ps();
-        a1[i] = cont ? _mm256_loadu_ps(c + (size_t)i * ldc + 8) : _mm256_setzero_ps();
-    }
-    for (int k = 0; k < kc; k++) {
-        __m256 w0 = _mm256_loadu_ps(panel + (size_t)k * AVX2_NR);
-        __m256 w1 = _mm256_loadu_ps(panel + (size_t)k * AVX2_NR + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < AVX2_MR; i++) {
-            __m256 x = _mm256_broadcast_ss(xr[i] + k);
-            a0[i] = _mm256_fmadd_ps(x, w0, a0[i]);
-            a1[i] = _mm256_fmadd_ps(x, w1, a1[i]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int i = 0; i < AVX2_MR; i++) {
-        _mm256_storeu_ps(c + (size_t)i * ldc, a0[i]);
-        _mm256_storeu_ps(c + (size_t)i * ldc + 8, a1[i]);
-    }
-}
+/* AVX without FMA (Sandy Bridge, Ivy Bridge): the unfused family, the product rounded. */
+#define STEP_MUL_ADD(x, w, acc) _mm256_add_ps(acc, _mm256_mul_ps(x, w))
+TILE8(avx, "avx", STEP_MUL_ADD)
+/* AVX with FMA3 (Haswell and later, AMD since Piledriver): the fused family. */
+#define STEP_FMA(x, w, acc) _mm256_fmadd_ps(x, w, acc)
+TILE8(avx2, "avx,fma", STEP_FMA)
 
 #define AVX512_MR 12
 #define AVX512_NR 32
@@ -179,8 +157,8 @@ static const struct vnp_cpu_matmul_kernel {
 } kernels[] = { /* slowest first */
     {"generic", GENERIC_MR, GENERIC_NR, GENERIC_FUSED, tile_generic},
 #ifdef VNP_MATMUL_X86
-    {"avx", AVX_MR, AVX_NR, 0, tile_avx},
-    {"avx2", AVX2_MR, AVX2_NR, 1, tile_avx2},
+    {"avx", TILE8_MR, TILE8_NR, 0, tile_avx},
+    {"avx2", TILE8_MR, TILE8_NR, 1, tile_avx2},
     {"avx512", AVX512_MR, AVX512_NR, 1, tile_avx512},
 #endif
 };
