@@ -329,14 +329,15 @@ static const vnp_backend_ops cpu_ops = {
 
 static void openblas_single_thread(void) { openblas_set_num_threads(1); }
 
-static char blas_desc[256];
+static char blas_desc[256]; /* written once, under `once` below; read-only after */
 static void describe_blas(void)
 {
     const vnp_cpu_matmul_kernel *k = NULL;
     vnp_error e = {0};
     int bad = vnp_cpu_matmul_select(getenv("VIRNUCPRO_CPU_KERNEL"), &k, &e) != VNP_OK;
     snprintf(blas_desc, sizeof blas_desc, "%s; linear layers: own batch-invariant matmul (%s)",
-             openblas_get_config(), bad ? "VIRNUCPRO_CPU_KERNEL not usable" : vnp_cpu_matmul_name(k));
+             openblas_get_config(),
+             bad ? "VIRNUCPRO_CPU_KERNEL not usable" : vnp_cpu_matmul_name(k));
 }
 
 /* OpenBLAS (attention, training GEMMs) and the kernel of the linear layers. */

@@ -4,11 +4,11 @@
  * into its own scratch tile and applies the epilogue while the tile is hot,
  * so `out` may alias `residual`.
  *
- * The product is cpu_matmul.c's, not OpenBLAS's sgemm: each element is one FMA chain
- * over k, so a row's result does not depend on M, on where the row sits or on the
+ * The product is cpu_matmul.c's, not OpenBLAS's sgemm: each element is one chain over
+ * k in order, so a row's result does not depend on M, on where the row sits or on the
  * blocking. A frame's embedding is then the same whichever frames share its batch, so
- * shards merge to one run's bytes on any CPU (tests/backend/test_cpu_backend.c pins it
- * against every kernel OpenBLAS could have picked).
+ * shards merge to one run's bytes (test_cpu_backend pins the rows; test_shard_merge, and
+ * its variant with OpenBLAS's AVX2 kernels, the files).
  *
  * Emulated precisions (a W uploaded as an emulated GEMM weight), as the CUDA
  * backend computes with cuBLASLt: x and W already hold values of the GEMM format;
