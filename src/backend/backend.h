@@ -92,6 +92,14 @@ typedef struct vnp_backend_ops {
     /* F32 whatever the compute dtype (pooled features, the classifier's activations). */
     vnp_code (*alloc_f32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
     vnp_code (*alloc_i32)(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err);
+    /* rows x K activations that only linear() reads (as its x, with this K) after
+     * layernorm, linear or gated_gelu wrote them (as out, of width K). The backend may
+     * keep them in its GEMM input format, so that the writer quantises and linear does
+     * not: an FP8 backend stores E4M3 rows with one scale per row (dtype U8), bit for bit
+     * what it would have quantised in linear. Views of whole rows work. NULL (or a
+     * backend without such a format): an alloc_act of rows * K. */
+    vnp_code (*alloc_gemm_in)(vnp_backend *be, size_t rows, size_t K, vnp_buf *out,
+                              vnp_error *err);
     /* A weight tensor converted to what the backend computes with, as its role asks
      * (vnp_weight_kind): GEMM operands, embedding tables and GEMM biases may be stored
      * in the compute dtype (F16/BF16), other vectors (LayerNorm) are kept F32. */

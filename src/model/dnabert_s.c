@@ -72,4 +72,6 @@ const vnp_encoder_arch vnp_dnabert_s_arch = {
     .min_tokens_why = "1",
     .pool_range = dnabert_s_pool_range,
     .ffn_widths = dnabert_s_ffn_widths,
+    /* h and x are residuals too (post-LN), ffn feeds the gated GELU */
+    .gemm_inputs = VNP_WS_FFN2,
 };

@@ -255,6 +255,16 @@ vnp_code vnp_encoder_probe(const char *path, vnp_encoder_kind *kind, vnp_error *
 vnp_encoder_kind vnp_encoder_kind_of(const vnp_encoder *enc) { return enc->cfg.kind; }
 int vnp_encoder_hidden_size(const vnp_encoder *enc) { return enc->cfg.hidden; }
 
+/* A workspace buffer of rows x width: a GEMM input (alloc_gemm_in) when forward reads it
+ * only as a linear's x, else activations. */
+static vnp_code alloc_ws(vnp_backend *be, unsigned gemm_only, size_t rows, size_t width,
+                         vnp_buf *out, vnp_error *err)
+{
+    if (gemm_only && be->ops->alloc_gemm_in)
+        return be->ops->alloc_gemm_in(be, rows, width, out, err);
+    return be->ops->alloc_act(be, rows * width, out, err);
+}
+
 static vnp_code ensure_workspace(vnp_encoder *enc, size_t T, size_t nseq, vnp_error *err)
 {
     if (T <= enc->ws_tokens && nseq <= enc->ws_seqs)
@@ -265,13 +275,14 @@ static vnp_code ensure_workspace(vnp_encoder *enc, size_t T, size_t nseq, vnp_er
     vnp_backend *be = enc->be;
     size_t H = (size_t)enc->cfg.hidden, ffn = 0, ffn2 = 0;
     enc->arch->ffn_widths(&enc->cfg, &ffn, &ffn2);
+    unsigned gi = enc->arch->gemm_inputs;
     vnp_code rc;
     if ((rc = be->ops->alloc_act(be, nt * H, &enc->x, err)) ||
-        (rc = be->ops->alloc_act(be, nt * H, &enc->h, err)) ||
+        (rc = alloc_ws(be, gi & VNP_WS_H, nt, H, &enc->h, err)) ||
         (rc = be->ops->alloc_act(be, nt * 3 * H, &enc->qkv, err)) ||
         (rc = be->ops->alloc_act(be, nt * H, &enc->attn, err)) ||
-        (rc = be->ops->alloc_act(be, nt * ffn, &enc->ffn, err)) ||
-        (ffn2 && (rc = be->ops->alloc_act(be, nt * ffn2, &enc->ffn2, err))) ||
+        (rc = alloc_ws(be, gi & VNP_WS_FFN, nt, ffn, &enc->ffn, err)) ||
+        (ffn2 && (rc = alloc_ws(be, gi & VNP_WS_FFN2, nt, ffn2, &enc->ffn2, err))) ||
         (rc = be->ops->alloc_i32(be, nt, &enc->ids, err)) ||
         (rc = be->ops->alloc_i32(be, ns + 1, &enc->cu, err)) ||
         (rc = be->ops->alloc_i32(be, 2 * ns, &enc->ranges, err)) ||

@@ -143,7 +143,14 @@ struct vnp_encoder_arch {
     void (*pool_range)(int start, int len, int32_t *begin, int32_t *end);
     /* Workspace per token of the feed-forward buffers ffn and ffn2 (elements; 0: unused). */
     void (*ffn_widths)(const vnp_encoder_config *c, size_t *ffn, size_t *ffn2);
+    /* The workspace buffers that forward reads only as a linear's x (VNP_WS_* bits):
+     * encoder.c allocates them with alloc_gemm_in, so that an FP8 backend quantises
+     * them where they are written. */
+    unsigned gemm_inputs;
 };
+#define VNP_WS_H 1u    /* enc->h */
+#define VNP_WS_FFN 2u  /* enc->ffn */
+#define VNP_WS_FFN2 4u /* enc->ffn2 */
 
 extern const vnp_encoder_arch vnp_esm2_arch;      /* esm2.c */
 extern const vnp_encoder_arch vnp_dnabert_s_arch; /* dnabert_s.c */

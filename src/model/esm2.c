@@ -121,4 +121,5 @@ const vnp_encoder_arch vnp_esm2_arch = {
     .embed_id = esm2_embed_id,
     .pool_range = esm2_pool_range,
     .ffn_widths = esm2_ffn_widths,
+    .gemm_inputs = VNP_WS_H | VNP_WS_FFN, /* LayerNorm -> QKV / fc1, fc1 + GELU -> fc2 */
 };

@@ -302,6 +302,106 @@ static void test_linear_fp8(vnp_backend *cpu8, vnp_backend *gpu8, vnp_backend *g
     free(r);
 }
 
+/* A GEMM input buffer (alloc_gemm_in) of `rows` rows of width K, or activations on a
+ * backend without one. */
+static vnp_buf gemm_in(vnp_backend *be, size_t rows, size_t K)
+{
+    vnp_buf b;
+    vnp_error err;
+    vnp_code rc = be->ops->alloc_gemm_in ? be->ops->alloc_gemm_in(be, rows, K, &b, &err)
+                                         : be->ops->alloc_act(be, rows * K, &b, &err);
+    if (rc)
+        die("alloc_gemm_in", &err);
+    return b;
+}
+
+/* The FP8 writers that quantise (LayerNorm, a GELU linear, the gated GELU into an
+ * alloc_gemm_in buffer) against the same chain with every GEMM quantising its own FP16
+ * input (VIRNUCPRO_DEBUG_FP8_UNFUSED=1): the same bits, value for value; and against the
+ * CPU emulation. Two chains, as the encoders run them:
+ *   ESM-2:     h = LN(x); f = gelu(h W1^T + b1); y = f W2^T + b2 + x
+ *   DNABERT-S: u = x W1^T (2I wide); g = gelu(u[:I]) * u[I:]; y = g W2^T + b2
+ * h, f and g are GEMM inputs, used through a view that starts `skip` rows into them. */
+static void test_fp8_chain(vnp_backend *cpu8, vnp_backend *gpu8, vnp_backend *gpu8u,
+                           vnp_precision prec, int gated, int M, int H, int I, int skip)
+{
+    const int W1 = gated ? 2 * I : I;
+    float *x = rand_vec((size_t)M * H, 1.0f), *g = rand_vec((size_t)H, 1.0f);
+    float *bt = rand_vec((size_t)H, 0.3f);
+    float *w1 = rand_vec((size_t)W1 * H, 1.0f / sqrtf((float)H)), *b1 = rand_vec((size_t)W1, 0.3f);
+    float *w2 = rand_vec((size_t)H * I, 1.0f / sqrtf((float)I)), *b2 = rand_vec((size_t)H, 0.3f);
+    round_to(x, (size_t)M * H, VNP_PREC_FP16);
+    float *res[3];
+    vnp_backend *bes[3] = {cpu8, gpu8, gpu8u};
+    for (int k = 0; k < 3; k++) {
+        vnp_backend *be = bes[k];
+        vnp_error err;
+        vnp_buf xb = up(be, x, (size_t)M * H, VNP_WEIGHT_TABLE);
+        vnp_buf gb = up(be, g, (size_t)H, VNP_WEIGHT_VECTOR);
+        vnp_buf bb = up(be, bt, (size_t)H, VNP_WEIGHT_VECTOR);
+        vnp_buf w1b = up2(be, w1, W1, H, VNP_WEIGHT_GEMM);
+        vnp_buf b1b = up(be, b1, (size_t)W1, VNP_WEIGHT_BIAS);
+        vnp_buf w2b = up2(be, w2, H, I, VNP_WEIGHT_GEMM);
+        vnp_buf b2b = up(be, b2, (size_t)H, VNP_WEIGHT_BIAS);
+        vnp_buf hb = gemm_in(be, (size_t)(M + skip), (size_t)H);
+        vnp_buf fb = gemm_in(be, (size_t)(M + skip), (size_t)I);
+        vnp_buf ub = act(be, (size_t)M * W1), yb = act(be, (size_t)M * H);
+        /* views from row `skip` (the byte size of a row follows the buffer's dtype) */
+        size_t hes = hb.dtype == VNP_DT_U8 ? 1 : hb.dtype == VNP_DT_F32 ? 4 : 2;
+        size_t fes = fb.dtype == VNP_DT_U8 ? 1 : fb.dtype == VNP_DT_F32 ? 4 : 2;
+        vnp_buf hv = {(char *)hb.ptr + (size_t)skip * H * hes, hb.dtype, (size_t)M * H};
+        vnp_buf fv = {(char *)fb.ptr + (size_t)skip * I * fes, fb.dtype, (size_t)M * I};
+        vnp_code rc;
+        if (gated)
+            rc = be->ops->linear(be, &xb, &w1b, NULL, VNP_ACT_NONE, NULL, M, W1, H, &ub, &err);
+        else
+            rc = be->ops->layernorm(be, &xb, NULL, &gb, &bb, 1e-5f, M, H, &hv, &err);
+        if (!rc)
+            rc = gated ? be->ops->gated_gelu(be, &ub, M, I, &fv, &err)
+                       : be->ops->linear(be, &hv, &w1b, &b1b, VNP_ACT_GELU_ERF, NULL, M, I, H,
+                                         &fv, &err);
+        if (!rc)
+            rc = be->ops->linear(be, &fv, &w2b, &b2b, VNP_ACT_NONE, gated ? NULL : &xb, M, H, I,
+                                 &yb, &err);
+        if (rc)
+            die("fp8 chain", &err);
+        if (k == 1 && H % 16 == 0 && I % 16 == 0)
+            check(fb.dtype == VNP_DT_U8 && (gated || hb.dtype == VNP_DT_U8),
+                  "the FP8 backend's GEMM inputs are E4M3 buffers (U8)");
+        if (k == 2)
+            check(fb.dtype == VNP_DT_F16 && hb.dtype == VNP_DT_F16,
+                  "VIRNUCPRO_DEBUG_FP8_UNFUSED=1 gives FP16 GEMM inputs");
+        res[k] = down(be, &yb, (size_t)M * H);
+        vnp_buf *all[] = {&xb, &gb, &bb, &w1b, &b1b, &w2b, &b2b, &hb, &fb, &ub, &yb};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            be->ops->free_buf(be, all[i]);
+    }
+    size_t n = (size_t)M * H, diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff += memcmp(&res[1][i], &res[2][i], sizeof(float)) != 0;
+    char what[200];
+    snprintf(what, sizeof what,
+             "fp8 chain %s %s M=%d H=%d I=%d skip %d: quantising writers = quantising GEMMs bit "
+             "for bit (%zu of %zu values differ)",
+             gated ? "gated-gelu" : "ln-gelu", vnp_precision_name(prec), M, H, I, skip, diff, n);
+    check(diff == 0, what);
+    /* Against the emulation: two FP8 GEMMs in a row, so an FP16 rounding that differs
+     * with the order of the sums can move an E4M3 step of the second GEMM's input
+     * (1/16 relative): more slack than one op's FP16 tolerance. */
+    snprintf(what, sizeof what, "fp8 chain %s %s M=%d H=%d I=%d vs CPU emulation",
+             gated ? "gated-gelu" : "ln-gelu", vnp_precision_name(prec), M, H, I);
+    compare(what, VNP_PREC_FP16, res[0], res[1], n, 1e-2);
+    for (int k = 0; k < 3; k++)
+        free(res[k]);
+    free(x);
+    free(g);
+    free(bt);
+    free(w1);
+    free(b1);
+    free(w2);
+    free(b2);
+}
+
 static void test_layernorm(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec, int M, int H,
                            int with_res, int alias)
 {
@@ -1220,6 +1320,17 @@ int main(void)
         test_linear_fp8(c8, g8, g16, p8[p], 33, 64, 64, 0, VNP_ACT_NONE, 1);
         test_linear_fp8(c8, g8, g16, p8[p], 257, 2560, 2560, 1, VNP_ACT_NONE, 1);
         test_linear_fp8(c8, g8, g16, p8[p], 100, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0);
+        vnp_backend *g8u;
+        setenv("VIRNUCPRO_DEBUG_FP8_UNFUSED", "1", 1);
+        if (vnp_backend_cuda_create(0, p8[p], &g8u, &err))
+            die("cuda fp8 backend (unfused)", &err);
+        unsetenv("VIRNUCPRO_DEBUG_FP8_UNFUSED");
+        test_fp8_chain(c8, g8, g8u, p8[p], 0, 77, 2560, 10240, 0);  /* ESM-2 3B widths */
+        test_fp8_chain(c8, g8, g8u, p8[p], 0, 45, 320, 1280, 3);    /* ESM-2 8M, a view */
+        test_fp8_chain(c8, g8, g8u, p8[p], 0, 21, 6400, 256, 2);    /* LN past the warp kernel */
+        test_fp8_chain(c8, g8, g8u, p8[p], 1, 65, 768, 3072, 0);    /* DNABERT-S widths */
+        test_fp8_chain(c8, g8, g8u, p8[p], 1, 30, 128, 272, 5);
+        g8u->ops->destroy(g8u);
         g8->ops->destroy(g8);
         c8->ops->destroy(c8);
     }

@@ -24,7 +24,8 @@
 #                   VNP_PROF_MODELS='esm dna esm-fp8' adds DNABERT-S and ESM-2 in FP8
 #         attnprof  ncu detail (speed of light, warp stalls, occupancy, memory) of the
 #                   attention kernels on the op test's timing batches
-#         fp8       ESM-2 3B tokens/s in fp16, fp8 and fp8-tensor, same run
+#         fp8       ESM-2 3B tokens/s in fp16, fp8 and fp8-tensor, same run (VNP_FP8_VARIANTS;
+#                   also fp8-unfused and fp8-fastacc, see the stage)
 #         pipe      predict end to end (classifier 3328->512->2, the published shape) vs the
 #                   ESM-2 stage alone on the same ORFs, GPU busy % (nvidia-smi dmon);
 #                   cuda:0,cuda:0 and a failing worker (VIRNUCPRO_DEBUG_FAIL_WORKER) give
@@ -351,15 +352,30 @@ fi
 
 if has fp8; then
   # ESM-2 3B in FP8 (per-channel and per-tensor weight scales) beside FP16, same run
+  # (VNP_FP8_VARIANTS: fp8-unfused quantises every GEMM input in a pass of its own, the
+  # previous path; fp8-fastacc is fp8 with cuBLASLt's FAST_ACCUM)
   for w in reads20k contigs; do
-    for p in fp16 fp8 fp8-tensor; do
+    for p in ${VNP_FP8_VARIANTS:-fp16 fp8 fp8-tensor fp8-unfused fp8-fastacc}; do
       say "fp8 stage: esm $w $p"
-      "$BIN/vnp_gpu_embed_bench" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" --budget 16384 \
-        --precision "$p" --label "$w" >"$OUT/fp8_$w.$p.log" 2>&1
+      envs=(); prec=$p
+      [[ $p == fp8-unfused ]] && envs=(VIRNUCPRO_DEBUG_FP8_UNFUSED=1) && prec=fp8
+      [[ $p == fp8-fastacc ]] && envs=(VIRNUCPRO_DEBUG_FP8_FAST_ACCUM=1) && prec=fp8
+      env "${envs[@]}" "$BIN/vnp_gpu_embed_bench" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" \
+        --budget 16384 --precision "$prec" --label "$w" >"$OUT/fp8_$w.$p.log" 2>&1
       r=$(grep RESULT "$OUT/fp8_$w.$p.log")
       cat "$OUT/fp8_$w.$p.log" >>"$LOG"
       [[ -n $r ]] || tail -3 "$OUT/fp8_$w.$p.log"
       row fp8 "$([[ -n $r ]] && echo ok || echo FAIL)" "esm $p $w budget=16384: $(grep -oE ' tok_s=[0-9]+' <<<"$r")"
+    done
+    # DNABERT-S (does FP8 pay for a 768-wide model?)
+    for p in fp16 fp8; do
+      say "fp8 stage: dnabert-s $w $p"
+      "$BIN/vnp_gpu_embed_bench" "$DNA" "$BENCH/$w/${w}_identified_nucleotide.fa" \
+        --budget 65536 --precision "$p" --label "$w" >"$OUT/fp8_dna_$w.$p.log" 2>&1
+      r=$(grep RESULT "$OUT/fp8_dna_$w.$p.log")
+      cat "$OUT/fp8_dna_$w.$p.log" >>"$LOG"
+      [[ -n $r ]] || tail -3 "$OUT/fp8_dna_$w.$p.log"
+      row fp8 "$([[ -n $r ]] && echo ok || echo FAIL)" "dnabert-s $p $w budget=65536: $(grep -oE ' tok_s=[0-9]+' <<<"$r")"
     done
   done
 fi

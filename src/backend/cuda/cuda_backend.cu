@@ -181,6 +181,43 @@ static vnp_code cu_alloc_act(vnp_backend *be, size_t n, vnp_buf *out, vnp_error 
     return cu_alloc(c, n, c->act, out, err);
 }
 
+/* A GEMM input buffer: E4M3 rows with their scales on an FP8 backend (when K makes
+ * whole FP8 tensor-core steps), activations otherwise. */
+static vnp_code cu_alloc_gemm_in(vnp_backend *be, size_t rows, size_t K, vnp_buf *out,
+                                 vnp_error *err)
+{
+    vnp_cuda *c = vnp_cuda_of(be);
+    if (!c->fp8 || c->fp8_unfused || K % 16 || K > INT32_MAX || rows == 0 ||
+        rows > SIZE_MAX / K)
+        return cu_alloc(c, rows * K, c->act, out, err);
+    if (c->nq8a == c->capq8a) {
+        int cap = c->capq8a ? 2 * c->capq8a : 8;
+        vnp_cuda_q8a *nt = (vnp_cuda_q8a *)realloc(c->q8a, (size_t)cap * sizeof *nt);
+        if (!nt)
+            return vnp_fail(err, VNP_ENOMEM, "out of memory listing FP8 GEMM inputs");
+        c->q8a = nt;
+        c->capq8a = cap;
+    }
+    vnp_code rc = cu_alloc(c, rows * K, VNP_DT_U8, out, err);
+    float *scale = NULL;
+    if (!rc && (rc = VNP_CUDA_CHECK(cudaMalloc((void **)&scale, rows * sizeof(float)), c->device,
+                                    err))) {
+        vnp_error_prefix(err, "allocating %zu FP8 row scales: ", rows);
+        vnp_error e;
+        warn_if(VNP_CUDA_CHECK(cudaFree(out->ptr), c->device, &e), &e);
+        out->ptr = NULL;
+        out->n = 0;
+    }
+    if (rc)
+        return rc;
+    vnp_cuda_q8a *a = &c->q8a[c->nq8a++];
+    a->q = (unsigned char *)out->ptr;
+    a->scale = scale;
+    a->rows = rows;
+    a->K = (int)K;
+    return VNP_OK;
+}
+
 static vnp_code cu_alloc_f32(vnp_backend *be, size_t n, vnp_buf *out, vnp_error *err)
 {
     return cu_alloc(vnp_cuda_of(be), n, VNP_DT_F32, out, err);
@@ -204,6 +241,13 @@ static void cu_free_buf(vnp_backend *be, vnp_buf *buf)
             if (c->f8w[i].q == buf->ptr) {
                 warn_if(VNP_CUDA_CHECK(cudaFree(c->f8w[i].scale), c->device, &e), &e);
                 c->f8w[i] = c->f8w[--c->nf8w];
+                break;
+            }
+        /* so do a GEMM input buffer's */
+        for (int i = 0; i < c->nq8a; i++)
+            if (c->q8a[i].q == buf->ptr) {
+                warn_if(VNP_CUDA_CHECK(cudaFree(c->q8a[i].scale), c->device, &e), &e);
+                c->q8a[i] = c->q8a[--c->nq8a];
                 break;
             }
         warn_if(VNP_CUDA_CHECK(cudaFree(buf->ptr), c->device, &e), &e);
@@ -626,6 +670,9 @@ static void cu_destroy(vnp_backend *be)
         for (int i = 0; i < c->nf8w; i++)
             warn_if(VNP_CUDA_CHECK(cudaFree(c->f8w[i].scale), c->device, &e), &e);
         free(c->f8w);
+        for (int i = 0; i < c->nq8a; i++)
+            warn_if(VNP_CUDA_CHECK(cudaFree(c->q8a[i].scale), c->device, &e), &e);
+        free(c->q8a);
         vnp_cuda_sgemm_release(c);
         if (c->lt)
             warn_if(VNP_CUDA_CHECK(cublasLtDestroy(c->lt), c->device, &e), &e);
@@ -642,6 +689,7 @@ static const vnp_backend_ops g_cuda_ops = {
     .alloc_act = cu_alloc_act,
     .alloc_f32 = cu_alloc_f32,
     .alloc_i32 = cu_alloc_i32,
+    .alloc_gemm_in = cu_alloc_gemm_in,
     .upload_weight = cu_upload_weight,
     .upload_f32 = cu_upload_f32,
     .upload_i32 = cu_upload_i32,
@@ -733,6 +781,20 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     read_poison_switch(c, be->name);
     const char *sk = getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
     c->scalar_only = sk && !strcmp(sk, "1");
+    if (c->fp8) {
+        const char *fu = getenv("VIRNUCPRO_DEBUG_FP8_UNFUSED");
+        const char *fa = getenv("VIRNUCPRO_DEBUG_FP8_FAST_ACCUM");
+        c->fp8_unfused = fu && !strcmp(fu, "1");
+        c->fp8_fast_accum = fa && !strcmp(fa, "1");
+        if (c->fp8_unfused)
+            vnp_warn("debug: VIRNUCPRO_DEBUG_FP8_UNFUSED=1: %s quantises each FP8 GEMM's "
+                     "input in a pass of its own",
+                     be->name);
+        if (c->fp8_fast_accum)
+            vnp_warn("debug: VIRNUCPRO_DEBUG_FP8_FAST_ACCUM=1: %s accumulates FP8 GEMMs "
+                     "without promotion to FP32",
+                     be->name);
+    }
 
     rc = VNP_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), device, err);
     if (!rc)

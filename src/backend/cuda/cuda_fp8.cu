@@ -8,8 +8,6 @@
  * scale vectors (outer-vector scaling) before the bias, the residual and the FP16
  * store (cuda_gemm.cu). The rounding is the CPU emulation's (src/core/precision.c):
  * __fdiv_rn for x / s and amax / 448, __NV_SATFINITE for the saturation. */
-#include <cuda_fp8.h>
-
 #include "backend/cuda/cuda_internal.cuh"
 
 #define Q8_THREADS 256
@@ -27,17 +25,6 @@ __device__ __forceinline__ float q8_block_max(float v, float *red)
     for (int w = 0; w < (int)(blockDim.x >> 5); w++)
         m = fmaxf(m, red[w]);
     return m;
-}
-
-/* fmaxf drops a NaN operand: a NaN is left out of the amax, as the emulation does. */
-__device__ __forceinline__ float q8_scale(float amax)
-{
-    return amax > 0.0f ? __fdiv_rn(amax, VNP_E4M3_MAX) : 1.0f;
-}
-
-__device__ __forceinline__ unsigned char q8(float x, float s)
-{
-    return (unsigned char)__nv_cvt_float_to_fp8(__fdiv_rn(x, s), __NV_SATFINITE, __NV_E4M3);
 }
 
 /* amax of each row of src [rows, K] (any float dtype) into amax[row]. */
@@ -64,13 +51,13 @@ __global__ void q8_scales_kernel(float *amax_to_scale, int rows, int per_tensor)
         for (int i = threadIdx.x; i < rows; i += blockDim.x)
             m = fmaxf(m, amax_to_scale[i]);
         m = q8_block_max(m, red);
-        const float s = q8_scale(m);
+        const float s = vnp_q8_scale(m);
         __syncthreads();
         for (int i = threadIdx.x; i < rows; i += blockDim.x)
             amax_to_scale[i] = s;
     } else {
         for (int i = threadIdx.x; i < rows; i += blockDim.x)
-            amax_to_scale[i] = q8_scale(amax_to_scale[i]);
+            amax_to_scale[i] = vnp_q8_scale(amax_to_scale[i]);
     }
 }
 
@@ -80,7 +67,7 @@ __global__ void q8_rows_kernel(const void *__restrict__ src, int sdt, int K,
     const size_t base = (size_t)blockIdx.x * K;
     const float s = scale[blockIdx.x];
     for (int j = threadIdx.x; j < K; j += blockDim.x)
-        q[base + j] = q8(vnp_ld_any(src, sdt, base + j), s);
+        q[base + j] = vnp_q8(vnp_ld_any(src, sdt, base + j), s);
 }
 
 vnp_code vnp_cuda_fp8_quantize_rows(vnp_cuda *c, const void *src, vnp_dtype sdt, int rows, int K,
@@ -96,42 +83,86 @@ vnp_code vnp_cuda_fp8_quantize_rows(vnp_cuda *c, const void *src, vnp_dtype sdt,
 }
 
 /* Per-token quantisation of FP16 activations on the hot path: one block per row, the
- * row held in registers (VPT vectors of 8 halves a thread), one read and one write. */
-template <int VPT>
+ * row held in registers (VPT vectors of 8 halves a thread), one read and one write.
+ * OP (vnp_q8_op) says what the row is made of: the activations as they are, or the
+ * FP16 result of the element-wise kernel that would have written them (the same
+ * arithmetic, rounded to FP16 the same way), so that the writer quantises in place of
+ * storing FP16 that the GEMM's quantisation would read back. */
+template <int OP, int VPT>
 __global__ void __launch_bounds__(Q8_THREADS)
     q8_act_kernel(const __half *__restrict__ x, int K, unsigned char *__restrict__ q,
-                  float *__restrict__ scale)
+                  float *__restrict__ scale, int *flag)
 {
     __shared__ float red[32];
     const size_t base = (size_t)blockIdx.x * K;
+    const __half *row = x + (OP == VNP_Q8_GATED ? 2 * base : base);
     const int nv = K / 8;
     float v[VPT][8];
     float m = 0.0f;
+    int bad = 0;
 #pragma unroll
     for (int k = 0; k < VPT; k++) {
         const int iv = threadIdx.x + k * Q8_THREADS;
         if (iv < nv) {
-            vnp_ld_vec<__half>(x + base + (size_t)iv * 8, v[k]);
+            vnp_ld_vec<__half>(row + (size_t)iv * 8, v[k]);
+            if (OP == VNP_Q8_GATED) {
+                float g[8];
+                vnp_ld_vec<__half>(row + K + (size_t)iv * 8, g);
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    v[k][e] = vnp_gelu_erf(v[k][e]) * g[e];
+            } else if (OP == VNP_Q8_GELU) {
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    v[k][e] = vnp_gelu_erf(v[k][e]);
+            }
+            if (OP != VNP_Q8_COPY)
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    v[k][e] = __half2float(__float2half_rn(v[k][e]));
+                    bad |= !isfinite(v[k][e]);
+                }
 #pragma unroll
             for (int e = 0; e < 8; e++)
                 m = fmaxf(m, fabsf(v[k][e]));
         }
     }
-    const float s = q8_scale(q8_block_max(m, red));
+    const float s = vnp_q8_scale(q8_block_max(m, red));
     if (threadIdx.x == 0)
         scale[blockIdx.x] = s;
 #pragma unroll
     for (int k = 0; k < VPT; k++) {
         const int iv = threadIdx.x + k * Q8_THREADS;
-        if (iv < nv) {
-            uint2 u;
-            unsigned char *b = reinterpret_cast<unsigned char *>(&u);
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                b[e] = q8(v[k][e], s);
-            *reinterpret_cast<uint2 *>(q + base + (size_t)iv * 8) = u;
-        }
+        if (iv < nv)
+            vnp_q8_st8(q + base + (size_t)iv * 8, v[k], s);
     }
+    if (bad)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+}
+
+template <int OP>
+static void q8_act_launch(vnp_cuda *c, const __half *x, int M, int K, unsigned char *q,
+                          float *scale)
+{
+    const int per = (K / 8 + Q8_THREADS - 1) / Q8_THREADS;
+    if (per <= 1)
+        q8_act_kernel<OP, 1><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
+    else if (per <= 2)
+        q8_act_kernel<OP, 2><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
+    else if (per <= 4)
+        q8_act_kernel<OP, 4><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
+    else if (per <= 5)
+        q8_act_kernel<OP, 5><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
+    else
+        q8_act_kernel<OP, 8><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
+}
+
+/* Whether q8_act_kernel takes rows of K halves at x (and bytes at q): whole vectors,
+ * aligned, at most 8 vectors a thread. */
+static int q8_act_fits(const void *x, int K, const unsigned char *q)
+{
+    const int per = (K / 8 + Q8_THREADS - 1) / Q8_THREADS;
+    return K % 8 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)q % 8 == 0 && per <= 8;
 }
 
 vnp_code vnp_cuda_fp8_quantize_act(vnp_cuda *c, const void *x, int M, int K, unsigned char *q,
@@ -139,19 +170,62 @@ vnp_code vnp_cuda_fp8_quantize_act(vnp_cuda *c, const void *x, int M, int K, uns
 {
     if (M <= 0)
         return VNP_OK;
-    const int per = (K / 8 + Q8_THREADS - 1) / Q8_THREADS;
-    if (K % 8 || ((uintptr_t)x % 16) || ((uintptr_t)q % 8) || per > 8)
+    if (!q8_act_fits(x, K, q))
         return vnp_cuda_fp8_quantize_rows(c, x, VNP_DT_F16, M, K, 0, q, scale, err);
-    const __half *xh = (const __half *)x;
-    if (per <= 1)
-        q8_act_kernel<1><<<M, Q8_THREADS, 0, c->stream>>>(xh, K, q, scale);
-    else if (per <= 2)
-        q8_act_kernel<2><<<M, Q8_THREADS, 0, c->stream>>>(xh, K, q, scale);
-    else if (per <= 4)
-        q8_act_kernel<4><<<M, Q8_THREADS, 0, c->stream>>>(xh, K, q, scale);
-    else
-        q8_act_kernel<8><<<M, Q8_THREADS, 0, c->stream>>>(xh, K, q, scale);
+    q8_act_launch<VNP_Q8_COPY>(c, (const __half *)x, M, K, q, scale);
     return vnp_cuda_check_launch("fp8 activation quantisation", err);
+}
+
+vnp_code vnp_cuda_fp8_quantize_op(vnp_cuda *c, vnp_q8_op op, const void *x, int M, int K,
+                                  unsigned char *q, float *scale, vnp_error *err)
+{
+    if (M <= 0)
+        return VNP_OK;
+    /* (alloc_gemm_in makes E4M3 buffers only for K a multiple of 16; the encoders' rows
+     * are 16-byte aligned) */
+    if (!q8_act_fits(x, K, q) || (op == VNP_Q8_GATED && (uintptr_t)x % 16))
+        return vnp_fail(err, VNP_EUNSUPPORTED,
+                        "FP8 quantising writer on cuda:%d: rows of %d at %p do not make "
+                        "aligned 16-byte vectors",
+                        c->device, K, x);
+    const __half *xh = (const __half *)x;
+    if (op == VNP_Q8_GELU)
+        q8_act_launch<VNP_Q8_GELU>(c, xh, M, K, q, scale);
+    else if (op == VNP_Q8_GATED)
+        q8_act_launch<VNP_Q8_GATED>(c, xh, M, K, q, scale);
+    else
+        q8_act_launch<VNP_Q8_COPY>(c, xh, M, K, q, scale);
+    return vnp_cuda_check_launch("fp8 quantising writer", err);
+}
+
+const vnp_cuda_q8a *vnp_cuda_q8a_of(const vnp_cuda *c, const void *p, size_t *row0)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    for (int i = 0; i < c->nq8a; i++) {
+        const vnp_cuda_q8a *a = &c->q8a[i];
+        if (b >= a->q && b < a->q + a->rows * (size_t)a->K && (size_t)(b - a->q) % a->K == 0) {
+            *row0 = (size_t)(b - a->q) / (size_t)a->K;
+            return a;
+        }
+    }
+    return NULL;
+}
+
+vnp_code vnp_cuda_q8a_target(const vnp_cuda *c, const vnp_buf *out, int M, int K, const char *op,
+                             unsigned char **q, float **scale, vnp_error *err)
+{
+    size_t r0 = 0;
+    const vnp_cuda_q8a *a = vnp_cuda_q8a_of(c, out->ptr, &r0);
+    if (!a || a->K != K || M < 0 || r0 + (size_t)M > a->rows || out->n < (size_t)M * K)
+        return vnp_fail(err, VNP_EINVAL,
+                        "CUDA %s on cuda:%d: the output is an FP8 GEMM input buffer%s of width "
+                        "%d, not of %d rows of width %d; give it an alloc_gemm_in buffer of "
+                        "this width, or an alloc_act one",
+                        op, c->device, a ? "" : " the backend does not know", a ? a->K : 0, M,
+                        K);
+    *q = (unsigned char *)out->ptr;
+    *scale = a->scale + r0;
+    return VNP_OK;
 }
 
 const vnp_cuda_f8w *vnp_cuda_f8w_of(const vnp_cuda *c, const void *q)

@@ -111,6 +111,11 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
             plan_release(p);
             return rc;
         }
+        int8_t fast = c->fp8_fast_accum ? 1 : 0;
+        if ((rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_FAST_ACCUM, fast, dev))) {
+            plan_release(p);
+            return rc;
+        }
     }
     if ((rc = VNP_CUDA_CHECK(cublasLtMatrixLayoutCreate(&p->a, t, K, N, K), dev, err)) ||
         (rc = VNP_CUDA_CHECK(cublasLtMatrixLayoutCreate(&p->b, t, K, M, K), dev, err)) ||
@@ -167,9 +172,29 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     /* callers may be on another thread */
     if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
         return rc0;
-    /* The mode follows x: the compute dtype, or F32 for an FP32 GEMM. */
+    /* The mode follows x: the compute dtype, or F32 for an FP32 GEMM. An FP8 backend's
+     * GEMM input buffers (alloc_gemm_in, dtype U8) hold quantised rows: as x, the GEMM
+     * takes them as they are; as out, the result (after the activation) is quantised
+     * into them instead of being stored in FP16. */
     vnp_dtype dt = x->dtype == VNP_DT_F32 ? VNP_DT_F32 : c->act;
-    if (M < 0 || N <= 0 || K <= 0 || x->dtype != dt || out->dtype != dt ||
+    const vnp_cuda_q8a *xq = NULL;
+    size_t xrow0 = 0;
+    if (x->dtype == VNP_DT_U8 && c->fp8) {
+        xq = vnp_cuda_q8a_of(c, x->ptr, &xrow0);
+        if (!xq || xq->K != K || M < 0 || xrow0 + (size_t)M > xq->rows || w->dtype != VNP_DT_U8)
+            return vnp_fail(err, VNP_EINVAL,
+                            "CUDA linear on cuda:%d: x is an FP8 GEMM input buffer%s of width "
+                            "%d, not of %d rows of width K=%d for an FP8 weight",
+                            c->device, xq ? "" : " the backend does not know", xq ? xq->K : 0,
+                            M, K);
+    }
+    const int qout = out->dtype == VNP_DT_U8 && c->fp8;
+    if (qout && (residual || (act != VNP_ACT_NONE && act != VNP_ACT_GELU_ERF)))
+        return vnp_fail(err, VNP_EINVAL,
+                        "CUDA linear on cuda:%d: an FP8 GEMM input buffer as the output takes "
+                        "no residual and no activation but GELU",
+                        c->device);
+    if (M < 0 || N <= 0 || K <= 0 || (x->dtype != dt && !xq) || (out->dtype != dt && !qout) ||
         x->n < (size_t)M * K || out->n < (size_t)M * N || w->n < (size_t)N * K ||
         (bias && bias->n < (size_t)N) ||
         (residual && (residual->dtype != dt || residual->n < (size_t)M * N)))
@@ -211,7 +236,7 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     /* What the GEMM itself computes, and what a kernel finishes. */
     int gelu = act == VNP_ACT_GELU_ERF;
     int relu = act == VNP_ACT_RELU;
-    int post = gelu || (relu && residual); /* activation applied after the GEMM */
+    int post = gelu || (relu && residual) || qout; /* a kernel after the GEMM */
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
     if (relu && !residual)
         epi = bptr ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
@@ -220,7 +245,7 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     int c_in_gemm = residual && !post; /* residual as the C operand */
     void *dst = out->ptr;
     size_t nout = (size_t)M * N;
-    if (post && residual) {
+    if ((post && residual) || qout) {
         rc = vnp_cuda_reserve(c, &c->scratch, &c->scratch_bytes, nout * vnp_cuda_dtype_size(dt),
                               "allocating a GEMM temporary", err);
         if (rc)
@@ -231,7 +256,11 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
      * multiplies those with the weight's E4M3 bytes. */
     const void *bx = x->ptr;
     vnp_dtype gdt = dt;
-    if (f8) {
+    const float *sb = NULL;
+    if (xq) {
+        sb = xq->scale + xrow0;
+        gdt = VNP_DT_U8;
+    } else if (f8) {
         if ((rc = vnp_cuda_reserve(c, (void **)&c->f8x, &c->f8x_bytes, (size_t)M * K,
                                    "allocating the FP8 activations", err)) ||
             (rc = vnp_cuda_reserve(c, (void **)&c->f8s, &c->f8s_bytes, (size_t)M * sizeof(float),
@@ -239,6 +268,7 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
             (rc = vnp_cuda_fp8_quantize_act(c, x->ptr, M, K, c->f8x, c->f8s, err)))
             return rc;
         bx = c->f8x;
+        sb = c->f8s;
         gdt = VNP_DT_U8;
     }
     int align = ptr_align(bx);
@@ -252,14 +282,13 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     if (bptr && ptr_align(bptr) < align)
         align = ptr_align(bptr);
     vnp_cuda_gemm_plan *p = NULL;
-    rc = get_plan(c, gdt, M, N, K, epi, c_in_gemm, align, f8 ? f8->scale : NULL,
-                  f8 ? c->f8s : NULL, &p, err);
+    rc = get_plan(c, gdt, M, N, K, epi, c_in_gemm, align, f8 ? f8->scale : NULL, sb, &p, err);
     if (rc)
         return rc;
     if (bptr && (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bptr, c->device)))
         return rc;
     if (f8) {
-        const void *sa = f8->scale, *sb = c->f8s;
+        const void *sa = f8->scale;
         if ((rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, sa, c->device)) ||
             (rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, sb, c->device)))
             return rc;
@@ -274,6 +303,14 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
         vnp_error_prefix(err, "a %dx%dx%d %s GEMM: ", M, N, K,
                          f8 ? "FP8 E4M3" : vnp_dtype_name(dt));
         return rc;
+    }
+    if (qout) {
+        unsigned char *q;
+        float *qs;
+        if ((rc = vnp_cuda_q8a_target(c, out, M, N, "linear", &q, &qs, err)))
+            return rc;
+        return vnp_cuda_fp8_quantize_op(c, gelu ? VNP_Q8_GELU : VNP_Q8_COPY, dst, M, N, q, qs,
+                                        err);
     }
     if (post)
         return vnp_cuda_act_residual(c, dt, dst, act, residual ? residual->ptr : NULL, out->ptr,

@@ -7,6 +7,7 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,18 @@ typedef struct vnp_cuda_f8w {
     int rows;
 } vnp_cuda_f8w;
 
+/* An FP8 backend's GEMM input buffer (alloc_gemm_in): rows of K E4M3 bytes (the
+ * vnp_buf's ptr, dtype U8) and one scale per row. Its writer (layernorm, linear with
+ * an activation, gated_gelu) quantises each row as linear would have (cuda_fp8.cu);
+ * linear hands the bytes and scales to the FP8 GEMM as they are. A view of rows
+ * [r, ...) starts at q + r * K and finds its scales at scale + r (vnp_cuda_q8a_of). */
+typedef struct vnp_cuda_q8a {
+    unsigned char *q;
+    float *scale; /* device, [rows] */
+    size_t rows;
+    int K;
+} vnp_cuda_q8a;
+
 #define VNP_CUDA_PLANS 48
 
 typedef struct vnp_cuda {
@@ -61,6 +74,14 @@ typedef struct vnp_cuda {
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
     vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */
     int nf8w, capf8w;
+    vnp_cuda_q8a *q8a; /* the GEMM input buffers in E4M3 (alloc_gemm_in) */
+    int nq8a, capq8a;
+    int fp8_unfused;   /* VIRNUCPRO_DEBUG_FP8_UNFUSED=1: alloc_gemm_in gives FP16 buffers,
+                          so every FP8 GEMM quantises its input itself (the A/B timing and
+                          the op tests' reference); read once at creation */
+    int fp8_fast_accum; /* VIRNUCPRO_DEBUG_FP8_FAST_ACCUM=1: cuBLASLt's FAST_ACCUM for the
+                          FP8 GEMMs (no periodic promotion of the tensor cores' sums to
+                          FP32): measured for speed and accuracy, off by default */
     unsigned char *f8x; /* the current FP8 GEMM's quantised activations [M, K] */
     size_t f8x_bytes;
     float *f8s;        /* and their per-token scales [M] */
@@ -117,6 +138,23 @@ vnp_code vnp_cuda_fp8_quantize_rows(vnp_cuda *c, const void *src, vnp_dtype sdt,
                                       unsigned char *q, float *scale, vnp_error *err);
 vnp_code vnp_cuda_fp8_quantize_act(vnp_cuda *c, const void *x, int M, int K,
                                      unsigned char *q, float *scale, vnp_error *err);
+/* What a quantising writer computes for element j of a row before it rounds it to FP16
+ * and quantises it: the row as it is, erf GELU of it (the fc1 output), or gelu(a_j) *
+ * a_{K+j} over a row of 2K (DNABERT-S's gated GELU). */
+typedef enum vnp_q8_op { VNP_Q8_COPY = 0, VNP_Q8_GELU = 1, VNP_Q8_GATED = 2 } vnp_q8_op;
+/* Rows of FP16 x [M, K] (ld 2K for GATED) through `op`, each rounded to FP16 (a
+ * non-finite one marks the guard word, except for COPY) and quantised with its row's
+ * scale into q [M, K] / scale [M]: the bits of the op's FP16 kernel followed by
+ * vnp_cuda_fp8_quantize_act. */
+vnp_code vnp_cuda_fp8_quantize_op(vnp_cuda *c, vnp_q8_op op, const void *x, int M, int K,
+                                  unsigned char *q, float *scale, vnp_error *err);
+/* The GEMM input buffer that p points into at a whole row (*row0 that row), or NULL. */
+const vnp_cuda_q8a *vnp_cuda_q8a_of(const vnp_cuda *c, const void *p, size_t *row0);
+/* The FP8 GEMM input behind `out` for M rows of width K, checked: its bytes and scales
+ * at out's first row; the error names `op`. */
+vnp_code vnp_cuda_q8a_target(const vnp_cuda *c, const vnp_buf *out, int M, int K, const char *op,
+                             unsigned char **q, float **scale, vnp_error *err);
+
 /* The scales of an FP8 weight buffer (NULL when w is not one). */
 const vnp_cuda_f8w *vnp_cuda_f8w_of(const vnp_cuda *c, const void *q);
 
@@ -247,6 +285,30 @@ template <typename T> __device__ __forceinline__ int vnp_st_vec(T *p, const floa
 __device__ __forceinline__ float vnp_gelu_erf(float x)
 {
     return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+}
+
+/* E4M3 quantisation, the CPU emulation's rounding (src/core/precision.c): a block's scale
+ * amax / 448 (1 for amax 0; fmaxf leaves NaNs out of amax), then e4m3(x / s), nearest
+ * even, saturating. */
+__device__ __forceinline__ float vnp_q8_scale(float amax)
+{
+    return amax > 0.0f ? __fdiv_rn(amax, VNP_E4M3_MAX) : 1.0f;
+}
+
+__device__ __forceinline__ unsigned char vnp_q8(float x, float s)
+{
+    return (unsigned char)__nv_cvt_float_to_fp8(__fdiv_rn(x, s), __NV_SATFINITE, __NV_E4M3);
+}
+
+/* Eight values quantised with scale s, stored as 8 bytes at p (8-byte aligned). */
+__device__ __forceinline__ void vnp_q8_st8(unsigned char *p, const float *f, float s)
+{
+    uint2 u;
+    unsigned char *b = reinterpret_cast<unsigned char *>(&u);
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+        b[e] = vnp_q8(f[e], s);
+    *reinterpret_cast<uint2 *>(p) = u;
 }
 #endif
 

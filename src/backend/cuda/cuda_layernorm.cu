@@ -90,11 +90,14 @@ __device__ __forceinline__ void ln_params(const void *__restrict__ p, int dt, in
     }
 }
 
-template <typename T, int VPL, bool F32P>
+/* Q8 (T = __half only): out is an FP8 GEMM input buffer; each row is rounded to FP16 as
+ * the plain kernel stores it, then quantised to E4M3 with the row's scale (qs[row]), as
+ * the GEMM's own quantisation of the FP16 row would have been. */
+template <typename T, int VPL, bool F32P, bool Q8>
 __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     layernorm_warp_kernel(const T *__restrict__ x, const T *__restrict__ residual,
                           const void *__restrict__ gamma, int gdt, const void *__restrict__ beta,
-                          int bdt, float eps, int M, int H, T *out, int *flag)
+                          int bdt, float eps, int M, int H, void *out, float *qs, int *flag)
 {
     constexpr int N = vnp_vec<T>::N;
     const int lane = threadIdx.x & 31;
@@ -135,6 +138,7 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     const float var = warp_sum(q) / (float)H;
     const float inv = 1.0f / sqrtf(var + eps);
     int bad = 0;
+    float amax = 0.0f;
 #pragma unroll
     for (int k = 0; k < VPL; k++) {
         const int iv = lane + k * 32;
@@ -149,7 +153,29 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
                 if (beta)
                     y[e] += b[e];
             }
-            bad |= vnp_st_vec<T>(out + base + (size_t)iv * N, y);
+            if constexpr (Q8) {
+#pragma unroll
+                for (int e = 0; e < N; e++) {
+                    v[k][e] = vnp_ld<T>(vnp_st<T>(y[e]));
+                    bad |= !isfinite(v[k][e]);
+                    amax = fmaxf(amax, fabsf(v[k][e]));
+                }
+            } else {
+                bad |= vnp_st_vec<T>((T *)out + base + (size_t)iv * N, y);
+            }
+        }
+    }
+    if constexpr (Q8) {
+        for (int o = 16; o > 0; o >>= 1)
+            amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float sc = vnp_q8_scale(amax);
+        if (lane == 0)
+            qs[row] = sc;
+#pragma unroll
+        for (int k = 0; k < VPL; k++) {
+            const int iv = lane + k * 32;
+            if (iv < nv)
+                vnp_q8_st8((unsigned char *)out + base + (size_t)iv * N, v[k], sc);
         }
     }
     if (bad)
@@ -158,20 +184,23 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
 
 /* Launches the warp-per-row kernel when the row fits it (up to 24 vectors a lane: rows
  * of 6144 halves / 3072 floats); 0 when it does not apply (the shared-memory kernel). */
-template <typename T>
+template <typename T, bool Q8>
 static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void *gamma,
-                         int gdt, const void *beta, int bdt, float eps, int M, int H, void *out)
+                         int gdt, const void *beta, int bdt, float eps, int M, int H, void *out,
+                         float *qs)
 {
+    static_assert(!Q8 || vnp_vec<T>::N == 8, "E4M3 output from FP16 rows");
     constexpr int N = vnp_vec<T>::N;
-    if (H % N || !vnp_cuda_vec_ok(c, (size_t)H, sizeof(T), x, res, out))
+    if (H % N || !vnp_cuda_vec_ok(c, (size_t)H, sizeof(T), x, res, Q8 ? NULL : out) ||
+        (Q8 && (uintptr_t)out % 8))
         return 0;
     const int lanes = (H / N + 31) / 32; /* vectors per lane, one warp a row */
     const unsigned wblocks = (unsigned)((M + LN_WARP_ROWS - 1) / LN_WARP_ROWS);
     const bool f32p = gdt == VNP_DT_F32 && (uintptr_t)gamma % 16 == 0 &&
                       (!beta || (bdt == VNP_DT_F32 && (uintptr_t)beta % 16 == 0));
 #define LN_WARP_LAUNCH_P(V, P)                                                                \
-    layernorm_warp_kernel<T, V, P><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(             \
-        (const T *)x, (const T *)res, gamma, gdt, beta, bdt, eps, M, H, (T *)out, c->flag)
+    layernorm_warp_kernel<T, V, P, Q8><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(         \
+        (const T *)x, (const T *)res, gamma, gdt, beta, bdt, eps, M, H, out, qs, c->flag)
 #define LN_WARP_LAUNCH(V)                                                                     \
     do {                                                                                      \
         if (f32p)                                                                             \
@@ -205,7 +234,16 @@ vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *re
     if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
         return rc0; /* callers may be on another thread: their device first */
     size_t n = (size_t)M * (size_t)H;
-    if (M < 0 || H <= 0 || x->dtype != c->act || out->dtype != c->act || x->n < n ||
+    /* An FP8 GEMM input buffer as out: the rows quantised where they are made. */
+    const int qout = out->dtype == VNP_DT_U8 && c->fp8;
+    unsigned char *q = NULL;
+    float *qs = NULL;
+    if (qout) {
+        vnp_code rq = vnp_cuda_q8a_target(c, out, M, H, "layernorm", &q, &qs, err);
+        if (rq)
+            return rq;
+    }
+    if (M < 0 || H <= 0 || x->dtype != c->act || (out->dtype != c->act && !qout) || x->n < n ||
         out->n < n || (residual && (residual->dtype != c->act || residual->n < n)) ||
         !vnp_cuda_is_float(gamma->dtype) || gamma->n < (size_t)H ||
         (beta && (!vnp_cuda_is_float(beta->dtype) || beta->n < (size_t)H)))
@@ -219,20 +257,37 @@ vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *re
     const void *bp = beta ? beta->ptr : NULL;
     int bdt = beta ? (int)beta->dtype : 0;
     const void *rp = residual ? residual->ptr : NULL;
+    void *dst = out->ptr;
+    if (qout) { /* (an FP8 backend computes in FP16) */
+        if (layernorm_vec<__half, true>(c, x->ptr, rp, gamma->ptr, gamma->dtype, bp, bdt, eps, M,
+                                        H, q, qs))
+            return vnp_cuda_check_launch("layernorm (E4M3 rows)", err);
+        /* rows the fused kernel does not take: FP16 rows into scratch, then quantised */
+        vnp_code rs = vnp_cuda_reserve(c, &c->scratch, &c->scratch_bytes, n * sizeof(__half),
+                                       "allocating a LayerNorm temporary", err);
+        if (rs)
+            return rs;
+        dst = c->scratch;
+    }
     int vec = c->act == VNP_DT_F16
-                  ? layernorm_vec<__half>(c, x->ptr, rp, gamma->ptr, gamma->dtype, bp, bdt, eps,
-                                          M, H, out->ptr)
+                  ? layernorm_vec<__half, false>(c, x->ptr, rp, gamma->ptr, gamma->dtype, bp, bdt,
+                                                 eps, M, H, dst, NULL)
               : c->act == VNP_DT_BF16
-                  ? layernorm_vec<__nv_bfloat16>(c, x->ptr, rp, gamma->ptr, gamma->dtype, bp,
-                                                 bdt, eps, M, H, out->ptr)
-                  : layernorm_vec<float>(c, x->ptr, rp, gamma->ptr, gamma->dtype, bp, bdt, eps, M,
-                                         H, out->ptr);
-    if (vec)
-        return vnp_cuda_check_launch("layernorm", err);
+                  ? layernorm_vec<__nv_bfloat16, false>(c, x->ptr, rp, gamma->ptr, gamma->dtype,
+                                                        bp, bdt, eps, M, H, dst, NULL)
+                  : layernorm_vec<float, false>(c, x->ptr, rp, gamma->ptr, gamma->dtype, bp, bdt,
+                                                eps, M, H, dst, NULL);
+    vnp_code rc = VNP_OK;
+    if (vec) {
+        rc = vnp_cuda_check_launch("layernorm", err);
+        if (!rc && qout)
+            rc = vnp_cuda_fp8_quantize_op(c, VNP_Q8_COPY, dst, M, H, q, qs, err);
+        return rc;
+    }
     if (c->act == VNP_DT_F16)
         layernorm_kernel<__half><<<M, LN_THREADS, smem, c->stream>>>(
             (const __half *)x->ptr, residual ? (const __half *)residual->ptr : NULL, gamma->ptr,
-            gamma->dtype, bp, bdt, eps, H, (__half *)out->ptr, c->flag);
+            gamma->dtype, bp, bdt, eps, H, (__half *)dst, c->flag);
     else if (c->act == VNP_DT_BF16)
         layernorm_kernel<__nv_bfloat16><<<M, LN_THREADS, smem, c->stream>>>(
             (const __nv_bfloat16 *)x->ptr,
@@ -242,5 +297,8 @@ vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *re
         layernorm_kernel<float><<<M, LN_THREADS, smem, c->stream>>>(
             (const float *)x->ptr, residual ? (const float *)residual->ptr : NULL, gamma->ptr,
             gamma->dtype, bp, bdt, eps, H, (float *)out->ptr, c->flag);
-    return vnp_cuda_check_launch("layernorm", err);
+    rc = vnp_cuda_check_launch("layernorm", err);
+    if (!rc && qout)
+        rc = vnp_cuda_fp8_quantize_op(c, VNP_Q8_COPY, dst, M, H, q, qs, err);
+    return rc;
 }

@@ -218,13 +218,22 @@ vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vn
     vnp_cuda *c = vnp_cuda_of(be);
     if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
         return rc0; /* callers may be on another thread: their device first */
-    if (M < 0 || I <= 0 || x->dtype != c->act || out->dtype != c->act ||
+    const int qout = out->dtype == VNP_DT_U8 && c->fp8;
+    if (M < 0 || I <= 0 || x->dtype != c->act || (out->dtype != c->act && !qout) ||
         x->n < (size_t)M * 2 * I || out->n < (size_t)M * I)
         return vnp_fail(err, VNP_EINVAL, "CUDA gated_gelu: inconsistent arguments (M=%d, I=%d)",
                         M, I);
     size_t n = (size_t)M * I;
     if (n == 0)
         return VNP_OK;
+    if (qout) { /* an FP8 GEMM input buffer: the rows quantised as they are made */
+        unsigned char *q;
+        float *qs;
+        vnp_code rc = vnp_cuda_q8a_target(c, out, M, I, "gated_gelu", &q, &qs, err);
+        if (!rc)
+            rc = vnp_cuda_fp8_quantize_op(c, VNP_Q8_GATED, x->ptr, M, I, q, qs, err);
+        return rc;
+    }
     if (vnp_cuda_vec_ok(c, (size_t)I, vnp_cuda_dtype_size(c->act), x->ptr, out->ptr, NULL)) {
         if (c->act == VNP_DT_F16)
             gated_gelu_vec<__half>(c, x->ptr, M, I, out->ptr);
