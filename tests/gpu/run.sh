@@ -22,6 +22,8 @@
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py);
 #                   VNP_PROF_MODELS='esm dna esm-fp8' adds DNABERT-S and ESM-2 in FP8
+#         memprof   ncu detail of ESM-2's LayerNorm / GELU / FP8 quantisation kernels
+#                   (VNP_MEMPROF_PRECISIONS, default fp16 fp8)
 #         attnprof  ncu detail (speed of light, warp stalls, occupancy, memory) of the
 #                   attention kernels on the op test's timing batches
 #         fp8       ESM-2 3B tokens/s in fp16, fp8 and fp8-tensor, same run (VNP_FP8_VARIANTS;
@@ -421,6 +423,26 @@ if has prof; then
     cat "$OUT/prof_table_${pm}_$w.txt" | tee -a "$LOG"
     row prof "$st" "$pm $w: $(tail -1 "$OUT/prof_table_${pm}_$w.txt")"
   done
+  done
+fi
+
+if has memprof; then
+  # ncu detail (speed of light, memory, occupancy) of the memory-bound kernels between
+  # the GEMMs of ESM-2 3B (reads20k, budget 16384): how far each is from HBM speed
+  for pp in ${VNP_MEMPROF_PRECISIONS:-fp16 fp8}; do
+    say "memprof esm $pp"
+    ncu -k "regex:layernorm|act_residual|q8_act|gated_gelu" --launch-skip 60 --launch-count 12 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+      --section LaunchStats "$BIN/vnp_gpu_embed_bench" "$ESM" \
+      "$BENCH/reads20k/reads20k_identified_protein.faa" --budget 16384 --limit 600 \
+      --label reads20k --precision "$pp" >"$OUT/memprof_$pp.txt" 2>&1
+    if grep -q "Duration" "$OUT/memprof_$pp.txt"; then st=ok; else st=FAIL; fi
+    # kernel, duration, DRAM throughput %, achieved occupancy
+    awk '/Context [0-9]+, Stream/ {k=$0; sub(/^ +(void )?/, "", k); sub(/[<(].*/, "", k)}
+         /^ +Duration/ {d=$3 $2} /^ +DRAM Throughput/ {t=$4}
+         /^ +Achieved Occupancy/ {printf "%s %s dram=%s%% occ=%s%%; ", k, d, t, $4}' \
+      "$OUT/memprof_$pp.txt" >"$OUT/memprof_$pp.sum"
+    row memprof "$st" "$pp: $(cut -c1-600 "$OUT/memprof_$pp.sum")"
   done
 fi
 
