@@ -1218,6 +1218,116 @@ static void probe_cublaslt_gelu(void)
     cudaFree(dout);
 }
 
+/* How much the GEMM algorithm choice could still give: for each encoder GEMM shape (FP16
+ * in and out, FP32 accumulation, the bias epilogue; C = the residual where the layer adds
+ * one), every algorithm cuBLASLt's heuristic offers, timed; the heuristic's first (what
+ * the backend runs) against the fastest. Information only. */
+static void probe_gemm_algos(void)
+{
+    static const struct {
+        const char *what;
+        int M, N, K, res;
+    } sh[] = {
+        {"esm qkv", 16384, 7680, 2560, 0},   {"esm out", 16384, 2560, 2560, 1},
+        {"esm fc1", 16384, 10240, 2560, 0},  {"esm fc2", 16384, 2560, 10240, 1},
+        {"dna qkv", 65536, 2304, 768, 0},    {"dna out", 65536, 768, 768, 0},
+        {"dna gated", 65536, 6144, 768, 0},  {"dna wo", 65536, 768, 3072, 0},
+    };
+    const size_t maxa = (size_t)10240 * 2560, maxb = (size_t)65536 * 3072,
+                 maxd = (size_t)65536 * 6144;
+    uint16_t *h = malloc((1u << 20) * sizeof *h);
+    for (int i = 0; i < (1 << 20); i++)
+        h[i] = vnp_f32_to_f16(nrand() * 0.05f);
+    void *da = NULL, *db = NULL, *dd = NULL, *dbias = NULL, *ws = NULL;
+    size_t wsz = (size_t)64 << 20;
+    if (cudaMalloc(&da, maxa * 2) || cudaMalloc(&db, maxb * 2) || cudaMalloc(&dd, maxd * 2) ||
+        cudaMalloc(&dbias, 10240 * 2) || cudaMalloc(&ws, wsz)) {
+        printf("gemm-algos: not enough GPU memory, skipped\n");
+        goto out;
+    }
+    for (size_t off = 0; off < maxd; off += 1u << 20) {
+        size_t n = maxd - off < (1u << 20) ? maxd - off : (1u << 20);
+        if (off < maxa)
+            cudaMemcpy((uint16_t *)da + off, h, (maxa - off < n ? maxa - off : n) * 2,
+                       cudaMemcpyHostToDevice);
+        if (off < maxb)
+            cudaMemcpy((uint16_t *)db + off, h, (maxb - off < n ? maxb - off : n) * 2,
+                       cudaMemcpyHostToDevice);
+        cudaMemcpy((uint16_t *)dd + off, h, n * 2, cudaMemcpyHostToDevice);
+    }
+    cudaMemcpy(dbias, h, 10240 * 2, cudaMemcpyHostToDevice);
+    cublasLtHandle_t lt;
+    cublasLtCreate(&lt);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
+        const int M = sh[s].M, N = sh[s].N, K = sh[s].K;
+        cublasLtMatmulDesc_t desc;
+        cublasLtMatrixLayout_t la, lb, lc;
+        cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &dbias,
+                                       sizeof dbias);
+        cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, K, N, K);
+        cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, K, M, K);
+        cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, N, M, N);
+        cublasLtMatmulPreference_t pref;
+        cublasLtMatmulPreferenceCreate(&pref);
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz,
+                                             sizeof wsz);
+        cublasLtMatmulHeuristicResult_t res[16];
+        int found = 0;
+        cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 16, res, &found);
+        const float alpha = 1.0f, beta = sh[s].res ? 1.0f : 0.0f;
+        double first = 0, best = 0;
+        int besti = -1;
+        for (int i = 0; i < found; i++) {
+            float ms = 0;
+            int ok = 1;
+            for (int r = 0; r < 13 && ok; r++) {
+                if (r == 3)
+                    cudaEventRecord(e0, 0);
+                ok = cublasLtMatmul(lt, desc, &alpha, da, la, db, lb, &beta, dd, lc, dd, lc,
+                                    &res[i].algo, ws, wsz, 0) == CUBLAS_STATUS_SUCCESS;
+            }
+            cudaEventRecord(e1, 0);
+            cudaEventSynchronize(e1);
+            cudaEventElapsedTime(&ms, e0, e1);
+            double tf = ok ? 2.0 * M * N * K * 10 / (ms * 1e-3) / 1e12 : 0;
+            if (i == 0)
+                first = tf;
+            if (tf > best) {
+                best = tf;
+                besti = i;
+            }
+        }
+        printf("gemm-algos %-9s M=%d N=%d K=%d%s: heuristic's first %.0f TFLOP/s, best %.0f "
+               "(algorithm %d of %d) -> %+.1f %%\n",
+               sh[s].what, M, N, K, sh[s].res ? " +C" : "", first, best, besti, found,
+               first > 0 ? 100.0 * (best / first - 1.0) : 0.0);
+        cublasLtMatmulPreferenceDestroy(pref);
+        cublasLtMatrixLayoutDestroy(la);
+        cublasLtMatrixLayoutDestroy(lb);
+        cublasLtMatrixLayoutDestroy(lc);
+        cublasLtMatmulDescDestroy(desc);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cublasLtDestroy(lt);
+out:
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dd);
+    cudaFree(dbias);
+    cudaFree(ws);
+    free(h);
+}
+
 int main(void)
 {
     vnp_error err;
@@ -1336,6 +1446,7 @@ int main(void)
     }
     g16->ops->destroy(g16);
     probe_cublaslt_gelu();
+    probe_gemm_algos();
     printf("op tests: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;
 }
