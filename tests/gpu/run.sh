@@ -174,6 +174,18 @@ if has memcheck; then
       [[ $rc == 0 ]] && st=ok || st=FAIL
       row racecheck "$st" "$([[ $sk == 1 ]] && echo 'old kernels forced: ')$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck_$sk.log" | tr '\n' ' ') rc=$rc"
     done
+    # the FP8 path (E4M3 GEMM inputs written by LayerNorm / GELU / gated GELU) on the
+    # golden models: validate-precision in fp8 and fp8-tensor
+    G=$ROOT/tests/fixtures/golden
+    compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+      "$BIN/virnucpro" validate-precision --esm "$G/esm2" --dnabert "$G/dnabert_s" \
+      --classifier "$G/classifier.pth" --device cuda -l 300 --precisions fp8,fp8-tensor \
+      "$G/input.fa" >"$OUT/memcheck_fp8.log" 2>&1
+    rc=$?
+    tail -5 "$OUT/memcheck_fp8.log" | tee -a "$LOG"
+    # 3: it ran, a threshold was not met (the golden models' random classifier)
+    [[ $rc == 0 || $rc == 3 ]] && st=ok || st=FAIL
+    row memcheck "$st" "fp8 validate-precision (golden): $(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/memcheck_fp8.log" | tr '\n' ' ') rc=$rc"
   else
     row memcheck FAIL "compute-sanitizer not found"
   fi
