@@ -11,10 +11,26 @@ import csv
 import sys
 
 
+def targs(name):
+    """The template arguments of a demangled kernel name, as strings."""
+    head = name.split("(")[0]
+    if "<" not in head:
+        return []
+    return [a.strip() for a in head[head.index("<") + 1:head.rindex(">")].split(",")]
+
+
 def short(name):
     n = name.split("(")[0].split("<")[0].strip()
+    if n.startswith("void "):
+        n = n[5:]
     if any(k in name for k in ("gemm", "sm90_xmma", "cutlass", "nvjet", "Kernel2")):
         return "cuBLASLt GEMMs"
+    a = targs(name)
+    # what an FP8 quantising kernel computes (vnp_q8_op), and LayerNorm with E4M3 output
+    if n == "q8_act_kernel" and a:
+        return n + {"0": " (copy)", "1": " (GELU)", "2": " (gated GELU)"}.get(a[0], "")
+    if n == "layernorm_warp_kernel" and len(a) == 4 and a[3] == "true":
+        return n + " (E4M3 out)"
     return n
 
 
