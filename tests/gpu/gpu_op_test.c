@@ -1328,6 +1328,159 @@ out:
     free(h);
 }
 
+/* The FP8 GEMM's own ceiling at ESM-2 3B's shapes (M = 16384 tokens), by scale mode:
+ * what the backend runs (E4M3 A and B with outer-vector scales: per output channel, per
+ * token), the same with cuBLASLt's FAST_ACCUM, and one scalar scale per operand (the
+ * classic per-tensor FP8 GEMM), with and without FAST_ACCUM; FP16 beside them. FP16 bias
+ * epilogue and FP16 D as in the backend, the heuristic's first algorithm, 10 timed runs.
+ * Information only: how much of FP8's 2x the GEMMs themselves give. */
+static void probe_fp8_gemm_modes(void)
+{
+    static const struct {
+        const char *what;
+        int N, K, res;
+    } sh[] = {{"qkv", 7680, 2560, 0}, {"out", 2560, 2560, 1}, {"fc1", 10240, 2560, 0},
+              {"fc2", 2560, 10240, 1}};
+    const int M = 16384;
+    const size_t maxa = (size_t)10240 * 2560, maxb = (size_t)M * 10240, maxd = (size_t)M * 10240;
+    unsigned char *h8 = malloc(1u << 20);
+    uint16_t *h16 = malloc((1u << 20) * sizeof *h16);
+    for (int i = 0; i < (1 << 20); i++) {
+        /* E4M3 with exponent field 4..11 (no NaN), random sign and mantissa */
+        h8[i] = (unsigned char)(((urand() < 0.5) << 7) | ((4 + (int)(urand() * 8)) << 3) |
+                                (int)(urand() * 8));
+        h16[i] = vnp_f32_to_f16(nrand() * 0.05f);
+    }
+    void *a8 = NULL, *b8 = NULL, *a16 = NULL, *b16 = NULL, *dd = NULL, *bias = NULL, *ws = NULL;
+    float *sv = NULL;
+    size_t wsz = (size_t)64 << 20;
+    if (cudaMalloc(&a8, maxa) || cudaMalloc(&b8, maxb) || cudaMalloc(&a16, maxa * 2) ||
+        cudaMalloc(&b16, maxb * 2) || cudaMalloc(&dd, maxd * 2) || cudaMalloc(&bias, 20480) ||
+        cudaMalloc((void **)&sv, (size_t)M * sizeof(float)) || cudaMalloc(&ws, wsz)) {
+        printf("fp8-gemm: not enough GPU memory, skipped\n");
+        goto out;
+    }
+    for (size_t off = 0; off < maxb; off += 1u << 20) {
+        size_t n = maxb - off < (1u << 20) ? maxb - off : (1u << 20);
+        cudaMemcpy((char *)b8 + off, h8, n, cudaMemcpyHostToDevice);
+        cudaMemcpy((uint16_t *)b16 + off, h16, n * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy((uint16_t *)dd + off, h16, n * 2, cudaMemcpyHostToDevice);
+        if (off < maxa) {
+            size_t na = maxa - off < n ? maxa - off : n;
+            cudaMemcpy((char *)a8 + off, h8, na, cudaMemcpyHostToDevice);
+            cudaMemcpy((uint16_t *)a16 + off, h16, na * 2, cudaMemcpyHostToDevice);
+        }
+    }
+    cudaMemcpy(bias, h16, 20480, cudaMemcpyHostToDevice);
+    {
+        float *ones = malloc((size_t)M * sizeof(float));
+        for (int i = 0; i < M; i++)
+            ones[i] = 1.0f / 64;
+        cudaMemcpy(sv, ones, (size_t)M * sizeof(float), cudaMemcpyHostToDevice);
+        free(ones);
+    }
+    cublasLtHandle_t lt;
+    cublasLtCreate(&lt);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    static const char *mname[5] = {"fp16", "fp8 outer-vec", "fp8 outer-vec fast-accum",
+                                   "fp8 scalar", "fp8 scalar fast-accum"};
+    for (int mode = 0; mode < 5; mode++) {
+        double flop = 0, sec = 0;
+        char line[256];
+        int len = snprintf(line, sizeof line, "fp8-gemm %-25s", mname[mode]);
+        for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
+            const int N = sh[s].N, K = sh[s].K;
+            const int f8 = mode > 0;
+            cudaDataType_t t = f8 ? CUDA_R_8F_E4M3 : CUDA_R_16F;
+            cublasLtMatmulDesc_t desc;
+            cublasLtMatrixLayout_t la, lb, lc;
+            cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+            cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+            cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+            cudaDataType_t bt = CUDA_R_16F;
+            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                           sizeof bias);
+            if (f8) {
+                cublasLtMatmulMatrixScale_t sm = mode <= 2
+                                                     ? CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+                                                     : CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
+                int8_t fast = mode == 2 || mode == 4;
+                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                               sizeof bt);
+                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &sm,
+                                               sizeof sm);
+                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &sm,
+                                               sizeof sm);
+                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sv,
+                                               sizeof sv);
+                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sv,
+                                               sizeof sv);
+                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
+                                               sizeof fast);
+            }
+            cublasLtMatrixLayoutCreate(&la, t, K, N, K);
+            cublasLtMatrixLayoutCreate(&lb, t, K, M, K);
+            cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, N, M, N);
+            cublasLtMatmulPreference_t pref;
+            cublasLtMatmulPreferenceCreate(&pref);
+            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &wsz, sizeof wsz);
+            cublasLtMatmulHeuristicResult_t res;
+            int found = 0;
+            cublasStatus_t st =
+                cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &res, &found);
+            const float alpha = 1.0f, beta = sh[s].res ? 1.0f : 0.0f;
+            const void *A = f8 ? a8 : a16, *B = f8 ? b8 : b16;
+            int ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+            float ms = 0;
+            for (int r = 0; r < 13 && ok; r++) {
+                if (r == 3)
+                    cudaEventRecord(e0, 0);
+                ok = cublasLtMatmul(lt, desc, &alpha, A, la, B, lb, &beta, dd, lc, dd, lc,
+                                    &res.algo, ws, wsz, 0) == CUBLAS_STATUS_SUCCESS;
+            }
+            if (ok) {
+                cudaEventRecord(e1, 0);
+                cudaEventSynchronize(e1);
+                cudaEventElapsedTime(&ms, e0, e1);
+                double f = 2.0 * M * N * K * 10;
+                flop += f;
+                sec += ms * 1e-3;
+                len += snprintf(line + len, sizeof line - (size_t)len, " %s %.0f", sh[s].what,
+                                f / (ms * 1e-3) / 1e12);
+            } else {
+                len += snprintf(line + len, sizeof line - (size_t)len, " %s n/a(%d)",
+                                sh[s].what, (int)st);
+            }
+            cublasLtMatmulPreferenceDestroy(pref);
+            cublasLtMatrixLayoutDestroy(la);
+            cublasLtMatrixLayoutDestroy(lb);
+            cublasLtMatrixLayoutDestroy(lc);
+            cublasLtMatmulDescDestroy(desc);
+        }
+        printf("%s TFLOP/s; the four: %.0f TFLOP/s\n", line, sec > 0 ? flop / sec / 1e12 : 0.0);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cublasLtDestroy(lt);
+out:
+    cudaFree(a8);
+    cudaFree(b8);
+    cudaFree(a16);
+    cudaFree(b16);
+    cudaFree(dd);
+    cudaFree(bias);
+    cudaFree(sv);
+    cudaFree(ws);
+    free(h8);
+    free(h16);
+}
+
 int main(void)
 {
     vnp_error err;
@@ -1447,6 +1600,7 @@ int main(void)
     g16->ops->destroy(g16);
     probe_cublaslt_gelu();
     probe_gemm_algos();
+    probe_fp8_gemm_modes();
     printf("op tests: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;
 }
