@@ -27,7 +27,7 @@
 #         attnprof  ncu detail (speed of light, warp stalls, occupancy, memory) of the
 #                   attention kernels on the op test's timing batches
 #         fp8       ESM-2 3B tokens/s in fp16, fp8 and fp8-tensor, same run (VNP_FP8_VARIANTS;
-#                   also fp8-unfused and fp8-fastacc, see the stage)
+#                   also fp8-unfused and fp8-promote, see the stage)
 #         pipe      predict end to end (classifier 3328->512->2, the published shape) vs the
 #                   ESM-2 stage alone on the same ORFs, GPU busy % (nvidia-smi dmon);
 #                   cuda:0,cuda:0 and a failing worker (VIRNUCPRO_DEBUG_FAIL_WORKER) give
@@ -381,13 +381,13 @@ fi
 if has fp8; then
   # ESM-2 3B in FP8 (per-channel and per-tensor weight scales) beside FP16, same run
   # (VNP_FP8_VARIANTS: fp8-unfused quantises every GEMM input in a pass of its own, the
-  # previous path; fp8-fastacc is fp8 with cuBLASLt's FAST_ACCUM)
+  # previous path; fp8-promote is fp8 without cuBLASLt's FAST_ACCUM, also a previous path)
   for w in reads20k contigs; do
-    for p in ${VNP_FP8_VARIANTS:-fp16 fp8 fp8-tensor fp8-unfused fp8-fastacc}; do
+    for p in ${VNP_FP8_VARIANTS:-fp16 fp8 fp8-tensor fp8-unfused fp8-promote}; do
       say "fp8 stage: esm $w $p"
       envs=(); prec=$p
       [[ $p == fp8-unfused ]] && envs=(VIRNUCPRO_DEBUG_FP8_UNFUSED=1) && prec=fp8
-      [[ $p == fp8-fastacc ]] && envs=(VIRNUCPRO_DEBUG_FP8_FAST_ACCUM=1) && prec=fp8
+      [[ $p == fp8-promote ]] && envs=(VIRNUCPRO_DEBUG_FP8_PROMOTE=1) && prec=fp8
       env "${envs[@]}" "$BIN/vnp_gpu_embed_bench" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" \
         --budget 16384 --precision "$prec" --label "$w" >"$OUT/fp8_$w.$p.log" 2>&1
       r=$(grep RESULT "$OUT/fp8_$w.$p.log")

@@ -783,16 +783,16 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->scalar_only = sk && !strcmp(sk, "1");
     if (c->fp8) {
         const char *fu = getenv("VIRNUCPRO_DEBUG_FP8_UNFUSED");
-        const char *fa = getenv("VIRNUCPRO_DEBUG_FP8_FAST_ACCUM");
+        const char *fp = getenv("VIRNUCPRO_DEBUG_FP8_PROMOTE");
         c->fp8_unfused = fu && !strcmp(fu, "1");
-        c->fp8_fast_accum = fa && !strcmp(fa, "1");
+        c->fp8_fast_accum = !(fp && !strcmp(fp, "1"));
         if (c->fp8_unfused)
             vnp_warn("debug: VIRNUCPRO_DEBUG_FP8_UNFUSED=1: %s quantises each FP8 GEMM's "
                      "input in a pass of its own",
                      be->name);
-        if (c->fp8_fast_accum)
-            vnp_warn("debug: VIRNUCPRO_DEBUG_FP8_FAST_ACCUM=1: %s accumulates FP8 GEMMs "
-                     "without promotion to FP32",
+        if (!c->fp8_fast_accum)
+            vnp_warn("debug: VIRNUCPRO_DEBUG_FP8_PROMOTE=1: %s promotes the FP8 GEMMs' sums "
+                     "to FP32 as it goes (cuBLASLt without FAST_ACCUM)",
                      be->name);
     }
 

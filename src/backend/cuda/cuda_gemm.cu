@@ -111,6 +111,8 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
             plan_release(p);
             return rc;
         }
+        /* FAST_ACCUM: the tensor cores' own accumulation, without cuBLASLt's periodic
+         * promotion of the sums to FP32 registers (docs/PRECISION.md) */
         int8_t fast = c->fp8_fast_accum ? 1 : 0;
         if ((rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_FAST_ACCUM, fast, dev))) {
             plan_release(p);
@@ -138,12 +140,23 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
         !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al)) &&
         !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al)) &&
         !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al)) &&
-        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al)) &&
-        !(rc = VNP_CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->d,
-                                                             pref, 1, &res, &found),
-                              dev, err)) &&
-        found == 0)
-        rc = vnp_fail(err, VNP_EDEVICE, "cuBLASLt found no algorithm on cuda:%d", dev);
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al))) {
+        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c,
+                                                           p->d, pref, 1, &res, &found);
+        /* cuBLASLt has no FAST_ACCUM kernel for some FP8 shapes (seen on an H100: M = 77,
+         * N = 2560, K = 10240 with C): those keep the promoted accumulation */
+        if (dt == VNP_DT_U8 && c->fp8_fast_accum &&
+            (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && !found))) {
+            int8_t promoted = 0;
+            if (!(rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_FAST_ACCUM, promoted, dev)))
+                hs = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->d, pref,
+                                                    1, &res, &found);
+        }
+        if (!rc && (rc = VNP_CUDA_CHECK(hs, dev, err)))
+            vnp_error_prefix(err, "cublasLtMatmulAlgoGetHeuristic: ");
+        else if (!rc && found == 0)
+            rc = vnp_fail(err, VNP_EDEVICE, "cuBLASLt found no algorithm on cuda:%d", dev);
+    }
     cublasLtMatmulPreferenceDestroy(pref);
     if (rc) {
         plan_release(p);
@@ -260,6 +273,18 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     if (xq) {
         sb = xq->scale + xrow0;
         gdt = VNP_DT_U8;
+        /* cuBLASLt takes a scale vector at a 16-byte boundary: a view that starts
+         * elsewhere gets its rows' scales copied to one */
+        if ((uintptr_t)sb % 16) {
+            if ((rc = vnp_cuda_reserve(c, (void **)&c->f8s, &c->f8s_bytes,
+                                       (size_t)M * sizeof(float),
+                                       "allocating the FP8 activation scales", err)) ||
+                (rc = VNP_CUDA_CHECK(cudaMemcpyAsync(c->f8s, sb, (size_t)M * sizeof(float),
+                                                     cudaMemcpyDeviceToDevice, c->stream),
+                                     c->device, err)))
+                return rc;
+            sb = c->f8s;
+        }
     } else if (f8) {
         if ((rc = vnp_cuda_reserve(c, (void **)&c->f8x, &c->f8x_bytes, (size_t)M * K,
                                    "allocating the FP8 activations", err)) ||

@@ -79,9 +79,10 @@ typedef struct vnp_cuda {
     int fp8_unfused;   /* VIRNUCPRO_DEBUG_FP8_UNFUSED=1: alloc_gemm_in gives FP16 buffers,
                           so every FP8 GEMM quantises its input itself (the A/B timing and
                           the op tests' reference); read once at creation */
-    int fp8_fast_accum; /* VIRNUCPRO_DEBUG_FP8_FAST_ACCUM=1: cuBLASLt's FAST_ACCUM for the
-                          FP8 GEMMs (no periodic promotion of the tensor cores' sums to
-                          FP32): measured for speed and accuracy, off by default */
+    int fp8_fast_accum; /* 1: cuBLASLt's FAST_ACCUM for the FP8 GEMMs (no periodic
+                          promotion of the tensor cores' sums to FP32; a shape without such
+                          a kernel keeps the promotion); VIRNUCPRO_DEBUG_FP8_PROMOTE=1: 0,
+                          for A/B timing and accuracy; read once at creation */
     unsigned char *f8x; /* the current FP8 GEMM's quantised activations [M, K] */
     size_t f8x_bytes;
     float *f8s;        /* and their per-token scales [M] */
