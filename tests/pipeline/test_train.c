@@ -428,9 +428,14 @@ static const char *fresh_dir(const char *name)
     return dir;
 }
 
-/* Records of 1500 bp (5 chunks of 300) in windows of 8 frames: windows cut records. */
+/* Records of 1500 bp (5 chunks of 300) in windows of 8 frames: windows cut records.
+ * The inputs and their uninterrupted reference run (res_ref, and its kill points in
+ * res_points.log), made once: test_resume_features and test_signals compare with them. */
 static void resume_inputs(void)
 {
+    static int done;
+    if (done)
+        return;
     write_orfs_len(vnp_test_tmp("res_viral.fa"), "rv", 4, 1, 21, 500);
     write_orfs_len(vnp_test_tmp("res_other.fa"), "ro", 4, 0, 22, 500);
     const char *dir = fresh_dir("res_ref");
@@ -442,6 +447,7 @@ static void resume_inputs(void)
     if (rc)
         fail_msg("train failed (%d): %s", rc, serr ? serr : "");
     free(serr);
+    done = 1;
 }
 
 static long journal_value(const char *dir, const char *key)
