@@ -1218,10 +1218,108 @@ static void probe_cublaslt_gelu(void)
     cudaFree(dout);
 }
 
+/* ---- probes of cuBLASLt at the encoders' GEMM shapes (information only) ---- */
+
+/* One GEMM as the backend describes it: D[N x M] = op_T(A[K x N]) B[K x M] with the FP16
+ * bias epilogue, A/B of type t, FP16 C/D; for E4M3 operands, scale mode `sm` for both with
+ * the scales at sv, and FAST_ACCUM as `fast`. */
+typedef struct probe_gemm {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+} probe_gemm;
+
+static void probe_gemm_make(probe_gemm *g, cudaDataType_t t, int M, int N, int K,
+                            const void *bias, cublasLtMatmulMatrixScale_t sm, const float *sv,
+                            int8_t fast)
+{
+    cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    cudaDataType_t bt = CUDA_R_16F;
+    cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                   sizeof bias);
+    if (t == CUDA_R_8F_E4M3) {
+        cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                       sizeof bt);
+        cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &sm, sizeof sm);
+        cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &sm, sizeof sm);
+        cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sv,
+                                       sizeof sv);
+        cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sv,
+                                       sizeof sv);
+        cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
+                                       sizeof fast);
+    }
+    cublasLtMatrixLayoutCreate(&g->a, t, K, N, K);
+    cublasLtMatrixLayoutCreate(&g->b, t, K, M, K);
+    cublasLtMatrixLayoutCreate(&g->c, CUDA_R_16F, N, M, N);
+}
+
+static void probe_gemm_free(probe_gemm *g)
+{
+    cublasLtMatrixLayoutDestroy(g->a);
+    cublasLtMatrixLayoutDestroy(g->b);
+    cublasLtMatrixLayoutDestroy(g->c);
+    cublasLtMatmulDescDestroy(g->desc);
+}
+
+/* Up to `max` algorithms of the heuristic for g (their number, 0 when it refuses). */
+static int probe_gemm_algos_of(cublasLtHandle_t lt, const probe_gemm *g, size_t wsz,
+                               cublasLtMatmulHeuristicResult_t *res, int max)
+{
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz,
+                                         sizeof wsz);
+    int found = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(lt, g->desc, g->a, g->b, g->c, g->c, pref, max, res,
+                                       &found) != CUBLAS_STATUS_SUCCESS)
+        found = 0;
+    cublasLtMatmulPreferenceDestroy(pref);
+    return found;
+}
+
+/* Seconds for 10 runs of g with `algo` (3 untimed first), D = C = d (beta 1 with C); 0 when
+ * a run fails. */
+static double probe_gemm_time(cublasLtHandle_t lt, const probe_gemm *g,
+                              const cublasLtMatmulAlgo_t *algo, const void *A, const void *B,
+                              void *d, int with_c, void *ws, size_t wsz)
+{
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    const float alpha = 1.0f, beta = with_c ? 1.0f : 0.0f;
+    int ok = 1;
+    for (int r = 0; r < 13 && ok; r++) {
+        if (r == 3)
+            cudaEventRecord(e0, 0);
+        ok = cublasLtMatmul(lt, g->desc, &alpha, A, g->a, B, g->b, &beta, d, g->c, d, g->c, algo,
+                            ws, wsz, 0) == CUBLAS_STATUS_SUCCESS;
+    }
+    float ms = 0;
+    cudaEventRecord(e1, 0);
+    cudaEventSynchronize(e1);
+    cudaEventElapsedTime(&ms, e0, e1);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return ok ? ms * 1e-3 : 0.0;
+}
+
+/* n bytes at dst (device), the 1 MiB pattern at src repeated. */
+static void probe_fill(void *dst, size_t n, const void *src)
+{
+    for (size_t off = 0; off < n; off += 1u << 20)
+        cudaMemcpy((char *)dst + off, src, n - off < (1u << 20) ? n - off : (1u << 20),
+                   cudaMemcpyHostToDevice);
+}
+
 /* How much the GEMM algorithm choice could still give: for each encoder GEMM shape (FP16
  * in and out, FP32 accumulation, the bias epilogue; C = the residual where the layer adds
  * one), every algorithm cuBLASLt's heuristic offers, timed; the heuristic's first (what
- * the backend runs) against the fastest. Information only. */
+ * the backend runs) against the fastest. */
 static void probe_gemm_algos(void)
 {
     static const struct {
@@ -1233,107 +1331,60 @@ static void probe_gemm_algos(void)
         {"dna qkv", 65536, 2304, 768, 0},    {"dna out", 65536, 768, 768, 0},
         {"dna gated", 65536, 6144, 768, 0},  {"dna wo", 65536, 768, 3072, 0},
     };
-    const size_t maxa = (size_t)10240 * 2560, maxb = (size_t)65536 * 3072,
-                 maxd = (size_t)65536 * 6144;
+    const size_t maxa = (size_t)10240 * 2560 * 2, maxb = (size_t)65536 * 3072 * 2,
+                 maxd = (size_t)65536 * 6144 * 2, wsz = (size_t)64 << 20;
     uint16_t *h = malloc((1u << 20) * sizeof *h);
     for (int i = 0; i < (1 << 20); i++)
         h[i] = vnp_f32_to_f16(nrand() * 0.05f);
-    void *da = NULL, *db = NULL, *dd = NULL, *dbias = NULL, *ws = NULL;
-    size_t wsz = (size_t)64 << 20;
-    if (cudaMalloc(&da, maxa * 2) || cudaMalloc(&db, maxb * 2) || cudaMalloc(&dd, maxd * 2) ||
-        cudaMalloc(&dbias, 10240 * 2) || cudaMalloc(&ws, wsz)) {
+    void *da = NULL, *db = NULL, *dd = NULL, *ws = NULL;
+    if (cudaMalloc(&da, maxa) || cudaMalloc(&db, maxb) || cudaMalloc(&dd, maxd) ||
+        cudaMalloc(&ws, wsz)) {
         printf("gemm-algos: not enough GPU memory, skipped\n");
-        goto out;
-    }
-    for (size_t off = 0; off < maxd; off += 1u << 20) {
-        size_t n = maxd - off < (1u << 20) ? maxd - off : (1u << 20);
-        if (off < maxa)
-            cudaMemcpy((uint16_t *)da + off, h, (maxa - off < n ? maxa - off : n) * 2,
-                       cudaMemcpyHostToDevice);
-        if (off < maxb)
-            cudaMemcpy((uint16_t *)db + off, h, (maxb - off < n ? maxb - off : n) * 2,
-                       cudaMemcpyHostToDevice);
-        cudaMemcpy((uint16_t *)dd + off, h, n * 2, cudaMemcpyHostToDevice);
-    }
-    cudaMemcpy(dbias, h, 10240 * 2, cudaMemcpyHostToDevice);
-    cublasLtHandle_t lt;
-    cublasLtCreate(&lt);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
-        const int M = sh[s].M, N = sh[s].N, K = sh[s].K;
-        cublasLtMatmulDesc_t desc;
-        cublasLtMatrixLayout_t la, lb, lc;
-        cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &dbias,
-                                       sizeof dbias);
-        cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, K, N, K);
-        cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, K, M, K);
-        cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, N, M, N);
-        cublasLtMatmulPreference_t pref;
-        cublasLtMatmulPreferenceCreate(&pref);
-        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz,
-                                             sizeof wsz);
-        cublasLtMatmulHeuristicResult_t res[16];
-        int found = 0;
-        cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 16, res, &found);
-        const float alpha = 1.0f, beta = sh[s].res ? 1.0f : 0.0f;
-        double first = 0, best = 0;
-        int besti = -1;
-        for (int i = 0; i < found; i++) {
-            float ms = 0;
-            int ok = 1;
-            for (int r = 0; r < 13 && ok; r++) {
-                if (r == 3)
-                    cudaEventRecord(e0, 0);
-                ok = cublasLtMatmul(lt, desc, &alpha, da, la, db, lb, &beta, dd, lc, dd, lc,
-                                    &res[i].algo, ws, wsz, 0) == CUBLAS_STATUS_SUCCESS;
+    } else {
+        probe_fill(da, maxa, h);
+        probe_fill(db, maxb, h);
+        probe_fill(dd, maxd, h);
+        cublasLtHandle_t lt;
+        cublasLtCreate(&lt);
+        for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
+            const int M = sh[s].M, N = sh[s].N, K = sh[s].K;
+            probe_gemm g;
+            /* (the bias: A's first N values, read-only) */
+            probe_gemm_make(&g, CUDA_R_16F, M, N, K, da, CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F,
+                            NULL, 0);
+            cublasLtMatmulHeuristicResult_t res[16];
+            int found = probe_gemm_algos_of(lt, &g, wsz, res, 16), besti = -1;
+            double first = 0, best = 0;
+            for (int i = 0; i < found; i++) {
+                double sec = probe_gemm_time(lt, &g, &res[i].algo, da, db, dd, sh[s].res, ws, wsz);
+                double tf = sec > 0 ? 2.0 * M * N * K * 10 / sec / 1e12 : 0;
+                if (i == 0)
+                    first = tf;
+                if (tf > best) {
+                    best = tf;
+                    besti = i;
+                }
             }
-            cudaEventRecord(e1, 0);
-            cudaEventSynchronize(e1);
-            cudaEventElapsedTime(&ms, e0, e1);
-            double tf = ok ? 2.0 * M * N * K * 10 / (ms * 1e-3) / 1e12 : 0;
-            if (i == 0)
-                first = tf;
-            if (tf > best) {
-                best = tf;
-                besti = i;
-            }
+            printf("gemm-algos %-9s M=%d N=%d K=%d%s: heuristic's first %.0f TFLOP/s, best %.0f "
+                   "(algorithm %d of %d) -> %+.1f %%\n",
+                   sh[s].what, M, N, K, sh[s].res ? " +C" : "", first, best, besti, found,
+                   first > 0 ? 100.0 * (best / first - 1.0) : 0.0);
+            probe_gemm_free(&g);
         }
-        printf("gemm-algos %-9s M=%d N=%d K=%d%s: heuristic's first %.0f TFLOP/s, best %.0f "
-               "(algorithm %d of %d) -> %+.1f %%\n",
-               sh[s].what, M, N, K, sh[s].res ? " +C" : "", first, best, besti, found,
-               first > 0 ? 100.0 * (best / first - 1.0) : 0.0);
-        cublasLtMatmulPreferenceDestroy(pref);
-        cublasLtMatrixLayoutDestroy(la);
-        cublasLtMatrixLayoutDestroy(lb);
-        cublasLtMatrixLayoutDestroy(lc);
-        cublasLtMatmulDescDestroy(desc);
+        cublasLtDestroy(lt);
     }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cublasLtDestroy(lt);
-out:
     cudaFree(da);
     cudaFree(db);
     cudaFree(dd);
-    cudaFree(dbias);
     cudaFree(ws);
     free(h);
 }
 
 /* The FP8 GEMM's own ceiling at ESM-2 3B's shapes (M = 16384 tokens), by scale mode:
  * what the backend runs (E4M3 A and B with outer-vector scales: per output channel, per
- * token), the same with cuBLASLt's FAST_ACCUM, and one scalar scale per operand (the
- * classic per-tensor FP8 GEMM), with and without FAST_ACCUM; FP16 beside them. FP16 bias
- * epilogue and FP16 D as in the backend, the heuristic's first algorithm, 10 timed runs.
- * Information only: how much of FP8's 2x the GEMMs themselves give. */
+ * token) with and without FAST_ACCUM, and one scalar scale per operand (the classic
+ * per-tensor FP8 GEMM), with and without FAST_ACCUM; FP16 beside them. The heuristic's
+ * first algorithm, 10 timed runs: how much of FP8's 2x the GEMMs themselves give. */
 static void probe_fp8_gemm_modes(void)
 {
     static const struct {
@@ -1341,144 +1392,86 @@ static void probe_fp8_gemm_modes(void)
         int N, K, res;
     } sh[] = {{"qkv", 7680, 2560, 0}, {"out", 2560, 2560, 1}, {"fc1", 10240, 2560, 0},
               {"fc2", 2560, 10240, 1}};
+    static const struct {
+        const char *name;
+        cudaDataType_t t;
+        cublasLtMatmulMatrixScale_t sm;
+        int8_t fast;
+    } mode[] = {
+        {"fp16", CUDA_R_16F, CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F, 0},
+        {"fp8 outer-vec", CUDA_R_8F_E4M3, CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F, 0},
+        {"fp8 outer-vec fast-accum", CUDA_R_8F_E4M3, CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F, 1},
+        {"fp8 scalar", CUDA_R_8F_E4M3, CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F, 0},
+        {"fp8 scalar fast-accum", CUDA_R_8F_E4M3, CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F, 1},
+    };
     const int M = 16384;
-    const size_t maxa = (size_t)10240 * 2560, maxb = (size_t)M * 10240, maxd = (size_t)M * 10240;
+    const size_t maxa = (size_t)10240 * 2560, maxb = (size_t)M * 10240, wsz = (size_t)64 << 20;
     unsigned char *h8 = malloc(1u << 20);
     uint16_t *h16 = malloc((1u << 20) * sizeof *h16);
+    float *scales = malloc((size_t)M * sizeof *scales);
     for (int i = 0; i < (1 << 20); i++) {
         /* E4M3 with exponent field 4..11 (no NaN), random sign and mantissa */
         h8[i] = (unsigned char)(((urand() < 0.5) << 7) | ((4 + (int)(urand() * 8)) << 3) |
                                 (int)(urand() * 8));
         h16[i] = vnp_f32_to_f16(nrand() * 0.05f);
     }
-    void *a8 = NULL, *b8 = NULL, *a16 = NULL, *b16 = NULL, *dd = NULL, *bias = NULL, *ws = NULL;
+    for (int i = 0; i < M; i++)
+        scales[i] = 1.0f / 64;
+    void *a8 = NULL, *b8 = NULL, *a16 = NULL, *b16 = NULL, *dd = NULL, *ws = NULL;
     float *sv = NULL;
-    size_t wsz = (size_t)64 << 20;
     if (cudaMalloc(&a8, maxa) || cudaMalloc(&b8, maxb) || cudaMalloc(&a16, maxa * 2) ||
-        cudaMalloc(&b16, maxb * 2) || cudaMalloc(&dd, maxd * 2) || cudaMalloc(&bias, 20480) ||
+        cudaMalloc(&b16, maxb * 2) || cudaMalloc(&dd, maxb * 2) ||
         cudaMalloc((void **)&sv, (size_t)M * sizeof(float)) || cudaMalloc(&ws, wsz)) {
         printf("fp8-gemm: not enough GPU memory, skipped\n");
-        goto out;
-    }
-    for (size_t off = 0; off < maxb; off += 1u << 20) {
-        size_t n = maxb - off < (1u << 20) ? maxb - off : (1u << 20);
-        cudaMemcpy((char *)b8 + off, h8, n, cudaMemcpyHostToDevice);
-        cudaMemcpy((uint16_t *)b16 + off, h16, n * 2, cudaMemcpyHostToDevice);
-        cudaMemcpy((uint16_t *)dd + off, h16, n * 2, cudaMemcpyHostToDevice);
-        if (off < maxa) {
-            size_t na = maxa - off < n ? maxa - off : n;
-            cudaMemcpy((char *)a8 + off, h8, na, cudaMemcpyHostToDevice);
-            cudaMemcpy((uint16_t *)a16 + off, h16, na * 2, cudaMemcpyHostToDevice);
+    } else {
+        probe_fill(a8, maxa, h8);
+        probe_fill(b8, maxb, h8);
+        probe_fill(a16, maxa * 2, h16);
+        probe_fill(b16, maxb * 2, h16);
+        probe_fill(dd, maxb * 2, h16);
+        cudaMemcpy(sv, scales, (size_t)M * sizeof(float), cudaMemcpyHostToDevice);
+        cublasLtHandle_t lt;
+        cublasLtCreate(&lt);
+        for (size_t m = 0; m < sizeof mode / sizeof mode[0]; m++) {
+            const int f8 = mode[m].t == CUDA_R_8F_E4M3;
+            double flop = 0, sec = 0;
+            char line[256];
+            int len = snprintf(line, sizeof line, "fp8-gemm %-25s", mode[m].name);
+            for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
+                probe_gemm g;
+                probe_gemm_make(&g, mode[m].t, M, sh[s].N, sh[s].K, a16, mode[m].sm, sv,
+                                mode[m].fast);
+                cublasLtMatmulHeuristicResult_t res;
+                double t = probe_gemm_algos_of(lt, &g, wsz, &res, 1)
+                               ? probe_gemm_time(lt, &g, &res.algo, f8 ? a8 : a16,
+                                                 f8 ? b8 : b16, dd, sh[s].res, ws, wsz)
+                               : 0.0;
+                double f = 2.0 * M * sh[s].N * sh[s].K * 10;
+                if (t > 0) {
+                    flop += f;
+                    sec += t;
+                    len += snprintf(line + len, sizeof line - (size_t)len, " %s %.0f",
+                                    sh[s].what, f / t / 1e12);
+                } else {
+                    len += snprintf(line + len, sizeof line - (size_t)len, " %s n/a",
+                                    sh[s].what);
+                }
+                probe_gemm_free(&g);
+            }
+            printf("%s TFLOP/s; the four: %.0f TFLOP/s\n", line, sec > 0 ? flop / sec / 1e12 : 0.0);
         }
+        cublasLtDestroy(lt);
     }
-    cudaMemcpy(bias, h16, 20480, cudaMemcpyHostToDevice);
-    {
-        float *ones = malloc((size_t)M * sizeof(float));
-        for (int i = 0; i < M; i++)
-            ones[i] = 1.0f / 64;
-        cudaMemcpy(sv, ones, (size_t)M * sizeof(float), cudaMemcpyHostToDevice);
-        free(ones);
-    }
-    cublasLtHandle_t lt;
-    cublasLtCreate(&lt);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    static const char *mname[5] = {"fp16", "fp8 outer-vec", "fp8 outer-vec fast-accum",
-                                   "fp8 scalar", "fp8 scalar fast-accum"};
-    for (int mode = 0; mode < 5; mode++) {
-        double flop = 0, sec = 0;
-        char line[256];
-        int len = snprintf(line, sizeof line, "fp8-gemm %-25s", mname[mode]);
-        for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
-            const int N = sh[s].N, K = sh[s].K;
-            const int f8 = mode > 0;
-            cudaDataType_t t = f8 ? CUDA_R_8F_E4M3 : CUDA_R_16F;
-            cublasLtMatmulDesc_t desc;
-            cublasLtMatrixLayout_t la, lb, lc;
-            cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-            cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-            cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-            cudaDataType_t bt = CUDA_R_16F;
-            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
-            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                           sizeof bias);
-            if (f8) {
-                cublasLtMatmulMatrixScale_t sm = mode <= 2
-                                                     ? CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
-                                                     : CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
-                int8_t fast = mode == 2 || mode == 4;
-                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
-                                               sizeof bt);
-                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &sm,
-                                               sizeof sm);
-                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &sm,
-                                               sizeof sm);
-                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sv,
-                                               sizeof sv);
-                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sv,
-                                               sizeof sv);
-                cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
-                                               sizeof fast);
-            }
-            cublasLtMatrixLayoutCreate(&la, t, K, N, K);
-            cublasLtMatrixLayoutCreate(&lb, t, K, M, K);
-            cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, N, M, N);
-            cublasLtMatmulPreference_t pref;
-            cublasLtMatmulPreferenceCreate(&pref);
-            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                 &wsz, sizeof wsz);
-            cublasLtMatmulHeuristicResult_t res;
-            int found = 0;
-            cublasStatus_t st =
-                cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 1, &res, &found);
-            const float alpha = 1.0f, beta = sh[s].res ? 1.0f : 0.0f;
-            const void *A = f8 ? a8 : a16, *B = f8 ? b8 : b16;
-            int ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
-            float ms = 0;
-            for (int r = 0; r < 13 && ok; r++) {
-                if (r == 3)
-                    cudaEventRecord(e0, 0);
-                ok = cublasLtMatmul(lt, desc, &alpha, A, la, B, lb, &beta, dd, lc, dd, lc,
-                                    &res.algo, ws, wsz, 0) == CUBLAS_STATUS_SUCCESS;
-            }
-            if (ok) {
-                cudaEventRecord(e1, 0);
-                cudaEventSynchronize(e1);
-                cudaEventElapsedTime(&ms, e0, e1);
-                double f = 2.0 * M * N * K * 10;
-                flop += f;
-                sec += ms * 1e-3;
-                len += snprintf(line + len, sizeof line - (size_t)len, " %s %.0f", sh[s].what,
-                                f / (ms * 1e-3) / 1e12);
-            } else {
-                len += snprintf(line + len, sizeof line - (size_t)len, " %s n/a(%d)",
-                                sh[s].what, (int)st);
-            }
-            cublasLtMatmulPreferenceDestroy(pref);
-            cublasLtMatrixLayoutDestroy(la);
-            cublasLtMatrixLayoutDestroy(lb);
-            cublasLtMatrixLayoutDestroy(lc);
-            cublasLtMatmulDescDestroy(desc);
-        }
-        printf("%s TFLOP/s; the four: %.0f TFLOP/s\n", line, sec > 0 ? flop / sec / 1e12 : 0.0);
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cublasLtDestroy(lt);
-out:
     cudaFree(a8);
     cudaFree(b8);
     cudaFree(a16);
     cudaFree(b16);
     cudaFree(dd);
-    cudaFree(bias);
     cudaFree(sv);
     cudaFree(ws);
     free(h8);
     free(h16);
+    free(scales);
 }
 
 int main(void)

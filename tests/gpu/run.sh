@@ -382,28 +382,27 @@ if has fp8; then
   # ESM-2 3B in FP8 (per-channel and per-tensor weight scales) beside FP16, same run
   # (VNP_FP8_VARIANTS: fp8-unfused quantises every GEMM input in a pass of its own, the
   # previous path; fp8-promote is fp8 without cuBLASLt's FAST_ACCUM, also a previous path)
+  # fp8_run TAG MODEL INPUT BUDGET VARIANT: one bench run, a row of the table
+  fp8_run() {
+    local tag=$1 model=$2 input=$3 budget=$4 v=$5 prec=$5 envs=() r log
+    [[ $v == fp8-unfused ]] && envs=(VIRNUCPRO_DEBUG_FP8_UNFUSED=1) && prec=fp8
+    [[ $v == fp8-promote ]] && envs=(VIRNUCPRO_DEBUG_FP8_PROMOTE=1) && prec=fp8
+    log=$OUT/fp8_${tag// /_}.$v.log
+    say "fp8 stage: $tag $v"
+    env "${envs[@]}" "$BIN/vnp_gpu_embed_bench" "$model" "$input" --budget "$budget" \
+      --precision "$prec" --label "${tag##* }" >"$log" 2>&1
+    r=$(grep RESULT "$log")
+    cat "$log" >>"$LOG"
+    [[ -n $r ]] || tail -3 "$log"
+    row fp8 "$([[ -n $r ]] && echo ok || echo FAIL)" "$tag $v budget=$budget: $(grep -oE ' tok_s=[0-9]+' <<<"$r")"
+  }
   for w in reads20k contigs; do
     for p in ${VNP_FP8_VARIANTS:-fp16 fp8 fp8-tensor fp8-unfused fp8-promote}; do
-      say "fp8 stage: esm $w $p"
-      envs=(); prec=$p
-      [[ $p == fp8-unfused ]] && envs=(VIRNUCPRO_DEBUG_FP8_UNFUSED=1) && prec=fp8
-      [[ $p == fp8-promote ]] && envs=(VIRNUCPRO_DEBUG_FP8_PROMOTE=1) && prec=fp8
-      env "${envs[@]}" "$BIN/vnp_gpu_embed_bench" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" \
-        --budget 16384 --precision "$prec" --label "$w" >"$OUT/fp8_$w.$p.log" 2>&1
-      r=$(grep RESULT "$OUT/fp8_$w.$p.log")
-      cat "$OUT/fp8_$w.$p.log" >>"$LOG"
-      [[ -n $r ]] || tail -3 "$OUT/fp8_$w.$p.log"
-      row fp8 "$([[ -n $r ]] && echo ok || echo FAIL)" "esm $p $w budget=16384: $(grep -oE ' tok_s=[0-9]+' <<<"$r")"
+      fp8_run "esm $w" "$ESM" "$BENCH/$w/${w}_identified_protein.faa" 16384 "$p"
     done
     # DNABERT-S (does FP8 pay for a 768-wide model?)
     for p in fp16 fp8; do
-      say "fp8 stage: dnabert-s $w $p"
-      "$BIN/vnp_gpu_embed_bench" "$DNA" "$BENCH/$w/${w}_identified_nucleotide.fa" \
-        --budget 65536 --precision "$p" --label "$w" >"$OUT/fp8_dna_$w.$p.log" 2>&1
-      r=$(grep RESULT "$OUT/fp8_dna_$w.$p.log")
-      cat "$OUT/fp8_dna_$w.$p.log" >>"$LOG"
-      [[ -n $r ]] || tail -3 "$OUT/fp8_dna_$w.$p.log"
-      row fp8 "$([[ -n $r ]] && echo ok || echo FAIL)" "dnabert-s $p $w budget=65536: $(grep -oE ' tok_s=[0-9]+' <<<"$r")"
+      fp8_run "dnabert-s $w" "$DNA" "$BENCH/$w/${w}_identified_nucleotide.fa" 65536 "$p"
     done
   done
 fi
