@@ -140,21 +140,33 @@ __global__ void __launch_bounds__(Q8_THREADS)
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
 }
 
+/* Vectors a thread: the quantisation of GEMM inputs of any width takes 1, 2, 4 or 8;
+ * the writers (GELU, gated GELU) 2, 5 (ESM-2's 10240, DNABERT-S's 3072 -> 2) or 8: fewer
+ * instantiations, each compiled for every architecture. */
 template <int OP>
 static void q8_act_launch(vnp_cuda *c, const __half *x, int M, int K, unsigned char *q,
                           float *scale)
 {
     const int per = (K / 8 + Q8_THREADS - 1) / Q8_THREADS;
-    if (per <= 1)
-        q8_act_kernel<OP, 1><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
-    else if (per <= 2)
-        q8_act_kernel<OP, 2><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
-    else if (per <= 4)
-        q8_act_kernel<OP, 4><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
-    else if (per <= 5)
-        q8_act_kernel<OP, 5><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
-    else
-        q8_act_kernel<OP, 8><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag);
+#define Q8_LAUNCH(V) q8_act_kernel<OP, V><<<M, Q8_THREADS, 0, c->stream>>>(x, K, q, scale, c->flag)
+    if constexpr (OP == VNP_Q8_COPY) {
+        if (per <= 1)
+            Q8_LAUNCH(1);
+        else if (per <= 2)
+            Q8_LAUNCH(2);
+        else if (per <= 4)
+            Q8_LAUNCH(4);
+        else
+            Q8_LAUNCH(8);
+    } else {
+        if (per <= 2)
+            Q8_LAUNCH(2);
+        else if (per <= 5)
+            Q8_LAUNCH(5);
+        else
+            Q8_LAUNCH(8);
+    }
+#undef Q8_LAUNCH
 }
 
 /* Whether q8_act_kernel takes rows of K halves at x (and bytes at q): whole vectors,

@@ -69,35 +69,29 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
-/* gamma[j..j+n) (and beta) as floats: 16-byte loads when the parameters are F32 and
- * aligned (F32P: how the backend uploads LayerNorm vectors), else element by element. */
-template <bool F32P, int N>
-__device__ __forceinline__ void ln_params(const void *__restrict__ p, int dt, int j, float *f)
+/* gamma[j..j+n) (and beta) as floats, 16 bytes a load: the warp kernel takes F32
+ * parameters at 16-byte boundaries (how the backend uploads LayerNorm vectors). */
+template <int N>
+__device__ __forceinline__ void ln_params(const float *__restrict__ p, int j, float *f)
 {
-    if (F32P) {
 #pragma unroll
-        for (int e = 0; e < N; e += 4) {
-            const float4 q = *reinterpret_cast<const float4 *>((const float *)p + j + e);
-            f[e] = q.x;
-            f[e + 1] = q.y;
-            f[e + 2] = q.z;
-            f[e + 3] = q.w;
-        }
-    } else {
-#pragma unroll
-        for (int e = 0; e < N; e++)
-            f[e] = vnp_ld_any(p, dt, j + e);
+    for (int e = 0; e < N; e += 4) {
+        const float4 q = *reinterpret_cast<const float4 *>(p + j + e);
+        f[e] = q.x;
+        f[e + 1] = q.y;
+        f[e + 2] = q.z;
+        f[e + 3] = q.w;
     }
 }
 
 /* Q8 (T = __half only): out is an FP8 GEMM input buffer; each row is rounded to FP16 as
  * the plain kernel stores it, then quantised to E4M3 with the row's scale (qs[row]), as
  * the GEMM's own quantisation of the FP16 row would have been. */
-template <typename T, int VPL, bool F32P, bool Q8>
+template <typename T, int VPL, bool Q8>
 __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     layernorm_warp_kernel(const T *__restrict__ x, const T *__restrict__ residual,
-                          const void *__restrict__ gamma, int gdt, const void *__restrict__ beta,
-                          int bdt, float eps, int M, int H, void *out, float *qs, int *flag)
+                          const float *__restrict__ gamma, const float *__restrict__ beta,
+                          float eps, int M, int H, void *out, float *qs, int *flag)
 {
     constexpr int N = vnp_vec<T>::N;
     const int lane = threadIdx.x & 31;
@@ -144,9 +138,9 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
         const int iv = lane + k * 32;
         if (iv < nv) {
             float y[N], g[N], b[N];
-            ln_params<F32P, N>(gamma, gdt, iv * N, g);
+            ln_params<N>(gamma, iv * N, g);
             if (beta)
-                ln_params<F32P, N>(beta, bdt, iv * N, b);
+                ln_params<N>(beta, iv * N, b);
 #pragma unroll
             for (int e = 0; e < N; e++) {
                 y[e] = (v[k][e] - mean) * inv * g[e];
@@ -196,18 +190,16 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
         return 0;
     const int lanes = (H / N + 31) / 32; /* vectors per lane, one warp a row */
     const unsigned wblocks = (unsigned)((M + LN_WARP_ROWS - 1) / LN_WARP_ROWS);
+    /* F32 parameters at 16-byte boundaries (how the backend uploads LayerNorm vectors);
+     * others take the shared-memory kernel */
     const bool f32p = gdt == VNP_DT_F32 && (uintptr_t)gamma % 16 == 0 &&
                       (!beta || (bdt == VNP_DT_F32 && (uintptr_t)beta % 16 == 0));
-#define LN_WARP_LAUNCH_P(V, P)                                                                \
-    layernorm_warp_kernel<T, V, P, Q8><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(         \
-        (const T *)x, (const T *)res, gamma, gdt, beta, bdt, eps, M, H, out, qs, c->flag)
+    if (!f32p)
+        return 0;
 #define LN_WARP_LAUNCH(V)                                                                     \
-    do {                                                                                      \
-        if (f32p)                                                                             \
-            LN_WARP_LAUNCH_P(V, true);                                                        \
-        else                                                                                  \
-            LN_WARP_LAUNCH_P(V, false);                                                       \
-    } while (0)
+    layernorm_warp_kernel<T, V, Q8><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(            \
+        (const T *)x, (const T *)res, (const float *)gamma, (const float *)beta, eps, M, H, out, \
+        qs, c->flag)
     if (lanes <= 24) {
         if (lanes <= 3)
             LN_WARP_LAUNCH(3);
@@ -222,7 +214,6 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
         return 1;
     }
 #undef LN_WARP_LAUNCH
-#undef LN_WARP_LAUNCH_P
     return 0;
 }
 
