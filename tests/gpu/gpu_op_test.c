@@ -163,6 +163,15 @@ static void compare(const char *op, vnp_precision prec, const float *ref, const 
            pname(prec), rel, maxabs, tol, nonfinite ? "  NON-FINITE" : "");
 }
 
+/* How many of n floats differ in their bits. */
+static size_t n_differ(const float *a, const float *b, size_t n)
+{
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++)
+        d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return d;
+}
+
 static void check(int cond, const char *what)
 {
     g_checks++;
@@ -376,9 +385,7 @@ static void test_fp8_chain(vnp_backend *cpu8, vnp_backend *gpu8, vnp_backend *gp
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
             be->ops->free_buf(be, all[i]);
     }
-    size_t n = (size_t)M * H, diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff += memcmp(&res[1][i], &res[2][i], sizeof(float)) != 0;
+    size_t n = (size_t)M * H, diff = n_differ(res[1], res[2], n);
     char what[200];
     snprintf(what, sizeof what,
              "fp8 chain %s %s M=%d H=%d I=%d skip %d: quantising writers = quantising GEMMs bit "
@@ -1104,9 +1111,7 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         be->ops->free_buf(be, &sb);
         be->ops->destroy(be);
     }
-    size_t diff = 0;
-    for (size_t i = 0; i < no; i++)
-        diff += memcmp(&res[0][i], &res[1][i], sizeof(float)) != 0;
+    size_t diff = n_differ(res[0], res[1], no);
     char what[160];
     snprintf(what, sizeof what,
              "attention short kernel = tiled kernel bit for bit (%s %s, max_len %d, %zu of %zu "
