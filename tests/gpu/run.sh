@@ -572,7 +572,7 @@ if has validate; then
     cat "$OUT/validate_$name.log" >>"$LOG"
     cat "$OUT/validate_$name.log"
     # exit 3: it ran and a threshold was not met (reported as such, not as an error)
-    row validate "$([[ $rc == 0 ]] && echo ok || { [[ $rc == 3 ]] && echo BELOW || echo FAIL; })" "$name: $(head -1 "$OUT/validate_$name.log" | cut -c1-100); $(grep -E ' all ' "$OUT/validate_$name.log" | awk '{printf "%s %s cos_min %s; ", $1, $2, $5}')"
+    row validate "$([[ $rc == 0 ]] && echo ok || { [[ $rc == 3 ]] && echo BELOW || echo FAIL; })" "$name: $(head -1 "$OUT/validate_$name.log" | cut -c1-100); $(awk '$3 == "all" && $1 != "labels" {printf "%s %s cos_min %s; ", $1, $2, $5} $1 == "labels" && $3 == "all" {printf "labels %s %s; ", $2, $NF} /^validate-precision: (all|FAILED)/ {printf "%s", $0}' "$OUT/validate_$name.log")"
   done
 fi
 
