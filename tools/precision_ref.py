@@ -34,10 +34,11 @@ can be held to as well.
 Rounding points (R = round to the activation format: FP16 for fp16 and fp8, BF16
 for bf16; G = the GEMM operand format):
   weights of the four GEMMs of a layer: G (E4M3 with a scale per output row, or one
-    per tensor for fp8-tensor: amax / 448); embedding tables: R; biases: R when
-    added; LayerNorm gains/biases, rotary inv_freq, ALiBi slopes: float32
+    per tensor for fp8-tensor: s = amax / 448, stored e4m3(w * (1 / s))); embedding
+    tables: R; biases: R when added; LayerNorm gains/biases, rotary inv_freq, ALiBi
+    slopes: float32
   every op output: R (embedding, LayerNorm, GEMM, gated GELU, attention)
-  GEMM: x in R; for E4M3 each row of x is quantised with its own scale amax / 448;
+  GEMM: x in R; for E4M3 each row of x is quantised the same way with its own scale;
     float32 accumulation; E4M3 result (acc * sx) * sw; + R(bias); then R, or for
     GELU: R(gelu(R(acc + bias)))
   attention: Q' = R(rotary(q) * scale * log2 e), K' = R(rotary(k)) (DNABERT-S:
@@ -113,8 +114,16 @@ class Prec:
 
 
 def fp8_scale(amax):
+    """amax / 448 in float32; 1 for an all-zero block, FLT_MIN below it (vnp_fp8_scale)."""
     s = amax / torch.tensor(448.0, dtype=torch.float32)
-    return torch.where(s > 0, s, torch.ones_like(s))
+    tiny = torch.full_like(s, torch.finfo(torch.float32).tiny)
+    return torch.where(s >= tiny, s, torch.where(amax > 0, tiny, torch.ones_like(s)))
+
+
+def fp8_quantize(x, s):
+    """e4m3(x * r) with r = 1 / s rounded once to float32 (vnp_fp8_quantize)."""
+    r = torch.ones_like(s) / s
+    return round_e4m3(x * r[:, None])
 
 
 _WEIGHTS = {}
@@ -139,7 +148,7 @@ class StoredWeight:
                 s = fp8_scale(w.abs().max()).expand(w.shape[0]).clone()
             else:
                 s = fp8_scale(w.abs().amax(dim=1))
-            self.w = round_e4m3(w / s[:, None])
+            self.w = fp8_quantize(w, s)
             self.scale = s
         else:
             self.w = prec.r(w)
@@ -149,7 +158,7 @@ def linear(x, W, b, prec):
     """acc (+ bias): x already holds activation-format values."""
     if W.scale is not None:
         sx = fp8_scale(x.abs().amax(dim=1))
-        xq = round_e4m3(x / sx[:, None])
+        xq = fp8_quantize(x, sx)
         acc = mm(xq, W.w.t()) * sx[:, None] * W.scale[None, :]
     else:
         acc = mm(x, W.w.t())

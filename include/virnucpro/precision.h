@@ -71,12 +71,16 @@ float vnp_round_to(vnp_numfmt f, float x);
 /* Rounds x[0..n) to f in place. */
 void vnp_round_array(vnp_numfmt f, float *x, size_t n);
 
-/* The E4M3 scale for values of largest magnitude amax: amax / 448 in FP32, or 1 when
- * that is 0 (all zeros). Quantised values are e4m3(x / scale); dequantised q * scale. */
+/* The E4M3 scale for values of largest magnitude amax: amax / 448 in FP32; 1 when amax
+ * is 0 (all zeros), FLT_MIN when the quotient is below it. Quantised values are
+ * e4m3(x * vnp_fp8_inv(scale)) (a multiply by the reciprocal rounded once, as the GPU
+ * does); dequantised q * scale. */
 float vnp_fp8_scale(float amax);
+/* 1 / scale in FP32, round to nearest. */
+float vnp_fp8_inv(float scale);
 /* Quantises x[0..n) with one scale from its own amax (NaN ignored in the amax, and
- * propagated as NaN): q[i] = e4m3(x[i] / scale) as floats (q may be x). Returns the
- * scale. */
+ * propagated as NaN): q[i] = e4m3(x[i] * vnp_fp8_inv(scale)) as floats (q may be x).
+ * Returns the scale. */
 float vnp_fp8_quantize(const float *x, size_t n, float *q);
 
 #ifdef __cplusplus

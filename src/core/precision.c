@@ -3,6 +3,7 @@
 #include "virnucpro/precision.h"
 #include "virnucpro/half.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -140,8 +141,14 @@ void vnp_round_array(vnp_numfmt f, float *x, size_t n)
 float vnp_fp8_scale(float amax)
 {
     float s = amax / VNP_E4M3_MAX;
-    return s > 0.0f ? s : 1.0f; /* all zeros (or an amax so small the scale underflows) */
+    if (s >= FLT_MIN)
+        return s;
+    /* all zeros: 1; an amax so small that the scale would be subnormal: FLT_MIN, whose
+     * reciprocal (2^126) is finite, so that 0 stays 0 */
+    return amax > 0.0f ? FLT_MIN : 1.0f;
 }
+
+float vnp_fp8_inv(float scale) { return 1.0f / scale; }
 
 float vnp_fp8_quantize(const float *x, size_t n, float *q)
 {
@@ -150,8 +157,8 @@ float vnp_fp8_quantize(const float *x, size_t n, float *q)
         float a = fabsf(x[i]);
         amax = a > amax ? a : amax; /* a NaN compares false: ignored here */
     }
-    float s = vnp_fp8_scale(amax);
+    float s = vnp_fp8_scale(amax), r = vnp_fp8_inv(s);
     for (size_t i = 0; i < n; i++)
-        q[i] = vnp_round_e4m3(x[i] / s);
+        q[i] = vnp_round_e4m3(x[i] * r);
     return s;
 }

@@ -1,6 +1,7 @@
 /* The precision table and the rounding of each reduced precision: exact known
  * encodings (E4M3 normals, subnormals, saturation, NaN), round-to-nearest-even ties,
  * and brute-force oracles (the nearest representable value found by search). */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +282,21 @@ static void test_fp8_quantize(void **state)
     s = vnp_fp8_quantize(inf, 2, q);
     assert_true(isinf(s));
     assert_true(isnan(q[0]) && q[1] == 0.0f);
+    /* the rule is e4m3(x * (1 / s)), one reciprocal per block (the GPU's): here x / s is
+     * exactly 100, the midpoint between the codes 96 and 104 (ties to even: 96), while
+     * x * fl(1 / s) is 100.00001 (104) */
+    float t[2] = {0x1.acc5ecp+1f, 0x1.7ed54ap-1f};
+    s = vnp_fp8_quantize(t, 2, q);
+    assert_true(s == 0x1.ea06c4p-8f && vnp_fp8_inv(s) == 0x1.0b7abep+7f);
+    assert_true(t[1] / s == 100.0f && t[1] * vnp_fp8_inv(s) > 100.0f);
+    assert_true(q[0] == 448.0f && q[1] == 104.0f);
+    /* an amax so small that amax / 448 is subnormal: the scale is FLT_MIN (its
+     * reciprocal finite), and zeros stay zeros */
+    float tiny[2] = {1e-37f, 0.0f};
+    assert_true(vnp_fp8_scale(1e-37f) == FLT_MIN);
+    s = vnp_fp8_quantize(tiny, 2, q);
+    assert_true(s == FLT_MIN && q[1] == 0.0f);
+    assert_true(q[0] == vnp_round_e4m3(1e-37f * 0x1p126f));
     /* in place */
     float w[3] = {0.25f, -0.5f, 1.0f};
     s = vnp_fp8_quantize(w, 3, w);

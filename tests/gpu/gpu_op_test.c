@@ -311,6 +311,98 @@ static void test_linear_fp8(vnp_backend *cpu8, vnp_backend *gpu8, vnp_backend *g
     free(r);
 }
 
+/* Whether the FP16 result c of carrying the E4M3 code q through a GEMM with an identity
+ * (c / s, s the code's scale) is q: within FP16's rounding, far below the 1/16 that
+ * separates neighbouring codes. */
+static int same_code(float c, float s, float q)
+{
+    return fabsf(c / s - q) <= 1e-3f * fabsf(q) + 6e-8f / s;
+}
+
+/* The GPU's E4M3 codes are the CPU rule's, exactly (vnp_fp8_quantize: s = amax / 448,
+ * e4m3(x * fl(1 / s))). Read back through an FP8 GEMM with an identity on the other side,
+ * so that each sum has one non-zero product and carries one code unchanged:
+ *   activations (quantised per token before each GEMM, K wide): x W^T with W = I;
+ *   weights (quantised at upload, per row or per tensor): E W^T with E = the first 16
+ *   rows of I, which reads columns 0..15 of W.
+ * Some values are chosen where x / s lands exactly on the midpoint of two codes while
+ * x * fl(1 / s) does not (0.662109375 with amax 0.8828125: a division gives 320, the
+ * rule 352; 0.54052734375 with amax 1.12109375: 224 vs 208; for the weights 0x1.7ed54ap-1
+ * with amax 0x1.acc5ecp+1: 96 vs 104), so a kernel that divided would fail here. */
+static void test_fp8_codes(vnp_backend *gpu8, vnp_precision prec, int K)
+{
+    const int M = 16;
+    vnp_error err;
+    char what[160];
+    /* activations: FP16 values in [-1, 1], two rows with a midpoint case */
+    float *x = rand_vec((size_t)M * K, 1.0f), *eye = calloc((size_t)K * K, sizeof *eye);
+    round_to(x, (size_t)M * K, VNP_PREC_FP16);
+    x[0] = 0.8828125f, x[1] = 0.662109375f;
+    x[K] = -1.12109375f, x[K + 1] = 0.54052734375f;
+    for (int k = 2; k < K; k++)
+        x[k] = fminf(fmaxf(x[k], -0.8f), 0.8f), x[K + k] = fminf(fmaxf(x[K + k], -1.1f), 1.1f);
+    for (int k = 0; k < K; k++)
+        eye[(size_t)k * K + k] = 1.0f;
+    vnp_buf xb = up(gpu8, x, (size_t)M * K, VNP_WEIGHT_TABLE);
+    vnp_buf ib = up2(gpu8, eye, K, K, VNP_WEIGHT_GEMM);
+    vnp_buf yb = act(gpu8, (size_t)M * K);
+    if (gpu8->ops->linear(gpu8, &xb, &ib, NULL, VNP_ACT_NONE, NULL, M, K, K, &yb, &err))
+        die("fp8 codes: x I^T", &err);
+    float *y = down(gpu8, &yb, (size_t)M * K), *q = malloc((size_t)K * sizeof *q);
+    size_t bad = 0;
+    for (int m = 0; m < M; m++) {
+        const float sx = vnp_fp8_quantize(x + (size_t)m * K, (size_t)K, q);
+        for (int n = 0; n < K; n++)
+            bad += !same_code(y[(size_t)m * K + n], sx, q[n]);
+    }
+    check(same_code(y[1], vnp_fp8_scale(0.8828125f), 352.0f) &&
+              same_code(y[K + 1], vnp_fp8_scale(1.12109375f), 208.0f),
+          "fp8 codes: the midpoint cases quantise by multiplying with the reciprocal");
+    snprintf(what, sizeof what,
+             "fp8 codes %s K=%d: activations quantised on the GPU = the CPU rule (%zu of %zu "
+             "codes differ)", vnp_precision_name(prec), K, bad, (size_t)M * K);
+    check(bad == 0, what);
+    gpu8->ops->free_buf(gpu8, &xb);
+    gpu8->ops->free_buf(gpu8, &ib);
+    gpu8->ops->free_buf(gpu8, &yb);
+    free(y);
+    /* weights: every row's amax is the same (so per row = per tensor), column 2 */
+    const int N = 96;
+    const float wmax = 0x1.acc5ecp+1f, wmid = 0x1.7ed54ap-1f;
+    float *w = rand_vec((size_t)N * K, 1.0f);
+    for (int n = 0; n < N; n++) {
+        w[(size_t)n * K + 2] = n % 2 ? -wmax : wmax;
+        if (n % 3 == 0)
+            w[(size_t)n * K + 1] = n % 2 ? -wmid : wmid;
+    }
+    vnp_buf eb = up(gpu8, eye, (size_t)M * K, VNP_WEIGHT_TABLE); /* rows 0..15 of I */
+    vnp_buf wb = up2(gpu8, w, N, K, VNP_WEIGHT_GEMM);
+    yb = act(gpu8, (size_t)M * N);
+    if (gpu8->ops->linear(gpu8, &eb, &wb, NULL, VNP_ACT_NONE, NULL, M, N, K, &yb, &err))
+        die("fp8 codes: E W^T", &err);
+    y = down(gpu8, &yb, (size_t)M * N);
+    bad = 0;
+    for (int n = 0; n < N; n++) {
+        const float sw = vnp_fp8_quantize(w + (size_t)n * K, (size_t)K, q);
+        for (int m = 0; m < M; m++)
+            bad += !same_code(y[(size_t)m * N + n], sw, q[m]);
+    }
+    check(same_code(y[N + 0], vnp_fp8_scale(wmax), 104.0f),
+          "fp8 codes: the weight midpoint case quantises by multiplying with the reciprocal");
+    snprintf(what, sizeof what,
+             "fp8 codes %s K=%d: weights quantised on the GPU = the CPU rule (%zu of %zu codes "
+             "differ)", vnp_precision_name(prec), K, bad, (size_t)M * N);
+    check(bad == 0, what);
+    gpu8->ops->free_buf(gpu8, &eb);
+    gpu8->ops->free_buf(gpu8, &wb);
+    gpu8->ops->free_buf(gpu8, &yb);
+    free(y);
+    free(q);
+    free(w);
+    free(x);
+    free(eye);
+}
+
 /* A GEMM input buffer (alloc_gemm_in) of `rows` rows of width K, or activations on a
  * backend without one. */
 static vnp_buf gemm_in(vnp_backend *be, size_t rows, size_t K)
@@ -1581,6 +1673,8 @@ int main(void)
         test_linear_fp8(c8, g8, g16, p8[p], 33, 64, 64, 0, VNP_ACT_NONE, 1);
         test_linear_fp8(c8, g8, g16, p8[p], 257, 2560, 2560, 1, VNP_ACT_NONE, 1);
         test_linear_fp8(c8, g8, g16, p8[p], 100, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0);
+        test_fp8_codes(g8, p8[p], 2560); /* ESM-2 3B's width: the vector kernel */
+        test_fp8_codes(g8, p8[p], 64);
         vnp_backend *g8u;
         setenv("VIRNUCPRO_DEBUG_FP8_UNFUSED", "1", 1);
         if (vnp_backend_cuda_create(0, p8[p], &g8u, &err))

@@ -40,8 +40,9 @@ static void quantize_rows(void *ctx, size_t begin, size_t end, int worker)
         if (!j->scale) {
             vnp_round_array(j->fmt, x, j->cols);
         } else if (j->tensor_s > 0.0f) {
+            const float inv = vnp_fp8_inv(j->tensor_s);
             for (size_t i = 0; i < j->cols; i++)
-                x[i] = vnp_round_e4m3(x[i] / j->tensor_s);
+                x[i] = vnp_round_e4m3(x[i] * inv);
             j->scale[r] = j->tensor_s;
         } else {
             j->scale[r] = vnp_fp8_quantize(x, j->cols, x);

@@ -1,13 +1,14 @@
 /* FP8 (E4M3) GEMM operands of --precision fp8 / fp8-tensor (docs/PRECISION.md):
  *   - a GEMM weight [N, K] is quantised once, at upload: one scale per output row
  *     (fp8) or one for the whole tensor (fp8-tensor), s = amax / 448 in FP32 (1 for an
- *     all-zero block), q = e4m3(w / s), nearest even, saturating, NaN kept;
+ *     all-zero block), q = e4m3(w * (1 / s)), nearest even, saturating, NaN kept;
  *   - before each FP8 GEMM, every row (token) of the FP16 activations x [M, K] is
  *     quantised the same way with its own scale.
  * cuBLASLt then multiplies the E4M3 operands with FP32 accumulation and applies both
  * scale vectors (outer-vector scaling) before the bias, the residual and the FP16
  * store (cuda_gemm.cu). The rounding is the CPU emulation's (src/core/precision.c):
- * __fdiv_rn for x / s and amax / 448, __NV_SATFINITE for the saturation. */
+ * __fdiv_rn for amax / 448, __frcp_rn for 1 / s, __fmul_rn for x * (1 / s),
+ * __NV_SATFINITE for the saturation (vnp_q8 in cuda_internal.cuh). */
 #include "backend/cuda/cuda_internal.cuh"
 
 #define Q8_THREADS 256
@@ -65,9 +66,9 @@ __global__ void q8_rows_kernel(const void *__restrict__ src, int sdt, int K,
                                const float *__restrict__ scale, unsigned char *__restrict__ q)
 {
     const size_t base = (size_t)blockIdx.x * K;
-    const float s = scale[blockIdx.x];
+    const float r = vnp_q8_inv(scale[blockIdx.x]);
     for (int j = threadIdx.x; j < K; j += blockDim.x)
-        q[base + j] = vnp_q8(vnp_ld_any(src, sdt, base + j), s);
+        q[base + j] = vnp_q8(vnp_ld_any(src, sdt, base + j), r);
 }
 
 vnp_code vnp_cuda_fp8_quantize_rows(vnp_cuda *c, const void *src, vnp_dtype sdt, int rows, int K,
@@ -117,24 +118,20 @@ __global__ void __launch_bounds__(Q8_THREADS)
                     v[k][e] = vnp_gelu_erf(v[k][e]);
             }
             if (OP != VNP_Q8_COPY)
-#pragma unroll
-                for (int e = 0; e < 8; e++) {
-                    v[k][e] = __half2float(__float2half_rn(v[k][e]));
-                    bad |= !isfinite(v[k][e]);
-                }
+                bad |= vnp_round_h8(v[k]);
 #pragma unroll
             for (int e = 0; e < 8; e++)
                 m = fmaxf(m, fabsf(v[k][e]));
         }
     }
-    const float s = vnp_q8_scale(q8_block_max(m, red));
+    const float s = vnp_q8_scale(q8_block_max(m, red)), r = vnp_q8_inv(s);
     if (threadIdx.x == 0)
         scale[blockIdx.x] = s;
 #pragma unroll
     for (int k = 0; k < VPT; k++) {
         const int iv = threadIdx.x + k * Q8_THREADS;
         if (iv < nv)
-            vnp_q8_st8(q + base + (size_t)iv * 8, v[k], s);
+            vnp_q8_st8(q + base + (size_t)iv * 8, v[k], r);
     }
     if (bad)
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);

@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
+#include <float.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -283,32 +284,55 @@ template <typename T> __device__ __forceinline__ int vnp_st_vec(T *p, const floa
     return bad;
 }
 
+/* Rounds eight floats to FP16 and back in place, two a conversion (what a writer that
+ * stored them as FP16 would have stored); returns 1 when one of them is NaN or Inf. */
+__device__ __forceinline__ int vnp_round_h8(float *v)
+{
+    int bad = 0;
+#pragma unroll
+    for (int e = 0; e < 8; e += 2) {
+        const float2 f = __half22float2(__float22half2_rn(make_float2(v[e], v[e + 1])));
+        v[e] = f.x;
+        v[e + 1] = f.y;
+        bad |= !isfinite(f.x) | !isfinite(f.y);
+    }
+    return bad;
+}
+
 __device__ __forceinline__ float vnp_gelu_erf(float x)
 {
     return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
 }
 
-/* E4M3 quantisation, the CPU emulation's rounding (src/core/precision.c): a block's scale
- * amax / 448 (1 for amax 0; fmaxf leaves NaNs out of amax), then e4m3(x / s), nearest
- * even, saturating. */
+/* E4M3 quantisation, the CPU emulation's rule (src/core/precision.c, vnp_fp8_scale and
+ * vnp_fp8_quantize): a block's scale s = amax / 448 (1 for amax 0, FLT_MIN when the
+ * quotient is smaller; fmaxf leaves NaNs out of amax), its reciprocal r = 1 / s rounded
+ * once, then e4m3(x * r), nearest even, saturating. Every step is one IEEE-rounded
+ * operation, so the GPU and the CPU emulation give the same bytes; a multiply per value
+ * instead of a division (the writers of FP8 GEMM inputs are bound by instruction issue). */
 __device__ __forceinline__ float vnp_q8_scale(float amax)
 {
-    return amax > 0.0f ? __fdiv_rn(amax, VNP_E4M3_MAX) : 1.0f;
+    const float s = __fdiv_rn(amax, VNP_E4M3_MAX);
+    return s >= FLT_MIN ? s : (amax > 0.0f ? FLT_MIN : 1.0f);
 }
 
-__device__ __forceinline__ unsigned char vnp_q8(float x, float s)
+__device__ __forceinline__ float vnp_q8_inv(float s) { return __frcp_rn(s); }
+
+__device__ __forceinline__ unsigned char vnp_q8(float x, float r)
 {
-    return (unsigned char)__nv_cvt_float_to_fp8(__fdiv_rn(x, s), __NV_SATFINITE, __NV_E4M3);
+    return (unsigned char)__nv_cvt_float_to_fp8(__fmul_rn(x, r), __NV_SATFINITE, __NV_E4M3);
 }
 
-/* Eight values quantised with scale s, stored as 8 bytes at p (8-byte aligned). */
-__device__ __forceinline__ void vnp_q8_st8(unsigned char *p, const float *f, float s)
+/* Eight values quantised with reciprocal scale r, stored as 8 bytes at p (8-byte
+ * aligned); two values a conversion (one instruction on sm_89 and later). */
+__device__ __forceinline__ void vnp_q8_st8(unsigned char *p, const float *f, float r)
 {
     uint2 u;
-    unsigned char *b = reinterpret_cast<unsigned char *>(&u);
+    unsigned short *h = reinterpret_cast<unsigned short *>(&u);
 #pragma unroll
-    for (int e = 0; e < 8; e++)
-        b[e] = vnp_q8(f[e], s);
+    for (int e = 0; e < 8; e += 2)
+        h[e / 2] = (unsigned short)__nv_cvt_float2_to_fp8x2(
+            make_float2(__fmul_rn(f[e], r), __fmul_rn(f[e + 1], r)), __NV_SATFINITE, __NV_E4M3);
     *reinterpret_cast<uint2 *>(p) = u;
 }
 #endif

@@ -149,11 +149,12 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
             }
             if constexpr (Q8) {
 #pragma unroll
-                for (int e = 0; e < N; e++) {
-                    v[k][e] = vnp_ld<T>(vnp_st<T>(y[e]));
-                    bad |= !isfinite(v[k][e]);
+                for (int e = 0; e < N; e++)
+                    v[k][e] = y[e];
+                bad |= vnp_round_h8(v[k]);
+#pragma unroll
+                for (int e = 0; e < N; e++)
                     amax = fmaxf(amax, fabsf(v[k][e]));
-                }
             } else {
                 bad |= vnp_st_vec<T>((T *)out + base + (size_t)iv * N, y);
             }
@@ -162,14 +163,14 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     if constexpr (Q8) {
         for (int o = 16; o > 0; o >>= 1)
             amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float sc = vnp_q8_scale(amax);
+        const float sc = vnp_q8_scale(amax), r = vnp_q8_inv(sc);
         if (lane == 0)
             qs[row] = sc;
 #pragma unroll
         for (int k = 0; k < VPL; k++) {
             const int iv = lane + k * 32;
             if (iv < nv)
-                vnp_q8_st8((unsigned char *)out + base + (size_t)iv * N, v[k], sc);
+                vnp_q8_st8((unsigned char *)out + base + (size_t)iv * N, v[k], r);
         }
     }
     if (bad)
