@@ -10,15 +10,24 @@ cmd=${1:?start|stop} dir=${2:?DIR}
 mkdir -p "$dir"
 dir=$(readlink -f "$dir")
 
+# Each daemon takes about 2 s to stop: slurmd and slurmctld stop side by side, then munged
+# (which they may still talk to on their way out).
 stop() {
-  for p in slurmd slurmctld munged; do
-    if [[ -f $dir/$p.pid ]]; then
-      pid=$(cat "$dir/$p.pid")
-      kill "$pid" 2>/dev/null || true
+  local group pids p pid
+  for group in "slurmd slurmctld" munged; do
+    pids=()
+    for p in $group; do
+      if [[ -f $dir/$p.pid ]]; then
+        pid=$(cat "$dir/$p.pid")
+        kill "$pid" 2>/dev/null || true
+        pids+=("$pid")
+        rm -f "$dir/$p.pid"
+      fi
+    done
+    for pid in "${pids[@]}"; do
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
-      rm -f "$dir/$p.pid"
-    fi
+    done
   done
 }
 
@@ -58,6 +67,9 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SchedulerType=sched/builtin
+# a job starts as soon as a CPU is free (the default batch_sched_delay, 3 s, left ~2.5 s
+# between one job's end and the next one's start)
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none

@@ -141,7 +141,10 @@ static void start_cluster(void)
     free(info);
 }
 
-/* snakemake with the workflow and the golden models, 3 shards, into tmp/outdir. */
+/* snakemake with the workflow and the golden models, 3 shards, into tmp/outdir. CI=true
+ * for snakemake alone (whatever this test's own CI says): Snakemake 7 then polls its
+ * cluster jobs every second instead of every 10 s (its executors' sleep(); nothing else of
+ * it reads CI), about 20 s less waiting in the Slurm-profile test. */
 static int snakemake(const char *env, const char *outdir, const char *profile, const char *more,
                      char **out)
 {
@@ -149,7 +152,7 @@ static int snakemake(const char *env, const char *outdir, const char *profile, c
     if (profile)
         snprintf(prof, sizeof prof, "--profile '%s'", profile);
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && %s snakemake -s '%s/workflow/Snakefile' %s %s --config input='%s' "
+             "cd '%s' && CI=true %s snakemake -s '%s/workflow/Snakefile' %s %s --config input='%s' "
              "outdir='%s' shards=3 chunk=500 esm='%s' dnabert='%s' classifier='%s' device=cpu "
              "threads=1 mem_mb=500 runtime=10 'extra=--window 4' "
              "virnucpro='%s' 2>&1",
