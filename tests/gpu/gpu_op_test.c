@@ -319,7 +319,7 @@ static int same_code(float c, float s, float q)
     return fabsf(c / s - q) <= 1e-3f * fabsf(q) + 6e-8f / s;
 }
 
-/* The GPU's E4M3 codes are the CPU rule's, exactly (vnp_fp8_quantize: s = amax / 448,
+/* A backend's E4M3 codes are the CPU rule's, exactly (vnp_fp8_quantize: s = amax / 448,
  * e4m3(x * fl(1 / s))). Read back through an FP8 GEMM with an identity on the other side,
  * so that each sum has one non-zero product and carries one code unchanged:
  *   activations (quantised per token before each GEMM, K wide): x W^T with W = I;
@@ -329,7 +329,7 @@ static int same_code(float c, float s, float q)
  * x * fl(1 / s) does not (0.662109375 with amax 0.8828125: a division gives 320, the
  * rule 352; 0.54052734375 with amax 1.12109375: 224 vs 208; for the weights 0x1.7ed54ap-1
  * with amax 0x1.acc5ecp+1: 96 vs 104), so a kernel that divided would fail here. */
-static void test_fp8_codes(vnp_backend *gpu8, vnp_precision prec, int K)
+static void test_fp8_codes(vnp_backend *be8, const char *who, vnp_precision prec, int K)
 {
     const int M = 16;
     vnp_error err;
@@ -343,12 +343,12 @@ static void test_fp8_codes(vnp_backend *gpu8, vnp_precision prec, int K)
         x[k] = fminf(fmaxf(x[k], -0.8f), 0.8f), x[K + k] = fminf(fmaxf(x[K + k], -1.1f), 1.1f);
     for (int k = 0; k < K; k++)
         eye[(size_t)k * K + k] = 1.0f;
-    vnp_buf xb = up(gpu8, x, (size_t)M * K, VNP_WEIGHT_TABLE);
-    vnp_buf ib = up2(gpu8, eye, K, K, VNP_WEIGHT_GEMM);
-    vnp_buf yb = act(gpu8, (size_t)M * K);
-    if (gpu8->ops->linear(gpu8, &xb, &ib, NULL, VNP_ACT_NONE, NULL, M, K, K, &yb, &err))
+    vnp_buf xb = up(be8, x, (size_t)M * K, VNP_WEIGHT_TABLE);
+    vnp_buf ib = up2(be8, eye, K, K, VNP_WEIGHT_GEMM);
+    vnp_buf yb = act(be8, (size_t)M * K);
+    if (be8->ops->linear(be8, &xb, &ib, NULL, VNP_ACT_NONE, NULL, M, K, K, &yb, &err))
         die("fp8 codes: x I^T", &err);
-    float *y = down(gpu8, &yb, (size_t)M * K), *q = malloc((size_t)K * sizeof *q);
+    float *y = down(be8, &yb, (size_t)M * K), *q = malloc((size_t)K * sizeof *q);
     size_t bad = 0;
     for (int m = 0; m < M; m++) {
         const float sx = vnp_fp8_quantize(x + (size_t)m * K, (size_t)K, q);
@@ -357,45 +357,59 @@ static void test_fp8_codes(vnp_backend *gpu8, vnp_precision prec, int K)
     }
     check(same_code(y[1], vnp_fp8_scale(0.8828125f), 352.0f) &&
               same_code(y[K + 1], vnp_fp8_scale(1.12109375f), 208.0f),
-          "fp8 codes: the midpoint cases quantise by multiplying with the reciprocal");
+          "fp8 codes: the activation midpoint cases quantise by multiplying with the reciprocal");
     snprintf(what, sizeof what,
-             "fp8 codes %s K=%d: activations quantised on the GPU = the CPU rule (%zu of %zu "
-             "codes differ)", vnp_precision_name(prec), K, bad, (size_t)M * K);
+             "fp8 codes %s %s K=%d: activations quantised = the CPU rule (%zu of %zu codes "
+             "differ)", who, vnp_precision_name(prec), K, bad, (size_t)M * K);
     check(bad == 0, what);
-    gpu8->ops->free_buf(gpu8, &xb);
-    gpu8->ops->free_buf(gpu8, &ib);
-    gpu8->ops->free_buf(gpu8, &yb);
+    be8->ops->free_buf(be8, &xb);
+    be8->ops->free_buf(be8, &ib);
+    be8->ops->free_buf(be8, &yb);
     free(y);
-    /* weights: every row's amax is the same (so per row = per tensor), column 2 */
+    /* weights: normal values cut to [-3, 3], and every row's largest magnitude wmax in
+     * column 2 (so that the midpoint case holds with per-row and per-tensor scales) */
     const int N = 96;
     const float wmax = 0x1.acc5ecp+1f, wmid = 0x1.7ed54ap-1f;
     float *w = rand_vec((size_t)N * K, 1.0f);
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        w[i] = fminf(fmaxf(w[i], -3.0f), 3.0f);
     for (int n = 0; n < N; n++) {
         w[(size_t)n * K + 2] = n % 2 ? -wmax : wmax;
         if (n % 3 == 0)
             w[(size_t)n * K + 1] = n % 2 ? -wmid : wmid;
     }
-    vnp_buf eb = up(gpu8, eye, (size_t)M * K, VNP_WEIGHT_TABLE); /* rows 0..15 of I */
-    vnp_buf wb = up2(gpu8, w, N, K, VNP_WEIGHT_GEMM);
-    yb = act(gpu8, (size_t)M * N);
-    if (gpu8->ops->linear(gpu8, &eb, &wb, NULL, VNP_ACT_NONE, NULL, M, N, K, &yb, &err))
+    vnp_buf eb = up(be8, eye, (size_t)M * K, VNP_WEIGHT_TABLE); /* rows 0..15 of I */
+    vnp_buf wb = up2(be8, w, N, K, VNP_WEIGHT_GEMM);
+    yb = act(be8, (size_t)M * N);
+    if (be8->ops->linear(be8, &eb, &wb, NULL, VNP_ACT_NONE, NULL, M, N, K, &yb, &err))
         die("fp8 codes: E W^T", &err);
-    y = down(gpu8, &yb, (size_t)M * N);
+    y = down(be8, &yb, (size_t)M * N);
     bad = 0;
+    float tmax = 0.0f; /* fp8-tensor: one scale from the whole tensor's amax */
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        tmax = fmaxf(tmax, fabsf(w[i]));
     for (int n = 0; n < N; n++) {
-        const float sw = vnp_fp8_quantize(w + (size_t)n * K, (size_t)K, q);
+        const float *wr = w + (size_t)n * K;
+        float sw;
+        if (prec == VNP_PREC_FP8_TENSOR) {
+            sw = vnp_fp8_scale(tmax);
+            for (int k = 0; k < K; k++)
+                q[k] = vnp_round_e4m3(wr[k] * vnp_fp8_inv(sw));
+        } else {
+            sw = vnp_fp8_quantize(wr, (size_t)K, q);
+        }
         for (int m = 0; m < M; m++)
             bad += !same_code(y[(size_t)m * N + n], sw, q[m]);
     }
     check(same_code(y[N + 0], vnp_fp8_scale(wmax), 104.0f),
           "fp8 codes: the weight midpoint case quantises by multiplying with the reciprocal");
     snprintf(what, sizeof what,
-             "fp8 codes %s K=%d: weights quantised on the GPU = the CPU rule (%zu of %zu codes "
-             "differ)", vnp_precision_name(prec), K, bad, (size_t)M * N);
+             "fp8 codes %s %s K=%d: weights quantised = the CPU rule (%zu of %zu codes differ)",
+             who, vnp_precision_name(prec), K, bad, (size_t)M * N);
     check(bad == 0, what);
-    gpu8->ops->free_buf(gpu8, &eb);
-    gpu8->ops->free_buf(gpu8, &wb);
-    gpu8->ops->free_buf(gpu8, &yb);
+    be8->ops->free_buf(be8, &eb);
+    be8->ops->free_buf(be8, &wb);
+    be8->ops->free_buf(be8, &yb);
     free(y);
     free(q);
     free(w);
@@ -1673,8 +1687,9 @@ int main(void)
         test_linear_fp8(c8, g8, g16, p8[p], 33, 64, 64, 0, VNP_ACT_NONE, 1);
         test_linear_fp8(c8, g8, g16, p8[p], 257, 2560, 2560, 1, VNP_ACT_NONE, 1);
         test_linear_fp8(c8, g8, g16, p8[p], 100, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0);
-        test_fp8_codes(g8, p8[p], 2560); /* ESM-2 3B's width: the vector kernel */
-        test_fp8_codes(g8, p8[p], 64);
+        test_fp8_codes(g8, "gpu", p8[p], 2560); /* ESM-2 3B's width: the vector kernel */
+        test_fp8_codes(g8, "gpu", p8[p], 64);
+        test_fp8_codes(c8, "cpu-emulation", p8[p], 64); /* the same rule, read back alike */
         vnp_backend *g8u;
         setenv("VIRNUCPRO_DEBUG_FP8_UNFUSED", "1", 1);
         if (vnp_backend_cuda_create(0, p8[p], &g8u, &err))
