@@ -364,7 +364,21 @@ LINEAR_CASES = [  # name, M, N, K, bias, residual, act
     ("gelu", 33, 200, 64, True, False, "gelu"),
     ("gelu_res", 20, 48, 80, True, True, "gelu"),
     ("nobias", 17, 40, 72, False, False, "none"),
+    ("codes", 16, 48, 64, False, False, "none"),  # E4M3 midpoints planted (plant_codes)
 ]
+
+
+def plant_codes(x, w):
+    """Values where x / s is exactly the midpoint between two E4M3 codes and x * fl(1/s)
+    is not, so that a quantiser that divided would change the output: activation rows 0
+    and 1 (FP16 values: 0.662109375 with amax 0.8828125 -> 352, not 320; 0.54052734375
+    with amax 1.12109375 -> 208, not 224) and every weight row (amax 0x1.acc5ecp+1 in
+    column 2, 0x1.7ed54ap-1 in column 1 of every third row -> 104, not 96)."""
+    x[0].clamp_(-0.8, 0.8), x[1].clamp_(-1.1, 1.1)
+    x[0, 0], x[0, 1], x[1, 0], x[1, 1] = 0.8828125, 0.662109375, -1.12109375, 0.54052734375
+    wmax, wmid = float.fromhex("0x1.acc5ecp+1"), float.fromhex("0x1.7ed54ap-1")
+    w[:, 2] = torch.tensor([wmax if n % 2 == 0 else -wmax for n in range(w.shape[0])])
+    w[0::3, 1] = torch.tensor([wmid if n % 2 == 0 else -wmid for n in range(0, w.shape[0], 3)])
 ATTN_LENS = [5, 70, 131]  # one, two and three key tiles of 64
 ATTN_HEADS = 2
 
@@ -380,7 +394,13 @@ def ops(out_path, seed):
         prec = Prec(name)
         put = lambda k, v: out.__setitem__("%s/%s" % (name, k), v.contiguous())
         for case, M, N, K, has_b, has_r, act in LINEAR_CASES:
-            x, w = prec.r(rnd(M, K)), rnd(N, K, std=0.05)
+            if case == "codes":  # its own generator: the other ops' inputs stay as they were
+                g2 = torch.Generator().manual_seed(seed + 1)
+                x, w = torch.randn(M, K, generator=g2), torch.randn(N, K, generator=g2) * 0.05
+                plant_codes(x, w)
+                x = prec.r(x)
+            else:
+                x, w = prec.r(rnd(M, K)), rnd(N, K, std=0.05)
             b = rnd(N, std=0.1) if has_b else None
             r = prec.r(rnd(M, N)) if has_r else None
             acc = linear(x, Weight(w, prec), b, prec)

@@ -185,10 +185,13 @@ static double *gelu_slack(vnp_numfmt f, const float *pre, size_t n)
 
 static void test_linear(void **state)
 {
-    static const char *const cases[] = {"plain", "residual", "gelu", "gelu_res", "nobias"};
+    /* "codes": E4M3 midpoint cases planted (tools/precision_ref.py plant_codes), where a
+     * quantiser dividing by the scale gives other codes than x * fl(1/s) */
+    static const char *const cases[] = {"plain", "residual", "gelu", "gelu_res", "nobias",
+                                        "codes"};
     for (size_t p = 0; p < 4; p++) {
         vnp_backend *be = backend(PRECS[p]);
-        for (size_t c = 0; c < 5; c++) {
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             char k[128];
 #define KEY(s) (snprintf(k, sizeof k, "linear_%s/%s", cases[c], s), k)
             const int32_t *shape = need(PRECS[p], KEY("shape"))->data;
