@@ -34,13 +34,15 @@
  * VNP_CRASH_TRIALS_DEFAULT, tests/pipeline/CMakeLists.txt), VNP_CRASH_SEED (their
  * seed; trial i uses seed + i), VNP_CRASH_JOBS (scenarios run side by side, default 2:
  * each CLI run uses one thread), VNP_TEST_ONLY / VNP_TEST_SKIP (test-name filters, e.g.
- * 'test_sig*': tests/support/test_support.h). */
+ * 'test_sig*': tests/support/test_support.h), VNP_CRASH_REFS (where the reference runs are
+ * shared between ctest entries: prepare()). */
 #include "test_support.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,18 +136,38 @@ static void sleep_s(double s)
         ;
 }
 
-static const char *tmp_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *tmp_path(const char *fmt, ...)
+/* The reference runs and the inputs they ran on (prepare()): VNP_CRASH_REFS when set, else
+ * tmpdir. */
+static char refdir[4096];
+
+static const char *vpath_under(const char *base, const char *fmt, va_list ap)
 {
     static char b[8][4096];
     static int k;
     char *p = b[k++ & 7];
     char rel[1024];
+    vsnprintf(rel, sizeof rel, fmt, ap);
+    snprintf(p, sizeof b[0], "%s/%s", base, rel);
+    return p;
+}
+
+static const char *tmp_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *tmp_path(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rel, sizeof rel, fmt, ap);
+    const char *p = vpath_under(tmpdir, fmt, ap);
     va_end(ap);
-    snprintf(p, sizeof b[0], "%s/%s", tmpdir, rel);
+    return p;
+}
+
+static const char *ref_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *ref_path(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const char *p = vpath_under(refdir, fmt, ap);
+    va_end(ap);
     return p;
 }
 
@@ -673,25 +695,27 @@ static void write_long_input(const char *path, int copies)
     free(t);
 }
 
-/* The uninterrupted run of an input, counting its kill points. */
-static void reference_run(input *in)
+/* An input's reference run as reference_run() left it in directory `base`: its output
+ * directory, its kill points in order (checked against the protocol) and its summary. */
+static void read_reference(input *in, const char *base, int shared)
 {
-    snprintf(in->ref, sizeof in->ref, "%s", tmp_path("ref_%s", in->name));
-    const char *log = tmp_path("ref_%s.points", in->name);
-    char logenv[4200];
-    snprintf(logenv, sizeof logenv, "VIRNUCPRO_DEBUG_KILL_LOG=%s", log);
-    const char *env[] = {logenv, NULL};
-    remove_tree(in->ref);
-    unlink(log);
-    char *err = NULL;
-    double t0 = now_s();
-    int r = predict(in->ref, in->path, NULL, NULL, 0, env, &err);
-    in->seconds = now_s() - t0;
-    if (r != 0)
-        fail_msg("reference run of %s: %s: %s", in->name, outcome(r), err);
-    summary_of(err, in->summary, sizeof in->summary);
+    char b[4096];
+    snprintf(b, sizeof b, "%s", base);
+    snprintf(in->ref, sizeof in->ref, "%s/ref_%s", b, in->name);
+    char log[4200], sumpath[4200];
+    snprintf(log, sizeof log, "%s/ref_%s.points", b, in->name);
+    snprintf(sumpath, sizeof sumpath, "%s/ref_%s.summary", b, in->name);
+    /* the summary line and the run's seconds */
+    char *sum = slurp(sumpath, NULL);
+    if (!sum)
+        fail_msg("%s: missing (the reference run of %s)", sumpath, in->name);
+    char *nl = strchr(sum, '\n');
+    assert_non_null(nl);
+    *nl = 0;
+    snprintf(in->summary, sizeof in->summary, "%s", sum);
+    in->seconds = atof(nl + 1);
+    free(sum);
     assert_true(in->summary[0] != 0);
-    free(err);
     in->records = atoi(in->summary);
     /* the points, in order: 1 2 3 ... with their names */
     char *t = slurp(log, NULL);
@@ -707,11 +731,12 @@ static void reference_run(input *in)
     }
     free(t);
     assert_int_equal(k, in->points);
+    const char *from = shared ? " (shared reference)" : "";
     if (in->embeddings) { /* no journal: run.json first, the renames last */
         assert_string_equal(in->point[1], "run record written");
         assert_string_equal(in->point[in->points], "output renamed into place");
-        print_message("%s: %s, %ld kill points, %.2f s\n", in->name, in->summary, in->points,
-                      in->seconds);
+        print_message("%s: %s, %ld kill points, %.2f s%s\n", in->name, in->summary, in->points,
+                      in->seconds, from);
         return;
     }
     /* the protocol: journal first, run.json says "running", the old results go; final
@@ -723,16 +748,55 @@ static void reference_run(input *in)
     for (long i = in->points - RENAMES_OF(in); i < in->points; i++)
         assert_string_equal(in->point[i], "output renamed into place");
     assert_string_equal(in->point[in->points], "journal removed");
-    print_message("%s: %s, %ld kill points, %.2f s\n", in->name, in->summary, in->points,
-                  in->seconds);
+    print_message("%s: %s, %ld kill points, %.2f s%s\n", in->name, in->summary, in->points,
+                  in->seconds, from);
 }
 
+/* The uninterrupted run of an input in directory `base` (ref_NAME), counting its kill
+ * points (ref_NAME.points) and keeping its summary (ref_NAME.summary); then read back. */
+static void reference_run(input *in, const char *base)
+{
+    char dir[4096], log[4200], sumpath[4200], logenv[4300];
+    snprintf(dir, sizeof dir, "%s/ref_%s", base, in->name);
+    snprintf(log, sizeof log, "%s.points", dir);
+    snprintf(sumpath, sizeof sumpath, "%s.summary", dir);
+    snprintf(logenv, sizeof logenv, "VIRNUCPRO_DEBUG_KILL_LOG=%s", log);
+    const char *env[] = {logenv, NULL};
+    remove_tree(dir);
+    unlink(log);
+    char *err = NULL;
+    double t0 = now_s();
+    int r = predict(dir, in->path, NULL, NULL, 0, env, &err);
+    double seconds = now_s() - t0;
+    if (r != 0)
+        fail_msg("reference run of %s: %s: %s", in->name, outcome(r), err);
+    char sum[256];
+    summary_of(err, sum, sizeof sum);
+    free(err);
+    FILE *f = fopen(sumpath, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n%.6f\n", sum, seconds);
+    assert_int_equal(fclose(f), 0);
+    read_reference(in, base, 0);
+}
+
+/* The reference runs of the golden, shard, long-contig and big inputs, made once and shared
+ * by the ctest entries of this program: test_crash_safety_refs (FIXTURES_SETUP in
+ * tests/pipeline/CMakeLists.txt; VNP_TMP = VNP_CRASH_REFS) writes the inputs and runs them
+ * in VNP_CRASH_REFS, the entries that require it (VNP_CRASH_REFS another directory) read
+ * them from there. Without VNP_CRASH_REFS (a run by hand) they are made in VNP_TMP. */
 static void prepare(void)
 {
     static int done;
     if (done)
         return;
     snprintf(tmpdir, sizeof tmpdir, "%s", getenv("VNP_TMP"));
+    const char *shared = getenv("VNP_CRASH_REFS");
+    snprintf(refdir, sizeof refdir, "%s", shared && *shared ? shared : tmpdir);
+    /* made here, unless VNP_CRASH_REFS names another directory than VNP_TMP */
+    char rt[PATH_MAX], rr[PATH_MAX];
+    int make = !(shared && *shared) ||
+               (realpath(tmpdir, rt) && realpath(refdir, rr) && !strcmp(rt, rr));
     snprintf(esm, sizeof esm, "%s", vnp_test_fixture(G "esm2"));
     snprintf(dnabert, sizeof dnabert, "%s", vnp_test_fixture(G "dnabert_s"));
     snprintf(classifier, sizeof classifier, "%s", vnp_test_fixture(G "classifier.pth"));
@@ -744,16 +808,28 @@ static void prepare(void)
     unsetenv("VIRNUCPRO_DEBUG_FAIL_AFTER_WINDOWS");
     unsetenv("VIRNUCPRO_DEBUG_FAIL_WORKER");
     snprintf(golden.path, sizeof golden.path, "%s", vnp_test_fixture(G "input.fa"));
-    snprintf(longin.path, sizeof longin.path, "%s", tmp_path("long_contigs.fa"));
-    write_long_input(longin.path, 1);
-    snprintf(big.path, sizeof big.path, "%s", tmp_path("long_contigs_x4.fa"));
-    write_long_input(big.path, 4);
-    snprintf(shardin.path, sizeof shardin.path, "%s", tmp_path("golden_shard.fa"));
-    copy_file(golden.path, shardin.path);
-    reference_run(&golden);
-    reference_run(&shardin);
-    reference_run(&longin);
-    reference_run(&big);
+    snprintf(longin.path, sizeof longin.path, "%s", ref_path("long_contigs.fa"));
+    snprintf(big.path, sizeof big.path, "%s", ref_path("long_contigs_x4.fa"));
+    snprintf(shardin.path, sizeof shardin.path, "%s", ref_path("golden_shard.fa"));
+    const char *ready = ref_path("references.done");
+    if (make) {
+        unlink(ready);
+        write_long_input(longin.path, 1);
+        write_long_input(big.path, 4);
+        copy_file(golden.path, shardin.path);
+        input *all[] = {&golden, &shardin, &longin, &big};
+        for (int i = 0; i < 4; i++)
+            reference_run(all[i], refdir);
+        assert_int_equal(vnp_test_write_file(ready, "", 0), 0);
+    } else {
+        if (!exists(ready))
+            fail_msg("no reference runs in VNP_CRASH_REFS=%s: the ctest entry "
+                     "test_crash_safety_refs makes them (ctest runs it first)",
+                     refdir);
+        input *all[] = {&golden, &shardin, &longin, &big};
+        for (int i = 0; i < 4; i++)
+            read_reference(all[i], refdir, 1);
+    }
     assert_string_equal(golden.summary, "21 records, 57 chunks, 41 ORFs scored");
     assert_int_equal(longin.records, 3);
     assert_int_equal(big.records, 12);
@@ -761,6 +837,13 @@ static void prepare(void)
     vnp_test_assert_files_equal(in_dir(golden.ref, OUTPUTS[1]),
                                 vnp_test_fixture(G "expected/prediction_results_highestscore.csv"));
     done = 1;
+}
+
+/* The reference runs alone (the ctest entry test_crash_safety_refs) */
+static void test_reference_runs(void **state)
+{
+    (void)state;
+    prepare();
 }
 
 /* ---- scenarios side by side ---- */
@@ -1082,7 +1165,7 @@ static void test_run_json_over_finished_run(void **state)
     if (!embedin.points) {
         snprintf(embedin.path, sizeof embedin.path, "%s", tmp_path("golden_embed.fa"));
         copy_file(golden.path, embedin.path);
-        reference_run(&embedin);
+        reference_run(&embedin, tmpdir);
     }
     /* --embeddings: run.json "running", the old results removed, the derived outputs
      * written, the first, a middle and the last output renamed, run.json renamed */
@@ -1888,6 +1971,7 @@ static void test_resume_finished(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_runs),
         cmocka_unit_test(test_resume_finished),
         cmocka_unit_test(test_mid_record_cut),
         cmocka_unit_test(test_run_json_over_finished_run),
