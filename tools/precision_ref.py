@@ -114,7 +114,8 @@ class Prec:
 
 
 def fp8_scale(amax):
-    """amax / 448 in float32; 1 for an all-zero block, FLT_MIN below it (vnp_fp8_scale)."""
+    """amax / 448 in float32; 1 for an all-zero block, FLT_MIN below it (vnp_fp8_scale).
+    (torch's amax propagates a NaN where the C code leaves it out; no input here has one.)"""
     s = amax / torch.tensor(448.0, dtype=torch.float32)
     tiny = torch.full_like(s, torch.finfo(torch.float32).tiny)
     return torch.where(s >= tiny, s, torch.where(amax > 0, tiny, torch.ones_like(s)))

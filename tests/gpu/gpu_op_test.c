@@ -336,11 +336,11 @@ static void test_fp8_codes(vnp_backend *be8, const char *who, vnp_precision prec
     char what[160];
     /* activations: FP16 values in [-1, 1], two rows with a midpoint case */
     float *x = rand_vec((size_t)M * K, 1.0f), *eye = calloc((size_t)K * K, sizeof *eye);
-    round_to(x, (size_t)M * K, VNP_PREC_FP16);
-    x[0] = 0.8828125f, x[1] = 0.662109375f;
-    x[K] = -1.12109375f, x[K + 1] = 0.54052734375f;
     for (int k = 2; k < K; k++)
         x[k] = fminf(fmaxf(x[k], -0.8f), 0.8f), x[K + k] = fminf(fmaxf(x[K + k], -1.1f), 1.1f);
+    x[0] = 0.8828125f, x[1] = 0.662109375f; /* FP16 values */
+    x[K] = -1.12109375f, x[K + 1] = 0.54052734375f;
+    round_to(x, (size_t)M * K, VNP_PREC_FP16);
     for (int k = 0; k < K; k++)
         eye[(size_t)k * K + k] = 1.0f;
     vnp_buf xb = up(be8, x, (size_t)M * K, VNP_WEIGHT_TABLE);
@@ -355,9 +355,12 @@ static void test_fp8_codes(vnp_backend *be8, const char *who, vnp_precision prec
         for (int n = 0; n < K; n++)
             bad += !same_code(y[(size_t)m * K + n], sx, q[n]);
     }
+    snprintf(what, sizeof what,
+             "fp8 codes %s %s K=%d: the activation midpoint cases quantise by multiplying with "
+             "the reciprocal", who, vnp_precision_name(prec), K);
     check(same_code(y[1], vnp_fp8_scale(0.8828125f), 352.0f) &&
               same_code(y[K + 1], vnp_fp8_scale(1.12109375f), 208.0f),
-          "fp8 codes: the activation midpoint cases quantise by multiplying with the reciprocal");
+          what);
     snprintf(what, sizeof what,
              "fp8 codes %s %s K=%d: activations quantised = the CPU rule (%zu of %zu codes "
              "differ)", who, vnp_precision_name(prec), K, bad, (size_t)M * K);
@@ -366,14 +369,19 @@ static void test_fp8_codes(vnp_backend *be8, const char *who, vnp_precision prec
     be8->ops->free_buf(be8, &ib);
     be8->ops->free_buf(be8, &yb);
     free(y);
-    /* weights: normal values cut to [-3, 3], and every row's largest magnitude wmax in
-     * column 2 (so that the midpoint case holds with per-row and per-tensor scales) */
+    /* weights: normal values cut to [-3, 3]; the tensor's largest magnitude wmax in column
+     * 2 of most rows (so that the midpoint case holds with per-row and per-tensor scales),
+     * while every fourth row is cut to [-1, 1] and has its own, smaller amax (so that
+     * per-row and per-tensor scales give different codes there) */
     const int N = 96;
     const float wmax = 0x1.acc5ecp+1f, wmid = 0x1.7ed54ap-1f;
     float *w = rand_vec((size_t)N * K, 1.0f);
-    for (size_t i = 0; i < (size_t)N * K; i++)
-        w[i] = fminf(fmaxf(w[i], -3.0f), 3.0f);
     for (int n = 0; n < N; n++) {
+        const float lim = n % 4 == 3 ? 1.0f : 3.0f;
+        for (int k = 0; k < K; k++)
+            w[(size_t)n * K + k] = fminf(fmaxf(w[(size_t)n * K + k], -lim), lim);
+        if (n % 4 == 3)
+            continue;
         w[(size_t)n * K + 2] = n % 2 ? -wmax : wmax;
         if (n % 3 == 0)
             w[(size_t)n * K + 1] = n % 2 ? -wmid : wmid;
@@ -401,8 +409,10 @@ static void test_fp8_codes(vnp_backend *be8, const char *who, vnp_precision prec
         for (int m = 0; m < M; m++)
             bad += !same_code(y[(size_t)m * N + n], sw, q[m]);
     }
-    check(same_code(y[N + 0], vnp_fp8_scale(wmax), 104.0f),
-          "fp8 codes: the weight midpoint case quantises by multiplying with the reciprocal");
+    snprintf(what, sizeof what,
+             "fp8 codes %s %s K=%d: the weight midpoint case quantises by multiplying with the "
+             "reciprocal", who, vnp_precision_name(prec), K);
+    check(same_code(y[N + 0], vnp_fp8_scale(wmax), 104.0f), what);
     snprintf(what, sizeof what,
              "fp8 codes %s %s K=%d: weights quantised = the CPU rule (%zu of %zu codes differ)",
              who, vnp_precision_name(prec), K, bad, (size_t)M * N);

@@ -1,7 +1,8 @@
 /* FP8 (E4M3) GEMM operands of --precision fp8 / fp8-tensor (docs/PRECISION.md):
  *   - a GEMM weight [N, K] is quantised once, at upload: one scale per output row
  *     (fp8) or one for the whole tensor (fp8-tensor), s = amax / 448 in FP32 (1 for an
- *     all-zero block), q = e4m3(w * (1 / s)), nearest even, saturating, NaN kept;
+ *     all-zero block, FLT_MIN when amax / 448 is below it), q = e4m3(w * (1 / s)),
+ *     nearest even, saturating, NaN kept;
  *   - before each FP8 GEMM, every row (token) of the FP16 activations x [M, K] is
  *     quantised the same way with its own scale.
  * cuBLASLt then multiplies the E4M3 operands with FP32 accumulation and applies both

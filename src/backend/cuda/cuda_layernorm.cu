@@ -2,6 +2,8 @@
  * the row: mean, then the squared deviations), output in the compute dtype. Rows that
  * make whole 16-byte vectors (both encoders' widths) are held in one warp's registers;
  * others in shared memory. */
+#include <type_traits>
+
 #include "backend/cuda/cuda_internal.cuh"
 
 #define LN_THREADS 256
@@ -184,7 +186,7 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
                          int gdt, const void *beta, int bdt, float eps, int M, int H, void *out,
                          float *qs)
 {
-    static_assert(!Q8 || vnp_vec<T>::N == 8, "E4M3 output from FP16 rows");
+    static_assert(!Q8 || std::is_same<T, __half>::value, "E4M3 output from FP16 rows");
     constexpr int N = vnp_vec<T>::N;
     if (H % N || !vnp_cuda_vec_ok(c, (size_t)H, sizeof(T), x, res, Q8 ? NULL : out) ||
         (Q8 && (uintptr_t)out % 8))
