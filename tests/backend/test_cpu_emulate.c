@@ -33,7 +33,10 @@ static int setup(void **state)
     }
     char out[4096], cmd[9000];
     snprintf(out, sizeof out, "%s", vnp_test_tmp("ops.safetensors"));
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/precision_ref.py' --ops '%s' 7", py, src, out);
+    /* seed 7; VNP_OPS_SEED picks another to survey how near the limits other inputs come */
+    const char *seed = getenv("VNP_OPS_SEED");
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tools/precision_ref.py' --ops '%s' %d", py, src, out,
+             seed ? atoi(seed) : 7);
     char *err = NULL;
     int rc = vnp_test_run(cmd, NULL, &err);
     if (rc) {
@@ -108,8 +111,8 @@ static double act_ulp(vnp_numfmt f, double v)
     return ulp;
 }
 
-/* got against want (n values): identical but for at most 0.5 % one unit in the last
- * place of the activation format (plus slack[i] where slack is given). */
+/* got against want (n values): identical but for at most 0.5 % (attention: 2 %) one unit
+ * in the last place of the activation format (plus slack[i] where slack is given). */
 /* floor_of_max: the unit is at least that of the output's largest magnitude (attention:
  * an output is a mean of values v that may cancel, and one probability rounded the other
  * way moves it by up to one unit of |v|, however small the mean). */
@@ -142,9 +145,15 @@ static void compare_ulps(const char *prec, const char *what, const float *got,
            "place\n",
            prec, what, n, differ, 100.0 * (double)differ / (double)n, worst,
            worst == 1 ? "" : "s");
-    if ((double)differ > 0.005 * (double)n)
-        fail_msg("%s %s: %zu of %zu values differ from the reference (at most 0.5 %%)", prec,
-                 what, differ, n);
+    /* Attention: one probability rounded the other way moves a whole row of a head (64
+     * values) by up to a unit, so its differences come in clusters: over seeds 1-16
+     * (VNP_OPS_SEED) up to 0.63 % of the values, other ops at most 0.15 %. 2 % for
+     * attention keeps the check far under a wrong rounding point (P not rounded before
+     * P.V: 37 %). */
+    const double limit = floor_of_max ? 0.02 : 0.005;
+    if ((double)differ > limit * (double)n)
+        fail_msg("%s %s: %zu of %zu values differ from the reference (at most %.1f %%)", prec,
+                 what, differ, n, 100.0 * limit);
 }
 
 static void compare(const char *prec, const char *what, const float *got, const float *want,
