@@ -1449,6 +1449,7 @@ static void probe_gemm_algos(void)
     } sh[] = {
         {"esm qkv", 16384, 7680, 2560, 0},   {"esm out", 16384, 2560, 2560, 1},
         {"esm fc1", 16384, 10240, 2560, 0},  {"esm fc2", 16384, 2560, 10240, 1},
+        {"odd out", 16101, 2560, 2560, 1},  {"odd fc2", 16101, 2560, 10240, 1},
         {"dna qkv", 65536, 2304, 768, 0},    {"dna out", 65536, 768, 768, 0},
         {"dna gated", 65536, 6144, 768, 0},  {"dna wo", 65536, 768, 3072, 0},
     };
@@ -1475,10 +1476,11 @@ static void probe_gemm_algos(void)
                             NULL, 0);
             cublasLtMatmulHeuristicResult_t res[16];
             int found = probe_gemm_algos_of(lt, &g, wsz, res, 16), besti = -1;
-            double first = 0, best = 0;
+            double first = 0, best = 0, tfs[16] = {0};
             for (int i = 0; i < found; i++) {
                 double sec = probe_gemm_time(lt, &g, &res[i].algo, da, db, dd, sh[s].res, ws, wsz);
                 double tf = sec > 0 ? 2.0 * M * N * K * 10 / sec / 1e12 : 0;
+                tfs[i] = tf;
                 if (i == 0)
                     first = tf;
                 if (tf > best) {
@@ -1490,6 +1492,25 @@ static void probe_gemm_algos(void)
                    "(algorithm %d of %d) -> %+.1f %%\n",
                    sh[s].what, M, N, K, sh[s].res ? " +C" : "", first, best, besti, found,
                    first > 0 ? 100.0 * (best / first - 1.0) : 0.0);
+            /* what tells the algorithms apart (for a fixed choice rule): i:TFLOP/s
+             * w(aves) t(ile) s(tages) k(split-K) r(eduction) z(swizzle) c(luster) */
+            printf("gemm-algos %-9s configs:", sh[s].what);
+            for (int i = 0; i < found; i++) {
+                int v[7] = {0};
+                const cublasLtMatmulAlgoConfigAttributes_t at[7] = {
+                    CUBLASLT_ALGO_CONFIG_TILE_ID,          CUBLASLT_ALGO_CONFIG_STAGES_ID,
+                    CUBLASLT_ALGO_CONFIG_SPLITK_NUM,       CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                    CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING,    CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+                    CUBLASLT_ALGO_CONFIG_ID};
+                for (int a = 0; a < 7; a++) {
+                    size_t wr = 0;
+                    cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, at[a], &v[a], sizeof v[a],
+                                                         &wr);
+                }
+                printf(" %d:%.0f/w%.2f/id%d/t%d/s%d/k%d/r%d/z%d/c%d", i, tfs[i], res[i].wavesCount,
+                       v[6], v[0], v[1], v[2], v[3], v[4], v[5]);
+            }
+            printf("\n");
             probe_gemm_free(&g);
         }
         cublasLtDestroy(lt);
