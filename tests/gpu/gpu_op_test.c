@@ -1342,7 +1342,8 @@ static void probe_cublaslt_gelu(void)
 /* ---- probes of cuBLASLt at the encoders' GEMM shapes (information only) ---- */
 
 /* One GEMM as the backend describes it: D[N x M] = op_T(A[K x N]) B[K x M] with the FP16
- * bias epilogue, A/B of type t, FP16 C/D; for E4M3 operands, scale mode `sm` for both with
+ * bias epilogue, A/B of type t, FP16 C/D (BF16 for BF16 A/B); for E4M3 operands, scale
+ * mode `sm` for both with
  * the scales at sv, and FAST_ACCUM as `fast`. */
 typedef struct probe_gemm {
     cublasLtMatmulDesc_t desc;
@@ -1376,7 +1377,7 @@ static void probe_gemm_make(probe_gemm *g, cudaDataType_t t, int M, int N, int K
     }
     cublasLtMatrixLayoutCreate(&g->a, t, K, N, K);
     cublasLtMatrixLayoutCreate(&g->b, t, K, M, K);
-    cublasLtMatrixLayoutCreate(&g->c, CUDA_R_16F, N, M, N);
+    cublasLtMatrixLayoutCreate(&g->c, t == CUDA_R_16BF ? CUDA_R_16BF : CUDA_R_16F, N, M, N);
 }
 
 static void probe_gemm_free(probe_gemm *g)
@@ -1445,13 +1446,15 @@ static void probe_gemm_algos(void)
 {
     static const struct {
         const char *what;
-        int M, N, K, res;
+        int M, N, K, res, bf16;
     } sh[] = {
-        {"esm qkv", 16384, 7680, 2560, 0},   {"esm out", 16384, 2560, 2560, 1},
-        {"esm fc1", 16384, 10240, 2560, 0},  {"esm fc2", 16384, 2560, 10240, 1},
-        {"odd out", 16101, 2560, 2560, 1},  {"odd fc2", 16101, 2560, 10240, 1},
-        {"dna qkv", 65536, 2304, 768, 0},    {"dna out", 65536, 768, 768, 0},
-        {"dna gated", 65536, 6144, 768, 0},  {"dna wo", 65536, 768, 3072, 0},
+        {"esm qkv", 16384, 7680, 2560, 0, 0},   {"esm out", 16384, 2560, 2560, 1, 0},
+        {"esm fc1", 16384, 10240, 2560, 0, 0},  {"esm fc2", 16384, 2560, 10240, 1, 0},
+        {"odd out", 16101, 2560, 2560, 1, 0},   {"odd fc2", 16101, 2560, 10240, 1, 0},
+        {"bf16 qkv", 16384, 7680, 2560, 0, 1},  {"bf16 out", 16384, 2560, 2560, 1, 1},
+        {"bf16 fc1", 16384, 10240, 2560, 0, 1}, {"bf16 fc2", 16384, 2560, 10240, 1, 1},
+        {"dna qkv", 65536, 2304, 768, 0, 0},    {"dna out", 65536, 768, 768, 0, 0},
+        {"dna gated", 65536, 6144, 768, 0, 0},  {"dna wo", 65536, 768, 3072, 0, 0},
     };
     const size_t maxa = (size_t)10240 * 2560 * 2, maxb = (size_t)65536 * 3072 * 2,
                  maxd = (size_t)65536 * 6144 * 2, wsz = (size_t)64 << 20;
@@ -1472,7 +1475,8 @@ static void probe_gemm_algos(void)
             const int M = sh[s].M, N = sh[s].N, K = sh[s].K;
             probe_gemm g;
             /* (the bias: A's first N values, read-only) */
-            probe_gemm_make(&g, CUDA_R_16F, M, N, K, da, CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F,
+            probe_gemm_make(&g, sh[s].bf16 ? CUDA_R_16BF : CUDA_R_16F, M, N, K, da,
+                            CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F,
                             NULL, 0);
             cublasLtMatmulHeuristicResult_t res[16];
             int found = probe_gemm_algos_of(lt, &g, wsz, res, 16), besti = -1;

@@ -127,7 +127,7 @@ if has ops; then
   row gelu info "$(grep 'cuBLASLt GELU' "$OUT/ops.log")"
   grep -E 'gemm-algos|fp8-gemm' "$OUT/ops.log"
   row fp8gemm info "$(grep 'fp8-gemm' "$OUT/ops.log" | sed -E 's/^fp8-gemm +(.*[a-z]) +qkv.*the four: ([0-9]+) TFLOP.s/\1 \2;/' | tr '\n' ' ')TFLOP/s (ESM-2 3B GEMMs, M=16384)"
-  row gemm info "algorithm choice, best vs cuBLASLt heuristic's first: $(grep 'gemm-algos' "$OUT/ops.log" | grep -v configs | sed -E 's/^gemm-algos ([a-z]+ [a-z0-9]+) .* -> ([^ ]+) %/\1 \2%/' | tr '\n' ' ')"
+  row gemm info "algorithm choice, best vs cuBLASLt heuristic's first: $(grep 'gemm-algos' "$OUT/ops.log" | grep -v configs | sed -E 's/^gemm-algos ([a-z0-9]+ [a-z0-9]+) .* -> ([^ ]+) %/\1 \2%/' | tr '\n' ' ')"
 fi
 
 if has attnprof; then
