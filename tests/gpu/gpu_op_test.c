@@ -1526,6 +1526,128 @@ static void probe_gemm_algos(void)
     free(h);
 }
 
+/* The data for a fixed algorithm table (VNP_GEMM_SURVEY=1): for each encoder GEMM shape,
+ * every configuration the heuristic offers at any of several token counts near a budget,
+ * each timed at every one of those counts. One line per configuration: its attributes
+ * (algo, tile, stages, split-K, reduction, swizzle, custom, inner shape, cluster), then
+ * TFLOP/s per count, '-' where cuBLASLt refuses it, '*' marking the heuristic's first. */
+enum { SURVEY_ATTRS = 9, SURVEY_MS = 5, SURVEY_CFGS = 40 };
+static const cublasLtMatmulAlgoConfigAttributes_t survey_attr[SURVEY_ATTRS] = {
+    CUBLASLT_ALGO_CONFIG_ID,           CUBLASLT_ALGO_CONFIG_TILE_ID,
+    CUBLASLT_ALGO_CONFIG_STAGES_ID,    CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
+    CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING,
+    CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID,
+    CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID};
+
+static void survey_attrs(const cublasLtMatmulAlgo_t *a, int *v)
+{
+    for (int i = 0; i < SURVEY_ATTRS; i++) {
+        size_t wr = 0;
+        v[i] = 0;
+        cublasLtMatmulAlgoConfigGetAttribute(a, survey_attr[i], &v[i], sizeof v[i], &wr);
+    }
+}
+
+static void probe_gemm_survey(void)
+{
+    static const struct {
+        const char *what;
+        int N, K, res, bf16, M[SURVEY_MS];
+    } sh[] = {
+        {"esm qkv", 7680, 2560, 0, 0, {16101, 16250, 16380, 32590, 32740}},
+        {"esm out", 2560, 2560, 1, 0, {16101, 16250, 16380, 32590, 32740}},
+        {"esm fc1", 10240, 2560, 0, 0, {16101, 16250, 16380, 32590, 32740}},
+        {"esm fc2", 2560, 10240, 1, 0, {16101, 16250, 16380, 32590, 32740}},
+        {"bf16 qkv", 7680, 2560, 0, 1, {16101, 16380, 32740, 0, 0}},
+        {"bf16 out", 2560, 2560, 1, 1, {16101, 16380, 32740, 0, 0}},
+        {"bf16 fc1", 10240, 2560, 0, 1, {16101, 16380, 32740, 0, 0}},
+        {"bf16 fc2", 2560, 10240, 1, 1, {16101, 16380, 32740, 0, 0}},
+        {"dna qkv", 2304, 768, 0, 0, {64900, 65300, 65500, 0, 0}},
+        {"dna out", 768, 768, 0, 0, {64900, 65300, 65500, 0, 0}},
+        {"dna gated", 6144, 768, 0, 0, {64900, 65300, 65500, 0, 0}},
+        {"dna wo", 768, 3072, 0, 0, {64900, 65300, 65500, 0, 0}},
+    };
+    const size_t maxa = (size_t)10240 * 2560 * 2, maxb = (size_t)65536 * 3072 * 2,
+                 maxd = (size_t)65536 * 6144 * 2, wsz = (size_t)64 << 20;
+    uint16_t *h = malloc((1u << 20) * sizeof *h);
+    for (int i = 0; i < (1 << 20); i++)
+        h[i] = vnp_f32_to_f16(nrand() * 0.05f);
+    void *da = NULL, *db = NULL, *dd = NULL, *ws = NULL;
+    if (cudaMalloc(&da, maxa) || cudaMalloc(&db, maxb) || cudaMalloc(&dd, maxd) ||
+        cudaMalloc(&ws, wsz)) {
+        printf("gemm-survey: not enough GPU memory, skipped\n");
+        goto out;
+    }
+    probe_fill(da, maxa, h);
+    probe_fill(db, maxb, h);
+    probe_fill(dd, maxd, h);
+    cublasLtHandle_t lt;
+    cublasLtCreate(&lt);
+    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
+        const int N = sh[s].N, K = sh[s].K;
+        const cudaDataType_t t = sh[s].bf16 ? CUDA_R_16BF : CUDA_R_16F;
+        static cublasLtMatmulAlgo_t cfg[SURVEY_CFGS];
+        static int cv[SURVEY_CFGS][SURVEY_ATTRS], first[SURVEY_MS];
+        int ncfg = 0, nm = 0;
+        while (nm < SURVEY_MS && sh[s].M[nm])
+            nm++;
+        for (int m = 0; m < nm; m++) { /* the union of what the heuristic offers */
+            probe_gemm g;
+            probe_gemm_make(&g, t, sh[s].M[m], N, K, da, CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F,
+                            NULL, 0);
+            cublasLtMatmulHeuristicResult_t res[16];
+            int found = probe_gemm_algos_of(lt, &g, wsz, res, 16);
+            first[m] = -1;
+            for (int i = 0; i < found; i++) {
+                int v[SURVEY_ATTRS], j;
+                survey_attrs(&res[i].algo, v);
+                for (j = 0; j < ncfg && memcmp(cv[j], v, sizeof v); j++)
+                    ;
+                if (j == ncfg && ncfg < SURVEY_CFGS) {
+                    cfg[ncfg] = res[i].algo;
+                    memcpy(cv[ncfg++], v, sizeof v);
+                }
+                if (i == 0)
+                    first[m] = j;
+            }
+            probe_gemm_free(&g);
+        }
+        for (int j = 0; j < ncfg; j++) {
+            printf("gemm-survey %-9s N=%d K=%d%s", sh[s].what, N, K, sh[s].res ? " +C" : "");
+            for (int a = 0; a < SURVEY_ATTRS; a++)
+                printf("%s%d", a ? "," : " cfg=", cv[j][a]);
+            printf(" :");
+            for (int m = 0; m < nm; m++) {
+                const int M = sh[s].M[m];
+                probe_gemm g;
+                probe_gemm_make(&g, t, M, N, K, da, CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F,
+                                NULL, 0);
+                cublasLtMatmulHeuristicResult_t chk;
+                double tf = 0;
+                if (cublasLtMatmulAlgoCheck(lt, g.desc, g.a, g.b, g.c, g.c, &cfg[j], &chk) ==
+                        CUBLAS_STATUS_SUCCESS &&
+                    chk.workspaceSize <= wsz) {
+                    double sec = probe_gemm_time(lt, &g, &cfg[j], da, db, dd, sh[s].res, ws, wsz);
+                    tf = sec > 0 ? 2.0 * M * N * K * 10 / sec / 1e12 : 0;
+                }
+                if (tf > 0)
+                    printf(" M%d=%.0f%s", M, tf, first[m] == j ? "*" : "");
+                else
+                    printf(" M%d=-", M);
+                probe_gemm_free(&g);
+            }
+            printf("\n");
+        }
+    }
+    cublasLtDestroy(lt);
+out:
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dd);
+    cudaFree(ws);
+    free(h);
+}
+
 /* The FP8 GEMM's own ceiling at ESM-2 3B's shapes (M = 16384 tokens), by scale mode:
  * what the backend runs (E4M3 A and B with outer-vector scales: per output channel, per
  * token) with and without FAST_ACCUM, and one scalar scale per operand (the classic
@@ -1742,6 +1864,8 @@ int main(void)
     g16->ops->destroy(g16);
     probe_cublaslt_gelu();
     probe_gemm_algos();
+    if (getenv("VNP_GEMM_SURVEY"))
+        probe_gemm_survey();
     probe_fp8_gemm_modes();
     printf("op tests: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;
