@@ -1508,8 +1508,15 @@ static void probe_gemm_algos(void)
                     CUBLASLT_ALGO_CONFIG_ID};
                 for (int a = 0; a < 7; a++) {
                     size_t wr = 0;
-                    cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, at[a], &v[a], sizeof v[a],
-                                                         &wr);
+                    uint16_t u = 0; /* the cluster shape is a uint16_t */
+                    if (at[a] == CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID)
+                        v[a] = cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, at[a], &u,
+                                                                    sizeof u, &wr)
+                                   ? -1
+                                   : u;
+                    else
+                        cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, at[a], &v[a],
+                                                             sizeof v[a], &wr);
                 }
                 printf(" %d:%.0f/w%.2f/id%d/t%d/s%d/k%d/r%d/z%d/c%d", i, tfs[i], res[i].wavesCount,
                        v[6], v[0], v[1], v[2], v[3], v[4], v[5]);
@@ -1543,8 +1550,17 @@ static void survey_attrs(const cublasLtMatmulAlgo_t *a, int *v)
 {
     for (int i = 0; i < SURVEY_ATTRS; i++) {
         size_t wr = 0;
-        v[i] = 0;
-        cublasLtMatmulAlgoConfigGetAttribute(a, survey_attr[i], &v[i], sizeof v[i], &wr);
+        v[i] = -1;
+        if (survey_attr[i] == CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID ||
+            survey_attr[i] == CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID) { /* (uint16_t) */
+            uint16_t u = 0;
+            if (cublasLtMatmulAlgoConfigGetAttribute(a, survey_attr[i], &u, sizeof u, &wr) ==
+                CUBLAS_STATUS_SUCCESS)
+                v[i] = u;
+        } else if (cublasLtMatmulAlgoConfigGetAttribute(a, survey_attr[i], &v[i], sizeof v[i],
+                                                        &wr) != CUBLAS_STATUS_SUCCESS) {
+            v[i] = -1;
+        }
     }
 }
 
