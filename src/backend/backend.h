@@ -291,6 +291,9 @@ vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **o
 int vnp_backend_cuda_count(void);
 vnp_code vnp_backend_cuda_query(int index, vnp_device *out, vnp_error *err);
 vnp_code vnp_backend_cuda_arch_check(const char *archs, const vnp_device *dev, vnp_error *err);
+/* cuda_gemm.cu: how many of be's current GEMM plans took their algorithm from the fixed
+ * table (not the heuristic): for the GPU op tests. */
+int vnp_backend_cuda_gemm_picked(vnp_backend *be);
 #endif
 
 #ifdef __cplusplus

@@ -1339,6 +1339,28 @@ static void probe_cublaslt_gelu(void)
     cudaFree(dout);
 }
 
+/* The fixed algorithm table (cuda_gemm.cu) at the token counts of packed batches: ESM-2
+ * 3B's out projection (residual as C, in place) and fc1 (GELU) at M = 16101 against the
+ * CPU, and, where the table names the GPU generation and precision (compute capability
+ * 9.0, FP16; the backend made with VIRNUCPRO_DEBUG_GEMM_PICKS=1), the algorithms must have
+ * come from the table: a pick that cuBLASLt refuses would silently fall back. */
+static void test_gemm_pick(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
+{
+    const int before = vnp_backend_cuda_gemm_picked(gpu);
+    test_linear(cpu, gpu, prec, 16101, 2560, 2560, 1, VNP_ACT_NONE, 1, 1, 0);
+    test_linear(cpu, gpu, prec, 16101, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+    const int picked = vnp_backend_cuda_gemm_picked(gpu) - before;
+    const int want =
+        gpu->device.cc_major == 9 && gpu->device.cc_minor == 0 && prec == VNP_PREC_FP16 ? 2 : 0;
+    const int ok = picked >= want;
+    g_checks++;
+    g_failed += !ok;
+    printf("%-4s gemm pick: %d of the 2 ESM-2 shapes at M=16101 took the fixed table's "
+           "algorithm (want %d on compute capability %d.%d) %s\n",
+           ok ? "ok" : "FAIL", picked, want, gpu->device.cc_major, gpu->device.cc_minor,
+           pname(prec));
+}
+
 /* ---- probes of cuBLASLt at the encoders' GEMM shapes (information only) ---- */
 
 /* One GEMM as the backend describes it: D[N x M] = op_T(A[K x N]) B[K x M] with the FP16
@@ -1776,6 +1798,15 @@ int main(void)
             test_device(gpu);
         }
         test_embedding(cpu, gpu, precs[p]);
+        if (precs[p] != VNP_PREC_FP32) {
+            vnp_backend *gp;
+            setenv("VIRNUCPRO_DEBUG_GEMM_PICKS", "1", 1);
+            if (vnp_backend_cuda_create(0, precs[p], &gp, &err))
+                die("cuda backend (GEMM picks)", &err);
+            unsetenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
+            test_gemm_pick(cpu, gp, precs[p]);
+            gp->ops->destroy(gp);
+        }
         test_linear(cpu, gpu, precs[p], 77, 96, 128, 1, VNP_ACT_NONE, 0, 0, 0);
         test_linear(cpu, gpu, precs[p], 130, 384, 128, 1, VNP_ACT_NONE, 0, 0, 0);
         test_linear(cpu, gpu, precs[p], 129, 128, 256, 1, VNP_ACT_NONE, 1, 1, 0);

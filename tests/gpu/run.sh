@@ -342,8 +342,15 @@ BUDGETS=${VNP_BENCH_BUDGETS:-16384 65536}
 # scalar: sync with VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 (the element-wise/LayerNorm kernels of
 # one element per thread), the A/B baseline of the vectorised kernels on the same GPU
 ESM_MODES=${VNP_BENCH_MODES:-scalar sync pipelined}
-bench_env() { [[ $1 == scalar ]] && echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 || echo VNP_BENCH=1; }
-bench_mode() { [[ $1 == scalar || $1 == bf16 ]] && echo sync || echo "$1"; }
+# picks: sync with the fixed GEMM algorithm table (VIRNUCPRO_DEBUG_GEMM_PICKS=1, cuda_gemm.cu)
+bench_env() {
+  case $1 in
+    scalar) echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 ;;
+    picks) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;;
+    *) echo VNP_BENCH=1 ;;
+  esac
+}
+bench_mode() { [[ $1 == scalar || $1 == bf16 || $1 == picks ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 if has esm; then

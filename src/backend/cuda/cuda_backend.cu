@@ -781,6 +781,9 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     read_poison_switch(c, be->name);
     const char *sk = getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
     c->scalar_only = sk && !strcmp(sk, "1");
+    c->cc = dev.cc_major * 10 + dev.cc_minor;
+    const char *gp = getenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
+    c->gemm_picks = gp && !strcmp(gp, "1");
     if (c->fp8) {
         const char *fu = getenv("VIRNUCPRO_DEBUG_FP8_UNFUSED");
         const char *fp = getenv("VIRNUCPRO_DEBUG_FP8_PROMOTE");

@@ -45,6 +45,15 @@ static void plan_release(vnp_cuda_gemm_plan *p)
     memset(p, 0, sizeof *p);
 }
 
+int vnp_backend_cuda_gemm_picked(vnp_backend *be)
+{
+    const vnp_cuda *c = vnp_cuda_of(be);
+    int n = 0;
+    for (int i = 0; i < VNP_CUDA_PLANS; i++)
+        n += c->plans[i].used && c->plans[i].picked;
+    return n;
+}
+
 void vnp_cuda_gemm_release(vnp_cuda *c)
 {
     for (int i = 0; i < VNP_CUDA_PLANS; i++)
@@ -57,6 +66,138 @@ void vnp_cuda_gemm_release(vnp_cuda *c)
     VNP_CUDA_CHECK(cublasLtMatmulDescSetAttribute((p)->desc, attr, &(v), sizeof(v)), dev, err)
 #define PREF_SET(pref, attr, v)                                                                    \
     VNP_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &(v), sizeof(v)), dev, err)
+
+/* ---- a fixed algorithm choice where cuBLASLt's heuristic is measurably off ----
+ * At the token counts a packed batch has (a budget less a few tokens: 16101, 16380, ...
+ * rather than 16384), the heuristic's first algorithm for some encoder shapes runs well
+ * below the best one it also offers (H100: ESM-2 3B's out projection at M = 16101 612
+ * vs 708 TFLOP/s). A pick names, for one GPU generation and one GEMM shape of the
+ * encoders (N, K, with or without the residual as C), the configuration that the GPU
+ * script's survey (`VNP_GEMM_SURVEY=1`, bench/RESULTS.md) found fastest over the token
+ * counts near the budgets. The choice is a table, not a timing at run time: the same GPU,
+ * cuBLAS and input give the same algorithm and so the same bytes, run after run.
+ * cuBLASLt checks the configuration for the actual shape (cublasLtMatmulAlgoCheck); one
+ * it refuses, a small M or an unaligned operand leave the heuristic's first.
+ * Opt-in (VIRNUCPRO_DEBUG_GEMM_PICKS=1) until an end-to-end A/B on the GPU confirms the
+ * survey: its timings were of single GEMMs, `VNP_BENCH_MODES="sync picks"` measures the
+ * encoders. */
+enum { PICK_ATTRS = 9, PICK_MIN_M = 8192 };
+typedef struct gemm_pick {
+    int cc;    /* compute capability, major * 10 + minor */
+    int dtype; /* vnp_dtype of A and B (F16, BF16) */
+    int n, k, has_c;
+    int m_min; /* from this many tokens on (the heuristic's choice below) */
+    /* algo id, tile, stages, split-K, reduction scheme, CTA swizzling, custom option,
+     * inner shape, cluster shape: the order of pick_attr */
+    int cfg[PICK_ATTRS];
+} gemm_pick;
+
+static const cublasLtMatmulAlgoConfigAttributes_t pick_attr[PICK_ATTRS] = {
+    CUBLASLT_ALGO_CONFIG_ID,           CUBLASLT_ALGO_CONFIG_TILE_ID,
+    CUBLASLT_ALGO_CONFIG_STAGES_ID,    CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
+    CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING,
+    CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID,
+    CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID};
+
+static const gemm_pick g_picks[] = {
+    /* H100/H200 (survey on an H100 80GB HBM3, cuBLAS 13, M = 16101 ... 32740 tokens;
+     * TFLOP/s of the heuristic's first -> the pick, bench/RESULTS.md "Session 9"):
+     * ESM-2 3B fc1 (x W1^T + b, GELU after): 618-686 -> 688-715 */
+    {90, VNP_DT_F16, 10240, 2560, 0, PICK_MIN_M, {66, 500, 35, 1, 0, 0, 7, 0, 5}},
+    /* ESM-2 3B out projection (+ the residual as C): 538-657 -> 630-652 */
+    {90, VNP_DT_F16, 2560, 2560, 1, PICK_MIN_M, {66, 415, 35, 1, 0, 0, 5, 0, 3}},
+    /* ESM-2 3B q|k|v at predict's budget (32768): 669-681 -> 713-714 (at 16k tokens
+     * the heuristic's own, 752-756, is the best) */
+    {90, VNP_DT_F16, 7680, 2560, 0, 24576, {66, 500, 35, 1, 0, 0, 7, 0, 5}},
+};
+
+/* The pick for this plan, configured and accepted by cuBLASLt for its shape: 1 and *algo,
+ * or 0 (no pick, or cuBLASLt refuses it: the heuristic decides). */
+static int pick_algo(vnp_cuda *c, const vnp_cuda_gemm_plan *p, vnp_dtype dt, cudaDataType_t t,
+                     cudaDataType_t tcd, int M, int N, int K, cublasLtEpilogue_t epi, int has_c,
+                     int align, cublasLtMatmulAlgo_t *algo)
+{
+    /* (the survey timed the encoders' GEMMs: FP16/BF16, the bias epilogue) */
+    if (!c->gemm_picks || M < PICK_MIN_M || align < 256 || epi != CUBLASLT_EPILOGUE_BIAS ||
+        (dt != VNP_DT_F16 && dt != VNP_DT_BF16))
+        return 0;
+    const gemm_pick *g = NULL;
+    for (size_t i = 0; i < sizeof g_picks / sizeof g_picks[0]; i++)
+        if (g_picks[i].cc == c->cc && g_picks[i].dtype == (int)dt && g_picks[i].n == N &&
+            g_picks[i].k == K && g_picks[i].has_c == has_c && M >= g_picks[i].m_min)
+            g = &g_picks[i];
+    if (!g)
+        return 0;
+    /* (failures here only mean "no pick": a scratch error, not the caller's) */
+    vnp_error e;
+    vnp_error *err = &e;
+    const int dev = c->device;
+    if (VNP_CUDA_CHECK(cublasLtMatmulAlgoInit(c->lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, t, t, tcd,
+                                              tcd, g->cfg[0], algo),
+                       dev, err))
+        return 0;
+    for (int a = 1; a < PICK_ATTRS; a++) {
+        vnp_code rc;
+        if (pick_attr[a] == CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID ||
+            pick_attr[a] == CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID) {
+            const uint16_t u = (uint16_t)g->cfg[a];
+            rc = VNP_CUDA_CHECK(
+                cublasLtMatmulAlgoConfigSetAttribute(algo, pick_attr[a], &u, sizeof u), dev, err);
+        } else {
+            const int32_t v = g->cfg[a];
+            rc = VNP_CUDA_CHECK(
+                cublasLtMatmulAlgoConfigSetAttribute(algo, pick_attr[a], &v, sizeof v), dev, err);
+        }
+        if (rc)
+            return 0;
+    }
+    cublasLtMatmulHeuristicResult_t chk;
+    if (cublasLtMatmulAlgoCheck(c->lt, p->desc, p->a, p->b, p->c, p->d, algo, &chk) !=
+            CUBLAS_STATUS_SUCCESS ||
+        chk.workspaceSize > c->workspace_size)
+        return 0;
+    return 1;
+}
+
+/* cuBLASLt's heuristic's first algorithm for plan p (its descriptor and layouts made). */
+static vnp_code heuristic_algo(vnp_cuda *c, vnp_cuda_gemm_plan *p, vnp_dtype dt, int align,
+                               cublasLtMatmulAlgo_t *algo, vnp_error *err)
+{
+    const int dev = c->device;
+    cublasLtMatmulPreference_t pref;
+    vnp_code rc;
+    if ((rc = VNP_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref), dev, err)))
+        return rc;
+    uint64_t ws = c->workspace_size;
+    uint32_t al = (uint32_t)align;
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (!(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ws)) &&
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al)) &&
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al)) &&
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al)) &&
+        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al))) {
+        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c,
+                                                           p->d, pref, 1, &res, &found);
+        /* cuBLASLt has no FAST_ACCUM kernel for some FP8 shapes (seen on an H100: M = 77,
+         * N = 2560, K = 10240 with C): those keep the promoted accumulation */
+        if (dt == VNP_DT_U8 && c->fp8_fast_accum &&
+            (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && !found))) {
+            int8_t promoted = 0;
+            if (!(rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_FAST_ACCUM, promoted, dev)))
+                hs = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->d, pref,
+                                                    1, &res, &found);
+        }
+        if (!rc && (rc = VNP_CUDA_CHECK(hs, dev, err)))
+            vnp_error_prefix(err, "cublasLtMatmulAlgoGetHeuristic: ");
+        else if (!rc && found == 0)
+            rc = vnp_fail(err, VNP_EDEVICE, "cuBLASLt found no algorithm on cuda:%d", dev);
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (!rc)
+        *algo = res.algo;
+    return rc;
+}
 
 /* Finds or builds the plan for one GEMM shape. Row-major out[M,N] = x[M,K] W[N,K]^T
  * is column-major out^T[N,M] = W^T... i.e. D(N x M) = op_T(A = W, K x N) * B(x, K x M). */
@@ -127,44 +268,14 @@ static vnp_code get_plan(vnp_cuda *c, vnp_dtype dt, int M, int N, int K, cublasL
         vnp_error_prefix(err, "describing a %dx%dx%d GEMM: ", M, N, K);
         return rc;
     }
-    cublasLtMatmulPreference_t pref;
-    if ((rc = VNP_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref), dev, err))) {
-        plan_release(p);
-        return rc;
-    }
-    uint64_t ws = c->workspace_size;
-    uint32_t al = (uint32_t)align;
-    cublasLtMatmulHeuristicResult_t res;
-    int found = 0;
-    if (!(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ws)) &&
-        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al)) &&
-        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al)) &&
-        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al)) &&
-        !(rc = PREF_SET(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al))) {
-        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c,
-                                                           p->d, pref, 1, &res, &found);
-        /* cuBLASLt has no FAST_ACCUM kernel for some FP8 shapes (seen on an H100: M = 77,
-         * N = 2560, K = 10240 with C): those keep the promoted accumulation */
-        if (dt == VNP_DT_U8 && c->fp8_fast_accum &&
-            (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && !found))) {
-            int8_t promoted = 0;
-            if (!(rc = DESC_SET(p, CUBLASLT_MATMUL_DESC_FAST_ACCUM, promoted, dev)))
-                hs = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->d, pref,
-                                                    1, &res, &found);
-        }
-        if (!rc && (rc = VNP_CUDA_CHECK(hs, dev, err)))
-            vnp_error_prefix(err, "cublasLtMatmulAlgoGetHeuristic: ");
-        else if (!rc && found == 0)
-            rc = vnp_fail(err, VNP_EDEVICE, "cuBLASLt found no algorithm on cuda:%d", dev);
-    }
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (rc) {
+    if (pick_algo(c, p, dt, t, tcd, M, N, K, epi, has_c, align, &p->algo)) {
+        p->picked = 1;
+    } else if ((rc = heuristic_algo(c, p, dt, align, &p->algo, err))) {
         plan_release(p);
         vnp_error_prefix(err, "planning a %dx%dx%d %s GEMM (epilogue %d): ", M, N, K,
                          dt == VNP_DT_U8 ? "FP8 E4M3" : vnp_dtype_name(dt), (int)epi);
         return rc;
     }
-    p->algo = res.algo;
     p->dtype = (int)dt;
     p->m = M;
     p->n = N;

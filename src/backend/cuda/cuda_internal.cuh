@@ -32,6 +32,7 @@ typedef struct vnp_cuda_gemm_plan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c, d;
     cublasLtMatmulAlgo_t algo;
+    int picked; /* 1: algo is the fixed table's (cuda_gemm.cu), 0: the heuristic's first */
     unsigned long long stamp;
 } vnp_cuda_gemm_plan;
 
@@ -72,6 +73,10 @@ typedef struct vnp_cuda {
                           LayerNorm take their one-element-per-thread kernels and
                           attention its tiled kernel for short sequences too (A/B timing
                           and op tests of both paths); read once at creation */
+    int cc;            /* compute capability, major * 10 + minor */
+    int gemm_picks;    /* VIRNUCPRO_DEBUG_GEMM_PICKS=1: GEMMs the fixed table names take its
+                          algorithm instead of cuBLASLt's heuristic's first (cuda_gemm.cu;
+                          opt-in until measured end to end); read once at creation */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
     vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */
     int nf8w, capf8w;
