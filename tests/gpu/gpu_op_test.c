@@ -1673,6 +1673,7 @@ static void probe_gemm_survey(void)
                 else
                     printf(" M%d=-", M);
                 probe_gemm_free(&g);
+                fflush(stdout); /* (a run on an H100 died in here, place unknown: see RESULTS) */
             }
             printf("\n");
         }
