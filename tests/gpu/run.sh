@@ -9,7 +9,8 @@
 #   tests/gpu/run.sh [STAGE...]      (on the GPU machine; default: all stages)
 #       builds here with CMake for sm_90 when the dependencies are installed, otherwise
 #       unpacks build-gpucarry/bundle.tar.xz; then runs the stages:
-#         ops       CUDA-vs-CPU backend op tests (every op, fp32/fp16/bf16) + attention timing
+#         ops       CUDA-vs-CPU backend op tests (every op, fp32/fp16/bf16) + attention timing;
+#                   VNP_GEMM_SURVEY=1 adds the GEMM algorithm survey (gemm-survey lines)
 #         golden    golden fixtures end to end on the GPU (fp32 1e-5, fp16/bf16 cosine, labels)
 #         memcheck  compute-sanitizer memcheck on the golden run, then racecheck (new
 #                   and old kernels)
@@ -17,7 +18,8 @@
 #         gen       random real-shape checkpoints (ESM-2 3B, DNABERT-S) from a seed
 #         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads, one batch at a
 #                   time (sync) and two in flight as a predict worker runs (pipelined);
-#                   VNP_BENCH_MODES picks (also scalar: old kernels forced, bf16: BF16 sync)
+#                   VNP_BENCH_MODES picks (also scalar: old kernels forced, bf16: BF16 sync,
+#                   picks: sync with the fixed GEMM algorithm table, VIRNUCPRO_DEBUG_GEMM_PICKS=1)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py);
