@@ -1460,6 +1460,43 @@ static void probe_fill(void *dst, size_t n, const void *src)
                    cudaMemcpyHostToDevice);
 }
 
+/* The probes' operands, large enough for every encoder shape they time (A: weights up to
+ * 10240 x 2560, B: activations up to 65536 x 3072, C/D up to 65536 x 6144, FP16 or BF16),
+ * filled with small normal values, and a workspace of PROBE_WS bytes: 0, or 1 (none
+ * left allocated) when the GPU lacks the memory. */
+#define PROBE_WS ((size_t)64 << 20)
+static int probe_operands(void **da, void **db, void **dd, void **ws)
+{
+    const size_t maxa = (size_t)10240 * 2560 * 2, maxb = (size_t)65536 * 3072 * 2,
+                 maxd = (size_t)65536 * 6144 * 2;
+    *da = *db = *dd = *ws = NULL;
+    if (cudaMalloc(da, maxa) || cudaMalloc(db, maxb) || cudaMalloc(dd, maxd) ||
+        cudaMalloc(ws, PROBE_WS)) {
+        cudaFree(*da);
+        cudaFree(*db);
+        cudaFree(*dd);
+        cudaFree(*ws);
+        *da = *db = *dd = *ws = NULL;
+        return 1;
+    }
+    uint16_t *h = malloc((1u << 20) * sizeof *h);
+    for (int i = 0; i < (1 << 20); i++)
+        h[i] = vnp_f32_to_f16(nrand() * 0.05f);
+    probe_fill(*da, maxa, h);
+    probe_fill(*db, maxb, h);
+    probe_fill(*dd, maxd, h);
+    free(h);
+    return 0;
+}
+
+static void probe_operands_free(void *da, void *db, void *dd, void *ws)
+{
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dd);
+    cudaFree(ws);
+}
+
 /* How much the GEMM algorithm choice could still give: for each encoder GEMM shape (FP16
  * in and out, FP32 accumulation, the bias epilogue; C = the residual where the layer adds
  * one), every algorithm cuBLASLt's heuristic offers, timed; the heuristic's first (what
@@ -1478,19 +1515,11 @@ static void probe_gemm_algos(void)
         {"dna qkv", 65536, 2304, 768, 0, 0},    {"dna out", 65536, 768, 768, 0, 0},
         {"dna gated", 65536, 6144, 768, 0, 0},  {"dna wo", 65536, 768, 3072, 0, 0},
     };
-    const size_t maxa = (size_t)10240 * 2560 * 2, maxb = (size_t)65536 * 3072 * 2,
-                 maxd = (size_t)65536 * 6144 * 2, wsz = (size_t)64 << 20;
-    uint16_t *h = malloc((1u << 20) * sizeof *h);
-    for (int i = 0; i < (1 << 20); i++)
-        h[i] = vnp_f32_to_f16(nrand() * 0.05f);
-    void *da = NULL, *db = NULL, *dd = NULL, *ws = NULL;
-    if (cudaMalloc(&da, maxa) || cudaMalloc(&db, maxb) || cudaMalloc(&dd, maxd) ||
-        cudaMalloc(&ws, wsz)) {
+    const size_t wsz = PROBE_WS;
+    void *da, *db, *dd, *ws;
+    if (probe_operands(&da, &db, &dd, &ws)) {
         printf("gemm-algos: not enough GPU memory, skipped\n");
     } else {
-        probe_fill(da, maxa, h);
-        probe_fill(db, maxb, h);
-        probe_fill(dd, maxd, h);
         cublasLtHandle_t lt;
         cublasLtCreate(&lt);
         for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
@@ -1548,11 +1577,7 @@ static void probe_gemm_algos(void)
         }
         cublasLtDestroy(lt);
     }
-    cudaFree(da);
-    cudaFree(db);
-    cudaFree(dd);
-    cudaFree(ws);
-    free(h);
+    probe_operands_free(da, db, dd, ws);
 }
 
 /* The data for a fixed algorithm table (VNP_GEMM_SURVEY=1): for each encoder GEMM shape,
@@ -1605,20 +1630,12 @@ static void probe_gemm_survey(void)
         {"dna gated", 6144, 768, 0, 0, {64900, 65300, 65500, 0, 0}},
         {"dna wo", 768, 3072, 0, 0, {64900, 65300, 65500, 0, 0}},
     };
-    const size_t maxa = (size_t)10240 * 2560 * 2, maxb = (size_t)65536 * 3072 * 2,
-                 maxd = (size_t)65536 * 6144 * 2, wsz = (size_t)64 << 20;
-    uint16_t *h = malloc((1u << 20) * sizeof *h);
-    for (int i = 0; i < (1 << 20); i++)
-        h[i] = vnp_f32_to_f16(nrand() * 0.05f);
-    void *da = NULL, *db = NULL, *dd = NULL, *ws = NULL;
-    if (cudaMalloc(&da, maxa) || cudaMalloc(&db, maxb) || cudaMalloc(&dd, maxd) ||
-        cudaMalloc(&ws, wsz)) {
+    const size_t wsz = PROBE_WS;
+    void *da, *db, *dd, *ws;
+    if (probe_operands(&da, &db, &dd, &ws)) {
         printf("gemm-survey: not enough GPU memory, skipped\n");
         goto out;
     }
-    probe_fill(da, maxa, h);
-    probe_fill(db, maxb, h);
-    probe_fill(dd, maxd, h);
     cublasLtHandle_t lt;
     cublasLtCreate(&lt);
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
@@ -1680,11 +1697,7 @@ static void probe_gemm_survey(void)
     }
     cublasLtDestroy(lt);
 out:
-    cudaFree(da);
-    cudaFree(db);
-    cudaFree(dd);
-    cudaFree(ws);
-    free(h);
+    probe_operands_free(da, db, dd, ws);
 }
 
 /* The FP8 GEMM's own ceiling at ESM-2 3B's shapes (M = 16384 tokens), by scale mode:
