@@ -4,6 +4,8 @@
  * exact values; the guard word (non-finite, bad token, bad shape) as
  * vnp_backend_guard_check decodes it; host memory, asynchronous downloads and
  * events. */
+#include <cblas.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -941,6 +943,34 @@ static void test_device(void **state)
     vnp_backend_free(be);
 }
 
+/* Threads of this process (entries of /proc/self/task). */
+static int task_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* OpenBLAS's server threads (one fewer than its thread count: nproc, or
+ * OPENBLAS_NUM_THREADS; started on load, each spinning about 0.1 s of CPU) are stopped by
+ * the first backend, which sets OpenBLAS single-threaded: once that backend is freed, the
+ * process has those threads fewer than before it (and no other new one). Runs first. */
+static void test_openblas_pool_stopped(void **state)
+{
+    (void)state;
+    int before = task_count(), pool = openblas_get_num_threads() - 1;
+    print_message("threads before the first backend: %d (OpenBLAS's: %d)\n", before, pool);
+    vnp_backend *be = NULL;
+    vnp_error err = {0};
+    assert_int_equal(vnp_backend_cpu_create(1, &be, &err), VNP_OK);
+    vnp_backend_free(be);
+    assert_int_equal(task_count(), before - pool);
+}
+
 static void test_bad_threads(void **state)
 {
     vnp_backend *be = NULL;
@@ -953,6 +983,7 @@ static void test_bad_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_openblas_pool_stopped), /* first: before any backend */
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_linear_fma_chain),
         cmocka_unit_test(test_linear_rows_independent),

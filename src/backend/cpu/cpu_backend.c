@@ -327,7 +327,20 @@ static const vnp_backend_ops cpu_ops = {
     .guard_save = cpu_guard_save,
 };
 
-static void openblas_single_thread(void) { openblas_set_num_threads(1); }
+/* OpenBLAS's pthread build starts nproc-1 server threads when it is loaded, and each spins
+ * on sched_yield for about 2^28 cycles (OPENBLAS_THREAD_TIMEOUT) before it sleeps: on a
+ * 2-core machine about 0.1 s of CPU per process, taken from our own workers. We only
+ * ever call it single-threaded (below), so its pool is stopped once that is set.
+ * blas_thread_shutdown_ is what OpenBLAS itself runs before every fork (pthread_atfork);
+ * a later multi-threaded call would start the pool again. Weak: a serial OpenBLAS has
+ * no pool and no such function. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+static void openblas_single_thread(void)
+{
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_)
+        blas_thread_shutdown_();
+}
 
 static char blas_desc[256]; /* written once, under `once` below; read-only after */
 static void describe_blas(void)
