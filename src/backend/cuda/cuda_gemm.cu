@@ -117,10 +117,10 @@ static int pick_algo(vnp_cuda *c, const vnp_cuda_gemm_plan *p, vnp_dtype dt, cud
                      cudaDataType_t tcd, int M, int N, int K, cublasLtEpilogue_t epi, int has_c,
                      int align, cublasLtMatmulAlgo_t *algo)
 {
-    /* (the survey timed the encoders' GEMMs: FP16/BF16, the bias epilogue) */
-    if (!c->gemm_picks || M < PICK_MIN_M || align < 256 || epi != CUBLASLT_EPILOGUE_BIAS ||
-        (dt != VNP_DT_F16 && dt != VNP_DT_BF16))
+    /* (the survey timed the encoders' GEMMs with the bias epilogue) */
+    if (!c->gemm_picks || M < PICK_MIN_M || align < 256 || epi != CUBLASLT_EPILOGUE_BIAS)
         return 0;
+    /* the last entry that applies: one with a larger m_min follows its shape's others */
     const gemm_pick *g = NULL;
     for (size_t i = 0; i < sizeof g_picks / sizeof g_picks[0]; i++)
         if (g_picks[i].cc == c->cc && g_picks[i].dtype == (int)dt && g_picks[i].n == N &&
