@@ -141,6 +141,14 @@ typedef struct vnp_backend_ops {
      * named I: OpenBLAS's cblas.h pulls in <complex.h>, which defines I.) */
     vnp_code (*gated_gelu)(vnp_backend *be, const vnp_buf *x, int M, int inter, vnp_buf *out,
                            vnp_error *err);
+    /* Optional (NULL: linear, then gated_gelu): out[M, inter] = gated_gelu(x[M,K] W^T +
+     * bias) with W [2*inter, K] and bias [2*inter] or NULL: the up-projection and its
+     * gated GELU in one pass where the backend has a kernel for it, else through tmp
+     * [M, 2*inter] (compute dtype) as the two ops would. out is what gated_gelu's out
+     * may be (a GEMM input buffer included). */
+    vnp_code (*linear_gated_gelu)(vnp_backend *be, const vnp_buf *x, const vnp_buf *w,
+                                  const vnp_buf *bias, int M, int inter, int K, vnp_buf *tmp,
+                                  vnp_buf *out, vnp_error *err);
     /* qkv[T, 3*heads*head_dim] (q | k | v, heads contiguous inside each) -> out[T, heads*head_dim].
      * cu_seqlens is a device i32 buffer of nseq+1 entries; max_len bounds any sequence. Softmax
      * in FP32. Positions restart at 0 at each sequence's first token. */
@@ -294,6 +302,10 @@ vnp_code vnp_backend_cuda_arch_check(const char *archs, const vnp_device *dev, v
 /* cuda_gemm.cu: how many of be's current GEMM plans took their algorithm from the fixed
  * table (not the heuristic): for the GPU op tests. */
 int vnp_backend_cuda_gemm_picked(vnp_backend *be);
+/* How many GEMMs this CUDA backend has run through the fused sm_90a up-projection
+ * kernel (0 where it is not built, not a 9.0 GPU, or switched off): the op tests check
+ * which path ran. */
+long vnp_backend_cuda_sm90_gemms(vnp_backend *be);
 #endif
 
 #ifdef __cplusplus

@@ -6,6 +6,18 @@
 
 #include "model/encoder_internal.h"
 
+/* The gated MLP's up-projection: gelu(a) * g of [a | g] = x W1^T (+ b1), fused where the
+ * backend has the op, else the GEMM into ffn and the gated GELU into ffn2. */
+static vnp_code ffn_up(vnp_backend *be, const vnp_buf *x, const vnp_buf *w1, const vnp_buf *b1,
+                       int T, int I, int H, vnp_buf *ffn, vnp_buf *ffn2, vnp_error *err)
+{
+    const vnp_backend_ops *ops = be->ops;
+    if (ops->linear_gated_gelu)
+        return ops->linear_gated_gelu(be, x, w1, b1, T, I, H, ffn, ffn2, err);
+    vnp_code rc = ops->linear(be, x, w1, b1, VNP_ACT_NONE, NULL, T, 2 * I, H, ffn, err);
+    return rc ? rc : ops->gated_gelu(be, ffn, T, I, ffn2, err);
+}
+
 static vnp_code dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, int max_len,
                                   vnp_error *err)
 {
@@ -34,9 +46,8 @@ static vnp_code dnabert_s_forward(vnp_encoder *enc, const vnp_batch *b, int T, i
                               &enc->h, err)) ||
             (rc = ops->layernorm(be, &enc->x, &enc->h, &w->ln1_g, &w->ln1_b, c->eps, T, H,
                                  &enc->x, err)) ||
-            (rc = ops->linear(be, &enc->x, &w->w1, w->b1.ptr ? &w->b1 : NULL, VNP_ACT_NONE, NULL,
-                              T, 2 * I, H, &enc->ffn, err)) ||
-            (rc = ops->gated_gelu(be, &enc->ffn, T, I, &enc->ffn2, err)) ||
+            (rc = ffn_up(be, &enc->x, &w->w1, w->b1.ptr ? &w->b1 : NULL, T, I, H, &enc->ffn,
+                         &enc->ffn2, err)) ||
             (rc = ops->linear(be, &enc->ffn2, &w->w2, &w->b2, VNP_ACT_NONE, NULL, T, H, I,
                               &enc->h, err)) ||
             (rc = ops->layernorm(be, &enc->x, &enc->h, &w->ln2_g, &w->ln2_b, c->eps, T, H,

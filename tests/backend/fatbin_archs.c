@@ -3,7 +3,10 @@
  * --list-elf says the same where it is installed) and checks that every fat binary
  * holding machine code holds it for each architecture of LIST (a CMake CUDA architecture
  * list, ';' or ','-separated; "-virtual" entries are PTX only and skipped).
- *   fatbin_archs FILE LIST     exit 0 when none is missing, 1 otherwise
+ *   fatbin_archs FILE LIST [SPECIFIC]   exit 0 when none is missing, 1 otherwise
+ * With SPECIFIC (e.g. 90), the objects compiled for one architecture's own features
+ * (sm_90a: machine code for SPECIFIC alone and no PTX, as CMakeLists.txt builds
+ * src/backend/cuda/sm90) are counted apart, and there must be at least one.
  * Prints one line per fat binary: its machine code ("sm_80 ...") and PTX ("compute_90"). */
 #include <ctype.h>
 #include <stdint.h>
@@ -22,8 +25,8 @@ static uint64_t rd64(const unsigned char *p) { return rd32(p) | (uint64_t)rd32(p
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: fatbin_archs FILE ARCH_LIST\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: fatbin_archs FILE ARCH_LIST [SPECIFIC_ARCH]\n");
         return 2;
     }
     int want[MAX_ARCHS], nwant = 0;
@@ -52,7 +55,8 @@ int main(int argc, char **argv)
         return 2;
     }
     fclose(f);
-    int fatbins = 0, missing = 0;
+    const int specific = argc == 4 ? atoi(argv[3]) : 0;
+    int fatbins = 0, missing = 0, nspecific = 0;
     for (long i = 0; i + 16 <= size; i++) { /* (archive members are only 2-byte aligned) */
         if (rd32(d + i) != FATBIN_MAGIC || (d[i + 4] | d[i + 5] << 8) != 1 ||
             (d[i + 6] | d[i + 7] << 8) != 16)
@@ -60,7 +64,7 @@ int main(int argc, char **argv)
         uint64_t total = rd64(d + i + 8);
         if (total > (uint64_t)(size - i - 16))
             continue;
-        int elf[MAX_ARCHS], nelf = 0;
+        int elf[MAX_ARCHS], nelf = 0, nptx = 0;
         printf("fat binary at %ld:", i);
         for (uint64_t off = 0; off + 32 <= total;) {
             const unsigned char *e = d + i + 16 + off;
@@ -73,10 +77,16 @@ int main(int argc, char **argv)
             printf(" %s_%u", kind == KIND_ELF ? "sm" : "compute", (unsigned)arch);
             if (kind == KIND_ELF && nelf < MAX_ARCHS)
                 elf[nelf++] = (int)arch;
+            nptx += kind == KIND_PTX;
             off += hsize + psize;
         }
-        printf("\n");
         fatbins++;
+        if (specific && nelf == 1 && elf[0] == specific && !nptx) {
+            printf("  (sm_%da: arch-specific)\n", specific);
+            nspecific++;
+            continue;
+        }
+        printf("\n");
         for (int w = 0; nelf && w < nwant; w++) {
             int found = 0;
             for (int k = 0; k < nelf; k++)
@@ -92,6 +102,11 @@ int main(int argc, char **argv)
         printf("%s holds no CUDA fat binary\n", argv[1]);
         return 1;
     }
-    printf("%d fat binaries, %s\n", fatbins, missing ? "architectures missing" : "all present");
+    if (specific && !nspecific) {
+        printf("MISSING: no fat binary of sm_%da machine code alone\n", specific);
+        missing++;
+    }
+    printf("%d fat binaries (%d of sm_%da code), %s\n", fatbins, nspecific, specific,
+           missing ? "architectures missing" : "all present");
     return missing ? 1 : 0;
 }

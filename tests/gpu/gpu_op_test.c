@@ -1287,6 +1287,69 @@ static void time_attention(vnp_backend *gpu, const char *kernel, int len, int he
     free(cu);
 }
 
+/* A GELU linear alone (ESM-2 3B's fc1: N 10240, K 2560; DNABERT-S's is not a GELU
+ * linear) at M tokens, as the backend runs it: the fused sm_90 kernel, or with `label`
+ * "portable" the cuBLASLt GEMM and the GELU pass. Information only. */
+static void time_gelu_linear(vnp_backend *gpu, const char *label, int M, int N, int K)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K)),
+          *b = rand_vec((size_t)N, 0.3f);
+    vnp_buf xb = up(gpu, x, (size_t)M * K, 1), wb = up(gpu, w, (size_t)N * K, 1),
+            bb = up(gpu, b, (size_t)N, VNP_WEIGHT_BIAS), ob = act(gpu, (size_t)M * N);
+    vnp_error err;
+    float probe;
+    for (int it = 0; it < 3; it++)
+        if (gpu->ops->linear(gpu, &xb, &wb, &bb, VNP_ACT_GELU_ERF, NULL, M, N, K, &ob, &err))
+            die("linear", &err);
+    gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
+    const int reps = 20;
+    double t0 = now_s();
+    for (int it = 0; it < reps; it++)
+        gpu->ops->linear(gpu, &xb, &wb, &bb, VNP_ACT_GELU_ERF, NULL, M, N, K, &ob, &err);
+    gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
+    double dt = (now_s() - t0) / reps;
+    printf("time gelu linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s (GEMM + GELU)\n",
+           gpu->name, label, M, N, K, dt * 1e3, 2.0 * M * N * K / dt / 1e12);
+    gpu->ops->free_buf(gpu, &xb);
+    gpu->ops->free_buf(gpu, &wb);
+    gpu->ops->free_buf(gpu, &bb);
+    gpu->ops->free_buf(gpu, &ob);
+    free(x);
+    free(w);
+    free(b);
+}
+
+/* DNABERT-S's up-projection and gated GELU alone (N 2 x 3072, K 768) at M tokens, as the
+ * model runs it on this backend. Information only. */
+static void time_gated_linear(vnp_backend *gpu, const char *label, int M, int I, int K)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)2 * I * K, 1.0f / sqrtf(K));
+    vnp_buf xb = up(gpu, x, (size_t)M * K, 1), wb = up(gpu, w, (size_t)2 * I * K, 1),
+            tb = act(gpu, (size_t)M * 2 * I), ob = act(gpu, (size_t)M * I);
+    vnp_error err;
+    float probe;
+    double t0 = 0;
+    const int reps = 20;
+    for (int it = 0; it < 3 + reps; it++) {
+        if (it == 3) {
+            gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
+            t0 = now_s();
+        }
+        if (gpu->ops->linear_gated_gelu(gpu, &xb, &wb, NULL, M, I, K, &tb, &ob, &err))
+            die("linear_gated_gelu", &err);
+    }
+    gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
+    double dt = (now_s() - t0) / reps;
+    printf("time gated linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s (GEMM + gated GELU)\n",
+           gpu->name, label, M, 2 * I, K, dt * 1e3, 2.0 * M * 2 * I * K / dt / 1e12);
+    gpu->ops->free_buf(gpu, &xb);
+    gpu->ops->free_buf(gpu, &wb);
+    gpu->ops->free_buf(gpu, &tb);
+    gpu->ops->free_buf(gpu, &ob);
+    free(x);
+    free(w);
+}
+
 /* Which GELU does cuBLASLt's GELU epilogue compute? A 1 x N x 1 FP32 GEMM with
  * x = 1 and W = the test points, through CUBLASLT_EPILOGUE_GELU, compared with
  * the erf form and the tanh approximation. The backend relies on the answer
@@ -1359,6 +1422,122 @@ static void test_gemm_pick(vnp_backend *cpu, vnp_backend *gpu, vnp_precision pre
            "algorithm (want %d on compute capability %d.%d) %s\n",
            ok ? "ok" : "FAIL", picked, want, gpu->device.cc_major, gpu->device.cc_minor,
            pname(prec));
+}
+
+/* DNABERT-S's up-projection and gated GELU (linear_gated_gelu where the backend has it,
+ * else linear and gated_gelu, as the model calls them) on a and b, compared. */
+static void test_linear_gated(vnp_backend *a, vnp_backend *b, vnp_precision prec, int M, int I,
+                              int K, int with_bias)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)2 * I * K, 1.0f / sqrtf(K));
+    float *bi = rand_vec((size_t)2 * I, 0.3f);
+    round_to(x, (size_t)M * K, prec);
+    round_to(w, (size_t)2 * I * K, prec);
+    float *res[2];
+    vnp_backend *bes[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf xb = up(be, x, (size_t)M * K, 1), wb = up(be, w, (size_t)2 * I * K, 1);
+        vnp_buf bb = up(be, bi, (size_t)2 * I, VNP_WEIGHT_BIAS);
+        vnp_buf tb = act(be, (size_t)M * 2 * I), ob = act(be, (size_t)M * I);
+        vnp_error err;
+        const vnp_buf *bp = with_bias ? &bb : NULL;
+        vnp_code rc = be->ops->linear_gated_gelu
+                          ? be->ops->linear_gated_gelu(be, &xb, &wb, bp, M, I, K, &tb, &ob, &err)
+                          : be->ops->linear(be, &xb, &wb, bp, VNP_ACT_NONE, NULL, M, 2 * I, K,
+                                            &tb, &err);
+        if (!rc && !be->ops->linear_gated_gelu)
+            rc = be->ops->gated_gelu(be, &tb, M, I, &ob, &err);
+        if (rc)
+            die("linear + gated gelu", &err);
+        res[k] = down(be, &ob, (size_t)M * I);
+        be->ops->free_buf(be, &xb);
+        be->ops->free_buf(be, &wb);
+        be->ops->free_buf(be, &bb);
+        be->ops->free_buf(be, &tb);
+        be->ops->free_buf(be, &ob);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "linear+gated_gelu %dx%dx%d%s", M, 2 * I, K,
+             with_bias ? " +b" : "");
+    compare(name, prec, res[0], res[1], (size_t)M * I, tol_for(prec));
+    free(res[0]);
+    free(res[1]);
+    free(x);
+    free(w);
+    free(bi);
+}
+
+/* The fused sm_90a up-projection (bias + erf GELU inside the GEMM, sm90/
+ * cuda_gemm_sm90.cu): against the CPU at small shapes (a partial row tile, one row, no
+ * bias, K shorter than the stage ring, more tiles than two per SM so that both
+ * consumers take several), and against the portable path (cuBLASLt and the GELU pass,
+ * VIRNUCPRO_DEBUG_NO_SM90=1) at ESM-2 3B's fc1 of a packed batch; a non-finite input
+ * must reach the guard word. On a 9.0 GPU in FP16/BF16 with the kernels built, each
+ * of these GEMMs must have taken the sm_90 kernel; elsewhere, and with the switch,
+ * none. */
+static void test_gemm_sm90(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
+{
+    vnp_backend *port;
+    vnp_error err;
+    setenv("VIRNUCPRO_DEBUG_NO_SM90", "1", 1);
+    if (vnp_backend_cuda_create(0, prec, &port, &err))
+        die("cuda backend (no sm_90 kernels)", &err);
+    unsetenv("VIRNUCPRO_DEBUG_NO_SM90");
+    const long before = vnp_backend_cuda_sm90_gemms(gpu);
+    test_linear(cpu, gpu, prec, 77, 256, 128, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+    test_linear(cpu, gpu, prec, 300, 384, 192, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+    test_linear(cpu, gpu, prec, 1, 128, 64, 0, VNP_ACT_GELU_ERF, 0, 0, 0);
+    test_linear(cpu, gpu, prec, 4100, 1280, 256, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+    test_linear(port, gpu, prec, 16101, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+    test_linear_gated(cpu, gpu, prec, 77, 192, 128, 1);
+    test_linear_gated(cpu, gpu, prec, 1000, 3072, 768, 0); /* DNABERT-S: no bias */
+    test_linear_gated(port, gpu, prec, 16101, 3072, 768, 0);
+    /* an Inf in x: the fused epilogue marks the guard word */
+    int M = 130, N = 256, K = 128;
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 0.1f);
+    x[129 * K + 7] = INFINITY;
+    vnp_buf xb = up(gpu, x, (size_t)M * K, 1), wb = up(gpu, w, (size_t)N * K, 1),
+            ob = act(gpu, (size_t)M * N);
+    gpu->ops->guard_reset(gpu);
+    if (gpu->ops->linear(gpu, &xb, &wb, NULL, VNP_ACT_GELU_ERF, NULL, M, N, K, &ob, &err))
+        die("linear", &err);
+    vnp_code hit = vnp_backend_guard_check(gpu, &err);
+    gpu->ops->guard_reset(gpu);
+    char what[200];
+    snprintf(what, sizeof what, "sm_90 GEMM %s: an Inf in the last row reaches the guard (%s)",
+             pname(prec), vnp_code_name(hit));
+    check(hit == VNP_ENUMERIC, what);
+    gpu->ops->free_buf(gpu, &xb);
+    gpu->ops->free_buf(gpu, &wb);
+    gpu->ops->free_buf(gpu, &ob);
+    free(x);
+    free(w);
+    const long ran = vnp_backend_cuda_sm90_gemms(gpu) - before;
+    int want = 0;
+#ifdef VNP_EXPECT_SM90A
+    want = gpu->device.cc_major == 9 && gpu->device.cc_minor == 0 && prec != VNP_PREC_FP32 &&
+                   !getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS")
+               ? 9
+               : 0;
+#endif
+    const long port_ran = vnp_backend_cuda_sm90_gemms(port);
+    snprintf(what, sizeof what,
+             "sm_90 GEMM %s: %ld of 9 GELU / gated GELU GEMMs took it (want %d on %d.%d), %ld with "
+             "VIRNUCPRO_DEBUG_NO_SM90=1 (want 0)",
+             pname(prec), ran, want, gpu->device.cc_major, gpu->device.cc_minor, port_ran);
+    check(ran == want && port_ran == 0, what);
+    if (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16)
+        for (int m = 0; m < 3; m++) {
+            static const int Ms[3] = {16101, 16384, 32740};
+            time_gelu_linear(gpu, want ? "sm90" : "default", Ms[m], 10240, 2560);
+            time_gelu_linear(port, "portable", Ms[m], 10240, 2560);
+        }
+    if (prec == VNP_PREC_FP16) {
+        time_gated_linear(gpu, want ? "sm90" : "default", 65536, 3072, 768);
+        time_gated_linear(port, "portable", 65536, 3072, 768);
+    }
+    port->ops->destroy(port);
 }
 
 /* ---- probes of cuBLASLt at the encoders' GEMM shapes (information only) ---- */
@@ -1814,12 +1993,16 @@ int main(void)
         test_embedding(cpu, gpu, precs[p]);
         if (precs[p] != VNP_PREC_FP32) {
             vnp_backend *gp;
+            /* (the fc1 shape would take the fused sm_90 kernel: off here) */
             setenv("VIRNUCPRO_DEBUG_GEMM_PICKS", "1", 1);
+            setenv("VIRNUCPRO_DEBUG_NO_SM90", "1", 1);
             if (vnp_backend_cuda_create(0, precs[p], &gp, &err))
                 die("cuda backend (GEMM picks)", &err);
             unsetenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
+            unsetenv("VIRNUCPRO_DEBUG_NO_SM90");
             test_gemm_pick(cpu, gp, precs[p]);
             gp->ops->destroy(gp);
+            test_gemm_sm90(cpu, gpu, precs[p]);
         }
         test_linear(cpu, gpu, precs[p], 77, 96, 128, 1, VNP_ACT_NONE, 0, 0, 0);
         test_linear(cpu, gpu, precs[p], 130, 384, 128, 1, VNP_ACT_NONE, 0, 0, 0);

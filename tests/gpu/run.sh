@@ -19,7 +19,9 @@
 #         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads, one batch at a
 #                   time (sync) and two in flight as a predict worker runs (pipelined);
 #                   VNP_BENCH_MODES picks (also scalar: old kernels forced, bf16: BF16 sync,
-#                   picks: sync with the fixed GEMM algorithm table, VIRNUCPRO_DEBUG_GEMM_PICKS=1)
+#                   picks: sync with the fixed GEMM algorithm table, VIRNUCPRO_DEBUG_GEMM_PICKS=1,
+#                   nosm90: sync without the fused sm_90 GEMMs, VIRNUCPRO_DEBUG_NO_SM90=1,
+#                   portable: sync with neither, picks+nosm90)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py);
@@ -349,10 +351,12 @@ bench_env() {
   case $1 in
     scalar) echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 ;;
     picks) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;;
+    nosm90) echo VIRNUCPRO_DEBUG_NO_SM90=1 ;;
+    portable) echo VIRNUCPRO_DEBUG_NO_SM90=1 VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;;
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { [[ $1 == scalar || $1 == bf16 || $1 == picks ]] && echo sync || echo "$1"; }
+bench_mode() { [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == nosm90 || $1 == portable ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 if has esm; then
@@ -360,7 +364,7 @@ if has esm; then
     for b in $BUDGETS; do
       for m in $ESM_MODES; do
         say "esm $w budget $b $m"
-        env "$(bench_env "$m")" "$BIN/vnp_gpu_embed_bench" "$ESM" \
+        env $(bench_env "$m") "$BIN/vnp_gpu_embed_bench" "$ESM" \
           "$BENCH/$w/${w}_identified_protein.faa" --budget "$b" --label "$w" \
           --mode "$(bench_mode "$m")" --precision "$(bench_prec "$m")" >"$OUT/esm_$w.$b.$m.log" 2>&1
         r=$(grep RESULT "$OUT/esm_$w.$b.$m.log")
@@ -474,7 +478,7 @@ if has dna; then
   for w in reads20k contigs; do
     say "dna $w"
     for m in $ESM_MODES; do
-      env "$(bench_env "$m")" "$BIN/vnp_gpu_embed_bench" "$DNA" \
+      env $(bench_env "$m") "$BIN/vnp_gpu_embed_bench" "$DNA" \
         "$BENCH/$w/${w}_identified_nucleotide.fa" --budget 65536 --label "$w" \
         --mode "$(bench_mode "$m")" --precision "$(bench_prec "$m")" >"$OUT/dna_$w.$m.log" 2>&1
       r=$(grep RESULT "$OUT/dna_$w.$m.log")

@@ -699,6 +699,7 @@ static const vnp_backend_ops g_cuda_ops = {
     .linear = vnp_cuda_linear,
     .layernorm = vnp_cuda_layernorm,
     .gated_gelu = vnp_cuda_gated_gelu,
+    .linear_gated_gelu = vnp_cuda_linear_gated_gelu,
     .attention = vnp_cuda_attention,
     .mean_pool = vnp_cuda_mean_pool,
     .scale_shift = vnp_cuda_scale_shift,
@@ -782,6 +783,12 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     const char *sk = getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
     c->scalar_only = sk && !strcmp(sk, "1");
     c->cc = dev.cc_major * 10 + dev.cc_minor;
+    const char *ns = getenv("VIRNUCPRO_DEBUG_NO_SM90");
+#ifdef VNP_HAVE_SM90A
+    c->sm90_gemm = c->cc == 90 && !c->scalar_only && !(ns && !strcmp(ns, "1"));
+#else
+    (void)ns;
+#endif
     const char *gp = getenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
     c->gemm_picks = gp && !strcmp(gp, "1");
     if (c->fp8) {
@@ -800,6 +807,9 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     }
 
     rc = VNP_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), device, err);
+    if (!rc)
+        rc = VNP_CUDA_CHECK(cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, device),
+                            device, err);
     if (!rc)
         rc = VNP_CUDA_CHECK(cublasLtCreate(&c->lt), device, err);
     if (!rc) {

@@ -54,6 +54,8 @@ int vnp_backend_cuda_gemm_picked(vnp_backend *be)
     return n;
 }
 
+long vnp_backend_cuda_sm90_gemms(vnp_backend *be) { return vnp_cuda_of(be)->sm90_gemms; }
+
 void vnp_cuda_gemm_release(vnp_cuda *c)
 {
     for (int i = 0; i < VNP_CUDA_PLANS; i++)
@@ -357,6 +359,13 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
 
     const void *bptr = bias ? bias->ptr : NULL;
     vnp_code rc;
+#ifdef VNP_HAVE_SM90A
+    /* an FFN up-projection with its erf GELU: one fused kernel on Hopper */
+    if (c->sm90_gemm && act == VNP_ACT_GELU_ERF && !residual && !qout && !xq &&
+        (dt == VNP_DT_F16 || dt == VNP_DT_BF16) && w->dtype == dt && out->ptr != x->ptr &&
+        vnp_cuda_gemm_sm90_fits(0, N, K, x->ptr, w->ptr, bptr, out->ptr))
+        return vnp_cuda_gemm_sm90(c, 0, dt, x->ptr, w->ptr, bptr, out->ptr, M, N, K, err);
+#endif
     /* What the GEMM itself computes, and what a kernel finishes. */
     int gelu = act == VNP_ACT_GELU_ERF;
     int relu = act == VNP_ACT_RELU;

@@ -77,6 +77,13 @@ typedef struct vnp_cuda {
     int gemm_picks;    /* VIRNUCPRO_DEBUG_GEMM_PICKS=1: GEMMs the fixed table names take its
                           algorithm instead of cuBLASLt's heuristic's first (cuda_gemm.cu;
                           opt-in until measured end to end); read once at creation */
+    int sms;           /* streaming multiprocessors (the sm_90 GEMM's persistent grid) */
+    int sm90_gemm;     /* 1: FFN up-projections with their GELU take the fused sm_90a GEMM
+                          (sm90/cuda_gemm_sm90.cu): built for it, compute capability 9.0,
+                          and neither VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 nor
+                          VIRNUCPRO_DEBUG_NO_SM90=1; read once at creation */
+    unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
+    long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
     vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */
     int nf8w, capf8w;
@@ -173,11 +180,22 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
                          vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
                          vnp_error *err);
 void vnp_cuda_gemm_release(vnp_cuda *c);
+/* The fused sm_90a up-projection (sm90/cuda_gemm_sm90.cu; present when VNP_HAVE_SM90A):
+ * out [M, N] = gelu(x W^T + bias), or with gated, out [M, N/2] = gelu(a) * g where
+ * [a | g] = x W^T + bias ([M, N]); x [M, K], W [N, K], all in dt (FP16/BF16). fits says
+ * whether the shape and the buffers' alignment allow it (else: the portable path). */
+int vnp_cuda_gemm_sm90_fits(int gated, int N, int K, const void *x, const void *w,
+                            const void *bias, const void *out);
+vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int gated, vnp_dtype dt, const void *x, const void *w,
+                            const void *bias, void *out, int M, int N, int K, vnp_error *err);
 vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,
                             const vnp_buf *gamma, const vnp_buf *beta, float eps, int M, int H,
                             vnp_buf *out, vnp_error *err);
 vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vnp_buf *out,
                              vnp_error *err);
+vnp_code vnp_cuda_linear_gated_gelu(vnp_backend *be, const vnp_buf *x, const vnp_buf *w,
+                                    const vnp_buf *bias, int M, int I, int K, vnp_buf *tmp,
+                                    vnp_buf *out, vnp_error *err);
 /* out[i] = act(y[i]) + (res ? res[i] : 0) over n elements, all of dtype dt (the
  * compute dtype, or F32 for an FP32 GEMM). */
 vnp_code vnp_cuda_act_residual(vnp_cuda *c, vnp_dtype dt, const void *y, vnp_act act,

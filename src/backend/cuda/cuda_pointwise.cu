@@ -256,6 +256,30 @@ vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vn
     return vnp_cuda_check_launch("gated_gelu", err);
 }
 
+vnp_code vnp_cuda_linear_gated_gelu(vnp_backend *be, const vnp_buf *x, const vnp_buf *w,
+                                    const vnp_buf *bias, int M, int I, int K, vnp_buf *tmp,
+                                    vnp_buf *out, vnp_error *err)
+{
+#ifdef VNP_HAVE_SM90A
+    vnp_cuda *c = vnp_cuda_of(be);
+    const vnp_dtype dt = c->act;
+    const void *bp = bias ? bias->ptr : NULL;
+    /* one fused kernel on Hopper where the shapes, dtypes and buffers allow (not into an
+     * FP8 GEMM input buffer: that writer quantises) */
+    if (c->sm90_gemm && (dt == VNP_DT_F16 || dt == VNP_DT_BF16) && !c->fp8 && M >= 0 && I > 0 &&
+        x->dtype == dt && w->dtype == dt && out->dtype == dt && (!bias || bias->dtype == dt) &&
+        x->n >= (size_t)M * K && w->n >= (size_t)2 * I * K && out->n >= (size_t)M * I &&
+        (!bias || bias->n >= (size_t)2 * I) &&
+        vnp_cuda_gemm_sm90_fits(1, 2 * I, K, x->ptr, w->ptr, bp, out->ptr)) {
+        if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
+            return rc0; /* callers may be on another thread: their device first */
+        return vnp_cuda_gemm_sm90(c, 1, dt, x->ptr, w->ptr, bp, out->ptr, M, 2 * I, K, err);
+    }
+#endif
+    vnp_code rc = vnp_cuda_linear(be, x, w, bias, VNP_ACT_NONE, NULL, M, 2 * I, K, tmp, err);
+    return rc ? rc : vnp_cuda_gated_gelu(be, tmp, M, I, out, err);
+}
+
 /* out = act(x * scale[col] + shift[col]) in FP32. The multiply and the add are
  * rounded separately (no FMA contraction), as the CPU backend computes them, so
  * that both backends give the same bits before the activation. ReLU keeps a NaN

@@ -1,0 +1,466 @@
+/* The FFN up-projection with its activation fused, for Hopper (sm_90a): out =
+ * gelu(x W^T + b) (ESM-2's fc1) or gelu(a) * g with [a | g] = x W^T + b (DNABERT-S's
+ * gated GELU), in one kernel instead of cuBLASLt's GEMM and an element-wise pass over
+ * its output.
+ *
+ * Why a GEMM of our own: cuBLASLt's GELU epilogue is the tanh approximation (both
+ * models use erf), and the erf GELU is about as bound by instruction issue as by
+ * memory, so it is only free when it runs while the tensor cores work on something
+ * else. Here one CTA has three warpgroups: a producer that streams 64-wide K blocks of
+ * x and W through TMA into a ring of shared-memory stages, and two consumers that take
+ * output tiles in turn. While one consumer runs its tile's wgmma main loop, the other
+ * finishes its previous tile (bias, erf GELU, rounding, stores), so the epilogue's
+ * arithmetic overlaps the MMAs ("ping-pong").
+ *
+ * Numerics are the unfused path's: FP32 accumulation, bias added in FP32, the sum
+ * rounded to the compute dtype (what the GEMM would store), GELU of that in FP32,
+ * rounded once more. A non-finite output marks the guard word.
+ *
+ * Compiled for sm_90a only (wgmma and setmaxnreg are Hopper's own instructions); the
+ * backend calls it on compute capability 9.0 and keeps cuBLASLt + the element-wise
+ * kernels as the portable path beside it (cuda_gemm.cu, cuda_pointwise.cu). */
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+#define SM90_BM 128    /* rows of x per tile (two m64 wgmmas) */
+#define SM90_BN 128    /* rows of W per tile (one n128 wgmma) */
+#define SM90_BK 64     /* K per stage: 128 bytes of FP16, one 128-byte swizzle row */
+#define SM90_STAGES 6
+#define SM90_GROUP_M 16 /* tiles walk 16 row tiles before the next column tile (L2 reuse) */
+#define SM90_STAGE_BYTES ((SM90_BM + SM90_BN) * SM90_BK * 2)
+#define SM90_SMEM (SM90_STAGES * SM90_STAGE_BYTES + 1024 + 256)
+
+/* ---- device side: compiled only where the sm_90a instructions exist ---- */
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define VNP_SM90_DEVICE 1
+#endif
+
+#ifdef VNP_SM90_DEVICE
+static __device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+static __device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+
+static __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void mbar_arrive(uint32_t bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+/* Waits until the phase of parity `parity` of the barrier has completed. */
+static __device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
+{
+    uint32_t done;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+/* One 2-D TMA box (x = the K coordinate, y = the row) into shared memory, completing
+ * on the barrier's transaction count. */
+static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, int x, int y,
+                                                uint32_t bar)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(x), "r"(y), "r"(bar)
+                 : "memory");
+}
+
+/* wgmma shared-memory descriptor of a K-major tile written by TMA with the 128-byte
+ * swizzle: rows of 128 bytes, 8-row atoms 1024 bytes apart (stride byte offset), the
+ * leading byte offset unused for this layout. Advancing K by 16 elements inside the
+ * 128-byte row adds 32 bytes to the start address. */
+static __device__ __forceinline__ uint64_t sdesc(uint32_t addr)
+{
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
+static __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+static __device__ __forceinline__ void wg_commit()
+{
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void wg_wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+static __device__ __forceinline__ void acc_fence(float (&d)[64])
+{
+#pragma unroll
+    for (int i = 0; i < 64; i++)
+        asm volatile("" : "+f"(d[i])::"memory");
+}
+
+#define VNP_WG_OUT                                                                                  \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                     \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "              \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "              \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define VNP_WG_R8(i)                                                                                \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]),   \
+        "+f"(d[i + 6]), "+f"(d[i + 7])
+#define VNP_WG_ARGS                                                                                 \
+    VNP_WG_R8(0), VNP_WG_R8(8), VNP_WG_R8(16), VNP_WG_R8(24), VNP_WG_R8(32), VNP_WG_R8(40),        \
+        VNP_WG_R8(48), VNP_WG_R8(56)
+
+/* d[64x128] (+)= A[64x16] B[128x16]^T, both K-major in shared memory; scale_d 0
+ * overwrites d. */
+template <typename T> struct wgmma_op;
+template <> struct wgmma_op<__half> {
+    static __device__ __forceinline__ void run(float (&d)[64], uint64_t da, uint64_t db, int scale_d)
+    {
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " VNP_WG_OUT
+                     ", %64, %65, p, 1, 1, 0, 0;\n\t}"
+                     : VNP_WG_ARGS
+                     : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct wgmma_op<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float (&d)[64], uint64_t da, uint64_t db, int scale_d)
+    {
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " VNP_WG_OUT
+                     ", %64, %65, p, 1, 1, 0, 0;\n\t}"
+                     : VNP_WG_ARGS
+                     : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+
+/* Tile t of the grid: its first row of x and the first rows of the two 64-row halves
+ * of W it multiplies. GELU: W rows [128n, 128n + 128); gated: [64n, 64n + 64) (the GELU
+ * half) and [I + 64n, ...) (the gate). Tiles go down 16 row tiles before moving right. */
+static __device__ __forceinline__ void tile_at(int t, int mt, int nt, int gated, int I, int *m0,
+                                               int *w0, int *w1, int *c0)
+{
+    const int group = t / (SM90_GROUP_M * nt);
+    const int first = group * SM90_GROUP_M;
+    const int gm = min(SM90_GROUP_M, mt - first);
+    const int in = t - group * SM90_GROUP_M * nt;
+    const int m = first + in % gm, n = in / gm;
+    *m0 = m * SM90_BM;
+    if (gated) {
+        *w0 = n * 64;
+        *w1 = I + n * 64;
+        *c0 = n * 64;
+    } else {
+        *w0 = n * SM90_BN;
+        *w1 = n * SM90_BN + 64;
+        *c0 = n * SM90_BN;
+    }
+}
+
+template <typename T> static __device__ __forceinline__ float to_f(float v)
+{
+    return vnp_ld<T>(vnp_st<T>(v)); /* rounded to T as a GEMM that stores T would */
+}
+
+template <typename T> struct pair_of;
+template <> struct pair_of<__half> {
+    typedef __half2 type;
+    static __device__ __forceinline__ __half2 make(float a, float b)
+    {
+        return __floats2half2_rn(a, b);
+    }
+    static __device__ __forceinline__ float2 back(__half2 h) { return __half22float2(h); }
+};
+template <> struct pair_of<__nv_bfloat16> {
+    typedef __nv_bfloat162 type;
+    static __device__ __forceinline__ __nv_bfloat162 make(float a, float b)
+    {
+        return __floats2bfloat162_rn(a, b);
+    }
+    static __device__ __forceinline__ float2 back(__nv_bfloat162 h) { return __bfloat1622float2(h); }
+};
+
+/* One consumer's epilogue for rows [m0 + 64h, +64) of its tile: accumulator element
+ * r of thread (warp w, lane l) is row 16w + l/4 + 8((r/2)%2), column 8(r/4) + 2(l%4) +
+ * r%2 (the wgmma D fragment). */
+template <typename T, int GATED>
+static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, int M, int c0,
+                                               int I, int ldo, const T *__restrict__ bias,
+                                               T *__restrict__ out)
+{
+    typedef typename pair_of<T>::type T2;
+    const int lane = threadIdx.x & 31;
+    const int r0 = row0 + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
+    const int cq = 2 * (lane & 3);
+    int bad = 0;
+#pragma unroll
+    for (int j = 0; j < (GATED ? 8 : 16); j++) {
+        const int col = c0 + 8 * j + cq;
+        float b0 = 0.0f, b1 = 0.0f, g0 = 0.0f, g1 = 0.0f;
+        if (bias) {
+            b0 = vnp_ld<T>(bias[col]);
+            b1 = vnp_ld<T>(bias[col + 1]);
+            if (GATED) {
+                g0 = vnp_ld<T>(bias[I + col]);
+                g1 = vnp_ld<T>(bias[I + col + 1]);
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = r0 + 8 * h;
+            float v0 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h] + b0));
+            float v1 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h + 1] + b1));
+            if (GATED) {
+                v0 *= to_f<T>(d[4 * (j + 8) + 2 * h] + g0);
+                v1 *= to_f<T>(d[4 * (j + 8) + 2 * h + 1] + g1);
+            }
+            const T2 o = pair_of<T>::make(v0, v1);
+            const float2 f = pair_of<T>::back(o);
+            bad |= !isfinite(f.x) | !isfinite(f.y);
+            if (r < M)
+                *(T2 *)(out + (size_t)r * ldo + col) = o;
+        }
+    }
+    return bad;
+}
+#endif /* VNP_SM90_DEVICE */
+
+template <typename T, int GATED>
+__global__ void __launch_bounds__(384, 1)
+    gemm_gelu_sm90_kernel(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
+                          const T *__restrict__ bias, T *__restrict__ out, int M, int K, int I,
+                          int ldo, int mt, int nt, int *flag)
+{
+#ifdef VNP_SM90_DEVICE
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    /* the swizzled tiles want 1024-byte alignment */
+    unsigned char *smem =
+        (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    const uint32_t sa = smem_u32(smem);                              /* x tiles */
+    const uint32_t sb = sa + SM90_STAGES * SM90_BM * SM90_BK * 2;    /* W tiles */
+    const uint32_t bars = sa + SM90_STAGES * SM90_STAGE_BYTES;
+    /* full[s]: stage s loaded; empty[s]: its consumer is done with it; order[w]:
+     * consumer w may start its next main loop (the other one finished its own). */
+    const uint32_t full = bars, empty = bars + 8 * SM90_STAGES, order = bars + 16 * SM90_STAGES;
+    const int wg = threadIdx.x / 128;
+    const int KT = K / SM90_BK;
+    const int tiles = mt * nt;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < SM90_STAGES; s++) {
+            mbar_init(full + 8 * s, 1);
+            mbar_init(empty + 8 * s, 4); /* one arrival per warp of the consumer */
+        }
+        mbar_init(order, 1);
+        mbar_init(order + 8, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) { /* producer */
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        if (threadIdx.x == 0) {
+            unsigned p = 0;
+            for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+                int m0, w0, w1, c0;
+                tile_at(t, mt, nt, GATED, I, &m0, &w0, &w1, &c0);
+                for (int kb = 0; kb < KT; kb++, p++) {
+                    const unsigned s = p % SM90_STAGES, ph = (p / SM90_STAGES) & 1;
+                    mbar_wait(empty + 8 * s, ph ^ 1);
+                    mbar_expect_tx(full + 8 * s, SM90_STAGE_BYTES);
+                    const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2);
+                    const uint32_t db = sb + s * (SM90_BN * SM90_BK * 2);
+                    tma_load(da, &tx, kb * SM90_BK, m0, full + 8 * s);
+                    tma_load(db, &tw, kb * SM90_BK, w0, full + 8 * s);
+                    tma_load(db + 64 * SM90_BK * 2, &tw, kb * SM90_BK, w1, full + 8 * s);
+                }
+            }
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+    const int cw = wg - 1; /* this consumer: tiles cw, cw + 2, ... of this CTA's sequence */
+    float d0[64], d1[64];
+    int bad = 0;
+    int n = 0; /* tiles this consumer has done */
+    for (int seq = cw;; seq += 2, n++) {
+        const int t = blockIdx.x + seq * gridDim.x;
+        if (t >= tiles)
+            break;
+        int m0, w0, w1, c0;
+        tile_at(t, mt, nt, GATED, I, &m0, &w0, &w1, &c0);
+        /* main loops strictly alternate between the consumers: that keeps each one
+         * within a ring round of the producer, which the parity waits need */
+        if (seq > 0)
+            mbar_wait(order + 8 * cw, (unsigned)(n - (cw == 0)) & 1);
+        unsigned p = (unsigned)seq * (unsigned)KT;
+        for (int kb = 0; kb < KT; kb++, p++) {
+            const unsigned s = p % SM90_STAGES, ph = (p / SM90_STAGES) & 1;
+            mbar_wait(full + 8 * s, ph);
+            const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2);
+            const uint32_t db = sb + s * (SM90_BN * SM90_BK * 2);
+            acc_fence(d0);
+            acc_fence(d1);
+            wg_fence();
+#pragma unroll
+            for (int k = 0; k < SM90_BK / 16; k++) {
+                const int sc = kb > 0 || k > 0;
+                wgmma_op<T>::run(d0, sdesc(da + 32 * k), sdesc(db + 32 * k), sc);
+                wgmma_op<T>::run(d1, sdesc(da + 64 * SM90_BK * 2 + 32 * k), sdesc(db + 32 * k),
+                                 sc);
+            }
+            wg_commit();
+            acc_fence(d0);
+            acc_fence(d1);
+            wg_wait<1>(); /* the previous stage's wgmmas are done: hand it back */
+            if (kb > 0 && (threadIdx.x & 31) == 0)
+                mbar_arrive(empty + 8 * ((p - 1) % SM90_STAGES));
+        }
+        /* the other consumer's main loop may start */
+        if ((threadIdx.x & 127) == 0)
+            mbar_arrive(order + 8 * (cw ^ 1));
+        wg_wait<0>();
+        acc_fence(d0);
+        acc_fence(d1);
+        if ((threadIdx.x & 31) == 0)
+            mbar_arrive(empty + 8 * ((p - 1) % SM90_STAGES));
+        bad |= epilogue<T, GATED>(d0, m0, M, c0, I, ldo, bias, out);
+        bad |= epilogue<T, GATED>(d1, m0 + 64, M, c0, I, ldo, bias, out);
+    }
+    if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31) == 0)
+        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+#endif
+}
+
+/* ---- host side ---- */
+
+static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(int dev, vnp_error *err, vnp_code *rc)
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 fn; /* written once; the same value by any thread */
+    if (fn)
+        return fn;
+    void *p = NULL;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    *rc = VNP_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000,
+                                                         cudaEnableDefault, &q),
+                         dev, err);
+    if (*rc)
+        return NULL;
+    if (q != cudaDriverEntryPointSuccess || !p) {
+        *rc = vnp_fail(err, VNP_EDEVICE,
+                       "cuda:%d: the driver has no cuTensorMapEncodeTiled (CUDA 12 or newer "
+                       "driver needed for the sm_90 GEMM); set VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 "
+                       "to use the portable kernels",
+                       dev);
+        return NULL;
+    }
+    fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    return fn;
+}
+
+/* A row-major [rows, K] matrix as TMA boxes of 64 rows (W) or 128 rows (x) by 64 K. */
+static vnp_code tensor_map(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap *map, const void *p,
+                           CUtensorMapDataType dt, int rows, int K, int box_rows, int dev,
+                           const char *what, vnp_error *err)
+{
+    cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
+    cuuint64_t strides[1] = {(cuuint64_t)K * 2};
+    cuuint32_t box[2] = {SM90_BK, (cuuint32_t)box_rows};
+    cuuint32_t es[2] = {1, 1};
+    CUresult r = fn(map, dt, 2, (void *)p, dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        return vnp_fail(err, VNP_EDEVICE,
+                        "cuda:%d: cuTensorMapEncodeTiled failed (CUresult %d) for the sm_90 GEMM's "
+                        "%s [%d x %d] at %p",
+                        dev, (int)r, what, rows, K, p);
+    return VNP_OK;
+}
+
+int vnp_cuda_gemm_sm90_fits(int gated, int N, int K, const void *x, const void *w,
+                            const void *bias, const void *out)
+{
+    const int I = gated ? N / 2 : N;
+    if (K <= 0 || K % SM90_BK || N <= 0 || (gated ? (N % 2 || I % 64) : N % SM90_BN))
+        return 0;
+    /* TMA wants 16-byte aligned bases; the epilogue stores pairs */
+    if ((uintptr_t)x % 16 || (uintptr_t)w % 16 || (uintptr_t)out % 4 || (uintptr_t)bias % 4)
+        return 0;
+    return 1;
+}
+
+template <typename T> struct pair_bf16 {
+    static const int value = 0;
+};
+template <> struct pair_bf16<__nv_bfloat16> {
+    static const int value = 1;
+};
+
+template <typename T, int GATED>
+static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw, const void *bias,
+                       void *out, int M, int K, int I, int mt, int nt, vnp_error *err)
+{
+    /* the shared memory beyond 48 KB is asked for once per kernel and backend */
+    const unsigned bit = 1u << (2 * (int)(sizeof(T) == 2 && pair_bf16<T>::value) + GATED);
+    if (!(c->sm90_attr & bit)) {
+        vnp_code rc = VNP_CUDA_CHECK(
+            cudaFuncSetAttribute(gemm_gelu_sm90_kernel<T, GATED>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, SM90_SMEM),
+            c->device, err);
+        if (rc)
+            return rc;
+        c->sm90_attr |= bit;
+    }
+    int tiles = mt * nt;
+    int grid = c->sms < tiles ? c->sms : tiles;
+    gemm_gelu_sm90_kernel<T, GATED><<<grid, 384, SM90_SMEM, c->stream>>>(
+        mx, mw, (const T *)bias, (T *)out, M, K, I, I, mt, nt, c->flag);
+    c->sm90_gemms++;
+    return vnp_cuda_check_launch(GATED ? "gemm_gated_gelu_sm90" : "gemm_gelu_sm90", err);
+}
+
+vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int gated, vnp_dtype dt, const void *x, const void *w,
+                            const void *bias, void *out, int M, int N, int K, vnp_error *err)
+{
+    if ((dt != VNP_DT_F16 && dt != VNP_DT_BF16) || M < 0 ||
+        !vnp_cuda_gemm_sm90_fits(gated, N, K, x, w, bias, out) || c->sms <= 0)
+        return vnp_fail(err, VNP_EINVAL,
+                        "cuda:%d: the sm_90 GEMM takes FP16/BF16, K a multiple of 64, N a "
+                        "multiple of 128 (gated: of 128 too) and aligned buffers; got %s M=%d "
+                        "N=%d K=%d",
+                        c->device, vnp_dtype_name(dt), M, N, K);
+    if (M == 0)
+        return VNP_OK;
+    vnp_code rc = VNP_OK;
+    PFN_cuTensorMapEncodeTiled_v12000 fn = encode_fn(c->device, err, &rc);
+    if (!fn)
+        return rc;
+    const CUtensorMapDataType tdt =
+        dt == VNP_DT_F16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    CUtensorMap mx, mw;
+    if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM, c->device, "input", err)) ||
+        (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
+        return rc;
+    const int I = gated ? N / 2 : N;
+    const int mt = (M + SM90_BM - 1) / SM90_BM;
+    const int nt = gated ? I / 64 : N / SM90_BN;
+    if (dt == VNP_DT_F16)
+        return gated ? launch<__half, 1>(c, mx, mw, bias, out, M, K, I, mt, nt, err)
+                     : launch<__half, 0>(c, mx, mw, bias, out, M, K, I, mt, nt, err);
+    return gated ? launch<__nv_bfloat16, 1>(c, mx, mw, bias, out, M, K, I, mt, nt, err)
+                 : launch<__nv_bfloat16, 0>(c, mx, mw, bias, out, M, K, I, mt, nt, err);
+}
