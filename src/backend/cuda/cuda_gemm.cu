@@ -362,7 +362,8 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
 #ifdef VNP_HAVE_SM90A
     /* an FFN up-projection with its erf GELU: one fused kernel on Hopper */
     if (c->sm90_gemm && act == VNP_ACT_GELU_ERF && !residual && !qout && !xq &&
-        (dt == VNP_DT_F16 || dt == VNP_DT_BF16) && w->dtype == dt && out->ptr != x->ptr &&
+        (dt == VNP_DT_F16 || dt == VNP_DT_BF16) && w->dtype == dt &&
+        !vnp_cuda_overlap(x->ptr, (size_t)M * K * 2, out->ptr, (size_t)M * N * 2) &&
         vnp_cuda_gemm_sm90_fits(0, N, K, x->ptr, w->ptr, bptr, out->ptr))
         return vnp_cuda_gemm_sm90(c, 0, dt, x->ptr, w->ptr, bptr, out->ptr, M, N, K, err);
 #endif

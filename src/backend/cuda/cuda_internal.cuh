@@ -184,6 +184,11 @@ void vnp_cuda_gemm_release(vnp_cuda *c);
  * out [M, N] = gelu(x W^T + bias), or with gated, out [M, N/2] = gelu(a) * g where
  * [a | g] = x W^T + bias ([M, N]); x [M, K], W [N, K], all in dt (FP16/BF16). fits says
  * whether the shape and the buffers' alignment allow it (else: the portable path). */
+static inline int vnp_cuda_overlap(const void *a, size_t an, const void *b, size_t bn)
+{
+    const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + bn && y < x + an;
+}
 int vnp_cuda_gemm_sm90_fits(int gated, int N, int K, const void *x, const void *w,
                             const void *bias, const void *out);
 vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int gated, vnp_dtype dt, const void *x, const void *w,

@@ -269,6 +269,7 @@ vnp_code vnp_cuda_linear_gated_gelu(vnp_backend *be, const vnp_buf *x, const vnp
     if (c->sm90_gemm && (dt == VNP_DT_F16 || dt == VNP_DT_BF16) && !c->fp8 && M >= 0 && I > 0 &&
         x->dtype == dt && w->dtype == dt && out->dtype == dt && (!bias || bias->dtype == dt) &&
         x->n >= (size_t)M * K && w->n >= (size_t)2 * I * K && out->n >= (size_t)M * I &&
+        !vnp_cuda_overlap(x->ptr, (size_t)M * K * 2, out->ptr, (size_t)M * I * 2) &&
         (!bias || bias->n >= (size_t)2 * I) &&
         vnp_cuda_gemm_sm90_fits(1, 2 * I, K, x->ptr, w->ptr, bp, out->ptr)) {
         if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))

@@ -227,10 +227,11 @@ static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, i
                 v1 *= to_f<T>(d[4 * (j + 8) + 2 * h + 1] + g1);
             }
             const T2 o = pair_of<T>::make(v0, v1);
-            const float2 f = pair_of<T>::back(o);
-            bad |= !isfinite(f.x) | !isfinite(f.y);
-            if (r < M)
+            if (r < M) {
+                const float2 f = pair_of<T>::back(o);
+                bad |= !isfinite(f.x) | !isfinite(f.y);
                 *(T2 *)(out + (size_t)r * ldo + col) = o;
+            }
         }
     }
     return bad;
@@ -263,8 +264,8 @@ __global__ void __launch_bounds__(384, 1)
             mbar_init(full + 8 * s, 1);
             mbar_init(empty + 8 * s, 4); /* one arrival per warp of the consumer */
         }
-        mbar_init(order, 1);
-        mbar_init(order + 8, 1);
+        mbar_init(order, 4); /* one arrival per warp of the other consumer */
+        mbar_init(order + 8, 4);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
@@ -294,6 +295,9 @@ __global__ void __launch_bounds__(384, 1)
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
     const int cw = wg - 1; /* this consumer: tiles cw, cw + 2, ... of this CTA's sequence */
     float d0[64], d1[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++)
+        d0[i] = d1[i] = 0.0f; /* (each tile's first wgmma overwrites them) */
     int bad = 0;
     int n = 0; /* tiles this consumer has done */
     for (int seq = cw;; seq += 2, n++) {
@@ -330,7 +334,7 @@ __global__ void __launch_bounds__(384, 1)
                 mbar_arrive(empty + 8 * ((p - 1) % SM90_STAGES));
         }
         /* the other consumer's main loop may start */
-        if ((threadIdx.x & 127) == 0)
+        if ((threadIdx.x & 31) == 0)
             mbar_arrive(order + 8 * (cw ^ 1));
         wg_wait<0>();
         acc_fence(d0);
@@ -349,14 +353,22 @@ __global__ void __launch_bounds__(384, 1)
 
 static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(int dev, vnp_error *err, vnp_code *rc)
 {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn; /* written once; the same value by any thread */
-    if (fn)
-        return fn;
+    /* looked up once; any thread may do it first, and all store the same pointer */
+    static PFN_cuTensorMapEncodeTiled_v12000 fn;
+    PFN_cuTensorMapEncodeTiled_v12000 f = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);
+    if (f)
+        return f;
     void *p = NULL;
     cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
     *rc = VNP_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000,
                                                          cudaEnableDefault, &q),
                          dev, err);
+#else
+    *rc = VNP_CUDA_CHECK(cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &p, cudaEnableDefault,
+                                                 &q),
+                         dev, err);
+#endif
     if (*rc)
         return NULL;
     if (q != cudaDriverEntryPointSuccess || !p) {
@@ -367,8 +379,9 @@ static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(int dev, vnp_error *err, vnp_
                        dev);
         return NULL;
     }
-    fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
-    return fn;
+    f = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    __atomic_store_n(&fn, f, __ATOMIC_RELEASE);
+    return f;
 }
 
 /* A row-major [rows, K] matrix as TMA boxes of 64 rows (W) or 128 rows (x) by 64 K. */
