@@ -1472,18 +1472,21 @@ static void test_linear_gated(vnp_backend *a, vnp_backend *b, vnp_precision prec
  * cuda_gemm_sm90.cu): against the CPU at small shapes (a partial row tile, one row, no
  * bias, K shorter than the stage ring, more tiles than two per SM so that both
  * consumers take several), and against the portable path (cuBLASLt and the GELU pass,
- * VIRNUCPRO_DEBUG_NO_SM90=1) at ESM-2 3B's fc1 of a packed batch; a non-finite input
+ * VIRNUCPRO_DEBUG_SM90_GEMM=0) at ESM-2 3B's fc1 of a packed batch; a non-finite input
  * must reach the guard word. On a 9.0 GPU in FP16/BF16 with the kernels built, each
  * of these GEMMs must have taken the sm_90 kernel; elsewhere, and with the switch,
  * none. */
-static void test_gemm_sm90(vnp_backend *cpu, vnp_backend *gpu, vnp_precision prec)
+static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec)
 {
-    vnp_backend *port;
+    vnp_backend *port, *gpu;
     vnp_error err;
-    setenv("VIRNUCPRO_DEBUG_NO_SM90", "1", 1);
+    setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "0", 1);
     if (vnp_backend_cuda_create(0, prec, &port, &err))
         die("cuda backend (no sm_90 kernels)", &err);
-    unsetenv("VIRNUCPRO_DEBUG_NO_SM90");
+    setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "1", 1);
+    if (vnp_backend_cuda_create(0, prec, &gpu, &err))
+        die("cuda backend (sm_90 kernels)", &err);
+    unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
     const long before = vnp_backend_cuda_sm90_gemms(gpu);
     test_linear(cpu, gpu, prec, 77, 256, 128, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear(cpu, gpu, prec, 300, 384, 192, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
@@ -1524,7 +1527,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_backend *gpu, vnp_precision pre
     const long port_ran = vnp_backend_cuda_sm90_gemms(port);
     snprintf(what, sizeof what,
              "sm_90 GEMM %s: %ld of 9 GELU / gated GELU GEMMs took it (want %d on %d.%d), %ld with "
-             "VIRNUCPRO_DEBUG_NO_SM90=1 (want 0)",
+             "VIRNUCPRO_DEBUG_SM90_GEMM=0 (want 0)",
              pname(prec), ran, want, gpu->device.cc_major, gpu->device.cc_minor, port_ran);
     check(ran == want && port_ran == 0, what);
     if (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16)
@@ -1538,6 +1541,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_backend *gpu, vnp_precision pre
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);
+    gpu->ops->destroy(gpu);
 }
 
 /* ---- probes of cuBLASLt at the encoders' GEMM shapes (information only) ---- */
@@ -1993,16 +1997,13 @@ int main(void)
         test_embedding(cpu, gpu, precs[p]);
         if (precs[p] != VNP_PREC_FP32) {
             vnp_backend *gp;
-            /* (the fc1 shape would take the fused sm_90 kernel: off here) */
             setenv("VIRNUCPRO_DEBUG_GEMM_PICKS", "1", 1);
-            setenv("VIRNUCPRO_DEBUG_NO_SM90", "1", 1);
             if (vnp_backend_cuda_create(0, precs[p], &gp, &err))
                 die("cuda backend (GEMM picks)", &err);
             unsetenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
-            unsetenv("VIRNUCPRO_DEBUG_NO_SM90");
             test_gemm_pick(cpu, gp, precs[p]);
             gp->ops->destroy(gp);
-            test_gemm_sm90(cpu, gpu, precs[p]);
+            test_gemm_sm90(cpu, precs[p]);
         }
         test_linear(cpu, gpu, precs[p], 77, 96, 128, 1, VNP_ACT_NONE, 0, 0, 0);
         test_linear(cpu, gpu, precs[p], 130, 384, 128, 1, VNP_ACT_NONE, 0, 0, 0);

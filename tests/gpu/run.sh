@@ -20,8 +20,8 @@
 #                   time (sync) and two in flight as a predict worker runs (pipelined);
 #                   VNP_BENCH_MODES picks (also scalar: old kernels forced, bf16: BF16 sync,
 #                   picks: sync with the fixed GEMM algorithm table, VIRNUCPRO_DEBUG_GEMM_PICKS=1,
-#                   nosm90: sync without the fused sm_90 GEMMs, VIRNUCPRO_DEBUG_NO_SM90=1,
-#                   portable: sync with neither, picks+nosm90)
+#                   sm90: sync with the fused sm_90 up-projections, VIRNUCPRO_DEBUG_SM90_GEMM=1,
+#                   nosm90: sync without them, VIRNUCPRO_DEBUG_SM90_GEMM=0)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py);
@@ -355,12 +355,12 @@ bench_env() {
   case $1 in
     scalar) echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 ;;
     picks) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;;
-    nosm90) echo VIRNUCPRO_DEBUG_NO_SM90=1 ;;
-    portable) echo VIRNUCPRO_DEBUG_NO_SM90=1 VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;;
+    sm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=1 ;;
+    nosm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=0 ;;
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == nosm90 || $1 == portable ]] && echo sync || echo "$1"; }
+bench_mode() { [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == nosm90 ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}

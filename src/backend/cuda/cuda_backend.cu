@@ -783,11 +783,11 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     const char *sk = getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
     c->scalar_only = sk && !strcmp(sk, "1");
     c->cc = dev.cc_major * 10 + dev.cc_minor;
-    const char *ns = getenv("VIRNUCPRO_DEBUG_NO_SM90");
+    const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
 #ifdef VNP_HAVE_SM90A
-    c->sm90_gemm = c->cc == 90 && !c->scalar_only && !(ns && !strcmp(ns, "1"));
+    c->sm90_gemm = c->cc == 90 && !c->scalar_only && s9 && !strcmp(s9, "1");
 #else
-    (void)ns;
+    (void)s9;
 #endif
     const char *gp = getenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
     c->gemm_picks = gp && !strcmp(gp, "1");

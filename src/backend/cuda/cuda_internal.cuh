@@ -80,8 +80,9 @@ typedef struct vnp_cuda {
     int sms;           /* streaming multiprocessors (the sm_90 GEMM's persistent grid) */
     int sm90_gemm;     /* 1: FFN up-projections with their GELU take the fused sm_90a GEMM
                           (sm90/cuda_gemm_sm90.cu): built for it, compute capability 9.0,
-                          and neither VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 nor
-                          VIRNUCPRO_DEBUG_NO_SM90=1; read once at creation */
+                          VIRNUCPRO_DEBUG_SM90_GEMM=1 (opt-in until measured end to end on
+                          a GPU; 0 or unset: the portable path) and not
+                          VIRNUCPRO_DEBUG_SCALAR_KERNELS=1; read once at creation */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
