@@ -1986,6 +1986,16 @@ int main(void)
     static const int lens_a[] = {1, 7, 64, 65, 130, 300, 2, 129};
     static const int lens_b[] = {42, 40, 38, 51, 12, 42, 168, 166};
     vnp_precision precs[3] = {VNP_PREC_FP32, VNP_PREC_FP16, VNP_PREC_BF16};
+    /* VNP_OPS_ONLY=sm90: the fused sm_90 GEMM's checks and timings alone (FP16, BF16), when
+     * device time is short */
+    const char *only = getenv("VNP_OPS_ONLY");
+    if (only && !strcmp(only, "sm90")) {
+        test_gemm_sm90(cpu, VNP_PREC_FP16);
+        test_gemm_sm90(cpu, VNP_PREC_BF16);
+        cpu->ops->destroy(cpu);
+        printf("op tests (sm90 only): %d checks, %d failed\n", g_checks, g_failed);
+        return g_failed ? 1 : 0;
+    }
     for (int p = 0; p < 3; p++) {
         vnp_backend *gpu;
         if (vnp_backend_cuda_create(0, precs[p], &gpu, &err))
