@@ -1287,29 +1287,32 @@ static void time_attention(vnp_backend *gpu, const char *kernel, int len, int he
     free(cu);
 }
 
-/* A GELU linear alone (ESM-2 3B's fc1: N 10240, K 2560; DNABERT-S's is not a GELU
- * linear) at M tokens, as the backend runs it: the fused sm_90 kernel, or with `label`
- * "portable" the cuBLASLt GEMM and the GELU pass. Information only. */
-static void time_gelu_linear(vnp_backend *gpu, const char *label, int M, int N, int K)
+/* One linear alone at M tokens (GELU, or the residual added in place), as the backend
+ * runs it: the sm_90 kernel, or with `label` "portable" the cuBLASLt GEMM and the pass
+ * after it. Information only. */
+static void time_linear(vnp_backend *gpu, const char *label, int M, int N, int K, vnp_act a,
+                        int with_res)
 {
     float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K)),
           *b = rand_vec((size_t)N, 0.3f);
     vnp_buf xb = up(gpu, x, (size_t)M * K, 1), wb = up(gpu, w, (size_t)N * K, 1),
             bb = up(gpu, b, (size_t)N, VNP_WEIGHT_BIAS), ob = act(gpu, (size_t)M * N);
+    const vnp_buf *rp = with_res ? &ob : NULL; /* in place, as the encoders add it */
     vnp_error err;
     float probe;
     for (int it = 0; it < 3; it++)
-        if (gpu->ops->linear(gpu, &xb, &wb, &bb, VNP_ACT_GELU_ERF, NULL, M, N, K, &ob, &err))
+        if (gpu->ops->linear(gpu, &xb, &wb, &bb, a, rp, M, N, K, &ob, &err))
             die("linear", &err);
     gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
     const int reps = 20;
     double t0 = now_s();
     for (int it = 0; it < reps; it++)
-        gpu->ops->linear(gpu, &xb, &wb, &bb, VNP_ACT_GELU_ERF, NULL, M, N, K, &ob, &err);
+        gpu->ops->linear(gpu, &xb, &wb, &bb, a, rp, M, N, K, &ob, &err);
     gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
     double dt = (now_s() - t0) / reps;
-    printf("time gelu linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s (GEMM + GELU)\n",
-           gpu->name, label, M, N, K, dt * 1e3, 2.0 * M * N * K / dt / 1e12);
+    printf("time %s linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s\n",
+           a == VNP_ACT_GELU_ERF ? "gelu" : with_res ? "residual" : "bias", gpu->name, label, M,
+           N, K, dt * 1e3, 2.0 * M * N * K / dt / 1e12);
     gpu->ops->free_buf(gpu, &xb);
     gpu->ops->free_buf(gpu, &wb);
     gpu->ops->free_buf(gpu, &bb);
@@ -1483,7 +1486,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec)
     setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "0", 1);
     if (vnp_backend_cuda_create(0, prec, &port, &err))
         die("cuda backend (no sm_90 kernels)", &err);
-    setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "1", 1);
+    setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "2", 1); /* every encoder linear */
     if (vnp_backend_cuda_create(0, prec, &gpu, &err))
         die("cuda backend (sm_90 kernels)", &err);
     unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
@@ -1496,6 +1499,13 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec)
     test_linear_gated(cpu, gpu, prec, 77, 192, 128, 1);
     test_linear_gated(cpu, gpu, prec, 1000, 3072, 768, 0); /* DNABERT-S: no bias */
     test_linear_gated(port, gpu, prec, 16101, 3072, 768, 0);
+    /* the other linears: bias, bias + residual in place, no bias with a residual */
+    test_linear(cpu, gpu, prec, 130, 384, 128, 1, VNP_ACT_NONE, 0, 0, 0);
+    test_linear(cpu, gpu, prec, 129, 256, 256, 1, VNP_ACT_NONE, 1, 1, 0);
+    test_linear(cpu, gpu, prec, 70, 128, 64, 0, VNP_ACT_NONE, 1, 0, 0);
+    test_linear(port, gpu, prec, 16101, 7680, 2560, 1, VNP_ACT_NONE, 0, 0, 0);  /* qkv */
+    test_linear(port, gpu, prec, 16101, 2560, 2560, 1, VNP_ACT_NONE, 1, 1, 0);  /* out */
+    test_linear(port, gpu, prec, 16101, 2560, 10240, 1, VNP_ACT_NONE, 1, 1, 0); /* fc2 */
     /* an Inf in x: the fused epilogue marks the guard word */
     int M = 130, N = 256, K = 128;
     float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 0.1f);
@@ -1521,21 +1531,30 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec)
 #ifdef VNP_EXPECT_SM90A
     want = gpu->device.cc_major == 9 && gpu->device.cc_minor == 0 && prec != VNP_PREC_FP32 &&
                    !getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS")
-               ? 9
+               ? 15
                : 0;
 #endif
     const long port_ran = vnp_backend_cuda_sm90_gemms(port);
     snprintf(what, sizeof what,
-             "sm_90 GEMM %s: %ld of 9 GELU / gated GELU GEMMs took it (want %d on %d.%d), %ld with "
+             "sm_90 GEMM %s: %ld of the 15 GEMMs took it (want %d on %d.%d), %ld with "
              "VIRNUCPRO_DEBUG_SM90_GEMM=0 (want 0)",
              pname(prec), ran, want, gpu->device.cc_major, gpu->device.cc_minor, port_ran);
     check(ran == want && port_ran == 0, what);
     if (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16)
         for (int m = 0; m < 3; m++) {
             static const int Ms[3] = {16101, 16384, 32740};
-            time_gelu_linear(gpu, want ? "sm90" : "default", Ms[m], 10240, 2560);
-            time_gelu_linear(port, "portable", Ms[m], 10240, 2560);
+            time_linear(gpu, want ? "sm90" : "default", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
+            time_linear(port, "portable", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
         }
+    if (prec == VNP_PREC_FP16) {
+        static const int shapes[3][3] = {{7680, 2560, 0}, {2560, 2560, 1}, {2560, 10240, 1}};
+        for (int k = 0; k < 3; k++) {
+            time_linear(gpu, want ? "sm90" : "default", 16384, shapes[k][0], shapes[k][1],
+                        VNP_ACT_NONE, shapes[k][2]);
+            time_linear(port, "portable", 16384, shapes[k][0], shapes[k][1], VNP_ACT_NONE,
+                        shapes[k][2]);
+        }
+    }
     if (prec == VNP_PREC_FP16) {
         time_gated_linear(gpu, want ? "sm90" : "default", 65536, 3072, 768);
         time_gated_linear(port, "portable", 65536, 3072, 768);

@@ -21,6 +21,7 @@
 #                   VNP_BENCH_MODES picks (also scalar: old kernels forced, bf16: BF16 sync,
 #                   picks: sync with the fixed GEMM algorithm table, VIRNUCPRO_DEBUG_GEMM_PICKS=1,
 #                   sm90: sync with the fused sm_90 up-projections, VIRNUCPRO_DEBUG_SM90_GEMM=1,
+#                   sm90all: every encoder linear on the sm_90 GEMM, VIRNUCPRO_DEBUG_SM90_GEMM=2,
 #                   nosm90: sync without them, VIRNUCPRO_DEBUG_SM90_GEMM=0)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
@@ -131,7 +132,7 @@ if has ops; then
     row ops "$st" "scalar kernels forced: $(grep 'op tests:' "$OUT/ops_scalar.log")"
   fi
   while read -r l; do row attn time "${l#time attention }"; done < <(grep '^time attention' "$OUT/ops.log")
-  while read -r l; do row ffn time "${l#time }"; done < <(grep -E '^time (gelu|gated) linear' "$OUT/ops.log")
+  while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|gated|bias|residual) linear' "$OUT/ops.log")
   row gelu info "$(grep 'cuBLASLt GELU' "$OUT/ops.log")"
   grep -E 'gemm-algos|fp8-gemm' "$OUT/ops.log"
   row fp8gemm info "$(grep 'fp8-gemm' "$OUT/ops.log" | sed -E 's/^fp8-gemm +(.*[a-z]) +qkv.*the four: ([0-9]+) TFLOP.s/\1 \2;/' | tr '\n' ' ')TFLOP/s (ESM-2 3B GEMMs, M=16384)"
@@ -356,11 +357,12 @@ bench_env() {
     scalar) echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 ;;
     picks) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;;
     sm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=1 ;;
+    sm90all) echo VIRNUCPRO_DEBUG_SM90_GEMM=2 ;;
     nosm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=0 ;;
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == nosm90 ]] && echo sync || echo "$1"; }
+bench_mode() { [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}

@@ -785,7 +785,9 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->cc = dev.cc_major * 10 + dev.cc_minor;
     const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
 #ifdef VNP_HAVE_SM90A
-    c->sm90_gemm = c->cc == 90 && !c->scalar_only && s9 && !strcmp(s9, "1");
+    c->sm90_gemm = c->cc == 90 && !c->scalar_only && s9 && (!strcmp(s9, "1") || !strcmp(s9, "2"))
+                       ? s9[0] - '0'
+                       : 0;
 #else
     (void)s9;
 #endif

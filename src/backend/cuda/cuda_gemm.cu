@@ -360,12 +360,19 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
     const void *bptr = bias ? bias->ptr : NULL;
     vnp_code rc;
 #ifdef VNP_HAVE_SM90A
-    /* an FFN up-projection with its erf GELU: one fused kernel on Hopper */
-    if (c->sm90_gemm && act == VNP_ACT_GELU_ERF && !residual && !qout && !xq &&
+    /* Hopper: the sm_90a GEMM with the activation or the residual in its epilogue (level
+     * 1: the FFN up-projections only; 2: every encoder linear) */
+    const int sm90_epi = act == VNP_ACT_GELU_ERF ? (residual ? -1 : VNP_SM90_GELU)
+                         : act == VNP_ACT_NONE && c->sm90_gemm >= 2 ? VNP_SM90_LINEAR
+                                                                    : -1;
+    if (c->sm90_gemm && sm90_epi >= 0 && !qout && !xq && !f8 &&
         (dt == VNP_DT_F16 || dt == VNP_DT_BF16) && w->dtype == dt &&
         !vnp_cuda_overlap(x->ptr, (size_t)M * K * 2, out->ptr, (size_t)M * N * 2) &&
-        vnp_cuda_gemm_sm90_fits(0, N, K, x->ptr, w->ptr, bptr, out->ptr))
-        return vnp_cuda_gemm_sm90(c, 0, dt, x->ptr, w->ptr, bptr, out->ptr, M, N, K, err);
+        (!residual || residual->ptr == out->ptr ||
+         !vnp_cuda_overlap(residual->ptr, (size_t)M * N * 2, out->ptr, (size_t)M * N * 2)) &&
+        vnp_cuda_gemm_sm90_fits(sm90_epi, N, K, x->ptr, w->ptr, bptr, out->ptr))
+        return vnp_cuda_gemm_sm90(c, sm90_epi, dt, x->ptr, w->ptr, bptr,
+                                  residual ? residual->ptr : NULL, out->ptr, M, N, K, err);
 #endif
     /* What the GEMM itself computes, and what a kernel finishes. */
     int gelu = act == VNP_ACT_GELU_ERF;

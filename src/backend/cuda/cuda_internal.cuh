@@ -78,11 +78,12 @@ typedef struct vnp_cuda {
                           algorithm instead of cuBLASLt's heuristic's first (cuda_gemm.cu;
                           opt-in until measured end to end); read once at creation */
     int sms;           /* streaming multiprocessors (the sm_90 GEMM's persistent grid) */
-    int sm90_gemm;     /* 1: FFN up-projections with their GELU take the fused sm_90a GEMM
-                          (sm90/cuda_gemm_sm90.cu): built for it, compute capability 9.0,
-                          VIRNUCPRO_DEBUG_SM90_GEMM=1 (opt-in until measured end to end on
-                          a GPU; 0 or unset: the portable path) and not
-                          VIRNUCPRO_DEBUG_SCALAR_KERNELS=1; read once at creation */
+    int sm90_gemm;     /* the sm_90a GEMM (sm90/cuda_gemm_sm90.cu) where built, on compute
+                          capability 9.0, without VIRNUCPRO_DEBUG_SCALAR_KERNELS=1, as
+                          VIRNUCPRO_DEBUG_SM90_GEMM says (opt-in until measured end to end
+                          on a GPU): 1, the FFN up-projections with their GELU; 2, every
+                          encoder linear; 0 or unset: none (the portable path); read once
+                          at creation */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
@@ -181,19 +182,23 @@ vnp_code vnp_cuda_linear(vnp_backend *be, const vnp_buf *x, const vnp_buf *w, co
                          vnp_act act, const vnp_buf *residual, int M, int N, int K, vnp_buf *out,
                          vnp_error *err);
 void vnp_cuda_gemm_release(vnp_cuda *c);
-/* The fused sm_90a up-projection (sm90/cuda_gemm_sm90.cu; present when VNP_HAVE_SM90A):
- * out [M, N] = gelu(x W^T + bias), or with gated, out [M, N/2] = gelu(a) * g where
- * [a | g] = x W^T + bias ([M, N]); x [M, K], W [N, K], all in dt (FP16/BF16). fits says
- * whether the shape and the buffers' alignment allow it (else: the portable path). */
+/* The sm_90a GEMM (sm90/cuda_gemm_sm90.cu; present when VNP_HAVE_SM90A), x [M, K], W
+ * [N, K], all in dt (FP16/BF16), with its epilogue: GELU, out [M, N] = gelu(x W^T +
+ * bias); GATED, out [M, N/2] = gelu(a) * g where [a | g] = x W^T + bias ([M, N]); LINEAR,
+ * out [M, N] = x W^T + bias + res (res NULL or [M, N], may be out). fits says whether the
+ * shape and the buffers' alignment allow it (else: the portable path). */
+enum { VNP_SM90_GELU = 0, VNP_SM90_GATED = 1, VNP_SM90_LINEAR = 2 };
+/* Whether the byte ranges [a, a + an) and [b, b + bn) share a byte. */
 static inline int vnp_cuda_overlap(const void *a, size_t an, const void *b, size_t bn)
 {
     const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
     return x < y + bn && y < x + an;
 }
-int vnp_cuda_gemm_sm90_fits(int gated, int N, int K, const void *x, const void *w,
+int vnp_cuda_gemm_sm90_fits(int epi, int N, int K, const void *x, const void *w,
                             const void *bias, const void *out);
-vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int gated, vnp_dtype dt, const void *x, const void *w,
-                            const void *bias, void *out, int M, int N, int K, vnp_error *err);
+vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, const void *w,
+                            const void *bias, const void *res, void *out, int M, int N, int K,
+                            vnp_error *err);
 vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,
                             const vnp_buf *gamma, const vnp_buf *beta, float eps, int M, int H,
                             vnp_buf *out, vnp_error *err);

@@ -271,10 +271,11 @@ vnp_code vnp_cuda_linear_gated_gelu(vnp_backend *be, const vnp_buf *x, const vnp
         x->n >= (size_t)M * K && w->n >= (size_t)2 * I * K && out->n >= (size_t)M * I &&
         !vnp_cuda_overlap(x->ptr, (size_t)M * K * 2, out->ptr, (size_t)M * I * 2) &&
         (!bias || bias->n >= (size_t)2 * I) &&
-        vnp_cuda_gemm_sm90_fits(1, 2 * I, K, x->ptr, w->ptr, bp, out->ptr)) {
+        vnp_cuda_gemm_sm90_fits(VNP_SM90_GATED, 2 * I, K, x->ptr, w->ptr, bp, out->ptr)) {
         if (vnp_code rc0 = VNP_CUDA_CHECK(cudaSetDevice(c->device), c->device, err))
             return rc0; /* callers may be on another thread: their device first */
-        return vnp_cuda_gemm_sm90(c, 1, dt, x->ptr, w->ptr, bp, out->ptr, M, 2 * I, K, err);
+        return vnp_cuda_gemm_sm90(c, VNP_SM90_GATED, dt, x->ptr, w->ptr, bp, NULL, out->ptr, M,
+                                  2 * I, K, err);
     }
 #endif
     vnp_code rc = vnp_cuda_linear(be, x, w, bias, VNP_ACT_NONE, NULL, M, 2 * I, K, tmp, err);

@@ -1,7 +1,7 @@
-/* The FFN up-projection with its activation fused, for Hopper (sm_90a): out =
- * gelu(x W^T + b) (ESM-2's fc1) or gelu(a) * g with [a | g] = x W^T + b (DNABERT-S's
- * gated GELU), in one kernel instead of cuBLASLt's GEMM and an element-wise pass over
- * its output.
+/* The encoders' linear layers for Hopper (sm_90a), with what follows them fused: out =
+ * gelu(x W^T + b) (ESM-2's fc1), gelu(a) * g with [a | g] = x W^T + b (DNABERT-S's
+ * gated GELU), or x W^T + b (+ residual, in place) for the others, in one kernel instead
+ * of cuBLASLt's GEMM and an element-wise pass over its output.
  *
  * Why a GEMM of our own: cuBLASLt's GELU epilogue is the tanh approximation (both
  * models use erf), and the erf GELU is about as bound by instruction issue as by
@@ -24,6 +24,7 @@
 
 #include "backend/cuda/cuda_internal.cuh"
 
+/* (the epilogues, VNP_SM90_GELU / _GATED / _LINEAR, are in cuda_internal.cuh) */
 #define SM90_BM 128    /* rows of x per tile (two m64 wgmmas) */
 #define SM90_BN 128    /* rows of W per tile (one n128 wgmma) */
 #define SM90_BK 64     /* K per stage: 128 bytes of FP16, one 128-byte swizzle row */
@@ -195,11 +196,12 @@ template <> struct pair_of<__nv_bfloat16> {
 /* One consumer's epilogue for rows [m0 + 64h, +64) of its tile: accumulator element
  * r of thread (warp w, lane l) is row 16w + l/4 + 8((r/2)%2), column 8(r/4) + 2(l%4) +
  * r%2 (the wgmma D fragment). */
-template <typename T, int GATED>
+template <typename T, int EPI>
 static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, int M, int c0,
                                                int I, int ldo, const T *__restrict__ bias,
-                                               T *__restrict__ out)
+                                               const T *res, T *out)
 {
+    constexpr int GATED = EPI == VNP_SM90_GATED;
     typedef typename pair_of<T>::type T2;
     const int lane = threadIdx.x & 31;
     const int r0 = row0 + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
@@ -220,8 +222,21 @@ static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, i
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int r = r0 + 8 * h;
-            float v0 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h] + b0));
-            float v1 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h + 1] + b1));
+            float v0, v1;
+            if (EPI == VNP_SM90_LINEAR) {
+                /* the GEMM's sum, its bias and the residual, rounded once (out may be res:
+                 * each element is read and written by this thread alone) */
+                v0 = d[4 * j + 2 * h] + b0;
+                v1 = d[4 * j + 2 * h + 1] + b1;
+                if (res && r < M) {
+                    const float2 rv = pair_of<T>::back(*(const T2 *)(res + (size_t)r * ldo + col));
+                    v0 += rv.x;
+                    v1 += rv.y;
+                }
+            } else {
+                v0 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h] + b0));
+                v1 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h + 1] + b1));
+            }
             if (GATED) {
                 v0 *= to_f<T>(d[4 * (j + 8) + 2 * h] + g0);
                 v1 *= to_f<T>(d[4 * (j + 8) + 2 * h + 1] + g1);
@@ -238,12 +253,13 @@ static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, i
 }
 #endif /* VNP_SM90_DEVICE */
 
-template <typename T, int GATED>
+template <typename T, int EPI>
 __global__ void __launch_bounds__(384, 1)
-    gemm_gelu_sm90_kernel(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
-                          const T *__restrict__ bias, T *__restrict__ out, int M, int K, int I,
-                          int ldo, int mt, int nt, int *flag)
+    gemm_sm90_kernel(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
+                     const T *__restrict__ bias, const T *res, T *out, int M, int K, int I,
+                     int ldo, int mt, int nt, int *flag)
 {
+    constexpr int GATED = EPI == VNP_SM90_GATED;
 #ifdef VNP_SM90_DEVICE
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     /* the swizzled tiles want 1024-byte alignment */
@@ -341,8 +357,8 @@ __global__ void __launch_bounds__(384, 1)
         acc_fence(d1);
         if ((threadIdx.x & 31) == 0)
             mbar_arrive(empty + 8 * ((p - 1) % SM90_STAGES));
-        bad |= epilogue<T, GATED>(d0, m0, M, c0, I, ldo, bias, out);
-        bad |= epilogue<T, GATED>(d1, m0 + 64, M, c0, I, ldo, bias, out);
+        bad |= epilogue<T, EPI>(d0, m0, M, c0, I, ldo, bias, res, out);
+        bad |= epilogue<T, EPI>(d1, m0 + 64, M, c0, I, ldo, bias, res, out);
     }
     if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31) == 0)
         atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
@@ -404,9 +420,10 @@ static vnp_code tensor_map(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap *ma
     return VNP_OK;
 }
 
-int vnp_cuda_gemm_sm90_fits(int gated, int N, int K, const void *x, const void *w,
+int vnp_cuda_gemm_sm90_fits(int epi, int N, int K, const void *x, const void *w,
                             const void *bias, const void *out)
 {
+    const int gated = epi == VNP_SM90_GATED;
     const int I = gated ? N / 2 : N;
     if (K <= 0 || K % SM90_BK || N <= 0 || (gated ? (N % 2 || I % 64) : N % SM90_BN))
         return 0;
@@ -423,15 +440,16 @@ template <> struct pair_bf16<__nv_bfloat16> {
     static const int value = 1;
 };
 
-template <typename T, int GATED>
+template <typename T, int EPI>
 static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw, const void *bias,
-                       void *out, int M, int K, int I, int mt, int nt, vnp_error *err)
+                       const void *res, void *out, int M, int K, int I, int mt, int nt,
+                       vnp_error *err)
 {
     /* the shared memory beyond 48 KB is asked for once per kernel and backend */
-    const unsigned bit = 1u << (2 * (int)(sizeof(T) == 2 && pair_bf16<T>::value) + GATED);
+    const unsigned bit = 1u << (3 * pair_bf16<T>::value + EPI);
     if (!(c->sm90_attr & bit)) {
         vnp_code rc = VNP_CUDA_CHECK(
-            cudaFuncSetAttribute(gemm_gelu_sm90_kernel<T, GATED>,
+            cudaFuncSetAttribute(gemm_sm90_kernel<T, EPI>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, SM90_SMEM),
             c->device, err);
         if (rc)
@@ -440,17 +458,23 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     }
     int tiles = mt * nt;
     int grid = c->sms < tiles ? c->sms : tiles;
-    gemm_gelu_sm90_kernel<T, GATED><<<grid, 384, SM90_SMEM, c->stream>>>(
-        mx, mw, (const T *)bias, (T *)out, M, K, I, I, mt, nt, c->flag);
+    gemm_sm90_kernel<T, EPI><<<grid, 384, SM90_SMEM, c->stream>>>(
+        mx, mw, (const T *)bias, (const T *)res, (T *)out, M, K, I, I, mt, nt, c->flag);
     c->sm90_gemms++;
-    return vnp_cuda_check_launch(GATED ? "gemm_gated_gelu_sm90" : "gemm_gelu_sm90", err);
+    return vnp_cuda_check_launch(EPI == VNP_SM90_GATED ? "gemm_sm90 (gated GELU)"
+                                 : EPI == VNP_SM90_GELU ? "gemm_sm90 (GELU)"
+                                                        : "gemm_sm90",
+                                 err);
 }
 
-vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int gated, vnp_dtype dt, const void *x, const void *w,
-                            const void *bias, void *out, int M, int N, int K, vnp_error *err)
+vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, const void *w,
+                            const void *bias, const void *res, void *out, int M, int N, int K,
+                            vnp_error *err)
 {
-    if ((dt != VNP_DT_F16 && dt != VNP_DT_BF16) || M < 0 ||
-        !vnp_cuda_gemm_sm90_fits(gated, N, K, x, w, bias, out) || c->sms <= 0)
+    const int gated = epi == VNP_SM90_GATED;
+    if ((dt != VNP_DT_F16 && dt != VNP_DT_BF16) || M < 0 || epi < 0 || epi > 2 ||
+        (res && epi != VNP_SM90_LINEAR) || !vnp_cuda_gemm_sm90_fits(epi, N, K, x, w, bias, out) ||
+        c->sms <= 0)
         return vnp_fail(err, VNP_EINVAL,
                         "cuda:%d: the sm_90 GEMM takes FP16/BF16, K a multiple of 64, N a "
                         "multiple of 128 (gated: of 128 too) and aligned buffers; got %s M=%d "
@@ -471,9 +495,10 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int gated, vnp_dtype dt, const void *x,
     const int I = gated ? N / 2 : N;
     const int mt = (M + SM90_BM - 1) / SM90_BM;
     const int nt = gated ? I / 64 : N / SM90_BN;
-    if (dt == VNP_DT_F16)
-        return gated ? launch<__half, 1>(c, mx, mw, bias, out, M, K, I, mt, nt, err)
-                     : launch<__half, 0>(c, mx, mw, bias, out, M, K, I, mt, nt, err);
-    return gated ? launch<__nv_bfloat16, 1>(c, mx, mw, bias, out, M, K, I, mt, nt, err)
-                 : launch<__nv_bfloat16, 0>(c, mx, mw, bias, out, M, K, I, mt, nt, err);
+#define VNP_SM90_LAUNCH(T)                                                                        \
+    (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU>(c, mx, mw, bias, res, out, M, K, I, mt, nt, err) \
+     : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED>(c, mx, mw, bias, res, out, M, K, I, mt, nt, err) \
+                             : launch<T, VNP_SM90_LINEAR>(c, mx, mw, bias, res, out, M, K, I, mt, nt, err))
+    return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
+#undef VNP_SM90_LAUNCH
 }
