@@ -124,26 +124,24 @@ static __device__ __forceinline__ void acc_fence(float (&d)[64])
         VNP_WG_R8(48), VNP_WG_R8(56)
 
 /* d[64x128] (+)= A[64x16] B[128x16]^T, both K-major in shared memory; scale_d 0
- * overwrites d. */
+ * overwrites d. TY: the PTX type of A and B. */
+#define VNP_WGMMA(TY)                                                                              \
+    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"                                \
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " VNP_WG_OUT           \
+                 ", %64, %65, p, 1, 1, 0, 0;\n\t}"                                                  \
+                 : VNP_WG_ARGS                                                                     \
+                 : "l"(da), "l"(db), "r"(scale_d))
 template <typename T> struct wgmma_op;
 template <> struct wgmma_op<__half> {
     static __device__ __forceinline__ void run(float (&d)[64], uint64_t da, uint64_t db, int scale_d)
     {
-        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
-                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " VNP_WG_OUT
-                     ", %64, %65, p, 1, 1, 0, 0;\n\t}"
-                     : VNP_WG_ARGS
-                     : "l"(da), "l"(db), "r"(scale_d));
+        VNP_WGMMA("f16");
     }
 };
 template <> struct wgmma_op<__nv_bfloat16> {
     static __device__ __forceinline__ void run(float (&d)[64], uint64_t da, uint64_t db, int scale_d)
     {
-        asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
-                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " VNP_WG_OUT
-                     ", %64, %65, p, 1, 1, 0, 0;\n\t}"
-                     : VNP_WG_ARGS
-                     : "l"(da), "l"(db), "r"(scale_d));
+        VNP_WGMMA("bf16");
     }
 };
 
