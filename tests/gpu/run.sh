@@ -12,6 +12,8 @@
 #         ops       CUDA-vs-CPU backend op tests (every op, fp32/fp16/bf16) + attention timing;
 #                   VNP_GEMM_SURVEY=1 adds the GEMM algorithm survey (gemm-survey lines)
 #         golden    golden fixtures end to end on the GPU (fp32 1e-5, fp16/bf16 cosine, labels)
+#         sm90      the sm_90a GEMM's op tests and timings alone, and its small shapes under
+#                   compute-sanitizer memcheck
 #         memcheck  compute-sanitizer memcheck on the golden run, then racecheck (new
 #                   and old kernels)
 #         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
@@ -82,7 +84,7 @@ if [[ "${1:-}" == pack ]]; then
   exit 0
 fi
 
-STAGES=${*:-ops golden memcheck poison train gen esm peer dna pipe validate}
+STAGES=${*:-ops sm90 golden memcheck poison train gen esm peer dna pipe validate}
 mkdir -p "$OUT" "$WORK"
 LOG=$OUT/run.log
 : >"$LOG"
@@ -163,6 +165,23 @@ if has golden; then
   cat "$OUT/golden.log" >>"$LOG"
   grep -E "GOLDEN|FAIL|ERROR|error" "$OUT/golden.log"
   row golden "$st" "$(grep -c '^GOLDEN' "$OUT/golden.log") measurements; $(grep -E 'cosine min' "$OUT/golden.log" | sed 's/GOLDEN //' | tr '\n' ' ')"
+fi
+
+if has sm90; then
+  say "sm90"
+  # the sm_90a GEMM (src/backend/cuda/sm90): its op tests and timings alone, then its small
+  # shapes under compute-sanitizer memcheck (TMA, wgmma and the epilogue's stores)
+  if VNP_OPS_ONLY=sm90 "$BIN/vnp_gpu_op_test" >"$OUT/sm90.log" 2>&1; then st=ok; else st=FAIL; fi
+  grep -E "^(FAIL|time)|sm_90 GEMM" "$OUT/sm90.log"
+  row sm90 "$st" "$(grep 'op tests' "$OUT/sm90.log")"
+  while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|gated|bias|residual) linear' "$OUT/sm90.log")
+  if command -v compute-sanitizer >/dev/null; then
+    VNP_OPS_ONLY=sm90small compute-sanitizer --tool memcheck --error-exitcode 9 \
+      "$BIN/vnp_gpu_op_test" >"$OUT/sm90_memcheck.log" 2>&1
+    rc=$?
+    [[ $rc == 0 ]] && st=ok || st=FAIL
+    row sm90 "$st" "memcheck: $(grep -E 'ERROR SUMMARY|op tests' "$OUT/sm90_memcheck.log" | tr '\n' ' ') rc=$rc"
+  fi
 fi
 
 if has memcheck; then
