@@ -387,9 +387,9 @@ static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(int dev, vnp_error *err, vnp_
         return NULL;
     if (q != cudaDriverEntryPointSuccess || !p) {
         *rc = vnp_fail(err, VNP_EDEVICE,
-                       "cuda:%d: the driver has no cuTensorMapEncodeTiled (CUDA 12 or newer "
-                       "driver needed for the sm_90 GEMM); set VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 "
-                       "to use the portable kernels",
+                       "cuda:%d: the driver has no cuTensorMapEncodeTiled (the sm_90 GEMM needs "
+                       "a CUDA 12 or newer driver); update the driver, or unset "
+                       "VIRNUCPRO_DEBUG_SM90_GEMM to use the portable kernels",
                        dev);
         return NULL;
     }
@@ -413,7 +413,8 @@ static vnp_code tensor_map(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap *ma
     if (r != CUDA_SUCCESS)
         return vnp_fail(err, VNP_EDEVICE,
                         "cuda:%d: cuTensorMapEncodeTiled failed (CUresult %d) for the sm_90 GEMM's "
-                        "%s [%d x %d] at %p",
+                        "%s [%d x %d] at %p; unset VIRNUCPRO_DEBUG_SM90_GEMM to use the portable "
+                        "kernels, and report this shape",
                         dev, (int)r, what, rows, K, p);
     return VNP_OK;
 }
@@ -458,11 +459,12 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     int grid = c->sms < tiles ? c->sms : tiles;
     gemm_sm90_kernel<T, EPI><<<grid, 384, SM90_SMEM, c->stream>>>(
         mx, mw, (const T *)bias, (const T *)res, (T *)out, M, K, I, I, mt, nt, c->flag);
-    c->sm90_gemms++;
-    return vnp_cuda_check_launch(EPI == VNP_SM90_GATED ? "gemm_sm90 (gated GELU)"
-                                 : EPI == VNP_SM90_GELU ? "gemm_sm90 (GELU)"
-                                                        : "gemm_sm90",
-                                 err);
+    vnp_code rc = vnp_cuda_check_launch(EPI == VNP_SM90_GATED ? "gemm_sm90 (gated GELU)"
+                                        : EPI == VNP_SM90_GELU ? "gemm_sm90 (GELU)"
+                                                               : "gemm_sm90",
+                                        err);
+    c->sm90_gemms += rc == VNP_OK; /* (launched ones only: the op tests count them) */
+    return rc;
 }
 
 vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, const void *w,
@@ -475,8 +477,8 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
         c->sms <= 0)
         return vnp_fail(err, VNP_EINVAL,
                         "cuda:%d: the sm_90 GEMM takes FP16/BF16, K a multiple of 64, N a "
-                        "multiple of 128 (gated: of 128 too) and aligned buffers; got %s M=%d "
-                        "N=%d K=%d",
+                        "multiple of 128 and 16-byte aligned buffers (callers check this with "
+                        "vnp_cuda_gemm_sm90_fits); got %s M=%d N=%d K=%d",
                         c->device, vnp_dtype_name(dt), M, N, K);
     if (M == 0)
         return VNP_OK;
