@@ -1471,26 +1471,16 @@ static void test_linear_gated(vnp_backend *a, vnp_backend *b, vnp_precision prec
     free(bi);
 }
 
-/* The fused sm_90a up-projection (bias + erf GELU inside the GEMM, sm90/
- * cuda_gemm_sm90.cu): against the CPU at small shapes (a partial row tile, one row, no
- * bias, K shorter than the stage ring, more tiles than two per SM so that both
- * consumers take several), and against the portable path (cuBLASLt and the GELU pass,
- * VIRNUCPRO_DEBUG_SM90_GEMM=0) at ESM-2 3B's fc1 of a packed batch; a non-finite input
- * must reach the guard word. On a 9.0 GPU in FP16/BF16 with the kernels built, each
- * of these GEMMs must have taken the sm_90 kernel; elsewhere, and with the switch,
- * none. */
-static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
+/* The sm_90a GEMM's cases (sm90/cuda_gemm_sm90.cu), `gpu` against the CPU at small shapes
+ * (a partial row tile, one row, no bias, K shorter than the stage ring, more tiles than two
+ * per SM so that both consumers take several, an odd number of row tiles and of column
+ * tiles, so that clusters have tiles past the edges or fall back to 1 x 1) and, unless
+ * `small`, against the portable path at ESM-2 3B's and DNABERT-S's shapes of a packed
+ * batch. An Inf in x must reach the guard word. Returns how many GEMMs there were. */
+static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp_precision prec,
+                      int small, const char *shape)
 {
-    vnp_backend *port, *gpu;
     vnp_error err;
-    setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "0", 1);
-    if (vnp_backend_cuda_create(0, prec, &port, &err))
-        die("cuda backend (no sm_90 kernels)", &err);
-    setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "2", 1); /* every encoder linear */
-    if (vnp_backend_cuda_create(0, prec, &gpu, &err))
-        die("cuda backend (sm_90 kernels)", &err);
-    unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
-    const long before = vnp_backend_cuda_sm90_gemms(gpu);
     test_linear(cpu, gpu, prec, 77, 256, 128, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear(cpu, gpu, prec, 300, 384, 192, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear(cpu, gpu, prec, 1, 128, 64, 0, VNP_ACT_GELU_ERF, 0, 0, 0);
@@ -1522,49 +1512,103 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     vnp_code hit = vnp_backend_guard_check(gpu, &err);
     gpu->ops->guard_reset(gpu);
     char what[200];
-    snprintf(what, sizeof what, "sm_90 GEMM %s: an Inf in the last row reaches the guard (%s)",
-             pname(prec), vnp_code_name(hit));
+    snprintf(what, sizeof what,
+             "sm_90 GEMM %s cluster %s: an Inf in the last row reaches the guard (%s)",
+             pname(prec), shape, vnp_code_name(hit));
     check(hit == VNP_ENUMERIC, what);
     gpu->ops->free_buf(gpu, &xb);
     gpu->ops->free_buf(gpu, &wb);
     gpu->ops->free_buf(gpu, &ob);
     free(x);
     free(w);
-    const long ran = vnp_backend_cuda_sm90_gemms(gpu) - before;
-    int want = 0;
+    return small ? 10 : 15;
+}
+
+/* The sm_90a GEMM (bias + erf GELU, gated GELU, or bias + residual in its epilogue) in each
+ * cluster shape (VIRNUCPRO_DEBUG_SM90_CLUSTER; the default 2x1 with every case, the
+ * others with the small ones), then, unless `small`, timed beside the portable path
+ * (cuBLASLt and the element-wise pass, VIRNUCPRO_DEBUG_SM90_GEMM=0). On a 9.0 GPU in
+ * FP16/BF16 with the kernels built, each of these GEMMs must have taken the sm_90
+ * kernel; elsewhere, and with the switch, none. */
+static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
+{
+    static const char *const shapes[4] = {"2x1", "1x1", "1x2", "2x2"}; /* the default first */
+    vnp_backend *port, *gpu[4];
+    vnp_error err;
+    setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "0", 1);
+    if (vnp_backend_cuda_create(0, prec, &port, &err))
+        die("cuda backend (no sm_90 kernels)", &err);
+    setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "2", 1); /* every encoder linear */
+    for (int i = 0; i < 4; i++) {
+        setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", shapes[i], 1);
+        if (vnp_backend_cuda_create(0, prec, &gpu[i], &err))
+            die("cuda backend (sm_90 kernels)", &err);
+    }
+    /* a shape that is not one: creation fails, naming the variable */
+    setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", "3x1", 1);
+    vnp_backend *bad = NULL;
+    vnp_code brc = vnp_backend_cuda_create(0, prec, &bad, &err);
+    check(brc == VNP_EINVAL && strstr(err.msg, "VIRNUCPRO_DEBUG_SM90_CLUSTER=3x1") && !bad,
+          "sm_90 GEMM: VIRNUCPRO_DEBUG_SM90_CLUSTER=3x1 is refused, naming the variable");
+    if (bad)
+        bad->ops->destroy(bad);
+    unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
+    unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
+    const int sm90 =
 #ifdef VNP_EXPECT_SM90A
-    want = gpu->device.cc_major == 9 && gpu->device.cc_minor == 0 && prec != VNP_PREC_FP32 &&
-                   !getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS")
-               ? (small ? 10 : 15)
-               : 0;
+        gpu[0]->device.cc_major == 9 && gpu[0]->device.cc_minor == 0 &&
+        prec != VNP_PREC_FP32 && !getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+#else
+        0;
 #endif
-    const long port_ran = vnp_backend_cuda_sm90_gemms(port);
-    snprintf(what, sizeof what,
-             "sm_90 GEMM %s: %ld of the GEMMs took it (want %d on %d.%d), %ld with "
-             "VIRNUCPRO_DEBUG_SM90_GEMM=0 (want 0)",
-             pname(prec), ran, want, gpu->device.cc_major, gpu->device.cc_minor, port_ran);
-    check(ran == want && port_ran == 0, what);
-    if (!small && (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16))
+    for (int i = 0; i < 4; i++) {
+        const long before = vnp_backend_cuda_sm90_gemms(gpu[i]);
+        const int n = sm90_cases(cpu, port, gpu[i], prec, small || i > 0, shapes[i]);
+        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i]) - before;
+        const int want = sm90 ? n : 0;
+        char what[200];
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s cluster %s: %ld of the GEMMs took it (want %d on %d.%d)",
+                 pname(prec), shapes[i], ran, want, gpu[i]->device.cc_major,
+                 gpu[i]->device.cc_minor);
+        check(ran == want, what);
+    }
+    char what[200];
+    snprintf(what, sizeof what, "sm_90 GEMM %s: %ld GEMMs took it with VIRNUCPRO_DEBUG_SM90_GEMM=0 "
+             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port));
+    check(vnp_backend_cuda_sm90_gemms(port) == 0, what);
+    if (!small && (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16)) {
+        static const int Ms[3] = {16101, 16384, 32740};
         for (int m = 0; m < 3; m++) {
-            static const int Ms[3] = {16101, 16384, 32740};
-            time_linear(gpu, want ? "sm90" : "default", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
+            time_linear(gpu[0], sm90 ? "sm90 2x1" : "default", Ms[m], 10240, 2560,
+                        VNP_ACT_GELU_ERF, 0);
             time_linear(port, "portable", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
-        }
-    if (!small && prec == VNP_PREC_FP16) {
-        static const int shapes[3][3] = {{7680, 2560, 0}, {2560, 2560, 1}, {2560, 10240, 1}};
-        for (int k = 0; k < 3; k++) {
-            time_linear(gpu, want ? "sm90" : "default", 16384, shapes[k][0], shapes[k][1],
-                        VNP_ACT_NONE, shapes[k][2]);
-            time_linear(port, "portable", 16384, shapes[k][0], shapes[k][1], VNP_ACT_NONE,
-                        shapes[k][2]);
         }
     }
     if (!small && prec == VNP_PREC_FP16) {
-        time_gated_linear(gpu, want ? "sm90" : "default", 65536, 3072, 768);
+        /* qkv, out, fc2 of ESM-2 3B, then DNABERT-S's up-projection, in every cluster shape */
+        static const int lin[4][3] = {{10240, 2560, 0}, {7680, 2560, 0}, {2560, 2560, 1},
+                                      {2560, 10240, 1}};
+        for (int k = 0; k < 4; k++) {
+            for (int i = 0; sm90 && i < 4; i++) {
+                char label[32];
+                snprintf(label, sizeof label, "sm90 %s", shapes[i]);
+                time_linear(gpu[i], label, 16384, lin[k][0], lin[k][1],
+                            k == 0 ? VNP_ACT_GELU_ERF : VNP_ACT_NONE, lin[k][2]);
+            }
+            time_linear(port, "portable", 16384, lin[k][0], lin[k][1],
+                        k == 0 ? VNP_ACT_GELU_ERF : VNP_ACT_NONE, lin[k][2]);
+        }
+        for (int i = 0; sm90 && i < 4; i++) {
+            char label[32];
+            snprintf(label, sizeof label, "sm90 %s", shapes[i]);
+            time_gated_linear(gpu[i], label, 65536, 3072, 768);
+        }
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);
-    gpu->ops->destroy(gpu);
+    for (int i = 0; i < 4; i++)
+        gpu[i]->ops->destroy(gpu[i]);
 }
 
 /* ---- probes of cuBLASLt at the encoders' GEMM shapes (information only) ---- */

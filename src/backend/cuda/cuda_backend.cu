@@ -759,6 +759,19 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
                         "GPU %d (%s) has compute capability %d.%d; --precision %s needs FP8 "
                         "tensor cores (8.9 or newer: Ada, Hopper); use fp16",
                         device, dev.name, dev.cc_major, dev.cc_minor, vnp_precision_name(prec));
+    /* the sm_90 GEMM's cluster shape (rows x columns of tiles sharing loads) */
+    int scm = 2, scn = 1;
+    const char *scl = getenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
+    if (scl && *scl) {
+        if (strlen(scl) != 3 || (scl[0] != '1' && scl[0] != '2') || scl[1] != 'x' ||
+            (scl[2] != '1' && scl[2] != '2'))
+            return vnp_fail(err, VNP_EINVAL,
+                            "VIRNUCPRO_DEBUG_SM90_CLUSTER=%s: want 1x1, 2x1, 1x2 or 2x2 (tiles "
+                            "of x by tiles of W per cluster), or unset it",
+                            scl);
+        scm = scl[0] - '0';
+        scn = scl[2] - '0';
+    }
     vnp_backend *be = (vnp_backend *)calloc(1, sizeof *be);
     vnp_cuda *c = (vnp_cuda *)calloc(1, sizeof *c);
     if (!be || !c) {
@@ -783,6 +796,8 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     const char *sk = getenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
     c->scalar_only = sk && !strcmp(sk, "1");
     c->cc = dev.cc_major * 10 + dev.cc_minor;
+    c->sm90_cm = scm;
+    c->sm90_cn = scn;
     const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
 #ifdef VNP_HAVE_SM90A
     c->sm90_gemm = c->cc == 90 && !c->scalar_only && s9 && (!strcmp(s9, "1") || !strcmp(s9, "2"))

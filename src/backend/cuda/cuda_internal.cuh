@@ -84,6 +84,10 @@ typedef struct vnp_cuda {
                           on a GPU): 1, the FFN up-projections with their GELU; 2, every
                           encoder linear; 0 or unset: none (the portable path); read once
                           at creation */
+    int sm90_cm, sm90_cn; /* the sm_90 GEMM's cluster: cm x cn CTAs share W's / x's tiles
+                          through TMA multicast (VIRNUCPRO_DEBUG_SM90_CLUSTER, "2x1" by
+                          default); read once at creation */
+    int sm90_clusters[3]; /* clusters of 1, 2, 4 CTAs that fit at once (0: not asked yet) */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */

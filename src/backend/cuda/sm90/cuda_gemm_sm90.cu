@@ -28,7 +28,7 @@
 #define SM90_BM 128    /* rows of x per tile (two m64 wgmmas) */
 #define SM90_BN 128    /* rows of W per tile (one n128 wgmma) */
 #define SM90_BK 64     /* K per stage: 128 bytes of FP16, one 128-byte swizzle row */
-#define SM90_STAGES 6
+#define SM90_STAGES 7   /* 7 x 32 KB: as deep a ring as the 227 KB of shared memory holds */
 #define SM90_GROUP_M 16 /* tiles walk 16 row tiles before the next column tile (L2 reuse) */
 #define SM90_STAGE_BYTES ((SM90_BM + SM90_BN) * SM90_BK * 2)
 #define SM90_SMEM (SM90_STAGES * SM90_STAGE_BYTES + 1024 + 256)
@@ -60,6 +60,31 @@ static __device__ __forceinline__ void mbar_arrive(uint32_t bar)
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
 }
 
+/* One arrival on the barrier at the same offset in CTA `cta` of the cluster (this one
+ * included); release at cluster scope: this thread's reads of the stage (its wgmmas, waited
+ * for) come before the producer that owns the barrier overwrites it. */
+static __device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t cta)
+{
+    asm volatile("{\n\t.reg .b32 ra;\n\t"
+                 "mapa.shared::cluster.u32 ra, %0, %1;\n\t"
+                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n\t}" ::"r"(bar),
+                 "r"(cta)
+                 : "memory");
+}
+
+static __device__ __forceinline__ uint32_t cluster_rank()
+{
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+
+/* Every thread of every CTA of the cluster: init/exit ordering across the cluster */
+static __device__ __forceinline__ void cluster_sync()
+{
+    asm volatile("barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;" ::: "memory");
+}
+
 /* Waits until the phase of parity `parity` of the barrier has completed. */
 static __device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity)
 {
@@ -82,6 +107,17 @@ static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap 
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
                  " [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
                  "l"((uint64_t)map), "r"(x), "r"(y), "r"(bar)
+                 : "memory");
+}
+
+/* The same box written at the same shared-memory offset of every CTA of the cluster in
+ * `mask`, each of their barriers at `bar`'s offset seeing the bytes. */
+static __device__ __forceinline__ void tma_load_mc(uint32_t dst, const CUtensorMap *map, int x,
+                                                   int y, uint32_t bar, uint16_t mask)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 ".multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(x), "r"(y), "r"(bar), "h"(mask)
                  : "memory");
 }
 
@@ -145,17 +181,21 @@ template <> struct wgmma_op<__nv_bfloat16> {
     }
 };
 
-/* Tile t of the grid: its first row of x and the first rows of the two 64-row halves
- * of W it multiplies. GELU: W rows [128n, 128n + 128); gated: [64n, 64n + 64) (the GELU
- * half) and [I + 64n, ...) (the gate). Tiles go down 16 row tiles before moving right. */
-static __device__ __forceinline__ void tile_at(int t, int mt, int nt, int gated, int I, int *m0,
-                                               int *w0, int *w1, int *c0)
+/* Tile (rm, rn) of the cluster's tile t: its first row of x and the first rows of the
+ * two 64-row halves of W it multiplies. A cluster of cm x cn CTAs takes cm x cn tiles at
+ * a time (the "macro" tile t of MT x NT); GELU: W rows [128n, 128n + 128); gated:
+ * [64n, 64n + 64) (the GELU half) and [I + 64n, ...) (the gate). Macro tiles go down 16
+ * row tiles before moving right. */
+static __device__ __forceinline__ void tile_at(int t, int MT, int NT, int cm, int cn, int rm,
+                                               int rn, int gated, int I, int *m0, int *w0,
+                                               int *w1, int *c0)
 {
-    const int group = t / (SM90_GROUP_M * nt);
-    const int first = group * SM90_GROUP_M;
-    const int gm = min(SM90_GROUP_M, mt - first);
-    const int in = t - group * SM90_GROUP_M * nt;
-    const int m = first + in % gm, n = in / gm;
+    const int G = SM90_GROUP_M / cm;
+    const int group = t / (G * NT);
+    const int first = group * G;
+    const int gm = min(G, MT - first);
+    const int in = t - group * G * NT;
+    const int m = (first + in % gm) * cm + rm, n = (in / gm) * cn + rn;
     *m0 = m * SM90_BM;
     if (gated) {
         *w0 = n * 64;
@@ -251,115 +291,145 @@ static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, i
 }
 #endif /* VNP_SM90_DEVICE */
 
+/* The kernel. A cluster of cm x cn CTAs (cm, cn in {1, 2}; rank = rm + cm rn) computes
+ * cm x cn neighbouring tiles at a time: the CTAs of one tile column (same rn) share W's
+ * tile, those of one tile row (same rm) x's, so each CTA's producer loads 1/cm of the W
+ * tile and 1/cn of the x tile and multicasts them to the CTAs that share it: the L2 reads
+ * per CTA fall from 32 KB a stage to 24 (2 x 1, 1 x 2) or 16 KB (2 x 2). A stage is free
+ * again once the consumers of every CTA of the cluster are done with it (empty[s] counts
+ * 4 warps x cm cn). x's boxes are 128 / cn rows. */
 template <typename T, int EPI>
 __global__ void __launch_bounds__(384, 1)
     gemm_sm90_kernel(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
                      const T *__restrict__ bias, const T *res, T *out, int M, int K, int I,
-                     int ldo, int mt, int nt, int *flag)
+                     int ldo, int MT, int NT, int cm, int cn, int *flag)
 {
     constexpr int GATED = EPI == VNP_SM90_GATED;
 #ifdef VNP_SM90_DEVICE
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    /* the swizzled tiles want 1024-byte alignment */
+    /* the swizzled tiles want 1024-byte alignment (the same offset in every CTA: the
+     * multicast writes there) */
     unsigned char *smem =
         (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const uint32_t sa = smem_u32(smem);                              /* x tiles */
     const uint32_t sb = sa + SM90_STAGES * SM90_BM * SM90_BK * 2;    /* W tiles */
     const uint32_t bars = sa + SM90_STAGES * SM90_STAGE_BYTES;
-    /* full[s]: stage s loaded; empty[s]: its consumer is done with it; order[w]:
-     * consumer w may start its next main loop (the other one finished its own). */
+    /* full[s]: stage s loaded; empty[s]: the cluster's consumers are done with it;
+     * order[w]: consumer w may start its next main loop (the other one finished its own). */
     const uint32_t full = bars, empty = bars + 8 * SM90_STAGES, order = bars + 16 * SM90_STAGES;
     const int wg = threadIdx.x / 128;
     const int KT = K / SM90_BK;
-    const int tiles = mt * nt;
+    const int cs = cm * cn;
+    const int rank = (int)cluster_rank(), rm = rank % cm, rn = rank / cm;
+    const int cid = blockIdx.x / cs, ncl = gridDim.x / cs;
+    const int tiles = MT * NT;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < SM90_STAGES; s++) {
             mbar_init(full + 8 * s, 1);
-            mbar_init(empty + 8 * s, 4); /* one arrival per warp of the consumer */
+            mbar_init(empty + 8 * s, 4 * cs); /* one arrival per consumer warp of the cluster */
         }
         mbar_init(order, 4); /* one arrival per warp of the other consumer */
         mbar_init(order + 8, 4);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
-    __syncthreads();
+    cluster_sync(); /* every CTA's barriers exist before any multicast or remote arrival */
 
     if (wg == 0) { /* producer */
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (threadIdx.x == 0) {
+            /* the CTAs sharing this one's x tile (same rm) and its W tile (same rn) */
+            const uint16_t row_mask = (uint16_t)(cn == 2 ? (1u << rm) | (1u << (rm + cm)) : 0);
+            const uint16_t col_mask =
+                (uint16_t)(cm == 2 ? (1u << (cm * rn)) | (1u << (cm * rn + 1)) : 0);
             unsigned p = 0;
-            for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+            for (int t = cid; t < tiles; t += ncl) {
                 int m0, w0, w1, c0;
-                tile_at(t, mt, nt, GATED, I, &m0, &w0, &w1, &c0);
+                tile_at(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
                 for (int kb = 0; kb < KT; kb++, p++) {
                     const unsigned s = p % SM90_STAGES, ph = (p / SM90_STAGES) & 1;
                     mbar_wait(empty + 8 * s, ph ^ 1);
                     mbar_expect_tx(full + 8 * s, SM90_STAGE_BYTES);
                     const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2);
                     const uint32_t db = sb + s * (SM90_BN * SM90_BK * 2);
-                    tma_load(da, &tx, kb * SM90_BK, m0, full + 8 * s);
-                    tma_load(db, &tw, kb * SM90_BK, w0, full + 8 * s);
-                    tma_load(db + 64 * SM90_BK * 2, &tw, kb * SM90_BK, w1, full + 8 * s);
+                    const int k = kb * SM90_BK;
+                    if (cn == 2) /* this CTA's 64 rows of the shared x tile */
+                        tma_load_mc(da + rn * 64 * SM90_BK * 2, &tx, k, m0 + 64 * rn,
+                                    full + 8 * s, row_mask);
+                    else
+                        tma_load(da, &tx, k, m0, full + 8 * s);
+                    if (cm == 2) /* this CTA's half of the shared W tile */
+                        tma_load_mc(db + rm * 64 * SM90_BK * 2, &tw, k, rm ? w1 : w0,
+                                    full + 8 * s, col_mask);
+                    else {
+                        tma_load(db, &tw, k, w0, full + 8 * s);
+                        tma_load(db + 64 * SM90_BK * 2, &tw, k, w1, full + 8 * s);
+                    }
                 }
             }
         }
-        return;
-    }
-
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-    const int cw = wg - 1; /* this consumer: tiles cw, cw + 2, ... of this CTA's sequence */
-    float d0[64], d1[64];
+        __syncwarp();
+    } else {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+        const int cw = wg - 1; /* this consumer: tiles cw, cw + 2, ... of this CTA's sequence */
+        const int leader = (threadIdx.x & 31) == 0;
+        float d0[64], d1[64];
 #pragma unroll
-    for (int i = 0; i < 64; i++)
-        d0[i] = d1[i] = 0.0f; /* (each tile's first wgmma overwrites them) */
-    int bad = 0;
-    int n = 0; /* tiles this consumer has done */
-    for (int seq = cw;; seq += 2, n++) {
-        const int t = blockIdx.x + seq * gridDim.x;
-        if (t >= tiles)
-            break;
-        int m0, w0, w1, c0;
-        tile_at(t, mt, nt, GATED, I, &m0, &w0, &w1, &c0);
-        /* main loops strictly alternate between the consumers: that keeps each one
-         * within a ring round of the producer, which the parity waits need */
-        if (seq > 0)
-            mbar_wait(order + 8 * cw, (unsigned)(n - (cw == 0)) & 1);
-        unsigned p = (unsigned)seq * (unsigned)KT;
-        for (int kb = 0; kb < KT; kb++, p++) {
-            const unsigned s = p % SM90_STAGES, ph = (p / SM90_STAGES) & 1;
-            mbar_wait(full + 8 * s, ph);
-            const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2);
-            const uint32_t db = sb + s * (SM90_BN * SM90_BK * 2);
-            acc_fence(d0);
-            acc_fence(d1);
-            wg_fence();
+        for (int i = 0; i < 64; i++)
+            d0[i] = d1[i] = 0.0f; /* (each tile's first wgmma overwrites them) */
+        int bad = 0;
+        int n = 0; /* tiles this consumer has done */
+        for (int seq = cw;; seq += 2, n++) {
+            const int t = cid + seq * ncl;
+            if (t >= tiles)
+                break;
+            int m0, w0, w1, c0;
+            tile_at(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
+            /* main loops strictly alternate between the consumers: that keeps each one
+             * within a ring round of the producer, which the parity waits need */
+            if (seq > 0)
+                mbar_wait(order + 8 * cw, (unsigned)(n - (cw == 0)) & 1);
+            unsigned p = (unsigned)seq * (unsigned)KT;
+            for (int kb = 0; kb < KT; kb++, p++) {
+                const unsigned s = p % SM90_STAGES, ph = (p / SM90_STAGES) & 1;
+                mbar_wait(full + 8 * s, ph);
+                const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2);
+                const uint32_t db = sb + s * (SM90_BN * SM90_BK * 2);
+                acc_fence(d0);
+                acc_fence(d1);
+                wg_fence();
 #pragma unroll
-            for (int k = 0; k < SM90_BK / 16; k++) {
-                const int sc = kb > 0 || k > 0;
-                wgmma_op<T>::run(d0, sdesc(da + 32 * k), sdesc(db + 32 * k), sc);
-                wgmma_op<T>::run(d1, sdesc(da + 64 * SM90_BK * 2 + 32 * k), sdesc(db + 32 * k),
-                                 sc);
+                for (int k = 0; k < SM90_BK / 16; k++) {
+                    const int sc = kb > 0 || k > 0;
+                    wgmma_op<T>::run(d0, sdesc(da + 32 * k), sdesc(db + 32 * k), sc);
+                    wgmma_op<T>::run(d1, sdesc(da + 64 * SM90_BK * 2 + 32 * k),
+                                     sdesc(db + 32 * k), sc);
+                }
+                wg_commit();
+                acc_fence(d0);
+                acc_fence(d1);
+                wg_wait<1>(); /* the previous stage's wgmmas are done: hand it back */
+                if (kb > 0 && leader)
+                    for (int r = 0; r < cs; r++)
+                        mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES), r);
             }
-            wg_commit();
+            /* the other consumer's main loop may start */
+            if (leader)
+                mbar_arrive(order + 8 * (cw ^ 1));
+            wg_wait<0>();
             acc_fence(d0);
             acc_fence(d1);
-            wg_wait<1>(); /* the previous stage's wgmmas are done: hand it back */
-            if (kb > 0 && (threadIdx.x & 31) == 0)
-                mbar_arrive(empty + 8 * ((p - 1) % SM90_STAGES));
+            if (leader)
+                for (int r = 0; r < cs; r++)
+                    mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES), r);
+            bad |= epilogue<T, EPI>(d0, m0, M, c0, I, ldo, bias, res, out);
+            bad |= epilogue<T, EPI>(d1, m0 + 64, M, c0, I, ldo, bias, res, out);
         }
-        /* the other consumer's main loop may start */
-        if ((threadIdx.x & 31) == 0)
-            mbar_arrive(order + 8 * (cw ^ 1));
-        wg_wait<0>();
-        acc_fence(d0);
-        acc_fence(d1);
-        if ((threadIdx.x & 31) == 0)
-            mbar_arrive(empty + 8 * ((p - 1) % SM90_STAGES));
-        bad |= epilogue<T, EPI>(d0, m0, M, c0, I, ldo, bias, res, out);
-        bad |= epilogue<T, EPI>(d1, m0 + 64, M, c0, I, ldo, bias, res, out);
+        if (__any_sync(0xffffffffu, bad) && leader)
+            atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
     }
-    if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31) == 0)
-        atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+    /* no CTA leaves while a peer may still arrive on its barriers */
+    cluster_sync();
 #endif
 }
 
@@ -398,7 +468,7 @@ static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(int dev, vnp_error *err, vnp_
     return f;
 }
 
-/* A row-major [rows, K] matrix as TMA boxes of 64 rows (W) or 128 rows (x) by 64 K. */
+/* A row-major [rows, K] matrix as TMA boxes of 64 rows (W) or 128 / cn rows (x) by 64 K. */
 static vnp_code tensor_map(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap *map, const void *p,
                            CUtensorMapDataType dt, int rows, int K, int box_rows, int dev,
                            const char *what, vnp_error *err)
@@ -441,28 +511,64 @@ template <> struct pair_bf16<__nv_bfloat16> {
 
 template <typename T, int EPI>
 static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw, const void *bias,
-                       const void *res, void *out, int M, int K, int I, int mt, int nt,
-                       vnp_error *err)
+                       const void *res, void *out, int M, int K, int I, int mt, int nt, int cm,
+                       int cn, vnp_error *err)
 {
     /* the shared memory beyond 48 KB is asked for once per kernel and backend */
     const unsigned bit = 1u << (3 * pair_bf16<T>::value + EPI);
+    vnp_code rc;
     if (!(c->sm90_attr & bit)) {
-        vnp_code rc = VNP_CUDA_CHECK(
-            cudaFuncSetAttribute(gemm_sm90_kernel<T, EPI>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, SM90_SMEM),
-            c->device, err);
+        rc = VNP_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<T, EPI>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 SM90_SMEM),
+                            c->device, err);
         if (rc)
             return rc;
         c->sm90_attr |= bit;
     }
-    int tiles = mt * nt;
-    int grid = c->sms < tiles ? c->sms : tiles;
-    gemm_sm90_kernel<T, EPI><<<grid, 384, SM90_SMEM, c->stream>>>(
-        mx, mw, (const T *)bias, (const T *)res, (T *)out, M, K, I, I, mt, nt, c->flag);
-    vnp_code rc = vnp_cuda_check_launch(EPI == VNP_SM90_GATED ? "gemm_sm90 (gated GELU)"
-                                        : EPI == VNP_SM90_GELU ? "gemm_sm90 (GELU)"
-                                                               : "gemm_sm90",
-                                        err);
+    const int cs = cm * cn;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = (unsigned)cs;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.blockDim = dim3(384);
+    cfg.dynamicSmemBytes = SM90_SMEM;
+    cfg.stream = c->stream;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    /* the persistent grid: as many clusters as fit on the GPU at once (asked once per
+     * cluster size; all instances have the same shared memory and threads) */
+    const int ci = cs == 1 ? 0 : cs == 2 ? 1 : 2;
+    if (!c->sm90_clusters[ci]) {
+        int n = 0;
+        cfg.gridDim = dim3((unsigned)(c->sms / cs * cs));
+        rc = VNP_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, gemm_sm90_kernel<T, EPI>, &cfg),
+                            c->device, err);
+        if (rc)
+            return rc;
+        if (n <= 0)
+            return vnp_fail(err, VNP_EDEVICE,
+                            "cuda:%d: no cluster of %d x %d CTAs of the sm_90 GEMM fits on this "
+                            "GPU (%d KB of shared memory each); set "
+                            "VIRNUCPRO_DEBUG_SM90_CLUSTER=1x1, or unset "
+                            "VIRNUCPRO_DEBUG_SM90_GEMM to use the portable kernels",
+                            c->device, cm, cn, SM90_SMEM / 1024);
+        c->sm90_clusters[ci] = n;
+    }
+    const int MT = (mt + cm - 1) / cm, NT = nt / cn;
+    const int ncl = c->sm90_clusters[ci] < MT * NT ? c->sm90_clusters[ci] : MT * NT;
+    cfg.gridDim = dim3((unsigned)(ncl * cs));
+    rc = VNP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_sm90_kernel<T, EPI>, mx, mw, (const T *)bias,
+                                           (const T *)res, (T *)out, M, K, I, I, MT, NT, cm, cn,
+                                           c->flag),
+                        c->device, err);
+    if (!rc)
+        rc = vnp_cuda_check_launch(EPI == VNP_SM90_GATED ? "gemm_sm90 (gated GELU)"
+                                   : EPI == VNP_SM90_GELU ? "gemm_sm90 (GELU)"
+                                                          : "gemm_sm90",
+                                   err);
     c->sm90_gemms += rc == VNP_OK; /* (launched ones only: the op tests count them) */
     return rc;
 }
@@ -488,17 +594,19 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
         return rc;
     const CUtensorMapDataType tdt =
         dt == VNP_DT_F16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-    CUtensorMap mx, mw;
-    if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM, c->device, "input", err)) ||
-        (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
-        return rc;
     const int I = gated ? N / 2 : N;
     const int mt = (M + SM90_BM - 1) / SM90_BM;
     const int nt = gated ? I / 64 : N / SM90_BN;
+    /* the cluster shape asked for; 1 x 1 where W's tiles do not pair up */
+    const int cm = c->sm90_cm, cn = nt % c->sm90_cn ? 1 : c->sm90_cn;
+    CUtensorMap mx, mw;
+    if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
+        (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
+        return rc;
 #define VNP_SM90_LAUNCH(T)                                                                        \
-    (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU>(c, mx, mw, bias, res, out, M, K, I, mt, nt, err) \
-     : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED>(c, mx, mw, bias, res, out, M, K, I, mt, nt, err) \
-                             : launch<T, VNP_SM90_LINEAR>(c, mx, mw, bias, res, out, M, K, I, mt, nt, err))
+    (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
+     : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
+                             : launch<T, VNP_SM90_LINEAR>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
 }
