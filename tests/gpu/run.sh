@@ -24,7 +24,8 @@
 #                   picks: sync with the fixed GEMM algorithm table, VIRNUCPRO_DEBUG_GEMM_PICKS=1,
 #                   sm90: sync with the fused sm_90 up-projections, VIRNUCPRO_DEBUG_SM90_GEMM=1,
 #                   sm90all: every encoder linear on the sm_90 GEMM, VIRNUCPRO_DEBUG_SM90_GEMM=2,
-#                   nosm90: sync without them, VIRNUCPRO_DEBUG_SM90_GEMM=0)
+#                   nosm90: sync without them, VIRNUCPRO_DEBUG_SM90_GEMM=0; MODE@RxC adds the
+#                   sm_90 GEMM's cluster shape, VIRNUCPRO_DEBUG_SM90_CLUSTER=RxC, e.g. sm90all@2x2)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py);
@@ -372,7 +373,9 @@ BUDGETS=${VNP_BENCH_BUDGETS:-16384 65536}
 ESM_MODES=${VNP_BENCH_MODES:-scalar sync pipelined}
 # picks: sync with the fixed GEMM algorithm table (VIRNUCPRO_DEBUG_GEMM_PICKS=1, cuda_gemm.cu)
 bench_env() {
-  case $1 in
+  # MODE@RxC: the sm_90 GEMM's cluster shape too (VIRNUCPRO_DEBUG_SM90_CLUSTER), e.g. sm90all@2x2
+  [[ $1 == *@* ]] && echo "VIRNUCPRO_DEBUG_SM90_CLUSTER=${1#*@}"
+  case ${1%@*} in
     scalar) echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 ;;
     picks) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;;
     sm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=1 ;;
@@ -381,7 +384,7 @@ bench_env() {
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}
