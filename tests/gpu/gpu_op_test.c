@@ -2048,6 +2048,8 @@ int main(void)
 {
     vnp_error err;
     vnp_backend *cpu;
+    /* line-buffered: a run killed at the device's time limit keeps what it printed */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (vnp_backend_cpu_create(0, &cpu, &err))
         die("cpu backend", &err);
     static const int lens_a[] = {1, 7, 64, 65, 130, 300, 2, 129};
