@@ -1525,14 +1525,15 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
 }
 
 /* The sm_90a GEMM (bias + erf GELU, gated GELU, or bias + residual in its epilogue) in each
- * cluster shape (VIRNUCPRO_DEBUG_SM90_CLUSTER; the default 2x1 with every case, the
- * others with the small ones), then, unless `small`, timed beside the portable path
+ * cluster shape (VIRNUCPRO_DEBUG_SM90_CLUSTER), then, unless `small`, timed beside the portable path
  * (cuBLASLt and the element-wise pass, VIRNUCPRO_DEBUG_SM90_GEMM=0). On a 9.0 GPU in
  * FP16/BF16 with the kernels built, each of these GEMMs must have taken the sm_90
  * kernel; elsewhere, and with the switch, none. */
 static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 {
-    static const char *const shapes[4] = {"2x1", "1x1", "1x2", "2x2"}; /* the default first */
+    /* 1x1 (no multicast) first: a hang in a cluster shape leaves its result printed */
+    static const char *const shapes[4] = {"1x1", "2x1", "1x2", "2x2"};
+    const int def = 1; /* the default, 2x1 */
     vnp_backend *port, *gpu[4];
     vnp_error err;
     setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "0", 1);
@@ -1563,7 +1564,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 #endif
     for (int i = 0; i < 4; i++) {
         const long before = vnp_backend_cuda_sm90_gemms(gpu[i]);
-        const int n = sm90_cases(cpu, port, gpu[i], prec, small || i > 0, shapes[i]);
+        const int n = sm90_cases(cpu, port, gpu[i], prec, small, shapes[i]);
         const long ran = vnp_backend_cuda_sm90_gemms(gpu[i]) - before;
         const int want = sm90 ? n : 0;
         char what[200];
@@ -1580,7 +1581,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     if (!small && (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16)) {
         static const int Ms[3] = {16101, 16384, 32740};
         for (int m = 0; m < 3; m++) {
-            time_linear(gpu[0], sm90 ? "sm90 2x1" : "default", Ms[m], 10240, 2560,
+            time_linear(gpu[def], sm90 ? "sm90 2x1" : "default", Ms[m], 10240, 2560,
                         VNP_ACT_GELU_ERF, 0);
             time_linear(port, "portable", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
         }

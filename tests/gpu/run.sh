@@ -171,14 +171,18 @@ fi
 if has sm90; then
   say "sm90"
   # the sm_90a GEMM (src/backend/cuda/sm90): its op tests and timings alone, then its small
-  # shapes under compute-sanitizer memcheck (TMA, wgmma and the epilogue's stores)
-  if VNP_OPS_ONLY=sm90 "$BIN/vnp_gpu_op_test" >"$OUT/sm90.log" 2>&1; then st=ok; else st=FAIL; fi
+  # shapes under compute-sanitizer memcheck (TMA, wgmma and the epilogue's stores); a lost
+  # barrier arrival would hang, so each under a time limit (rc 124: it hung, the last
+  # line of the log says where)
+  timeout ${VNP_SM90_TIMEOUT:-300} env VNP_OPS_ONLY=sm90 "$BIN/vnp_gpu_op_test" >"$OUT/sm90.log" 2>&1
+  rc=$?
+  [[ $rc == 0 ]] && st=ok || st=FAIL
   grep -E "^(FAIL|time)|sm_90 GEMM" "$OUT/sm90.log"
-  row sm90 "$st" "$(grep 'op tests' "$OUT/sm90.log")"
+  row sm90 "$st" "$(grep 'op tests' "$OUT/sm90.log") rc=$rc$([[ $rc == 124 ]] && echo " (hung after: $(tail -1 "$OUT/sm90.log" | cut -c1-80))")"
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|gated|bias|residual) linear' "$OUT/sm90.log")
   if command -v compute-sanitizer >/dev/null; then
-    VNP_OPS_ONLY=sm90small compute-sanitizer --tool memcheck --error-exitcode 9 \
-      "$BIN/vnp_gpu_op_test" >"$OUT/sm90_memcheck.log" 2>&1
+    timeout ${VNP_SM90_TIMEOUT:-300} env VNP_OPS_ONLY=sm90small compute-sanitizer --tool memcheck \
+      --error-exitcode 9 "$BIN/vnp_gpu_op_test" >"$OUT/sm90_memcheck.log" 2>&1
     rc=$?
     [[ $rc == 0 ]] && st=ok || st=FAIL
     row sm90 "$st" "memcheck: $(grep -E 'ERROR SUMMARY|op tests' "$OUT/sm90_memcheck.log" | tr '\n' ' ') rc=$rc"

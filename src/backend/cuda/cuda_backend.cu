@@ -36,6 +36,9 @@ vnp_code vnp_cuda_status(cudaError_t e, int dev, const char *expr, const char *f
 {
     if (e == cudaSuccess)
         return VNP_OK;
+    /* a failed call also sets the thread's last error: cleared here (a sticky one stays),
+     * so the next launch check does not blame its kernel for this call */
+    (void)cudaGetLastError();
     return status_fail(e == cudaErrorMemoryAllocation, cudaGetErrorString(e), cudaGetErrorName(e),
                        dev, expr, file, line, err);
 }

@@ -296,8 +296,9 @@ static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, i
  * tile, those of one tile row (same rm) x's, so each CTA's producer loads 1/cm of the W
  * tile and 1/cn of the x tile and multicasts them to the CTAs that share it: the L2 reads
  * per CTA fall from 32 KB a stage to 24 (2 x 1, 1 x 2) or 16 KB (2 x 2). A stage is free
- * again once the consumers of every CTA of the cluster are done with it (empty[s] counts
- * 4 warps x cm cn). x's boxes are 128 / cn rows. */
+ * again once the consumers of the CTAs it loads for, and that load for it (its tile row
+ * and column), are done with it (empty[s] counts 4 warps x (cm + cn - 1)). x's boxes
+ * are 128 / cn rows. */
 template <typename T, int EPI>
 __global__ void __launch_bounds__(384, 1)
     gemm_sm90_kernel(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
@@ -327,7 +328,8 @@ __global__ void __launch_bounds__(384, 1)
     if (threadIdx.x == 0) {
         for (int s = 0; s < SM90_STAGES; s++) {
             mbar_init(full + 8 * s, 1);
-            mbar_init(empty + 8 * s, 4 * cs); /* one arrival per consumer warp of the cluster */
+            /* one arrival per consumer warp of each CTA sharing a tile row or column */
+            mbar_init(empty + 8 * s, 4 * (cm + cn - 1));
         }
         mbar_init(order, 4); /* one arrival per warp of the other consumer */
         mbar_init(order + 8, 4);
@@ -372,7 +374,10 @@ __global__ void __launch_bounds__(384, 1)
     } else {
         asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
         const int cw = wg - 1; /* this consumer: tiles cw, cw + 2, ... of this CTA's sequence */
-        const int leader = (threadIdx.x & 31) == 0;
+        const int lane = threadIdx.x & 31, leader = lane == 0;
+        /* lane r of each warp hands stages back to CTA r of the cluster where that CTA
+         * loads into this one's stages and this one into its (same tile row or column) */
+        const int peer = lane < cs && (lane % cm == rm || lane / cm == rn);
         float d0[64], d1[64];
 #pragma unroll
         for (int i = 0; i < 64; i++)
@@ -409,9 +414,8 @@ __global__ void __launch_bounds__(384, 1)
                 acc_fence(d0);
                 acc_fence(d1);
                 wg_wait<1>(); /* the previous stage's wgmmas are done: hand it back */
-                if (kb > 0 && leader)
-                    for (int r = 0; r < cs; r++)
-                        mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES), r);
+                if (kb > 0 && peer)
+                    mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES), lane);
             }
             /* the other consumer's main loop may start */
             if (leader)
@@ -419,9 +423,8 @@ __global__ void __launch_bounds__(384, 1)
             wg_wait<0>();
             acc_fence(d0);
             acc_fence(d1);
-            if (leader)
-                for (int r = 0; r < cs; r++)
-                    mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES), r);
+            if (peer)
+                mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES), lane);
             bad |= epilogue<T, EPI>(d0, m0, M, c0, I, ldo, bias, res, out);
             bad |= epilogue<T, EPI>(d1, m0 + 64, M, c0, I, ldo, bias, res, out);
         }
@@ -597,8 +600,9 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     const int I = gated ? N / 2 : N;
     const int mt = (M + SM90_BM - 1) / SM90_BM;
     const int nt = gated ? I / 64 : N / SM90_BN;
-    /* the cluster shape asked for; 1 x 1 where W's tiles do not pair up */
-    const int cm = c->sm90_cm, cn = nt % c->sm90_cn ? 1 : c->sm90_cn;
+    /* the cluster shape asked for, less what has no pair: one row tile, an odd number of
+     * column tiles */
+    const int cm = mt < 2 ? 1 : c->sm90_cm, cn = nt % c->sm90_cn ? 1 : c->sm90_cn;
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
