@@ -302,10 +302,10 @@ vnp_code vnp_backend_cuda_arch_check(const char *archs, const vnp_device *dev, v
 /* cuda_gemm.cu: how many of be's current GEMM plans took their algorithm from the fixed
  * table (not the heuristic): for the GPU op tests. */
 int vnp_backend_cuda_gemm_picked(vnp_backend *be);
-/* How many GEMMs this CUDA backend has run through the fused sm_90a up-projection
- * kernel (0 where it is not built, not a 9.0 GPU, or switched off): the op tests check
- * which path ran. */
-long vnp_backend_cuda_sm90_gemms(vnp_backend *be);
+/* How many GEMMs this CUDA backend has run through the sm_90a GEMM (0 where it is not
+ * built, not a 9.0 GPU, or switched off), and, where `clustered` is not NULL, how many of
+ * those ran in clusters of more than one CTA: the op tests check which path ran. */
+long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered);
 #endif
 
 #ifdef __cplusplus

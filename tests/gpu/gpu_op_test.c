@@ -1563,9 +1563,10 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         0;
 #endif
     for (int i = 0; i < 4; i++) {
-        const long before = vnp_backend_cuda_sm90_gemms(gpu[i]);
+        long cl0 = 0, cl1 = 0;
+        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0);
         const int n = sm90_cases(cpu, port, gpu[i], prec, small, shapes[i]);
-        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i]) - before;
+        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1) - before;
         const int want = sm90 ? n : 0;
         char what[200];
         snprintf(what, sizeof what,
@@ -1573,11 +1574,20 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                  pname(prec), shapes[i], ran, want, gpu[i]->device.cc_major,
                  gpu[i]->device.cc_minor);
         check(ran == want, what);
+        /* in clusters: none in 1x1; in the others some, not all (each shape has cases
+         * with nothing to pair: one row tile, or an odd number of column tiles) */
+        const long cl = cl1 - cl0;
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s cluster %s: %ld of the %ld ran in clusters of 2 or more CTAs "
+                 "(want %s)",
+                 pname(prec), shapes[i], cl, ran,
+                 !sm90 || i == 0 ? "0" : "some, not all");
+        check(!sm90 || i == 0 ? cl == 0 : cl > 0 && cl < ran, what);
     }
     char what[200];
     snprintf(what, sizeof what, "sm_90 GEMM %s: %ld GEMMs took it with VIRNUCPRO_DEBUG_SM90_GEMM=0 "
-             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port));
-    check(vnp_backend_cuda_sm90_gemms(port) == 0, what);
+             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL));
+    check(vnp_backend_cuda_sm90_gemms(port, NULL) == 0, what);
     if (!small && (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16)) {
         static const int Ms[3] = {16101, 16384, 32740};
         for (int m = 0; m < 3; m++) {

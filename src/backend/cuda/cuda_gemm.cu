@@ -54,7 +54,13 @@ int vnp_backend_cuda_gemm_picked(vnp_backend *be)
     return n;
 }
 
-long vnp_backend_cuda_sm90_gemms(vnp_backend *be) { return vnp_cuda_of(be)->sm90_gemms; }
+long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered)
+{
+    const vnp_cuda *c = vnp_cuda_of(be);
+    if (clustered)
+        *clustered = c->sm90_clustered;
+    return c->sm90_gemms;
+}
 
 void vnp_cuda_gemm_release(vnp_cuda *c)
 {

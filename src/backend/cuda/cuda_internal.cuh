@@ -90,6 +90,7 @@ typedef struct vnp_cuda {
     int sm90_clusters[3]; /* clusters of 1, 2, 4 CTAs that fit at once (0: not asked yet) */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */
+    long sm90_clustered; /* those of them in clusters of more than one CTA */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
     vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */
     int nf8w, capf8w;

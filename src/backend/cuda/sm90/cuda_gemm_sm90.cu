@@ -573,6 +573,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
                                                           : "gemm_sm90",
                                    err);
     c->sm90_gemms += rc == VNP_OK; /* (launched ones only: the op tests count them) */
+    c->sm90_clustered += rc == VNP_OK && cs > 1;
     return rc;
 }
 
