@@ -315,7 +315,8 @@ __global__ void __launch_bounds__(384, 1)
     const uint32_t sa = smem_u32(smem);                              /* x tiles */
     const uint32_t sb = sa + SM90_STAGES * SM90_BM * SM90_BK * 2;    /* W tiles */
     const uint32_t bars = sa + SM90_STAGES * SM90_STAGE_BYTES;
-    /* full[s]: stage s loaded; empty[s]: the cluster's consumers are done with it;
+    /* full[s]: stage s loaded; empty[s]: the consumers of the CTAs sharing its tiles are
+     * done with it;
      * order[w]: consumer w may start its next main loop (the other one finished its own). */
     const uint32_t full = bars, empty = bars + 8 * SM90_STAGES, order = bars + 16 * SM90_STAGES;
     const int wg = threadIdx.x / 128;
@@ -512,6 +513,18 @@ template <> struct pair_bf16<__nv_bfloat16> {
     static const int value = 1;
 };
 
+/* A failed cluster query or launch: the CUDA message, and what to do */
+static vnp_code cluster_hint(vnp_code rc, const vnp_cuda *c, int cm, int cn, vnp_error *err)
+{
+    char was[sizeof err->msg];
+    snprintf(was, sizeof was, "%s", err->msg);
+    return vnp_fail(err, rc,
+                    "%s; in the sm_90 GEMM's clusters of %d x %d CTAs on cuda:%d: set "
+                    "VIRNUCPRO_DEBUG_SM90_CLUSTER=1x1, or unset VIRNUCPRO_DEBUG_SM90_GEMM to "
+                    "use the portable kernels",
+                    was, cm, cn, c->device);
+}
+
 template <typename T, int EPI>
 static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw, const void *bias,
                        const void *res, void *out, int M, int K, int I, int mt, int nt, int cm,
@@ -550,7 +563,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
         rc = VNP_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, gemm_sm90_kernel<T, EPI>, &cfg),
                             c->device, err);
         if (rc)
-            return rc;
+            return cluster_hint(rc, c, cm, cn, err);
         if (n <= 0)
             return vnp_fail(err, VNP_EDEVICE,
                             "cuda:%d: no cluster of %d x %d CTAs of the sm_90 GEMM fits on this "
@@ -572,6 +585,8 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
                                    : EPI == VNP_SM90_GELU ? "gemm_sm90 (GELU)"
                                                           : "gemm_sm90",
                                    err);
+    if (rc && cs > 1)
+        rc = cluster_hint(rc, c, cm, cn, err);
     c->sm90_gemms += rc == VNP_OK; /* (launched ones only: the op tests count them) */
     c->sm90_clustered += rc == VNP_OK && cs > 1;
     return rc;
