@@ -1310,9 +1310,14 @@ static void time_linear(vnp_backend *gpu, const char *label, int M, int N, int K
         gpu->ops->linear(gpu, &xb, &wb, &bb, a, rp, M, N, K, &ob, &err);
     gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
     double dt = (now_s() - t0) / reps;
-    printf("time %s linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s\n",
+    int grid = 0;
+    vnp_backend_cuda_sm90_gemms(gpu, NULL, &grid);
+    printf("time %s linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s",
            a == VNP_ACT_GELU_ERF ? "gelu" : with_res ? "residual" : "bias", gpu->name, label, M,
            N, K, dt * 1e3, 2.0 * M * N * K / dt / 1e12);
+    if (grid)
+        printf("  (grid %d CTAs)", grid);
+    printf("\n");
     gpu->ops->free_buf(gpu, &xb);
     gpu->ops->free_buf(gpu, &wb);
     gpu->ops->free_buf(gpu, &bb);
@@ -1564,9 +1569,9 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 #endif
     for (int i = 0; i < 4; i++) {
         long cl0 = 0, cl1 = 0;
-        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0);
+        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, NULL);
         const int n = sm90_cases(cpu, port, gpu[i], prec, small, shapes[i]);
-        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1) - before;
+        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, NULL) - before;
         const int want = sm90 ? n : 0;
         char what[200];
         snprintf(what, sizeof what,
@@ -1586,8 +1591,8 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     }
     char what[200];
     snprintf(what, sizeof what, "sm_90 GEMM %s: %ld GEMMs took it with VIRNUCPRO_DEBUG_SM90_GEMM=0 "
-             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL));
-    check(vnp_backend_cuda_sm90_gemms(port, NULL) == 0, what);
+             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL, NULL));
+    check(vnp_backend_cuda_sm90_gemms(port, NULL, NULL) == 0, what);
     if (!small && (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16)) {
         static const int Ms[3] = {16101, 16384, 32740};
         for (int m = 0; m < 3; m++) {
@@ -1620,6 +1625,30 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     port->ops->destroy(port);
     for (int i = 0; i < 4; i++)
         gpu[i]->ops->destroy(gpu[i]);
+}
+
+/* VNP_OPS_ONLY=sm90time: ESM-2 3B's qkv GEMM (M = 16384) timed on the sm_90 GEMM in
+ * clusters of 1x1 and 2x1, then on the portable path, with nothing else run: the launches
+ * `ncu --kernel-name regex:gemm_sm90 --launch-skip S --launch-count 1` picks from (3 warm-up
+ * and 20 timed launches each, 1x1 first). Information only. */
+static void time_gemm_sm90(void)
+{
+    static const char *const shapes[2] = {"1x1", "2x1"};
+    vnp_error err;
+    for (int i = 0; i < 3; i++) {
+        vnp_backend *gpu;
+        setenv("VIRNUCPRO_DEBUG_SM90_GEMM", i < 2 ? "2" : "0", 1);
+        if (i < 2)
+            setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", shapes[i], 1);
+        if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &gpu, &err))
+            die("cuda backend", &err);
+        unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
+        unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
+        char label[32];
+        snprintf(label, sizeof label, i < 2 ? "sm90 %s" : "portable", i < 2 ? shapes[i] : "");
+        time_linear(gpu, label, 16384, 7680, 2560, VNP_ACT_NONE, 0);
+        gpu->ops->destroy(gpu);
+    }
 }
 
 /* ---- probes of cuBLASLt at the encoders' GEMM shapes (information only) ---- */
@@ -2070,6 +2099,11 @@ int main(void)
      * device time is short; sm90small: its small shapes only, no timings (for
      * compute-sanitizer) */
     const char *only = getenv("VNP_OPS_ONLY");
+    if (only && !strcmp(only, "sm90time")) {
+        time_gemm_sm90();
+        cpu->ops->destroy(cpu);
+        return 0;
+    }
     if (only && (!strcmp(only, "sm90") || !strcmp(only, "sm90small"))) {
         const int small = !strcmp(only, "sm90small");
         test_gemm_sm90(cpu, VNP_PREC_FP16, small);

@@ -14,6 +14,8 @@
 #         golden    golden fixtures end to end on the GPU (fp32 1e-5, fp16/bf16 cosine, labels)
 #         sm90      the sm_90a GEMM's op tests and timings alone, and its small shapes under
 #                   compute-sanitizer memcheck
+#         sm90prof  the sm_90a GEMM's qkv timed alone in clusters of 1x1 and 2x1 beside
+#                   cuBLASLt, with its grid, and ncu's full detail of one launch of each
 #         memcheck  compute-sanitizer memcheck on the golden run, then racecheck (new
 #                   and old kernels)
 #         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
@@ -187,6 +189,21 @@ if has sm90; then
     [[ $rc == 0 ]] && st=ok || st=FAIL
     row sm90 "$st" "memcheck: $(grep -E 'ERROR SUMMARY|op tests' "$OUT/sm90_memcheck.log" | tr '\n' ' ') rc=$rc"
   fi
+fi
+
+if has sm90prof; then
+  say "sm90prof"
+  # the sm_90 GEMM alone (VNP_OPS_ONLY=sm90time: qkv at M=16384, 1x1, 2x1, then cuBLASLt),
+  # timed with its grid, then ncu's full detail of one timed launch of each cluster shape
+  env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
+  while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
+  for ks in 1x1:3 2x1:26; do
+    IFS=: read -r shape skip <<<"$ks"
+    VNP_OPS_ONLY=sm90time ncu -k "regex:gemm_sm90" --launch-skip "$skip" --launch-count 1 \
+      --set full "$BIN/vnp_gpu_op_test" >"$OUT/sm90prof_$shape.txt" 2>&1
+    if grep -q "Duration" "$OUT/sm90prof_$shape.txt"; then st=ok; else st=FAIL; fi
+    row sm90prof "$st" "$shape: $(grep -m1 -E '^ +Duration' "$OUT/sm90prof_$shape.txt" | awk '{print $2 $3}'), grid $(grep -m1 -E '^ +Grid Size' "$OUT/sm90prof_$shape.txt" | awk '{print $NF}'), SM busy $(grep -m1 -E '^ +Compute \(SM\) Throughput' "$OUT/sm90prof_$shape.txt" | awk '{print $NF}')%"
+  done
 fi
 
 if has memcheck; then

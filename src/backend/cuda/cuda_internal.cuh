@@ -91,6 +91,7 @@ typedef struct vnp_cuda {
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */
     long sm90_clustered; /* those of them in clusters of more than one CTA */
+    int sm90_grid;     /* CTAs in the last sm_90 GEMM's persistent grid */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
     vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */
     int nf8w, capf8w;

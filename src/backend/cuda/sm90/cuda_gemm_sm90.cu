@@ -589,6 +589,8 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
         rc = cluster_hint(rc, c, cm, cn, err);
     c->sm90_gemms += rc == VNP_OK; /* (launched ones only: the op tests count them) */
     c->sm90_clustered += rc == VNP_OK && cs > 1;
+    if (!rc)
+        c->sm90_grid = ncl * cs;
     return rc;
 }
 
