@@ -61,13 +61,16 @@ static __device__ __forceinline__ void mbar_arrive(uint32_t bar)
 }
 
 /* One arrival on the barrier at the same offset in CTA `cta` of the cluster (this one
- * included); release at cluster scope: this thread's reads of the stage (its wgmmas, waited
- * for) come before the producer that owns the barrier overwrites it. */
+ * included). The stage's reads it hands back are the wgmmas', already waited for
+ * (wgmma.wait_group), so the default semantics (release at CTA scope) are enough, as in
+ * CUTLASS's cluster barrier. Not .release.cluster: ptxas makes that a MEMBAR.ALL.GPU
+ * before every arrival, which drains the previous tile's global stores at every K block
+ * and halved the kernel's speed (measured, session 12). */
 static __device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t cta)
 {
     asm volatile("{\n\t.reg .b32 ra;\n\t"
                  "mapa.shared::cluster.u32 ra, %0, %1;\n\t"
-                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n\t}" ::"r"(bar),
+                 "mbarrier.arrive.shared::cluster.b64 _, [ra];\n\t}" ::"r"(bar),
                  "r"(cta)
                  : "memory");
 }
