@@ -1311,7 +1311,7 @@ static void time_linear(vnp_backend *gpu, const char *label, int M, int N, int K
     gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
     double dt = (now_s() - t0) / reps;
     int grid = 0;
-    vnp_backend_cuda_sm90_gemms(gpu, NULL, &grid);
+    vnp_backend_cuda_sm90_gemms(gpu, NULL, NULL, &grid);
     printf("time %s linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s",
            a == VNP_ACT_GELU_ERF ? "gelu" : with_res ? "residual" : "bias", gpu->name, label, M,
            N, K, dt * 1e3, 2.0 * M * N * K / dt / 1e12);
@@ -1479,11 +1479,13 @@ static void test_linear_gated(vnp_backend *a, vnp_backend *b, vnp_precision prec
 /* The sm_90a GEMM's cases (sm90/cuda_gemm_sm90.cu), `gpu` against the CPU at small shapes
  * (a partial row tile, one row, no bias, K shorter than the stage ring, more tiles than two
  * per SM so that both consumers take several, an odd number of row tiles and of column
- * tiles, so that clusters have tiles past the edges or fall back to 1 x 1) and, unless
- * `small`, against the portable path at ESM-2 3B's and DNABERT-S's shapes of a packed
- * batch. An Inf in x must reach the guard word. Returns how many GEMMs there were. */
+ * tiles, so that clusters have tiles past the edges or fall back to 1 x 1; widths that
+ * take 128 x 256 tiles and widths that do not, gated with and without bias) and, unless
+ * `small`, against the portable path at ESM-2 3B's and DNABERT-S's widths with `bigM`
+ * rows (a packed batch's). An Inf in x must reach the guard word. Returns how many GEMMs
+ * there were. */
 static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp_precision prec,
-                      int small, const char *shape)
+                      int small, int bigM, const char *shape)
 {
     vnp_error err;
     test_linear(cpu, gpu, prec, 77, 256, 128, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
@@ -1491,19 +1493,20 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
     test_linear(cpu, gpu, prec, 1, 128, 64, 0, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear(cpu, gpu, prec, 4100, 1280, 256, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     if (!small)
-        test_linear(port, gpu, prec, 16101, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+        test_linear(port, gpu, prec, bigM, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear_gated(cpu, gpu, prec, 77, 192, 128, 1);
+    test_linear_gated(cpu, gpu, prec, 77, 256, 128, 1);
     test_linear_gated(cpu, gpu, prec, 1000, 3072, 768, 0); /* DNABERT-S: no bias */
     if (!small)
-        test_linear_gated(port, gpu, prec, 16101, 3072, 768, 0);
+        test_linear_gated(port, gpu, prec, bigM, 3072, 768, 0);
     /* the other linears: bias, bias + residual in place, no bias with a residual */
     test_linear(cpu, gpu, prec, 130, 384, 128, 1, VNP_ACT_NONE, 0, 0, 0);
     test_linear(cpu, gpu, prec, 129, 256, 256, 1, VNP_ACT_NONE, 1, 1, 0);
     test_linear(cpu, gpu, prec, 70, 128, 64, 0, VNP_ACT_NONE, 1, 0, 0);
     if (!small) {
-        test_linear(port, gpu, prec, 16101, 7680, 2560, 1, VNP_ACT_NONE, 0, 0, 0);  /* qkv */
-        test_linear(port, gpu, prec, 16101, 2560, 2560, 1, VNP_ACT_NONE, 1, 1, 0);  /* out */
-        test_linear(port, gpu, prec, 16101, 2560, 10240, 1, VNP_ACT_NONE, 1, 1, 0); /* fc2 */
+        test_linear(port, gpu, prec, bigM, 7680, 2560, 1, VNP_ACT_NONE, 0, 0, 0);  /* qkv */
+        test_linear(port, gpu, prec, bigM, 2560, 2560, 1, VNP_ACT_NONE, 1, 1, 0);  /* out */
+        test_linear(port, gpu, prec, bigM, 2560, 10240, 1, VNP_ACT_NONE, 1, 1, 0); /* fc2 */
     }
     /* an Inf in x: the fused epilogue marks the guard word */
     int M = 130, N = 256, K = 128;
@@ -1517,8 +1520,7 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
     vnp_code hit = vnp_backend_guard_check(gpu, &err);
     gpu->ops->guard_reset(gpu);
     char what[200];
-    snprintf(what, sizeof what,
-             "sm_90 GEMM %s cluster %s: an Inf in the last row reaches the guard (%s)",
+    snprintf(what, sizeof what, "sm_90 GEMM %s %s: an Inf in the last row reaches the guard (%s)",
              pname(prec), shape, vnp_code_name(hit));
     check(hit == VNP_ENUMERIC, what);
     gpu->ops->free_buf(gpu, &xb);
@@ -1526,39 +1528,58 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
     gpu->ops->free_buf(gpu, &ob);
     free(x);
     free(w);
-    return small ? 10 : 15;
+    return small ? 11 : 16;
 }
 
 /* The sm_90a GEMM (bias + erf GELU, gated GELU, or bias + residual in its epilogue) in each
- * cluster shape (VIRNUCPRO_DEBUG_SM90_CLUSTER), then, unless `small`, timed beside the portable path
- * (cuBLASLt and the element-wise pass, VIRNUCPRO_DEBUG_SM90_GEMM=0). On a 9.0 GPU in
- * FP16/BF16 with the kernels built, each of these GEMMs must have taken the sm_90
- * kernel; elsewhere, and with the switch, none. */
+ * tile width and cluster shape (VIRNUCPRO_DEBUG_SM90_TILE, VIRNUCPRO_DEBUG_SM90_CLUSTER),
+ * then, unless `small`, timed beside the portable path (cuBLASLt and the element-wise
+ * pass, VIRNUCPRO_DEBUG_SM90_GEMM=0). On a 9.0 GPU in FP16/BF16 with the kernels built,
+ * each of these GEMMs must have taken the sm_90 kernel; elsewhere, and with the switch,
+ * none. The packed-batch shapes have M = 16101 in the default configuration and 4101 in
+ * the others (the same widths; fewer rows keep the stage's time down). */
+#define SM90_CONFIGS 6
 static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 {
-    /* 1x1 (no multicast) first: a hang in a cluster shape leaves its result printed */
-    static const char *const shapes[4] = {"1x1", "2x1", "1x2", "2x2"};
-    const int def = 1; /* the default, 2x1 */
-    vnp_backend *port, *gpu[4];
+    /* 1 x 1 (no multicast) first: a hang in a cluster shape leaves its result printed */
+    static const char *const tiles[SM90_CONFIGS] = {"128x128", "128x256", "128x128",
+                                                    "128x256", "128x256", "128x256"};
+    static const char *const shapes[SM90_CONFIGS] = {"1x1", "1x1", "2x1", "2x1", "1x2", "2x2"};
+    const int def = 3, narrow = 2; /* the default (128 x 256, 2 x 1); 128 x 128 2 x 1 */
+    vnp_backend *port, *gpu[SM90_CONFIGS];
+    char names[SM90_CONFIGS][24];
     vnp_error err;
     setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "0", 1);
     if (vnp_backend_cuda_create(0, prec, &port, &err))
         die("cuda backend (no sm_90 kernels)", &err);
     setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "2", 1); /* every encoder linear */
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < SM90_CONFIGS; i++) {
+        snprintf(names[i], sizeof names[i], "%s %s", tiles[i], shapes[i]);
+        setenv("VIRNUCPRO_DEBUG_SM90_TILE", tiles[i], 1);
         setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", shapes[i], 1);
+        if (i == def) { /* the defaults, unset */
+            unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
+            unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
+        }
         if (vnp_backend_cuda_create(0, prec, &gpu[i], &err))
             die("cuda backend (sm_90 kernels)", &err);
     }
-    /* a shape that is not one: creation fails, naming the variable */
-    setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", "3x1", 1);
-    vnp_backend *bad = NULL;
-    vnp_code brc = vnp_backend_cuda_create(0, prec, &bad, &err);
-    check(brc == VNP_EINVAL && strstr(err.msg, "VIRNUCPRO_DEBUG_SM90_CLUSTER=3x1") && !bad,
-          "sm_90 GEMM: VIRNUCPRO_DEBUG_SM90_CLUSTER=3x1 is refused, naming the variable");
-    if (bad)
-        bad->ops->destroy(bad);
-    unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
+    unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
+    /* values that are not one: creation fails, naming the variable */
+    static const char *const badv[2][2] = {{"VIRNUCPRO_DEBUG_SM90_CLUSTER", "3x1"},
+                                           {"VIRNUCPRO_DEBUG_SM90_TILE", "256x128"}};
+    for (int k = 0; k < 2; k++) {
+        setenv(badv[k][0], badv[k][1], 1);
+        vnp_backend *bad = NULL;
+        vnp_code brc = vnp_backend_cuda_create(0, prec, &bad, &err);
+        char want[80], what[200];
+        snprintf(want, sizeof want, "%s=%s", badv[k][0], badv[k][1]);
+        snprintf(what, sizeof what, "sm_90 GEMM: %s is refused, naming the variable", want);
+        check(brc == VNP_EINVAL && strstr(err.msg, want) && !bad, what);
+        if (bad)
+            bad->ops->destroy(bad);
+        unsetenv(badv[k][0]);
+    }
     unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
     const int sm90 =
 #ifdef VNP_EXPECT_SM90A
@@ -1567,88 +1588,93 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 #else
         0;
 #endif
-    for (int i = 0; i < 4; i++) {
-        long cl0 = 0, cl1 = 0;
-        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, NULL);
-        const int n = sm90_cases(cpu, port, gpu[i], prec, small, shapes[i]);
-        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, NULL) - before;
+    for (int i = 0; i < SM90_CONFIGS; i++) {
+        long cl0 = 0, cl1 = 0, wd0 = 0, wd1 = 0;
+        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, &wd0, NULL);
+        const int n = sm90_cases(cpu, port, gpu[i], prec, small, i == def ? 16101 : 4101, names[i]);
+        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, &wd1, NULL) - before;
         const int want = sm90 ? n : 0;
         char what[200];
-        snprintf(what, sizeof what,
-                 "sm_90 GEMM %s cluster %s: %ld of the GEMMs took it (want %d on %d.%d)",
-                 pname(prec), shapes[i], ran, want, gpu[i]->device.cc_major,
+        snprintf(what, sizeof what, "sm_90 GEMM %s %s: %ld of the GEMMs took it (want %d on %d.%d)",
+                 pname(prec), names[i], ran, want, gpu[i]->device.cc_major,
                  gpu[i]->device.cc_minor);
         check(ran == want, what);
         /* in clusters: none in 1x1; in the others some, not all (each shape has cases
-         * with nothing to pair: one row tile, or an odd number of column tiles) */
-        const long cl = cl1 - cl0;
+         * with nothing to pair: one row tile, or an odd number of column tiles); in
+         * 128 x 256 tiles likewise some, not all (widths not a multiple of 256) */
+        const int one = !strcmp(shapes[i], "1x1"), wide = !strcmp(tiles[i], "128x256");
+        const long cl = cl1 - cl0, wd = wd1 - wd0;
         snprintf(what, sizeof what,
-                 "sm_90 GEMM %s cluster %s: %ld of the %ld ran in clusters of 2 or more CTAs "
+                 "sm_90 GEMM %s %s: %ld of the %ld ran in clusters of 2 or more CTAs "
                  "(want %s)",
-                 pname(prec), shapes[i], cl, ran,
-                 !sm90 || i == 0 ? "0" : "some, not all");
-        check(!sm90 || i == 0 ? cl == 0 : cl > 0 && cl < ran, what);
+                 pname(prec), names[i], cl, ran, !sm90 || one ? "0" : "some, not all");
+        check(!sm90 || one ? cl == 0 : cl > 0 && cl < ran, what);
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s %s: %ld of the %ld ran in 128 x 256 tiles (want %s)",
+                 pname(prec), names[i], wd, ran, !sm90 || !wide ? "0" : "some, not all");
+        check(!sm90 || !wide ? wd == 0 : wd > 0 && wd < ran, what);
     }
     char what[200];
     snprintf(what, sizeof what, "sm_90 GEMM %s: %ld GEMMs took it with VIRNUCPRO_DEBUG_SM90_GEMM=0 "
-             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL, NULL));
-    check(vnp_backend_cuda_sm90_gemms(port, NULL, NULL) == 0, what);
-    if (!small && (prec == VNP_PREC_FP16 || prec == VNP_PREC_BF16)) {
+             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL));
+    check(vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL) == 0, what);
+    if (!small && sm90 && prec == VNP_PREC_FP16) {
+        /* fc1 at three token counts; qkv, out, fc2 of ESM-2 3B, then DNABERT-S's
+         * up-projection: 128 x 128 and 128 x 256 tiles (2 x 1) beside the portable path */
         static const int Ms[3] = {16101, 16384, 32740};
         for (int m = 0; m < 3; m++) {
-            time_linear(gpu[def], sm90 ? "sm90 2x1" : "default", Ms[m], 10240, 2560,
-                        VNP_ACT_GELU_ERF, 0);
+            time_linear(gpu[def], names[def], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(port, "portable", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
         }
-    }
-    if (!small && prec == VNP_PREC_FP16) {
-        /* qkv, out, fc2 of ESM-2 3B, then DNABERT-S's up-projection, in every cluster shape */
         static const int lin[4][3] = {{10240, 2560, 0}, {7680, 2560, 0}, {2560, 2560, 1},
                                       {2560, 10240, 1}};
         for (int k = 0; k < 4; k++) {
-            for (int i = 0; sm90 && i < 4; i++) {
-                char label[32];
-                snprintf(label, sizeof label, "sm90 %s", shapes[i]);
-                time_linear(gpu[i], label, 16384, lin[k][0], lin[k][1],
-                            k == 0 ? VNP_ACT_GELU_ERF : VNP_ACT_NONE, lin[k][2]);
-            }
-            time_linear(port, "portable", 16384, lin[k][0], lin[k][1],
-                        k == 0 ? VNP_ACT_GELU_ERF : VNP_ACT_NONE, lin[k][2]);
+            const vnp_act a = k == 0 ? VNP_ACT_GELU_ERF : VNP_ACT_NONE;
+            time_linear(gpu[narrow], names[narrow], 16384, lin[k][0], lin[k][1], a, lin[k][2]);
+            time_linear(gpu[def], names[def], 16384, lin[k][0], lin[k][1], a, lin[k][2]);
+            time_linear(port, "portable", 16384, lin[k][0], lin[k][1], a, lin[k][2]);
         }
-        for (int i = 0; sm90 && i < 4; i++) {
-            char label[32];
-            snprintf(label, sizeof label, "sm90 %s", shapes[i]);
-            time_gated_linear(gpu[i], label, 65536, 3072, 768);
-        }
+        time_gated_linear(gpu[narrow], names[narrow], 65536, 3072, 768);
+        time_gated_linear(gpu[def], names[def], 65536, 3072, 768);
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < SM90_CONFIGS; i++)
         gpu[i]->ops->destroy(gpu[i]);
 }
 
 /* VNP_OPS_ONLY=sm90time: ESM-2 3B's qkv GEMM (M = 16384) timed on the sm_90 GEMM in
- * clusters of 1x1 and 2x1, then on the portable path, with nothing else run: the launches
- * `ncu --kernel-name regex:gemm_sm90 --launch-skip S --launch-count 1` picks from (3 warm-up
- * and 20 timed launches each, 1x1 first). Information only. */
+ * 128 x 128 tiles (2 x 1 clusters), 128 x 256 tiles (2 x 1, 2 x 2), then on the portable
+ * path, then fc1 with its GELU likewise, with nothing else run: the launches
+ * `ncu --kernel-name regex:gemm_sm90 --launch-skip S --launch-count 1` picks from (3
+ * warm-up and 20 timed launches each, in that order). Information only. */
 static void time_gemm_sm90(void)
 {
-    static const char *const shapes[2] = {"1x1", "2x1"};
+    static const char *const tiles[3] = {"128x128", "128x256", "128x256"};
+    static const char *const shapes[3] = {"2x1", "2x1", "2x2"};
+    vnp_backend *gpu[4];
+    char names[4][24];
     vnp_error err;
-    for (int i = 0; i < 3; i++) {
-        vnp_backend *gpu;
-        setenv("VIRNUCPRO_DEBUG_SM90_GEMM", i < 2 ? "2" : "0", 1);
-        if (i < 2)
+    for (int i = 0; i < 4; i++) {
+        setenv("VIRNUCPRO_DEBUG_SM90_GEMM", i < 3 ? "2" : "0", 1);
+        if (i < 3) {
+            setenv("VIRNUCPRO_DEBUG_SM90_TILE", tiles[i], 1);
             setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", shapes[i], 1);
-        if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &gpu, &err))
+        }
+        if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &gpu[i], &err))
             die("cuda backend", &err);
+        unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
         unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
         unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
-        char label[32];
-        snprintf(label, sizeof label, i < 2 ? "sm90 %s" : "portable", i < 2 ? shapes[i] : "");
-        time_linear(gpu, label, 16384, 7680, 2560, VNP_ACT_NONE, 0);
-        gpu->ops->destroy(gpu);
+        snprintf(names[i], sizeof names[i], "%s %s", i < 3 ? tiles[i] : "portable",
+                 i < 3 ? shapes[i] : "");
     }
+    for (int i = 0; i < 4; i++)
+        time_linear(gpu[i], names[i], 16384, 7680, 2560, VNP_ACT_NONE, 0);
+    for (int i = 0; i < 4; i++)
+        time_linear(gpu[i], names[i], 16384, 10240, 2560, VNP_ACT_GELU_ERF, 0);
+    for (int i = 0; i < 4; i++)
+        gpu[i]->ops->destroy(gpu[i]);
 }
 
 /* ---- probes of cuBLASLt at the encoders' GEMM shapes (information only) ---- */

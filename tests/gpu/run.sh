@@ -14,8 +14,9 @@
 #         golden    golden fixtures end to end on the GPU (fp32 1e-5, fp16/bf16 cosine, labels)
 #         sm90      the sm_90a GEMM's op tests and timings alone, and its small shapes under
 #                   compute-sanitizer memcheck
-#         sm90prof  the sm_90a GEMM's qkv timed alone in clusters of 1x1 and 2x1 beside
-#                   cuBLASLt, with its grid, and ncu's full detail of one launch of each
+#         sm90prof  the sm_90a GEMM's qkv and fc1 timed alone in 128x128 and 128x256 tiles
+#                   beside cuBLASLt, with its grid, and ncu's full detail of one qkv launch
+#                   of each tile width
 #         memcheck  compute-sanitizer memcheck on the golden run, then racecheck (new
 #                   and old kernels)
 #         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
@@ -193,11 +194,12 @@ fi
 
 if has sm90prof; then
   say "sm90prof"
-  # the sm_90 GEMM alone (VNP_OPS_ONLY=sm90time: qkv at M=16384, 1x1, 2x1, then cuBLASLt),
-  # timed with its grid, then ncu's full detail of one timed launch of each cluster shape
+  # the sm_90 GEMM alone (VNP_OPS_ONLY=sm90time: qkv, then fc1, at M=16384 in 128x128 and
+  # 128x256 tiles, then cuBLASLt), timed with its grid, then ncu's full detail of one timed
+  # qkv launch of each tile width (2x1 clusters)
   env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
-  for ks in 1x1:3 2x1:26; do
+  for ks in 128x128_2x1:3 128x256_2x1:26; do
     IFS=: read -r shape skip <<<"$ks"
     VNP_OPS_ONLY=sm90time ncu -k "regex:gemm_sm90" --launch-skip "$skip" --launch-count 1 \
       --set full "$BIN/vnp_gpu_op_test" >"$OUT/sm90prof_$shape.txt" 2>&1

@@ -775,6 +775,17 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
         scm = scl[0] - '0';
         scn = scl[2] - '0';
     }
+    /* its tile: 128 x 256 where the shape allows (default), or always 128 x 128 */
+    int swide = 1;
+    const char *stl = getenv("VIRNUCPRO_DEBUG_SM90_TILE");
+    if (stl && *stl) {
+        if (strcmp(stl, "128x128") && strcmp(stl, "128x256"))
+            return vnp_fail(err, VNP_EINVAL,
+                            "VIRNUCPRO_DEBUG_SM90_TILE=%s: want 128x128 or 128x256 (rows of x by "
+                            "rows of W per tile), or unset it",
+                            stl);
+        swide = !strcmp(stl, "128x256");
+    }
     vnp_backend *be = (vnp_backend *)calloc(1, sizeof *be);
     vnp_cuda *c = (vnp_cuda *)calloc(1, sizeof *c);
     if (!be || !c) {
@@ -801,6 +812,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->cc = dev.cc_major * 10 + dev.cc_minor;
     c->sm90_cm = scm;
     c->sm90_cn = scn;
+    c->sm90_wide = swide;
     const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
 #ifdef VNP_HAVE_SM90A
     c->sm90_gemm = c->cc == 90 && !c->scalar_only && s9 && (!strcmp(s9, "1") || !strcmp(s9, "2"))

@@ -54,11 +54,13 @@ int vnp_backend_cuda_gemm_picked(vnp_backend *be)
     return n;
 }
 
-long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered, int *grid)
+long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered, long *wide, int *grid)
 {
     const vnp_cuda *c = vnp_cuda_of(be);
     if (clustered)
         *clustered = c->sm90_clustered;
+    if (wide)
+        *wide = c->sm90_wide_run;
     if (grid)
         *grid = c->sm90_grid;
     return c->sm90_gemms;

@@ -25,13 +25,21 @@
 #include "backend/cuda/cuda_internal.cuh"
 
 /* (the epilogues, VNP_SM90_GELU / _GATED / _LINEAR, are in cuda_internal.cuh) */
-#define SM90_BM 128    /* rows of x per tile (two m64 wgmmas) */
-#define SM90_BN 128    /* rows of W per tile (one n128 wgmma) */
+#define SM90_BM 128    /* rows of x per tile (two m64 halves) */
 #define SM90_BK 64     /* K per stage: 128 bytes of FP16, one 128-byte swizzle row */
-#define SM90_STAGES 7   /* 7 x 32 KB: as deep a ring as the 227 KB of shared memory holds */
 #define SM90_GROUP_M 16 /* tiles walk 16 row tiles before the next column tile (L2 reuse) */
-#define SM90_STAGE_BYTES ((SM90_BM + SM90_BN) * SM90_BK * 2)
-#define SM90_SMEM (SM90_STAGES * SM90_STAGE_BYTES + 1024 + 256)
+/* Two tile widths (rows of W per tile), WIDE a template parameter of the kernel:
+ * 0: 128 x 128 tiles, the two consumers take turns on whole tiles (ping-pong: one's
+ *    epilogue overlaps the other's main loop); two m64n128k16 wgmmas per k16; 7 stages.
+ * 1: 128 x 256 tiles, the two consumers share each tile, 64 rows each (cooperative: the
+ *    epilogue does not overlap the MMAs); one m64n256k16 per consumer and k16; 4 stages.
+ *    Per 128 x 256 x 16 it reads 20 KB of shared memory and has TMA write 12 KB, against
+ *    24 and 16 KB for the same work in 128 x 128 tiles: shared memory, not the tensor
+ *    cores, bounded the narrow tile at ~70 % (ncu, session 12). */
+#define SM90_BN(W) ((W) ? 256 : 128)
+#define SM90_STAGES(W) ((W) ? 4 : 7) /* as deep a ring as the 227 KB of shared memory holds */
+#define SM90_STAGE_BYTES(W) ((SM90_BM + SM90_BN(W)) * SM90_BK * 2)
+#define SM90_SMEM(W) (SM90_STAGES(W) * SM90_STAGE_BYTES(W) + 1024 + 256)
 
 /* ---- device side: compiled only where the sm_90a instructions exist ---- */
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -143,10 +151,10 @@ template <int N> static __device__ __forceinline__ void wg_wait()
 {
     asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
-static __device__ __forceinline__ void acc_fence(float (&d)[64])
+template <int N> static __device__ __forceinline__ void acc_fence(float (&d)[N])
 {
 #pragma unroll
-    for (int i = 0; i < 64; i++)
+    for (int i = 0; i < N; i++)
         asm volatile("" : "+f"(d[i])::"memory");
 }
 
@@ -170,11 +178,35 @@ static __device__ __forceinline__ void acc_fence(float (&d)[64])
                  ", %64, %65, p, 1, 1, 0, 0;\n\t}"                                                  \
                  : VNP_WG_ARGS                                                                     \
                  : "l"(da), "l"(db), "r"(scale_d))
+#define VNP_WG_OUT256                                                                               \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                     \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "              \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "              \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "              \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "              \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "              \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "  \
+    "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, "   \
+    "%127}"
+#define VNP_WG_ARGS256                                                                              \
+    VNP_WG_ARGS, VNP_WG_R8(64), VNP_WG_R8(72), VNP_WG_R8(80), VNP_WG_R8(88), VNP_WG_R8(96),       \
+        VNP_WG_R8(104), VNP_WG_R8(112), VNP_WG_R8(120)
+/* d[64x256] (+)= A[64x16] B[256x16]^T */
+#define VNP_WGMMA256(TY)                                                                           \
+    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %130, 0;\n\t"                              \
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " " VNP_WG_OUT256        \
+                 ", %128, %129, p, 1, 1, 0, 0;\n\t}"                                               \
+                 : VNP_WG_ARGS256                                                                  \
+                 : "l"(da), "l"(db), "r"(scale_d))
 template <typename T> struct wgmma_op;
 template <> struct wgmma_op<__half> {
     static __device__ __forceinline__ void run(float (&d)[64], uint64_t da, uint64_t db, int scale_d)
     {
         VNP_WGMMA("f16");
+    }
+    static __device__ __forceinline__ void run(float (&d)[128], uint64_t da, uint64_t db, int scale_d)
+    {
+        VNP_WGMMA256("f16");
     }
 };
 template <> struct wgmma_op<__nv_bfloat16> {
@@ -182,13 +214,18 @@ template <> struct wgmma_op<__nv_bfloat16> {
     {
         VNP_WGMMA("bf16");
     }
+    static __device__ __forceinline__ void run(float (&d)[128], uint64_t da, uint64_t db, int scale_d)
+    {
+        VNP_WGMMA256("bf16");
+    }
 };
 
-/* Tile (rm, rn) of the cluster's tile t: its first row of x and the first rows of the
- * two 64-row halves of W it multiplies. A cluster of cm x cn CTAs takes cm x cn tiles at
- * a time (the "macro" tile t of MT x NT); GELU: W rows [128n, 128n + 128); gated:
- * [64n, 64n + 64) (the GELU half) and [I + 64n, ...) (the gate). Macro tiles go down 16
- * row tiles before moving right. */
+/* Tile (rm, rn) of the cluster's tile t: its first row of x, the first rows of the two
+ * BN/2-row halves of W it multiplies and its first output column. A cluster of cm x cn
+ * CTAs takes cm x cn tiles at a time (the "macro" tile t of MT x NT); W rows [BN n,
+ * BN n + BN), or, gated, [BN/2 n, + BN/2) (the GELU half) and [I + BN/2 n, ...) (the
+ * gate). Macro tiles go down 16 row tiles before moving right. */
+template <int BN>
 static __device__ __forceinline__ void tile_at(int t, int MT, int NT, int cm, int cn, int rm,
                                                int rn, int gated, int I, int *m0, int *w0,
                                                int *w1, int *c0)
@@ -201,13 +238,13 @@ static __device__ __forceinline__ void tile_at(int t, int MT, int NT, int cm, in
     const int m = (first + in % gm) * cm + rm, n = (in / gm) * cn + rn;
     *m0 = m * SM90_BM;
     if (gated) {
-        *w0 = n * 64;
-        *w1 = I + n * 64;
-        *c0 = n * 64;
+        *w0 = n * (BN / 2);
+        *w1 = I + n * (BN / 2);
+        *c0 = n * (BN / 2);
     } else {
-        *w0 = n * SM90_BN;
-        *w1 = n * SM90_BN + 64;
-        *c0 = n * SM90_BN;
+        *w0 = n * BN;
+        *w1 = n * BN + BN / 2;
+        *c0 = n * BN;
     }
 }
 
@@ -234,11 +271,12 @@ template <> struct pair_of<__nv_bfloat16> {
     static __device__ __forceinline__ float2 back(__nv_bfloat162 h) { return __bfloat1622float2(h); }
 };
 
-/* One consumer's epilogue for rows [m0 + 64h, +64) of its tile: accumulator element
- * r of thread (warp w, lane l) is row 16w + l/4 + 8((r/2)%2), column 8(r/4) + 2(l%4) +
- * r%2 (the wgmma D fragment). */
-template <typename T, int EPI>
-static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, int M, int c0,
+/* One consumer's epilogue for 64 rows from row0 of its tile, NA accumulators a thread
+ * (the tile's width / 2): element r of thread (warp w, lane l) is row 16w + l/4 +
+ * 8((r/2)%2), column 8(r/4) + 2(l%4) + r%2 (the wgmma D fragment); gated, the gate of
+ * column c is column c + NA/4. */
+template <typename T, int EPI, int NA>
+static __device__ __forceinline__ int epilogue(const float (&d)[NA], int row0, int M, int c0,
                                                int I, int ldo, const T *__restrict__ bias,
                                                const T *res, T *out)
 {
@@ -249,7 +287,7 @@ static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, i
     const int cq = 2 * (lane & 3);
     int bad = 0;
 #pragma unroll
-    for (int j = 0; j < (GATED ? 8 : 16); j++) {
+    for (int j = 0; j < (GATED ? NA / 8 : NA / 4); j++) {
         const int col = c0 + 8 * j + cq;
         float b0 = 0.0f, b1 = 0.0f, g0 = 0.0f, g1 = 0.0f;
         if (bias) {
@@ -279,8 +317,8 @@ static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, i
                 v1 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h + 1] + b1));
             }
             if (GATED) {
-                v0 *= to_f<T>(d[4 * (j + 8) + 2 * h] + g0);
-                v1 *= to_f<T>(d[4 * (j + 8) + 2 * h + 1] + g1);
+                v0 *= to_f<T>(d[4 * (j + NA / 8) + 2 * h] + g0);
+                v1 *= to_f<T>(d[4 * (j + NA / 8) + 2 * h + 1] + g1);
             }
             const T2 o = pair_of<T>::make(v0, v1);
             if (r < M) {
@@ -297,31 +335,35 @@ static __device__ __forceinline__ int epilogue(const float (&d)[64], int row0, i
 /* The kernel. A cluster of cm x cn CTAs (cm, cn in {1, 2}; rank = rm + cm rn) computes
  * cm x cn neighbouring tiles at a time: the CTAs of one tile column (same rn) share W's
  * tile, those of one tile row (same rm) x's, so each CTA's producer loads 1/cm of the W
- * tile and 1/cn of the x tile and multicasts them to the CTAs that share it: the L2 reads
- * per CTA fall from 32 KB a stage to 24 (2 x 1, 1 x 2) or 16 KB (2 x 2). A stage is free
+ * tile and 1/cn of the x tile and multicasts them to the CTAs that share it (2 x 1 cuts
+ * a 128 x 128 tile's L2 reads from 32 KB a stage to 24, 2 x 2 to 16). A stage is free
  * again once the consumers of the CTAs it loads for, and that load for it (its tile row
- * and column), are done with it (empty[s] counts 4 warps x (cm + cn - 1)). x's boxes
- * are 128 / cn rows. */
-template <typename T, int EPI>
+ * and column), are done with it (empty[s] counts the consumer warps that read it, 4 or
+ * 8 per CTA, x (cm + cn - 1)). x's boxes are 128 / cn rows, W's 64. */
+template <typename T, int EPI, int WIDE>
 __global__ void __launch_bounds__(384, 1)
     gemm_sm90_kernel(const __grid_constant__ CUtensorMap tx, const __grid_constant__ CUtensorMap tw,
                      const T *__restrict__ bias, const T *res, T *out, int M, int K, int I,
                      int ldo, int MT, int NT, int cm, int cn, int *flag)
 {
     constexpr int GATED = EPI == VNP_SM90_GATED;
+    constexpr int BN = SM90_BN(WIDE), NS = SM90_STAGES(WIDE);
+    constexpr int NB = BN / 64;         /* W boxes of 64 rows per stage */
+    constexpr int READERS = WIDE ? 8 : 4; /* consumer warps reading each stage of a CTA */
 #ifdef VNP_SM90_DEVICE
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     /* the swizzled tiles want 1024-byte alignment (the same offset in every CTA: the
      * multicast writes there) */
     unsigned char *smem =
         (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    const uint32_t sa = smem_u32(smem);                              /* x tiles */
-    const uint32_t sb = sa + SM90_STAGES * SM90_BM * SM90_BK * 2;    /* W tiles */
-    const uint32_t bars = sa + SM90_STAGES * SM90_STAGE_BYTES;
+    const uint32_t sa = smem_u32(smem);                     /* x tiles */
+    const uint32_t sb = sa + NS * SM90_BM * SM90_BK * 2;    /* W tiles */
+    const uint32_t bars = sa + NS * SM90_STAGE_BYTES(WIDE);
     /* full[s]: stage s loaded; empty[s]: the consumers of the CTAs sharing its tiles are
      * done with it;
-     * order[w]: consumer w may start its next main loop (the other one finished its own). */
-    const uint32_t full = bars, empty = bars + 8 * SM90_STAGES, order = bars + 16 * SM90_STAGES;
+     * order[w]: consumer w may start its next main loop (the other one finished its own;
+     * ping-pong only). */
+    const uint32_t full = bars, empty = bars + 8 * NS, order = bars + 16 * NS;
     const int wg = threadIdx.x / 128;
     const int KT = K / SM90_BK;
     const int cs = cm * cn;
@@ -330,10 +372,10 @@ __global__ void __launch_bounds__(384, 1)
     const int tiles = MT * NT;
 
     if (threadIdx.x == 0) {
-        for (int s = 0; s < SM90_STAGES; s++) {
+        for (int s = 0; s < NS; s++) {
             mbar_init(full + 8 * s, 1);
             /* one arrival per consumer warp of each CTA sharing a tile row or column */
-            mbar_init(empty + 8 * s, 4 * (cm + cn - 1));
+            mbar_init(empty + 8 * s, READERS * (cm + cn - 1));
         }
         mbar_init(order, 4); /* one arrival per warp of the other consumer */
         mbar_init(order + 8, 4);
@@ -351,36 +393,84 @@ __global__ void __launch_bounds__(384, 1)
             unsigned p = 0;
             for (int t = cid; t < tiles; t += ncl) {
                 int m0, w0, w1, c0;
-                tile_at(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
+                tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
                 for (int kb = 0; kb < KT; kb++, p++) {
-                    const unsigned s = p % SM90_STAGES, ph = (p / SM90_STAGES) & 1;
+                    const unsigned s = p % NS, ph = (p / NS) & 1;
                     mbar_wait(empty + 8 * s, ph ^ 1);
-                    mbar_expect_tx(full + 8 * s, SM90_STAGE_BYTES);
+                    mbar_expect_tx(full + 8 * s, SM90_STAGE_BYTES(WIDE));
                     const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2);
-                    const uint32_t db = sb + s * (SM90_BN * SM90_BK * 2);
+                    const uint32_t db = sb + s * (BN * SM90_BK * 2);
                     const int k = kb * SM90_BK;
                     if (cn == 2) /* this CTA's 64 rows of the shared x tile */
                         tma_load_mc(da + rn * 64 * SM90_BK * 2, &tx, k, m0 + 64 * rn,
                                     full + 8 * s, row_mask);
                     else
                         tma_load(da, &tx, k, m0, full + 8 * s);
-                    if (cm == 2) /* this CTA's half of the shared W tile */
-                        tma_load_mc(db + rm * 64 * SM90_BK * 2, &tw, k, rm ? w1 : w0,
-                                    full + 8 * s, col_mask);
-                    else {
-                        tma_load(db, &tw, k, w0, full + 8 * s);
-                        tma_load(db + 64 * SM90_BK * 2, &tw, k, w1, full + 8 * s);
+                    /* W's boxes: b < NB/2 from the first half's rows, the rest from the
+                     * second's; in a 2 x 1 cluster each CTA loads half of them for both */
+#pragma unroll
+                    for (int b = 0; b < NB; b++) {
+                        const int row = (b < NB / 2 ? w0 : w1) + 64 * (b % (NB / 2));
+                        const uint32_t dst = db + b * 64 * SM90_BK * 2;
+                        if (cm == 2) {
+                            if (b / (NB / 2) == rm)
+                                tma_load_mc(dst, &tw, k, row, full + 8 * s, col_mask);
+                        } else {
+                            tma_load(dst, &tw, k, row, full + 8 * s);
+                        }
                     }
                 }
             }
         }
         __syncwarp();
-    } else {
+    } else if constexpr (WIDE) { /* cooperative: both consumers on every tile, 64 rows each */
         asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
-        const int cw = wg - 1; /* this consumer: tiles cw, cw + 2, ... of this CTA's sequence */
+        const int cw = wg - 1;
         const int lane = threadIdx.x & 31, leader = lane == 0;
         /* lane r of each warp hands stages back to CTA r of the cluster where that CTA
          * loads into this one's stages and this one into its (same tile row or column) */
+        const int peer = lane < cs && (lane % cm == rm || lane / cm == rn);
+        float acc[128];
+#pragma unroll
+        for (int i = 0; i < 128; i++)
+            acc[i] = 0.0f; /* (each tile's first wgmma overwrites them) */
+        int bad = 0;
+        unsigned seq = 0;
+        for (int t = cid; t < tiles; t += ncl, seq++) {
+            int m0, w0, w1, c0;
+            tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
+            unsigned p = seq * (unsigned)KT;
+            for (int kb = 0; kb < KT; kb++, p++) {
+                const unsigned s = p % NS, ph = (p / NS) & 1;
+                mbar_wait(full + 8 * s, ph);
+                const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2) + cw * 64 * SM90_BK * 2;
+                const uint32_t db = sb + s * (BN * SM90_BK * 2);
+                acc_fence(acc);
+                wg_fence();
+#pragma unroll
+                for (int k = 0; k < SM90_BK / 16; k++)
+                    wgmma_op<T>::run(acc, sdesc(da + 32 * k), sdesc(db + 32 * k),
+                                     kb > 0 || k > 0);
+                wg_commit();
+                acc_fence(acc);
+                wg_wait<1>(); /* the previous stage's wgmmas are done: hand it back */
+                if (kb > 0 && peer)
+                    mbar_arrive_cluster(empty + 8 * ((p - 1) % NS), lane);
+            }
+            wg_wait<0>();
+            acc_fence(acc);
+            if (peer)
+                mbar_arrive_cluster(empty + 8 * ((p - 1) % NS), lane);
+            /* (the producer fills the ring with the next tile meanwhile) */
+            bad |= epilogue<T, EPI, 128>(acc, m0 + 64 * cw, M, c0, I, ldo, bias, res, out);
+        }
+        if (__any_sync(0xffffffffu, bad) && leader)
+            atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+    } else { /* ping-pong: the consumers take whole tiles in turn */
+        static_assert(!WIDE, "the wide tile is cooperative");
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+        const int cw = wg - 1; /* this consumer: tiles cw, cw + 2, ... of this CTA's sequence */
+        const int lane = threadIdx.x & 31, leader = lane == 0;
         const int peer = lane < cs && (lane % cm == rm || lane / cm == rn);
         float d0[64], d1[64];
 #pragma unroll
@@ -393,17 +483,17 @@ __global__ void __launch_bounds__(384, 1)
             if (t >= tiles)
                 break;
             int m0, w0, w1, c0;
-            tile_at(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
+            tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
             /* main loops strictly alternate between the consumers: that keeps each one
              * within a ring round of the producer, which the parity waits need */
             if (seq > 0)
                 mbar_wait(order + 8 * cw, (unsigned)(n - (cw == 0)) & 1);
             unsigned p = (unsigned)seq * (unsigned)KT;
             for (int kb = 0; kb < KT; kb++, p++) {
-                const unsigned s = p % SM90_STAGES, ph = (p / SM90_STAGES) & 1;
+                const unsigned s = p % NS, ph = (p / NS) & 1;
                 mbar_wait(full + 8 * s, ph);
                 const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2);
-                const uint32_t db = sb + s * (SM90_BN * SM90_BK * 2);
+                const uint32_t db = sb + s * (BN * SM90_BK * 2);
                 acc_fence(d0);
                 acc_fence(d1);
                 wg_fence();
@@ -419,7 +509,7 @@ __global__ void __launch_bounds__(384, 1)
                 acc_fence(d1);
                 wg_wait<1>(); /* the previous stage's wgmmas are done: hand it back */
                 if (kb > 0 && peer)
-                    mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES), lane);
+                    mbar_arrive_cluster(empty + 8 * ((p - 1) % NS), lane);
             }
             /* the other consumer's main loop may start */
             if (leader)
@@ -428,9 +518,9 @@ __global__ void __launch_bounds__(384, 1)
             acc_fence(d0);
             acc_fence(d1);
             if (peer)
-                mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES), lane);
-            bad |= epilogue<T, EPI>(d0, m0, M, c0, I, ldo, bias, res, out);
-            bad |= epilogue<T, EPI>(d1, m0 + 64, M, c0, I, ldo, bias, res, out);
+                mbar_arrive_cluster(empty + 8 * ((p - 1) % NS), lane);
+            bad |= epilogue<T, EPI, 64>(d0, m0, M, c0, I, ldo, bias, res, out);
+            bad |= epilogue<T, EPI, 64>(d1, m0 + 64, M, c0, I, ldo, bias, res, out);
         }
         if (__any_sync(0xffffffffu, bad) && leader)
             atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
@@ -501,7 +591,7 @@ int vnp_cuda_gemm_sm90_fits(int epi, int N, int K, const void *x, const void *w,
 {
     const int gated = epi == VNP_SM90_GATED;
     const int I = gated ? N / 2 : N;
-    if (K <= 0 || K % SM90_BK || N <= 0 || (gated ? (N % 2 || I % 64) : N % SM90_BN))
+    if (K <= 0 || K % SM90_BK || N <= 0 || (gated ? (N % 2 || I % 64) : N % SM90_BN(0)))
         return 0;
     /* TMA wants 16-byte aligned bases; the epilogue stores pairs */
     if ((uintptr_t)x % 16 || (uintptr_t)w % 16 || (uintptr_t)out % 4 || (uintptr_t)bias % 4)
@@ -528,18 +618,18 @@ static vnp_code cluster_hint(vnp_code rc, const vnp_cuda *c, int cm, int cn, vnp
                     was, cm, cn, c->device);
 }
 
-template <typename T, int EPI>
+template <typename T, int EPI, int WIDE>
 static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw, const void *bias,
                        const void *res, void *out, int M, int K, int I, int mt, int nt, int cm,
                        int cn, vnp_error *err)
 {
     /* the shared memory beyond 48 KB is asked for once per kernel and backend */
-    const unsigned bit = 1u << (3 * pair_bf16<T>::value + EPI);
+    const unsigned bit = 1u << (6 * WIDE + 3 * pair_bf16<T>::value + EPI);
     vnp_code rc;
     if (!(c->sm90_attr & bit)) {
-        rc = VNP_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<T, EPI>,
+        rc = VNP_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<T, EPI, WIDE>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 SM90_SMEM),
+                                                 SM90_SMEM(WIDE)),
                             c->device, err);
         if (rc)
             return rc;
@@ -553,17 +643,19 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     at[0].val.clusterDim.z = 1;
     cudaLaunchConfig_t cfg = {};
     cfg.blockDim = dim3(384);
-    cfg.dynamicSmemBytes = SM90_SMEM;
+    cfg.dynamicSmemBytes = SM90_SMEM(WIDE);
     cfg.stream = c->stream;
     cfg.attrs = at;
     cfg.numAttrs = 1;
     /* the persistent grid: as many clusters as fit on the GPU at once (asked once per
-     * cluster size; all instances have the same shared memory and threads) */
+     * tile width and cluster size; the instances of a width have the same shared memory
+     * and threads) */
     const int ci = cs == 1 ? 0 : cs == 2 ? 1 : 2;
-    if (!c->sm90_clusters[ci]) {
+    if (!c->sm90_clusters[WIDE][ci]) {
         int n = 0;
         cfg.gridDim = dim3((unsigned)(c->sms / cs * cs));
-        rc = VNP_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, gemm_sm90_kernel<T, EPI>, &cfg),
+        rc = VNP_CUDA_CHECK(
+            cudaOccupancyMaxActiveClusters(&n, gemm_sm90_kernel<T, EPI, WIDE>, &cfg),
                             c->device, err);
         if (rc)
             return cluster_hint(rc, c, cm, cn, err);
@@ -573,13 +665,14 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
                             "GPU (%d KB of shared memory each); set "
                             "VIRNUCPRO_DEBUG_SM90_CLUSTER=1x1, or unset "
                             "VIRNUCPRO_DEBUG_SM90_GEMM to use the portable kernels",
-                            c->device, cm, cn, SM90_SMEM / 1024);
-        c->sm90_clusters[ci] = n;
+                            c->device, cm, cn, SM90_SMEM(WIDE) / 1024);
+        c->sm90_clusters[WIDE][ci] = n;
     }
     const int MT = (mt + cm - 1) / cm, NT = nt / cn;
-    const int ncl = c->sm90_clusters[ci] < MT * NT ? c->sm90_clusters[ci] : MT * NT;
+    const int ncl = c->sm90_clusters[WIDE][ci] < MT * NT ? c->sm90_clusters[WIDE][ci] : MT * NT;
     cfg.gridDim = dim3((unsigned)(ncl * cs));
-    rc = VNP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_sm90_kernel<T, EPI>, mx, mw, (const T *)bias,
+    rc = VNP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_sm90_kernel<T, EPI, WIDE>, mx, mw,
+                                           (const T *)bias,
                                            (const T *)res, (T *)out, M, K, I, I, MT, NT, cm, cn,
                                            c->flag),
                         c->device, err);
@@ -592,6 +685,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
         rc = cluster_hint(rc, c, cm, cn, err);
     c->sm90_gemms += rc == VNP_OK; /* (launched ones only: the op tests count them) */
     c->sm90_clustered += rc == VNP_OK && cs > 1;
+    c->sm90_wide_run += rc == VNP_OK && WIDE;
     if (!rc)
         c->sm90_grid = ncl * cs;
     return rc;
@@ -620,7 +714,11 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
         dt == VNP_DT_F16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
     const int I = gated ? N / 2 : N;
     const int mt = (M + SM90_BM - 1) / SM90_BM;
-    const int nt = gated ? I / 64 : N / SM90_BN;
+    /* 128 x 256 tiles where asked for and W's rows come in whole 256-row tiles (gated:
+     * 128-row halves), else 128 x 128 */
+    const int wide = c->sm90_wide && (gated ? I % 128 == 0 : N % SM90_BN(1) == 0);
+    const int bn = wide ? SM90_BN(1) : SM90_BN(0);
+    const int nt = gated ? I / (bn / 2) : N / bn;
     /* the cluster shape asked for, less what has no pair: one row tile, an odd number of
      * column tiles */
     const int cm = mt < 2 ? 1 : c->sm90_cm, cn = nt % c->sm90_cn ? 1 : c->sm90_cn;
@@ -628,10 +726,12 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
         return rc;
-#define VNP_SM90_LAUNCH(T)                                                                        \
-    (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
-     : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
-                             : launch<T, VNP_SM90_LINEAR>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
+#define VNP_SM90_EPI(T, W)                                                                        \
+    (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
+     : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
+                             : launch<T, VNP_SM90_LINEAR, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
+#define VNP_SM90_LAUNCH(T) (wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
+#undef VNP_SM90_EPI
 }
