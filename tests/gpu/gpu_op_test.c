@@ -1566,9 +1566,11 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     }
     unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
     /* values that are not one: creation fails, naming the variable */
-    static const char *const badv[2][2] = {{"VIRNUCPRO_DEBUG_SM90_CLUSTER", "3x1"},
-                                           {"VIRNUCPRO_DEBUG_SM90_TILE", "256x128"}};
-    for (int k = 0; k < 2; k++) {
+    unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
+    static const char *const badv[3][2] = {{"VIRNUCPRO_DEBUG_SM90_CLUSTER", "3x1"},
+                                           {"VIRNUCPRO_DEBUG_SM90_TILE", "256x128"},
+                                           {"VIRNUCPRO_DEBUG_SM90_GEMM", "3"}};
+    for (int k = 0; k < 3; k++) {
         setenv(badv[k][0], badv[k][1], 1);
         vnp_backend *bad = NULL;
         vnp_code brc = vnp_backend_cuda_create(0, prec, &bad, &err);
@@ -1614,6 +1616,22 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                  pname(prec), names[i], wd, ran, !sm90 || !wide ? "0" : "some, not all");
         check(!sm90 || !wide ? wd == 0 : wd > 0 && wd < ran, what);
     }
+    /* nothing set: on 9.0 the up-projection with its GELU takes the kernel, a plain
+     * linear does not (level 1, the default) */
+    vnp_backend *dflt;
+    if (vnp_backend_cuda_create(0, prec, &dflt, &err))
+        die("cuda backend (defaults)", &err);
+    test_linear(cpu, dflt, prec, 130, 256, 128, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+    test_linear(cpu, dflt, prec, 130, 256, 128, 1, VNP_ACT_NONE, 0, 0, 0);
+    {
+        const long ran = vnp_backend_cuda_sm90_gemms(dflt, NULL, NULL, NULL);
+        char what[200];
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s: by default %ld of a GELU and a plain linear took it (want %d)",
+                 pname(prec), ran, sm90);
+        check(ran == sm90, what);
+    }
+    dflt->ops->destroy(dflt);
     char what[200];
     snprintf(what, sizeof what, "sm_90 GEMM %s: %ld GEMMs took it with VIRNUCPRO_DEBUG_SM90_GEMM=0 "
              "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL));
@@ -2149,10 +2167,13 @@ int main(void)
         test_embedding(cpu, gpu, precs[p]);
         if (precs[p] != VNP_PREC_FP32) {
             vnp_backend *gp;
+            /* (cuBLASLt for every GEMM: the sm_90 GEMM would take fc1 on 9.0) */
             setenv("VIRNUCPRO_DEBUG_GEMM_PICKS", "1", 1);
+            setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "0", 1);
             if (vnp_backend_cuda_create(0, precs[p], &gp, &err))
                 die("cuda backend (GEMM picks)", &err);
             unsetenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
+            unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
             test_gemm_pick(cpu, gp, precs[p]);
             gp->ops->destroy(gp);
             test_gemm_sm90(cpu, precs[p], 0);

@@ -25,10 +25,12 @@
 #                   time (sync) and two in flight as a predict worker runs (pipelined);
 #                   VNP_BENCH_MODES picks (also scalar: old kernels forced, bf16: BF16 sync,
 #                   picks: sync with the fixed GEMM algorithm table, VIRNUCPRO_DEBUG_GEMM_PICKS=1,
-#                   sm90: sync with the fused sm_90 up-projections, VIRNUCPRO_DEBUG_SM90_GEMM=1,
+#                   sm90: sync with the fused sm_90 up-projections, VIRNUCPRO_DEBUG_SM90_GEMM=1
+#                   (what sync does by default on compute capability 9.0),
 #                   sm90all: every encoder linear on the sm_90 GEMM, VIRNUCPRO_DEBUG_SM90_GEMM=2,
-#                   nosm90: sync without them, VIRNUCPRO_DEBUG_SM90_GEMM=0; MODE@RxC adds the
-#                   sm_90 GEMM's cluster shape, VIRNUCPRO_DEBUG_SM90_CLUSTER=RxC, e.g. sm90all@2x2)
+#                   nosm90: sync without them (cuBLASLt), VIRNUCPRO_DEBUG_SM90_GEMM=0; MODE@RxC
+#                   adds the sm_90 GEMM's cluster shape, VIRNUCPRO_DEBUG_SM90_CLUSTER=RxC, e.g.
+#                   sm90all@2x2)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
 #         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py);

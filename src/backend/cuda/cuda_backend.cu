@@ -813,13 +813,21 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->sm90_cm = scm;
     c->sm90_cn = scn;
     c->sm90_wide = swide;
+    /* the sm_90 GEMM: 1 (the fused up-projections, the default on 9.0), 2 (every encoder
+     * linear) or 0 (none: the portable path) */
     const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
+    const int s9_set = s9 && *s9;
+    if (s9_set && strcmp(s9, "0") && strcmp(s9, "1") && strcmp(s9, "2")) {
+        free(be);
+        free(c);
+        return vnp_fail(err, VNP_EINVAL,
+                        "VIRNUCPRO_DEBUG_SM90_GEMM=%s: want 0 (the portable kernels), 1 (the "
+                        "fused FFN up-projections, the default) or 2 (every encoder linear), "
+                        "or unset it",
+                        s9);
+    }
 #ifdef VNP_HAVE_SM90A
-    c->sm90_gemm = c->cc == 90 && !c->scalar_only && s9 && (!strcmp(s9, "1") || !strcmp(s9, "2"))
-                       ? s9[0] - '0'
-                       : 0;
-#else
-    (void)s9;
+    c->sm90_gemm = c->cc == 90 && !c->scalar_only ? (s9_set ? s9[0] - '0' : 1) : 0;
 #endif
     const char *gp = getenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
     c->gemm_picks = gp && !strcmp(gp, "1");
@@ -852,6 +860,23 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
         rc = VNP_CUDA_CHECK(cudaMalloc((void **)&c->flag, sizeof(int)), device, err);
     if (!rc)
         rc = VNP_CUDA_CHECK(cudaMemsetAsync(c->flag, 0, sizeof(int), c->stream), device, err);
+#ifdef VNP_HAVE_SM90A
+    /* the sm_90 GEMM's clusters must fit here (a MIG slice or a driver may refuse them):
+     * by default the portable path takes over with a warning; asked for, it is an error */
+    if (!rc && c->sm90_gemm) {
+        vnp_error e9;
+        if (vnp_cuda_gemm_sm90_probe(c, &e9)) {
+            if (s9_set) {
+                *err = e9;
+                rc = VNP_EDEVICE;
+            } else {
+                vnp_warn("%s: the sm_90 GEMM cannot run here (%s); using the portable kernels",
+                         be->name, e9.msg);
+                c->sm90_gemm = 0;
+            }
+        }
+    }
+#endif
     if (rc) {
         vnp_error_prefix(err, "creating the CUDA backend: ");
         cu_destroy(be);

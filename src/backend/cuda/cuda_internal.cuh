@@ -80,10 +80,11 @@ typedef struct vnp_cuda {
     int sms;           /* streaming multiprocessors (the sm_90 GEMM's persistent grid) */
     int sm90_gemm;     /* the sm_90a GEMM (sm90/cuda_gemm_sm90.cu) where built, on compute
                           capability 9.0, without VIRNUCPRO_DEBUG_SCALAR_KERNELS=1, as
-                          VIRNUCPRO_DEBUG_SM90_GEMM says (opt-in until measured end to end
-                          on a GPU): 1, the FFN up-projections with their GELU; 2, every
-                          encoder linear; 0 or unset: none (the portable path); read once
-                          at creation */
+                          VIRNUCPRO_DEBUG_SM90_GEMM says: 1 (unset: the default, the only
+                          level that measured at least as fast as cuBLASLt end to end), the
+                          FFN up-projections with their GELU; 2, every encoder linear; 0,
+                          none (the portable path); 0 also when its clusters do not fit on
+                          the GPU (probed at creation); read once at creation */
     int sm90_cm, sm90_cn; /* the sm_90 GEMM's cluster: cm x cn CTAs share W's / x's tiles
                           through TMA multicast (VIRNUCPRO_DEBUG_SM90_CLUSTER, "2x1" by
                           default); read once at creation */
@@ -210,6 +211,9 @@ int vnp_cuda_gemm_sm90_fits(int epi, int N, int K, const void *x, const void *w,
 vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, const void *w,
                             const void *bias, const void *res, void *out, int M, int N, int K,
                             vnp_error *err);
+/* Whether the sm_90 GEMM's clusters (the configured shape and its fallbacks, both tile
+ * widths) fit on c's GPU: asked once, at backend creation, when the kernel is on. */
+vnp_code vnp_cuda_gemm_sm90_probe(vnp_cuda *c, vnp_error *err);
 vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *residual,
                             const vnp_buf *gamma, const vnp_buf *beta, float eps, int M, int H,
                             vnp_buf *out, vnp_error *err);

@@ -555,8 +555,8 @@ static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(int dev, vnp_error *err, vnp_
     if (q != cudaDriverEntryPointSuccess || !p) {
         *rc = vnp_fail(err, VNP_EDEVICE,
                        "cuda:%d: the driver has no cuTensorMapEncodeTiled (the sm_90 GEMM needs "
-                       "a CUDA 12 or newer driver); update the driver, or unset "
-                       "VIRNUCPRO_DEBUG_SM90_GEMM to use the portable kernels",
+                       "a CUDA 12 or newer driver); update the driver, or set "
+                       "VIRNUCPRO_DEBUG_SM90_GEMM=0 to use the portable kernels",
                        dev);
         return NULL;
     }
@@ -580,7 +580,7 @@ static vnp_code tensor_map(PFN_cuTensorMapEncodeTiled_v12000 fn, CUtensorMap *ma
     if (r != CUDA_SUCCESS)
         return vnp_fail(err, VNP_EDEVICE,
                         "cuda:%d: cuTensorMapEncodeTiled failed (CUresult %d) for the sm_90 GEMM's "
-                        "%s [%d x %d] at %p; unset VIRNUCPRO_DEBUG_SM90_GEMM to use the portable "
+                        "%s [%d x %d] at %p; set VIRNUCPRO_DEBUG_SM90_GEMM=0 to use the portable "
                         "kernels, and report this shape",
                         dev, (int)r, what, rows, K, p);
     return VNP_OK;
@@ -613,17 +613,19 @@ static vnp_code cluster_hint(vnp_code rc, const vnp_cuda *c, int cm, int cn, vnp
     snprintf(was, sizeof was, "%s", err->msg);
     return vnp_fail(err, rc,
                     "%s; in the sm_90 GEMM's clusters of %d x %d CTAs on cuda:%d: set "
-                    "VIRNUCPRO_DEBUG_SM90_CLUSTER=1x1, or unset VIRNUCPRO_DEBUG_SM90_GEMM to "
+                    "VIRNUCPRO_DEBUG_SM90_CLUSTER=1x1, or VIRNUCPRO_DEBUG_SM90_GEMM=0 to "
                     "use the portable kernels",
                     was, cm, cn, c->device);
 }
 
+/* The launch configuration of kernel <T, EPI, WIDE> in clusters of cs CTAs on c's stream,
+ * its shared memory raised (once per kernel and backend), and how many such clusters fit
+ * on the GPU at once in c->sm90_clusters (asked once per tile width and cluster size: the
+ * instances of a width have the same shared memory and threads). */
 template <typename T, int EPI, int WIDE>
-static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw, const void *bias,
-                       const void *res, void *out, int M, int K, int I, int mt, int nt, int cm,
-                       int cn, vnp_error *err)
+static vnp_code configure(vnp_cuda *c, int cs, cudaLaunchConfig_t *cfg, cudaLaunchAttribute *at,
+                          vnp_error *err)
 {
-    /* the shared memory beyond 48 KB is asked for once per kernel and backend */
     const unsigned bit = 1u << (6 * WIDE + 3 * pair_bf16<T>::value + EPI);
     vnp_code rc;
     if (!(c->sm90_attr & bit)) {
@@ -635,46 +637,55 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
             return rc;
         c->sm90_attr |= bit;
     }
-    const int cs = cm * cn;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = (unsigned)cs;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.blockDim = dim3(384);
-    cfg.dynamicSmemBytes = SM90_SMEM(WIDE);
-    cfg.stream = c->stream;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
-    /* the persistent grid: as many clusters as fit on the GPU at once (asked once per
-     * tile width and cluster size; the instances of a width have the same shared memory
-     * and threads) */
+    at->id = cudaLaunchAttributeClusterDimension;
+    at->val.clusterDim.x = (unsigned)cs;
+    at->val.clusterDim.y = 1;
+    at->val.clusterDim.z = 1;
+    *cfg = cudaLaunchConfig_t{};
+    cfg->blockDim = dim3(384);
+    cfg->dynamicSmemBytes = SM90_SMEM(WIDE);
+    cfg->stream = c->stream;
+    cfg->attrs = at;
+    cfg->numAttrs = 1;
     const int ci = cs == 1 ? 0 : cs == 2 ? 1 : 2;
     if (!c->sm90_clusters[WIDE][ci]) {
         int n = 0;
-        cfg.gridDim = dim3((unsigned)(c->sms / cs * cs));
+        cfg->gridDim = dim3((unsigned)(c->sms / cs * cs));
         rc = VNP_CUDA_CHECK(
-            cudaOccupancyMaxActiveClusters(&n, gemm_sm90_kernel<T, EPI, WIDE>, &cfg),
-                            c->device, err);
+            cudaOccupancyMaxActiveClusters(&n, gemm_sm90_kernel<T, EPI, WIDE>, cfg),
+            c->device, err);
         if (rc)
-            return cluster_hint(rc, c, cm, cn, err);
+            return rc;
         if (n <= 0)
             return vnp_fail(err, VNP_EDEVICE,
-                            "cuda:%d: no cluster of %d x %d CTAs of the sm_90 GEMM fits on this "
-                            "GPU (%d KB of shared memory each); set "
-                            "VIRNUCPRO_DEBUG_SM90_CLUSTER=1x1, or unset "
-                            "VIRNUCPRO_DEBUG_SM90_GEMM to use the portable kernels",
-                            c->device, cm, cn, SM90_SMEM(WIDE) / 1024);
+                            "cuda:%d: no cluster of %d CTAs of the sm_90 GEMM (%s tiles, %d KB "
+                            "of shared memory each) fits on this GPU",
+                            c->device, cs, WIDE ? "128 x 256" : "128 x 128",
+                            SM90_SMEM(WIDE) / 1024);
         c->sm90_clusters[WIDE][ci] = n;
     }
+    return VNP_OK;
+}
+
+template <typename T, int EPI, int WIDE>
+static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw, const void *bias,
+                       const void *res, void *out, int M, int K, int I, int mt, int nt, int cm,
+                       int cn, vnp_error *err)
+{
+    const int cs = cm * cn;
+    cudaLaunchAttribute at[1];
+    cudaLaunchConfig_t cfg;
+    vnp_code rc = configure<T, EPI, WIDE>(c, cs, &cfg, at, err);
+    if (rc)
+        return cs > 1 ? cluster_hint(rc, c, cm, cn, err) : rc;
+    /* the persistent grid: as many clusters as fit at once, or as there are tiles */
+    const int ci = cs == 1 ? 0 : cs == 2 ? 1 : 2;
     const int MT = (mt + cm - 1) / cm, NT = nt / cn;
     const int ncl = c->sm90_clusters[WIDE][ci] < MT * NT ? c->sm90_clusters[WIDE][ci] : MT * NT;
     cfg.gridDim = dim3((unsigned)(ncl * cs));
     rc = VNP_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_sm90_kernel<T, EPI, WIDE>, mx, mw,
-                                           (const T *)bias,
-                                           (const T *)res, (T *)out, M, K, I, I, MT, NT, cm, cn,
-                                           c->flag),
+                                           (const T *)bias, (const T *)res, (T *)out, M, K, I, I,
+                                           MT, NT, cm, cn, c->flag),
                         c->device, err);
     if (!rc)
         rc = vnp_cuda_check_launch(EPI == VNP_SM90_GATED ? "gemm_sm90 (gated GELU)"
@@ -689,6 +700,25 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     if (!rc)
         c->sm90_grid = ncl * cs;
     return rc;
+}
+
+vnp_code vnp_cuda_gemm_sm90_probe(vnp_cuda *c, vnp_error *err)
+{
+    vnp_code rc0 = VNP_OK;
+    if (!encode_fn(c->device, err, &rc0)) /* the driver's TMA descriptor encoder */
+        return rc0;
+    /* every cluster size the configured shape can fall back to, both tile widths */
+    const int sizes[3] = {1, c->sm90_cm, c->sm90_cm * c->sm90_cn};
+    for (int i = 0; i < 3; i++) {
+        cudaLaunchAttribute at[1];
+        cudaLaunchConfig_t cfg;
+        vnp_code rc = configure<__half, VNP_SM90_GELU, 0>(c, sizes[i], &cfg, at, err);
+        if (!rc)
+            rc = configure<__half, VNP_SM90_GELU, 1>(c, sizes[i], &cfg, at, err);
+        if (rc)
+            return rc;
+    }
+    return VNP_OK;
 }
 
 vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, const void *w,
