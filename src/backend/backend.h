@@ -149,6 +149,10 @@ typedef struct vnp_backend_ops {
     vnp_code (*linear_gated_gelu)(vnp_backend *be, const vnp_buf *x, const vnp_buf *w,
                                   const vnp_buf *bias, int M, int inter, int K, vnp_buf *tmp,
                                   vnp_buf *out, vnp_error *err);
+    /* Optional (NULL: 0): 1 when linear_gated_gelu runs widths inter and K in one pass on
+     * buffers this backend allocated, weights of the compute dtype: its tmp is then unused
+     * and may be empty (callers need not allocate it). */
+    int (*linear_gated_gelu_fused)(const vnp_backend *be, int inter, int K);
     /* qkv[T, 3*heads*head_dim] (q | k | v, heads contiguous inside each) -> out[T, heads*head_dim].
      * cu_seqlens is a device i32 buffer of nseq+1 entries; max_len bounds any sequence. Softmax
      * in FP32. Positions restart at 0 at each sequence's first token. */

@@ -66,10 +66,14 @@ static void dnabert_s_pool_range(int start, int len, int32_t *begin, int32_t *en
     *end = start + len;
 }
 
-static void dnabert_s_ffn_widths(const vnp_encoder_config *c, size_t *ffn, size_t *ffn2)
+static void dnabert_s_ffn_widths(const vnp_encoder_config *c, const vnp_backend *be,
+                                 size_t *ffn, size_t *ffn2)
 {
-    *ffn = 2 * (size_t)c->intermediate; /* gated_layers' output */
-    *ffn2 = (size_t)c->intermediate;    /* gated GELU's */
+    /* gated_layers' output, unless the backend fuses it away (ffn_up) */
+    const int fused = be->ops->linear_gated_gelu && be->ops->linear_gated_gelu_fused &&
+                      be->ops->linear_gated_gelu_fused(be, c->intermediate, c->hidden);
+    *ffn = fused ? 0 : 2 * (size_t)c->intermediate;
+    *ffn2 = (size_t)c->intermediate; /* gated GELU's */
 }
 
 const vnp_encoder_arch vnp_dnabert_s_arch = {

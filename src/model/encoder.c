@@ -274,14 +274,14 @@ static vnp_code ensure_workspace(vnp_encoder *enc, size_t T, size_t nseq, vnp_er
     free_workspace(enc);
     vnp_backend *be = enc->be;
     size_t H = (size_t)enc->cfg.hidden, ffn = 0, ffn2 = 0;
-    enc->arch->ffn_widths(&enc->cfg, &ffn, &ffn2);
+    enc->arch->ffn_widths(&enc->cfg, be, &ffn, &ffn2);
     unsigned gi = enc->arch->gemm_inputs;
     vnp_code rc;
     if ((rc = be->ops->alloc_act(be, nt * H, &enc->x, err)) ||
         (rc = alloc_ws(be, gi & VNP_WS_H, nt, H, &enc->h, err)) ||
         (rc = be->ops->alloc_act(be, nt * 3 * H, &enc->qkv, err)) ||
         (rc = be->ops->alloc_act(be, nt * H, &enc->attn, err)) ||
-        (rc = alloc_ws(be, gi & VNP_WS_FFN, nt, ffn, &enc->ffn, err)) ||
+        (ffn && (rc = alloc_ws(be, gi & VNP_WS_FFN, nt, ffn, &enc->ffn, err))) ||
         (ffn2 && (rc = alloc_ws(be, gi & VNP_WS_FFN2, nt, ffn2, &enc->ffn2, err))) ||
         (rc = be->ops->alloc_i32(be, nt, &enc->ids, err)) ||
         (rc = be->ops->alloc_i32(be, ns + 1, &enc->cu, err)) ||

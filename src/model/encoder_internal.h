@@ -141,8 +141,10 @@ struct vnp_encoder_arch {
     /* The rows mean-pooled of a sequence of len tokens starting at row start:
      * [*begin, *end). */
     void (*pool_range)(int start, int len, int32_t *begin, int32_t *end);
-    /* Workspace per token of the feed-forward buffers ffn and ffn2 (elements; 0: unused). */
-    void (*ffn_widths)(const vnp_encoder_config *c, size_t *ffn, size_t *ffn2);
+    /* Workspace per token of the feed-forward buffers ffn and ffn2 (elements; 0: unused)
+     * on backend be. */
+    void (*ffn_widths)(const vnp_encoder_config *c, const vnp_backend *be, size_t *ffn,
+                       size_t *ffn2);
     /* The workspace buffers that forward reads only as a linear's x (VNP_WS_* bits):
      * encoder.c allocates them with alloc_gemm_in, so that an FP8 backend quantises
      * them where they are written. */

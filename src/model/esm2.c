@@ -99,8 +99,10 @@ static void esm2_pool_range(int start, int len, int32_t *begin, int32_t *end)
     *end = start + 1 + (residues < ESM_POOL_MAX ? residues : ESM_POOL_MAX);
 }
 
-static void esm2_ffn_widths(const vnp_encoder_config *c, size_t *ffn, size_t *ffn2)
+static void esm2_ffn_widths(const vnp_encoder_config *c, const vnp_backend *be, size_t *ffn,
+                            size_t *ffn2)
 {
+    (void)be;
     *ffn = (size_t)c->intermediate; /* fc1's output */
     *ffn2 = 0;
 }

@@ -1447,7 +1447,13 @@ static void test_linear_gated(vnp_backend *a, vnp_backend *b, vnp_precision prec
         vnp_backend *be = bes[k];
         vnp_buf xb = up(be, x, (size_t)M * K, 1), wb = up(be, w, (size_t)2 * I * K, 1);
         vnp_buf bb = up(be, bi, (size_t)2 * I, VNP_WEIGHT_BIAS);
-        vnp_buf tb = act(be, (size_t)M * 2 * I), ob = act(be, (size_t)M * I);
+        /* no tmp where the backend says the fused op leaves it unused (as the encoder
+         * then allocates none) */
+        const int fused = be->ops->linear_gated_gelu && be->ops->linear_gated_gelu_fused &&
+                          be->ops->linear_gated_gelu_fused(be, I, K);
+        vnp_buf tb = {0}, ob = act(be, (size_t)M * I);
+        if (!fused)
+            tb = act(be, (size_t)M * 2 * I);
         vnp_error err;
         const vnp_buf *bp = with_bias ? &bb : NULL;
         vnp_code rc = be->ops->linear_gated_gelu
@@ -1634,6 +1640,14 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                  "sm_90 GEMM %s: by default %ld of a GELU and a plain linear took it (want %d)",
                  pname(prec), ran, sm90);
         check(ran == sm90, what);
+        /* DNABERT-S's widths: fused (no tmp for the encoder) by default, not with =0 */
+        const int fd = dflt->ops->linear_gated_gelu_fused(dflt, 3072, 768),
+                  fp = port->ops->linear_gated_gelu_fused(port, 3072, 768);
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s: DNABERT-S's gated up-projection fused by default %d (want %d), "
+                 "with VIRNUCPRO_DEBUG_SM90_GEMM=0 %d (want 0)",
+                 pname(prec), fd, sm90, fp);
+        check(fd == sm90 && fp == 0, what);
     }
     dflt->ops->destroy(dflt);
     char what[200];

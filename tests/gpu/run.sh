@@ -402,7 +402,7 @@ bench_env() {
   [[ $1 == *@* ]] && echo "VIRNUCPRO_DEBUG_SM90_CLUSTER=${1#*@}"
   case ${1%@*} in
     scalar) echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 ;;
-    picks) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;;
+    picks) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 VIRNUCPRO_DEBUG_SM90_GEMM=0 ;; # (every GEMM on cuBLASLt)
     sm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=1 ;;
     sm90all) echo VIRNUCPRO_DEBUG_SM90_GEMM=2 ;;
     nosm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=0 ;;

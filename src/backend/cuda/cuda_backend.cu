@@ -703,6 +703,7 @@ static const vnp_backend_ops g_cuda_ops = {
     .layernorm = vnp_cuda_layernorm,
     .gated_gelu = vnp_cuda_gated_gelu,
     .linear_gated_gelu = vnp_cuda_linear_gated_gelu,
+    .linear_gated_gelu_fused = vnp_cuda_linear_gated_gelu_fused,
     .attention = vnp_cuda_attention,
     .mean_pool = vnp_cuda_mean_pool,
     .scale_shift = vnp_cuda_scale_shift,
@@ -786,6 +787,16 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
                             stl);
         swide = !strcmp(stl, "128x256");
     }
+    /* the sm_90 GEMM: 1 (the fused up-projections, the default on 9.0), 2 (every encoder
+     * linear) or 0 (none: the portable path) */
+    const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
+    const int s9_set = s9 && *s9;
+    if (s9_set && strcmp(s9, "0") && strcmp(s9, "1") && strcmp(s9, "2"))
+        return vnp_fail(err, VNP_EINVAL,
+                        "VIRNUCPRO_DEBUG_SM90_GEMM=%s: want 0 (the portable kernels), 1 (the "
+                        "fused FFN up-projections, the default) or 2 (every encoder linear), "
+                        "or unset it",
+                        s9);
     vnp_backend *be = (vnp_backend *)calloc(1, sizeof *be);
     vnp_cuda *c = (vnp_cuda *)calloc(1, sizeof *c);
     if (!be || !c) {
@@ -813,21 +824,12 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->sm90_cm = scm;
     c->sm90_cn = scn;
     c->sm90_wide = swide;
-    /* the sm_90 GEMM: 1 (the fused up-projections, the default on 9.0), 2 (every encoder
-     * linear) or 0 (none: the portable path) */
-    const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
-    const int s9_set = s9 && *s9;
-    if (s9_set && strcmp(s9, "0") && strcmp(s9, "1") && strcmp(s9, "2")) {
-        free(be);
-        free(c);
-        return vnp_fail(err, VNP_EINVAL,
-                        "VIRNUCPRO_DEBUG_SM90_GEMM=%s: want 0 (the portable kernels), 1 (the "
-                        "fused FFN up-projections, the default) or 2 (every encoder linear), "
-                        "or unset it",
-                        s9);
-    }
 #ifdef VNP_HAVE_SM90A
-    c->sm90_gemm = c->cc == 90 && !c->scalar_only ? (s9_set ? s9[0] - '0' : 1) : 0;
+    /* (FP16/BF16 activations only: FP32 and FP8 GEMMs never take it) */
+    c->sm90_gemm = c->cc == 90 && !c->scalar_only && !c->fp8 &&
+                           (c->act == VNP_DT_F16 || c->act == VNP_DT_BF16)
+                       ? (s9_set ? s9[0] - '0' : 1)
+                       : 0;
 #endif
     const char *gp = getenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
     c->gemm_picks = gp && !strcmp(gp, "1");
@@ -865,10 +867,12 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
      * by default the portable path takes over with a warning; asked for, it is an error */
     if (!rc && c->sm90_gemm) {
         vnp_error e9;
-        if (vnp_cuda_gemm_sm90_probe(c, &e9)) {
+        const vnp_code r9 = vnp_cuda_gemm_sm90_probe(c, &e9);
+        if (r9) {
             if (s9_set) {
-                *err = e9;
-                rc = VNP_EDEVICE;
+                if (err)
+                    *err = e9;
+                rc = r9;
             } else {
                 vnp_warn("%s: the sm_90 GEMM cannot run here (%s); using the portable kernels",
                          be->name, e9.msg);

@@ -219,6 +219,8 @@ vnp_code vnp_cuda_layernorm(vnp_backend *be, const vnp_buf *x, const vnp_buf *re
                             vnp_buf *out, vnp_error *err);
 vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vnp_buf *out,
                              vnp_error *err);
+/* Whether vnp_cuda_linear_gated_gelu runs widths I, K in one pass (its tmp unused) */
+int vnp_cuda_linear_gated_gelu_fused(const vnp_backend *be, int I, int K);
 vnp_code vnp_cuda_linear_gated_gelu(vnp_backend *be, const vnp_buf *x, const vnp_buf *w,
                                     const vnp_buf *bias, int M, int I, int K, vnp_buf *tmp,
                                     vnp_buf *out, vnp_error *err);

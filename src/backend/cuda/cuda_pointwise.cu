@@ -256,6 +256,22 @@ vnp_code vnp_cuda_gated_gelu(vnp_backend *be, const vnp_buf *x, int M, int I, vn
     return vnp_cuda_check_launch("gated_gelu", err);
 }
 
+int vnp_cuda_linear_gated_gelu_fused(const vnp_backend *be, int I, int K)
+{
+#ifdef VNP_HAVE_SM90A
+    /* what vnp_cuda_linear_gated_gelu asks below, for the buffers this backend allocates
+     * (cudaMalloc: aligned, apart; the compute dtype) */
+    const vnp_cuda *c = (const vnp_cuda *)be->impl;
+    return c->sm90_gemm && (c->act == VNP_DT_F16 || c->act == VNP_DT_BF16) && !c->fp8 && I > 0 &&
+           vnp_cuda_gemm_sm90_fits(VNP_SM90_GATED, 2 * I, K, NULL, NULL, NULL, NULL);
+#else
+    (void)be;
+    (void)I;
+    (void)K;
+    return 0;
+#endif
+}
+
 vnp_code vnp_cuda_linear_gated_gelu(vnp_backend *be, const vnp_buf *x, const vnp_buf *w,
                                     const vnp_buf *bias, int M, int I, int K, vnp_buf *tmp,
                                     vnp_buf *out, vnp_error *err)

@@ -611,6 +611,11 @@ static vnp_code cluster_hint(vnp_code rc, const vnp_cuda *c, int cm, int cn, vnp
 {
     char was[sizeof err->msg];
     snprintf(was, sizeof was, "%s", err->msg);
+    if (cm * cn == 1)
+        return vnp_fail(err, rc,
+                        "%s; in the sm_90 GEMM on cuda:%d: set VIRNUCPRO_DEBUG_SM90_GEMM=0 to "
+                        "use the portable kernels",
+                        was, c->device);
     return vnp_fail(err, rc,
                     "%s; in the sm_90 GEMM's clusters of %d x %d CTAs on cuda:%d: set "
                     "VIRNUCPRO_DEBUG_SM90_CLUSTER=1x1, or VIRNUCPRO_DEBUG_SM90_GEMM=0 to "
@@ -677,7 +682,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     cudaLaunchConfig_t cfg;
     vnp_code rc = configure<T, EPI, WIDE>(c, cs, &cfg, at, err);
     if (rc)
-        return cs > 1 ? cluster_hint(rc, c, cm, cn, err) : rc;
+        return cluster_hint(rc, c, cm, cn, err);
     /* the persistent grid: as many clusters as fit at once, or as there are tiles */
     const int ci = cs == 1 ? 0 : cs == 2 ? 1 : 2;
     const int MT = (mt + cm - 1) / cm, NT = nt / cn;
@@ -692,7 +697,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
                                    : EPI == VNP_SM90_GELU ? "gemm_sm90 (GELU)"
                                                           : "gemm_sm90",
                                    err);
-    if (rc && cs > 1)
+    if (rc)
         rc = cluster_hint(rc, c, cm, cn, err);
     c->sm90_gemms += rc == VNP_OK; /* (launched ones only: the op tests count them) */
     c->sm90_clustered += rc == VNP_OK && cs > 1;
@@ -707,16 +712,18 @@ vnp_code vnp_cuda_gemm_sm90_probe(vnp_cuda *c, vnp_error *err)
     vnp_code rc0 = VNP_OK;
     if (!encode_fn(c->device, err, &rc0)) /* the driver's TMA descriptor encoder */
         return rc0;
-    /* every cluster size the configured shape can fall back to, both tile widths */
+    /* every cluster size the configured shape can fall back to, in 128 x 128 tiles (also
+     * the wide tile's fallback) and, where asked for, 128 x 256 */
     const int sizes[3] = {1, c->sm90_cm, c->sm90_cm * c->sm90_cn};
     for (int i = 0; i < 3; i++) {
         cudaLaunchAttribute at[1];
         cudaLaunchConfig_t cfg;
         vnp_code rc = configure<__half, VNP_SM90_GELU, 0>(c, sizes[i], &cfg, at, err);
-        if (!rc)
+        if (!rc && c->sm90_wide)
             rc = configure<__half, VNP_SM90_GELU, 1>(c, sizes[i], &cfg, at, err);
         if (rc)
-            return rc;
+            return cluster_hint(rc, c, sizes[i] == 1 ? 1 : c->sm90_cm,
+                                sizes[i] == 1 ? 1 : sizes[i] / c->sm90_cm, err);
     }
     return VNP_OK;
 }
