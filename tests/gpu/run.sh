@@ -9,7 +9,8 @@
 #   tests/gpu/run.sh [STAGE...]      (on the GPU machine; default: all stages)
 #       builds here with CMake for sm_90 when the dependencies are installed, otherwise
 #       unpacks build-gpucarry/bundle.tar.xz; then runs the stages:
-#         ops       CUDA-vs-CPU backend op tests (every op, fp32/fp16/bf16) + attention timing;
+#         ops       CUDA-vs-CPU backend op tests (every op, fp32/fp16/bf16) + attention timing
+#                   (the sm_90 GEMM's small cases only: sm90 has its packed-batch shapes);
 #                   VNP_GEMM_SURVEY=1 adds the GEMM algorithm survey (gemm-survey lines)
 #         golden    golden fixtures end to end on the GPU (fp32 1e-5, fp16/bf16 cosine, labels)
 #         sm90      the sm_90a GEMM's op tests and timings alone, and its small shapes under
