@@ -308,10 +308,12 @@ vnp_code vnp_backend_cuda_arch_check(const char *archs, const vnp_device *dev, v
 int vnp_backend_cuda_gemm_picked(vnp_backend *be);
 /* How many GEMMs this CUDA backend has run through the sm_90a GEMM (0 where it is not
  * built, not a 9.0 GPU, or switched off), and, where not NULL, how many of those ran in
- * clusters of more than one CTA (`clustered`), in 128 x 256 tiles (`wide`), and the CTAs
- * of the last one's persistent grid (`grid`): the op tests check which path ran and
- * print the grid beside timings. */
-long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered, long *wide, int *grid);
+ * clusters of more than one CTA (`clustered`), in 128 x 256 tiles (`wide`), of those with
+ * the GELU epilogue on the epilogue warps (`offloaded`), and the CTAs of the last one's
+ * persistent grid (`grid`): the op tests check which path ran and print the grid beside
+ * timings. */
+long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered, long *wide, long *offloaded,
+                                 int *grid);
 #endif
 
 #ifdef __cplusplus

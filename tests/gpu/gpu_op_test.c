@@ -1311,7 +1311,7 @@ static void time_linear(vnp_backend *gpu, const char *label, int M, int N, int K
     gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
     double dt = (now_s() - t0) / reps;
     int grid = 0;
-    vnp_backend_cuda_sm90_gemms(gpu, NULL, NULL, &grid);
+    vnp_backend_cuda_sm90_gemms(gpu, NULL, NULL, NULL, &grid);
     printf("time %s linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s",
            a == VNP_ACT_GELU_ERF ? "gelu" : with_res ? "residual" : "bias", gpu->name, label, M,
            N, K, dt * 1e3, 2.0 * M * N * K / dt / 1e12);
@@ -1539,20 +1539,26 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
 
 /* The sm_90a GEMM (bias + erf GELU, gated GELU, or bias + residual in its epilogue) in each
  * tile width and cluster shape (VIRNUCPRO_DEBUG_SM90_TILE, VIRNUCPRO_DEBUG_SM90_CLUSTER),
+ * and the default's with the GELU epilogues on the consumers instead of the epilogue
+ * warps (VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers),
  * then, unless `small`, timed beside the portable path (cuBLASLt and the element-wise
  * pass, VIRNUCPRO_DEBUG_SM90_GEMM=0). On a 9.0 GPU in FP16/BF16 with the kernels built,
  * each of these GEMMs must have taken the sm_90 kernel; elsewhere, and with the switch,
  * none. The packed-batch shapes have M = 16101 in the default configuration and 4101 in
  * the others (the same widths; fewer rows keep the stage's time down), and in BF16 run in
  * the default configuration only. */
-#define SM90_CONFIGS 6
+#define SM90_CONFIGS 7
 static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 {
     /* 1 x 1 (no multicast) first: a hang in a cluster shape leaves its result printed */
-    static const char *const tiles[SM90_CONFIGS] = {"128x128", "128x256", "128x128",
+    static const char *const tiles[SM90_CONFIGS] = {"128x128", "128x256", "128x128", "128x256",
                                                     "128x256", "128x256", "128x256"};
-    static const char *const shapes[SM90_CONFIGS] = {"1x1", "1x1", "2x1", "2x1", "1x2", "2x2"};
-    const int def = 3, narrow = 2; /* the default (128 x 256, 2 x 1); 128 x 128 2 x 1 */
+    static const char *const shapes[SM90_CONFIGS] = {"1x1", "1x1", "2x1", "2x1",
+                                                     "1x2", "2x2", "2x1"};
+    static const char *const epis[SM90_CONFIGS] = {"", "", "", "", "", "", "consumers"};
+    /* the default (128 x 256, 2 x 1, epilogue warps); 128 x 128 2 x 1; the default with
+     * the epilogue on the consumers */
+    const int def = 3, narrow = 2, inl = 6;
     vnp_backend *port, *gpu[SM90_CONFIGS];
     char names[SM90_CONFIGS][24];
     vnp_error err;
@@ -1561,9 +1567,14 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         die("cuda backend (no sm_90 kernels)", &err);
     setenv("VIRNUCPRO_DEBUG_SM90_GEMM", "2", 1); /* every encoder linear */
     for (int i = 0; i < SM90_CONFIGS; i++) {
-        snprintf(names[i], sizeof names[i], "%s %s", tiles[i], shapes[i]);
+        snprintf(names[i], sizeof names[i], "%s %s%s%s", tiles[i], shapes[i], *epis[i] ? " " : "",
+                 epis[i]);
         setenv("VIRNUCPRO_DEBUG_SM90_TILE", tiles[i], 1);
         setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", shapes[i], 1);
+        if (*epis[i])
+            setenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE", epis[i], 1);
+        else
+            unsetenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE");
         if (i == def) { /* the defaults, unset */
             unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
             unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
@@ -1572,12 +1583,14 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
             die("cuda backend (sm_90 kernels)", &err);
     }
     unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
+    unsetenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE");
     /* values that are not one: creation fails, naming the variable */
     unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
-    static const char *const badv[3][2] = {{"VIRNUCPRO_DEBUG_SM90_CLUSTER", "3x1"},
+    static const char *const badv[4][2] = {{"VIRNUCPRO_DEBUG_SM90_CLUSTER", "3x1"},
                                            {"VIRNUCPRO_DEBUG_SM90_TILE", "256x128"},
+                                           {"VIRNUCPRO_DEBUG_SM90_EPILOGUE", "warp"},
                                            {"VIRNUCPRO_DEBUG_SM90_GEMM", "3"}};
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         setenv(badv[k][0], badv[k][1], 1);
         vnp_backend *bad = NULL;
         vnp_code brc = vnp_backend_cuda_create(0, prec, &bad, &err);
@@ -1598,13 +1611,13 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         0;
 #endif
     for (int i = 0; i < SM90_CONFIGS; i++) {
-        long cl0 = 0, cl1 = 0, wd0 = 0, wd1 = 0;
-        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, &wd0, NULL);
+        long cl0 = 0, cl1 = 0, wd0 = 0, wd1 = 0, of0 = 0, of1 = 0;
+        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, &wd0, &of0, NULL);
         /* (BF16: the packed-batch shapes in the default configuration only, to keep
          * the stage's time down; FP16 runs them in all six) */
         const int sm = small || (prec == VNP_PREC_BF16 && i != def);
         const int n = sm90_cases(cpu, port, gpu[i], prec, sm, i == def ? 16101 : 4101, names[i]);
-        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, &wd1, NULL) - before;
+        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, &wd1, &of1, NULL) - before;
         const int want = sm90 ? n : 0;
         char what[200];
         snprintf(what, sizeof what, "sm_90 GEMM %s %s: %ld of the GEMMs took it (want %d on %d.%d)",
@@ -1625,6 +1638,14 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                  "sm_90 GEMM %s %s: %ld of the %ld ran in 128 x 256 tiles (want %s)",
                  pname(prec), names[i], wd, ran, !sm90 || !wide ? "0" : "some, not all");
         check(!sm90 || !wide ? wd == 0 : wd > 0 && wd < ran, what);
+        /* the GELU epilogues of the wide tiles on the epilogue warps, unless switched
+         * off: some of the wide ones, not all (the plain linears keep theirs) */
+        const int off = wide && !*epis[i];
+        const long of = of1 - of0;
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s %s: %ld of the %ld wide ones had the epilogue warps (want %s)",
+                 pname(prec), names[i], of, wd, !sm90 || !off ? "0" : "some, not all");
+        check(!sm90 || !off ? of == 0 : of > 0 && of < wd, what);
     }
     /* nothing set: on 9.0 the up-projection with its GELU takes the kernel, a plain
      * linear does not (level 1, the default) */
@@ -1634,7 +1655,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     test_linear(cpu, dflt, prec, 130, 256, 128, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear(cpu, dflt, prec, 130, 256, 128, 1, VNP_ACT_NONE, 0, 0, 0);
     {
-        const long ran = vnp_backend_cuda_sm90_gemms(dflt, NULL, NULL, NULL);
+        const long ran = vnp_backend_cuda_sm90_gemms(dflt, NULL, NULL, NULL, NULL);
         char what[200];
         snprintf(what, sizeof what,
                  "sm_90 GEMM %s: by default %ld of a GELU and a plain linear took it (want %d)",
@@ -1652,14 +1673,15 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     dflt->ops->destroy(dflt);
     char what[200];
     snprintf(what, sizeof what, "sm_90 GEMM %s: %ld GEMMs took it with VIRNUCPRO_DEBUG_SM90_GEMM=0 "
-             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL));
-    check(vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL) == 0, what);
+             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL, NULL));
+    check(vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL, NULL) == 0, what);
     if (!small && sm90 && prec == VNP_PREC_FP16) {
         /* fc1 at three token counts; qkv, out, fc2 of ESM-2 3B, then DNABERT-S's
          * up-projection: 128 x 128 and 128 x 256 tiles (2 x 1) beside the portable path */
         static const int Ms[3] = {16101, 16384, 32740};
         for (int m = 0; m < 3; m++) {
             time_linear(gpu[def], names[def], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
+            time_linear(gpu[inl], names[inl], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(port, "portable", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
         }
         static const int lin[4][3] = {{10240, 2560, 0}, {7680, 2560, 0}, {2560, 2560, 1},
@@ -1672,6 +1694,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         }
         time_gated_linear(gpu[narrow], names[narrow], 65536, 3072, 768);
         time_gated_linear(gpu[def], names[def], 65536, 3072, 768);
+        time_gated_linear(gpu[inl], names[inl], 65536, 3072, 768);
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);
@@ -1681,35 +1704,40 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 
 /* VNP_OPS_ONLY=sm90time: ESM-2 3B's qkv GEMM (M = 16384) timed on the sm_90 GEMM in
  * 128 x 128 tiles (2 x 1 clusters), 128 x 256 tiles (2 x 1, 2 x 2), then on the portable
- * path, then fc1 with its GELU likewise, with nothing else run: the launches
+ * path, then fc1 with its GELU likewise, and last fc1 in 128 x 256 2 x 1 with the GELU
+ * epilogue on the consumers (VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers; the others have
+ * it on the epilogue warps), with nothing else run: the launches
  * `ncu --kernel-name regex:gemm_sm90 --launch-skip S --launch-count 1` picks from (3
  * warm-up and 20 timed launches each, in that order). Information only. */
 static void time_gemm_sm90(void)
 {
     static const char *const tiles[3] = {"128x128", "128x256", "128x256"};
     static const char *const shapes[3] = {"2x1", "2x1", "2x2"};
-    vnp_backend *gpu[4];
-    char names[4][24];
+    vnp_backend *gpu[5];
+    char names[5][32];
     vnp_error err;
-    for (int i = 0; i < 4; i++) {
-        setenv("VIRNUCPRO_DEBUG_SM90_GEMM", i < 3 ? "2" : "0", 1);
-        if (i < 3) {
-            setenv("VIRNUCPRO_DEBUG_SM90_TILE", tiles[i], 1);
-            setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", shapes[i], 1);
+    for (int i = 0; i < 5; i++) {
+        setenv("VIRNUCPRO_DEBUG_SM90_GEMM", i != 3 ? "2" : "0", 1);
+        if (i != 3) {
+            setenv("VIRNUCPRO_DEBUG_SM90_TILE", tiles[i < 3 ? i : 1], 1);
+            setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", shapes[i < 3 ? i : 1], 1);
         }
+        if (i == 4)
+            setenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE", "consumers", 1);
         if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &gpu[i], &err))
             die("cuda backend", &err);
         unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
         unsetenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
         unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
-        snprintf(names[i], sizeof names[i], "%s %s", i < 3 ? tiles[i] : "portable",
-                 i < 3 ? shapes[i] : "");
+        unsetenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE");
+        snprintf(names[i], sizeof names[i], "%s %s%s", i == 3 ? "portable" : tiles[i < 3 ? i : 1],
+                 i == 3 ? "" : shapes[i < 3 ? i : 1], i == 4 ? " consumers" : "");
     }
     for (int i = 0; i < 4; i++)
         time_linear(gpu[i], names[i], 16384, 7680, 2560, VNP_ACT_NONE, 0);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         time_linear(gpu[i], names[i], 16384, 10240, 2560, VNP_ACT_GELU_ERF, 0);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         gpu[i]->ops->destroy(gpu[i]);
 }
 

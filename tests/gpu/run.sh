@@ -17,7 +17,8 @@
 #                   compute-sanitizer memcheck
 #         sm90prof  the sm_90a GEMM's qkv and fc1 timed alone in 128x128 and 128x256 tiles
 #                   beside cuBLASLt, with its grid, and ncu's full detail of one qkv launch
-#                   of each tile width
+#                   of each tile width and of fc1 with its GELU epilogue on the epilogue
+#                   warps and on the consumers
 #         memcheck  compute-sanitizer memcheck on the golden run, then racecheck (new
 #                   and old kernels)
 #         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
@@ -29,7 +30,9 @@
 #                   sm90: sync with the fused sm_90 up-projections, VIRNUCPRO_DEBUG_SM90_GEMM=1
 #                   (what sync does by default on compute capability 9.0),
 #                   sm90all: every encoder linear on the sm_90 GEMM, VIRNUCPRO_DEBUG_SM90_GEMM=2,
-#                   nosm90: sync without them (cuBLASLt), VIRNUCPRO_DEBUG_SM90_GEMM=0; MODE@RxC
+#                   nosm90: sync without them (cuBLASLt), VIRNUCPRO_DEBUG_SM90_GEMM=0,
+#                   epicons: sync with their GELU epilogue on the consumer warpgroups instead
+#                   of the epilogue warps, VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers; MODE@RxC
 #                   adds the sm_90 GEMM's cluster shape, VIRNUCPRO_DEBUG_SM90_CLUSTER=RxC, e.g.
 #                   sm90all@2x2)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
@@ -198,11 +201,13 @@ fi
 if has sm90prof; then
   say "sm90prof"
   # the sm_90 GEMM alone (VNP_OPS_ONLY=sm90time: qkv, then fc1, at M=16384 in 128x128 and
-  # 128x256 tiles, then cuBLASLt), timed with its grid, then ncu's full detail of one timed
-  # qkv launch of each tile width (2x1 clusters)
+  # 128x256 tiles, then cuBLASLt, then fc1 with its GELU on the consumers), timed with its
+  # grid, then ncu's full detail of one timed qkv launch of each tile width (2x1 clusters)
+  # and of fc1 in 128x256 2x1 with the GELU epilogue on the epilogue warps (launches
+  # 92-114) and on the consumers (138-160)
   env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
-  for ks in 128x128_2x1:3 128x256_2x1:26; do
+  for ks in 128x128_2x1:3 128x256_2x1:26 fc1_128x256_2x1_warps:95 fc1_128x256_2x1_consumers:141; do
     IFS=: read -r shape skip <<<"$ks"
     VNP_OPS_ONLY=sm90time ncu -k "regex:gemm_sm90" --launch-skip "$skip" --launch-count 1 \
       --set full "$BIN/vnp_gpu_op_test" >"$OUT/sm90prof_$shape.txt" 2>&1
@@ -407,10 +412,11 @@ bench_env() {
     sm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=1 ;;
     sm90all) echo VIRNUCPRO_DEBUG_SM90_GEMM=2 ;;
     nosm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=0 ;;
+    epicons) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers ;;
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}

@@ -787,6 +787,19 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
                             stl);
         swide = !strcmp(stl, "128x256");
     }
+    /* where the GELU epilogues of its 128 x 256 tiles run: on spare warps while the
+     * consumers go on (default), or on the consumers */
+    int soff = 1;
+    const char *sep = getenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE");
+    if (sep && *sep) {
+        if (strcmp(sep, "warps") && strcmp(sep, "consumers"))
+            return vnp_fail(err, VNP_EINVAL,
+                            "VIRNUCPRO_DEBUG_SM90_EPILOGUE=%s: want warps (the GELU epilogue "
+                            "on the producer's spare warps, the default) or consumers, or "
+                            "unset it",
+                            sep);
+        soff = !strcmp(sep, "warps");
+    }
     /* the sm_90 GEMM: 1 (the fused up-projections, the default on 9.0), 2 (every encoder
      * linear) or 0 (none: the portable path) */
     const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
@@ -824,6 +837,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->sm90_cm = scm;
     c->sm90_cn = scn;
     c->sm90_wide = swide;
+    c->sm90_offload = soff;
 #ifdef VNP_HAVE_SM90A
     /* (FP16/BF16 activations only: FP32 and FP8 GEMMs never take it) */
     c->sm90_gemm = c->cc == 90 && !c->scalar_only && !c->fp8 &&

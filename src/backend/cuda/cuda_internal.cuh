@@ -91,13 +91,18 @@ typedef struct vnp_cuda {
     int sm90_wide;     /* the sm_90 GEMM's tiles: 1, 128 x 256 where W's rows allow (the
                           default); 0, always 128 x 128 (VIRNUCPRO_DEBUG_SM90_TILE);
                           read once at creation */
-    int sm90_clusters[2][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per tile width
-                          (0: not asked yet) */
+    int sm90_offload;  /* 1 (default): in 128 x 256 tiles, the GELU / gated GELU epilogue
+                          runs on the producer warpgroup's spare warps while the consumers
+                          go on (variant 2 of sm90/cuda_gemm_sm90.cu); 0, on the consumers
+                          (VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers); read once at creation */
+    int sm90_clusters[3][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per kernel
+                          variant (0: not asked yet) */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */
     long sm90_clustered; /* those of them in clusters of more than one CTA */
     int sm90_grid;     /* CTAs in the last sm_90 GEMM's persistent grid */
     long sm90_wide_run; /* sm_90 GEMMs run in 128 x 256 tiles */
+    long sm90_offload_run; /* those of them with the epilogue on the epilogue warps */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
     vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */
     int nf8w, capf8w;

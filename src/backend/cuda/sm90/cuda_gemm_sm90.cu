@@ -28,18 +28,32 @@
 #define SM90_BM 128    /* rows of x per tile (two m64 halves) */
 #define SM90_BK 64     /* K per stage: 128 bytes of FP16, one 128-byte swizzle row */
 #define SM90_GROUP_M 16 /* tiles walk 16 row tiles before the next column tile (L2 reuse) */
-/* Two tile widths (rows of W per tile), WIDE a template parameter of the kernel:
+/* Three variants (WIDE, a template parameter of the kernel):
  * 0: 128 x 128 tiles, the two consumers take turns on whole tiles (ping-pong: one's
  *    epilogue overlaps the other's main loop); two m64n128k16 wgmmas per k16; 7 stages.
  * 1: 128 x 256 tiles, the two consumers share each tile, 64 rows each (cooperative: the
  *    epilogue does not overlap the MMAs); one m64n256k16 per consumer and k16; 4 stages.
  *    Per 128 x 256 x 16 it reads 20 KB of shared memory and has TMA write 12 KB, against
  *    24 and 16 KB for the same work in 128 x 128 tiles: shared memory, not the tensor
- *    cores, bounded the narrow tile at ~70 % (ncu, session 12). */
+ *    cores, bounded the narrow tile at ~70 % (ncu, session 12).
+ * 2: 1 with the GELU / gated GELU epilogue moved off the consumers (GELU and gated only):
+ *    they add the bias, round to T and write the tile into a shared-memory buffer, then
+ *    go on to the next tile's main loop at once; warps 1-3 of the producer warpgroup
+ *    (idle in 0 and 1) take the GELU, the gate and the global stores from there, 16-byte
+ *    row-contiguous, while the tensor cores work on the next tile. In ESM-2 3B's fc1 the
+ *    consumers' epilogue is ~20 % of a tile's time (the erf GELU of 32768 values and
+ *    64 KB of stores against a 22 us main loop; session 13's in-place profile: 565
+ *    TFLOP/s against cuBLASLt's 747 for the plain fc2). The buffer costs a stage: 3. */
 #define SM90_BN(W) ((W) ? 256 : 128)
-#define SM90_STAGES(W) ((W) ? 4 : 7) /* as deep a ring as the 227 KB of shared memory holds */
+#define SM90_STAGES(W) ((W) == 2 ? 3 : (W) ? 4 : 7) /* as deep as the 227 KB hold */
 #define SM90_STAGE_BYTES(W) ((SM90_BM + SM90_BN(W)) * SM90_BK * 2)
-#define SM90_SMEM(W) (SM90_STAGES(W) * SM90_STAGE_BYTES(W) + 1024 + 256)
+/* the offload buffer: 128 rows of 256 values of T, each row 16 bytes longer than its
+ * 512 so that the consumers' fragment-order stores (8 rows x 4 column pairs a warp
+ * instruction) fall in 32 different banks */
+#define SM90_EPI_PITCH 528
+#define SM90_EPI_BYTES(W) ((W) == 2 ? SM90_BM * SM90_EPI_PITCH : 0)
+#define SM90_SMEM(W) (SM90_STAGES(W) * SM90_STAGE_BYTES(W) + SM90_EPI_BYTES(W) + 1024 + 256)
+#define SM90_EPI_WARPS 3 /* the producer warpgroup's warps 1-3 */
 
 /* ---- device side: compiled only where the sm_90a instructions exist ---- */
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -330,6 +344,85 @@ static __device__ __forceinline__ int epilogue(const float (&d)[NA], int row0, i
     }
     return bad;
 }
+
+/* Variant 2, a consumer's half of the tile into the offload buffer `buf` (64 rows from
+ * row 64 cw): each accumulator plus its bias, rounded to T, as the unfused GEMM would
+ * store it; the tile's columns in order (gated: the 128 GELU columns, then their 128
+ * gates). Fragment order as in epilogue() above. */
+template <typename T, int EPI>
+static __device__ __forceinline__ void stage_out(const float (&d)[128], unsigned char *buf,
+                                                 int cw, int c0, int I,
+                                                 const T *__restrict__ bias)
+{
+    constexpr int GATED = EPI == VNP_SM90_GATED;
+    typedef typename pair_of<T>::type T2;
+    const int lane = threadIdx.x & 31;
+    const int r0 = 64 * cw + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
+    const int cq = 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < 32; j++) {
+        const int col = 8 * j + cq; /* in the tile */
+        float b0 = 0.0f, b1 = 0.0f;
+        if (bias) {
+            /* gated: columns 128.. are the gates, W rows (and bias entries) I + c0 + .. */
+            const int bc = GATED && j >= 16 ? I + c0 + col - 128 : c0 + col;
+            b0 = vnp_ld<T>(bias[bc]);
+            b1 = vnp_ld<T>(bias[bc + 1]);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            *(T2 *)(buf + (size_t)(r0 + 8 * h) * SM90_EPI_PITCH + 2 * col) =
+                pair_of<T>::make(d[4 * j + 2 * h] + b0, d[4 * j + 2 * h + 1] + b1);
+    }
+}
+
+/* Variant 2, the epilogue warps' share of a tile from the buffer: warp ew (0-2) takes
+ * rows ew, ew + 3, ...; a row's outputs are stored by its 32 lanes as one contiguous run
+ * (GELU: 8 values a lane, 16 bytes; gated: 4 a lane, 8 bytes). GELU of the rounded sum
+ * and the gate's rounded sum, as epilogue() computes them. Returns nonzero if an output
+ * is not finite. */
+template <typename T, int EPI>
+static __device__ __forceinline__ int epilogue_rows(const unsigned char *buf, int ew, int m0,
+                                                    int M, int c0, int ldo, T *out)
+{
+    constexpr int GATED = EPI == VNP_SM90_GATED;
+    typedef typename pair_of<T>::type T2;
+    const int lane = threadIdx.x & 31;
+    int bad = 0;
+    for (int r = ew; r < SM90_BM && m0 + r < M; r += SM90_EPI_WARPS) {
+        const unsigned char *row = buf + (size_t)r * SM90_EPI_PITCH;
+        T *o = out + (size_t)(m0 + r) * ldo + c0;
+        if (GATED) {
+            const uint2 a = *(const uint2 *)(row + 8 * lane);
+            const uint2 g = *(const uint2 *)(row + 256 + 8 * lane);
+            const T2 *ap = (const T2 *)&a, *gp = (const T2 *)&g;
+            uint2 res;
+            T2 *rp = (T2 *)&res;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const float2 av = pair_of<T>::back(ap[e]), gv = pair_of<T>::back(gp[e]);
+                rp[e] = pair_of<T>::make(vnp_gelu_erf(av.x) * gv.x, vnp_gelu_erf(av.y) * gv.y);
+                const float2 f = pair_of<T>::back(rp[e]);
+                bad |= !isfinite(f.x) | !isfinite(f.y);
+            }
+            *(uint2 *)(o + 4 * lane) = res;
+        } else {
+            const uint4 a = *(const uint4 *)(row + 16 * lane);
+            const T2 *ap = (const T2 *)&a;
+            uint4 res;
+            T2 *rp = (T2 *)&res;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float2 av = pair_of<T>::back(ap[e]);
+                rp[e] = pair_of<T>::make(vnp_gelu_erf(av.x), vnp_gelu_erf(av.y));
+                const float2 f = pair_of<T>::back(rp[e]);
+                bad |= !isfinite(f.x) | !isfinite(f.y);
+            }
+            *(uint4 *)(o + 8 * lane) = res;
+        }
+    }
+    return bad;
+}
 #endif /* VNP_SM90_DEVICE */
 
 /* The kernel. A cluster of cm x cn CTAs (cm, cn in {1, 2}; rank = rm + cm rn) computes
@@ -347,6 +440,8 @@ __global__ void __launch_bounds__(384, 1)
                      int ldo, int MT, int NT, int cm, int cn, int *flag)
 {
     constexpr int GATED = EPI == VNP_SM90_GATED;
+    constexpr int OFF = WIDE == 2; /* the epilogue on the producer warpgroup's warps 1-3 */
+    static_assert(!OFF || EPI != VNP_SM90_LINEAR, "variant 2 is for the GELU epilogues");
     constexpr int BN = SM90_BN(WIDE), NS = SM90_STAGES(WIDE);
     constexpr int NB = BN / 64;         /* W boxes of 64 rows per stage */
     constexpr int READERS = WIDE ? 8 : 4; /* consumer warps reading each stage of a CTA */
@@ -358,12 +453,16 @@ __global__ void __launch_bounds__(384, 1)
         (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const uint32_t sa = smem_u32(smem);                     /* x tiles */
     const uint32_t sb = sa + NS * SM90_BM * SM90_BK * 2;    /* W tiles */
-    const uint32_t bars = sa + NS * SM90_STAGE_BYTES(WIDE);
+    unsigned char *const ebuf = smem + NS * SM90_STAGE_BYTES(WIDE); /* variant 2 */
+    const uint32_t bars = sa + NS * SM90_STAGE_BYTES(WIDE) + SM90_EPI_BYTES(WIDE);
     /* full[s]: stage s loaded; empty[s]: the consumers of the CTAs sharing its tiles are
      * done with it;
      * order[w]: consumer w may start its next main loop (the other one finished its own;
-     * ping-pong only). */
+     * ping-pong only);
+     * efull / eempty (variant 2): the consumers wrote a tile into the buffer / the
+     * epilogue warps have read it. */
     const uint32_t full = bars, empty = bars + 8 * NS, order = bars + 16 * NS;
+    const uint32_t efull = order + 16, eempty = order + 24;
     const int wg = threadIdx.x / 128;
     const int KT = K / SM90_BK;
     const int cs = cm * cn;
@@ -379,12 +478,21 @@ __global__ void __launch_bounds__(384, 1)
         }
         mbar_init(order, 4); /* one arrival per warp of the other consumer */
         mbar_init(order + 8, 4);
+        if (OFF) {
+            mbar_init(efull, 256); /* every consumer thread (each releases its own stores) */
+            mbar_init(eempty, 32 * SM90_EPI_WARPS);
+        }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     cluster_sync(); /* every CTA's barriers exist before any multicast or remote arrival */
 
-    if (wg == 0) { /* producer */
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+    if (wg == 0) { /* producer (thread 0), and in variant 2 the epilogue (warps 1-3) */
+        /* variant 2: 56 + 2 x 224 = 504 registers a thread slot of the three warpgroups,
+         * as the launch's 3 x 168 */
+        if constexpr (OFF)
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 56;");
+        else
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (threadIdx.x == 0) {
             /* the CTAs sharing this one's x tile (same rm) and its W tile (same rn) */
             const uint16_t row_mask = (uint16_t)(cn == 2 ? (1u << rm) | (1u << (rm + cm)) : 0);
@@ -422,9 +530,30 @@ __global__ void __launch_bounds__(384, 1)
                 }
             }
         }
+        if constexpr (OFF) {
+          if (threadIdx.x >= 32) {
+            /* the tiles in the consumers' order: wait for each in the buffer, finish it,
+             * hand the buffer back */
+            const int ew = threadIdx.x / 32 - 1;
+            int bad = 0;
+            unsigned seq = 0;
+            for (int t = cid; t < tiles; t += ncl, seq++) {
+                int m0, w0, w1, c0;
+                tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
+                mbar_wait(efull, seq & 1);
+                bad |= epilogue_rows<T, EPI>(ebuf, ew, m0, M, c0, ldo, out);
+                mbar_arrive(eempty);
+            }
+            if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31) == 0)
+                atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
+          }
+        }
         __syncwarp();
     } else if constexpr (WIDE) { /* cooperative: both consumers on every tile, 64 rows each */
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+        if constexpr (OFF)
+            asm volatile("setmaxnreg.inc.sync.aligned.u32 224;");
+        else
+            asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
         const int cw = wg - 1;
         const int lane = threadIdx.x & 31, leader = lane == 0;
         /* lane r of each warp hands stages back to CTA r of the cluster where that CTA
@@ -462,7 +591,14 @@ __global__ void __launch_bounds__(384, 1)
             if (peer)
                 mbar_arrive_cluster(empty + 8 * ((p - 1) % NS), lane);
             /* (the producer fills the ring with the next tile meanwhile) */
-            bad |= epilogue<T, EPI, 128>(acc, m0 + 64 * cw, M, c0, I, ldo, bias, res, out);
+            if constexpr (OFF) {
+                /* the epilogue warps have read the previous tile out of the buffer */
+                mbar_wait(eempty, (seq & 1) ^ 1);
+                stage_out<T, EPI>(acc, ebuf, cw, c0, I, bias);
+                mbar_arrive(efull);
+            } else {
+                bad |= epilogue<T, EPI, 128>(acc, m0 + 64 * cw, M, c0, I, ldo, bias, res, out);
+            }
         }
         if (__any_sync(0xffffffffu, bad) && leader)
             atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
@@ -625,8 +761,8 @@ static vnp_code cluster_hint(vnp_code rc, const vnp_cuda *c, int cm, int cn, vnp
 
 /* The launch configuration of kernel <T, EPI, WIDE> in clusters of cs CTAs on c's stream,
  * its shared memory raised (once per kernel and backend), and how many such clusters fit
- * on the GPU at once in c->sm90_clusters (asked once per tile width and cluster size: the
- * instances of a width have the same shared memory and threads). */
+ * on the GPU at once in c->sm90_clusters (asked once per variant and cluster size: the
+ * instances of a variant have the same shared memory and threads). */
 template <typename T, int EPI, int WIDE>
 static vnp_code configure(vnp_cuda *c, int cs, cudaLaunchConfig_t *cfg, cudaLaunchAttribute *at,
                           vnp_error *err)
@@ -663,10 +799,10 @@ static vnp_code configure(vnp_cuda *c, int cs, cudaLaunchConfig_t *cfg, cudaLaun
             return rc;
         if (n <= 0)
             return vnp_fail(err, VNP_EDEVICE,
-                            "cuda:%d: no cluster of %d CTAs of the sm_90 GEMM (%s tiles, %d KB "
-                            "of shared memory each) fits on this GPU",
+                            "cuda:%d: no cluster of %d CTAs of the sm_90 GEMM (%s tiles%s, %d "
+                            "KB of shared memory each) fits on this GPU",
                             c->device, cs, WIDE ? "128 x 256" : "128 x 128",
-                            SM90_SMEM(WIDE) / 1024);
+                            WIDE == 2 ? ", epilogue warps" : "", SM90_SMEM(WIDE) / 1024);
         c->sm90_clusters[WIDE][ci] = n;
     }
     return VNP_OK;
@@ -702,6 +838,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     c->sm90_gemms += rc == VNP_OK; /* (launched ones only: the op tests count them) */
     c->sm90_clustered += rc == VNP_OK && cs > 1;
     c->sm90_wide_run += rc == VNP_OK && WIDE;
+    c->sm90_offload_run += rc == VNP_OK && WIDE == 2;
     if (!rc)
         c->sm90_grid = ncl * cs;
     return rc;
@@ -721,6 +858,8 @@ vnp_code vnp_cuda_gemm_sm90_probe(vnp_cuda *c, vnp_error *err)
         vnp_code rc = configure<__half, VNP_SM90_GELU, 0>(c, sizes[i], &cfg, at, err);
         if (!rc && c->sm90_wide)
             rc = configure<__half, VNP_SM90_GELU, 1>(c, sizes[i], &cfg, at, err);
+        if (!rc && c->sm90_wide && c->sm90_offload)
+            rc = configure<__half, VNP_SM90_GELU, 2>(c, sizes[i], &cfg, at, err);
         if (rc)
             return cluster_hint(rc, c, sizes[i] == 1 ? 1 : c->sm90_cm,
                                 sizes[i] == 1 ? 1 : sizes[i] / c->sm90_cm, err);
@@ -759,6 +898,10 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     /* the cluster shape asked for, less what has no pair: one row tile, an odd number of
      * column tiles */
     const int cm = mt < 2 ? 1 : c->sm90_cm, cn = nt % c->sm90_cn ? 1 : c->sm90_cn;
+    /* the GELU epilogues of wide tiles on the epilogue warps (variant 2) unless switched
+     * off; their row stores want 16-byte aligned rows */
+    const int off = wide && epi != VNP_SM90_LINEAR && c->sm90_offload && (uintptr_t)out % 16 == 0 &&
+                    (size_t)I * 2 % 16 == 0;
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
@@ -767,8 +910,12 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
      : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                              : launch<T, VNP_SM90_LINEAR, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
-#define VNP_SM90_LAUNCH(T) (wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
+#define VNP_SM90_OFF(T)                                                                           \
+    (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, 2>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
+                          : launch<T, VNP_SM90_GATED, 2>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
+#define VNP_SM90_LAUNCH(T) (off ? VNP_SM90_OFF(T) : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
+#undef VNP_SM90_OFF
 #undef VNP_SM90_EPI
 }
