@@ -1180,7 +1180,8 @@ static void test_poison(void)
 
 /* Sequences of up to 256 tokens take the one-copy attention kernel; the tiled kernel
  * (VIRNUCPRO_DEBUG_SCALAR_KERNELS=1) runs the same arithmetic tile for tile: the two
- * must give the same bits. */
+ * must give the same bits, and so must the one-copy kernel with its blocks in sequence
+ * order (VIRNUCPRO_DEBUG_ATTN_GRID=seqs; the default puts a sequence's heads together). */
 static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, const int *lens,
                                          int nseq, int heads)
 {
@@ -1200,15 +1201,18 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         inv_freq[i] = powf(10000.0f, -(float)(2 * i) / 64.0f);
     for (int h = 0; h < heads; h++)
         slopes[h] = powf(2.0f, -8.0f * (float)(h + 1) / (float)heads);
-    float *res[2];
+    float *res[3];
     vnp_error err;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         vnp_backend *be;
-        if (k)
+        if (k == 1)
             setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
+        if (k == 2)
+            setenv("VIRNUCPRO_DEBUG_ATTN_GRID", "seqs", 1);
         if (vnp_backend_cuda_create(0, prec, &be, &err))
             die("cuda backend", &err);
         unsetenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+        unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID");
         vnp_buf qb = up(be, qkv, nq, 1), ob = act(be, no), cb = up_i32(be, cu, (size_t)nseq + 1);
         vnp_buf fb, sb;
         if (be->ops->upload_f32(be, inv_freq, 32, &fb, &err) ||
@@ -1227,16 +1231,34 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         be->ops->free_buf(be, &sb);
         be->ops->destroy(be);
     }
+    const char *pe = pos == VNP_POS_ROTARY ? "rotary" : pos == VNP_POS_ALIBI ? "alibi" : "plain";
     size_t diff = n_differ(res[0], res[1], no);
-    char what[160];
+    char what[200];
     snprintf(what, sizeof what,
              "attention short kernel = tiled kernel bit for bit (%s %s, max_len %d, %zu of %zu "
              "values differ)",
-             pname(prec), pos == VNP_POS_ROTARY ? "rotary" : pos == VNP_POS_ALIBI ? "alibi" : "plain",
-             max_len, diff, no);
+             pname(prec), pe, max_len, diff, no);
     check(diff == 0, what);
+    diff = n_differ(res[0], res[2], no);
+    snprintf(what, sizeof what,
+             "attention short kernel, heads together = sequences together (VIRNUCPRO_DEBUG_ATTN_"
+             "GRID=seqs) bit for bit (%s %s, max_len %d, %zu of %zu values differ)",
+             pname(prec), pe, max_len, diff, no);
+    check(diff == 0, what);
+    {
+        /* a value that is not one: creation fails, naming the variable */
+        vnp_backend *bad = NULL;
+        setenv("VIRNUCPRO_DEBUG_ATTN_GRID", "head", 1);
+        vnp_code brc = vnp_backend_cuda_create(0, prec, &bad, &err);
+        unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID");
+        check(brc == VNP_EINVAL && strstr(err.msg, "VIRNUCPRO_DEBUG_ATTN_GRID=head") && !bad,
+              "attention: VIRNUCPRO_DEBUG_ATTN_GRID=head is refused, naming the variable");
+        if (bad)
+            bad->ops->destroy(bad);
+    }
     free(res[0]);
     free(res[1]);
+    free(res[2]);
     free(qkv);
     free(cu);
 }

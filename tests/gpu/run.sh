@@ -32,7 +32,9 @@
 #                   sm90all: every encoder linear on the sm_90 GEMM, VIRNUCPRO_DEBUG_SM90_GEMM=2,
 #                   nosm90: sync without them (cuBLASLt), VIRNUCPRO_DEBUG_SM90_GEMM=0,
 #                   epicons: sync with their GELU epilogue on the consumer warpgroups instead
-#                   of the epilogue warps, VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers; MODE@RxC
+#                   of the epilogue warps, VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers,
+#                   attnseqs: sync with short-sequence attention's blocks in sequence order,
+#                   VIRNUCPRO_DEBUG_ATTN_GRID=seqs; MODE@RxC
 #                   adds the sm_90 GEMM's cluster shape, VIRNUCPRO_DEBUG_SM90_CLUSTER=RxC, e.g.
 #                   sm90all@2x2)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
@@ -413,10 +415,11 @@ bench_env() {
     sm90all) echo VIRNUCPRO_DEBUG_SM90_GEMM=2 ;;
     nosm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=0 ;;
     epicons) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers ;;
+    attnseqs) echo VIRNUCPRO_DEBUG_ATTN_GRID=seqs ;;
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == attnseqs ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}

@@ -376,7 +376,10 @@ __global__ void __launch_bounds__(128, 4)
 /* ---- short sequences (at most SHORT_TILES tiles of 64 keys) ----
  * The tiled kernel above waits on memory once per tile (load, rotate, compute), and each
  * of a sequence's query blocks loads and rotates all its keys again. Here one block
- * takes one head of one sequence: it copies all its queries, keys and values into
+ * takes one head of one sequence (the heads of a sequence are neighbouring blocks, hx 1,
+ * so that the blocks running at once read whole [3 x heads x 64] rows of qkv and write
+ * whole rows of out, instead of 128-byte pieces of every row 15 KB apart; hx 0, the
+ * sequences neighbours, VIRNUCPRO_DEBUG_ATTN_GRID=seqs, for comparison): it copies all its queries, keys and values into
  * shared memory at once (cp.async, no registers in between), rotates Q and K in one
  * pass, and then its warps run the query tiles (sixteen rows a warp; two tiles at a
  * time when there are several), each over all key tiles, without another barrier. V stays row-major: the P.V operand comes from
@@ -409,17 +412,17 @@ template <typename T, int POS, int NT>
 __global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
     attn_short_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu,
                       T *__restrict__ out, int nh, float scale, const float *__restrict__ rope,
-                      int max_len, const float *__restrict__ slopes, int *flag)
+                      int max_len, const float *__restrict__ slopes, int *flag, int hx)
 {
     extern __shared__ __align__(16) unsigned char attn_smem[];
     T(*Qs)[SROW] = reinterpret_cast<T(*)[SROW]>(attn_smem);
     T(*Ks)[SROW] = Qs + NT * BM;
     T(*Vs)[SROW] = Ks + NT * BN;
 
-    const int s = blockIdx.x, h = blockIdx.y;
+    const int s = hx ? blockIdx.y : blockIdx.x, h = hx ? blockIdx.x : blockIdx.y;
     const int start = cu[s], len = cu[s + 1] - start;
     if (len > max_len || len > NT * BN) { /* the caller's max_len is wrong */
-        if (blockIdx.y == 0 && threadIdx.x == 0)
+        if (h == 0 && threadIdx.x == 0)
             atomicOr(flag, VNP_CUDA_FLAG_BAD_SHAPE);
         return;
     }
@@ -616,8 +619,12 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
                        c->device, err);
     if (rc)
         return rc;
+    /* heads as the fast index where the sequences fit the grid's y (65535) */
+    const int hx = c->attn_heads_x && grid.x <= 65535;
+    if (hx)
+        grid = dim3(grid.y, grid.x);
     attn_short_kernel<T, POS, NT><<<grid, SHORT_THREADS(NT), smem, c->stream>>>(
-        (const T *)qkv, cu, (T *)out, nh, scale, c->rope, max_len, slopes, c->flag);
+        (const T *)qkv, cu, (T *)out, nh, scale, c->rope, max_len, slopes, c->flag, hx);
     return VNP_OK;
 }
 

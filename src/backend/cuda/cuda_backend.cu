@@ -787,6 +787,18 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
                             stl);
         swide = !strcmp(stl, "128x256");
     }
+    /* the order of short-sequence attention's blocks: the heads of a sequence together
+     * (default) or the sequences of a head */
+    int sheads = 1;
+    const char *sag = getenv("VIRNUCPRO_DEBUG_ATTN_GRID");
+    if (sag && *sag) {
+        if (strcmp(sag, "heads") && strcmp(sag, "seqs"))
+            return vnp_fail(err, VNP_EINVAL,
+                            "VIRNUCPRO_DEBUG_ATTN_GRID=%s: want heads (a sequence's heads in "
+                            "neighbouring blocks, the default) or seqs, or unset it",
+                            sag);
+        sheads = !strcmp(sag, "heads");
+    }
     /* where the GELU epilogues of its 128 x 256 tiles run: on spare warps while the
      * consumers go on (default), or on the consumers */
     int soff = 1;
@@ -838,6 +850,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->sm90_cn = scn;
     c->sm90_wide = swide;
     c->sm90_offload = soff;
+    c->attn_heads_x = sheads;
 #ifdef VNP_HAVE_SM90A
     /* (FP16/BF16 activations only: FP32 and FP8 GEMMs never take it) */
     c->sm90_gemm = c->cc == 90 && !c->scalar_only && !c->fp8 &&

@@ -69,6 +69,9 @@ typedef struct vnp_cuda {
     int reset_failed;  /* a guard_reset failed: reset_err, reported by the next guard_save */
     vnp_error reset_err;
     vnp_dtype act;     /* compute dtype of activations and GEMM weights */
+    int attn_heads_x;  /* 1 (default): short-sequence attention's blocks in head order
+                          within a sequence; 0 (VIRNUCPRO_DEBUG_ATTN_GRID=seqs), sequence
+                          order within a head (cuda_attention.cu); read once at creation */
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
                           LayerNorm take their one-element-per-thread kernels and
                           attention its tiled kernel for short sequences too (A/B timing
