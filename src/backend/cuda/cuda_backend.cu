@@ -729,6 +729,23 @@ static const vnp_backend_ops g_cuda_ops = {
     .guard_save = cu_guard_save,
 };
 
+/* A debug switch `name` that takes one of `n` values: *idx its index in `choices`, -1
+ * when unset or empty; any other value is refused, naming the variable and `want`. */
+static vnp_code env_choice(const char *name, const char *const *choices, int n, const char *want,
+                           int *idx, vnp_error *err)
+{
+    const char *v = getenv(name);
+    *idx = -1;
+    if (!v || !*v)
+        return VNP_OK;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, choices[i])) {
+            *idx = i;
+            return VNP_OK;
+        }
+    return vnp_fail(err, VNP_EINVAL, "%s=%s: want %s, or unset it", name, v, want);
+}
+
 extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_backend **out,
                                             vnp_error *err)
 {
@@ -763,65 +780,39 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
                         "GPU %d (%s) has compute capability %d.%d; --precision %s needs FP8 "
                         "tensor cores (8.9 or newer: Ada, Hopper); use fp16",
                         device, dev.name, dev.cc_major, dev.cc_minor, vnp_precision_name(prec));
-    /* the sm_90 GEMM's cluster shape (rows x columns of tiles sharing loads) */
-    int scm = 2, scn = 1;
-    const char *scl = getenv("VIRNUCPRO_DEBUG_SM90_CLUSTER");
-    if (scl && *scl) {
-        if (strlen(scl) != 3 || (scl[0] != '1' && scl[0] != '2') || scl[1] != 'x' ||
-            (scl[2] != '1' && scl[2] != '2'))
-            return vnp_fail(err, VNP_EINVAL,
-                            "VIRNUCPRO_DEBUG_SM90_CLUSTER=%s: want 1x1, 2x1, 1x2 or 2x2 (tiles "
-                            "of x by tiles of W per cluster), or unset it",
-                            scl);
-        scm = scl[0] - '0';
-        scn = scl[2] - '0';
-    }
-    /* its tile: 128 x 256 where the shape allows (default), or always 128 x 128 */
-    int swide = 1;
-    const char *stl = getenv("VIRNUCPRO_DEBUG_SM90_TILE");
-    if (stl && *stl) {
-        if (strcmp(stl, "128x128") && strcmp(stl, "128x256"))
-            return vnp_fail(err, VNP_EINVAL,
-                            "VIRNUCPRO_DEBUG_SM90_TILE=%s: want 128x128 or 128x256 (rows of x by "
-                            "rows of W per tile), or unset it",
-                            stl);
-        swide = !strcmp(stl, "128x256");
-    }
-    /* the order of short-sequence attention's blocks: the heads of a sequence together
-     * (default) or the sequences of a head */
-    int sheads = 1;
-    const char *sag = getenv("VIRNUCPRO_DEBUG_ATTN_GRID");
-    if (sag && *sag) {
-        if (strcmp(sag, "heads") && strcmp(sag, "seqs"))
-            return vnp_fail(err, VNP_EINVAL,
-                            "VIRNUCPRO_DEBUG_ATTN_GRID=%s: want heads (a sequence's heads in "
-                            "neighbouring blocks, the default) or seqs, or unset it",
-                            sag);
-        sheads = !strcmp(sag, "heads");
-    }
-    /* where the GELU epilogues of its 128 x 256 tiles run: on spare warps while the
-     * consumers go on (default), or on the consumers */
-    int soff = 1;
-    const char *sep = getenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE");
-    if (sep && *sep) {
-        if (strcmp(sep, "warps") && strcmp(sep, "consumers"))
-            return vnp_fail(err, VNP_EINVAL,
-                            "VIRNUCPRO_DEBUG_SM90_EPILOGUE=%s: want warps (the GELU epilogue "
-                            "on the producer's spare warps, the default) or consumers, or "
-                            "unset it",
-                            sep);
-        soff = !strcmp(sep, "warps");
-    }
-    /* the sm_90 GEMM: 1 (the fused up-projections, the default on 9.0), 2 (every encoder
-     * linear) or 0 (none: the portable path) */
-    const char *s9 = getenv("VIRNUCPRO_DEBUG_SM90_GEMM");
-    const int s9_set = s9 && *s9;
-    if (s9_set && strcmp(s9, "0") && strcmp(s9, "1") && strcmp(s9, "2"))
-        return vnp_fail(err, VNP_EINVAL,
-                        "VIRNUCPRO_DEBUG_SM90_GEMM=%s: want 0 (the portable kernels), 1 (the "
-                        "fused FFN up-projections, the default) or 2 (every encoder linear), "
-                        "or unset it",
-                        s9);
+    /* the debug switches of the kernels, each one of a few values (see env_choice) */
+    static const char *const clusters[] = {"1x1", "2x1", "1x2", "2x2"};
+    static const char *const tiles[] = {"128x128", "128x256"};
+    static const char *const orders[] = {"seqs", "heads"};
+    static const char *const epis[] = {"consumers", "warps"};
+    static const char *const levels[] = {"0", "1", "2"};
+    int kcl, ktl, kag, kep, s9;
+    vnp_code erc;
+    if ((erc = env_choice("VIRNUCPRO_DEBUG_SM90_CLUSTER", clusters, 4,
+                          "1x1, 2x1 (the default), 1x2 or 2x2 (tiles of x by tiles of W per "
+                          "cluster)",
+                          &kcl, err)) ||
+        (erc = env_choice("VIRNUCPRO_DEBUG_SM90_TILE", tiles, 2,
+                          "128x128 or 128x256 (rows of x by rows of W per tile; the default "
+                          "128x256 where W's rows allow)",
+                          &ktl, err)) ||
+        (erc = env_choice("VIRNUCPRO_DEBUG_ATTN_GRID", orders, 2,
+                          "heads (a sequence's heads in neighbouring blocks, the default) or "
+                          "seqs",
+                          &kag, err)) ||
+        (erc = env_choice("VIRNUCPRO_DEBUG_SM90_EPILOGUE", epis, 2,
+                          "warps (the GELU epilogue on the producer's spare warps, the "
+                          "default) or consumers",
+                          &kep, err)) ||
+        (erc = env_choice("VIRNUCPRO_DEBUG_SM90_GEMM", levels, 3,
+                          "0 (the portable kernels), 1 (the fused FFN up-projections, the "
+                          "default) or 2 (every encoder linear)",
+                          &s9, err)))
+        return erc;
+    /* the sm_90 GEMM's cluster shape (rows x columns of tiles sharing loads), its tile,
+     * where its GELU epilogues run, and the order of short-sequence attention's blocks */
+    const int scm = kcl < 0 ? 2 : clusters[kcl][0] - '0', scn = kcl < 0 ? 1 : clusters[kcl][2] - '0';
+    const int swide = ktl != 0, sheads = kag != 0, soff = kep != 0;
     vnp_backend *be = (vnp_backend *)calloc(1, sizeof *be);
     vnp_cuda *c = (vnp_cuda *)calloc(1, sizeof *c);
     if (!be || !c) {
@@ -855,7 +846,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     /* (FP16/BF16 activations only: FP32 and FP8 GEMMs never take it) */
     c->sm90_gemm = c->cc == 90 && !c->scalar_only && !c->fp8 &&
                            (c->act == VNP_DT_F16 || c->act == VNP_DT_BF16)
-                       ? (s9_set ? s9[0] - '0' : 1)
+                       ? (s9 < 0 ? 1 : s9)
                        : 0;
 #endif
     const char *gp = getenv("VIRNUCPRO_DEBUG_GEMM_PICKS");
@@ -896,7 +887,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
         vnp_error e9;
         const vnp_code r9 = vnp_cuda_gemm_sm90_probe(c, &e9);
         if (r9) {
-            if (s9_set) {
+            if (s9 >= 0) { /* asked for explicitly */
                 if (err)
                     *err = e9;
                 rc = r9;
