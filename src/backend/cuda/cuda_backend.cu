@@ -787,28 +787,32 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     static const char *const epis[] = {"consumers", "warps"};
     static const char *const levels[] = {"0", "1", "2"};
     int kcl, ktl, kag, kep, s9;
-    vnp_code erc;
-    if ((erc = env_choice("VIRNUCPRO_DEBUG_SM90_CLUSTER", clusters, 4,
-                          "1x1, 2x1 (the default), 1x2 or 2x2 (tiles of x by tiles of W per "
-                          "cluster)",
-                          &kcl, err)) ||
-        (erc = env_choice("VIRNUCPRO_DEBUG_SM90_TILE", tiles, 2,
-                          "128x128 or 128x256 (rows of x by rows of W per tile; the default "
-                          "128x256 where W's rows allow)",
-                          &ktl, err)) ||
-        (erc = env_choice("VIRNUCPRO_DEBUG_ATTN_GRID", orders, 2,
-                          "heads (a sequence's heads in neighbouring blocks, the default) or "
-                          "seqs",
-                          &kag, err)) ||
-        (erc = env_choice("VIRNUCPRO_DEBUG_SM90_EPILOGUE", epis, 2,
-                          "warps (the GELU epilogue on the producer's spare warps, the "
-                          "default) or consumers",
-                          &kep, err)) ||
-        (erc = env_choice("VIRNUCPRO_DEBUG_SM90_GEMM", levels, 3,
-                          "0 (the portable kernels), 1 (the fused FFN up-projections, the "
-                          "default) or 2 (every encoder linear)",
-                          &s9, err)))
-        return erc;
+    const struct {
+        const char *name;
+        const char *const *choices;
+        int n;
+        const char *want;
+        int *idx;
+    } sw[] = {
+        {"VIRNUCPRO_DEBUG_SM90_CLUSTER", clusters, 4,
+         "1x1, 2x1 (the default), 1x2 or 2x2 (tiles of x by tiles of W per cluster)", &kcl},
+        {"VIRNUCPRO_DEBUG_SM90_TILE", tiles, 2,
+         "128x128 or 128x256 (rows of x by rows of W per tile; the default 128x256 where W's "
+         "rows allow)",
+         &ktl},
+        {"VIRNUCPRO_DEBUG_ATTN_GRID", orders, 2,
+         "heads (a sequence's heads in neighbouring blocks, the default) or seqs", &kag},
+        {"VIRNUCPRO_DEBUG_SM90_EPILOGUE", epis, 2,
+         "warps (the GELU epilogue on the producer's spare warps, the default) or consumers",
+         &kep},
+        {"VIRNUCPRO_DEBUG_SM90_GEMM", levels, 3,
+         "0 (the portable kernels), 1 (the fused FFN up-projections, the default) or 2 (every "
+         "encoder linear)",
+         &s9},
+    };
+    for (size_t i = 0; i < sizeof sw / sizeof sw[0]; i++)
+        if ((rc = env_choice(sw[i].name, sw[i].choices, sw[i].n, sw[i].want, sw[i].idx, err)))
+            return rc;
     /* the sm_90 GEMM's cluster shape (rows x columns of tiles sharing loads), its tile,
      * where its GELU epilogues run, and the order of short-sequence attention's blocks */
     const int scm = kcl < 0 ? 2 : clusters[kcl][0] - '0', scn = kcl < 0 ? 1 : clusters[kcl][2] - '0';
