@@ -1202,7 +1202,9 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
     for (int h = 0; h < heads; h++)
         slopes[h] = powf(2.0f, -8.0f * (float)(h + 1) / (float)heads);
     float *res[3];
+    long hx[3];
     vnp_error err;
+    unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID"); /* the default first */
     for (int k = 0; k < 3; k++) {
         vnp_backend *be;
         if (k == 1)
@@ -1222,6 +1224,7 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         if (be->ops->attention(be, &qb, &cb, nseq, max_len, T, &d, &ob, &err))
             die("attention", &err);
         res[k] = down(be, &ob, no);
+        hx[k] = vnp_backend_cuda_attn_heads_first(be);
         if (vnp_backend_guard_check(be, &err))
             die("attention guard", &err);
         be->ops->free_buf(be, &qb);
@@ -1239,6 +1242,11 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
              "values differ)",
              pname(prec), pe, max_len, diff, no);
     check(diff == 0, what);
+    snprintf(what, sizeof what,
+             "attention short kernel: heads-first launches %ld by default (want 1), %ld with "
+             "VIRNUCPRO_DEBUG_ATTN_GRID=seqs (want 0)",
+             hx[0], hx[2]);
+    check(hx[0] == 1 && hx[2] == 0, what);
     diff = n_differ(res[0], res[2], no);
     snprintf(what, sizeof what,
              "attention short kernel, heads together = sequences together (VIRNUCPRO_DEBUG_ATTN_"
@@ -1559,6 +1567,47 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
     return small ? 11 : 16;
 }
 
+/* The sm_90 GEMM's two placements of the GELU epilogue (backends `warps` and `cons`, the
+ * default and VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers) on the same inputs: the same bits,
+ * bias + erf GELU (gated 0, N outputs) or gated GELU (gated 1, N / 2 outputs, no bias) */
+static void sm90_placements_same(vnp_backend *warps, vnp_backend *cons, vnp_precision prec, int M,
+                                 int N, int K, int gated)
+{
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K));
+    float *bi = rand_vec((size_t)N, 0.3f);
+    const int n_out = gated ? N / 2 : N;
+    float *res[2];
+    vnp_backend *bes[2] = {warps, cons};
+    for (int k = 0; k < 2; k++) {
+        vnp_backend *be = bes[k];
+        vnp_buf xb = up(be, x, (size_t)M * K, 1), wb = up(be, w, (size_t)N * K, 1);
+        vnp_buf bb = up(be, bi, (size_t)N, VNP_WEIGHT_BIAS), tb = {0}, ob = act(be, (size_t)M * n_out);
+        vnp_error err;
+        vnp_code rc = gated ? be->ops->linear_gated_gelu(be, &xb, &wb, NULL, M, N / 2, K, &tb, &ob, &err)
+                            : be->ops->linear(be, &xb, &wb, &bb, VNP_ACT_GELU_ERF, NULL, M, N, K, &ob,
+                                              &err);
+        if (rc)
+            die(gated ? "linear_gated_gelu" : "linear", &err);
+        res[k] = down(be, &ob, (size_t)M * n_out);
+        be->ops->free_buf(be, &xb);
+        be->ops->free_buf(be, &wb);
+        be->ops->free_buf(be, &bb);
+        be->ops->free_buf(be, &ob);
+    }
+    const size_t diff = n_differ(res[0], res[1], (size_t)M * n_out);
+    char what[200];
+    snprintf(what, sizeof what,
+             "sm_90 GEMM %s %s %dx%dx%d: epilogue warps = epilogue on the consumers bit for bit "
+             "(%zu of %zu values differ)",
+             pname(prec), gated ? "gated GELU" : "bias + GELU", M, N, K, diff, (size_t)M * n_out);
+    check(diff == 0, what);
+    free(res[0]);
+    free(res[1]);
+    free(x);
+    free(w);
+    free(bi);
+}
+
 /* The sm_90a GEMM (bias + erf GELU, gated GELU, or bias + residual in its epilogue) in each
  * tile width and cluster shape (VIRNUCPRO_DEBUG_SM90_TILE, VIRNUCPRO_DEBUG_SM90_CLUSTER),
  * and the default's with the GELU epilogues on the consumers instead of the epilogue
@@ -1636,7 +1685,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         long cl0 = 0, cl1 = 0, wd0 = 0, wd1 = 0, of0 = 0, of1 = 0;
         const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, &wd0, &of0, NULL);
         /* (BF16: the packed-batch shapes in the default configuration only, to keep
-         * the stage's time down; FP16 runs them in all six) */
+         * the stage's time down; FP16 runs them in all seven) */
         const int sm = small || (prec == VNP_PREC_BF16 && i != def);
         const int n = sm90_cases(cpu, port, gpu[i], prec, sm, i == def ? 16101 : 4101, names[i]);
         const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, &wd1, &of1, NULL) - before;
@@ -1668,6 +1717,13 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                  "sm_90 GEMM %s %s: %ld of the %ld wide ones had the epilogue warps (want %s)",
                  pname(prec), names[i], of, wd, !sm90 || !off ? "0" : "some, not all");
         check(!sm90 || !off ? of == 0 : of > 0 && of < wd, what);
+    }
+    /* the two placements of the GELU epilogue give the same bits: a partial row tile, and
+     * shapes with ~12 tiles a CTA (the buffer's barriers through many phases) */
+    if (sm90) {
+        sm90_placements_same(gpu[def], gpu[inl], prec, 77, 256, 128, 0);
+        sm90_placements_same(gpu[def], gpu[inl], prec, 40000, 1280, 256, 0);
+        sm90_placements_same(gpu[def], gpu[inl], prec, 40000, 3072, 256, 1);
     }
     /* nothing set: on 9.0 the up-projection with its GELU takes the kernel, a plain
      * linear does not (level 1, the default) */

@@ -625,6 +625,7 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
         grid = dim3(grid.y, grid.x);
     attn_short_kernel<T, POS, NT><<<grid, SHORT_THREADS(NT), smem, c->stream>>>(
         (const T *)qkv, cu, (T *)out, nh, scale, c->rope, max_len, slopes, c->flag, hx);
+    c->attn_hx_runs += hx;
     return VNP_OK;
 }
 
@@ -660,6 +661,8 @@ static vnp_code launch_short(vnp_cuda *c, int pos, int nt, dim3 grid, const void
     return launch_short_pos<T, VNP_POS_NONE>(c, nt, grid, qkv, cu, out, nh, scale, max_len,
                                              slopes, err);
 }
+
+long vnp_backend_cuda_attn_heads_first(vnp_backend *be) { return vnp_cuda_of(be)->attn_hx_runs; }
 
 vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
                             int nseq, int max_len, int T, const vnp_attn_desc *desc,

@@ -72,6 +72,8 @@ typedef struct vnp_cuda {
     int attn_heads_x;  /* 1 (default): short-sequence attention's blocks in head order
                           within a sequence; 0 (VIRNUCPRO_DEBUG_ATTN_GRID=seqs), sequence
                           order within a head (cuda_attention.cu); read once at creation */
+    long attn_hx_runs; /* short-sequence attention launches in head order (the op tests
+                          check the switch took; vnp_backend_cuda_attn_heads_first) */
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
                           LayerNorm take their one-element-per-thread kernels and
                           attention its tiled kernel for short sequences too (A/B timing

@@ -23,6 +23,7 @@
 #include <cudaTypedefs.h>
 
 #include "backend/cuda/cuda_internal.cuh"
+#include "virnucpro/error.h"
 
 /* (the epilogues, VNP_SM90_GELU / _GATED / _LINEAR, are in cuda_internal.cuh) */
 #define SM90_BM 128    /* rows of x per tile (two m64 halves) */
@@ -449,8 +450,10 @@ __global__ void __launch_bounds__(384, 1)
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     /* the swizzled tiles want 1024-byte alignment (the same offset in every CTA: the
      * multicast writes there) */
-    unsigned char *smem =
-        (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    /* (an offset from smem_raw, not a pointer rounded through an integer: the compiler
+     * then knows the buffer below is shared memory and uses STS/LDS, not generic
+     * stores and loads) */
+    unsigned char *smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
     const uint32_t sa = smem_u32(smem);                     /* x tiles */
     const uint32_t sb = sa + NS * SM90_BM * SM90_BK * 2;    /* W tiles */
     unsigned char *const ebuf = smem + NS * SM90_STAGE_BYTES(WIDE); /* variant 2 */
@@ -858,8 +861,17 @@ vnp_code vnp_cuda_gemm_sm90_probe(vnp_cuda *c, vnp_error *err)
         vnp_code rc = configure<__half, VNP_SM90_GELU, 0>(c, sizes[i], &cfg, at, err);
         if (!rc && c->sm90_wide)
             rc = configure<__half, VNP_SM90_GELU, 1>(c, sizes[i], &cfg, at, err);
-        if (!rc && c->sm90_wide && c->sm90_offload)
-            rc = configure<__half, VNP_SM90_GELU, 2>(c, sizes[i], &cfg, at, err);
+        if (!rc && c->sm90_wide && c->sm90_offload) {
+            /* the epilogue warps' variant has the most shared memory: where it does not
+             * fit, the GELU epilogue stays on the consumers (variant 1, probed above) */
+            vnp_error e2;
+            if (configure<__half, VNP_SM90_GELU, 2>(c, sizes[i], &cfg, at, &e2)) {
+                vnp_warn("cuda:%d: the sm_90 GEMM's epilogue warps do not fit here (%s); its "
+                         "GELU epilogues run on the consumers",
+                         c->device, e2.msg);
+                c->sm90_offload = 0;
+            }
+        }
         if (rc)
             return cluster_hint(rc, c, sizes[i] == 1 ? 1 : c->sm90_cm,
                                 sizes[i] == 1 ? 1 : sizes[i] / c->sm90_cm, err);
