@@ -315,8 +315,10 @@ int vnp_backend_cuda_gemm_picked(vnp_backend *be);
 long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered, long *wide, long *offloaded,
                                  int *grid);
 /* cuda_attention.cu: how many short-sequence attention launches of this backend put a
- * sequence's heads in neighbouring blocks (VIRNUCPRO_DEBUG_ATTN_GRID): for the op tests. */
-long vnp_backend_cuda_attn_heads_first(vnp_backend *be);
+ * sequence's heads in neighbouring blocks (VIRNUCPRO_DEBUG_ATTN_GRID), and, where not
+ * NULL, how many of them copied a block's next head beside its compute
+ * (`double_buffered`, VIRNUCPRO_DEBUG_ATTN_HEADS): for the op tests. */
+long vnp_backend_cuda_attn_heads_first(vnp_backend *be, long *double_buffered);
 #endif
 
 #ifdef __cplusplus

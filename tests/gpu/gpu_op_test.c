@@ -1181,7 +1181,10 @@ static void test_poison(void)
 /* Sequences of up to 256 tokens take the one-copy attention kernel; the tiled kernel
  * (VIRNUCPRO_DEBUG_SCALAR_KERNELS=1) runs the same arithmetic tile for tile: the two
  * must give the same bits, and so must the one-copy kernel with its blocks in sequence
- * order (VIRNUCPRO_DEBUG_ATTN_GRID=seqs; the default puts a sequence's heads together). */
+ * order (VIRNUCPRO_DEBUG_ATTN_GRID=seqs; the default puts a sequence's heads together) and
+ * with 2 and 8 heads a block (VIRNUCPRO_DEBUG_ATTN_HEADS; the next head copied beside the
+ * current one's compute where the sequences are at most 128 tokens; with 3 heads, 2 a
+ * block leaves a group of one). */
 static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, const int *lens,
                                          int nseq, int heads)
 {
@@ -1201,20 +1204,24 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         inv_freq[i] = powf(10000.0f, -(float)(2 * i) / 64.0f);
     for (int h = 0; h < heads; h++)
         slopes[h] = powf(2.0f, -8.0f * (float)(h + 1) / (float)heads);
-    float *res[3];
-    long hx[3];
+    float *res[5];
+    long hx[5], db[5];
     vnp_error err;
     unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID"); /* the default first */
-    for (int k = 0; k < 3; k++) {
+    unsetenv("VIRNUCPRO_DEBUG_ATTN_HEADS");
+    for (int k = 0; k < 5; k++) {
         vnp_backend *be;
         if (k == 1)
             setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
         if (k == 2)
             setenv("VIRNUCPRO_DEBUG_ATTN_GRID", "seqs", 1);
+        if (k >= 3)
+            setenv("VIRNUCPRO_DEBUG_ATTN_HEADS", k == 3 ? "2" : "8", 1);
         if (vnp_backend_cuda_create(0, prec, &be, &err))
             die("cuda backend", &err);
         unsetenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
         unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID");
+        unsetenv("VIRNUCPRO_DEBUG_ATTN_HEADS");
         vnp_buf qb = up(be, qkv, nq, 1), ob = act(be, no), cb = up_i32(be, cu, (size_t)nseq + 1);
         vnp_buf fb, sb;
         if (be->ops->upload_f32(be, inv_freq, 32, &fb, &err) ||
@@ -1224,7 +1231,7 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         if (be->ops->attention(be, &qb, &cb, nseq, max_len, T, &d, &ob, &err))
             die("attention", &err);
         res[k] = down(be, &ob, no);
-        hx[k] = vnp_backend_cuda_attn_heads_first(be);
+        hx[k] = vnp_backend_cuda_attn_heads_first(be, &db[k]);
         if (vnp_backend_guard_check(be, &err))
             die("attention guard", &err);
         be->ops->free_buf(be, &qb);
@@ -1244,9 +1251,20 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
     check(diff == 0, what);
     snprintf(what, sizeof what,
              "attention short kernel: heads-first launches %ld by default (want 1), %ld with "
-             "VIRNUCPRO_DEBUG_ATTN_GRID=seqs (want 0)",
-             hx[0], hx[2]);
-    check(hx[0] == 1 && hx[2] == 0, what);
+             "VIRNUCPRO_DEBUG_ATTN_GRID=seqs (want 0); two-buffer launches %ld by default "
+             "(want 0), %ld and %ld with 2 and 8 heads a block (want %d)",
+             hx[0], hx[2], db[0], db[3], db[4], max_len <= 128);
+    check(hx[0] == 1 && hx[2] == 0 && db[0] == 0 && db[3] == (max_len <= 128) &&
+              db[4] == (max_len <= 128),
+          what);
+    for (int k = 3; k < 5; k++) {
+        const size_t dk = n_differ(res[0], res[k], no);
+        snprintf(what, sizeof what,
+                 "attention short kernel, %s heads a block = one bit for bit (%s %s, max_len %d, "
+                 "%zu of %zu values differ)",
+                 k == 3 ? "2" : "8", pname(prec), pe, max_len, dk, no);
+        check(dk == 0, what);
+    }
     diff = n_differ(res[0], res[2], no);
     snprintf(what, sizeof what,
              "attention short kernel, heads together = sequences together (VIRNUCPRO_DEBUG_ATTN_"
@@ -1264,9 +1282,8 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         if (bad)
             bad->ops->destroy(bad);
     }
-    free(res[0]);
-    free(res[1]);
-    free(res[2]);
+    for (int k = 0; k < 5; k++)
+        free(res[k]);
     free(qkv);
     free(cu);
 }

@@ -34,7 +34,9 @@
 #                   epicons: sync with their GELU epilogue on the consumer warpgroups instead
 #                   of the epilogue warps, VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers,
 #                   attnseqs: sync with short-sequence attention's blocks in sequence order,
-#                   VIRNUCPRO_DEBUG_ATTN_GRID=seqs; MODE@RxC
+#                   VIRNUCPRO_DEBUG_ATTN_GRID=seqs, attnh2/4/8: sync with 2/4/8 heads a block
+#                   of it (the next head's copy beside this one's compute),
+#                   VIRNUCPRO_DEBUG_ATTN_HEADS=N; MODE@RxC
 #                   adds the sm_90 GEMM's cluster shape, VIRNUCPRO_DEBUG_SM90_CLUSTER=RxC, e.g.
 #                   sm90all@2x2)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
@@ -416,10 +418,11 @@ bench_env() {
     nosm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=0 ;;
     epicons) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers ;;
     attnseqs) echo VIRNUCPRO_DEBUG_ATTN_GRID=seqs ;;
+    attnh2|attnh4|attnh8) echo "VIRNUCPRO_DEBUG_ATTN_HEADS=${1#attnh}" ;;
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == attnseqs ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == attnseqs || $1 == attnh[248] ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}

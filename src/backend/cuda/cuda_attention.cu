@@ -408,37 +408,15 @@ __device__ __forceinline__ void async_rows(T (*dst)[SROW], const T *__restrict__
     }
 }
 
+/* One head h of one sequence from shared memory (Qs, Ks, Vs, loaded): rotate or scale Q
+ * and K in place, then each warp's query rows over all key tiles, stored to out. */
 template <typename T, int POS, int NT>
-__global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
-    attn_short_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu,
-                      T *__restrict__ out, int nh, float scale, const float *__restrict__ rope,
-                      int max_len, const float *__restrict__ slopes, int *flag, int hx)
+__device__ __forceinline__ void short_head(T (*Qs)[SROW], T (*Ks)[SROW], T (*Vs)[SROW], int h,
+                                           int start, int len, int nt, T *__restrict__ out,
+                                           int nh, float scale, const float *__restrict__ rope,
+                                           int max_len, const float *__restrict__ slopes,
+                                           int *flag)
 {
-    extern __shared__ __align__(16) unsigned char attn_smem[];
-    T(*Qs)[SROW] = reinterpret_cast<T(*)[SROW]>(attn_smem);
-    T(*Ks)[SROW] = Qs + NT * BM;
-    T(*Vs)[SROW] = Ks + NT * BN;
-
-    const int s = hx ? blockIdx.y : blockIdx.x, h = hx ? blockIdx.x : blockIdx.y;
-    const int start = cu[s], len = cu[s + 1] - start;
-    if (len > max_len || len > NT * BN) { /* the caller's max_len is wrong */
-        if (h == 0 && threadIdx.x == 0)
-            atomicOr(flag, VNP_CUDA_FLAG_BAD_SHAPE);
-        return;
-    }
-    if (len <= 0)
-        return;
-    const size_t ld = (size_t)3 * nh * HD;
-    const T *qbase = qkv + (size_t)start * ld + (size_t)h * HD;
-    const T *kbase = qbase + (size_t)nh * HD;
-    const T *vbase = qbase + (size_t)2 * nh * HD;
-    const int nt = (len + BN - 1) / BN; /* query and key tiles of this sequence */
-
-    async_rows<T>(Qs, qbase, ld, nt * BM, len);
-    async_rows<T>(Ks, kbase, ld, nt * BN, len);
-    async_rows<T>(Vs, vbase, ld, nt * BN, len);
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncthreads();
     const float qmul = scale * LOG2E;
     const int group = threadIdx.x >> 7; /* 128 threads a tile */
     for (int t = group; t < nt; t += SHORT_THREADS(NT) / 128) {
@@ -488,6 +466,66 @@ __global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
             }
         }
         attn_store_rows<T>(r, obase, (size_t)nh * HD, len, flag);
+    }
+}
+
+/* Rows of one head's buffer: Q, then K, then V */
+#define SHORT_BUF_ROWS(NT) ((NT) * BM + 2 * (NT) * BN)
+
+/* Head h's Q, K, V rows of the sequence at `start` into buffer `dst`, one cp.async group */
+template <typename T, int NT>
+__device__ __forceinline__ void short_load(T (*dst)[SROW], const T *__restrict__ qkv, int start,
+                                           size_t ld, int h, int nh, int nt, int len)
+{
+    const T *qbase = qkv + (size_t)start * ld + (size_t)h * HD;
+    async_rows<T>(dst, qbase, ld, nt * BM, len);
+    async_rows<T>(dst + NT * BM, qbase + (size_t)nh * HD, ld, nt * BN, len);
+    async_rows<T>(dst + NT * BM + NT * BN, qbase + (size_t)2 * nh * HD, ld, nt * BN, len);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+/* The kernel: blocks of one sequence and one head (MULTI 0), or `hpb` consecutive heads
+ * (MULTI 1, with hx; then the next head's rows are copied into the second buffer while
+ * this one's are computed). hx 1: blockIdx.x the head (group), y the sequence; hx 0: x
+ * the sequence, y the head. (MULTI 0 is the one-head kernel as the compiler sees it: no
+ * loop state live across the head's compute.) */
+template <typename T, int POS, int NT, int MULTI>
+__global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
+    attn_short_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu,
+                      T *__restrict__ out, int nh, float scale, const float *__restrict__ rope,
+                      int max_len, const float *__restrict__ slopes, int *flag, int hx, int hpb)
+{
+    const int nbuf = MULTI ? 2 : 1;
+    extern __shared__ __align__(16) unsigned char attn_smem[];
+    const int s = hx ? blockIdx.y : blockIdx.x, h0 = hx ? blockIdx.x * hpb : blockIdx.y;
+    const int start = cu[s], len = cu[s + 1] - start;
+    if (len > max_len || len > NT * BN) { /* the caller's max_len is wrong */
+        if (h0 == 0 && threadIdx.x == 0)
+            atomicOr(flag, VNP_CUDA_FLAG_BAD_SHAPE);
+        return;
+    }
+    if (len <= 0)
+        return;
+    const size_t ld = (size_t)3 * nh * HD;
+    const int nt = (len + BN - 1) / BN; /* query and key tiles of this sequence */
+    const int nheads = MULTI ? min(hpb, nh - h0) : 1;
+    T(*const base)[SROW] = reinterpret_cast<T(*)[SROW]>(attn_smem);
+    short_load<T, NT>(base, qkv, start, ld, h0, nh, nt, len);
+    for (int i = 0; i < nheads; i++) {
+        const int b = nbuf == 2 ? i & 1 : 0;
+        if (nbuf == 2 && i + 1 < nheads) {
+            /* the other buffer was last read before the previous head's trailing barrier */
+            short_load<T, NT>(base + (size_t)(b ^ 1) * SHORT_BUF_ROWS(NT), qkv, start, ld,
+                              h0 + i + 1, nh, nt, len);
+            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+        }
+        __syncthreads();
+        T(*Qs)[SROW] = base + (size_t)b * SHORT_BUF_ROWS(NT);
+        short_head<T, POS, NT>(Qs, Qs + NT * BM, Qs + NT * BM + NT * BN, h0 + i, start, len, nt,
+                               out, nh, scale, rope, max_len, slopes, flag);
+        __syncthreads(); /* every warp is done with buffer b */
     }
 }
 
@@ -612,20 +650,27 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
                                 void *out, int nh, float scale, int max_len,
                                 const float *slopes, vnp_error *err)
 {
-    const size_t smem = (size_t)(NT * BM + 2 * NT * BN) * SROW * sizeof(T);
-    vnp_code rc =
-        VNP_CUDA_CHECK(cudaFuncSetAttribute(attn_short_kernel<T, POS, NT>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-                       c->device, err);
+    /* heads as the fast index where the sequences fit the grid's y (65535), in groups of
+     * hpb a block; two buffers (the next head's copy beside this one's compute) where
+     * there are several heads a block and the sequences are short enough that two
+     * buffers keep the blocks an SM holds (at most 128 tokens) */
+    const int hx = c->attn_heads_x && grid.x <= 65535;
+    const int hpb = hx && NT <= 2 ? c->attn_hpb : 1, nbuf = hpb > 1 ? 2 : 1;
+    const size_t smem = (size_t)nbuf * SHORT_BUF_ROWS(NT) * SROW * sizeof(T);
+    void (*kern)(const T *, const int32_t *, T *, int, float, const float *, int, const float *,
+                 int *, int, int) =
+        nbuf == 2 ? attn_short_kernel<T, POS, (NT <= 2 ? NT : 1), 1> : attn_short_kernel<T, POS, NT, 0>;
+    vnp_code rc = VNP_CUDA_CHECK(
+        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+        c->device, err);
     if (rc)
         return rc;
-    /* heads as the fast index where the sequences fit the grid's y (65535) */
-    const int hx = c->attn_heads_x && grid.x <= 65535;
     if (hx)
-        grid = dim3(grid.y, grid.x);
-    attn_short_kernel<T, POS, NT><<<grid, SHORT_THREADS(NT), smem, c->stream>>>(
-        (const T *)qkv, cu, (T *)out, nh, scale, c->rope, max_len, slopes, c->flag, hx);
+        grid = dim3((grid.y + hpb - 1) / hpb, grid.x);
+    kern<<<grid, SHORT_THREADS(NT), smem, c->stream>>>((const T *)qkv, cu, (T *)out, nh, scale,
+                                                      c->rope, max_len, slopes, c->flag, hx, hpb);
     c->attn_hx_runs += hx;
+    c->attn_db_runs += nbuf == 2;
     return VNP_OK;
 }
 
@@ -662,7 +707,12 @@ static vnp_code launch_short(vnp_cuda *c, int pos, int nt, dim3 grid, const void
                                              slopes, err);
 }
 
-long vnp_backend_cuda_attn_heads_first(vnp_backend *be) { return vnp_cuda_of(be)->attn_hx_runs; }
+long vnp_backend_cuda_attn_heads_first(vnp_backend *be, long *double_buffered)
+{
+    if (double_buffered)
+        *double_buffered = vnp_cuda_of(be)->attn_db_runs;
+    return vnp_cuda_of(be)->attn_hx_runs;
+}
 
 vnp_code vnp_cuda_attention(vnp_backend *be, const vnp_buf *qkv, const vnp_buf *cu_seqlens,
                             int nseq, int max_len, int T, const vnp_attn_desc *desc,

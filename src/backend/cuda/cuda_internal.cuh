@@ -74,6 +74,11 @@ typedef struct vnp_cuda {
                           order within a head (cuda_attention.cu); read once at creation */
     long attn_hx_runs; /* short-sequence attention launches in head order (the op tests
                           check the switch took; vnp_backend_cuda_attn_heads_first) */
+    int attn_hpb;      /* heads a block of short-sequence attention takes in head order:
+                          1 (default), 2, 4 or 8 (VIRNUCPRO_DEBUG_ATTN_HEADS; more than one
+                          copies the next head's rows while computing this one's, for
+                          sequences of at most 128 tokens); read once at creation */
+    long attn_db_runs; /* launches with the two buffers (vnp_backend_cuda_attn_heads_first) */
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
                           LayerNorm take their one-element-per-thread kernels and
                           attention its tiled kernel for short sequences too (A/B timing
