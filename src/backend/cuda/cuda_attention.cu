@@ -379,11 +379,12 @@ __global__ void __launch_bounds__(128, 4)
  * takes one head of one sequence (the heads of a sequence are neighbouring blocks, hx 1,
  * so that the blocks running at once read whole [3 x heads x 64] rows of qkv and write
  * whole rows of out, instead of 128-byte pieces of every row 15 KB apart; hx 0, the
- * sequences neighbours, VIRNUCPRO_DEBUG_ATTN_GRID=seqs, for comparison): it copies all its queries, keys and values into
- * shared memory at once (cp.async, no registers in between), rotates Q and K in one
- * pass, and then its warps run the query tiles (sixteen rows a warp; two tiles at a
- * time when there are several), each over all key tiles, without another barrier. V stays row-major: the P.V operand comes from
- * ldmatrix.trans. Same arithmetic as attn_mma_kernel tile for tile: same bits. */
+ * sequences neighbours, VIRNUCPRO_DEBUG_ATTN_GRID=seqs, for comparison): it copies all
+ * its queries, keys and values into shared memory at once (cp.async, no registers in
+ * between), rotates Q and K in one pass, and then its warps run the query tiles (sixteen
+ * rows a warp; two tiles at a time when there are several), each over all key tiles,
+ * without another barrier. V stays row-major: the P.V operand comes from ldmatrix.trans.
+ * Same arithmetic as attn_mma_kernel tile for tile: same bits. */
 #define SHORT_TILES 4
 /* threads of a block: four warps (one query tile at a time) for one tile, else eight
  * (two query tiles at a time) */
@@ -495,7 +496,6 @@ __global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
                       T *__restrict__ out, int nh, float scale, const float *__restrict__ rope,
                       int max_len, const float *__restrict__ slopes, int *flag, int hx, int hpb)
 {
-    const int nbuf = MULTI ? 2 : 1;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     const int s = hx ? blockIdx.y : blockIdx.x, h0 = hx ? blockIdx.x * hpb : blockIdx.y;
     const int start = cu[s], len = cu[s + 1] - start;
@@ -512,8 +512,8 @@ __global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
     T(*const base)[SROW] = reinterpret_cast<T(*)[SROW]>(attn_smem);
     short_load<T, NT>(base, qkv, start, ld, h0, nh, nt, len);
     for (int i = 0; i < nheads; i++) {
-        const int b = nbuf == 2 ? i & 1 : 0;
-        if (nbuf == 2 && i + 1 < nheads) {
+        const int b = MULTI ? i & 1 : 0; /* (MULTI: two buffers) */
+        if (MULTI && i + 1 < nheads) {
             /* the other buffer was last read before the previous head's trailing barrier */
             short_load<T, NT>(base + (size_t)(b ^ 1) * SHORT_BUF_ROWS(NT), qkv, start, ld,
                               h0 + i + 1, nh, nt, len);
@@ -658,8 +658,10 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
     const int hpb = hx && NT <= 2 ? c->attn_hpb : 1, nbuf = hpb > 1 ? 2 : 1;
     const size_t smem = (size_t)nbuf * SHORT_BUF_ROWS(NT) * SROW * sizeof(T);
     void (*kern)(const T *, const int32_t *, T *, int, float, const float *, int, const float *,
-                 int *, int, int) =
-        nbuf == 2 ? attn_short_kernel<T, POS, (NT <= 2 ? NT : 1), 1> : attn_short_kernel<T, POS, NT, 0>;
+                 int *, int, int) = attn_short_kernel<T, POS, NT, 0>;
+    if constexpr (NT <= 2)
+        if (nbuf == 2)
+            kern = attn_short_kernel<T, POS, NT, 1>;
     vnp_code rc = VNP_CUDA_CHECK(
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
         c->device, err);

@@ -911,9 +911,9 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
      * column tiles */
     const int cm = mt < 2 ? 1 : c->sm90_cm, cn = nt % c->sm90_cn ? 1 : c->sm90_cn;
     /* the GELU epilogues of wide tiles on the epilogue warps (variant 2) unless switched
-     * off; their row stores want 16-byte aligned rows */
-    const int off = wide && epi != VNP_SM90_LINEAR && c->sm90_offload && (uintptr_t)out % 16 == 0 &&
-                    (size_t)I * 2 % 16 == 0;
+     * off; their 16-byte row stores want an aligned `out` (the row pitch I is a multiple
+     * of 128 in wide tiles) */
+    const int off = wide && epi != VNP_SM90_LINEAR && c->sm90_offload && (uintptr_t)out % 16 == 0;
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
