@@ -56,6 +56,22 @@ void golden_tokens_free(golden_tokens *g)
     free(g->ids), free(g->dna), free(g->esm), free(g->dna_len), free(g->esm_len);
 }
 
+int golden_tokens_group_setup(void **state)
+{
+    golden_tokens *g = calloc(1, sizeof *g);
+    assert_non_null(g);
+    golden_tokens_load(g);
+    *state = g;
+    return 0;
+}
+
+int golden_tokens_group_teardown(void **state)
+{
+    golden_tokens_free(*state);
+    free(*state);
+    return 0;
+}
+
 int golden_fixtures_load(golden_tokens *g, vnp_tensor_map **expected)
 {
     golden_tokens_load(g);

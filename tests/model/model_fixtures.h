@@ -18,6 +18,10 @@ typedef struct golden_tokens {
 
 void golden_tokens_load(golden_tokens *g);
 void golden_tokens_free(golden_tokens *g);
+/* A cmocka group's setup and teardown when its tests need only the golden tokens: *state
+ * is the loaded golden_tokens. */
+int golden_tokens_group_setup(void **state);
+int golden_tokens_group_teardown(void **state);
 
 /* A cmocka group's setup and teardown: the golden tokens and
  * expected/tensors.safetensors. Load returns 0, or -1 with the error printed. */

@@ -14,7 +14,6 @@
 #include "test_support.h"
 
 static const vnp_backend_ops *cpu_ops;
-static golden_tokens G;
 static int says_fused;    /* what linear_gated_gelu_fused answers */
 static int calls, empty;  /* linear_gated_gelu calls; those given an empty tmp */
 static size_t tmp_short;  /* calls given a tmp smaller than M x 2 x inter */
@@ -48,7 +47,7 @@ static vnp_code w_linear_gated_gelu(vnp_backend *be, const vnp_buf *x, const vnp
 
 /* Embeds the golden DNA frames through the wrapped backend (fused answering `fused`)
  * and the plain one. */
-static void check(int fused)
+static void check(const golden_tokens *g, int fused)
 {
     vnp_backend *be = NULL;
     vnp_error err = {0};
@@ -64,8 +63,8 @@ static void check(int fused)
     tmp_short = 0;
     float *out[2];
     packed p;
-    pack_first(&p, G.dna, G.dna_len, G.n);
-    size_t n = (size_t)G.n * 128;
+    pack_first(&p, g->dna, g->dna_len, g->n);
+    size_t n = (size_t)g->n * 128;
     for (int k = 0; k < 2; k++) {
         be->ops = k ? cpu_ops : &wrapped;
         vnp_encoder *enc = NULL;
@@ -89,28 +88,12 @@ static void check(int fused)
 
 static void test_fused_no_tmp(void **state)
 {
-    (void)state;
-    check(1);
+    check(*state, 1);
 }
 
 static void test_unfused_tmp(void **state)
 {
-    (void)state;
-    check(0);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    golden_tokens_load(&G);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    golden_tokens_free(&G);
-    return 0;
+    check(*state, 0);
 }
 
 int main(void)
@@ -119,5 +102,5 @@ int main(void)
         cmocka_unit_test(test_fused_no_tmp),
         cmocka_unit_test(test_unfused_tmp),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, golden_tokens_group_setup, golden_tokens_group_teardown);
 }

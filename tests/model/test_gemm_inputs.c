@@ -24,7 +24,6 @@ static struct gi {
 } gi[MAX_GI];
 static int ngi;
 static const vnp_backend_ops *cpu_ops;
-static golden_tokens G;
 
 static vnp_code w_alloc_gemm_in(vnp_backend *be, size_t rows, size_t K, vnp_buf *out,
                                 vnp_error *err)
@@ -153,7 +152,7 @@ static vnp_code w_download_f32_async(vnp_backend *be, const vnp_buf *src, size_t
 
 /* Embeds every golden ORF of one model through the wrapped backend and the plain one;
  * `want` GEMM input buffers in use. */
-static void check(const char *rel, int dna, int want)
+static void check(const golden_tokens *g, const char *rel, int dna, int want)
 {
     vnp_backend *be = NULL;
     vnp_error err = {0};
@@ -174,8 +173,8 @@ static void check(const char *rel, int dna, int want)
     wrapped.download_f32_async = w_download_f32_async;
     float *out[2];
     packed p;
-    pack_first(&p, dna ? G.dna : G.esm, dna ? G.dna_len : G.esm_len, G.n);
-    size_t n = (size_t)G.n * 128;
+    pack_first(&p, dna ? g->dna : g->esm, dna ? g->dna_len : g->esm_len, g->n);
+    size_t n = (size_t)g->n * 128;
     for (int k = 0; k < 2; k++) {
         be->ops = k ? cpu_ops : &wrapped;
         ngi = 0;
@@ -207,29 +206,13 @@ static void check(const char *rel, int dna, int want)
 /* h (LayerNorm -> q|k|v and fc1) and ffn (fc1 + GELU -> fc2) */
 static void test_esm2(void **state)
 {
-    (void)state;
-    check("golden/esm2", 0, 2);
+    check(*state, "golden/esm2", 0, 2);
 }
 
 /* ffn2 (gated GELU -> the output GEMM); h and x are residuals (post-LN) */
 static void test_dnabert_s(void **state)
 {
-    (void)state;
-    check("golden/dnabert_s", 1, 1);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    golden_tokens_load(&G);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    golden_tokens_free(&G);
-    return 0;
+    check(*state, "golden/dnabert_s", 1, 1);
 }
 
 int main(void)
@@ -238,5 +221,5 @@ int main(void)
         cmocka_unit_test(test_esm2),
         cmocka_unit_test(test_dnabert_s),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, golden_tokens_group_setup, golden_tokens_group_teardown);
 }
