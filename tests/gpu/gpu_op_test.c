@@ -1178,6 +1178,27 @@ static void test_poison(void)
     free(x);
 }
 
+/* A debug switch the whole run may have set (run.sh runs the op tests once more with
+ * VIRNUCPRO_DEBUG_SCALAR_KERNELS=1): env_take copies its value and unsets it, so a test can
+ * build backends with and without it; env_give_back restores the copy (or leaves it unset)
+ * and frees it, so the tests after run as the caller asked. */
+static char *env_take(const char *name)
+{
+    const char *v = getenv(name);
+    char *copy = v ? strdup(v) : NULL;
+    unsetenv(name);
+    return copy;
+}
+
+static void env_give_back(const char *name, char *copy)
+{
+    if (copy)
+        setenv(name, copy, 1);
+    else
+        unsetenv(name);
+    free(copy);
+}
+
 /* Sequences of up to 256 tokens take the one-copy attention kernel; the tiled kernel
  * (VIRNUCPRO_DEBUG_SCALAR_KERNELS=1) runs the same arithmetic tile for tile: the two
  * must give the same bits, and so must the one-copy kernel with its blocks in sequence
@@ -1207,7 +1228,10 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
     float *res[5];
     long hx[5], db[5];
     vnp_error err;
-    unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID"); /* the default first */
+    /* the default first: a run with the tiled kernels forced throughout (run.sh's
+     * ops_scalar) gets its setting back at the end, for the tests after this one */
+    char *scalar_outer = env_take("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+    unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID");
     unsetenv("VIRNUCPRO_DEBUG_ATTN_HEADS");
     for (int k = 0; k < 5; k++) {
         vnp_backend *be;
@@ -1282,6 +1306,7 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         if (bad)
             bad->ops->destroy(bad);
     }
+    env_give_back("VIRNUCPRO_DEBUG_SCALAR_KERNELS", scalar_outer);
     for (int k = 0; k < 5; k++)
         free(res[k]);
     free(qkv);
@@ -2282,12 +2307,26 @@ int main(void)
     vnp_precision precs[3] = {VNP_PREC_FP32, VNP_PREC_FP16, VNP_PREC_BF16};
     /* VNP_OPS_ONLY=sm90: the fused sm_90 GEMM's checks and timings alone (FP16, BF16), when
      * device time is short; sm90small: its small shapes only, no timings (for
-     * compute-sanitizer) */
+     * compute-sanitizer); attn: the attention kernels' agreement checks alone */
     const char *only = getenv("VNP_OPS_ONLY");
     if (only && !strcmp(only, "sm90time")) {
         time_gemm_sm90();
         cpu->ops->destroy(cpu);
         return 0;
+    }
+    if (only && !strcmp(only, "attn")) {
+        /* the one-copy attention kernel's orders and head groupings against the tiled
+         * kernel (fp16, bf16), alone: seconds, where the whole op test takes minutes */
+        static const int l1[] = {42, 1, 64, 17, 33}, l4[] = {256, 193, 1, 255, 64};
+        for (int p = 1; p < 3; p++)
+            for (int pe = 0; pe < 3; pe++) {
+                vnp_posenc pos = pe == 0 ? VNP_POS_ROTARY : pe == 1 ? VNP_POS_ALIBI : VNP_POS_NONE;
+                test_attention_kernels_agree(precs[p], pos, l1, 5, 3);
+                test_attention_kernels_agree(precs[p], pos, l4, 5, 2);
+            }
+        cpu->ops->destroy(cpu);
+        printf("op tests (attention only): %d checks, %d failed\n", g_checks, g_failed);
+        return g_failed ? 1 : 0;
     }
     if (only && (!strcmp(only, "sm90") || !strcmp(only, "sm90small"))) {
         const int small = !strcmp(only, "sm90small");
@@ -2376,10 +2415,11 @@ int main(void)
             time_attention(gpu, "default", 168, 40);
             time_attention(gpu, "default", 1026, 40);
             vnp_backend *tiled;
+            char *outer = env_take("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
             setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
             if (vnp_backend_cuda_create(0, precs[p], &tiled, &err))
                 die("cuda backend", &err);
-            unsetenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+            env_give_back("VIRNUCPRO_DEBUG_SCALAR_KERNELS", outer);
             time_attention(tiled, "tiled", 42, 40);
             time_attention(tiled, "tiled", 168, 40);
             tiled->ops->destroy(tiled);

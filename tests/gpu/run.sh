@@ -23,10 +23,12 @@
 #                   and old kernels)
 #         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
 #         gen       random real-shape checkpoints (ESM-2 3B, DNABERT-S) from a seed
-#         esm       ESM-2 3B tokens/s (ours, fp16) on the bench workloads, one batch at a
+#         esm       ESM-2 3B tokens/s (ours, fp16; each row with the mean SM clock and board
+#                   power while it ran) on the bench workloads, one batch at a
 #                   time (sync) and two in flight as a predict worker runs (pipelined);
 #                   VNP_BENCH_MODES picks (also scalar: old kernels forced, bf16: BF16 sync,
 #                   picks: sync with the fixed GEMM algorithm table, VIRNUCPRO_DEBUG_GEMM_PICKS=1,
+#                   every GEMM on cuBLASLt; picks90: the table beside the sm_90 default,
 #                   sm90: sync with the fused sm_90 up-projections, VIRNUCPRO_DEBUG_SM90_GEMM=1
 #                   (what sync does by default on compute capability 9.0),
 #                   sm90all: every encoder linear on the sm_90 GEMM, VIRNUCPRO_DEBUG_SM90_GEMM=2,
@@ -413,6 +415,7 @@ bench_env() {
   case ${1%@*} in
     scalar) echo VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 ;;
     picks) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 VIRNUCPRO_DEBUG_SM90_GEMM=0 ;; # (every GEMM on cuBLASLt)
+    picks90) echo VIRNUCPRO_DEBUG_GEMM_PICKS=1 ;; # (the picks beside the sm_90 default)
     sm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=1 ;;
     sm90all) echo VIRNUCPRO_DEBUG_SM90_GEMM=2 ;;
     nosm90) echo VIRNUCPRO_DEBUG_SM90_GEMM=0 ;;
@@ -422,22 +425,36 @@ bench_env() {
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == attnseqs || $1 == attnh[248] ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == attnseqs || $1 == attnh[248] ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}
+# the SM clock and board power while a bench runs (sampled every 200 ms; the means over
+# the samples above 100 W, i.e. while the GPU computes): is a rate held down by power?
+smi_start() {
+  nvidia-smi --query-gpu=clocks.sm,power.draw --format=csv,noheader,nounits -lms 200 \
+    >"$WORK/smi.csv" 2>/dev/null &
+  SMI_PID=$!
+}
+smi_stop() {
+  kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null
+  awk -F', *' '$2 + 0 > 100 { n++; c += $1; p += $2 } END {
+    if (n) printf "sm_clock=%.0fMHz power=%.0fW (%d samples)", c / n, p / n, n }' "$WORK/smi.csv"
+}
 if has esm; then
   for w in $SETS; do
     for b in $BUDGETS; do
       for m in $ESM_MODES; do
         say "esm $w budget $b $m"
+        smi_start
         env $(bench_env "$m") "$BIN/vnp_gpu_embed_bench" "$ESM" \
           "$BENCH/$w/${w}_identified_protein.faa" --budget "$b" --label "$w" \
           --mode "$(bench_mode "$m")" --precision "$(bench_prec "$m")" >"$OUT/esm_$w.$b.$m.log" 2>&1
+        smi=$(smi_stop)
         r=$(grep RESULT "$OUT/esm_$w.$b.$m.log")
         cat "$OUT/esm_$w.$b.$m.log" >>"$LOG"
-        echo "$r"
-        row esm "$([[ -n $r ]] && echo ok || echo FAIL)" "ours $(bench_prec "$m") $m $w budget=$b: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
+        echo "$r $smi"
+        row esm "$([[ -n $r ]] && echo ok || echo FAIL)" "ours $(bench_prec "$m") $m $w budget=$b: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r" | head -1) $smi"
         rm -f "$OUT/esm_$w.$b.$m.log"
       done
     done
