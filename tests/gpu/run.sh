@@ -140,14 +140,14 @@ if has ops; then
   if "$BIN/vnp_gpu_op_test" >"$OUT/ops.log" 2>&1; then st=ok; else st=FAIL; fi
   cat "$OUT/ops.log" >>"$LOG"
   grep -E "^(FAIL|time)" "$OUT/ops.log"
-  row ops "$st" "$(grep 'op tests:' "$OUT/ops.log")"
+  row ops "$st" "$(grep -E '^op tests( \(.*\))?:' "$OUT/ops.log")"
   # the same op tests with the one-element-per-thread kernels forced (both paths stay right;
   # VNP_OPS_SCALAR=0 skips this second pass when device time is short)
   if [[ ${VNP_OPS_SCALAR:-1} == 1 ]]; then
     if VIRNUCPRO_DEBUG_SCALAR_KERNELS=1 "$BIN/vnp_gpu_op_test" >"$OUT/ops_scalar.log" 2>&1; then
       st=ok; else st=FAIL; fi
     grep -E "^FAIL" "$OUT/ops_scalar.log"
-    row ops "$st" "scalar kernels forced: $(grep 'op tests:' "$OUT/ops_scalar.log")"
+    row ops "$st" "scalar kernels forced: $(grep -E '^op tests( \(.*\))?:' "$OUT/ops_scalar.log")"
   fi
   while read -r l; do row attn time "${l#time attention }"; done < <(grep '^time attention' "$OUT/ops.log")
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|gated|bias|residual) linear' "$OUT/ops.log")
@@ -431,15 +431,24 @@ bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}
 # the SM clock and board power while a bench runs (sampled every 200 ms; the means over
 # the samples above 100 W, i.e. while the GPU computes): is a rate held down by power?
+# and, 4 s in, what holds the clock down (nvidia-smi's active clock event reasons) and the
+# power limit in force
 smi_start() {
   nvidia-smi --query-gpu=clocks.sm,power.draw --format=csv,noheader,nounits -lms 200 \
     >"$WORK/smi.csv" 2>/dev/null &
   SMI_PID=$!
+  rm -f "$WORK/smi_q.txt"
+  (sleep 4; nvidia-smi -q -d PERFORMANCE,POWER >"$WORK/smi_q.txt" 2>/dev/null) &
+  SMI_Q_PID=$!
 }
 smi_stop() {
-  kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null
+  kill "$SMI_PID" "$SMI_Q_PID" 2>/dev/null; wait "$SMI_PID" "$SMI_Q_PID" 2>/dev/null
   awk -F', *' '$2 + 0 > 100 { n++; c += $1; p += $2 } END {
     if (n) printf "sm_clock=%.0fMHz power=%.0fW (%d samples)", c / n, p / n, n }' "$WORK/smi.csv"
+  [[ -s $WORK/smi_q.txt ]] && awk -F' *: *' '
+    /Current Power Limit|Enforced Power Limit/ && !lim { lim = $2 }
+    $2 == "Active" { gsub(/^ +/, "", $1); why = why (why ? "+" : "") $1 }
+    END { printf " limit=%s held_by=%s", lim, why ? why : "none" }' "$WORK/smi_q.txt"
 }
 if has esm; then
   for w in $SETS; do
