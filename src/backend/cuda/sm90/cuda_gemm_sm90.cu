@@ -40,19 +40,28 @@
  * 2: 1 with the GELU / gated GELU epilogue moved off the consumers (GELU and gated only):
  *    they add the bias, round to T and write the tile into a shared-memory buffer, then
  *    go on to the next tile's main loop at once; warps 1-3 of the producer warpgroup
- *    (idle in 0 and 1) take the GELU, the gate and the global stores from there, 16-byte
- *    row-contiguous, while the tensor cores work on the next tile. In ESM-2 3B's fc1 the
+ *    (idle in 0 and 1) take the GELU, the gate and the global stores from there, each
+ *    row's outputs one contiguous warp store, while the tensor cores work on the next
+ *    tile. In ESM-2 3B's fc1 the
  *    consumers' epilogue is ~20 % of a tile's time (the erf GELU of 32768 values and
  *    64 KB of stores against a 22 us main loop; session 13's in-place profile: 565
- *    TFLOP/s against cuBLASLt's 747 for the plain fc2). The buffer costs a stage: 3. */
+ *    TFLOP/s against cuBLASLt's 747 for the plain fc2).
+ *    The buffer holds half a tile (32 KB), so the ring keeps variant 1's 4 stages. (A
+ *    whole tile's 64 KB left room for 3, and fc1 ran at 674 TFLOP/s against cuBLASLt's
+ *    769 for the same GEMM without the GELU, session 14: the shallower ring was the
+ *    suspect.) A tile goes through it in two halves: at the end of its main loop the
+ *    consumers write the first half and keep the second in registers, packed (32 a
+ *    thread), and write that halfway through the next tile's main loop, by when the
+ *    epilogue warps have long finished the first. */
 #define SM90_BN(W) ((W) ? 256 : 128)
-#define SM90_STAGES(W) ((W) == 2 ? 3 : (W) ? 4 : 7) /* as deep as the 227 KB hold */
+#define SM90_STAGES(W) ((W) ? 4 : 7) /* as deep as the 227 KB hold */
 #define SM90_STAGE_BYTES(W) ((SM90_BM + SM90_BN(W)) * SM90_BK * 2)
-/* the offload buffer: 128 rows of 256 values of T, each row 16 bytes longer than its
- * 512 so that the consumers' fragment-order stores (8 rows x 4 column pairs a warp
- * instruction) fall in 32 different banks */
-#define SM90_EPI_PITCH 528
-#define SM90_EPI_BYTES(W) ((W) == 2 ? SM90_BM * SM90_EPI_PITCH : 0)
+/* the offload buffer: 128 rows of 128 values of T (256 bytes). A row's 16-byte chunk k
+ * lies at chunk k ^ (row % 8): the consumers' fragment-order stores (rows 8 apart in
+ * row % 8, 4 column pairs of one chunk a warp instruction) then fall in 32 different
+ * banks, and a row is still one 256-byte run for the epilogue warps' loads. */
+#define SM90_EPI_ROW 256
+#define SM90_EPI_BYTES(W) ((W) == 2 ? SM90_BM * SM90_EPI_ROW : 0)
 #define SM90_SMEM(W) (SM90_STAGES(W) * SM90_STAGE_BYTES(W) + SM90_EPI_BYTES(W) + 1024 + 256)
 #define SM90_EPI_WARPS 3 /* the producer warpgroup's warps 1-3 */
 
@@ -346,20 +355,21 @@ static __device__ __forceinline__ int epilogue(const float (&d)[NA], int row0, i
     return bad;
 }
 
-/* Variant 2, a consumer's half of the tile into the offload buffer `buf` (64 rows from
- * row 64 cw): each accumulator plus its bias, rounded to T, as the unfused GEMM would
- * store it; the tile's columns in order (gated: the 128 GELU columns, then their 128
- * gates). Fragment order as in epilogue() above. */
+/* Variant 2: a consumer's 64 rows of the tile (from row 64 cw), each accumulator plus its
+ * bias rounded to T as the unfused GEMM would store it, packed in pairs (fragment order as
+ * in epilogue() above) and split into the tile's two halves: the first (`now`) and the
+ * second (`later`). GELU: half q is the tile's columns 128 q ... 128 q + 127. Gated: half q
+ * is GELU columns 64 q ... 64 q + 63 with their gates (columns 128 + 64 q ...). Slot
+ * 2 jj + h of a half: fragment column group jj (8 columns; gated, jj < 8 the GELU's,
+ * jj >= 8 the gates'), row + 8 h. */
 template <typename T, int EPI>
-static __device__ __forceinline__ void stage_out(const float (&d)[128], unsigned char *buf,
-                                                 int cw, int c0, int I,
+static __device__ __forceinline__ void pack_tile(const float (&d)[128], uint32_t (&now)[32],
+                                                 uint32_t (&later)[32], int c0, int I,
                                                  const T *__restrict__ bias)
 {
     constexpr int GATED = EPI == VNP_SM90_GATED;
     typedef typename pair_of<T>::type T2;
-    const int lane = threadIdx.x & 31;
-    const int r0 = 64 * cw + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
-    const int cq = 2 * (lane & 3);
+    const int cq = 2 * ((threadIdx.x & 31) & 3);
 #pragma unroll
     for (int j = 0; j < 32; j++) {
         const int col = 8 * j + cq; /* in the tile */
@@ -370,56 +380,76 @@ static __device__ __forceinline__ void stage_out(const float (&d)[128], unsigned
             b0 = vnp_ld<T>(bias[bc]);
             b1 = vnp_ld<T>(bias[bc + 1]);
         }
+        const int q = GATED ? (j % 16) / 8 : j / 16;
+        const int jj = GATED ? (j / 16) * 8 + j % 8 : j % 16;
 #pragma unroll
-        for (int h = 0; h < 2; h++)
-            *(T2 *)(buf + (size_t)(r0 + 8 * h) * SM90_EPI_PITCH + 2 * col) =
-                pair_of<T>::make(d[4 * j + 2 * h] + b0, d[4 * j + 2 * h + 1] + b1);
+        for (int h = 0; h < 2; h++) {
+            const T2 v = pair_of<T>::make(d[4 * j + 2 * h] + b0, d[4 * j + 2 * h + 1] + b1);
+            if (q == 0)
+                now[2 * jj + h] = *(const uint32_t *)&v;
+            else
+                later[2 * jj + h] = *(const uint32_t *)&v;
+        }
     }
 }
 
-/* Variant 2, the epilogue warps' share of a tile from the buffer: warp ew (0-2) takes
- * rows ew, ew + 3, ...; a row's outputs are stored by its 32 lanes as one contiguous run
- * (GELU: 8 values a lane, 16 bytes; gated: 4 a lane, 8 bytes). GELU of the rounded sum
- * and the gate's rounded sum, as epilogue() computes them. Returns nonzero if an output
- * is not finite. */
+/* Variant 2: one half of a consumer's 64 rows (from pack_tile) into the buffer. */
+static __device__ __forceinline__ void put_half(const uint32_t (&v)[32], unsigned char *buf,
+                                                int cw)
+{
+    const int lane = threadIdx.x & 31;
+    const int r0 = 64 * cw + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2); /* r0 % 8 = lane / 4 */
+#pragma unroll
+    for (int jj = 0; jj < 16; jj++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            *(uint32_t *)(buf + (r0 + 8 * h) * SM90_EPI_ROW + ((jj ^ (lane >> 2)) << 4) +
+                          4 * (lane & 3)) = v[2 * jj + h];
+}
+
+/* Variant 2, the epilogue warps' share of half q of a tile from the buffer: warp ew (0-2)
+ * takes rows ew, ew + 3, ...; a row's outputs are stored by its 32 lanes as one
+ * contiguous run (GELU: 128 outputs, 4 a lane; gated: 64, 2 a lane). GELU of the rounded
+ * sum and the gate's rounded sum, as epilogue() computes them. Returns nonzero if an
+ * output is not finite. */
 template <typename T, int EPI>
-static __device__ __forceinline__ int epilogue_rows(const unsigned char *buf, int ew, int m0,
-                                                    int M, int c0, int ldo, T *out)
+static __device__ __forceinline__ int epilogue_half(const unsigned char *buf, int ew, int m0,
+                                                    int M, int c0, int q, int ldo, T *out)
 {
     constexpr int GATED = EPI == VNP_SM90_GATED;
     typedef typename pair_of<T>::type T2;
     const int lane = threadIdx.x & 31;
     int bad = 0;
     for (int r = ew; r < SM90_BM && m0 + r < M; r += SM90_EPI_WARPS) {
-        const unsigned char *row = buf + (size_t)r * SM90_EPI_PITCH;
-        T *o = out + (size_t)(m0 + r) * ldo + c0;
+        const unsigned char *row = buf + r * SM90_EPI_ROW;
+        const int sw = r & 7; /* the chunk swizzle of this row */
         if (GATED) {
-            const uint2 a = *(const uint2 *)(row + 8 * lane);
-            const uint2 g = *(const uint2 *)(row + 256 + 8 * lane);
-            const T2 *ap = (const T2 *)&a, *gp = (const T2 *)&g;
+            /* byte 4 lane of the GELU values (chunk lane / 4), the same of the gates
+             * (chunk 8 + lane / 4) */
+            const int k = lane >> 2, in = 4 * (lane & 3);
+            const uint32_t a = *(const uint32_t *)(row + ((k ^ sw) << 4) + in);
+            const uint32_t g = *(const uint32_t *)(row + (((8 + k) ^ sw) << 4) + in);
+            const float2 av = pair_of<T>::back(*(const T2 *)&a);
+            const float2 gv = pair_of<T>::back(*(const T2 *)&g);
+            const T2 o = pair_of<T>::make(vnp_gelu_erf(av.x) * gv.x, vnp_gelu_erf(av.y) * gv.y);
+            const float2 f = pair_of<T>::back(o);
+            bad |= !isfinite(f.x) | !isfinite(f.y);
+            *(T2 *)(out + (size_t)(m0 + r) * ldo + c0 + 64 * q + 2 * lane) = o;
+        } else {
+            /* bytes 8 lane ... 8 lane + 7: half of chunk lane / 2 */
+            const uint2 a =
+                *(const uint2 *)(row + (((lane >> 1) ^ sw) << 4) + 8 * (lane & 1));
+            const T2 *ap = (const T2 *)&a;
             uint2 res;
             T2 *rp = (T2 *)&res;
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                const float2 av = pair_of<T>::back(ap[e]), gv = pair_of<T>::back(gp[e]);
-                rp[e] = pair_of<T>::make(vnp_gelu_erf(av.x) * gv.x, vnp_gelu_erf(av.y) * gv.y);
-                const float2 f = pair_of<T>::back(rp[e]);
-                bad |= !isfinite(f.x) | !isfinite(f.y);
-            }
-            *(uint2 *)(o + 4 * lane) = res;
-        } else {
-            const uint4 a = *(const uint4 *)(row + 16 * lane);
-            const T2 *ap = (const T2 *)&a;
-            uint4 res;
-            T2 *rp = (T2 *)&res;
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
                 const float2 av = pair_of<T>::back(ap[e]);
                 rp[e] = pair_of<T>::make(vnp_gelu_erf(av.x), vnp_gelu_erf(av.y));
                 const float2 f = pair_of<T>::back(rp[e]);
                 bad |= !isfinite(f.x) | !isfinite(f.y);
             }
-            *(uint4 *)(o + 8 * lane) = res;
+            *(uint2 *)(out + (size_t)(m0 + r) * ldo + c0 + 128 * q + 4 * lane) = res;
         }
     }
     return bad;
@@ -540,12 +570,14 @@ __global__ void __launch_bounds__(384, 1)
             const int ew = threadIdx.x / 32 - 1;
             int bad = 0;
             unsigned seq = 0;
-            for (int t = cid; t < tiles; t += ncl, seq++) {
+            for (int t = cid; t < tiles; t += ncl) {
                 int m0, w0, w1, c0;
                 tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
-                mbar_wait(efull, seq & 1);
-                bad |= epilogue_rows<T, EPI>(ebuf, ew, m0, M, c0, ldo, out);
-                mbar_arrive(eempty);
+                for (int q = 0; q < 2; q++, seq++) { /* buffer fill seq: half q */
+                    mbar_wait(efull, seq & 1);
+                    bad |= epilogue_half<T, EPI>(ebuf, ew, m0, M, c0, q, ldo, out);
+                    mbar_arrive(eempty);
+                }
             }
             if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31) == 0)
                 atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
@@ -568,6 +600,11 @@ __global__ void __launch_bounds__(384, 1)
             acc[i] = 0.0f; /* (each tile's first wgmma overwrites them) */
         int bad = 0;
         unsigned seq = 0;
+        /* variant 2: the previous tile's second half (pack_tile), written into the buffer
+         * halfway through this tile's main loop; fill counts the buffer's fills */
+        uint32_t later[32];
+        int pending = 0;
+        unsigned fill = 0;
         for (int t = cid; t < tiles; t += ncl, seq++) {
             int m0, w0, w1, c0;
             tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
@@ -584,6 +621,17 @@ __global__ void __launch_bounds__(384, 1)
                     wgmma_op<T>::run(acc, sdesc(da + 32 * k), sdesc(db + 32 * k),
                                      kb > 0 || k > 0);
                 wg_commit();
+                if constexpr (OFF) {
+                    /* (while the stage's wgmmas run) the epilogue warps are done with
+                     * the first half: the second goes in */
+                    if (pending && kb == KT / 2) {
+                        mbar_wait(eempty, (fill & 1) ^ 1);
+                        put_half(later, ebuf, cw);
+                        mbar_arrive(efull);
+                        fill++;
+                        pending = 0;
+                    }
+                }
                 acc_fence(acc);
                 wg_wait<1>(); /* the previous stage's wgmmas are done: hand it back */
                 if (kb > 0 && peer)
@@ -595,12 +643,23 @@ __global__ void __launch_bounds__(384, 1)
                 mbar_arrive_cluster(empty + 8 * ((p - 1) % NS), lane);
             /* (the producer fills the ring with the next tile meanwhile) */
             if constexpr (OFF) {
-                /* the epilogue warps have read the previous tile out of the buffer */
-                mbar_wait(eempty, (seq & 1) ^ 1);
-                stage_out<T, EPI>(acc, ebuf, cw, c0, I, bias);
+                uint32_t now[32];
+                pack_tile<T, EPI>(acc, now, later, c0, I, bias);
+                /* the epilogue warps have read the previous fill out of the buffer */
+                mbar_wait(eempty, (fill & 1) ^ 1);
+                put_half(now, ebuf, cw);
                 mbar_arrive(efull);
+                fill++;
+                pending = 1;
             } else {
                 bad |= epilogue<T, EPI, 128>(acc, m0 + 64 * cw, M, c0, I, ldo, bias, res, out);
+            }
+        }
+        if constexpr (OFF) {
+            if (pending) { /* the last tile's second half */
+                mbar_wait(eempty, (fill & 1) ^ 1);
+                put_half(later, ebuf, cw);
+                mbar_arrive(efull);
             }
         }
         if (__any_sync(0xffffffffu, bad) && leader)
