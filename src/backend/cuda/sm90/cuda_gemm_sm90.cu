@@ -492,7 +492,7 @@ __global__ void __launch_bounds__(384, 1)
      * done with it;
      * order[w]: consumer w may start its next main loop (the other one finished its own;
      * ping-pong only);
-     * efull / eempty (variant 2): the consumers wrote a tile into the buffer / the
+     * efull / eempty (variant 2): the consumers wrote half a tile into the buffer / the
      * epilogue warps have read it. */
     const uint32_t full = bars, empty = bars + 8 * NS, order = bars + 16 * NS;
     const uint32_t efull = order + 16, eempty = order + 24;
@@ -970,7 +970,7 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
      * column tiles */
     const int cm = mt < 2 ? 1 : c->sm90_cm, cn = nt % c->sm90_cn ? 1 : c->sm90_cn;
     /* the GELU epilogues of wide tiles on the epilogue warps (variant 2) unless switched
-     * off; their 16-byte row stores want an aligned `out` (the row pitch I is a multiple
+     * off; their 8-byte row stores want an aligned `out` (the row pitch I is a multiple
      * of 128 in wide tiles) */
     const int off = wide && epi != VNP_SM90_LINEAR && c->sm90_offload && (uintptr_t)out % 16 == 0;
     CUtensorMap mx, mw;
