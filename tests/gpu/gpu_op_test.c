@@ -1609,8 +1609,8 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
     return small ? 11 : 16;
 }
 
-/* The sm_90 GEMM's two placements of the GELU epilogue (backends `warps` and `cons`, the
- * default and VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers) on the same inputs: the same bits,
+/* The sm_90 GEMM's two placements of the GELU epilogues (backends `warps` and `cons`,
+ * VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps and =consumers) on the same inputs: the same bits,
  * bias + erf GELU (gated 0, N outputs) or gated GELU (gated 1, N / 2 outputs, no bias) */
 static void sm90_placements_same(vnp_backend *warps, vnp_backend *cons, vnp_precision prec, int M,
                                  int N, int K, int gated)
@@ -1650,28 +1650,54 @@ static void sm90_placements_same(vnp_backend *warps, vnp_backend *cons, vnp_prec
     free(bi);
 }
 
+/* One gated GELU GEMM in 128 x 256 tiles (M 130, I 128, K 128) on `be`: how many GEMMs it
+ * added to the backend's count of those with the epilogue warps (0 or 1). */
+static long gated_offloads(vnp_backend *be)
+{
+    const int M = 130, I = 128, K = 128;
+    float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)2 * I * K, 0.1f);
+    vnp_buf xb = up(be, x, (size_t)M * K, 1), wb = up(be, w, (size_t)2 * I * K, 1), tb = {0},
+            ob = act(be, (size_t)M * I);
+    long of0 = 0, of1 = 0;
+    vnp_backend_cuda_sm90_gemms(be, NULL, NULL, &of0, NULL);
+    vnp_error err;
+    if (be->ops->linear_gated_gelu(be, &xb, &wb, NULL, M, I, K, &tb, &ob, &err))
+        die("linear_gated_gelu", &err);
+    if (vnp_backend_guard_check(be, &err))
+        die("linear_gated_gelu guard", &err);
+    vnp_backend_cuda_sm90_gemms(be, NULL, NULL, &of1, NULL);
+    be->ops->free_buf(be, &xb);
+    be->ops->free_buf(be, &wb);
+    be->ops->free_buf(be, &ob);
+    free(x);
+    free(w);
+    return of1 - of0;
+}
+
 /* The sm_90a GEMM (bias + erf GELU, gated GELU, or bias + residual in its epilogue) in each
  * tile width and cluster shape (VIRNUCPRO_DEBUG_SM90_TILE, VIRNUCPRO_DEBUG_SM90_CLUSTER),
- * and the default's with the GELU epilogues on the consumers instead of the epilogue
- * warps (VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers),
+ * and the default's with both GELU epilogues on the consumers, and with both on the
+ * epilogue warps (VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers, =warps; by default ESM-2's
+ * GELU is on the warps and DNABERT-S's gated GELU on the consumers),
  * then, unless `small`, timed beside the portable path (cuBLASLt and the element-wise
  * pass, VIRNUCPRO_DEBUG_SM90_GEMM=0). On a 9.0 GPU in FP16/BF16 with the kernels built,
  * each of these GEMMs must have taken the sm_90 kernel; elsewhere, and with the switch,
  * none. The packed-batch shapes have M = 16101 in the default configuration and 4101 in
  * the others (the same widths; fewer rows keep the stage's time down), and in BF16 run in
  * the default configuration only. */
-#define SM90_CONFIGS 7
+#define SM90_CONFIGS 8
 static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 {
     /* 1 x 1 (no multicast) first: a hang in a cluster shape leaves its result printed */
     static const char *const tiles[SM90_CONFIGS] = {"128x128", "128x256", "128x128", "128x256",
-                                                    "128x256", "128x256", "128x256"};
+                                                    "128x256", "128x256", "128x256", "128x256"};
     static const char *const shapes[SM90_CONFIGS] = {"1x1", "1x1", "2x1", "2x1",
-                                                     "1x2", "2x2", "2x1"};
-    static const char *const epis[SM90_CONFIGS] = {"", "", "", "", "", "", "consumers"};
-    /* the default (128 x 256, 2 x 1, epilogue warps); 128 x 128 2 x 1; the default with
-     * the epilogue on the consumers */
-    const int def = 3, narrow = 2, inl = 6;
+                                                     "1x2", "2x2", "2x1", "2x1"};
+    static const char *const epis[SM90_CONFIGS] = {"", "", "", "", "", "", "consumers", "warps"};
+    /* the default (128 x 256, 2 x 1, ESM-2's GELU epilogue on the epilogue warps);
+     * 128 x 128 2 x 1; the default with both GELU epilogues on the consumers, and with
+     * both on the epilogue warps */
+    const int def = 3, narrow = 2, inl = 6, wrp = 7;
     vnp_backend *port, *gpu[SM90_CONFIGS];
     char names[SM90_CONFIGS][24];
     vnp_error err;
@@ -1752,8 +1778,9 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                  pname(prec), names[i], wd, ran, !sm90 || !wide ? "0" : "some, not all");
         check(!sm90 || !wide ? wd == 0 : wd > 0 && wd < ran, what);
         /* the GELU epilogues of the wide tiles on the epilogue warps, unless switched
-         * off: some of the wide ones, not all (the plain linears keep theirs) */
-        const int off = wide && !*epis[i];
+         * off: some of the wide ones, not all (the plain linears keep theirs; by default
+         * the gated ones too, checked below) */
+        const int off = wide && strcmp(epis[i], "consumers") != 0;
         const long of = of1 - of0;
         snprintf(what, sizeof what,
                  "sm_90 GEMM %s %s: %ld of the %ld wide ones had the epilogue warps (want %s)",
@@ -1763,9 +1790,17 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     /* the two placements of the GELU epilogue give the same bits: a partial row tile, and
      * shapes with ~12 tiles a CTA (the buffer's barriers through many phases) */
     if (sm90) {
-        sm90_placements_same(gpu[def], gpu[inl], prec, 77, 256, 128, 0);
-        sm90_placements_same(gpu[def], gpu[inl], prec, 40000, 1280, 256, 0);
-        sm90_placements_same(gpu[def], gpu[inl], prec, 40000, 3072, 256, 1);
+        sm90_placements_same(gpu[wrp], gpu[inl], prec, 77, 256, 128, 0);
+        sm90_placements_same(gpu[wrp], gpu[inl], prec, 40000, 1280, 256, 0);
+        sm90_placements_same(gpu[wrp], gpu[inl], prec, 40000, 3072, 256, 1);
+        /* where a gated GELU runs: on the consumers by default, on the warps with =warps */
+        const long gd = gated_offloads(gpu[def]), gw = gated_offloads(gpu[wrp]);
+        char what[200];
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s: a wide gated GELU took the epilogue warps %ld times by "
+                 "default (want 0), %ld with VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps (want 1)",
+                 pname(prec), gd, gw);
+        check(gd == 0 && gw == 1, what);
     }
     /* nothing set: on 9.0 the up-projection with its GELU takes the kernel, a plain
      * linear does not (level 1, the default) */
@@ -1813,8 +1848,8 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
             time_linear(port, "portable", 16384, lin[k][0], lin[k][1], a, lin[k][2]);
         }
         time_gated_linear(gpu[narrow], names[narrow], 65536, 3072, 768);
-        time_gated_linear(gpu[def], names[def], 65536, 3072, 768);
-        time_gated_linear(gpu[inl], names[inl], 65536, 3072, 768);
+        time_gated_linear(gpu[def], names[def], 65536, 3072, 768); /* (on the consumers) */
+        time_gated_linear(gpu[wrp], names[wrp], 65536, 3072, 768);
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);

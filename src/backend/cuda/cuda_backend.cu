@@ -804,7 +804,9 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
         {"VIRNUCPRO_DEBUG_ATTN_GRID", orders, 2,
          "heads (a sequence's heads in neighbouring blocks, the default) or seqs", &kag},
         {"VIRNUCPRO_DEBUG_SM90_EPILOGUE", epis, 2,
-         "warps (the GELU epilogue on the producer's spare warps, the default) or consumers",
+         "warps (both GELU epilogues on the producer's spare warps) or consumers (both on the "
+         "consumers); unset, the default: ESM-2's on the warps, DNABERT-S's gated one on the "
+         "consumers",
          &kep},
         {"VIRNUCPRO_DEBUG_ATTN_HEADS", hpbs, 4,
          "1 (the default), 2, 4 or 8 (heads a block of short-sequence attention takes)", &khp},
@@ -819,7 +821,10 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     /* the sm_90 GEMM's cluster shape (rows x columns of tiles sharing loads), its tile,
      * where its GELU epilogues run, and the order of short-sequence attention's blocks */
     const int scm = kcl < 0 ? 2 : clusters[kcl][0] - '0', scn = kcl < 0 ? 1 : clusters[kcl][2] - '0';
-    const int swide = ktl != 0, sheads = kag != 0, soff = kep != 0;
+    const int swide = ktl != 0, sheads = kag != 0;
+    const int soff = kep < 0    ? 1 << VNP_SM90_GELU
+                     : kep == 1 ? 1 << VNP_SM90_GELU | 1 << VNP_SM90_GATED
+                                : 0;
     vnp_backend *be = (vnp_backend *)calloc(1, sizeof *be);
     vnp_cuda *c = (vnp_cuda *)calloc(1, sizeof *c);
     if (!be || !c) {

@@ -101,10 +101,13 @@ typedef struct vnp_cuda {
     int sm90_wide;     /* the sm_90 GEMM's tiles: 1, 128 x 256 where W's rows allow (the
                           default); 0, always 128 x 128 (VIRNUCPRO_DEBUG_SM90_TILE);
                           read once at creation */
-    int sm90_offload;  /* 1 (default): in 128 x 256 tiles, the GELU / gated GELU epilogue
-                          runs on the producer warpgroup's spare warps while the consumers
-                          go on (variant 2 of sm90/cuda_gemm_sm90.cu); 0, on the consumers
-                          (VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers); read once at creation */
+    int sm90_offload;  /* the epilogues (bit 1 << VNP_SM90_GELU, 1 << VNP_SM90_GATED) that
+                          in 128 x 256 tiles run on the producer warpgroup's spare warps
+                          while the consumers go on (variant 2 of sm90/cuda_gemm_sm90.cu);
+                          the others on the consumers. Default: the GELU one only (ESM-2's
+                          fc1 +2.3 %; DNABERT-S's gated one was 5 % slower there, bench/
+                          RESULTS.md session 14); VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps both,
+                          =consumers neither; read once at creation */
     int sm90_clusters[3][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per kernel
                           variant (0: not asked yet) */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
