@@ -410,35 +410,53 @@ static __device__ __forceinline__ void put_half(const uint32_t (&v)[32], unsigne
                           4 * (lane & 3)) = v[2 * jj + h];
 }
 
-/* Variant 2, the epilogue warps' share of half q of a tile from the buffer: warp ew (0-2)
- * takes rows ew, ew + 3, ...; a row's outputs are stored by its 32 lanes as one
- * contiguous run (GELU: 128 outputs, 4 a lane; gated: 64, 2 a lane). GELU of the rounded
- * sum and the gate's rounded sum, as epilogue() computes them. Returns nonzero if an
- * output is not finite. */
+/* Variant 2, the epilogue warps' share of half q of a tile from the buffer. GELU of the
+ * rounded sum and the gate's rounded sum, as epilogue() computes them; returns nonzero if
+ * an output is not finite.
+ * GELU (128 outputs a row): warp ew (0-2) takes rows ew, ew + 3, ...; its 32 lanes store
+ * a row as one contiguous run, 4 outputs a lane.
+ * Gated (64 outputs a row): warp ew takes the row pairs 2 ew, 2 ew + 6, ...; lanes 0-15
+ * the pair's first row, 16-31 its second, 4 outputs a lane. (One row an iteration, 2
+ * outputs a lane, left the warps too little independent work: each iteration waited out
+ * its loads and the erf chain, and the consumers waited for the warps. Session 14's
+ * run 4: DNABERT-S 5 % slower than with the epilogue on the consumers.) */
 template <typename T, int EPI>
 static __device__ __forceinline__ int epilogue_half(const unsigned char *buf, int ew, int m0,
                                                     int M, int c0, int q, int ldo, T *out)
 {
-    constexpr int GATED = EPI == VNP_SM90_GATED;
     typedef typename pair_of<T>::type T2;
     const int lane = threadIdx.x & 31;
     int bad = 0;
-    for (int r = ew; r < SM90_BM && m0 + r < M; r += SM90_EPI_WARPS) {
-        const unsigned char *row = buf + r * SM90_EPI_ROW;
-        const int sw = r & 7; /* the chunk swizzle of this row */
-        if (GATED) {
-            /* byte 4 lane of the GELU values (chunk lane / 4), the same of the gates
-             * (chunk 8 + lane / 4) */
-            const int k = lane >> 2, in = 4 * (lane & 3);
-            const uint32_t a = *(const uint32_t *)(row + ((k ^ sw) << 4) + in);
-            const uint32_t g = *(const uint32_t *)(row + (((8 + k) ^ sw) << 4) + in);
-            const float2 av = pair_of<T>::back(*(const T2 *)&a);
-            const float2 gv = pair_of<T>::back(*(const T2 *)&g);
-            const T2 o = pair_of<T>::make(vnp_gelu_erf(av.x) * gv.x, vnp_gelu_erf(av.y) * gv.y);
-            const float2 f = pair_of<T>::back(o);
-            bad |= !isfinite(f.x) | !isfinite(f.y);
-            *(T2 *)(out + (size_t)(m0 + r) * ldo + c0 + 64 * q + 2 * lane) = o;
-        } else {
+    if constexpr (EPI == VNP_SM90_GATED) {
+        /* bytes 8 hl ... 8 hl + 7 of the GELU values (half of chunk hl / 2), the same of
+         * the gates (chunk 8 + hl / 2) */
+        const int hl = lane & 15, k = hl >> 1, in = 8 * (hl & 1);
+        for (int r2 = 2 * ew; r2 < SM90_BM && m0 + r2 < M; r2 += 2 * SM90_EPI_WARPS) {
+            const int r = r2 + (lane >> 4);
+            const unsigned char *row = buf + r * SM90_EPI_ROW;
+            const int sw = r & 7; /* the chunk swizzle of this row */
+            const uint2 a = *(const uint2 *)(row + ((k ^ sw) << 4) + in);
+            const uint2 g = *(const uint2 *)(row + (((8 + k) ^ sw) << 4) + in);
+            const T2 *ap = (const T2 *)&a, *gp = (const T2 *)&g;
+            uint2 res;
+            T2 *rp = (T2 *)&res;
+            int rbad = 0;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const float2 av = pair_of<T>::back(ap[e]), gv = pair_of<T>::back(gp[e]);
+                rp[e] = pair_of<T>::make(vnp_gelu_erf(av.x) * gv.x, vnp_gelu_erf(av.y) * gv.y);
+                const float2 f = pair_of<T>::back(rp[e]);
+                rbad |= !isfinite(f.x) | !isfinite(f.y);
+            }
+            if (m0 + r < M) { /* (the pair's second row may lie past the end) */
+                bad |= rbad;
+                *(uint2 *)(out + (size_t)(m0 + r) * ldo + c0 + 64 * q + 4 * hl) = res;
+            }
+        }
+    } else {
+        for (int r = ew; r < SM90_BM && m0 + r < M; r += SM90_EPI_WARPS) {
+            const unsigned char *row = buf + r * SM90_EPI_ROW;
+            const int sw = r & 7; /* the chunk swizzle of this row */
             /* bytes 8 lane ... 8 lane + 7: half of chunk lane / 2 */
             const uint2 a =
                 *(const uint2 *)(row + (((lane >> 1) ^ sw) << 4) + 8 * (lane & 1));
