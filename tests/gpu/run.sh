@@ -15,6 +15,9 @@
 #         golden    golden fixtures end to end on the GPU (fp32 1e-5, fp16/bf16 cosine, labels)
 #         sm90      the sm_90a GEMM's op tests and timings alone, and its small shapes under
 #                   compute-sanitizer memcheck
+#         quick     when device time is short (~2 min): the sm_90a GEMM's small set, the
+#                   attention agreement checks, the GEMM timed alone, the small set under
+#                   compute-sanitizer memcheck (logs in the work folder: few files in OUT)
 #         sm90prof  the sm_90a GEMM's qkv and fc1 timed alone in 128x128 and 128x256 tiles
 #                   beside cuBLASLt, with its grid, and ncu's full detail of one qkv launch
 #                   of each tile width and of fc1 with its GELU epilogue on the epilogue
@@ -203,6 +206,32 @@ if has sm90; then
     rc=$?
     [[ $rc == 0 ]] && st=ok || st=FAIL
     row sm90 "$st" "memcheck: $(grep -E 'ERROR SUMMARY|op tests' "$OUT/sm90_memcheck.log" | tr '\n' ' ') rc=$rc"
+  fi
+fi
+
+if has quick; then
+  say "quick"
+  # the hand-written kernels' own checks when device time is short (about two minutes):
+  # the sm_90 GEMM's small set (every configuration, both epilogue placements bit for
+  # bit), the attention kernels' agreement checks, the GEMM timed alone (sm90time), then
+  # the small set under compute-sanitizer memcheck; each under a time limit
+  for only in sm90small attn; do
+    timeout 120 env VNP_OPS_ONLY=$only "$BIN/vnp_gpu_op_test" >"$WORK/quick_$only.log" 2>&1
+    rc=$?
+    cat "$WORK/quick_$only.log" >>"$LOG"
+    grep -E "^FAIL" "$WORK/quick_$only.log"
+    [[ $rc == 0 ]] && st=ok || st=FAIL
+    row quick "$st" "$only: $(grep -E '^op tests' "$WORK/quick_$only.log") rc=$rc"
+  done
+  timeout 60 env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$WORK/quick_time.log" 2>&1
+  cat "$WORK/quick_time.log" >>"$LOG"
+  while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|bias) linear' "$WORK/quick_time.log")
+  if command -v compute-sanitizer >/dev/null; then
+    timeout 150 env VNP_OPS_ONLY=sm90small compute-sanitizer --tool memcheck \
+      --error-exitcode 9 "$BIN/vnp_gpu_op_test" >"$WORK/quick_memcheck.log" 2>&1
+    rc=$?
+    [[ $rc == 0 ]] && st=ok || st=FAIL
+    row quick "$st" "sm90small memcheck: $(grep -E 'ERROR SUMMARY|^op tests' "$WORK/quick_memcheck.log" | tr '\n' ' ') rc=$rc"
   fi
 fi
 
