@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "virnucpro/model.h"
 #include "virnucpro/tensor.h"
 
@@ -38,6 +39,12 @@ void pack(packed *p, int32_t *const *seqs, const int *lens, const int *idx, int 
 /* pack() of sequences 0..n-1 in order. */
 void pack_first(packed *p, int32_t *const *seqs, const int *lens, int n);
 void packed_free(packed *p);
+
+/* The end of a test that ran one batch through two ops tables of one backend: asserts
+ * the two outputs (n floats each) equal bit for bit, frees them and the batch, and puts
+ * the backend's own ops back (for the caller to free it with). */
+void same_outputs_then_free(float *out[2], size_t n, packed *p, vnp_backend *be,
+                            const vnp_backend_ops *own_ops);
 
 /* ||a - b|| / ||b|| over n values. */
 double rel_l2(const float *a, const float *b, size_t n);
