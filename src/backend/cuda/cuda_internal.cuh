@@ -329,13 +329,18 @@ template <typename T> struct vnp_vec {
     static constexpr int N = 16 / (int)sizeof(T);
 };
 
-template <typename T> __device__ __forceinline__ void vnp_ld_vec(const T *p, float *f)
+/* One 16-byte vector's values as floats (exact). */
+template <typename T> __device__ __forceinline__ void vnp_unpack_vec(const uint4 &u, float *f)
 {
-    const uint4 u = *reinterpret_cast<const uint4 *>(p);
     const T *e = reinterpret_cast<const T *>(&u);
 #pragma unroll
     for (int k = 0; k < vnp_vec<T>::N; k++)
         f[k] = vnp_ld<T>(e[k]);
+}
+
+template <typename T> __device__ __forceinline__ void vnp_ld_vec(const T *p, float *f)
+{
+    vnp_unpack_vec<T>(*reinterpret_cast<const uint4 *>(p), f);
 }
 
 /* Rounds f to T and stores it; returns 1 when a stored value is NaN or Inf. */

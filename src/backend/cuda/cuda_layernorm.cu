@@ -88,8 +88,13 @@ __device__ __forceinline__ void ln_params(const float *__restrict__ p, int j, fl
 
 /* Q8 (T = __half only): out is an FP8 GEMM input buffer; each row is rounded to FP16 as
  * the plain kernel stores it, then quantised to E4M3 with the row's scale (qs[row]), as
- * the GEMM's own quantisation of the FP16 row would have been. */
-template <typename T, int VPL, bool Q8>
+ * the GEMM's own quantisation of the FP16 row would have been.
+ * RES: rows of x + residual, held as floats (the sums are not values of T). Without a
+ * residual (ESM-2's pre-LN layers) the row stays in registers as it was loaded, 16 bytes
+ * a vector, and each pass converts it again: half the registers (ESM-2's 2560-wide rows:
+ * 80 floats a lane otherwise, 116 registers, 4 blocks an SM), the same values in the
+ * same order, so the same bits. */
+template <typename T, int VPL, bool Q8, bool RES>
 __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     layernorm_warp_kernel(const T *__restrict__ x, const T *__restrict__ residual,
                           const float *__restrict__ gamma, const float *__restrict__ beta,
@@ -102,61 +107,100 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
         return;
     const size_t base = (size_t)row * H;
     const int nv = H / N;
-    float v[VPL][N];
+    /* the row: RES, as floats (sv); else as loaded (pv) */
+    float sv[RES ? VPL : 1][N];
+    uint4 pv[RES ? 1 : VPL];
+    /* (before each pass: tells the compiler pv may have changed, so that it converts
+     * again instead of keeping the first pass's floats live, which BF16's cheap
+     * conversions otherwise invite) */
+    auto fresh = [&]() {
+        if constexpr (!RES) {
+#pragma unroll
+            for (int k = 0; k < VPL; k++)
+                asm volatile("" : "+r"(pv[k].x), "+r"(pv[k].y), "+r"(pv[k].z), "+r"(pv[k].w));
+        }
+    };
+    auto get = [&](int k, float *f) {
+        if constexpr (RES) {
+#pragma unroll
+            for (int e = 0; e < N; e++)
+                f[e] = sv[k][e];
+        } else {
+            vnp_unpack_vec<T>(pv[k], f);
+        }
+    };
     float s = 0.0f;
 #pragma unroll
     for (int k = 0; k < VPL; k++) {
         const int iv = lane + k * 32;
         if (iv < nv) {
-            vnp_ld_vec<T>(x + base + (size_t)iv * N, v[k]);
-            if (residual) {
+            float v[N];
+            if constexpr (RES) {
+                vnp_ld_vec<T>(x + base + (size_t)iv * N, sv[k]);
                 float r[N];
                 vnp_ld_vec<T>(residual + base + (size_t)iv * N, r);
 #pragma unroll
                 for (int e = 0; e < N; e++)
-                    v[k][e] += r[e];
+                    sv[k][e] += r[e];
+            } else {
+                pv[k] = *reinterpret_cast<const uint4 *>(x + base + (size_t)iv * N);
             }
+            get(k, v);
 #pragma unroll
             for (int e = 0; e < N; e++)
-                s += v[k][e];
+                s += v[e];
         }
     }
     const float mean = warp_sum(s) / (float)H;
+    fresh();
     float q = 0.0f;
 #pragma unroll
     for (int k = 0; k < VPL; k++)
-        if (lane + k * 32 < nv)
+        if (lane + k * 32 < nv) {
+            float v[N];
+            get(k, v);
 #pragma unroll
             for (int e = 0; e < N; e++) {
-                const float d = v[k][e] - mean;
+                const float d = v[e] - mean;
                 q += d * d;
             }
+        }
     const float var = warp_sum(q) / (float)H;
     const float inv = 1.0f / sqrtf(var + eps);
+    fresh();
     int bad = 0;
     float amax = 0.0f;
 #pragma unroll
     for (int k = 0; k < VPL; k++) {
         const int iv = lane + k * 32;
         if (iv < nv) {
-            float y[N], g[N], b[N];
+            float v[N], y[N], g[N], b[N];
+            get(k, v);
             ln_params<N>(gamma, iv * N, g);
             if (beta)
                 ln_params<N>(beta, iv * N, b);
 #pragma unroll
             for (int e = 0; e < N; e++) {
-                y[e] = (v[k][e] - mean) * inv * g[e];
+                y[e] = (v[e] - mean) * inv * g[e];
                 if (beta)
                     y[e] += b[e];
             }
             if constexpr (Q8) {
+                bad |= vnp_round_h8(y);
 #pragma unroll
                 for (int e = 0; e < N; e++)
-                    v[k][e] = y[e];
-                bad |= vnp_round_h8(v[k]);
+                    amax = fmaxf(amax, fabsf(y[e]));
+                /* keep the FP16 row for the quantisation below (exact: y is rounded) */
+                if constexpr (RES) {
 #pragma unroll
-                for (int e = 0; e < N; e++)
-                    amax = fmaxf(amax, fabsf(v[k][e]));
+                    for (int e = 0; e < N; e++)
+                        sv[k][e] = y[e];
+                } else {
+                    T *o = reinterpret_cast<T *>(&pv[k]);
+#pragma unroll
+                    for (int e = 0; e < N; e++)
+                        o[e] = vnp_st<T>(y[e]);
+                }
             } else {
                 bad |= vnp_st_vec<T>((T *)out + base + (size_t)iv * N, y);
             }
@@ -171,8 +215,11 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
 #pragma unroll
         for (int k = 0; k < VPL; k++) {
             const int iv = lane + k * 32;
-            if (iv < nv)
-                vnp_q8_st8((unsigned char *)out + base + (size_t)iv * N, v[k], r);
+            if (iv < nv) {
+                float v[N];
+                get(k, v);
+                vnp_q8_st8((unsigned char *)out + base + (size_t)iv * N, v, r);
+            }
         }
     }
     if (bad)
@@ -200,9 +247,17 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
     if (!f32p)
         return 0;
 #define LN_WARP_LAUNCH(V)                                                                     \
-    layernorm_warp_kernel<T, V, Q8><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>(            \
-        (const T *)x, (const T *)res, (const float *)gamma, (const float *)beta, eps, M, H, out, \
-        qs, c->flag)
+    do {                                                                                      \
+        if (res)                                                                              \
+            layernorm_warp_kernel<T, V, Q8, true><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>( \
+                (const T *)x, (const T *)res, (const float *)gamma, (const float *)beta, eps, M,  \
+                H, out, qs, c->flag);                                                         \
+        else                                                                                  \
+            layernorm_warp_kernel<T, V, Q8, false><<<wblocks, 32 * LN_WARP_ROWS, 0,             \
+                                                     c->stream>>>(                            \
+                (const T *)x, NULL, (const float *)gamma, (const float *)beta, eps, M, H, out,   \
+                qs, c->flag);                                                                 \
+    } while (0)
     if (lanes <= 24) {
         if (lanes <= 3)
             LN_WARP_LAUNCH(3);
