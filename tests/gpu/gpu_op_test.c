@@ -1320,6 +1320,41 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* LayerNorm alone: ESM-2 3B's (2560 wide, no residual, 16k tokens) and DNABERT-S's (768
+ * wide, x + residual, 64k tokens), in place as the encoders run it; GB/s counts each row
+ * read (twice with the residual) and written once. */
+static void time_layernorm(vnp_backend *gpu, int M, int H, int with_res)
+{
+    size_t n = (size_t)M * H;
+    float *x = rand_vec(n, 2.0f), *g = rand_vec((size_t)H, 1.0f), *bt = rand_vec((size_t)H, 0.5f);
+    vnp_buf xb = up(gpu, x, n, 1), rb = up(gpu, x, n, 1), gb = up(gpu, g, (size_t)H, 0),
+            bb = up(gpu, bt, (size_t)H, 0), ob = act(gpu, n);
+    vnp_error err;
+    float probe;
+    int reps = 50;
+    double t0 = 0;
+    for (int it = 0; it < 3 + reps; it++) {
+        if (it == 3) {
+            gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
+            t0 = now_s();
+        }
+        if (gpu->ops->layernorm(gpu, &xb, with_res ? &rb : NULL, &gb, &bb, 1e-5f, M, H, &ob, &err))
+            die("layernorm (timing)", &err);
+    }
+    gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
+    double dt = (now_s() - t0) / reps;
+    printf("time layernorm %s M=%d H=%d%s: %.1f us  %.0f GB/s\n", gpu->name, M, H,
+           with_res ? " +res" : "", dt * 1e6, (double)n * 2 * (with_res ? 3 : 2) / dt / 1e9);
+    gpu->ops->free_buf(gpu, &xb);
+    gpu->ops->free_buf(gpu, &rb);
+    gpu->ops->free_buf(gpu, &gb);
+    gpu->ops->free_buf(gpu, &bb);
+    gpu->ops->free_buf(gpu, &ob);
+    free(x);
+    free(g);
+    free(bt);
+}
+
 /* Attention alone at ESM-2 3B's shape (40 heads x 64) on a 16k-token batch. */
 static void time_attention(vnp_backend *gpu, const char *kernel, int len, int heads)
 {
@@ -2342,7 +2377,8 @@ int main(void)
     vnp_precision precs[3] = {VNP_PREC_FP32, VNP_PREC_FP16, VNP_PREC_BF16};
     /* VNP_OPS_ONLY=sm90: the fused sm_90 GEMM's checks and timings alone (FP16, BF16), when
      * device time is short; sm90small: its small shapes only, no timings (for
-     * compute-sanitizer); attn: the attention kernels' agreement checks alone */
+     * compute-sanitizer); attn: the attention kernels' agreement checks alone; ln: the
+     * LayerNorm checks and timings alone */
     const char *only = getenv("VNP_OPS_ONLY");
     if (only && !strcmp(only, "sm90time")) {
         time_gemm_sm90();
@@ -2361,6 +2397,30 @@ int main(void)
             }
         cpu->ops->destroy(cpu);
         printf("op tests (attention only): %d checks, %d failed\n", g_checks, g_failed);
+        return g_failed ? 1 : 0;
+    }
+    if (only && !strcmp(only, "ln")) {
+        /* LayerNorm alone (the warp kernel's rows with and without a residual, in place
+         * and not, the shared-memory kernel's odd width; FP16 and BF16), then timed at
+         * both encoders' shapes */
+        for (int p = 0; p < 3; p++) {
+            vnp_backend *gpu;
+            if (vnp_backend_cuda_create(0, precs[p], &gpu, &err))
+                die("cuda backend", &err);
+            test_layernorm(cpu, gpu, precs[p], 50, 128, 0, 0);
+            test_layernorm(cpu, gpu, precs[p], 50, 768, 1, 0);
+            test_layernorm(cpu, gpu, precs[p], 50, 768, 0, 1);
+            test_layernorm(cpu, gpu, precs[p], 33, 2560, 0, 1);
+            test_layernorm(cpu, gpu, precs[p], 9, 2560, 1, 0);
+            test_layernorm(cpu, gpu, precs[p], 21, 130, 1, 1);
+            if (precs[p] != VNP_PREC_FP32) {
+                time_layernorm(gpu, 16384, 2560, 0);
+                time_layernorm(gpu, 65536, 768, 1);
+            }
+            gpu->ops->destroy(gpu);
+        }
+        cpu->ops->destroy(cpu);
+        printf("op tests (layernorm only): %d checks, %d failed\n", g_checks, g_failed);
         return g_failed ? 1 : 0;
     }
     if (only && (!strcmp(only, "sm90") || !strcmp(only, "sm90small"))) {

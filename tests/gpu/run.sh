@@ -16,7 +16,8 @@
 #         sm90      the sm_90a GEMM's op tests and timings alone, and its small shapes under
 #                   compute-sanitizer memcheck
 #         quick     when device time is short (~2 min): the sm_90a GEMM's small set, the
-#                   attention agreement checks, the GEMM timed alone, the small set under
+#                   attention agreement checks, LayerNorm's checks and timings (VNP_OPS_ONLY=ln),
+#                   the GEMM timed alone, the small set under
 #                   compute-sanitizer memcheck (logs in the work folder: few files in OUT)
 #         sm90prof  the sm_90a GEMM's qkv and fc1 timed alone in 128x128 and 128x256 tiles
 #                   beside cuBLASLt, with its grid, and ncu's full detail of one qkv launch
@@ -213,9 +214,10 @@ if has quick; then
   say "quick"
   # the hand-written kernels' own checks when device time is short (about two minutes):
   # the sm_90 GEMM's small set (every configuration, both epilogue placements bit for
-  # bit), the attention kernels' agreement checks, the GEMM timed alone (sm90time), then
+  # bit), the attention kernels' agreement checks, LayerNorm's checks and timings (ln),
+  # the GEMM timed alone (sm90time), then
   # the small set under compute-sanitizer memcheck; each under a time limit
-  for only in sm90small attn; do
+  for only in sm90small attn ln; do
     timeout 120 env VNP_OPS_ONLY=$only "$BIN/vnp_gpu_op_test" >"$WORK/quick_$only.log" 2>&1
     rc=$?
     cat "$WORK/quick_$only.log" >>"$LOG"
@@ -223,6 +225,7 @@ if has quick; then
     [[ $rc == 0 ]] && st=ok || st=FAIL
     row quick "$st" "$only: $(grep -E '^op tests' "$WORK/quick_$only.log") rc=$rc"
   done
+  while read -r l; do row ln time "${l#time layernorm }"; done < <(grep -E '^time layernorm' "$WORK/quick_ln.log")
   timeout 60 env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$WORK/quick_time.log" 2>&1
   cat "$WORK/quick_time.log" >>"$LOG"
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|bias) linear' "$WORK/quick_time.log")
