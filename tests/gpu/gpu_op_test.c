@@ -1320,10 +1320,43 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The two row layouts of LayerNorm's warp kernel (as loaded, the default; as floats,
+ * VIRNUCPRO_DEBUG_LN_ROWS=floats) give the same bits: the same values in the same order. */
+static void ln_layouts_agree(vnp_backend *a, vnp_backend *b, int M, int H)
+{
+    float *x = rand_vec((size_t)M * H, 2.0f), *g = rand_vec((size_t)H, 1.0f),
+          *bt = rand_vec((size_t)H, 0.5f);
+    for (size_t i = 0; i < (size_t)M * H; i++)
+        x[i] += 0.7f;
+    float *res[2];
+    vnp_backend *bes[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        vnp_buf xb = up(bes[k], x, (size_t)M * H, 1), gb = up(bes[k], g, (size_t)H, 0),
+                bb = up(bes[k], bt, (size_t)H, 0), ob = act(bes[k], (size_t)M * H);
+        vnp_error err;
+        if (bes[k]->ops->layernorm(bes[k], &xb, NULL, &gb, &bb, 1e-5f, M, H, &ob, &err))
+            die("layernorm", &err);
+        res[k] = down(bes[k], &ob, (size_t)M * H);
+        bes[k]->ops->free_buf(bes[k], &xb);
+        bes[k]->ops->free_buf(bes[k], &gb);
+        bes[k]->ops->free_buf(bes[k], &bb);
+        bes[k]->ops->free_buf(bes[k], &ob);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "layernorm %dx%d %s: rows as loaded and as floats give the same bits",
+             M, H, a->name);
+    check(!memcmp(res[0], res[1], (size_t)M * H * sizeof(float)), what);
+    free(res[0]);
+    free(res[1]);
+    free(x);
+    free(g);
+    free(bt);
+}
+
 /* LayerNorm alone: ESM-2 3B's (2560 wide, no residual, 16k tokens) and DNABERT-S's (768
  * wide, x + residual, 64k tokens), in place as the encoders run it; GB/s counts each row
  * read (twice with the residual) and written once. */
-static void time_layernorm(vnp_backend *gpu, int M, int H, int with_res)
+static void time_layernorm(vnp_backend *gpu, const char *rows, int M, int H, int with_res)
 {
     size_t n = (size_t)M * H;
     float *x = rand_vec(n, 2.0f), *g = rand_vec((size_t)H, 1.0f), *bt = rand_vec((size_t)H, 0.5f);
@@ -1343,8 +1376,8 @@ static void time_layernorm(vnp_backend *gpu, int M, int H, int with_res)
     }
     gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
     double dt = (now_s() - t0) / reps;
-    printf("time layernorm %s M=%d H=%d%s: %.1f us  %.0f GB/s\n", gpu->name, M, H,
-           with_res ? " +res" : "", dt * 1e6, (double)n * 2 * (with_res ? 3 : 2) / dt / 1e9);
+    printf("time layernorm %s rows=%s M=%d H=%d%s: %.1f us  %.0f GB/s\n", gpu->name, rows, M,
+           H, with_res ? " +res" : "", dt * 1e6, (double)n * 2 * (with_res ? 3 : 2) / dt / 1e9);
     gpu->ops->free_buf(gpu, &xb);
     gpu->ops->free_buf(gpu, &rb);
     gpu->ops->free_buf(gpu, &gb);
@@ -2413,10 +2446,25 @@ int main(void)
             test_layernorm(cpu, gpu, precs[p], 33, 2560, 0, 1);
             test_layernorm(cpu, gpu, precs[p], 9, 2560, 1, 0);
             test_layernorm(cpu, gpu, precs[p], 21, 130, 1, 1);
+            /* the rows held as floats (VIRNUCPRO_DEBUG_LN_ROWS=floats): the same checks,
+             * and the A/B timing beside the default */
+            vnp_backend *fl;
+            char *outer = env_take("VIRNUCPRO_DEBUG_LN_ROWS");
+            setenv("VIRNUCPRO_DEBUG_LN_ROWS", "floats", 1);
+            vnp_code frc = vnp_backend_cuda_create(0, precs[p], &fl, &err);
+            env_give_back("VIRNUCPRO_DEBUG_LN_ROWS", outer);
+            if (frc)
+                die("cuda backend (LayerNorm rows as floats)", &err);
+            test_layernorm(cpu, fl, precs[p], 33, 2560, 0, 1);
+            test_layernorm(cpu, fl, precs[p], 50, 768, 0, 0);
+            ln_layouts_agree(gpu, fl, 1000, 2560);
+            ln_layouts_agree(gpu, fl, 1000, 768);
             if (precs[p] != VNP_PREC_FP32) {
-                time_layernorm(gpu, 16384, 2560, 0);
-                time_layernorm(gpu, 65536, 768, 1);
+                time_layernorm(gpu, "default", 16384, 2560, 0);
+                time_layernorm(fl, "floats", 16384, 2560, 0);
+                time_layernorm(gpu, "default", 65536, 768, 1);
             }
+            fl->ops->destroy(fl);
             gpu->ops->destroy(gpu);
         }
         cpu->ops->destroy(cpu);

@@ -787,7 +787,8 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     static const char *const epis[] = {"consumers", "warps"};
     static const char *const levels[] = {"0", "1", "2"};
     static const char *const hpbs[] = {"1", "2", "4", "8"};
-    int kcl, ktl, kag, kep, s9, khp;
+    static const char *const lnrows[] = {"floats", "packed"};
+    int kcl, ktl, kag, kep, s9, khp, kln;
     const struct {
         const char *name;
         const char *const *choices;
@@ -810,6 +811,10 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
          &kep},
         {"VIRNUCPRO_DEBUG_ATTN_HEADS", hpbs, 4,
          "1 (the default), 2, 4 or 8 (heads a block of short-sequence attention takes)", &khp},
+        {"VIRNUCPRO_DEBUG_LN_ROWS", lnrows, 2,
+         "packed (rows without a residual held as loaded, the default) or floats (held as "
+         "floats, as rows with one are)",
+         &kln},
         {"VIRNUCPRO_DEBUG_SM90_GEMM", levels, 3,
          "0 (the portable kernels), 1 (the fused FFN up-projections, the default) or 2 (every "
          "encoder linear)",
@@ -855,6 +860,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->sm90_offload = soff;
     c->attn_heads_x = sheads;
     c->attn_hpb = khp < 0 ? 1 : 1 << khp;
+    c->ln_floats = kln == 0;
 #ifdef VNP_HAVE_SM90A
     /* (FP16/BF16 activations only: FP32 and FP8 GEMMs never take it) */
     c->sm90_gemm = c->cc == 90 && !c->scalar_only && !c->fp8 &&

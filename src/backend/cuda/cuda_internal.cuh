@@ -79,6 +79,9 @@ typedef struct vnp_cuda {
                           copies the next head's rows while computing this one's, for
                           sequences of at most 128 tokens); read once at creation */
     long attn_db_runs; /* launches with the two buffers (vnp_backend_cuda_attn_heads_first) */
+    int ln_floats;     /* VIRNUCPRO_DEBUG_LN_ROWS=floats: LayerNorm's warp kernel holds
+                          rows without a residual as floats too (the layout before session
+                          15, for A/B timing; the same bits); read once at creation */
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
                           LayerNorm take their one-element-per-thread kernels and
                           attention its tiled kernel for short sequences too (A/B timing

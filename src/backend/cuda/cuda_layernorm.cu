@@ -89,12 +89,13 @@ __device__ __forceinline__ void ln_params(const float *__restrict__ p, int j, fl
 /* Q8 (T = __half only): out is an FP8 GEMM input buffer; each row is rounded to FP16 as
  * the plain kernel stores it, then quantised to E4M3 with the row's scale (qs[row]), as
  * the GEMM's own quantisation of the FP16 row would have been.
- * RES: rows of x + residual, held as floats (the sums are not values of T). Without a
- * residual (ESM-2's pre-LN layers) the row stays in registers as it was loaded, 16 bytes
- * a vector, and each pass converts it again: half the registers (ESM-2's 2560-wide rows:
- * 80 floats a lane otherwise, 116 registers, 4 blocks an SM), the same values in the
- * same order, so the same bits. */
-template <typename T, int VPL, bool Q8, bool RES>
+ * FL: the row held as floats, x + residual where there is one (the sums are not values
+ * of T). Without a residual (ESM-2's pre-LN layers) the row stays in registers as it was
+ * loaded (!FL), 16 bytes a vector, and each pass converts it again: half the registers
+ * (ESM-2's 2560-wide rows: 72 instead of 127, so 7 blocks an SM instead of 4), the same
+ * values in the same order, so the same bits. (VIRNUCPRO_DEBUG_LN_ROWS=floats takes FL
+ * for those rows too, for A/B timing.) */
+template <typename T, int VPL, bool Q8, bool FL>
 __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     layernorm_warp_kernel(const T *__restrict__ x, const T *__restrict__ residual,
                           const float *__restrict__ gamma, const float *__restrict__ beta,
@@ -107,21 +108,21 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
         return;
     const size_t base = (size_t)row * H;
     const int nv = H / N;
-    /* the row: RES, as floats (sv); else as loaded (pv) */
-    float sv[RES ? VPL : 1][N];
-    uint4 pv[RES ? 1 : VPL];
+    /* the row: FL, as floats (sv); else as loaded (pv) */
+    float sv[FL ? VPL : 1][N];
+    uint4 pv[FL ? 1 : VPL];
     /* (before each pass: tells the compiler pv may have changed, so that it converts
      * again instead of keeping the first pass's floats live, which BF16's cheap
      * conversions otherwise invite) */
     auto fresh = [&]() {
-        if constexpr (!RES) {
+        if constexpr (!FL) {
 #pragma unroll
             for (int k = 0; k < VPL; k++)
                 asm volatile("" : "+r"(pv[k].x), "+r"(pv[k].y), "+r"(pv[k].z), "+r"(pv[k].w));
         }
     };
     auto get = [&](int k, float *f) {
-        if constexpr (RES) {
+        if constexpr (FL) {
 #pragma unroll
             for (int e = 0; e < N; e++)
                 f[e] = sv[k][e];
@@ -135,13 +136,15 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
         const int iv = lane + k * 32;
         if (iv < nv) {
             float v[N];
-            if constexpr (RES) {
+            if constexpr (FL) {
                 vnp_ld_vec<T>(x + base + (size_t)iv * N, sv[k]);
-                float r[N];
-                vnp_ld_vec<T>(residual + base + (size_t)iv * N, r);
+                if (residual) {
+                    float r[N];
+                    vnp_ld_vec<T>(residual + base + (size_t)iv * N, r);
 #pragma unroll
-                for (int e = 0; e < N; e++)
-                    sv[k][e] += r[e];
+                    for (int e = 0; e < N; e++)
+                        sv[k][e] += r[e];
+                }
             } else {
                 pv[k] = *reinterpret_cast<const uint4 *>(x + base + (size_t)iv * N);
             }
@@ -191,7 +194,7 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
                 for (int e = 0; e < N; e++)
                     amax = fmaxf(amax, fabsf(y[e]));
                 /* keep the FP16 row for the quantisation below (exact: y is rounded) */
-                if constexpr (RES) {
+                if constexpr (FL) {
 #pragma unroll
                     for (int e = 0; e < N; e++)
                         sv[k][e] = y[e];
@@ -248,7 +251,7 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
         return 0;
 #define LN_WARP_LAUNCH(V)                                                                     \
     do {                                                                                      \
-        if (res)                                                                              \
+        if (res || c->ln_floats)                                                              \
             layernorm_warp_kernel<T, V, Q8, true><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>( \
                 (const T *)x, (const T *)res, (const float *)gamma, (const float *)beta, eps, M,  \
                 H, out, qs, c->flag);                                                         \
