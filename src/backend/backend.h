@@ -316,9 +316,10 @@ long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered, long *wide, l
                                  int *grid);
 /* cuda_attention.cu: how many short-sequence attention launches of this backend put a
  * sequence's heads in neighbouring blocks (VIRNUCPRO_DEBUG_ATTN_GRID), and, where not
- * NULL, how many of them copied a block's next head beside its compute
- * (`double_buffered`, VIRNUCPRO_DEBUG_ATTN_HEADS): for the op tests. */
-long vnp_backend_cuda_attn_heads_first(vnp_backend *be, long *double_buffered);
+ * NULL, how many launches copied a block's next head beside its compute
+ * (`double_buffered`, VIRNUCPRO_DEBUG_ATTN_HEADS) and how many ran two warps a block
+ * (`two_warps`, VIRNUCPRO_DEBUG_ATTN_WARPS): for the op tests. */
+long vnp_backend_cuda_attn_heads_first(vnp_backend *be, long *double_buffered, long *two_warps);
 #endif
 
 #ifdef __cplusplus

@@ -1225,27 +1225,32 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         inv_freq[i] = powf(10000.0f, -(float)(2 * i) / 64.0f);
     for (int h = 0; h < heads; h++)
         slopes[h] = powf(2.0f, -8.0f * (float)(h + 1) / (float)heads);
-    float *res[5];
-    long hx[5], db[5];
+    float *res[6];
+    long hx[6], db[6], w2[6];
     vnp_error err;
     /* the default first: a run with the tiled kernels forced throughout (run.sh's
      * ops_scalar) gets its setting back at the end, for the tests after this one */
     char *scalar_outer = env_take("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
     unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID");
     unsetenv("VIRNUCPRO_DEBUG_ATTN_HEADS");
-    for (int k = 0; k < 5; k++) {
+    unsetenv("VIRNUCPRO_DEBUG_ATTN_WARPS");
+    /* 0 default, 1 tiled, 2 sequences together, 3/4 2/8 heads a block, 5 two warps */
+    for (int k = 0; k < 6; k++) {
         vnp_backend *be;
         if (k == 1)
             setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
         if (k == 2)
             setenv("VIRNUCPRO_DEBUG_ATTN_GRID", "seqs", 1);
-        if (k >= 3)
+        if (k == 3 || k == 4)
             setenv("VIRNUCPRO_DEBUG_ATTN_HEADS", k == 3 ? "2" : "8", 1);
+        if (k == 5)
+            setenv("VIRNUCPRO_DEBUG_ATTN_WARPS", "2", 1);
         if (vnp_backend_cuda_create(0, prec, &be, &err))
             die("cuda backend", &err);
         unsetenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
         unsetenv("VIRNUCPRO_DEBUG_ATTN_GRID");
         unsetenv("VIRNUCPRO_DEBUG_ATTN_HEADS");
+        unsetenv("VIRNUCPRO_DEBUG_ATTN_WARPS");
         vnp_buf qb = up(be, qkv, nq, 1), ob = act(be, no), cb = up_i32(be, cu, (size_t)nseq + 1);
         vnp_buf fb, sb;
         if (be->ops->upload_f32(be, inv_freq, 32, &fb, &err) ||
@@ -1255,7 +1260,7 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
         if (be->ops->attention(be, &qb, &cb, nseq, max_len, T, &d, &ob, &err))
             die("attention", &err);
         res[k] = down(be, &ob, no);
-        hx[k] = vnp_backend_cuda_attn_heads_first(be, &db[k]);
+        hx[k] = vnp_backend_cuda_attn_heads_first(be, &db[k], &w2[k]);
         if (vnp_backend_guard_check(be, &err))
             die("attention guard", &err);
         be->ops->free_buf(be, &qb);
@@ -1281,12 +1286,18 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
     check(hx[0] == 1 && hx[2] == 0 && db[0] == 0 && db[3] == (max_len <= 128) &&
               db[4] == (max_len <= 128),
           what);
-    for (int k = 3; k < 5; k++) {
+    snprintf(what, sizeof what,
+             "attention short kernel: two-warp launches %ld by default (want 0), %ld with "
+             "VIRNUCPRO_DEBUG_ATTN_WARPS=2 (want %d), %ld with 2 heads a block (want 0)",
+             w2[0], w2[5], max_len <= 64, w2[3]);
+    check(w2[0] == 0 && w2[5] == (max_len <= 64) && w2[3] == 0, what);
+    for (int k = 3; k < 6; k++) {
         const size_t dk = n_differ(res[0], res[k], no);
         snprintf(what, sizeof what,
-                 "attention short kernel, %s heads a block = one bit for bit (%s %s, max_len %d, "
+                 "attention short kernel, %s = default bit for bit (%s %s, max_len %d, "
                  "%zu of %zu values differ)",
-                 k == 3 ? "2" : "8", pname(prec), pe, max_len, dk, no);
+                 k == 3 ? "2 heads a block" : k == 4 ? "8 heads a block" : "2 warps a block",
+                 pname(prec), pe, max_len, dk, no);
         check(dk == 0, what);
     }
     diff = n_differ(res[0], res[2], no);
@@ -1307,7 +1318,7 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
             bad->ops->destroy(bad);
     }
     env_give_back("VIRNUCPRO_DEBUG_SCALAR_KERNELS", scalar_outer);
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 6; k++)
         free(res[k]);
     free(qkv);
     free(cu);
@@ -2422,12 +2433,32 @@ int main(void)
         /* the one-copy attention kernel's orders and head groupings against the tiled
          * kernel (fp16, bf16), alone: seconds, where the whole op test takes minutes */
         static const int l1[] = {42, 1, 64, 17, 33}, l4[] = {256, 193, 1, 255, 64};
+        /* (at most 32 and 48 tokens: two warps a block take one and two rounds of slices) */
+        static const int l0[] = {17, 1, 32, 9, 30}, l5[] = {48, 47, 3};
         for (int p = 1; p < 3; p++)
             for (int pe = 0; pe < 3; pe++) {
                 vnp_posenc pos = pe == 0 ? VNP_POS_ROTARY : pe == 1 ? VNP_POS_ALIBI : VNP_POS_NONE;
+                test_attention_kernels_agree(precs[p], pos, l0, 5, 3);
+                test_attention_kernels_agree(precs[p], pos, l5, 3, 12);
                 test_attention_kernels_agree(precs[p], pos, l1, 5, 3);
                 test_attention_kernels_agree(precs[p], pos, l4, 5, 2);
             }
+        /* timed: DNABERT-S-like (28 tokens, 12 heads) and ESM-2-like (42 and 64, 40 heads)
+         * batches, four warps a block (the default) and two */
+        for (int w = 0; w < 2; w++) {
+            vnp_backend *g;
+            char *outer = env_take("VIRNUCPRO_DEBUG_ATTN_WARPS");
+            if (w)
+                setenv("VIRNUCPRO_DEBUG_ATTN_WARPS", "2", 1);
+            vnp_code grc = vnp_backend_cuda_create(0, VNP_PREC_FP16, &g, &err);
+            env_give_back("VIRNUCPRO_DEBUG_ATTN_WARPS", outer);
+            if (grc)
+                die("cuda backend", &err);
+            time_attention(g, w ? "2-warps" : "default", 28, 12);
+            time_attention(g, w ? "2-warps" : "default", 42, 40);
+            time_attention(g, w ? "2-warps" : "default", 64, 40);
+            g->ops->destroy(g);
+        }
         cpu->ops->destroy(cpu);
         printf("op tests (attention only): %d checks, %d failed\n", g_checks, g_failed);
         return g_failed ? 1 : 0;
@@ -2544,9 +2575,11 @@ int main(void)
         test_async(gpu, precs[p]);
         if (precs[p] != VNP_PREC_FP32) {
             static const int l1[] = {42, 1, 64, 17, 33}, l2[] = {65, 128, 3, 100},
-                             l3[] = {168, 166, 42, 129, 7}, l4[] = {256, 193, 1, 255, 64};
+                             l3[] = {168, 166, 42, 129, 7}, l4[] = {256, 193, 1, 255, 64},
+                             l0[] = {17, 1, 32, 9, 30};
             for (int pe = 0; pe < 3; pe++) {
                 vnp_posenc pos = pe == 0 ? VNP_POS_ROTARY : pe == 1 ? VNP_POS_ALIBI : VNP_POS_NONE;
+                test_attention_kernels_agree(precs[p], pos, l0, 5, 3);
                 test_attention_kernels_agree(precs[p], pos, l1, 5, 3);
                 test_attention_kernels_agree(precs[p], pos, l2, 4, 3);
                 test_attention_kernels_agree(precs[p], pos, l3, 5, 2);

@@ -16,7 +16,8 @@
 #         sm90      the sm_90a GEMM's op tests and timings alone, and its small shapes under
 #                   compute-sanitizer memcheck
 #         quick     when device time is short (~2 min): the sm_90a GEMM's small set, the
-#                   attention agreement checks, LayerNorm's checks and timings (VNP_OPS_ONLY=ln),
+#                   attention agreement checks and timings, LayerNorm's checks and timings
+#                   (VNP_OPS_ONLY=ln),
 #                   the GEMM timed alone, the small set under
 #                   compute-sanitizer memcheck (logs in the work folder: few files in OUT)
 #         sm90prof  the sm_90a GEMM's qkv and fc1 timed alone in 128x128 and 128x256 tiles
@@ -42,6 +43,8 @@
 #                   warps, =warps (the default: ESM-2's on the warps, DNABERT-S's gated one
 #                   on the consumers),
 #                   lnfloats: sync with LayerNorm's rows held as floats, VIRNUCPRO_DEBUG_LN_ROWS=floats,
+#                   attnw2: sync with two warps a block of short-sequence attention (sequences
+#                   of at most 64 tokens), VIRNUCPRO_DEBUG_ATTN_WARPS=2,
 #                   attnseqs: sync with short-sequence attention's blocks in sequence order,
 #                   VIRNUCPRO_DEBUG_ATTN_GRID=seqs, attnh2/4/8: sync with 2/4/8 heads a block
 #                   of it (the next head's copy beside this one's compute),
@@ -226,6 +229,7 @@ if has quick; then
     [[ $rc == 0 ]] && st=ok || st=FAIL
     row quick "$st" "$only: $(grep -E '^op tests' "$WORK/quick_$only.log") rc=$rc"
   done
+  while read -r l; do row attn time "${l#time attention }"; done < <(grep '^time attention' "$WORK/quick_attn.log")
   while read -r l; do row ln time "${l#time layernorm }"; done < <(grep -E '^time layernorm' "$WORK/quick_ln.log")
   timeout 60 env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$WORK/quick_time.log" 2>&1
   cat "$WORK/quick_time.log" >>"$LOG"
@@ -458,11 +462,12 @@ bench_env() {
     epiwarps) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps ;;
     attnseqs) echo VIRNUCPRO_DEBUG_ATTN_GRID=seqs ;;
     lnfloats) echo VIRNUCPRO_DEBUG_LN_ROWS=floats ;;
+    attnw2) echo VIRNUCPRO_DEBUG_ATTN_WARPS=2 ;;
     attnh2|attnh4|attnh8) echo "VIRNUCPRO_DEBUG_ATTN_HEADS=${1#attnh}" ;;
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == attnseqs || $1 == lnfloats || $1 == attnh[248] ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == attnseqs || $1 == lnfloats || $1 == attnw2 || $1 == attnh[248] ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}

@@ -116,27 +116,28 @@ __device__ __forceinline__ void load_tile_t(T (*dst)[SROW], const T *__restrict_
 
 /* Rotates a shared tile in place (rows are positions pos0.., rotate_half), and
  * multiplies it by `mul`. */
-template <typename T>
+template <typename T, int NTHR = 128>
 __device__ __forceinline__ void rotate_tile(T (*t)[SROW], const float *__restrict__ rope,
                                             int max_len, int pos0, int len, float mul,
-                                            int tid /* 0..127: this thread's share */)
+                                            int tid /* 0..NTHR-1: this thread's share */)
 {
-    /* 64 rows x 32 pairs over 128 threads: 16 pairs each, in two rounds of eight
+    /* 64 rows x 32 pairs over NTHR threads (128: 16 pairs each), in rounds of eight
      * whose table reads are issued together */
+    static_assert(NTHR == 64 || NTHR == 128, "64 or 128 threads a tile");
     const float *cs = rope, *sn = rope + (size_t)max_len * (HD / 2);
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
+    for (int half = 0; half < 2048 / NTHR / 8; half++) {
         float c[8], s[8];
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            int idx = tid + (half * 8 + k) * 128, r = idx >> 5, i = idx & 31;
+            int idx = tid + (half * 8 + k) * NTHR, r = idx >> 5, i = idx & 31;
             int pos = pos0 + r < len ? pos0 + r : 0;
             c[k] = cs[(size_t)pos * 32 + i];
             s[k] = sn[(size_t)pos * 32 + i];
         }
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            int idx = tid + (half * 8 + k) * 128, r = idx >> 5, i = idx & 31;
+            int idx = tid + (half * 8 + k) * NTHR, r = idx >> 5, i = idx & 31;
             if (pos0 + r >= len)
                 continue;
             float x1 = vnp_ld<T>(t[r][i]), x2 = vnp_ld<T>(t[r][i + 32]);
@@ -386,9 +387,11 @@ __global__ void __launch_bounds__(128, 4)
  * without another barrier. V stays row-major: the P.V operand comes from ldmatrix.trans.
  * Same arithmetic as attn_mma_kernel tile for tile: same bits. */
 #define SHORT_TILES 4
-/* threads of a block: four warps (one query tile at a time) for one tile, else eight
- * (two query tiles at a time) */
-#define SHORT_THREADS(NT) ((NT) == 1 ? 128 : 256)
+/* warps of a block: four (one query tile at a time) for one tile, else eight (two query
+ * tiles at a time); for one tile two with VIRNUCPRO_DEBUG_ATTN_WARPS=2 (each warp takes
+ * every other 16-row slice of the tile: no warp of the block idles on sequences of at
+ * most 32 tokens, where four leave two, and an SM holds eight blocks instead of four) */
+#define SHORT_WARPS(NT) ((NT) == 1 ? 4 : 8)
 
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
 {
@@ -411,7 +414,7 @@ __device__ __forceinline__ void async_rows(T (*dst)[SROW], const T *__restrict__
 
 /* One head h of one sequence from shared memory (Qs, Ks, Vs, loaded): rotate or scale Q
  * and K in place, then each warp's query rows over all key tiles, stored to out. */
-template <typename T, int POS, int NT>
+template <typename T, int POS, int NT, int NW>
 __device__ __forceinline__ void short_head(T (*Qs)[SROW], T (*Ks)[SROW], T (*Vs)[SROW], int h,
                                            int start, int len, int nt, T *__restrict__ out,
                                            int nh, float scale, const float *__restrict__ rope,
@@ -419,11 +422,13 @@ __device__ __forceinline__ void short_head(T (*Qs)[SROW], T (*Ks)[SROW], T (*Vs)
                                            int *flag)
 {
     const float qmul = scale * LOG2E;
-    const int group = threadIdx.x >> 7; /* 128 threads a tile */
-    for (int t = group; t < nt; t += SHORT_THREADS(NT) / 128) {
+    /* 128 threads a tile, several tiles at once; or all NW * 32 (< 128) on each tile */
+    constexpr int TT = NW * 32 >= 128 ? 128 : NW * 32, GROUPS = NW * 32 / TT;
+    const int group = threadIdx.x / TT;
+    for (int t = group; t < nt; t += GROUPS) {
         if (POS == VNP_POS_ROTARY) {
-            rotate_tile<T>(Qs + t * BM, rope, max_len, t * BM, len, qmul, threadIdx.x & 127);
-            rotate_tile<T>(Ks + t * BN, rope, max_len, t * BN, len, 1.0f, threadIdx.x & 127);
+            rotate_tile<T, TT>(Qs + t * BM, rope, max_len, t * BM, len, qmul, threadIdx.x % TT);
+            rotate_tile<T, TT>(Ks + t * BN, rope, max_len, t * BN, len, 1.0f, threadIdx.x % TT);
         }
     }
     if (POS != VNP_POS_ROTARY)
@@ -437,8 +442,10 @@ __device__ __forceinline__ void short_head(T (*Qs)[SROW], T (*Ks)[SROW], T (*Vs)
      * of a chunk, columns of d-block j or j + 1) */
     const int lrow = ((lane >> 3) & 1) * 8 + (lane & 7), lcol = (lane >> 4) * 8;
     T *obase = out + (size_t)start * nh * HD + (size_t)h * HD;
-    const int wq = warp & 3; /* the warp's sixteen rows of its query tile */
-    for (int qt = warp >> 2; qt < nt; qt += SHORT_THREADS(NT) / 128) {
+    /* 16-row slices of the query tiles: warp w takes slices w, w + NW, ... (slice i is
+     * rows 16 (i % 4) of query tile i / 4) */
+    for (int slice = warp; slice < 4 * nt; slice += NW) {
+        const int qt = slice >> 2, wq = slice & 3;
         if (qt * BM + wq * 16 >= len) /* this warp's rows are past the end */
             break;
         uint32_t qa[4][4];
@@ -490,8 +497,8 @@ __device__ __forceinline__ void short_load(T (*dst)[SROW], const T *__restrict__
  * this one's are computed). hx 1: blockIdx.x the head (group), y the sequence; hx 0: x
  * the sequence, y the head. (MULTI 0 is the one-head kernel as the compiler sees it: no
  * loop state live across the head's compute.) */
-template <typename T, int POS, int NT, int MULTI>
-__global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
+template <typename T, int POS, int NT, int MULTI, int NW>
+__global__ void __launch_bounds__(NW * 32, 16 / NW)
     attn_short_kernel(const T *__restrict__ qkv, const int32_t *__restrict__ cu,
                       T *__restrict__ out, int nh, float scale, const float *__restrict__ rope,
                       int max_len, const float *__restrict__ slopes, int *flag, int hx, int hpb)
@@ -523,8 +530,8 @@ __global__ void __launch_bounds__(SHORT_THREADS(NT), 512 / SHORT_THREADS(NT))
         }
         __syncthreads();
         T(*Qs)[SROW] = base + (size_t)b * SHORT_BUF_ROWS(NT);
-        short_head<T, POS, NT>(Qs, Qs + NT * BM, Qs + NT * BM + NT * BN, h0 + i, start, len, nt,
-                               out, nh, scale, rope, max_len, slopes, flag);
+        short_head<T, POS, NT, NW>(Qs, Qs + NT * BM, Qs + NT * BM + NT * BN, h0 + i, start, len,
+                                   nt, out, nh, scale, rope, max_len, slopes, flag);
         __syncthreads(); /* every warp is done with buffer b */
     }
 }
@@ -658,10 +665,23 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
     const int hpb = hx && NT <= 2 ? c->attn_hpb : 1, nbuf = hpb > 1 ? 2 : 1;
     const size_t smem = (size_t)nbuf * SHORT_BUF_ROWS(NT) * SROW * sizeof(T);
     void (*kern)(const T *, const int32_t *, T *, int, float, const float *, int, const float *,
-                 int *, int, int) = attn_short_kernel<T, POS, NT, 0>;
+                 int *, int, int) = attn_short_kernel<T, POS, NT, 0, SHORT_WARPS(NT)>;
+    int nw = SHORT_WARPS(NT);
     if constexpr (NT <= 2)
         if (nbuf == 2)
-            kern = attn_short_kernel<T, POS, NT, 1>;
+            kern = attn_short_kernel<T, POS, NT, 1, SHORT_WARPS(NT)>;
+    if constexpr (NT == 1)
+        if (nbuf == 1 && c->attn_warps == 2) {
+            kern = attn_short_kernel<T, POS, 1, 0, 2>;
+            nw = 2;
+            /* eight blocks of 27 KB an SM want the largest shared-memory carveout */
+            vnp_code rc0 = VNP_CUDA_CHECK(
+                cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                     (int)cudaSharedmemCarveoutMaxShared),
+                c->device, err);
+            if (rc0)
+                return rc0;
+        }
     vnp_code rc = VNP_CUDA_CHECK(
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
         c->device, err);
@@ -669,10 +689,11 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
         return rc;
     if (hx)
         grid = dim3((grid.y + hpb - 1) / hpb, grid.x);
-    kern<<<grid, SHORT_THREADS(NT), smem, c->stream>>>((const T *)qkv, cu, (T *)out, nh, scale,
-                                                      c->rope, max_len, slopes, c->flag, hx, hpb);
+    kern<<<grid, 32 * nw, smem, c->stream>>>((const T *)qkv, cu, (T *)out, nh, scale, c->rope,
+                                            max_len, slopes, c->flag, hx, hpb);
     c->attn_hx_runs += hx;
     c->attn_db_runs += nbuf == 2;
+    c->attn_w2_runs += nw == 2;
     return VNP_OK;
 }
 
@@ -709,10 +730,12 @@ static vnp_code launch_short(vnp_cuda *c, int pos, int nt, dim3 grid, const void
                                              slopes, err);
 }
 
-long vnp_backend_cuda_attn_heads_first(vnp_backend *be, long *double_buffered)
+long vnp_backend_cuda_attn_heads_first(vnp_backend *be, long *double_buffered, long *two_warps)
 {
     if (double_buffered)
         *double_buffered = vnp_cuda_of(be)->attn_db_runs;
+    if (two_warps)
+        *two_warps = vnp_cuda_of(be)->attn_w2_runs;
     return vnp_cuda_of(be)->attn_hx_runs;
 }
 

@@ -788,7 +788,8 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     static const char *const levels[] = {"0", "1", "2"};
     static const char *const hpbs[] = {"1", "2", "4", "8"};
     static const char *const lnrows[] = {"floats", "packed"};
-    int kcl, ktl, kag, kep, s9, khp, kln;
+    static const char *const awarps[] = {"2", "4"};
+    int kcl, ktl, kag, kep, s9, khp, kln, kaw;
     const struct {
         const char *name;
         const char *const *choices;
@@ -811,6 +812,10 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
          &kep},
         {"VIRNUCPRO_DEBUG_ATTN_HEADS", hpbs, 4,
          "1 (the default), 2, 4 or 8 (heads a block of short-sequence attention takes)", &khp},
+        {"VIRNUCPRO_DEBUG_ATTN_WARPS", awarps, 2,
+         "4 (the default) or 2 (warps a block of short-sequence attention takes for sequences "
+         "of at most 64 tokens)",
+         &kaw},
         {"VIRNUCPRO_DEBUG_LN_ROWS", lnrows, 2,
          "packed (rows without a residual held as loaded, the default) or floats (held as "
          "floats, as rows with one are)",
@@ -861,6 +866,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->attn_heads_x = sheads;
     c->attn_hpb = khp < 0 ? 1 : 1 << khp;
     c->ln_floats = kln == 0;
+    c->attn_warps = kaw == 0 ? 2 : 4;
 #ifdef VNP_HAVE_SM90A
     /* (FP16/BF16 activations only: FP32 and FP8 GEMMs never take it) */
     c->sm90_gemm = c->cc == 90 && !c->scalar_only && !c->fp8 &&

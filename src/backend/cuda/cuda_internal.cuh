@@ -79,6 +79,10 @@ typedef struct vnp_cuda {
                           copies the next head's rows while computing this one's, for
                           sequences of at most 128 tokens); read once at creation */
     long attn_db_runs; /* launches with the two buffers (vnp_backend_cuda_attn_heads_first) */
+    int attn_warps;    /* warps a block of short-sequence attention takes for sequences of at
+                          most 64 tokens: 4 (default) or 2 (VIRNUCPRO_DEBUG_ATTN_WARPS=2;
+                          not with more than one head a block); read once at creation */
+    long attn_w2_runs; /* launches with two warps a block (vnp_backend_cuda_attn_heads_first) */
     int ln_floats;     /* VIRNUCPRO_DEBUG_LN_ROWS=floats: LayerNorm's warp kernel holds
                           rows without a residual as floats too (the layout before session
                           15, for A/B timing; the same bits); read once at creation */
