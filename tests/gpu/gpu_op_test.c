@@ -1332,7 +1332,7 @@ static double now_s(void)
 }
 
 /* The two row layouts of LayerNorm's warp kernel (as loaded, the default; as floats,
- * VIRNUCPRO_DEBUG_LN_ROWS=floats) give the same bits: the same values in the same order. */
+ * VIRNUCPRO_DEBUG_LN_ROWS=packed) give the same bits: the same values in the same order. */
 static void ln_layouts_agree(vnp_backend *a, vnp_backend *b, int M, int H)
 {
     float *x = rand_vec((size_t)M * H, 2.0f), *g = rand_vec((size_t)H, 1.0f),
@@ -1354,7 +1354,7 @@ static void ln_layouts_agree(vnp_backend *a, vnp_backend *b, int M, int H)
         bes[k]->ops->free_buf(bes[k], &ob);
     }
     char what[128];
-    snprintf(what, sizeof what, "layernorm %dx%d %s: rows as loaded and as floats give the same bits",
+    snprintf(what, sizeof what, "layernorm %dx%d %s: rows as floats and as loaded give the same bits",
              M, H, a->name);
     check(!memcmp(res[0], res[1], (size_t)M * H * sizeof(float)), what);
     free(res[0]);
@@ -2477,22 +2477,22 @@ int main(void)
             test_layernorm(cpu, gpu, precs[p], 33, 2560, 0, 1);
             test_layernorm(cpu, gpu, precs[p], 9, 2560, 1, 0);
             test_layernorm(cpu, gpu, precs[p], 21, 130, 1, 1);
-            /* the rows held as floats (VIRNUCPRO_DEBUG_LN_ROWS=floats): the same checks,
-             * and the A/B timing beside the default */
+            /* the rows held as loaded (VIRNUCPRO_DEBUG_LN_ROWS=packed): the same checks,
+             * and the A/B timing beside the default (rows as floats) */
             vnp_backend *fl;
             char *outer = env_take("VIRNUCPRO_DEBUG_LN_ROWS");
-            setenv("VIRNUCPRO_DEBUG_LN_ROWS", "floats", 1);
+            setenv("VIRNUCPRO_DEBUG_LN_ROWS", "packed", 1);
             vnp_code frc = vnp_backend_cuda_create(0, precs[p], &fl, &err);
             env_give_back("VIRNUCPRO_DEBUG_LN_ROWS", outer);
             if (frc)
-                die("cuda backend (LayerNorm rows as floats)", &err);
+                die("cuda backend (LayerNorm rows as loaded)", &err);
             test_layernorm(cpu, fl, precs[p], 33, 2560, 0, 1);
             test_layernorm(cpu, fl, precs[p], 50, 768, 0, 0);
             ln_layouts_agree(gpu, fl, 1000, 2560);
             ln_layouts_agree(gpu, fl, 1000, 768);
             if (precs[p] != VNP_PREC_FP32) {
                 time_layernorm(gpu, "default", 16384, 2560, 0);
-                time_layernorm(fl, "floats", 16384, 2560, 0);
+                time_layernorm(fl, "packed", 16384, 2560, 0);
                 time_layernorm(gpu, "default", 65536, 768, 1);
             }
             fl->ops->destroy(fl);

@@ -817,8 +817,8 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
          "of at most 64 tokens)",
          &kaw},
         {"VIRNUCPRO_DEBUG_LN_ROWS", lnrows, 2,
-         "packed (rows without a residual held as loaded, the default) or floats (held as "
-         "floats, as rows with one are)",
+         "floats (the default) or packed (LayerNorm rows without a residual held as loaded, "
+         "not as floats)",
          &kln},
         {"VIRNUCPRO_DEBUG_SM90_GEMM", levels, 3,
          "0 (the portable kernels), 1 (the fused FFN up-projections, the default) or 2 (every "
@@ -865,7 +865,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->sm90_offload = soff;
     c->attn_heads_x = sheads;
     c->attn_hpb = khp < 0 ? 1 : 1 << khp;
-    c->ln_floats = kln == 0;
+    c->ln_packed = kln == 1;
     c->attn_warps = kaw == 0 ? 2 : 4;
 #ifdef VNP_HAVE_SM90A
     /* (FP16/BF16 activations only: FP32 and FP8 GEMMs never take it) */

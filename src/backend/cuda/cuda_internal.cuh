@@ -83,9 +83,9 @@ typedef struct vnp_cuda {
                           most 64 tokens: 4 (default) or 2 (VIRNUCPRO_DEBUG_ATTN_WARPS=2;
                           not with more than one head a block); read once at creation */
     long attn_w2_runs; /* launches with two warps a block (vnp_backend_cuda_attn_heads_first) */
-    int ln_floats;     /* VIRNUCPRO_DEBUG_LN_ROWS=floats: LayerNorm's warp kernel holds
-                          rows without a residual as floats too (the layout before session
-                          15, for A/B timing; the same bits); read once at creation */
+    int ln_packed;     /* VIRNUCPRO_DEBUG_LN_ROWS=packed: LayerNorm's warp kernel holds rows
+                          without a residual as loaded, not as floats (fewer registers, the
+                          same bits; opt-in until measured on a GPU); read once at creation */
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
                           LayerNorm take their one-element-per-thread kernels and
                           attention its tiled kernel for short sequences too (A/B timing

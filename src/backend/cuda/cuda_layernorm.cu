@@ -90,11 +90,11 @@ __device__ __forceinline__ void ln_params(const float *__restrict__ p, int j, fl
  * the plain kernel stores it, then quantised to E4M3 with the row's scale (qs[row]), as
  * the GEMM's own quantisation of the FP16 row would have been.
  * FL: the row held as floats, x + residual where there is one (the sums are not values
- * of T). Without a residual (ESM-2's pre-LN layers) the row stays in registers as it was
- * loaded (!FL), 16 bytes a vector, and each pass converts it again: half the registers
- * (ESM-2's 2560-wide rows: 72 instead of 127, so 7 blocks an SM instead of 4), the same
- * values in the same order, so the same bits. (VIRNUCPRO_DEBUG_LN_ROWS=floats takes FL
- * for those rows too, for A/B timing.) */
+ * of T). With VIRNUCPRO_DEBUG_LN_ROWS=packed, a row without a residual (ESM-2's pre-LN
+ * layers) stays in registers as it was loaded (!FL), 16 bytes a vector, and each pass
+ * converts it again: half the registers (ESM-2's 2560-wide rows: 72 instead of 127, so 7
+ * blocks an SM instead of 4), the same values in the same order, so the same bits.
+ * Opt-in until it has run on a GPU; not for E4M3 rows (Q8), which always take FL. */
 template <typename T, int VPL, bool Q8, bool FL>
 __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     layernorm_warp_kernel(const T *__restrict__ x, const T *__restrict__ residual,
@@ -102,6 +102,7 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
                           float eps, int M, int H, void *out, float *qs, int *flag)
 {
     constexpr int N = vnp_vec<T>::N;
+    static_assert(FL || !Q8, "E4M3 rows are held as floats");
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * LN_WARP_ROWS + (threadIdx.x >> 5);
     if (row >= M)
@@ -193,17 +194,10 @@ __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
 #pragma unroll
                 for (int e = 0; e < N; e++)
                     amax = fmaxf(amax, fabsf(y[e]));
-                /* keep the FP16 row for the quantisation below (exact: y is rounded) */
-                if constexpr (FL) {
+                /* keep the FP16 row for the quantisation below */
 #pragma unroll
-                    for (int e = 0; e < N; e++)
-                        sv[k][e] = y[e];
-                } else {
-                    T *o = reinterpret_cast<T *>(&pv[k]);
-#pragma unroll
-                    for (int e = 0; e < N; e++)
-                        o[e] = vnp_st<T>(y[e]);
-                }
+                for (int e = 0; e < N; e++)
+                    sv[k][e] = y[e];
             } else {
                 bad |= vnp_st_vec<T>((T *)out + base + (size_t)iv * N, y);
             }
@@ -249,14 +243,16 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
                       (!beta || (bdt == VNP_DT_F32 && (uintptr_t)beta % 16 == 0));
     if (!f32p)
         return 0;
+    /* (rows held as loaded: VIRNUCPRO_DEBUG_LN_ROWS=packed, no residual, not E4M3 rows) */
+    const bool packed = !Q8 && !res && c->ln_packed;
 #define LN_WARP_LAUNCH(V)                                                                     \
     do {                                                                                      \
-        if (res || c->ln_floats)                                                              \
+        if (!packed)                                                                          \
             layernorm_warp_kernel<T, V, Q8, true><<<wblocks, 32 * LN_WARP_ROWS, 0, c->stream>>>( \
                 (const T *)x, (const T *)res, (const float *)gamma, (const float *)beta, eps, M,  \
                 H, out, qs, c->flag);                                                         \
-        else                                                                                  \
-            layernorm_warp_kernel<T, V, Q8, false><<<wblocks, 32 * LN_WARP_ROWS, 0,             \
+        else if constexpr (!Q8)                                                               \
+            layernorm_warp_kernel<T, V, false, false><<<wblocks, 32 * LN_WARP_ROWS, 0,          \
                                                      c->stream>>>(                            \
                 (const T *)x, NULL, (const float *)gamma, (const float *)beta, eps, M, H, out,   \
                 qs, c->flag);                                                                 \
