@@ -221,7 +221,9 @@ if has quick; then
   # bit), the attention kernels' agreement checks, LayerNorm's checks and timings (ln),
   # the GEMM timed alone (sm90time), then
   # the small set under compute-sanitizer memcheck; each under a time limit
-  for only in sm90small attn ln; do
+  # (VNP_QUICK_SETS picks the sets, VNP_QUICK_TIME=0 / VNP_QUICK_MEMCHECK=0 skip the GEMM's
+  # timings / the memcheck pass: for runs that must fit in what is left of a session)
+  for only in ${VNP_QUICK_SETS:-sm90small attn ln}; do
     timeout 120 env VNP_OPS_ONLY=$only "$BIN/vnp_gpu_op_test" >"$WORK/quick_$only.log" 2>&1
     rc=$?
     cat "$WORK/quick_$only.log" >>"$LOG"
@@ -229,12 +231,14 @@ if has quick; then
     [[ $rc == 0 ]] && st=ok || st=FAIL
     row quick "$st" "$only: $(grep -E '^op tests' "$WORK/quick_$only.log") rc=$rc"
   done
-  while read -r l; do row attn time "${l#time attention }"; done < <(grep '^time attention' "$WORK/quick_attn.log")
-  while read -r l; do row ln time "${l#time layernorm }"; done < <(grep -E '^time layernorm' "$WORK/quick_ln.log")
-  timeout 60 env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$WORK/quick_time.log" 2>&1
-  cat "$WORK/quick_time.log" >>"$LOG"
-  while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|bias) linear' "$WORK/quick_time.log")
-  if command -v compute-sanitizer >/dev/null; then
+  while read -r l; do row attn time "${l#time attention }"; done < <(grep -s '^time attention' "$WORK/quick_attn.log")
+  while read -r l; do row ln time "${l#time layernorm }"; done < <(grep -sE '^time layernorm' "$WORK/quick_ln.log")
+  if [[ ${VNP_QUICK_TIME:-1} == 1 ]]; then
+    timeout 60 env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$WORK/quick_time.log" 2>&1
+    cat "$WORK/quick_time.log" >>"$LOG"
+    while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|bias) linear' "$WORK/quick_time.log")
+  fi
+  if [[ ${VNP_QUICK_MEMCHECK:-1} == 1 ]] && command -v compute-sanitizer >/dev/null; then
     timeout 150 env VNP_OPS_ONLY=sm90small compute-sanitizer --tool memcheck \
       --error-exitcode 9 "$BIN/vnp_gpu_op_test" >"$WORK/quick_memcheck.log" 2>&1
     rc=$?
