@@ -1243,8 +1243,8 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
             setenv("VIRNUCPRO_DEBUG_ATTN_GRID", "seqs", 1);
         if (k == 3 || k == 4)
             setenv("VIRNUCPRO_DEBUG_ATTN_HEADS", k == 3 ? "2" : "8", 1);
-        if (k == 5)
-            setenv("VIRNUCPRO_DEBUG_ATTN_WARPS", "2", 1);
+        if (k == 5) /* the other warp count than the default's */
+            setenv("VIRNUCPRO_DEBUG_ATTN_WARPS", max_len <= 32 ? "4" : "2", 1);
         if (vnp_backend_cuda_create(0, prec, &be, &err))
             die("cuda backend", &err);
         unsetenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
@@ -1287,16 +1287,20 @@ static void test_attention_kernels_agree(vnp_precision prec, vnp_posenc pos, con
               db[4] == (max_len <= 128),
           what);
     snprintf(what, sizeof what,
-             "attention short kernel: two-warp launches %ld by default (want 0), %ld with "
-             "VIRNUCPRO_DEBUG_ATTN_WARPS=2 (want %d), %ld with 2 heads a block (want 0)",
-             w2[0], w2[5], max_len <= 64, w2[3]);
-    check(w2[0] == 0 && w2[5] == (max_len <= 64) && w2[3] == 0, what);
+             "attention short kernel: two-warp launches %ld by default (want %d), %ld with "
+             "VIRNUCPRO_DEBUG_ATTN_WARPS=%s (want %d), %ld with 2 heads a block (want 0)",
+             w2[0], max_len <= 32, w2[5], max_len <= 32 ? "4" : "2",
+             max_len > 32 && max_len <= 64, w2[3]);
+    check(w2[0] == (max_len <= 32) && w2[5] == (max_len > 32 && max_len <= 64) && w2[3] == 0,
+          what);
     for (int k = 3; k < 6; k++) {
         const size_t dk = n_differ(res[0], res[k], no);
         snprintf(what, sizeof what,
                  "attention short kernel, %s = default bit for bit (%s %s, max_len %d, "
                  "%zu of %zu values differ)",
-                 k == 3 ? "2 heads a block" : k == 4 ? "8 heads a block" : "2 warps a block",
+                 k == 3   ? "2 heads a block"
+                 : k == 4 ? "8 heads a block"
+                          : "the other warp count",
                  pname(prec), pe, max_len, dk, no);
         check(dk == 0, what);
     }
@@ -1332,7 +1336,7 @@ static double now_s(void)
 }
 
 /* The two row layouts of LayerNorm's warp kernel (as loaded, the default; as floats,
- * VIRNUCPRO_DEBUG_LN_ROWS=packed) give the same bits: the same values in the same order. */
+ * VIRNUCPRO_DEBUG_LN_ROWS=floats) give the same bits: the same values in the same order. */
 static void ln_layouts_agree(vnp_backend *a, vnp_backend *b, int M, int H)
 {
     float *x = rand_vec((size_t)M * H, 2.0f), *g = rand_vec((size_t)H, 1.0f),
@@ -2444,19 +2448,18 @@ int main(void)
                 test_attention_kernels_agree(precs[p], pos, l4, 5, 2);
             }
         /* timed: DNABERT-S-like (28 tokens, 12 heads) and ESM-2-like (42 and 64, 40 heads)
-         * batches, four warps a block (the default) and two */
+         * batches, four warps a block and two (the default takes two at 28) */
         for (int w = 0; w < 2; w++) {
             vnp_backend *g;
             char *outer = env_take("VIRNUCPRO_DEBUG_ATTN_WARPS");
-            if (w)
-                setenv("VIRNUCPRO_DEBUG_ATTN_WARPS", "2", 1);
+            setenv("VIRNUCPRO_DEBUG_ATTN_WARPS", w ? "2" : "4", 1);
             vnp_code grc = vnp_backend_cuda_create(0, VNP_PREC_FP16, &g, &err);
             env_give_back("VIRNUCPRO_DEBUG_ATTN_WARPS", outer);
             if (grc)
                 die("cuda backend", &err);
-            time_attention(g, w ? "2-warps" : "default", 28, 12);
-            time_attention(g, w ? "2-warps" : "default", 42, 40);
-            time_attention(g, w ? "2-warps" : "default", 64, 40);
+            time_attention(g, w ? "2-warps" : "4-warps", 28, 12);
+            time_attention(g, w ? "2-warps" : "4-warps", 42, 40);
+            time_attention(g, w ? "2-warps" : "4-warps", 64, 40);
             g->ops->destroy(g);
         }
         cpu->ops->destroy(cpu);
@@ -2477,22 +2480,22 @@ int main(void)
             test_layernorm(cpu, gpu, precs[p], 33, 2560, 0, 1);
             test_layernorm(cpu, gpu, precs[p], 9, 2560, 1, 0);
             test_layernorm(cpu, gpu, precs[p], 21, 130, 1, 1);
-            /* the rows held as loaded (VIRNUCPRO_DEBUG_LN_ROWS=packed): the same checks,
-             * and the A/B timing beside the default (rows as floats) */
+            /* the rows held as floats (VIRNUCPRO_DEBUG_LN_ROWS=floats): the same checks,
+             * and the A/B timing beside the default (rows without a residual as loaded) */
             vnp_backend *fl;
             char *outer = env_take("VIRNUCPRO_DEBUG_LN_ROWS");
-            setenv("VIRNUCPRO_DEBUG_LN_ROWS", "packed", 1);
+            setenv("VIRNUCPRO_DEBUG_LN_ROWS", "floats", 1);
             vnp_code frc = vnp_backend_cuda_create(0, precs[p], &fl, &err);
             env_give_back("VIRNUCPRO_DEBUG_LN_ROWS", outer);
             if (frc)
-                die("cuda backend (LayerNorm rows as loaded)", &err);
+                die("cuda backend (LayerNorm rows as floats)", &err);
             test_layernorm(cpu, fl, precs[p], 33, 2560, 0, 1);
             test_layernorm(cpu, fl, precs[p], 50, 768, 0, 0);
             ln_layouts_agree(gpu, fl, 1000, 2560);
             ln_layouts_agree(gpu, fl, 1000, 768);
             if (precs[p] != VNP_PREC_FP32) {
                 time_layernorm(gpu, "default", 16384, 2560, 0);
-                time_layernorm(fl, "packed", 16384, 2560, 0);
+                time_layernorm(fl, "floats", 16384, 2560, 0);
                 time_layernorm(gpu, "default", 65536, 768, 1);
             }
             fl->ops->destroy(fl);

@@ -42,9 +42,10 @@
 #                   VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers, epiwarps: both on the epilogue
 #                   warps, =warps (the default: ESM-2's on the warps, DNABERT-S's gated one
 #                   on the consumers),
-#                   lnpacked: sync with LayerNorm's rows held as loaded, VIRNUCPRO_DEBUG_LN_ROWS=packed,
-#                   attnw2: sync with two warps a block of short-sequence attention (sequences
-#                   of at most 64 tokens), VIRNUCPRO_DEBUG_ATTN_WARPS=2,
+#                   lnfloats: sync with LayerNorm's rows held as floats, VIRNUCPRO_DEBUG_LN_ROWS=floats,
+#                   attnw2 / attnw4: sync with two / four warps a block of short-sequence
+#                   attention for sequences of at most 64 tokens (the default: two up to 32),
+#                   VIRNUCPRO_DEBUG_ATTN_WARPS=2 / 4,
 #                   attnseqs: sync with short-sequence attention's blocks in sequence order,
 #                   VIRNUCPRO_DEBUG_ATTN_GRID=seqs, attnh2/4/8: sync with 2/4/8 heads a block
 #                   of it (the next head's copy beside this one's compute),
@@ -465,13 +466,13 @@ bench_env() {
     epicons) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers ;;
     epiwarps) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps ;;
     attnseqs) echo VIRNUCPRO_DEBUG_ATTN_GRID=seqs ;;
-    lnpacked) echo VIRNUCPRO_DEBUG_LN_ROWS=packed ;;
-    attnw2) echo VIRNUCPRO_DEBUG_ATTN_WARPS=2 ;;
+    lnfloats) echo VIRNUCPRO_DEBUG_LN_ROWS=floats ;;
+    attnw2|attnw4) echo "VIRNUCPRO_DEBUG_ATTN_WARPS=${1#attnw}" ;;
     attnh2|attnh4|attnh8) echo "VIRNUCPRO_DEBUG_ATTN_HEADS=${1#attnh}" ;;
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == attnseqs || $1 == lnpacked || $1 == attnw2 || $1 == attnh[248] ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == attnseqs || $1 == lnfloats || $1 == attnw[24] || $1 == attnh[248] ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 SETS=${VNP_BENCH_SETS:-reads20k contigs}

@@ -388,9 +388,10 @@ __global__ void __launch_bounds__(128, 4)
  * Same arithmetic as attn_mma_kernel tile for tile: same bits. */
 #define SHORT_TILES 4
 /* warps of a block: four (one query tile at a time) for one tile, else eight (two query
- * tiles at a time); for one tile two with VIRNUCPRO_DEBUG_ATTN_WARPS=2 (each warp takes
- * every other 16-row slice of the tile: no warp of the block idles on sequences of at
- * most 32 tokens, where four leave two, and an SM holds eight blocks instead of four) */
+ * tiles at a time); for one tile of at most 32 tokens two (each warp takes every other
+ * 16-row slice of the tile: none idles, where four leave two, and an SM holds eight
+ * blocks instead of four; VIRNUCPRO_DEBUG_ATTN_WARPS=2 or 4 forces one or the other up
+ * to 64 tokens) */
 #define SHORT_WARPS(NT) ((NT) == 1 ? 4 : 8)
 
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
@@ -670,8 +671,11 @@ static vnp_code launch_short_nt(vnp_cuda *c, dim3 grid, const void *qkv, const i
     if constexpr (NT <= 2)
         if (nbuf == 2)
             kern = attn_short_kernel<T, POS, NT, 1, SHORT_WARPS(NT)>;
+    /* two warps a block: up to 32 tokens by default (where four leave two idle: 0.078
+     * against 0.090 ms for 28-token sequences, 12 heads; at 42 and 64 tokens they were
+     * 4 % slower, session 15), up to 64 with VIRNUCPRO_DEBUG_ATTN_WARPS=2 */
     if constexpr (NT == 1)
-        if (nbuf == 1 && c->attn_warps == 2) {
+        if (nbuf == 1 && (c->attn_warps == 2 || (c->attn_warps == 0 && max_len <= 32))) {
             kern = attn_short_kernel<T, POS, 1, 0, 2>;
             nw = 2;
             /* eight blocks of 27 KB an SM want the largest shared-memory carveout */

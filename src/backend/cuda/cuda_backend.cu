@@ -813,12 +813,12 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
         {"VIRNUCPRO_DEBUG_ATTN_HEADS", hpbs, 4,
          "1 (the default), 2, 4 or 8 (heads a block of short-sequence attention takes)", &khp},
         {"VIRNUCPRO_DEBUG_ATTN_WARPS", awarps, 2,
-         "4 (the default) or 2 (warps a block of short-sequence attention takes for sequences "
-         "of at most 64 tokens)",
+         "2 or 4 (warps a block of short-sequence attention takes for sequences of at most 64 "
+         "tokens; unset, the default: 2 up to 32 tokens, else 4)",
          &kaw},
         {"VIRNUCPRO_DEBUG_LN_ROWS", lnrows, 2,
-         "floats (the default) or packed (LayerNorm rows without a residual held as loaded, "
-         "not as floats)",
+         "packed (the default: LayerNorm rows without a residual held as loaded) or floats "
+         "(held as floats, as rows with a residual are)",
          &kln},
         {"VIRNUCPRO_DEBUG_SM90_GEMM", levels, 3,
          "0 (the portable kernels), 1 (the fused FFN up-projections, the default) or 2 (every "
@@ -865,8 +865,8 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->sm90_offload = soff;
     c->attn_heads_x = sheads;
     c->attn_hpb = khp < 0 ? 1 : 1 << khp;
-    c->ln_packed = kln == 1;
-    c->attn_warps = kaw == 0 ? 2 : 4;
+    c->ln_packed = kln != 0;
+    c->attn_warps = kaw < 0 ? 0 : kaw == 0 ? 2 : 4;
 #ifdef VNP_HAVE_SM90A
     /* (FP16/BF16 activations only: FP32 and FP8 GEMMs never take it) */
     c->sm90_gemm = c->cc == 90 && !c->scalar_only && !c->fp8 &&

@@ -80,12 +80,13 @@ typedef struct vnp_cuda {
                           sequences of at most 128 tokens); read once at creation */
     long attn_db_runs; /* launches with the two buffers (vnp_backend_cuda_attn_heads_first) */
     int attn_warps;    /* warps a block of short-sequence attention takes for sequences of at
-                          most 64 tokens: 4 (default) or 2 (VIRNUCPRO_DEBUG_ATTN_WARPS=2;
-                          not with more than one head a block); read once at creation */
+                          most 64 tokens: 0 (default: 2 up to 32 tokens, else 4), 2 or 4
+                          (VIRNUCPRO_DEBUG_ATTN_WARPS; 2 never with more than one head a
+                          block); read once at creation */
     long attn_w2_runs; /* launches with two warps a block (vnp_backend_cuda_attn_heads_first) */
-    int ln_packed;     /* VIRNUCPRO_DEBUG_LN_ROWS=packed: LayerNorm's warp kernel holds rows
-                          without a residual as loaded, not as floats (fewer registers, the
-                          same bits; opt-in until measured on a GPU); read once at creation */
+    int ln_packed;     /* 1 (default): LayerNorm's warp kernel holds rows without a residual
+                          as loaded, not as floats (fewer registers, the same bits); 0 with
+                          VIRNUCPRO_DEBUG_LN_ROWS=floats; read once at creation */
     int scalar_only;   /* VIRNUCPRO_DEBUG_SCALAR_KERNELS=1: the element-wise ops and
                           LayerNorm take their one-element-per-thread kernels and
                           attention its tiled kernel for short sequences too (A/B timing
