@@ -4,13 +4,17 @@
  *
  *   vnp_gpu_embed_bench MODEL_DIR FASTA [--device cuda] [--precision fp16|bf16|fp32|fp8|fp8-tensor]
  *                       [--budget TOKENS] [--limit N] [--label NAME] [--mode sync|pipelined]
+ *                       [--passes N]
  *
  * MODEL_DIR is an ESM-2 (protein FASTA) or DNABERT-S (nucleotide FASTA, with its
  * tokenizer.json) checkpoint. Prints one "RESULT" line: tokens, seconds, tok/s.
  * --mode sync (default): vnp_encoder_embed, one batch at a time (the host waits for each
  * before building the next). pipelined: the engine's per-device embedder
  * (src/pipeline/embedder.h) with two batches in flight, as predict runs a worker: the
- * host builds and uploads a batch while the device runs the previous one. */
+ * host builds and uploads a batch while the device runs the previous one.
+ * --passes N (default 1): the timed pass over the whole file N times; tok/s is over all
+ * of them, with the slowest and fastest pass beside it (DNABERT-S passes last well under
+ * a second, where one pass's rate moves by several per cent between runs). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +43,14 @@ int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: %s MODEL_DIR FASTA [--device D] [--precision P] [--budget N] "
-                        "[--limit N] [--label NAME]\n",
+                        "[--limit N] [--label NAME] [--mode sync|pipelined] [--passes N]\n",
                 argv[0]);
         return 2;
     }
     const char *model = argv[1], *fasta = argv[2], *device = "cuda", *label = "";
     vnp_precision prec = VNP_PREC_FP16;
     size_t budget = 16384, limit = 0;
-    int pipelined = 0;
+    int pipelined = 0, passes = 1;
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--device"))
             device = argv[i + 1];
@@ -65,6 +69,14 @@ int main(int argc, char **argv)
             label = argv[i + 1];
         else if (!strcmp(argv[i], "--mode"))
             pipelined = !strcmp(argv[i + 1], "pipelined");
+        else if (!strcmp(argv[i], "--passes")) {
+            passes = atoi(argv[i + 1]);
+            if (passes < 1 || passes > 100) {
+                fprintf(stderr, "vnp_gpu_embed_bench: --passes: 1 to 100, not '%s'\n",
+                        argv[i + 1]);
+                return 2;
+            }
+        }
     }
     vnp_error err;
     vnp_backend *be;
@@ -123,7 +135,7 @@ int main(int argc, char **argv)
         maxb = pk.batches[b].tokens > maxb ? pk.batches[b].tokens : maxb;
     tokens = realloc(tokens, maxb * 4);
 
-    double t_first = 0, t_run = 0;
+    double t_first = 0, t_run = 0, t_min = 0, t_max = 0; /* t_run: all timed passes */
     vnp_embedder *emb = NULL;
     int32_t *slot_tok[2] = {NULL, NULL}, *slot_cu[2] = {NULL, NULL};
     float *slot_out[2] = {NULL, NULL};
@@ -154,7 +166,7 @@ int main(int argc, char **argv)
             slot_out[k] = malloc(n * (size_t)H * 4);
         }
     }
-    for (int pass = 0; pass < 2 && pipelined; pass++) {
+    for (int pass = 0; pass < 1 + passes && pipelined; pass++) {
         double ts = now_s();
         size_t nb = pass == 0 ? 1 : pk.nbatches; /* pass 0: one warm-up batch */
         for (size_t b = 0; b < nb + 2; b++) {
@@ -183,12 +195,16 @@ int main(int argc, char **argv)
             if (vnp_embedder_submit(emb, k, &job[k], &err))
                 die("embedding (submit)", &err);
         }
-        if (pass == 0)
-            t_first = now_s() - ts;
-        else
-            t_run = now_s() - ts;
+        const double dt = now_s() - ts;
+        if (pass == 0) {
+            t_first = dt;
+        } else {
+            t_run += dt;
+            t_min = pass == 1 || dt < t_min ? dt : t_min;
+            t_max = pass == 1 || dt > t_max ? dt : t_max;
+        }
     }
-    for (int pass = 0; pass < 2 && !pipelined; pass++) {
+    for (int pass = 0; pass < 1 + passes && !pipelined; pass++) {
         double ts = now_s();
         size_t nb = pass == 0 ? 1 : pk.nbatches; /* pass 0: one warm-up batch */
         for (size_t b = 0; b < nb; b++) {
@@ -205,20 +221,25 @@ int main(int argc, char **argv)
             if (vnp_encoder_embed(enc, &batch, out, &err))
                 die("embedding", &err);
         }
-        if (pass == 0)
-            t_first = now_s() - ts;
-        else
-            t_run = now_s() - ts;
+        const double dt = now_s() - ts;
+        if (pass == 0) {
+            t_first = dt;
+        } else {
+            t_run += dt;
+            t_min = pass == 1 || dt < t_min ? dt : t_min;
+            t_max = pass == 1 || dt > t_max ? dt : t_max;
+        }
     }
     size_t warm_tok = 0; /* the warm-up pass runs batch 0 once more */
     for (size_t q = 0; pk.nbatches && q < pk.batches[0].count; q++)
         warm_tok += ids[pk.order[pk.batches[0].first + q]].n;
     printf("RESULT %s model=%s precision=%s mode=%s sequences=%zu tokens=%zu batches=%zu "
-           "budget=%zu load_s=%.1f warmup_s=%.2f warmup_tokens=%zu run_s=%.2f tok_s=%.0f "
-           "seq_s=%.1f\n",
+           "budget=%zu load_s=%.1f warmup_s=%.2f warmup_tokens=%zu passes=%d run_s=%.2f "
+           "tok_s=%.0f seq_s=%.1f pass_tok_s=%.0f..%.0f\n",
            label, esm ? "esm2" : "dnabert_s", emb ? vnp_embedder_name(emb) : vnp_backend_name(be),
            pipelined ? "pipelined" : "sync", n, ntok, pk.nbatches, budget, t_load, t_first,
-           warm_tok, t_run, ntok / t_run, n / t_run);
+           warm_tok, passes, t_run, passes * (double)ntok / t_run, passes * (double)n / t_run,
+           ntok / t_max, ntok / t_min);
     vnp_embedder_free(emb);
     for (int k = 0; k < 2; k++) {
         free(slot_tok[k]);

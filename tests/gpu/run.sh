@@ -53,7 +53,8 @@
 #                   adds the sm_90 GEMM's cluster shape, VIRNUCPRO_DEBUG_SM90_CLUSTER=RxC, e.g.
 #                   sm90all@2x2)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
-#         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined
+#         dna       DNABERT-S tokens/s (ours, fp16), sync and pipelined; each row over
+#                   VNP_DNA_PASSES (5) passes of the set, with the slowest and fastest pass
 #         prof      ncu kernel-time shares of ESM-2 3B (tools/ncu_summary.py);
 #                   VNP_PROF_MODELS='esm dna esm-fp8' adds DNABERT-S and ESM-2 in FP8
 #         memprof   ncu detail of ESM-2's LayerNorm / GELU / FP8 quantisation kernels
@@ -510,7 +511,7 @@ if has esm; then
         r=$(grep RESULT "$OUT/esm_$w.$b.$m.log")
         cat "$OUT/esm_$w.$b.$m.log" >>"$LOG"
         echo "$r $smi"
-        row esm "$([[ -n $r ]] && echo ok || echo FAIL)" "ours $(bench_prec "$m") $m $w budget=$b: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r" | head -1) $smi"
+        row esm "$([[ -n $r ]] && echo ok || echo FAIL)" "ours $(bench_prec "$m") $m $w budget=$b: $(grep -oE ' (tok_s|run_s|passes|pass_tok_s)=[0-9.]+' <<<"$r" | tr -d '\n') $(grep -oE 'tokens=[0-9]+' <<<"$r" | head -1) $smi"
         rm -f "$OUT/esm_$w.$b.$m.log"
       done
     done
@@ -620,11 +621,12 @@ if has dna; then
     for m in $ESM_MODES; do
       env $(bench_env "$m") "$BIN/vnp_gpu_embed_bench" "$DNA" \
         "$BENCH/$w/${w}_identified_nucleotide.fa" --budget 65536 --label "$w" \
+        --passes "${VNP_DNA_PASSES:-5}" \
         --mode "$(bench_mode "$m")" --precision "$(bench_prec "$m")" >"$OUT/dna_$w.$m.log" 2>&1
       r=$(grep RESULT "$OUT/dna_$w.$m.log")
       cat "$OUT/dna_$w.$m.log" >>"$LOG"
       echo "$r"
-      row dna "$([[ -n $r ]] && echo ok || echo FAIL)" "ours $(bench_prec "$m") $m $w budget=65536: $(sed -E 's/.*(tok_s=[0-9]+).*(run_s=[0-9.]+).*/\1 \2/' <<<"$r") $(grep -oE 'tokens=[0-9]+' <<<"$r")"
+      row dna "$([[ -n $r ]] && echo ok || echo FAIL)" "ours $(bench_prec "$m") $m $w budget=65536: $(grep -oE ' (tok_s|run_s|passes|pass_tok_s)=[0-9.]+' <<<"$r" | tr -d '\n') $(grep -oE 'tokens=[0-9]+' <<<"$r")"
       rm -f "$OUT/dna_$w.$m.log"
     done
   done
