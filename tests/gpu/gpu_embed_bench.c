@@ -33,6 +33,22 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* pass 0: the warm-up batch; 1..: the timed passes over the whole file */
+typedef struct {
+    double first, run, min, max; /* run: all timed passes together */
+} pass_times;
+
+static void pass_done(pass_times *tm, int pass, double dt)
+{
+    if (pass == 0) {
+        tm->first = dt;
+        return;
+    }
+    tm->run += dt;
+    tm->min = pass == 1 || dt < tm->min ? dt : tm->min;
+    tm->max = pass == 1 || dt > tm->max ? dt : tm->max;
+}
+
 static void die(const char *what, const vnp_error *err)
 {
     fprintf(stderr, "vnp_gpu_embed_bench: %s: %s\n", what, err->msg);
@@ -135,7 +151,7 @@ int main(int argc, char **argv)
         maxb = pk.batches[b].tokens > maxb ? pk.batches[b].tokens : maxb;
     tokens = realloc(tokens, maxb * 4);
 
-    double t_first = 0, t_run = 0, t_min = 0, t_max = 0; /* t_run: all timed passes */
+    pass_times tm = {0, 0, 0, 0};
     vnp_embedder *emb = NULL;
     int32_t *slot_tok[2] = {NULL, NULL}, *slot_cu[2] = {NULL, NULL};
     float *slot_out[2] = {NULL, NULL};
@@ -195,14 +211,7 @@ int main(int argc, char **argv)
             if (vnp_embedder_submit(emb, k, &job[k], &err))
                 die("embedding (submit)", &err);
         }
-        const double dt = now_s() - ts;
-        if (pass == 0) {
-            t_first = dt;
-        } else {
-            t_run += dt;
-            t_min = pass == 1 || dt < t_min ? dt : t_min;
-            t_max = pass == 1 || dt > t_max ? dt : t_max;
-        }
+        pass_done(&tm, pass, now_s() - ts);
     }
     for (int pass = 0; pass < 1 + passes && !pipelined; pass++) {
         double ts = now_s();
@@ -221,14 +230,7 @@ int main(int argc, char **argv)
             if (vnp_encoder_embed(enc, &batch, out, &err))
                 die("embedding", &err);
         }
-        const double dt = now_s() - ts;
-        if (pass == 0) {
-            t_first = dt;
-        } else {
-            t_run += dt;
-            t_min = pass == 1 || dt < t_min ? dt : t_min;
-            t_max = pass == 1 || dt > t_max ? dt : t_max;
-        }
+        pass_done(&tm, pass, now_s() - ts);
     }
     size_t warm_tok = 0; /* the warm-up pass runs batch 0 once more */
     for (size_t q = 0; pk.nbatches && q < pk.batches[0].count; q++)
@@ -237,9 +239,9 @@ int main(int argc, char **argv)
            "budget=%zu load_s=%.1f warmup_s=%.2f warmup_tokens=%zu passes=%d run_s=%.2f "
            "tok_s=%.0f seq_s=%.1f pass_tok_s=%.0f..%.0f\n",
            label, esm ? "esm2" : "dnabert_s", emb ? vnp_embedder_name(emb) : vnp_backend_name(be),
-           pipelined ? "pipelined" : "sync", n, ntok, pk.nbatches, budget, t_load, t_first,
-           warm_tok, passes, t_run, passes * (double)ntok / t_run, passes * (double)n / t_run,
-           ntok / t_max, ntok / t_min);
+           pipelined ? "pipelined" : "sync", n, ntok, pk.nbatches, budget, t_load, tm.first,
+           warm_tok, passes, tm.run, passes * (double)ntok / tm.run, passes * (double)n / tm.run,
+           ntok / tm.max, ntok / tm.min);
     vnp_embedder_free(emb);
     for (int k = 0; k < 2; k++) {
         free(slot_tok[k]);
