@@ -225,6 +225,7 @@ if has quick; then
   # the small set under compute-sanitizer memcheck; each under a time limit
   # (VNP_QUICK_SETS picks the sets, VNP_QUICK_TIME=0 / VNP_QUICK_MEMCHECK=0 skip the GEMM's
   # timings / the memcheck pass: for runs that must fit in what is left of a session)
+  rm -f "$WORK"/quick_*.log # (a set left out must not report an earlier run's rows)
   for only in ${VNP_QUICK_SETS:-sm90small attn ln}; do
     timeout 120 env VNP_OPS_ONLY=$only "$BIN/vnp_gpu_op_test" >"$WORK/quick_$only.log" 2>&1
     rc=$?

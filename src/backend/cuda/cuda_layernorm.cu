@@ -90,12 +90,12 @@ __device__ __forceinline__ void ln_params(const float *__restrict__ p, int j, fl
  * the plain kernel stores it, then quantised to E4M3 with the row's scale (qs[row]), as
  * the GEMM's own quantisation of the FP16 row would have been.
  * FL: the row held as floats, x + residual where there is one (the sums are not values
- * of T). A row without a residual (ESM-2's pre-LN layers) stays in registers as it was
- * loaded (!FL), 16 bytes a vector, and each pass converts it again: half the registers
- * (ESM-2's 2560-wide rows: 72 instead of 114, so 7 blocks an SM instead of 4), the same
- * values in the same order, so the same bits; 65 against 87 us at 16384 x 2560, +1.5 %
- * on ESM-2 3B end to end (H100, session 15). VIRNUCPRO_DEBUG_LN_ROWS=floats keeps FL for
- * them; E4M3 rows (Q8) always take FL. */
+ * of T). An FP16/BF16 row without a residual (ESM-2's pre-LN layers) stays in registers
+ * as it was loaded (!FL), 16 bytes a vector, and each pass converts it again: half the
+ * registers (ESM-2's 2560-wide rows: 72 instead of 114, so 7 blocks an SM instead of 4),
+ * the same values in the same order, so the same bits; 65 against 87 us at 16384 x 2560,
+ * +1.5 % on ESM-2 3B end to end (H100, session 15). VIRNUCPRO_DEBUG_LN_ROWS=floats keeps
+ * FL for them; FP32 rows and E4M3 rows (Q8) always take FL. */
 template <typename T, int VPL, bool Q8, bool FL>
 __global__ void __launch_bounds__(32 * LN_WARP_ROWS)
     layernorm_warp_kernel(const T *__restrict__ x, const T *__restrict__ residual,
@@ -244,8 +244,9 @@ static int layernorm_vec(vnp_cuda *c, const void *x, const void *res, const void
                       (!beta || (bdt == VNP_DT_F32 && (uintptr_t)beta % 16 == 0));
     if (!f32p)
         return 0;
-    /* (rows held as loaded: no residual, not E4M3 rows, not VIRNUCPRO_DEBUG_LN_ROWS=floats) */
-    const bool packed = !Q8 && !res && c->ln_packed;
+    /* (rows held as loaded: no residual, not E4M3 rows, not VIRNUCPRO_DEBUG_LN_ROWS=floats,
+     * and 16-bit values: an FP32 row as loaded is its floats, nothing saved) */
+    const bool packed = !Q8 && !res && c->ln_packed && sizeof(T) < 4;
 #define LN_WARP_LAUNCH(V)                                                                     \
     do {                                                                                      \
         if (!packed)                                                                          \
