@@ -2450,8 +2450,27 @@ int main(void)
                 test_attention_kernels_agree(precs[p], pos, l1, 5, 3);
                 test_attention_kernels_agree(precs[p], pos, l4, 5, 2);
             }
+        /* and the default kernels against the CPU (the agreement above cannot see a change
+         * that both kernels share, e.g. the rotary or the score tile): short (one to four
+         * key tiles, two warps and four), tiled (300 tokens), contig-like */
+        static const int l6[] = {168, 166, 9, 31, 100, 171};
+        for (int p = 1; p < 3; p++) {
+            vnp_backend *g;
+            if (vnp_backend_cuda_create(0, precs[p], &g, &err))
+                die("cuda backend", &err);
+            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, lens_a, 8, 2);
+            test_attention(cpu, g, precs[p], VNP_POS_ALIBI, lens_a, 8, 3);
+            test_attention(cpu, g, precs[p], VNP_POS_NONE, lens_a, 8, 2);
+            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, lens_b, 8, 4);
+            test_attention(cpu, g, precs[p], VNP_POS_ALIBI, lens_b, 8, 12);
+            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l0, 5, 3);
+            test_attention(cpu, g, precs[p], VNP_POS_ALIBI, l0, 5, 12);
+            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l6, 6, 3);
+            g->ops->destroy(g);
+        }
         /* timed: DNABERT-S-like (28 tokens, 12 heads) and ESM-2-like (42 and 64, 40 heads)
-         * batches, four warps a block and two (the default takes two at 28) */
+         * batches, four warps a block and two (the default takes two at 28); ESM-2's
+         * contig proteins (168) */
         for (int w = 0; w < 2; w++) {
             vnp_backend *g;
             char *outer = env_take("VIRNUCPRO_DEBUG_ATTN_WARPS");
@@ -2463,6 +2482,8 @@ int main(void)
             time_attention(g, w ? "2-warps" : "4-warps", 28, 12);
             time_attention(g, w ? "2-warps" : "4-warps", 42, 40);
             time_attention(g, w ? "2-warps" : "4-warps", 64, 40);
+            if (!w) /* (contig proteins: eight warps whatever the variable says) */
+                time_attention(g, "default", 168, 40);
             g->ops->destroy(g);
         }
         cpu->ops->destroy(cpu);

@@ -114,46 +114,100 @@ __device__ __forceinline__ void load_tile_t(T (*dst)[SROW], const T *__restrict_
     }
 }
 
-/* Rotates a shared tile in place (rows are positions pos0.., rotate_half), and
- * multiplies it by `mul`. */
-template <typename T, int NTHR = 128>
-__device__ __forceinline__ void rotate_tile(T (*t)[SROW], const float *__restrict__ rope,
-                                            int max_len, int pos0, int len, float mul,
-                                            int tid /* 0..NTHR-1: this thread's share */)
+/* Rotary for one pair (x1 = element i, x2 = element i + 32 of a row), times `mul`: every
+ * product and sum rounded on its own (no contraction into FMAs), as the reference's
+ * q * cos + rotate_half(q) * sin, so that every kernel and every layout of the loop
+ * below gives the same bits. */
+__device__ __forceinline__ float rot_lo(float x1, float x2, float c, float s, float mul)
 {
-    /* 64 rows x 32 pairs over NTHR threads (128: 16 pairs each), in rounds of eight
-     * whose table reads are issued together */
-    static_assert(NTHR == 64 || NTHR == 128, "64 or 128 threads a tile");
+    return __fmul_rn(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)), mul);
+}
+__device__ __forceinline__ float rot_hi(float x1, float x2, float c, float s, float mul)
+{
+    return __fmul_rn(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)), mul);
+}
+
+/* Eight pairs of a row in place: elements p1[0..8) with p2[0..8) (32 further on). */
+template <typename T>
+__device__ __forceinline__ void rotate_chunk(T *p1, T *p2, const float (&c)[8],
+                                             const float (&s)[8], float mul)
+{
+    uint4 u1 = *reinterpret_cast<const uint4 *>(p1), u2 = *reinterpret_cast<const uint4 *>(p2);
+    T *e1 = reinterpret_cast<T *>(&u1), *e2 = reinterpret_cast<T *>(&u2);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const float x1 = vnp_ld<T>(e1[k]), x2 = vnp_ld<T>(e2[k]);
+        e1[k] = vnp_st<T>(rot_lo(x1, x2, c[k], s[k], mul));
+        e2[k] = vnp_st<T>(rot_hi(x1, x2, c[k], s[k], mul));
+    }
+    *reinterpret_cast<uint4 *>(p1) = u1;
+    *reinterpret_cast<uint4 *>(p2) = u2;
+}
+
+/* Rotates rows [0, n) of shared rows a in place (row r is position pos0 + r) and
+ * multiplies them by amul; b's rows likewise (times bmul) where b is given: the same
+ * positions, so each angle is read from the table once for both (Q and K). A work item
+ * is eight pairs of a row: two 16-byte chunks and two 32-byte runs of the table. The
+ * eight lanes of a quarter warp take the same chunk of eight neighbouring rows, which
+ * fall in different banks (the 144-byte pitch). Rows from n on are left as they are. */
+template <typename T>
+__device__ __forceinline__ void rotate_rows(T (*a)[SROW], float amul, T (*b)[SROW], float bmul,
+                                            const float *__restrict__ rope, int max_len,
+                                            int pos0, int n, int tid, int nthr)
+{
     const float *cs = rope, *sn = rope + (size_t)max_len * (HD / 2);
-#pragma unroll
-    for (int half = 0; half < 2048 / NTHR / 8; half++) {
+    const int items = ((n + 7) >> 3) * 32;
+    for (int it = tid; it < items; it += nthr) {
+        const int r = (it & 7) + ((it >> 5) << 3), q = ((it >> 3) & 3) * 8;
+        if (r >= n)
+            continue;
+        const size_t at = (size_t)(pos0 + r) * (HD / 2) + q;
         float c[8], s[8];
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            int idx = tid + (half * 8 + k) * NTHR, r = idx >> 5, i = idx & 31;
-            int pos = pos0 + r < len ? pos0 + r : 0;
-            c[k] = cs[(size_t)pos * 32 + i];
-            s[k] = sn[(size_t)pos * 32 + i];
-        }
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            int idx = tid + (half * 8 + k) * NTHR, r = idx >> 5, i = idx & 31;
-            if (pos0 + r >= len)
-                continue;
-            float x1 = vnp_ld<T>(t[r][i]), x2 = vnp_ld<T>(t[r][i + 32]);
-            t[r][i] = vnp_st<T>((x1 * c[k] - x2 * s[k]) * mul);
-            t[r][i + 32] = vnp_st<T>((x2 * c[k] + x1 * s[k]) * mul);
-        }
+        *reinterpret_cast<float4 *>(&c[0]) = *reinterpret_cast<const float4 *>(cs + at);
+        *reinterpret_cast<float4 *>(&c[4]) = *reinterpret_cast<const float4 *>(cs + at + 4);
+        *reinterpret_cast<float4 *>(&s[0]) = *reinterpret_cast<const float4 *>(sn + at);
+        *reinterpret_cast<float4 *>(&s[4]) = *reinterpret_cast<const float4 *>(sn + at + 4);
+        rotate_chunk<T>(&a[r][q], &a[r][q + HD / 2], c, s, amul);
+        if (b)
+            rotate_chunk<T>(&b[r][q], &b[r][q + HD / 2], c, s, bmul);
     }
 }
 
+/* Multiplies rows [0, n) of shared rows t by mul in place, a 16-byte chunk a work item
+ * (a quarter warp: one chunk of eight neighbouring rows, as above). */
 template <typename T>
-__device__ __forceinline__ void scale_tile(T (*t)[SROW], float mul)
+__device__ __forceinline__ void scale_rows(T (*t)[SROW], float mul, int n, int tid, int nthr)
 {
-    for (int idx = threadIdx.x; idx < 64 * HD; idx += blockDim.x) {
-        int r = idx >> 6, i = idx & 63;
-        t[r][i] = vnp_st<T>(vnp_ld<T>(t[r][i]) * mul);
+    const int items = ((n + 7) >> 3) * 64;
+    for (int it = tid; it < items; it += nthr) {
+        const int r = (it & 7) + ((it >> 6) << 3), q = ((it >> 3) & 7) * 8;
+        if (r >= n)
+            continue;
+        uint4 u = *reinterpret_cast<const uint4 *>(&t[r][q]);
+        T *e = reinterpret_cast<T *>(&u);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            e[k] = vnp_st<T>(vnp_ld<T>(e[k]) * mul);
+        *reinterpret_cast<uint4 *>(&t[r][q]) = u;
     }
+}
+
+/* ldmatrix: four 8 x 8 matrices of 16-bit values from shared memory, lanes 8m..8m+7
+ * addressing the rows of matrix m; lane l gets row l / 4, elements 2 (l % 4) and the
+ * next of each (transposed: the matrices' columns). */
+__device__ __forceinline__ void ldsm_x4(uint32_t (&d)[4], const void *p)
+{
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&d)[4], const void *p)
+{
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a));
 }
 
 /* The per-warp state of the tensor-core kernels: this thread's two query rows (qi0,
@@ -174,16 +228,18 @@ __device__ __forceinline__ void attn_scores_tile(const uint32_t (&qa)[4][4], T (
                                                  int k0, int len, float slope, attn_rows &r,
                                                  float (&sc)[8][4])
 {
-    const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+    const int lane = threadIdx.x & 31, tig = lane & 3;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+        /* keys 8j..8j+7, columns 32 h..: matrix m is columns 32 h + 8 m.., so chunk
+         * 2 h + i's two B registers are matrices 2 i and 2 i + 1 */
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++) {
-            const int kr = j * 8 + g, c = ks * 16 + 2 * tig;
-            uint32_t b0 = *reinterpret_cast<const uint32_t *>(&Kt[kr][c]);
-            uint32_t b1 = *reinterpret_cast<const uint32_t *>(&Kt[kr][c + 8]);
-            mma_traits<T>::mma(sc[j], qa[ks], b0, b1);
+        for (int h = 0; h < 2; h++) {
+            uint32_t b[4];
+            ldsm_x4(b, &Kt[j * 8 + (lane & 7)][h * 32 + (lane >> 3) * 8]);
+            mma_traits<T>::mma(sc[j], qa[2 * h], b[0], b[1]);
+            mma_traits<T>::mma(sc[j], qa[2 * h + 1], b[2], b[3]);
         }
     }
     /* mask keys past the end, add ALiBi, row maxima */
@@ -246,15 +302,13 @@ __device__ __forceinline__ void attn_p_fragment(const float (&sc)[8][4], int ks,
 template <typename T>
 __device__ __forceinline__ void attn_q_fragments(T (*Qs)[SROW], int warp, uint32_t (&qa)[4][4])
 {
-    const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+    /* matrices: rows 0-7 and 8-15 of the warp's sixteen at columns 16 ks, then the same
+     * at 16 ks + 8: the A fragment's four registers in order */
+    const int lane = threadIdx.x & 31;
+    const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = (lane >> 4) * 8;
 #pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
-        const int r = warp * 16 + g, c = ks * 16 + 2 * tig;
-        qa[ks][0] = *reinterpret_cast<const uint32_t *>(&Qs[r][c]);
-        qa[ks][1] = *reinterpret_cast<const uint32_t *>(&Qs[r + 8][c]);
-        qa[ks][2] = *reinterpret_cast<const uint32_t *>(&Qs[r][c + 8]);
-        qa[ks][3] = *reinterpret_cast<const uint32_t *>(&Qs[r + 8][c + 8]);
-    }
+    for (int ks = 0; ks < 4; ks++)
+        ldsm_x4(qa[ks], &Qs[r][ks * 16 + c]);
 }
 
 /* Normalises and stores the warp's rows; flags a non-finite output. */
@@ -334,9 +388,10 @@ __global__ void __launch_bounds__(128, 4)
     load_tile<T>(Qs, qbase, ld, q0, len);
     __syncthreads();
     if (POS == VNP_POS_ROTARY)
-        rotate_tile<T>(Qs, rope, max_len, q0, len, qmul, threadIdx.x);
+        rotate_rows<T>(Qs, qmul, nullptr, 0.0f, rope, max_len, q0, min(BM, len - q0),
+                       threadIdx.x, 128);
     else
-        scale_tile<T>(Qs, qmul);
+        scale_rows<T>(Qs, qmul, min(BM, len - q0), threadIdx.x, 128);
     __syncthreads();
 
     uint32_t qa[4][4];
@@ -351,7 +406,8 @@ __global__ void __launch_bounds__(128, 4)
         load_tile_t<T>(Vt, vbase, ld, k0, len);
         __syncthreads();
         if (POS == VNP_POS_ROTARY) {
-            rotate_tile<T>(Ks, rope, max_len, k0, len, 1.0f, threadIdx.x);
+            rotate_rows<T>(Ks, 1.0f, nullptr, 0.0f, rope, max_len, k0, min(BN, len - k0),
+                           threadIdx.x, 128);
             __syncthreads();
         }
         float sc[8][4];
@@ -423,18 +479,12 @@ __device__ __forceinline__ void short_head(T (*Qs)[SROW], T (*Ks)[SROW], T (*Vs)
                                            int *flag)
 {
     const float qmul = scale * LOG2E;
-    /* 128 threads a tile, several tiles at once; or all NW * 32 (< 128) on each tile */
-    constexpr int TT = NW * 32 >= 128 ? 128 : NW * 32, GROUPS = NW * 32 / TT;
-    const int group = threadIdx.x / TT;
-    for (int t = group; t < nt; t += GROUPS) {
-        if (POS == VNP_POS_ROTARY) {
-            rotate_tile<T, TT>(Qs + t * BM, rope, max_len, t * BM, len, qmul, threadIdx.x % TT);
-            rotate_tile<T, TT>(Ks + t * BN, rope, max_len, t * BN, len, 1.0f, threadIdx.x % TT);
-        }
-    }
-    if (POS != VNP_POS_ROTARY)
-        for (int t = 0; t < nt; t++)
-            scale_tile<T>(Qs + t * BM, qmul);
+    /* the sequence's rows of every tile at once (Q and K from one read of the table);
+     * the zero rows past its end stay zero */
+    if (POS == VNP_POS_ROTARY)
+        rotate_rows<T>(Qs, qmul, Ks, 1.0f, rope, max_len, 0, len, threadIdx.x, NW * 32);
+    else
+        scale_rows<T>(Qs, qmul, len, threadIdx.x, NW * 32);
     __syncthreads();
 
     const float slope = POS == VNP_POS_ALIBI ? slopes[h] * LOG2E : 0.0f;
@@ -463,12 +513,7 @@ __device__ __forceinline__ void short_head(T (*Qs)[SROW], T (*Ks)[SROW], T (*Vs)
 #pragma unroll
                 for (int j = 0; j < 8; j += 2) {
                     uint32_t b[4];
-                    const unsigned a = (unsigned)__cvta_generic_to_shared(
-                        &Vs[t * BN + ks * 16 + lrow][j * 8 + lcol]);
-                    asm volatile(
-                        "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                        : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-                        : "r"(a));
+                    ldsm_x4_t(b, &Vs[t * BN + ks * 16 + lrow][j * 8 + lcol]);
                     mma_traits<T>::mma(r.o[j], pa, b[0], b[1]);
                     mma_traits<T>::mma(r.o[j + 1], pa, b[2], b[3]);
                 }
