@@ -49,7 +49,8 @@
 #                   attnseqs: sync with short-sequence attention's blocks in sequence order,
 #                   VIRNUCPRO_DEBUG_ATTN_GRID=seqs, attnh2/4/8: sync with 2/4/8 heads a block
 #                   of it (the next head's copy beside this one's compute),
-#                   VIRNUCPRO_DEBUG_ATTN_HEADS=N; MODE@RxC
+#                   VIRNUCPRO_DEBUG_ATTN_HEADS=N; base: sync with the embed bench of
+#                   an earlier commit (`VNP_PACK_BASE=REV run.sh pack` bundles it); MODE@RxC
 #                   adds the sm_90 GEMM's cluster shape, VIRNUCPRO_DEBUG_SM90_CLUSTER=RxC, e.g.
 #                   sm90all@2x2)
 #         peer      the same with HF transformers EsmModel fp16 SDPA (tools/bench_peer.py)
@@ -100,6 +101,25 @@ if [[ "${1:-}" == pack ]]; then
     while read -r l; do cp -L "$l" "$stage/lib/"; done
   tar -C "$stage" -cJf "$CARRY/bundle.tar.xz" bin lib
   rm -rf "$stage"
+  # VNP_PACK_BASE=REV: the embed bench of commit REV beside this one (bench mode `base`:
+  # an A/B against an earlier commit in one run, same machine, same inputs); without it
+  # an earlier base bundle goes
+  rm -f "$CARRY/base.tar.xz"
+  if [[ -n ${VNP_PACK_BASE:-} ]]; then
+    rev=$(git -C "$ROOT" rev-parse --verify "$VNP_PACK_BASE^{commit}")
+    src=$(mktemp -d)
+    git -C "$ROOT" worktree add -q --detach "$src/tree" "$rev"
+    cmake -S "$src/tree" -B "$B-base" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+    cmake --build "$B-base" -j"${JOBS:-2}" --target vnp_gpu_embed_bench
+    mkdir -p "$src/base/bin"
+    cp "$B-base/tests/gpu/vnp_gpu_embed_bench" "$src/base/bin/"
+    strip --strip-debug "$src/base/bin/vnp_gpu_embed_bench"
+    git -C "$ROOT" log -1 --format='%h %s' "$rev" | cut -c1-100 >"$src/base/REV"
+    tar -C "$src" -cJf "$CARRY/base.tar.xz" base
+    git -C "$ROOT" worktree remove --force "$src/tree"
+    rm -rf "$src"
+  fi
   # the preprocessed workloads are made on the GPU machine from raw/ (the carry is
   # limited to 64 MiB)
   rm -rf "$CARRY/bench/reads20k" "$CARRY/bench/contigs"
@@ -145,6 +165,12 @@ if [[ -z "$BIN" ]]; then
   export LD_LIBRARY_PATH="$WORK/lib:${CUDA_LIBS}${PY_CUDA}:${LD_LIBRARY_PATH:-}"
 fi
 row build ok "$BIN"
+# the earlier commit's embed bench, where `pack` was given VNP_PACK_BASE (bench mode base)
+BASE_BENCH=""
+if [[ -f $CARRY/base.tar.xz ]] && tar -C "$WORK" -xJf "$CARRY/base.tar.xz"; then
+  BASE_BENCH=$WORK/base/bin/vnp_gpu_embed_bench
+  row build ok "base for bench mode 'base': $(cat "$WORK/base/REV")"
+fi
 export VNP_FIXTURES=$ROOT/tests/fixtures
 
 if has ops; then
@@ -474,9 +500,14 @@ bench_env() {
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == attnseqs || $1 == lnfloats || $1 == attnw[24] || $1 == attnh[248] ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == base || $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == attnseqs || $1 == lnfloats || $1 == attnw[24] || $1 == attnh[248] ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
+# base: sync with the earlier commit's binary (run.sh pack with VNP_PACK_BASE=REV)
+bench_bin() {
+  if [[ ${1%@*} == base ]]; then echo "${BASE_BENCH:-/nonexistent/base-bundle-missing}"
+  else echo "$BIN/vnp_gpu_embed_bench"; fi
+}
 SETS=${VNP_BENCH_SETS:-reads20k contigs}
 # the SM clock and board power while a bench runs (sampled every 200 ms; the means over
 # the samples above 100 W, i.e. while the GPU computes): is a rate held down by power?
@@ -505,7 +536,7 @@ if has esm; then
       for m in $ESM_MODES; do
         say "esm $w budget $b $m"
         smi_start
-        env $(bench_env "$m") "$BIN/vnp_gpu_embed_bench" "$ESM" \
+        env $(bench_env "$m") "$(bench_bin "$m")" "$ESM" \
           "$BENCH/$w/${w}_identified_protein.faa" --budget "$b" --label "$w" \
           --mode "$(bench_mode "$m")" --precision "$(bench_prec "$m")" >"$OUT/esm_$w.$b.$m.log" 2>&1
         smi=$(smi_stop)
@@ -620,7 +651,7 @@ if has dna; then
   for w in $SETS; do
     say "dna $w"
     for m in $ESM_MODES; do
-      env $(bench_env "$m") "$BIN/vnp_gpu_embed_bench" "$DNA" \
+      env $(bench_env "$m") "$(bench_bin "$m")" "$DNA" \
         "$BENCH/$w/${w}_identified_nucleotide.fa" --budget 65536 --label "$w" \
         --passes "${VNP_DNA_PASSES:-5}" \
         --mode "$(bench_mode "$m")" --precision "$(bench_prec "$m")" >"$OUT/dna_$w.$m.log" 2>&1
