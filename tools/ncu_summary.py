@@ -34,7 +34,8 @@ def short(name):
     # what an FP8 quantising kernel computes (vnp_q8_op), and LayerNorm with E4M3 output
     if n == "q8_act_kernel" and a:
         return n + {"0": " (copy)", "1": " (GELU)", "2": " (gated GELU)"}.get(a[0], "")
-    if n == "layernorm_warp_kernel" and a and a[-1] in ("true", "1"):
+    # layernorm_warp_kernel<T, vectors a lane, E4M3 out, rows held as floats>
+    if n == "layernorm_warp_kernel" and len(a) > 2 and a[2] in ("true", "1"):
         return n + " (E4M3 out)"
     return n
 
