@@ -2428,11 +2428,34 @@ int main(void)
     vnp_precision precs[3] = {VNP_PREC_FP32, VNP_PREC_FP16, VNP_PREC_BF16};
     /* VNP_OPS_ONLY=sm90: the fused sm_90 GEMM's checks and timings alone (FP16, BF16), when
      * device time is short; sm90small: its small shapes only, no timings (for
-     * compute-sanitizer); attn: the attention kernels' agreement checks alone; ln: the
+     * compute-sanitizer); attn: the attention kernels' agreement checks alone (attntime:
+     * their timings alone, for ncu); ln: the
      * LayerNorm checks and timings alone */
     const char *only = getenv("VNP_OPS_ONLY");
     if (only && !strcmp(only, "sm90time")) {
         time_gemm_sm90();
+        cpu->ops->destroy(cpu);
+        return 0;
+    }
+    if (only && !strcmp(only, "attntime")) {
+        /* attention timings alone, for ncu (run.sh attnprof): 23 launches a batch shape (3
+         * warm-up, 20 timed), in this order: the default kernels at 42 and 168 tokens, then
+         * the tiled kernel (VIRNUCPRO_DEBUG_SCALAR_KERNELS) at 42 and 168 */
+        vnp_backend *g, *tiled;
+        if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &g, &err))
+            die("cuda backend", &err);
+        time_attention(g, "default", 42, 40);
+        time_attention(g, "default", 168, 40);
+        g->ops->destroy(g);
+        char *outer = env_take("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+        setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
+        vnp_code trc = vnp_backend_cuda_create(0, VNP_PREC_FP16, &tiled, &err);
+        env_give_back("VIRNUCPRO_DEBUG_SCALAR_KERNELS", outer);
+        if (trc)
+            die("cuda backend", &err);
+        time_attention(tiled, "tiled", 42, 40);
+        time_attention(tiled, "tiled", 168, 40);
+        tiled->ops->destroy(tiled);
         cpu->ops->destroy(cpu);
         return 0;
     }

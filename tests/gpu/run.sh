@@ -197,16 +197,16 @@ fi
 
 if has attnprof; then
   say "attnprof"
-  # the op test times attention on 16k-token batches of 42 and 168 tokens (default and
-  # tiled kernels); profile one launch of each kernel family there
-  # launches counted in gpu_op_test.c's order: fp16 short kernel, 42 then 168 tokens;
-  # tiled kernel (VIRNUCPRO_DEBUG_SCALAR_KERNELS backend), 42 then 168 tokens
-  for ks in attn_short_kernel:20:42 attn_short_kernel:45:168 attn_mma_kernel:45:42 \
-            attn_mma_kernel:70:168; do
+  # the op test's attention timings alone (VNP_OPS_ONLY=attntime: 16k-token batches of 42
+  # and 168 tokens, 40 heads, 23 launches each, 3 of them warm-up; the default kernels,
+  # then the tiled one): one timed launch of each kernel at each length
+  for ks in attn_short_kernel:3:42 attn_short_kernel:26:168 attn_mma_kernel:3:42 \
+            attn_mma_kernel:26:168; do
     IFS=: read -r k skip len <<<"$ks"
-    ncu -k "regex:$k" --launch-skip "$skip" --launch-count 1 --section SpeedOfLight \
-      --section WarpStateStats --section Occupancy --section LaunchStats \
+    VNP_OPS_ONLY=attntime ncu -k "regex:$k" --launch-skip "$skip" --launch-count 1 \
+      --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
       --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+      --section SourceCounters \
       "$BIN/vnp_gpu_op_test" >"$OUT/attnprof_${k}_$len.txt" 2>&1
     if grep -q "Duration" "$OUT/attnprof_${k}_$len.txt"; then st=ok; else st=FAIL; fi
     row attnprof "$st" "$k len=$len: $(grep -m1 -E '^ +Duration' "$OUT/attnprof_${k}_$len.txt" | awk '{print $2 $3}')"
