@@ -2474,9 +2474,11 @@ int main(void)
                 test_attention_kernels_agree(precs[p], pos, l4, 5, 2);
             }
         /* and the default kernels against the CPU (the agreement above cannot see a change
-         * that both kernels share, e.g. the rotary or the score tile): short (one to four
-         * key tiles, two warps and four), tiled (300 tokens), contig-like */
-        static const int l6[] = {168, 166, 9, 31, 100, 171};
+         * that both kernels share, e.g. the rotary or the score tile), each set's longest
+         * sequence picking the kernel: lens_a the tiled one (300 tokens); l0 one key tile,
+         * two warps; l1 one tile, four warps; l7 two tiles; lens_b and l6 (contig-like)
+         * three; l4 four */
+        static const int l6[] = {168, 166, 9, 31, 100, 171}, l7[] = {128, 65, 100, 3};
         for (int p = 1; p < 3; p++) {
             vnp_backend *g;
             if (vnp_backend_cuda_create(0, precs[p], &g, &err))
@@ -2489,6 +2491,10 @@ int main(void)
             test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l0, 5, 3);
             test_attention(cpu, g, precs[p], VNP_POS_ALIBI, l0, 5, 12);
             test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l6, 6, 3);
+            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l1, 5, 3);
+            test_attention(cpu, g, precs[p], VNP_POS_ALIBI, l7, 4, 12);
+            test_attention(cpu, g, precs[p], VNP_POS_NONE, l7, 4, 2);
+            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l4, 5, 2);
             g->ops->destroy(g);
         }
         /* timed: DNABERT-S-like (28 tokens, 12 heads) and ESM-2-like (42 and 64, 40 heads)

@@ -5,7 +5,8 @@
 #       builds build-gpu-pack/ and writes build-gpucarry/bundle.tar.xz (the binaries and
 #       the non-system shared libraries they need) and build-gpucarry/bench/ (the
 #       benchmark workloads preprocessed by `virnucpro preprocess`), for a GPU machine
-#       that lacks the build dependencies.
+#       that lacks the build dependencies. VNP_PACK_BASE=REV also bundles commit REV's
+#       embed bench (build-gpucarry/base.tar.xz) for the bench mode `base`.
 #   tests/gpu/run.sh [STAGE...]      (on the GPU machine; default: all stages)
 #       builds here with CMake for sm_90 when the dependencies are installed, otherwise
 #       unpacks build-gpucarry/bundle.tar.xz; then runs the stages:
@@ -107,18 +108,28 @@ if [[ "${1:-}" == pack ]]; then
   rm -f "$CARRY/base.tar.xz"
   if [[ -n ${VNP_PACK_BASE:-} ]]; then
     rev=$(git -C "$ROOT" rev-parse --verify "$VNP_PACK_BASE^{commit}")
-    src=$(mktemp -d)
-    git -C "$ROOT" worktree add -q --detach "$src/tree" "$rev"
-    cmake -S "$src/tree" -B "$B-base" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-    cmake --build "$B-base" -j"${JOBS:-2}" --target vnp_gpu_embed_bench
-    mkdir -p "$src/base/bin"
-    cp "$B-base/tests/gpu/vnp_gpu_embed_bench" "$src/base/bin/"
-    strip --strip-debug "$src/base/bin/vnp_gpu_embed_bench"
-    git -C "$ROOT" log -1 --format='%h %s' "$rev" | cut -c1-100 >"$src/base/REV"
-    tar -C "$src" -cJf "$CARRY/base.tar.xz" base
-    git -C "$ROOT" worktree remove --force "$src/tree"
-    rm -rf "$src"
+    # (a subshell, so that the checkout goes whatever fails; the build folder is made
+    # afresh: CMake refuses one configured from another source folder)
+    (
+      src=$(mktemp -d)
+      trap 'git -C "$ROOT" worktree remove --force "$src/tree" 2>/dev/null; rm -rf "$src"' EXIT
+      git -C "$ROOT" worktree prune
+      git -C "$ROOT" worktree add -q --detach "$src/tree" "$rev"
+      rm -rf "$B-base"
+      cmake -S "$src/tree" -B "$B-base" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+      cmake --build "$B-base" -j"${JOBS:-2}" --target vnp_gpu_embed_bench
+      mkdir -p "$src/base/bin" "$src/base/lib"
+      cp "$B-base/tests/gpu/vnp_gpu_embed_bench" "$src/base/bin/"
+      strip --strip-debug "$src/base/bin/vnp_gpu_embed_bench"
+      # its own shared libraries, as the main bundle's (run.sh may build the current
+      # commit on the GPU machine and never unpack those)
+      ldd "$src/base/bin/vnp_gpu_embed_bench" | awk '$3 ~ /^\// {print $3}' | sort -u |
+        grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcublas[^/]*)\.so' |
+        while read -r l; do cp -L "$l" "$src/base/lib/"; done
+      git -C "$ROOT" log -1 --format='%h %s' "$rev" | cut -c1-100 >"$src/base/REV"
+      tar -C "$src" -cJf "$CARRY/base.tar.xz" base
+    )
   fi
   # the preprocessed workloads are made on the GPU machine from raw/ (the carry is
   # limited to 64 MiB)
@@ -167,9 +178,13 @@ fi
 row build ok "$BIN"
 # the earlier commit's embed bench, where `pack` was given VNP_PACK_BASE (bench mode base)
 BASE_BENCH=""
-if [[ -f $CARRY/base.tar.xz ]] && tar -C "$WORK" -xJf "$CARRY/base.tar.xz"; then
-  BASE_BENCH=$WORK/base/bin/vnp_gpu_embed_bench
-  row build ok "base for bench mode 'base': $(cat "$WORK/base/REV")"
+if [[ -f $CARRY/base.tar.xz ]]; then
+  if tar -C "$WORK" -xJf "$CARRY/base.tar.xz"; then
+    BASE_BENCH=$WORK/base/bin/vnp_gpu_embed_bench
+    row build ok "base for bench mode 'base': $(cat "$WORK/base/REV")"
+  else
+    row build FAIL "base for bench mode 'base': $CARRY/base.tar.xz does not unpack"
+  fi
 fi
 export VNP_FIXTURES=$ROOT/tests/fixtures
 
@@ -497,6 +512,7 @@ bench_env() {
     lnfloats) echo VIRNUCPRO_DEBUG_LN_ROWS=floats ;;
     attnw2|attnw4) echo "VIRNUCPRO_DEBUG_ATTN_WARPS=${1#attnw}" ;;
     attnh2|attnh4|attnh8) echo "VIRNUCPRO_DEBUG_ATTN_HEADS=${1#attnh}" ;;
+    base) echo "LD_LIBRARY_PATH=$WORK/base/lib:${LD_LIBRARY_PATH:-}" ;; # (its own libraries first)
     *) echo VNP_BENCH=1 ;;
   esac
 }

@@ -116,8 +116,8 @@ __device__ __forceinline__ void load_tile_t(T (*dst)[SROW], const T *__restrict_
 
 /* Rotary for one pair (x1 = element i, x2 = element i + 32 of a row), times `mul`: every
  * product and sum rounded on its own (no contraction into FMAs), as the reference's
- * q * cos + rotate_half(q) * sin, so that every kernel and every layout of the loop
- * below gives the same bits. */
+ * q * cos + rotate_half(q) * sin, so that both 16-bit kernels and every layout of the
+ * loop below give the same bits. (The FP32 kernel has its own loop.) */
 __device__ __forceinline__ float rot_lo(float x1, float x2, float c, float s, float mul)
 {
     return __fmul_rn(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)), mul);
