@@ -2479,22 +2479,25 @@ int main(void)
          * two warps; l1 one tile, four warps; l7 two tiles; lens_b and l6 (contig-like)
          * three; l4 four */
         static const int l6[] = {168, 166, 9, 31, 100, 171}, l7[] = {128, 65, 100, 3};
+        static const struct {
+            const int *lens;
+            int nseq, heads;
+            vnp_posenc pos;
+        } sets[] = {
+            {lens_a, 8, 2, VNP_POS_ROTARY}, {lens_a, 8, 3, VNP_POS_ALIBI},
+            {lens_a, 8, 2, VNP_POS_NONE},   {lens_b, 8, 4, VNP_POS_ROTARY},
+            {lens_b, 8, 12, VNP_POS_ALIBI}, {l0, 5, 3, VNP_POS_ROTARY},
+            {l0, 5, 12, VNP_POS_ALIBI},     {l6, 6, 3, VNP_POS_ROTARY},
+            {l1, 5, 3, VNP_POS_ROTARY},     {l7, 4, 12, VNP_POS_ALIBI},
+            {l7, 4, 2, VNP_POS_NONE},       {l4, 5, 2, VNP_POS_ROTARY},
+        };
         for (int p = 1; p < 3; p++) {
             vnp_backend *g;
             if (vnp_backend_cuda_create(0, precs[p], &g, &err))
                 die("cuda backend", &err);
-            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, lens_a, 8, 2);
-            test_attention(cpu, g, precs[p], VNP_POS_ALIBI, lens_a, 8, 3);
-            test_attention(cpu, g, precs[p], VNP_POS_NONE, lens_a, 8, 2);
-            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, lens_b, 8, 4);
-            test_attention(cpu, g, precs[p], VNP_POS_ALIBI, lens_b, 8, 12);
-            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l0, 5, 3);
-            test_attention(cpu, g, precs[p], VNP_POS_ALIBI, l0, 5, 12);
-            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l6, 6, 3);
-            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l1, 5, 3);
-            test_attention(cpu, g, precs[p], VNP_POS_ALIBI, l7, 4, 12);
-            test_attention(cpu, g, precs[p], VNP_POS_NONE, l7, 4, 2);
-            test_attention(cpu, g, precs[p], VNP_POS_ROTARY, l4, 5, 2);
+            for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+                test_attention(cpu, g, precs[p], sets[i].pos, sets[i].lens, sets[i].nseq,
+                               sets[i].heads);
             g->ops->destroy(g);
         }
         /* timed: DNABERT-S-like (28 tokens, 12 heads) and ESM-2-like (42 and 64, 40 heads)
