@@ -1772,6 +1772,66 @@ static long gated_offloads(vnp_backend *be)
  * the others (the same widths; fewer rows keep the stage's time down), and in BF16 run in
  * the default configuration only. */
 #define SM90_CONFIGS 8
+/* The sm_90 GEMM's non-finite test at T's rounding limit (its epilogue compares each
+ * output with the limit before rounding instead of rounding back): x all ones, W's row 0
+ * summing to the largest value that rounds to T's largest finite one, row 1 to the same
+ * or to the limit itself (a tie that rounds to infinity), the rest zero; the guard word
+ * stays clean, or is raised, and the outputs are T's largest finite value or infinity. */
+static void sm90_rounding_limit(vnp_backend *g, vnp_precision prec, const char *cfg)
+{
+    const int M = 130, N = 256, K = 64;
+    const int bf = prec == VNP_PREC_BF16;
+    uint32_t mxbits = 0x7F7F0000u; /* BF16's largest finite value as a float */
+    float bfmax;
+    memcpy(&bfmax, &mxbits, 4);
+    const float tmax = bf ? bfmax : 65504.0f;
+    float *x = malloc((size_t)M * K * 4), *w = calloc((size_t)N * K, 4);
+    if (!x || !w) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    for (int i = 0; i < M * K; i++)
+        x[i] = 1.0f;
+    for (int at = 0; at < 2; at++) {
+        memset(w, 0, (size_t)N * K * 4);
+        if (bf) { /* the largest finite value, plus a quarter or half of its last place */
+            w[0] = w[K] = bfmax;
+            w[1] = ldexpf(1.0f, 118);
+            w[K + 1] = ldexpf(1.0f, at ? 119 : 118);
+        } else { /* 63 x 1024 + 1007 = 65519 (to 65504); + 1008 = 65520 (to infinity) */
+            for (int k = 0; k < 63; k++)
+                w[k] = w[K + k] = 1024.0f;
+            w[63] = 1007.0f;
+            w[K + 63] = at ? 1008.0f : 1007.0f;
+        }
+        vnp_buf xb = up(g, x, (size_t)M * K, 1), wb = up(g, w, (size_t)N * K, 1),
+                ob = act(g, (size_t)M * N);
+        vnp_error err;
+        g->ops->guard_reset(g);
+        if (g->ops->linear(g, &xb, &wb, NULL, VNP_ACT_NONE, NULL, M, N, K, &ob, &err))
+            die("linear", &err);
+        vnp_code rc = vnp_backend_guard_check(g, &err);
+        g->ops->guard_reset(g);
+        float *o = down(g, &ob, (size_t)M * N);
+        /* rows 0 and M - 1 (the partial row tile): columns 0 and 1 */
+        int vals = o[0] == tmax && o[(size_t)(M - 1) * N] == tmax &&
+                   (at ? isinf(o[1]) && isinf(o[(size_t)(M - 1) * N + 1])
+                       : o[1] == tmax && o[(size_t)(M - 1) * N + 1] == tmax);
+        char what[200];
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s %s: a sum %s the rounding limit: guard %s (want %s), outputs %s",
+                 pname(prec), cfg, at ? "at" : "just under", vnp_code_name(rc),
+                 at ? "ENUMERIC" : "OK", vals ? "as expected" : "WRONG");
+        check(vals && rc == (at ? VNP_ENUMERIC : VNP_OK), what);
+        free(o);
+        g->ops->free_buf(g, &xb);
+        g->ops->free_buf(g, &wb);
+        g->ops->free_buf(g, &ob);
+    }
+    free(x);
+    free(w);
+}
+
 static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 {
     /* 1 x 1 (no multicast) first: a hang in a cluster shape leaves its result printed */
@@ -1873,6 +1933,9 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                  pname(prec), names[i], of, wd, !sm90 || !off ? "0" : "some, not all");
         check(!sm90 || !off ? of == 0 : of > 0 && of < wd, what);
     }
+    if (sm90)
+        for (int i = 0; i < SM90_CONFIGS; i++)
+            sm90_rounding_limit(gpu[i], prec, names[i]);
     /* the two placements of the GELU epilogue give the same bits: a partial row tile, and
      * shapes with ~12 tiles a CTA (the buffer's barriers through many phases) */
     if (sm90) {
@@ -1949,7 +2012,9 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
  * epilogue on the consumers (VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers; the others have
  * it on the epilogue warps), with nothing else run: the launches
  * `ncu --kernel-name regex:gemm_sm90 --launch-skip S --launch-count 1` picks from (3
- * warm-up and 20 timed launches each, in that order). Information only. */
+ * warm-up and 20 timed launches each, in that order). After those: out + residual
+ * (N 2560, K 2560) and DNABERT-S's gated up-projection (M 65536, K 768), 128 x 256 2 x 1
+ * and portable. Information only. */
 static void time_gemm_sm90(void)
 {
     static const char *const tiles[3] = {"128x128", "128x256", "128x256"};
@@ -1978,6 +2043,12 @@ static void time_gemm_sm90(void)
         time_linear(gpu[i], names[i], 16384, 7680, 2560, VNP_ACT_NONE, 0);
     for (int i = 0; i < 5; i++)
         time_linear(gpu[i], names[i], 16384, 10240, 2560, VNP_ACT_GELU_ERF, 0);
+    /* then the consumers' own epilogues: ESM-2's out projection + residual, DNABERT-S's
+     * gated up-projection (128 x 256 2 x 1, and the portable path) */
+    time_linear(gpu[1], names[1], 16384, 2560, 2560, VNP_ACT_NONE, 1);
+    time_linear(gpu[3], names[3], 16384, 2560, 2560, VNP_ACT_NONE, 1);
+    time_gated_linear(gpu[1], names[1], 65536, 3072, 768);
+    time_gated_linear(gpu[3], names[3], 65536, 3072, 768);
     for (int i = 0; i < 5; i++)
         gpu[i]->ops->destroy(gpu[i]);
 }

@@ -278,9 +278,9 @@ if has quick; then
   while read -r l; do row attn time "${l#time attention }"; done < <(grep -s '^time attention' "$WORK/quick_attn.log")
   while read -r l; do row ln time "${l#time layernorm }"; done < <(grep -sE '^time layernorm' "$WORK/quick_ln.log")
   if [[ ${VNP_QUICK_TIME:-1} == 1 ]]; then
-    timeout 60 env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$WORK/quick_time.log" 2>&1
+    timeout 90 env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$WORK/quick_time.log" 2>&1
     cat "$WORK/quick_time.log" >>"$LOG"
-    while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|bias) linear' "$WORK/quick_time.log")
+    while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time (gelu|bias|residual|gated) linear' "$WORK/quick_time.log")
   fi
   if [[ ${VNP_QUICK_MEMCHECK:-1} == 1 ]] && command -v compute-sanitizer >/dev/null; then
     timeout 150 env VNP_OPS_ONLY=sm90small compute-sanitizer --tool memcheck \
