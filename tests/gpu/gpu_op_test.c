@@ -1774,9 +1774,10 @@ static long gated_offloads(vnp_backend *be)
 #define SM90_CONFIGS 8
 /* The sm_90 GEMM's non-finite test at T's rounding limit (its epilogue compares each
  * output with the limit before rounding instead of rounding back): x all ones, W's row 0
- * summing to the largest value that rounds to T's largest finite one, row 1 to the same
- * or to the limit itself (a tie that rounds to infinity), the rest zero; the guard word
- * stays clean, or is raised, and the outputs are T's largest finite value or infinity. */
+ * summing to a value just under the limit (FP16: 65519, 1 under it; BF16: a quarter of
+ * the last place over the largest finite value), row 1 to the same or to the limit itself
+ * (a tie that rounds to infinity), the rest zero; the guard word stays clean, or is
+ * raised, and the outputs are T's largest finite value or infinity. */
 static void sm90_rounding_limit(vnp_backend *g, vnp_precision prec, const char *cfg)
 {
     const int M = 130, N = 256, K = 64;

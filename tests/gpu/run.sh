@@ -297,10 +297,12 @@ if has sm90prof; then
   # 128x256 tiles, then cuBLASLt, then fc1 with its GELU on the consumers), timed with its
   # grid, then ncu's full detail of one timed qkv launch of each tile width (2x1 clusters)
   # and of fc1 in 128x256 2x1 with the GELU epilogue on the epilogue warps (launches
-  # 92-114) and on the consumers (138-160)
+  # 92-114) and on the consumers (138-160), then out + residual (161-183) and DNABERT-S's
+  # gated up-projection (184-206) in 128x256 2x1, their epilogues on the consumers
   env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
-  for ks in 128x128_2x1:3 128x256_2x1:26 fc1_128x256_2x1_warps:95 fc1_128x256_2x1_consumers:141; do
+  for ks in 128x128_2x1:3 128x256_2x1:26 fc1_128x256_2x1_warps:95 fc1_128x256_2x1_consumers:141 \
+            residual_128x256_2x1:164 gated_128x256_2x1:187; do
     IFS=: read -r shape skip <<<"$ks"
     VNP_OPS_ONLY=sm90time ncu -k "regex:gemm_sm90" --launch-skip "$skip" --launch-count 1 \
       --set full "$BIN/vnp_gpu_op_test" >"$OUT/sm90prof_$shape.txt" 2>&1

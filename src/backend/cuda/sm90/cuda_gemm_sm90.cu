@@ -298,10 +298,10 @@ template <> struct pair_of<__nv_bfloat16> {
     static __device__ __forceinline__ float2 back(__nv_bfloat162 h) { return __bfloat1622float2(h); }
 };
 
-/* The largest magnitude a float may have and still round to a finite T: a value rounds
- * to infinity from the midpoint between T's largest finite value and the next power of
- * two on (a tie goes to the even neighbour, and that is infinity). So |v| < limit holds
- * exactly when the rounded value is finite, NaN failing it too, without converting back. */
+/* The smallest magnitude at which a float rounds to an infinite T: the midpoint between
+ * T's largest finite value and the next power of two (a tie goes to the even neighbour,
+ * and that is infinity). So |v| < limit holds exactly when the rounded value is finite,
+ * NaN failing it too, without converting back. */
 template <typename T> struct finite_limit;
 template <> struct finite_limit<__half> {
     static __device__ __forceinline__ float get() { return 65520.0f; } /* 65504 + 16 */
@@ -313,9 +313,10 @@ template <> struct finite_limit<__nv_bfloat16> {
 /* One consumer's epilogue for 64 rows from row0 of its tile, NA accumulators a thread
  * (the tile's width / 2): element r of thread (warp w, lane l) is row 16w + l/4 +
  * 8((r/2)%2), column 8(r/4) + 2(l%4) + r%2 (the wgmma D fragment); gated, the gate of
- * column c is column c + NA/4. The thread's bias pairs are loaded first, all at once
- * (one wait for all of them, not one per column group), and an output is checked for
- * finiteness against T's rounding limit before it is rounded. */
+ * column c is column c + NA/4. The bias pairs of a batch of column groups are loaded
+ * together ahead of the batch's arithmetic (one wait a batch, not one a group; DNABERT-S's
+ * gated layers have no bias), and an output is tested for finiteness against T's rounding
+ * limit before it is rounded. */
 template <typename T, int EPI, int NA>
 static __device__ __forceinline__ int epilogue(const float (&d)[NA], int row0, int M, int c0,
                                                int I, int ldo, const T *__restrict__ bias,
@@ -333,50 +334,52 @@ static __device__ __forceinline__ int epilogue(const float (&d)[NA], int row0, i
      * their gates) loaded together first (zeros without a bias); smaller batches in the
      * ping-pong variant, whose other accumulator set is live meanwhile */
     constexpr int JB = NA == 64 ? 4 : 8;
+    static_assert(NJ % JB == 0, "whole batches");
 #pragma unroll
     for (int j0 = 0; j0 < NJ; j0 += JB) {
-    T2 bv[JB], gv[GATED ? JB : 1];
+        T2 bv[JB], gv[GATED ? JB : 1];
 #pragma unroll
-    for (int k = 0; k < JB; k++) {
-        const int c = c0 + 8 * (j0 + k) + cq;
-        bv[k] = bias ? *(const T2 *)(bias + c) : pair_of<T>::make(0.0f, 0.0f);
-        if (GATED)
-            gv[k] = bias ? *(const T2 *)(bias + I + c) : pair_of<T>::make(0.0f, 0.0f);
-    }
+        for (int k = 0; k < JB; k++) {
+            const int c = c0 + 8 * (j0 + k) + cq;
+            bv[k] = bias ? *(const T2 *)(bias + c) : pair_of<T>::make(0.0f, 0.0f);
+            if constexpr (GATED)
+                gv[k] = bias ? *(const T2 *)(bias + I + c) : pair_of<T>::make(0.0f, 0.0f);
+        }
 #pragma unroll
-    for (int k = 0; k < JB; k++) {
-        const int j = j0 + k;
-        const int col = c0 + 8 * j + cq;
-        const float2 b = pair_of<T>::back(bv[k]);
+        for (int k = 0; k < JB; k++) {
+            const int j = j0 + k;
+            const int col = c0 + 8 * j + cq;
+            const float2 b = pair_of<T>::back(bv[k]);
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int r = r0 + 8 * h;
-            float v0, v1;
-            if (EPI == VNP_SM90_LINEAR) {
-                /* the GEMM's sum, its bias and the residual, rounded once (out may be res:
-                 * each element is read and written by this thread alone) */
-                v0 = d[4 * j + 2 * h] + b.x;
-                v1 = d[4 * j + 2 * h + 1] + b.y;
-                if (res && r < M) {
-                    const float2 rv = pair_of<T>::back(*(const T2 *)(res + (size_t)r * ldo + col));
-                    v0 += rv.x;
-                    v1 += rv.y;
+            for (int h = 0; h < 2; h++) {
+                const int r = r0 + 8 * h;
+                float v0, v1;
+                if (EPI == VNP_SM90_LINEAR) {
+                    /* the GEMM's sum, its bias and the residual, rounded once (out may
+                     * be res: each element is read and written by this thread alone) */
+                    v0 = d[4 * j + 2 * h] + b.x;
+                    v1 = d[4 * j + 2 * h + 1] + b.y;
+                    if (res && r < M) {
+                        const float2 rv =
+                            pair_of<T>::back(*(const T2 *)(res + (size_t)r * ldo + col));
+                        v0 += rv.x;
+                        v1 += rv.y;
+                    }
+                } else {
+                    v0 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h] + b.x));
+                    v1 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h + 1] + b.y));
                 }
-            } else {
-                v0 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h] + b.x));
-                v1 = vnp_gelu_erf(to_f<T>(d[4 * j + 2 * h + 1] + b.y));
-            }
-            if (GATED) {
-                const float2 g = pair_of<T>::back(gv[k]);
-                v0 *= to_f<T>(d[4 * (j + NA / 8) + 2 * h] + g.x);
-                v1 *= to_f<T>(d[4 * (j + NA / 8) + 2 * h + 1] + g.y);
-            }
-            if (r < M) {
-                bad |= !(fabsf(v0) < lim) | !(fabsf(v1) < lim);
-                *(T2 *)(out + (size_t)r * ldo + col) = pair_of<T>::make(v0, v1);
+                if constexpr (GATED) {
+                    const float2 g = pair_of<T>::back(gv[k]);
+                    v0 *= to_f<T>(d[4 * (j + NA / 8) + 2 * h] + g.x);
+                    v1 *= to_f<T>(d[4 * (j + NA / 8) + 2 * h + 1] + g.y);
+                }
+                if (r < M) {
+                    bad |= !(fabsf(v0) < lim) | !(fabsf(v1) < lim);
+                    *(T2 *)(out + (size_t)r * ldo + col) = pair_of<T>::make(v0, v1);
+                }
             }
         }
-    }
     }
     return bad;
 }
