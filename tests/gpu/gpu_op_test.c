@@ -1406,6 +1406,21 @@ static void time_layernorm(vnp_backend *gpu, const char *rows, int M, int H, int
     free(bt);
 }
 
+/* A CUDA backend with the old kernels (VIRNUCPRO_DEBUG_SCALAR_KERNELS: the tiled
+ * attention kernel), the caller's value of the variable given back. */
+static vnp_backend *tiled_backend(vnp_precision prec)
+{
+    vnp_backend *be;
+    vnp_error err;
+    char *outer = env_take("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
+    setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
+    vnp_code rc = vnp_backend_cuda_create(0, prec, &be, &err);
+    env_give_back("VIRNUCPRO_DEBUG_SCALAR_KERNELS", outer);
+    if (rc)
+        die("cuda backend (old kernels)", &err);
+    return be;
+}
+
 /* Attention alone at ESM-2 3B's shape (40 heads x 64) on a 16k-token batch. */
 static void time_attention(vnp_backend *gpu, const char *kernel, int len, int heads)
 {
@@ -2519,12 +2534,7 @@ int main(void)
         time_attention(g, "default", 42, 40);
         time_attention(g, "default", 168, 40);
         g->ops->destroy(g);
-        char *outer = env_take("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
-        setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
-        vnp_code trc = vnp_backend_cuda_create(0, VNP_PREC_FP16, &tiled, &err);
-        env_give_back("VIRNUCPRO_DEBUG_SCALAR_KERNELS", outer);
-        if (trc)
-            die("cuda backend", &err);
+        tiled = tiled_backend(VNP_PREC_FP16);
         time_attention(tiled, "tiled", 42, 40);
         time_attention(tiled, "tiled", 168, 40);
         tiled->ops->destroy(tiled);
@@ -2726,12 +2736,7 @@ int main(void)
             time_attention(gpu, "default", 42, 40);
             time_attention(gpu, "default", 168, 40);
             time_attention(gpu, "default", 1026, 40);
-            vnp_backend *tiled;
-            char *outer = env_take("VIRNUCPRO_DEBUG_SCALAR_KERNELS");
-            setenv("VIRNUCPRO_DEBUG_SCALAR_KERNELS", "1", 1);
-            if (vnp_backend_cuda_create(0, precs[p], &tiled, &err))
-                die("cuda backend", &err);
-            env_give_back("VIRNUCPRO_DEBUG_SCALAR_KERNELS", outer);
+            vnp_backend *tiled = tiled_backend(precs[p]);
             time_attention(tiled, "tiled", 42, 40);
             time_attention(tiled, "tiled", 168, 40);
             tiled->ops->destroy(tiled);

@@ -88,6 +88,15 @@ TARGETS="virnucpro_cli vnp_gpu_op_test vnp_gpu_embed_bench vnp_gpu_golden"
 
 if [[ "${1:-}" == pack ]]; then
   set -e
+  # bundle_libs DIR BINARY...: every shared library the binaries load, into DIR, except
+  # the C runtime and the CUDA libraries of the GPU machine
+  bundle_libs() {
+    local dir=$1
+    shift
+    ldd "$@" | awk '$3 ~ /^\// {print $3}' | sort -u |
+      grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcublas[^/]*)\.so' |
+      while read -r l; do cp -L "$l" "$dir/"; done
+  }
   B=${VNP_PACK_BUILD:-$ROOT/build-gpu-pack}
   cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
   cmake --build "$B" -j"${JOBS:-2}" --target $TARGETS
@@ -97,9 +106,7 @@ if [[ "${1:-}" == pack ]]; then
   # host DWARF out (the carry is limited to 64 MiB); the device code keeps its line info
   strip --strip-debug "$stage"/bin/*
   # every shared library except the C runtime and the CUDA libraries of the GPU machine
-  ldd "$stage"/bin/* | awk '$3 ~ /^\// {print $3}' | sort -u |
-    grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcublas[^/]*)\.so' |
-    while read -r l; do cp -L "$l" "$stage/lib/"; done
+  bundle_libs "$stage/lib" "$stage"/bin/*
   tar -C "$stage" -cJf "$CARRY/bundle.tar.xz" bin lib
   rm -rf "$stage"
   # VNP_PACK_BASE=REV: the embed bench of commit REV beside this one (bench mode `base`:
@@ -124,9 +131,7 @@ if [[ "${1:-}" == pack ]]; then
       strip --strip-debug "$src/base/bin/vnp_gpu_embed_bench"
       # its own shared libraries, as the main bundle's (run.sh may build the current
       # commit on the GPU machine and never unpack those)
-      ldd "$src/base/bin/vnp_gpu_embed_bench" | awk '$3 ~ /^\// {print $3}' | sort -u |
-        grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcublas[^/]*)\.so' |
-        while read -r l; do cp -L "$l" "$src/base/lib/"; done
+      bundle_libs "$src/base/lib" "$src/base/bin/vnp_gpu_embed_bench"
       git -C "$ROOT" log -1 --format='%h %s' "$rev" | cut -c1-100 >"$src/base/REV"
       tar -C "$src" -cJf "$CARRY/base.tar.xz" base
     )
