@@ -309,11 +309,11 @@ int vnp_backend_cuda_gemm_picked(vnp_backend *be);
 /* How many GEMMs this CUDA backend has run through the sm_90a GEMM (0 where it is not
  * built, not a 9.0 GPU, or switched off), and, where not NULL, how many of those ran in
  * clusters of more than one CTA (`clustered`), in 128 x 256 tiles (`wide`), of those with
- * the GELU epilogue on the epilogue warps (`offloaded`), and the CTAs of the last one's
- * persistent grid (`grid`): the op tests check which path ran and print the grid beside
- * timings. */
+ * the GELU epilogue on the epilogue warps (`offloaded`) or interleaved with the next
+ * tile's main loop (`interleaved`), and the CTAs of the last one's persistent grid
+ * (`grid`): the op tests check which path ran and print the grid beside timings. */
 long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered, long *wide, long *offloaded,
-                                 int *grid);
+                                 long *interleaved, int *grid);
 /* cuda_attention.cu: how many short-sequence attention launches of this backend put a
  * sequence's heads in neighbouring blocks (VIRNUCPRO_DEBUG_ATTN_GRID), and, where not
  * NULL, how many launches copied a block's next head beside its compute

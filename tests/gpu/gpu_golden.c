@@ -225,7 +225,7 @@ static void test_portable_same(void **state)
             vnp_encoder_free(dna);
             vnp_encoder_free(esm);
             if (!strncmp(device(), "cuda", 4)) {
-                const long n = vnp_backend_cuda_sm90_gemms(be[k], NULL, NULL, NULL, NULL);
+                const long n = vnp_backend_cuda_sm90_gemms(be[k], NULL, NULL, NULL, NULL, NULL);
                 if (k && n)
                     fail_msg("%ld GEMMs ran on the sm_90 kernel with VIRNUCPRO_DEBUG_SM90_GEMM=0", n);
                 ran += n;

@@ -1484,7 +1484,7 @@ static void time_linear(vnp_backend *gpu, const char *label, int M, int N, int K
     gpu->ops->download_f32(gpu, &ob, 1, &probe, &err);
     double dt = (now_s() - t0) / reps;
     int grid = 0;
-    vnp_backend_cuda_sm90_gemms(gpu, NULL, NULL, NULL, &grid);
+    vnp_backend_cuda_sm90_gemms(gpu, NULL, NULL, NULL, NULL, &grid);
     printf("time %s linear %s %s M=%d N=%d K=%d: %.3f ms  %.1f TFLOP/s",
            a == VNP_ACT_GELU_ERF ? "gelu" : with_res ? "residual" : "bias", gpu->name, label, M,
            N, K, dt * 1e3, 2.0 * M * N * K / dt / 1e12);
@@ -1671,6 +1671,8 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
     test_linear(cpu, gpu, prec, 300, 384, 192, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear(cpu, gpu, prec, 1, 128, 64, 0, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear(cpu, gpu, prec, 4100, 1280, 256, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
+    /* K in 17 stages: more than an interleaved epilogue's 16 chunks */
+    test_linear(cpu, gpu, prec, 300, 256, 1088, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     if (!small)
         test_linear(port, gpu, prec, bigM, 10240, 2560, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear_gated(cpu, gpu, prec, 77, 192, 128, 1);
@@ -1707,20 +1709,21 @@ static int sm90_cases(vnp_backend *cpu, vnp_backend *port, vnp_backend *gpu, vnp
     gpu->ops->free_buf(gpu, &ob);
     free(x);
     free(w);
-    return small ? 11 : 16;
+    return small ? 12 : 17;
 }
 
-/* The sm_90 GEMM's two placements of the GELU epilogues (backends `warps` and `cons`,
- * VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps and =consumers) on the same inputs: the same bits,
- * bias + erf GELU (gated 0, N outputs) or gated GELU (gated 1, N / 2 outputs, no bias) */
-static void sm90_placements_same(vnp_backend *warps, vnp_backend *cons, vnp_precision prec, int M,
-                                 int N, int K, int gated)
+/* Two placements of the sm_90 GEMM's GELU epilogues (backends `a` and `b`, named `an`
+ * and `bn`: VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps, =consumers, =interleaved) on the same
+ * inputs: the same bits, bias + erf GELU (gated 0, N outputs) or gated GELU (gated 1,
+ * N / 2 outputs, no bias) */
+static void sm90_placements_same(vnp_backend *a, const char *an, vnp_backend *b, const char *bn,
+                                 vnp_precision prec, int M, int N, int K, int gated)
 {
     float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)N * K, 1.0f / sqrtf(K));
     float *bi = rand_vec((size_t)N, 0.3f);
     const int n_out = gated ? N / 2 : N;
     float *res[2];
-    vnp_backend *bes[2] = {warps, cons};
+    vnp_backend *bes[2] = {a, b};
     for (int k = 0; k < 2; k++) {
         vnp_backend *be = bes[k];
         vnp_buf xb = up(be, x, (size_t)M * K, 1), wb = up(be, w, (size_t)N * K, 1);
@@ -1740,9 +1743,10 @@ static void sm90_placements_same(vnp_backend *warps, vnp_backend *cons, vnp_prec
     const size_t diff = n_differ(res[0], res[1], (size_t)M * n_out);
     char what[200];
     snprintf(what, sizeof what,
-             "sm_90 GEMM %s %s %dx%dx%d: epilogue warps = epilogue on the consumers bit for bit "
+             "sm_90 GEMM %s %s %dx%dx%d: epilogue %s = epilogue %s bit for bit "
              "(%zu of %zu values differ)",
-             pname(prec), gated ? "gated GELU" : "bias + GELU", M, N, K, diff, (size_t)M * n_out);
+             pname(prec), gated ? "gated GELU" : "bias + GELU", M, N, K, an, bn, diff,
+             (size_t)M * n_out);
     check(diff == 0, what);
     free(res[0]);
     free(res[1]);
@@ -1760,13 +1764,13 @@ static long gated_offloads(vnp_backend *be)
     vnp_buf xb = up(be, x, (size_t)M * K, 1), wb = up(be, w, (size_t)2 * I * K, 1), tb = {0},
             ob = act(be, (size_t)M * I);
     long of0 = 0, of1 = 0;
-    vnp_backend_cuda_sm90_gemms(be, NULL, NULL, &of0, NULL);
+    vnp_backend_cuda_sm90_gemms(be, NULL, NULL, &of0, NULL, NULL);
     vnp_error err;
     if (be->ops->linear_gated_gelu(be, &xb, &wb, NULL, M, I, K, &tb, &ob, &err))
         die("linear_gated_gelu", &err);
     if (vnp_backend_guard_check(be, &err))
         die("linear_gated_gelu guard", &err);
-    vnp_backend_cuda_sm90_gemms(be, NULL, NULL, &of1, NULL);
+    vnp_backend_cuda_sm90_gemms(be, NULL, NULL, &of1, NULL, NULL);
     be->ops->free_buf(be, &xb);
     be->ops->free_buf(be, &wb);
     be->ops->free_buf(be, &ob);
@@ -1786,7 +1790,7 @@ static long gated_offloads(vnp_backend *be)
  * none. The packed-batch shapes have M = 16101 in the default configuration and 4101 in
  * the others (the same widths; fewer rows keep the stage's time down), and in BF16 run in
  * the default configuration only. */
-#define SM90_CONFIGS 8
+#define SM90_CONFIGS 9
 /* The sm_90 GEMM's non-finite test at T's rounding limit (its epilogue compares each
  * output with the limit before rounding instead of rounding back): x all ones, W's row 0
  * summing to a value just under the limit (FP16: 65519, 1 under it; BF16: a quarter of
@@ -1851,15 +1855,17 @@ static void sm90_rounding_limit(vnp_backend *g, vnp_precision prec, const char *
 static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
 {
     /* 1 x 1 (no multicast) first: a hang in a cluster shape leaves its result printed */
-    static const char *const tiles[SM90_CONFIGS] = {"128x128", "128x256", "128x128", "128x256",
-                                                    "128x256", "128x256", "128x256", "128x256"};
-    static const char *const shapes[SM90_CONFIGS] = {"1x1", "1x1", "2x1", "2x1",
-                                                     "1x2", "2x2", "2x1", "2x1"};
-    static const char *const epis[SM90_CONFIGS] = {"", "", "", "", "", "", "consumers", "warps"};
+    static const char *const tiles[SM90_CONFIGS] = {"128x128", "128x256", "128x128",
+                                                    "128x256", "128x256", "128x256",
+                                                    "128x256", "128x256", "128x256"};
+    static const char *const shapes[SM90_CONFIGS] = {"1x1", "1x1", "2x1", "2x1", "1x2",
+                                                     "2x2", "2x1", "2x1", "2x1"};
+    static const char *const epis[SM90_CONFIGS] = {"", "", "", "", "", "", "consumers", "warps",
+                                                   "interleaved"};
     /* the default (128 x 256, 2 x 1, ESM-2's GELU epilogue on the epilogue warps);
-     * 128 x 128 2 x 1; the default with both GELU epilogues on the consumers, and with
-     * both on the epilogue warps */
-    const int def = 3, narrow = 2, inl = 6, wrp = 7;
+     * 128 x 128 2 x 1; the default with both GELU epilogues on the consumers, with both on
+     * the epilogue warps, and with both interleaved with the consumers' next main loop */
+    const int def = 3, narrow = 2, inl = 6, wrp = 7, itl = 8;
     vnp_backend *port, *gpu[SM90_CONFIGS];
     char names[SM90_CONFIGS][24];
     vnp_error err;
@@ -1912,13 +1918,13 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         0;
 #endif
     for (int i = 0; i < SM90_CONFIGS; i++) {
-        long cl0 = 0, cl1 = 0, wd0 = 0, wd1 = 0, of0 = 0, of1 = 0;
-        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, &wd0, &of0, NULL);
+        long cl0 = 0, cl1 = 0, wd0 = 0, wd1 = 0, of0 = 0, of1 = 0, in0 = 0, in1 = 0;
+        const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, &wd0, &of0, &in0, NULL);
         /* (BF16: the packed-batch shapes in the default configuration only, to keep
          * the stage's time down; FP16 runs them in all seven) */
         const int sm = small || (prec == VNP_PREC_BF16 && i != def);
         const int n = sm90_cases(cpu, port, gpu[i], prec, sm, i == def ? 16101 : 4101, names[i]);
-        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, &wd1, &of1, NULL) - before;
+        const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, &wd1, &of1, &in1, NULL) - before;
         const int want = sm90 ? n : 0;
         char what[200];
         snprintf(what, sizeof what, "sm_90 GEMM %s %s: %ld of the GEMMs took it (want %d on %d.%d)",
@@ -1942,12 +1948,19 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         /* the GELU epilogues of the wide tiles on the epilogue warps, unless switched
          * off: some of the wide ones, not all (the plain linears keep theirs; by default
          * the gated ones too, checked below) */
-        const int off = wide && strcmp(epis[i], "consumers") != 0;
-        const long of = of1 - of0;
+        const int itv = wide && !strcmp(epis[i], "interleaved");
+        const int off = wide && strcmp(epis[i], "consumers") != 0 && !itv;
+        const long of = of1 - of0, in = in1 - in0;
         snprintf(what, sizeof what,
                  "sm_90 GEMM %s %s: %ld of the %ld wide ones had the epilogue warps (want %s)",
                  pname(prec), names[i], of, wd, !sm90 || !off ? "0" : "some, not all");
         check(!sm90 || !off ? of == 0 : of > 0 && of < wd, what);
+        /* interleaved: the wide GELU and gated GELU ones, not the plain linears */
+        snprintf(what, sizeof what,
+                 "sm_90 GEMM %s %s: %ld of the %ld wide ones had the epilogue interleaved "
+                 "(want %s)",
+                 pname(prec), names[i], in, wd, !sm90 || !itv ? "0" : "some, not all");
+        check(!sm90 || !itv ? in == 0 : in > 0 && in < wd, what);
     }
     if (sm90)
         for (int i = 0; i < SM90_CONFIGS; i++)
@@ -1955,9 +1968,18 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     /* the two placements of the GELU epilogue give the same bits: a partial row tile, and
      * shapes with ~12 tiles a CTA (the buffer's barriers through many phases) */
     if (sm90) {
-        sm90_placements_same(gpu[wrp], gpu[inl], prec, 77, 256, 128, 0);
-        sm90_placements_same(gpu[wrp], gpu[inl], prec, 40000, 1280, 256, 0);
-        sm90_placements_same(gpu[wrp], gpu[inl], prec, 40000, 3072, 256, 1);
+        sm90_placements_same(gpu[wrp], "warps", gpu[inl], "consumers", prec, 77, 256, 128, 0);
+        sm90_placements_same(gpu[wrp], "warps", gpu[inl], "consumers", prec, 40000, 1280, 256, 0);
+        sm90_placements_same(gpu[wrp], "warps", gpu[inl], "consumers", prec, 40000, 3072, 256, 1);
+        /* interleaved: K shorter than the chunks (the rest after the main loop), and
+         * longer (ESM-2's fc1 K, DNABERT-S's gated K), with partial row tiles */
+        sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 77, 256, 128, 0);
+        sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 20000, 1280,
+                             2560, 0);
+        sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 40000, 3072,
+                             256, 1);
+        sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 30001, 6144,
+                             768, 1);
         /* where a gated GELU runs: on the consumers by default, on the warps with =warps */
         const long gd = gated_offloads(gpu[def]), gw = gated_offloads(gpu[wrp]);
         char what[200];
@@ -1975,7 +1997,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     test_linear(cpu, dflt, prec, 130, 256, 128, 1, VNP_ACT_GELU_ERF, 0, 0, 0);
     test_linear(cpu, dflt, prec, 130, 256, 128, 1, VNP_ACT_NONE, 0, 0, 0);
     {
-        const long ran = vnp_backend_cuda_sm90_gemms(dflt, NULL, NULL, NULL, NULL);
+        const long ran = vnp_backend_cuda_sm90_gemms(dflt, NULL, NULL, NULL, NULL, NULL);
         char what[200];
         snprintf(what, sizeof what,
                  "sm_90 GEMM %s: by default %ld of a GELU and a plain linear took it (want %d)",
@@ -1993,8 +2015,8 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     dflt->ops->destroy(dflt);
     char what[200];
     snprintf(what, sizeof what, "sm_90 GEMM %s: %ld GEMMs took it with VIRNUCPRO_DEBUG_SM90_GEMM=0 "
-             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL, NULL));
-    check(vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL, NULL) == 0, what);
+             "(want 0)", pname(prec), vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL, NULL, NULL));
+    check(vnp_backend_cuda_sm90_gemms(port, NULL, NULL, NULL, NULL, NULL) == 0, what);
     if (!small && sm90 && prec == VNP_PREC_FP16) {
         /* fc1 at three token counts; qkv, out, fc2 of ESM-2 3B, then DNABERT-S's
          * up-projection: 128 x 128 and 128 x 256 tiles (2 x 1) beside the portable path */
@@ -2002,6 +2024,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         for (int m = 0; m < 3; m++) {
             time_linear(gpu[def], names[def], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(gpu[inl], names[inl], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
+            time_linear(gpu[itl], names[itl], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(port, "portable", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
         }
         static const int lin[4][3] = {{10240, 2560, 0}, {7680, 2560, 0}, {2560, 2560, 1},
@@ -2015,6 +2038,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         time_gated_linear(gpu[narrow], names[narrow], 65536, 3072, 768);
         time_gated_linear(gpu[def], names[def], 65536, 3072, 768); /* (on the consumers) */
         time_gated_linear(gpu[wrp], names[wrp], 65536, 3072, 768);
+        time_gated_linear(gpu[itl], names[itl], 65536, 3072, 768);
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);
@@ -2030,22 +2054,24 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
  * `ncu --kernel-name regex:gemm_sm90 --launch-skip S --launch-count 1` picks from (3
  * warm-up and 20 timed launches each, in that order). After those: out + residual
  * (N 2560, K 2560) and DNABERT-S's gated up-projection (M 65536, K 768), 128 x 256 2 x 1
- * and portable. Information only. */
+ * and portable; last fc1 and the gated up-projection with the epilogue interleaved with
+ * the consumers' next main loop (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved). Information
+ * only. */
 static void time_gemm_sm90(void)
 {
     static const char *const tiles[3] = {"128x128", "128x256", "128x256"};
     static const char *const shapes[3] = {"2x1", "2x1", "2x2"};
-    vnp_backend *gpu[5];
-    char names[5][32];
+    vnp_backend *gpu[6];
+    char names[6][32];
     vnp_error err;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         setenv("VIRNUCPRO_DEBUG_SM90_GEMM", i != 3 ? "2" : "0", 1);
         if (i != 3) {
             setenv("VIRNUCPRO_DEBUG_SM90_TILE", tiles[i < 3 ? i : 1], 1);
             setenv("VIRNUCPRO_DEBUG_SM90_CLUSTER", shapes[i < 3 ? i : 1], 1);
         }
-        if (i == 4)
-            setenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE", "consumers", 1);
+        if (i >= 4)
+            setenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE", i == 4 ? "consumers" : "interleaved", 1);
         if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &gpu[i], &err))
             die("cuda backend", &err);
         unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
@@ -2053,7 +2079,8 @@ static void time_gemm_sm90(void)
         unsetenv("VIRNUCPRO_DEBUG_SM90_GEMM");
         unsetenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE");
         snprintf(names[i], sizeof names[i], "%s %s%s", i == 3 ? "portable" : tiles[i < 3 ? i : 1],
-                 i == 3 ? "" : shapes[i < 3 ? i : 1], i == 4 ? " consumers" : "");
+                 i == 3 ? "" : shapes[i < 3 ? i : 1],
+                 i == 4 ? " consumers" : i == 5 ? " interleaved" : "");
     }
     for (int i = 0; i < 4; i++)
         time_linear(gpu[i], names[i], 16384, 7680, 2560, VNP_ACT_NONE, 0);
@@ -2065,7 +2092,9 @@ static void time_gemm_sm90(void)
     time_linear(gpu[3], names[3], 16384, 2560, 2560, VNP_ACT_NONE, 1);
     time_gated_linear(gpu[1], names[1], 65536, 3072, 768);
     time_gated_linear(gpu[3], names[3], 65536, 3072, 768);
-    for (int i = 0; i < 5; i++)
+    time_linear(gpu[5], names[5], 16384, 10240, 2560, VNP_ACT_GELU_ERF, 0);
+    time_gated_linear(gpu[5], names[5], 65536, 3072, 768);
+    for (int i = 0; i < 6; i++)
         gpu[i]->ops->destroy(gpu[i]);
 }
 

@@ -55,11 +55,13 @@ int vnp_backend_cuda_gemm_picked(vnp_backend *be)
 }
 
 long vnp_backend_cuda_sm90_gemms(vnp_backend *be, long *clustered, long *wide, long *offloaded,
-                                 int *grid)
+                                 long *interleaved, int *grid)
 {
     const vnp_cuda *c = vnp_cuda_of(be);
     if (offloaded)
         *offloaded = c->sm90_offload_run;
+    if (interleaved)
+        *interleaved = c->sm90_inter_run;
     if (clustered)
         *clustered = c->sm90_clustered;
     if (wide)

@@ -115,8 +115,13 @@ typedef struct vnp_cuda {
                           the others on the consumers. Default: the GELU one only (ESM-2's
                           fc1 +2.3 %; DNABERT-S's gated one was 5 % slower there, bench/
                           RESULTS.md session 14); VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps both,
-                          =consumers neither; read once at creation */
-    int sm90_clusters[3][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per kernel
+                          =consumers and =interleaved neither; read once at creation */
+    int sm90_inter;    /* the epilogues (same bits) that in 128 x 256 tiles the consumers
+                          finish chunk by chunk during their next tile's main loop
+                          (variant 3) where they are not offloaded: none by default;
+                          VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved both; read once at
+                          creation */
+    int sm90_clusters[4][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per kernel
                           variant (0: not asked yet) */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */
@@ -124,6 +129,7 @@ typedef struct vnp_cuda {
     int sm90_grid;     /* CTAs in the last sm_90 GEMM's persistent grid */
     long sm90_wide_run; /* sm_90 GEMMs run in 128 x 256 tiles */
     long sm90_offload_run; /* those of them with the epilogue on the epilogue warps */
+    long sm90_inter_run; /* those with the epilogue interleaved with the next main loop */
     int fp8;           /* 0; 1: E4M3 GEMMs with per-channel weight scales; 2: per-tensor */
     vnp_cuda_f8w *f8w; /* the FP8 weights uploaded, with their scales */
     int nf8w, capf8w;

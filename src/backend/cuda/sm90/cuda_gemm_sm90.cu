@@ -501,6 +501,110 @@ static __device__ __forceinline__ int epilogue_half(const unsigned char *buf, in
     }
     return bad;
 }
+/* Variant 3: the bias pairs of a consumer's 64 x 256 part of a tile (fragment column
+ * group j: columns c0 + 8 j + cq, + 1; gated, j >= 16 are the gates, bias entries I + c0
+ * + 8 (j - 16) + cq), loaded while the tile's last wgmmas run; zeros without a bias. */
+template <typename T, int EPI>
+static __device__ __forceinline__ void load_bias32(typename pair_of<T>::type (&bv)[32], int c0,
+                                                   int I, const T *__restrict__ bias)
+{
+    constexpr int GATED = EPI == VNP_SM90_GATED;
+    const int cq = 2 * ((threadIdx.x & 31) & 3);
+#pragma unroll
+    for (int j = 0; j < 32; j++) {
+        const int bc = GATED && j >= 16 ? I + c0 + 8 * (j - 16) + cq : c0 + 8 * j + cq;
+        bv[j] = bias ? *(const typename pair_of<T>::type *)(bias + bc)
+                     : pair_of<T>::make(0.0f, 0.0f);
+    }
+}
+
+/* Variant 3: each accumulator plus its bias rounded to T as the unfused GEMM would store
+ * it, packed in pairs: slot 2 j + h holds fragment column group j (load_bias32), row
+ * + 8 h. */
+template <typename T>
+static __device__ __forceinline__ void pack_rounded(const float (&d)[128],
+                                                    const typename pair_of<T>::type (&bv)[32],
+                                                    uint32_t (&pk)[64])
+{
+#pragma unroll
+    for (int j = 0; j < 32; j++) {
+        const float2 b = pair_of<T>::back(bv[j]);
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const typename pair_of<T>::type v =
+                pair_of<T>::make(d[4 * j + 2 * h] + b.x, d[4 * j + 2 * h + 1] + b.y);
+            memcpy(&pk[2 * j + h], &v, 4);
+        }
+    }
+}
+
+/* Variant 3: chunk c of a tile packed by pack_rounded, finished while the consumers' next
+ * main loop runs: fragment column groups 2 c and 2 c + 1 of both rows (gated: of the
+ * GELU's, each times its gate 16 groups on), GELU of the rounded sum, the product with
+ * the rounded gate, a test against T's rounding limit, the store. po: the output at
+ * the thread's first row and column (c0 + cq); ld8: 8 rows; rows: bit h set where row
+ * + 8 h is below M. A tile has 16 chunks (GELU) or 8 (gated). */
+template <typename T, int EPI>
+static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int c, T *po,
+                                                   size_t ld8, int rows)
+{
+    typedef typename pair_of<T>::type T2;
+    const float lim = finite_limit<T>::get();
+    int bad = 0;
+#pragma unroll
+    for (int jj = 0; jj < 2; jj++) {
+        const int j = 2 * c + jj;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            T2 a;
+            memcpy(&a, &pk[2 * j + h], 4);
+            const float2 av = pair_of<T>::back(a);
+            float v0 = vnp_gelu_erf(av.x), v1 = vnp_gelu_erf(av.y);
+            if constexpr (EPI == VNP_SM90_GATED) {
+                T2 g;
+                memcpy(&g, &pk[2 * (j + 16) + h], 4);
+                const float2 gv = pair_of<T>::back(g);
+                v0 *= gv.x;
+                v1 *= gv.y;
+            }
+            if (rows >> h & 1) {
+                bad |= !(fabsf(v0) < lim) | !(fabsf(v1) < lim);
+                *(T2 *)(po + h * ld8 + 8 * j) = pair_of<T>::make(v0, v1);
+            }
+        }
+    }
+    return bad;
+}
+/* The cooperative variants' main-loop step for K block kb (the p-th stage use of this
+ * CTA's ring), in two halves: issue waits for the stage and starts the consumer's four
+ * m64n256k16 wgmmas on it; retire waits until the previous step's wgmmas are done and
+ * hands that stage back to the CTAs that load it. Between them the consumer may do other
+ * work while the tensor cores run (variants 2 and 3). */
+template <typename T>
+static __device__ __forceinline__ void coop_issue(float (&acc)[128], uint32_t full, uint32_t sa,
+                                                  uint32_t sb, unsigned p, int kb, int cw)
+{
+    constexpr int NS = SM90_STAGES(1);
+    const unsigned s = p % NS, ph = (p / NS) & 1;
+    mbar_wait(full + 8 * s, ph);
+    const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2) + cw * 64 * SM90_BK * 2;
+    const uint32_t db = sb + s * (SM90_BN(1) * SM90_BK * 2);
+    acc_fence(acc);
+    wg_fence();
+#pragma unroll
+    for (int k = 0; k < SM90_BK / 16; k++)
+        wgmma_op<T>::run(acc, sdesc(da + 32 * k), sdesc(db + 32 * k), kb > 0 || k > 0);
+    wg_commit();
+}
+
+static __device__ __forceinline__ void coop_retire(float (&acc)[128], uint32_t empty, unsigned p,
+                                                   int kb, int peer, int lane)
+{
+    acc_fence(acc);
+    wg_wait<1>();
+    if (kb > 0 && peer)
+        mbar_arrive_cluster(empty + 8 * ((p - 1) % SM90_STAGES(1)), lane);
+}
 #endif /* VNP_SM90_DEVICE */
 
 /* The kernel. A cluster of cm x cn CTAs (cm, cn in {1, 2}; rank = rm + cm rn) computes
@@ -520,6 +624,10 @@ __global__ void __launch_bounds__(384, 1)
     constexpr int GATED = EPI == VNP_SM90_GATED;
     constexpr int OFF = WIDE == 2; /* the epilogue on the producer warpgroup's warps 1-3 */
     static_assert(!OFF || EPI != VNP_SM90_LINEAR, "variant 2 is for the GELU epilogues");
+    /* the epilogue interleaved with the consumers' next main loop, NCH chunks a tile */
+    constexpr int INTER = WIDE == 3;
+    static_assert(!INTER || EPI != VNP_SM90_LINEAR, "variant 3 is for the GELU epilogues");
+    constexpr int NCH = GATED ? 8 : 16;
     constexpr int BN = SM90_BN(WIDE), NS = SM90_STAGES(WIDE);
     constexpr int NB = BN / 64;         /* W boxes of 64 rows per stage */
     constexpr int READERS = WIDE ? 8 : 4; /* consumer warps reading each stage of a CTA */
@@ -571,6 +679,8 @@ __global__ void __launch_bounds__(384, 1)
          * as the launch's 3 x 168 */
         if constexpr (OFF)
             asm volatile("setmaxnreg.dec.sync.aligned.u32 56;");
+        else if constexpr (INTER)
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 24;");
         else
             asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (threadIdx.x == 0) {
@@ -634,6 +744,8 @@ __global__ void __launch_bounds__(384, 1)
     } else if constexpr (WIDE) { /* cooperative: both consumers on every tile, 64 rows each */
         if constexpr (OFF)
             asm volatile("setmaxnreg.inc.sync.aligned.u32 224;");
+        else if constexpr (INTER)
+            asm volatile("setmaxnreg.inc.sync.aligned.u32 240;");
         else
             asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
         const int cw = wg - 1;
@@ -652,44 +764,71 @@ __global__ void __launch_bounds__(384, 1)
         uint32_t later[32];
         int pending = 0;
         unsigned fill = 0;
+        /* variant 3: the previous tile packed (pack_rounded), finished chunk by chunk in
+         * this tile's main loop (pending), its output at the thread's first row (po), 8
+         * rows (ld8), which of its two rows exist (prows); bv: the tile's bias pairs */
+        uint32_t pk[INTER ? 64 : 1];
+        typename pair_of<T>::type bv[INTER ? 32 : 1];
+        T *po = out;
+        const size_t ld8 = (size_t)8 * ldo;
+        int prows = 0;
         for (int t = cid; t < tiles; t += ncl, seq++) {
             int m0, w0, w1, c0;
             tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
             unsigned p = seq * (unsigned)KT;
-            for (int kb = 0; kb < KT; kb++, p++) {
-                const unsigned s = p % NS, ph = (p / NS) & 1;
-                mbar_wait(full + 8 * s, ph);
-                const uint32_t da = sa + s * (SM90_BM * SM90_BK * 2) + cw * 64 * SM90_BK * 2;
-                const uint32_t db = sb + s * (BN * SM90_BK * 2);
-                acc_fence(acc);
-                wg_fence();
+            if constexpr (INTER) {
+                /* the previous tile's chunks, one in each of the first K blocks' steps
+                 * (while their wgmmas run); with fewer K blocks than chunks, the rest
+                 * after them */
 #pragma unroll
-                for (int k = 0; k < SM90_BK / 16; k++)
-                    wgmma_op<T>::run(acc, sdesc(da + 32 * k), sdesc(db + 32 * k),
-                                     kb > 0 || k > 0);
-                wg_commit();
-                if constexpr (OFF) {
-                    /* (while the stage's wgmmas run) the epilogue warps are done with
-                     * the first half: the second goes in */
-                    if (pending && kb == KT / 2) {
-                        mbar_wait(eempty, (fill & 1) ^ 1);
-                        put_half(later, ebuf, cw);
-                        mbar_arrive(efull);
-                        fill++;
-                        pending = 0;
+                for (int ch = 0; ch < NCH; ch++)
+                    if (ch < KT) {
+                        coop_issue<T>(acc, full, sa, sb, p + ch, ch, cw);
+                        if (pending)
+                            bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
+                        coop_retire(acc, empty, p + ch, ch, peer, lane);
                     }
+                for (int kb = NCH; kb < KT; kb++)
+                    coop_issue<T>(acc, full, sa, sb, p + kb, kb, cw),
+                        coop_retire(acc, empty, p + kb, kb, peer, lane);
+                if (pending)
+#pragma unroll
+                    for (int ch = 0; ch < NCH; ch++)
+                        if (ch >= KT)
+                            bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
+                p += KT;
+            } else {
+                for (int kb = 0; kb < KT; kb++, p++) {
+                    coop_issue<T>(acc, full, sa, sb, p, kb, cw);
+                    if constexpr (OFF) {
+                        /* (while the stage's wgmmas run) the epilogue warps are done
+                         * with the first half: the second goes in */
+                        if (pending && kb == KT / 2) {
+                            mbar_wait(eempty, (fill & 1) ^ 1);
+                            put_half(later, ebuf, cw);
+                            mbar_arrive(efull);
+                            fill++;
+                            pending = 0;
+                        }
+                    }
+                    coop_retire(acc, empty, p, kb, peer, lane);
                 }
-                acc_fence(acc);
-                wg_wait<1>(); /* the previous stage's wgmmas are done: hand it back */
-                if (kb > 0 && peer)
-                    mbar_arrive_cluster(empty + 8 * ((p - 1) % NS), lane);
+            }
+            if constexpr (INTER) { /* this tile's bias pairs, while its last wgmmas run */
+                load_bias32<T, EPI>(bv, c0, I, bias);
             }
             wg_wait<0>();
             acc_fence(acc);
             if (peer)
                 mbar_arrive_cluster(empty + 8 * ((p - 1) % NS), lane);
             /* (the producer fills the ring with the next tile meanwhile) */
-            if constexpr (OFF) {
+            if constexpr (INTER) {
+                pack_rounded<T>(acc, bv, pk);
+                const int r0 = m0 + 64 * cw + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
+                po = out + (size_t)r0 * ldo + c0 + 2 * (lane & 3);
+                prows = (r0 < M) | (r0 + 8 < M) << 1;
+                pending = 1;
+            } else if constexpr (OFF) {
                 uint32_t now[32];
                 pack_tile<T, EPI>(acc, now, later, c0, I, bias);
                 /* the epilogue warps have read the previous fill out of the buffer */
@@ -708,6 +847,12 @@ __global__ void __launch_bounds__(384, 1)
                 put_half(later, ebuf, cw);
                 mbar_arrive(efull);
             }
+        }
+        if constexpr (INTER) {
+            if (pending) /* the last tile */
+#pragma unroll
+                for (int ch = 0; ch < NCH; ch++)
+                    bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
         }
         if (__any_sync(0xffffffffu, bad) && leader)
             atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
@@ -911,7 +1056,10 @@ static vnp_code configure(vnp_cuda *c, int cs, cudaLaunchConfig_t *cfg, cudaLaun
                             "cuda:%d: no cluster of %d CTAs of the sm_90 GEMM (%s tiles%s, %d "
                             "KB of shared memory each) fits on this GPU",
                             c->device, cs, WIDE ? "128 x 256" : "128 x 128",
-                            WIDE == 2 ? ", epilogue warps" : "", SM90_SMEM(WIDE) / 1024);
+                            WIDE == 2   ? ", epilogue warps"
+                            : WIDE == 3 ? ", interleaved epilogue"
+                                        : "",
+                            SM90_SMEM(WIDE) / 1024);
         c->sm90_clusters[WIDE][ci] = n;
     }
     return VNP_OK;
@@ -948,6 +1096,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     c->sm90_clustered += rc == VNP_OK && cs > 1;
     c->sm90_wide_run += rc == VNP_OK && WIDE;
     c->sm90_offload_run += rc == VNP_OK && WIDE == 2;
+    c->sm90_inter_run += rc == VNP_OK && WIDE == 3;
     if (!rc)
         c->sm90_grid = ncl * cs;
     return rc;
@@ -1022,6 +1171,8 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
      * tiles) */
     const int off = wide && epi != VNP_SM90_LINEAR && (c->sm90_offload >> epi & 1) &&
                     (uintptr_t)out % 16 == 0;
+    /* or interleaved with the consumers' next main loop (variant 3) where asked for */
+    const int inter = wide && epi != VNP_SM90_LINEAR && !off && (c->sm90_inter >> epi & 1);
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
@@ -1033,9 +1184,14 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
 #define VNP_SM90_OFF(T)                                                                           \
     (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, 2>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                           : launch<T, VNP_SM90_GATED, 2>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
-#define VNP_SM90_LAUNCH(T) (off ? VNP_SM90_OFF(T) : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
+#define VNP_SM90_INTER(T)                                                                         \
+    (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, 3>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
+                          : launch<T, VNP_SM90_GATED, 3>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
+#define VNP_SM90_LAUNCH(T)                                                                        \
+    (off ? VNP_SM90_OFF(T) : inter ? VNP_SM90_INTER(T) : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
+#undef VNP_SM90_INTER
 #undef VNP_SM90_OFF
 #undef VNP_SM90_EPI
 }
