@@ -306,10 +306,12 @@ if has sm90prof; then
   # 92-114) and on the consumers (138-160), then out + residual (161-183) and DNABERT-S's
   # gated up-projection (184-206) in 128x256 2x1, their epilogues on the consumers, then
   # fc1 (207-229) and the gated up-projection (230-252) with the epilogue interleaved
+  # (VNP_SM90PROF_ONLY=REGEX: only the launches whose name:skip matches)
   env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
   for ks in 128x128_2x1:3 128x256_2x1:26 fc1_128x256_2x1_warps:95 fc1_128x256_2x1_consumers:141 \
-            residual_128x256_2x1:164 gated_128x256_2x1:187 fc1_interleaved:210 gated_interleaved:233; do
+            residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233; do
+    [[ -n ${VNP_SM90PROF_ONLY:-} && ! $ks =~ $VNP_SM90PROF_ONLY ]] && continue
     IFS=: read -r shape skip <<<"$ks"
     VNP_OPS_ONLY=sm90time ncu -k "regex:gemm_sm90" --launch-skip "$skip" --launch-count 1 \
       --set full "$BIN/vnp_gpu_op_test" >"$OUT/sm90prof_$shape.txt" 2>&1

@@ -809,7 +809,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
          "warps (both GELU epilogues on the producer's spare warps), consumers (both on the "
          "consumers after each tile) or interleaved (both on the consumers, during their next "
          "tile's main loop); unset, the default: ESM-2's on the warps, DNABERT-S's gated one "
-         "on the consumers",
+         "interleaved",
          &kep},
         {"VIRNUCPRO_DEBUG_ATTN_HEADS", hpbs, 4,
          "1 (the default), 2, 4 or 8 (heads a block of short-sequence attention takes)", &khp},
@@ -836,7 +836,9 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     const int soff = kep < 0    ? 1 << VNP_SM90_GELU
                      : kep == 1 ? 1 << VNP_SM90_GELU | 1 << VNP_SM90_GATED
                                 : 0;
-    const int sinter = kep == 2 ? 1 << VNP_SM90_GELU | 1 << VNP_SM90_GATED : 0;
+    const int sinter = kep < 0     ? 1 << VNP_SM90_GATED
+                       : kep == 2 ? 1 << VNP_SM90_GELU | 1 << VNP_SM90_GATED
+                                  : 0;
     vnp_backend *be = (vnp_backend *)calloc(1, sizeof *be);
     vnp_cuda *c = (vnp_cuda *)calloc(1, sizeof *c);
     if (!be || !c) {
