@@ -56,7 +56,7 @@
  *    By default only the GELU epilogue (ESM-2's fc1) takes variant 2: there it is +2.3 %
  *    end to end over variant 1, while DNABERT-S's gated one (K = 768: a tile's main loop
  *    is a third of fc1's) ran 5 % slower than in variant 1 (session 14). */
-#define SM90_BN(W) ((W) ? 256 : 128)
+#define SM90_BN(W) ((W) ? 256 : 128) /* (variants 3 and 4 below) */
 #define SM90_STAGES(W) ((W) ? 4 : 7) /* as deep as the 227 KB hold */
 #define SM90_STAGE_BYTES(W) ((SM90_BM + SM90_BN(W)) * SM90_BK * 2)
 /* the offload buffer: 128 rows of 128 values of T (256 bytes). A row's 16-byte chunk k
@@ -625,7 +625,10 @@ __global__ void __launch_bounds__(384, 1)
     constexpr int OFF = WIDE == 2; /* the epilogue on the producer warpgroup's warps 1-3 */
     static_assert(!OFF || EPI != VNP_SM90_LINEAR, "variant 2 is for the GELU epilogues");
     /* the epilogue interleaved with the consumers' next main loop, NCH chunks a tile */
-    constexpr int INTER = WIDE == 3;
+    constexpr int INTER = WIDE >= 3;
+    /* (variant 4, an experiment: variant 3 with each chunk after the step has handed its
+     * previous stage back, not between the wgmmas' issue and that wait) */
+    constexpr int LATE = WIDE == 4;
     static_assert(!INTER || EPI != VNP_SM90_LINEAR, "variant 3 is for the GELU epilogues");
     constexpr int NCH = GATED ? 8 : 16;
     constexpr int BN = SM90_BN(WIDE), NS = SM90_STAGES(WIDE);
@@ -784,9 +787,11 @@ __global__ void __launch_bounds__(384, 1)
                 for (int ch = 0; ch < NCH; ch++)
                     if (ch < KT) {
                         coop_issue<T>(acc, full, sa, sb, p + ch, ch, cw);
-                        if (pending)
+                        if (!LATE && pending)
                             bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
                         coop_retire(acc, empty, p + ch, ch, peer, lane);
+                        if (LATE && pending)
+                            bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
                     }
                 for (int kb = NCH; kb < KT; kb++)
                     coop_issue<T>(acc, full, sa, sb, p + kb, kb, cw),
@@ -1057,7 +1062,7 @@ static vnp_code configure(vnp_cuda *c, int cs, cudaLaunchConfig_t *cfg, cudaLaun
                             "KB of shared memory each) fits on this GPU",
                             c->device, cs, WIDE ? "128 x 256" : "128 x 128",
                             WIDE == 2   ? ", epilogue warps"
-                            : WIDE == 3 ? ", interleaved epilogue"
+                            : WIDE >= 3 ? ", interleaved epilogue"
                                         : "",
                             SM90_SMEM(WIDE) / 1024);
         c->sm90_clusters[WIDE][ci] = n;
@@ -1096,7 +1101,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     c->sm90_clustered += rc == VNP_OK && cs > 1;
     c->sm90_wide_run += rc == VNP_OK && WIDE;
     c->sm90_offload_run += rc == VNP_OK && WIDE == 2;
-    c->sm90_inter_run += rc == VNP_OK && WIDE == 3;
+    c->sm90_inter_run += rc == VNP_OK && WIDE >= 3;
     if (!rc)
         c->sm90_grid = ncl * cs;
     return rc;
@@ -1173,6 +1178,7 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
                     (uintptr_t)out % 16 == 0;
     /* or interleaved with the consumers' next main loop (variant 3) where asked for */
     const int inter = wide && epi != VNP_SM90_LINEAR && !off && (c->sm90_inter >> epi & 1);
+    const int late = inter && c->sm90_inter_late;
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
@@ -1184,11 +1190,12 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
 #define VNP_SM90_OFF(T)                                                                           \
     (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, 2>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                           : launch<T, VNP_SM90_GATED, 2>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
-#define VNP_SM90_INTER(T)                                                                         \
-    (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, 3>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
-                          : launch<T, VNP_SM90_GATED, 3>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
+#define VNP_SM90_INTER(T, W)                                                                      \
+    (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
+                          : launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
 #define VNP_SM90_LAUNCH(T)                                                                        \
-    (off ? VNP_SM90_OFF(T) : inter ? VNP_SM90_INTER(T) : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
+    (off ? VNP_SM90_OFF(T) : late ? VNP_SM90_INTER(T, 4) : inter ? VNP_SM90_INTER(T, 3)            \
+         : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
 #undef VNP_SM90_INTER
