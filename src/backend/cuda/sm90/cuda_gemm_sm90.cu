@@ -29,7 +29,7 @@
 #define SM90_BM 128    /* rows of x per tile (two m64 halves) */
 #define SM90_BK 64     /* K per stage: 128 bytes of FP16, one 128-byte swizzle row */
 #define SM90_GROUP_M 16 /* tiles walk 16 row tiles before the next column tile (L2 reuse) */
-/* Three variants (WIDE, a template parameter of the kernel):
+/* Four variants (WIDE, a template parameter of the kernel):
  * 0: 128 x 128 tiles, the two consumers take turns on whole tiles (ping-pong: one's
  *    epilogue overlaps the other's main loop); two m64n128k16 wgmmas per k16; 7 stages.
  * 1: 128 x 256 tiles, the two consumers share each tile, 64 rows each (cooperative: the
@@ -55,7 +55,14 @@
  *    epilogue warps have long finished the first.
  *    By default only the GELU epilogue (ESM-2's fc1) takes variant 2: there it is +2.3 %
  *    end to end over variant 1, while DNABERT-S's gated one (K = 768: a tile's main loop
- *    is a third of fc1's) ran 5 % slower than in variant 1 (session 14). */
+ *    is a third of fc1's) ran 5 % slower than in variant 1 (session 14).
+ * 3: 1 with the GELU / gated GELU epilogue interleaved with the consumers' next main loop:
+ *    at the end of a tile each consumer thread rounds its sums (+ bias) to T and keeps
+ *    them packed (64 registers), starts the next tile at once, and finishes the packed
+ *    tile in chunks, one in each of the first K steps, between the issue of the step's
+ *    wgmmas and the wait for the previous step's. The default for the gated GELU:
+ *    DNABERT-S's up-projection at 614 TFLOP/s against 547 in variant 1, +4 % end to end;
+ *    ESM-2's fc1 was slower here (604 against 695 in variant 2; session 17). */
 #define SM90_BN(W) ((W) ? 256 : 128)
 #define SM90_STAGES(W) ((W) ? 4 : 7) /* as deep as the 227 KB hold */
 #define SM90_STAGE_BYTES(W) ((SM90_BM + SM90_BN(W)) * SM90_BK * 2)
