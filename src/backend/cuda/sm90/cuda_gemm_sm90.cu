@@ -546,68 +546,42 @@ static __device__ __forceinline__ void pack_rounded(const float (&d)[128],
 }
 
 /* Variant 3: chunk c of a tile packed by pack_rounded, finished while the consumers' next
- * main loop runs: row + 8 h (h = c % 2) of fragment column groups 4 q ... 4 q + 3 (q =
- * c / 2; gated: of the GELU's, each times its gate 16 groups on). GELU of the rounded sum,
- * the product with the rounded gate, a test against T's rounding limit; then the four
- * lanes of a quad (one row) trade their pairs, so that lane t holds group 4 q + t's eight
- * columns, and each stores them as one 16-byte store (a quad writes 64 contiguous bytes,
- * not four 16-byte pieces per store: fewer L1 wavefronts beside the wgmmas' shared-memory
- * reads). po: the output at the thread's first row and column c0 + 8 t; ld8: 8 rows;
- * rows: bit h set where row + 8 h is below M. A tile has 16 chunks (GELU) or 8 (gated). */
+ * main loop runs: fragment column groups 2 c and 2 c + 1 of both rows (gated: of the
+ * GELU's, each times its gate 16 groups on), GELU of the rounded sum, the product with
+ * the rounded gate, a test against T's rounding limit, the store. po: the output at
+ * the thread's first row and column (c0 + cq); ld8: 8 rows; rows: bit h set where row
+ * + 8 h is below M. A tile has 16 chunks (GELU) or 8 (gated). */
 template <typename T, int EPI>
 static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int c, T *po,
                                                    size_t ld8, int rows)
 {
     typedef typename pair_of<T>::type T2;
     const float lim = finite_limit<T>::get();
-    const int q = c >> 1, h = c & 1;
-    const int lane = threadIdx.x & 31;
-    uint32_t v[4];
     int bad = 0;
 #pragma unroll
-    for (int jj = 0; jj < 4; jj++) {
-        const int j = 4 * q + jj;
-        T2 a;
-        memcpy(&a, &pk[2 * j + h], 4);
-        const float2 av = pair_of<T>::back(a);
-        float v0 = vnp_gelu_erf(av.x), v1 = vnp_gelu_erf(av.y);
-        if constexpr (EPI == VNP_SM90_GATED) {
-            T2 g;
-            memcpy(&g, &pk[2 * (j + 16) + h], 4);
-            const float2 gv = pair_of<T>::back(g);
-            v0 *= gv.x;
-            v1 *= gv.y;
+    for (int jj = 0; jj < 2; jj++) {
+        const int j = 2 * c + jj;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            T2 a;
+            memcpy(&a, &pk[2 * j + h], 4);
+            const float2 av = pair_of<T>::back(a);
+            float v0 = vnp_gelu_erf(av.x), v1 = vnp_gelu_erf(av.y);
+            if constexpr (EPI == VNP_SM90_GATED) {
+                T2 g;
+                memcpy(&g, &pk[2 * (j + 16) + h], 4);
+                const float2 gv = pair_of<T>::back(g);
+                v0 *= gv.x;
+                v1 *= gv.y;
+            }
+            if (rows >> h & 1) {
+                bad |= !(fabsf(v0) < lim) | !(fabsf(v1) < lim);
+                *(T2 *)(po + h * ld8 + 8 * j) = pair_of<T>::make(v0, v1);
+            }
         }
-        bad |= !(fabsf(v0) < lim) | !(fabsf(v1) < lim);
-        const T2 r = pair_of<T>::make(v0, v1);
-        memcpy(&v[jj], &r, 4);
     }
-    /* the quad's 4 x 4 transpose: lane t's v[s] is group s's columns 2 t, 2 t + 1; after
-     * it, v[s] is group t's columns 2 s, 2 s + 1. Neighbours (lane ^ 1) trade within the
-     * pairs of groups (0, 1) and (2, 3), then lanes two apart trade pairs of groups. */
-    const int odd = lane & 1, hi = lane & 2;
-#pragma unroll
-    for (int e = 0; e < 4; e += 2) {
-        const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? v[e] : v[e + 1], 1);
-        if (odd)
-            v[e] = got;
-        else
-            v[e + 1] = got;
-    }
-#pragma unroll
-    for (int e = 0; e < 2; e++) {
-        const uint32_t got = __shfl_xor_sync(0xffffffffu, hi ? v[e] : v[e + 2], 2);
-        if (hi)
-            v[e] = got;
-        else
-            v[e + 2] = got;
-    }
-    if (!(rows >> h & 1))
-        return 0;
-    *(uint4 *)(po + h * ld8 + 32 * q) = make_uint4(v[0], v[1], v[2], v[3]);
     return bad;
 }
-
 /* The cooperative variants' main-loop step for K block kb (the p-th stage use of this
  * CTA's ring), in two halves: issue waits for the stage and starts the consumer's four
  * m64n256k16 wgmmas on it; retire waits until the previous step's wgmmas are done and
@@ -858,7 +832,7 @@ __global__ void __launch_bounds__(384, 1)
             if constexpr (INTER) {
                 pack_rounded<T>(acc, bv, pk);
                 const int r0 = m0 + 64 * cw + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
-                po = out + (size_t)r0 * ldo + c0 + 8 * (lane & 3);
+                po = out + (size_t)r0 * ldo + c0 + 2 * (lane & 3);
                 prows = (r0 < M) | (r0 + 8 < M) << 1;
                 pending = 1;
             } else if constexpr (OFF) {
@@ -1204,10 +1178,8 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
      * tiles) */
     const int off = wide && epi != VNP_SM90_LINEAR && (c->sm90_offload >> epi & 1) &&
                     (uintptr_t)out % 16 == 0;
-    /* or interleaved with the consumers' next main loop (variant 3) where asked for (its
-     * 16-byte stores want an aligned `out` too) */
-    const int inter = wide && epi != VNP_SM90_LINEAR && !off && (c->sm90_inter >> epi & 1) &&
-                      (uintptr_t)out % 16 == 0;
+    /* or interleaved with the consumers' next main loop (variant 3) where asked for */
+    const int inter = wide && epi != VNP_SM90_LINEAR && !off && (c->sm90_inter >> epi & 1);
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
