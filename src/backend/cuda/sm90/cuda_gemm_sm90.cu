@@ -795,9 +795,10 @@ __global__ void __launch_bounds__(384, 1)
                             bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
                         coop_retire(acc, empty, p + ch, ch, peer, lane);
                     }
-                for (int kb = NCH; kb < KT; kb++)
-                    coop_issue<T>(acc, full, sa, sb, p + kb, kb, cw),
-                        coop_retire(acc, empty, p + kb, kb, peer, lane);
+                for (int kb = NCH; kb < KT; kb++) {
+                    coop_issue<T>(acc, full, sa, sb, p + kb, kb, cw);
+                    coop_retire(acc, empty, p + kb, kb, peer, lane);
+                }
                 if (pending)
 #pragma unroll
                     for (int ch = 0; ch < NCH; ch++)
@@ -1188,17 +1189,14 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
      : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                              : launch<T, VNP_SM90_LINEAR, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
-#define VNP_SM90_OFF(T)                                                                           \
-    (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, 2>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
-                          : launch<T, VNP_SM90_GATED, 2>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
-#define VNP_SM90_INTER(T, W)                                                                      \
+/* the GELU epilogues' own variants (2: on the epilogue warps, 3: interleaved) */
+#define VNP_SM90_GELUS(T, W)                                                                      \
     (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                           : launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
 #define VNP_SM90_LAUNCH(T)                                                                        \
-    (off ? VNP_SM90_OFF(T) : inter ? VNP_SM90_INTER(T, 3) : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
+    (off ? VNP_SM90_GELUS(T, 2) : inter ? VNP_SM90_GELUS(T, 3) : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
-#undef VNP_SM90_INTER
-#undef VNP_SM90_OFF
+#undef VNP_SM90_GELUS
 #undef VNP_SM90_EPI
 }
