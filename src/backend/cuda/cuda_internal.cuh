@@ -123,7 +123,9 @@ typedef struct vnp_cuda {
                           consumers, ESM-2's fc1 603 against 695 on the warps; session
                           17); VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved both; read once
                           at creation */
-    int sm90_clusters[4][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per kernel
+    int sm90_inter_q16; /* 1: those with 16-byte stores (variant 4, an experiment not yet run
+                          on a GPU: VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved16) */
+    int sm90_clusters[5][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per kernel
                           variant (0: not asked yet) */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */

@@ -29,7 +29,7 @@
 #define SM90_BM 128    /* rows of x per tile (two m64 halves) */
 #define SM90_BK 64     /* K per stage: 128 bytes of FP16, one 128-byte swizzle row */
 #define SM90_GROUP_M 16 /* tiles walk 16 row tiles before the next column tile (L2 reuse) */
-/* Four variants (WIDE, a template parameter of the kernel):
+/* Five variants (WIDE, a template parameter of the kernel):
  * 0: 128 x 128 tiles, the two consumers take turns on whole tiles (ping-pong: one's
  *    epilogue overlaps the other's main loop); two m64n128k16 wgmmas per k16; 7 stages.
  * 1: 128 x 256 tiles, the two consumers share each tile, 64 rows each (cooperative: the
@@ -62,7 +62,9 @@
  *    tile in chunks, one in each of the first K steps, between the issue of the step's
  *    wgmmas and the wait for the previous step's. The default for the gated GELU:
  *    DNABERT-S's up-projection at 614 TFLOP/s against 547 in variant 1, +4 % end to end;
- *    ESM-2's fc1 was slower here (604 against 695 in variant 2; session 17). */
+ *    ESM-2's fc1 was slower here (604 against 695 in variant 2; session 17).
+ * 4: 3 with 16-byte stores (finish_chunk16): an experiment, not yet run on a GPU
+ *    (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved16). */
 #define SM90_BN(W) ((W) ? 256 : 128)
 #define SM90_STAGES(W) ((W) ? 4 : 7) /* as deep as the 227 KB hold */
 #define SM90_STAGE_BYTES(W) ((SM90_BM + SM90_BN(W)) * SM90_BK * 2)
@@ -545,6 +547,27 @@ static __device__ __forceinline__ void pack_rounded(const float (&d)[128],
     }
 }
 
+/* Variants 3 and 4: output pair j (fragment column group j, row + 8 h) of a tile packed by
+ * pack_rounded, before its rounding: GELU of the rounded sum (gated: times the rounded
+ * gate, group j + 16). */
+template <typename T, int EPI>
+static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[64], int j, int h)
+{
+    typedef typename pair_of<T>::type T2;
+    T2 a;
+    memcpy(&a, &pk[2 * j + h], 4);
+    const float2 av = pair_of<T>::back(a);
+    float v0 = vnp_gelu_erf(av.x), v1 = vnp_gelu_erf(av.y);
+    if constexpr (EPI == VNP_SM90_GATED) {
+        T2 g;
+        memcpy(&g, &pk[2 * (j + 16) + h], 4);
+        const float2 gv = pair_of<T>::back(g);
+        v0 *= gv.x;
+        v1 *= gv.y;
+    }
+    return make_float2(v0, v1);
+}
+
 /* Variant 3: chunk c of a tile packed by pack_rounded, finished while the consumers' next
  * main loop runs: fragment column groups 2 c and 2 c + 1 of both rows (gated: of the
  * GELU's, each times its gate 16 groups on), GELU of the rounded sum, the product with
@@ -563,30 +586,81 @@ static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int
         const int j = 2 * c + jj;
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            T2 a;
-            memcpy(&a, &pk[2 * j + h], 4);
-            const float2 av = pair_of<T>::back(a);
-            float v0 = vnp_gelu_erf(av.x), v1 = vnp_gelu_erf(av.y);
-            if constexpr (EPI == VNP_SM90_GATED) {
-                T2 g;
-                memcpy(&g, &pk[2 * (j + 16) + h], 4);
-                const float2 gv = pair_of<T>::back(g);
-                v0 *= gv.x;
-                v1 *= gv.y;
-            }
+            const float2 v = gelu_pair<T, EPI>(pk, j, h);
             if (rows >> h & 1) {
-                bad |= !(fabsf(v0) < lim) | !(fabsf(v1) < lim);
-                *(T2 *)(po + h * ld8 + 8 * j) = pair_of<T>::make(v0, v1);
+                bad |= !(fabsf(v.x) < lim) | !(fabsf(v.y) < lim);
+                *(T2 *)(po + h * ld8 + 8 * j) = pair_of<T>::make(v.x, v.y);
             }
         }
     }
     return bad;
 }
+/* Variant 4 (an experiment, not yet run on a GPU): variant 3 with 16-byte stores. Chunk
+ * c is row + 8 h (h = c % 2) of fragment column groups 4 q ... 4 q + 3 (q = c / 2); the
+ * four lanes of a quad (one row) then trade their pairs, so that lane t holds group
+ * 4 q + t's eight columns, and each stores them as one 16-byte store: a quad writes 64
+ * contiguous bytes, where variant 3's stores put 16 bytes in each of eight rows (ncu: 47 %
+ * of the store sectors excess; a suspect for fc1's slowdown when interleaved, the L1
+ * wavefronts beside the wgmmas' shared-memory reads). po: the output at the thread's
+ * first row and column c0 + 8 t; ld8: 8 rows; rows as in variant 3. */
+template <typename T, int EPI>
+static __device__ __forceinline__ int finish_chunk16(const uint32_t (&pk)[64], int c, T *po,
+                                                     size_t ld8, int rows)
+{
+    const float lim = finite_limit<T>::get();
+    const int q = c >> 1, h = c & 1;
+    const int lane = threadIdx.x & 31;
+    uint32_t v[4];
+    int bad = 0;
+#pragma unroll
+    for (int jj = 0; jj < 4; jj++) {
+        const float2 f = gelu_pair<T, EPI>(pk, 4 * q + jj, h);
+        bad |= !(fabsf(f.x) < lim) | !(fabsf(f.y) < lim);
+        const typename pair_of<T>::type r = pair_of<T>::make(f.x, f.y);
+        memcpy(&v[jj], &r, 4);
+    }
+    /* the quad's 4 x 4 transpose: lane t's v[s] is group s's columns 2 t, 2 t + 1; after
+     * it, v[s] is group t's columns 2 s, 2 s + 1. Neighbours (lane ^ 1) trade within the
+     * pairs of groups (0, 1) and (2, 3), then lanes two apart trade pairs of groups. */
+    const int odd = lane & 1, hi = lane & 2;
+#pragma unroll
+    for (int e = 0; e < 4; e += 2) {
+        const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? v[e] : v[e + 1], 1);
+        if (odd)
+            v[e] = got;
+        else
+            v[e + 1] = got;
+    }
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        const uint32_t got = __shfl_xor_sync(0xffffffffu, hi ? v[e] : v[e + 2], 2);
+        if (hi)
+            v[e] = got;
+        else
+            v[e + 2] = got;
+    }
+    if (!(rows >> h & 1))
+        return 0;
+    *(uint4 *)(po + h * ld8 + 32 * q) = make_uint4(v[0], v[1], v[2], v[3]);
+    return bad;
+}
+
+/* Chunk c in variant 3 (Q16 0) or 4 (Q16 1) */
+template <typename T, int EPI, int Q16>
+static __device__ __forceinline__ int finish_any(const uint32_t (&pk)[64], int c, T *po, size_t ld8,
+                                                 int rows)
+{
+    if constexpr (Q16)
+        return finish_chunk16<T, EPI>(pk, c, po, ld8, rows);
+    else
+        return finish_chunk<T, EPI>(pk, c, po, ld8, rows);
+}
+
 /* The cooperative variants' main-loop step for K block kb (the p-th stage use of this
  * CTA's ring), in two halves: issue waits for the stage and starts the consumer's four
  * m64n256k16 wgmmas on it; retire waits until the previous step's wgmmas are done and
  * hands that stage back to the CTAs that load it. Between them the consumer may do other
- * work while the tensor cores run (variants 2 and 3). */
+ * work while the tensor cores run (variants 2, 3 and 4). */
 template <typename T>
 static __device__ __forceinline__ void coop_issue(float (&acc)[128], uint32_t full, uint32_t sa,
                                                   uint32_t sb, unsigned p, int kb, int cw)
@@ -632,7 +706,8 @@ __global__ void __launch_bounds__(384, 1)
     constexpr int OFF = WIDE == 2; /* the epilogue on the producer warpgroup's warps 1-3 */
     static_assert(!OFF || EPI != VNP_SM90_LINEAR, "variant 2 is for the GELU epilogues");
     /* the epilogue interleaved with the consumers' next main loop, NCH chunks a tile */
-    constexpr int INTER = WIDE == 3;
+    constexpr int INTER = WIDE == 3 || WIDE == 4;
+    constexpr int Q16 = WIDE == 4; /* variant 4: variant 3 with 16-byte stores */
     static_assert(!INTER || EPI != VNP_SM90_LINEAR, "variant 3 is for the GELU epilogues");
     constexpr int NCH = GATED ? 8 : 16;
     constexpr int BN = SM90_BN(WIDE), NS = SM90_STAGES(WIDE);
@@ -792,7 +867,7 @@ __global__ void __launch_bounds__(384, 1)
                     if (ch < KT) {
                         coop_issue<T>(acc, full, sa, sb, p + ch, ch, cw);
                         if (pending)
-                            bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
+                            bad |= finish_any<T, EPI, Q16>(pk, ch, po, ld8, prows);
                         coop_retire(acc, empty, p + ch, ch, peer, lane);
                     }
                 for (int kb = NCH; kb < KT; kb++) {
@@ -803,7 +878,7 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
                     for (int ch = 0; ch < NCH; ch++)
                         if (ch >= KT)
-                            bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
+                            bad |= finish_any<T, EPI, Q16>(pk, ch, po, ld8, prows);
                 p += KT;
             } else {
                 for (int kb = 0; kb < KT; kb++, p++) {
@@ -833,7 +908,7 @@ __global__ void __launch_bounds__(384, 1)
             if constexpr (INTER) {
                 pack_rounded<T>(acc, bv, pk);
                 const int r0 = m0 + 64 * cw + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
-                po = out + (size_t)r0 * ldo + c0 + 2 * (lane & 3);
+                po = out + (size_t)r0 * ldo + c0 + (Q16 ? 8 : 2) * (lane & 3);
                 prows = (r0 < M) | (r0 + 8 < M) << 1;
                 pending = 1;
             } else if constexpr (OFF) {
@@ -860,7 +935,7 @@ __global__ void __launch_bounds__(384, 1)
             if (pending) /* the last tile */
 #pragma unroll
                 for (int ch = 0; ch < NCH; ch++)
-                    bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
+                    bad |= finish_any<T, EPI, Q16>(pk, ch, po, ld8, prows);
         }
         if (__any_sync(0xffffffffu, bad) && leader)
             atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
@@ -1065,7 +1140,7 @@ static vnp_code configure(vnp_cuda *c, int cs, cudaLaunchConfig_t *cfg, cudaLaun
                             "KB of shared memory each) fits on this GPU",
                             c->device, cs, WIDE ? "128 x 256" : "128 x 128",
                             WIDE == 2   ? ", epilogue warps"
-                            : WIDE == 3 ? ", interleaved epilogue"
+                            : WIDE >= 3 ? ", interleaved epilogue"
                                         : "",
                             SM90_SMEM(WIDE) / 1024);
         c->sm90_clusters[WIDE][ci] = n;
@@ -1104,7 +1179,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     c->sm90_clustered += rc == VNP_OK && cs > 1;
     c->sm90_wide_run += rc == VNP_OK && WIDE;
     c->sm90_offload_run += rc == VNP_OK && WIDE == 2;
-    c->sm90_inter_run += rc == VNP_OK && WIDE == 3;
+    c->sm90_inter_run += rc == VNP_OK && WIDE >= 3;
     if (!rc)
         c->sm90_grid = ncl * cs;
     return rc;
@@ -1179,8 +1254,10 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
      * tiles) */
     const int off = wide && epi != VNP_SM90_LINEAR && (c->sm90_offload >> epi & 1) &&
                     (uintptr_t)out % 16 == 0;
-    /* or interleaved with the consumers' next main loop (variant 3) where asked for */
+    /* or interleaved with the consumers' next main loop (variant 3) where asked for; with
+     * 16-byte stores (variant 4) where asked for and `out` is aligned */
     const int inter = wide && epi != VNP_SM90_LINEAR && !off && (c->sm90_inter >> epi & 1);
+    const int q16 = inter && c->sm90_inter_q16 && (uintptr_t)out % 16 == 0;
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
@@ -1189,12 +1266,13 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
      : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                              : launch<T, VNP_SM90_LINEAR, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
-/* the GELU epilogues' own variants (2: on the epilogue warps, 3: interleaved) */
+/* the GELU epilogues' own variants (2: on the epilogue warps, 3, 4: interleaved) */
 #define VNP_SM90_GELUS(T, W)                                                                      \
     (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                           : launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
 #define VNP_SM90_LAUNCH(T)                                                                        \
-    (off ? VNP_SM90_GELUS(T, 2) : inter ? VNP_SM90_GELUS(T, 3) : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
+    (off ? VNP_SM90_GELUS(T, 2) : q16 ? VNP_SM90_GELUS(T, 4) : inter ? VNP_SM90_GELUS(T, 3)        \
+         : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
 #undef VNP_SM90_GELUS
