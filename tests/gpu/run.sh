@@ -23,8 +23,10 @@
 #                   compute-sanitizer memcheck (logs in the work folder: few files in OUT)
 #         sm90prof  the sm_90a GEMM's qkv and fc1 timed alone in 128x128 and 128x256 tiles
 #                   beside cuBLASLt, with its grid, and ncu's full detail of one qkv launch
-#                   of each tile width and of fc1 with its GELU epilogue on the epilogue
-#                   warps and on the consumers
+#                   of each tile width, of fc1 and the gated up-projection with each
+#                   epilogue placement (VNP_SM90PROF_ONLY picks), each from a saved report
+#                   with its raw metrics (.raw.csv; a row of the top warp stall reasons,
+#                   tools/ncu_stalls.py) and its per-instruction SASS page (.sass.csv.gz)
 #         memcheck  compute-sanitizer memcheck on the golden run, then racecheck (new
 #                   and old kernels)
 #         poison    VIRNUCPRO_DEBUG_POISON_BATCH: FP32 recompute, clean output
@@ -315,8 +317,22 @@ if has sm90prof; then
             residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233 fc1_interleaved16:256 gated_interleaved16:279; do
     [[ -n ${VNP_SM90PROF_ONLY:-} && ! $ks =~ $VNP_SM90PROF_ONLY ]] && continue
     IFS=: read -r shape skip <<<"$ks"
+    # (through a saved report: its details page as before, every metric (the warp stall
+    # reasons among them, tools/ncu_stalls.py) and the per-instruction SASS page)
+    rep="$WORK/sm90prof_$shape"
+    rm -f "$rep.ncu-rep"
     VNP_OPS_ONLY=sm90time ncu -k "regex:gemm_sm90" --launch-skip "$skip" --launch-count 1 \
-      --set full "$BIN/vnp_gpu_op_test" >"$OUT/sm90prof_$shape.txt" 2>&1
+      --set full -f -o "$rep" "$BIN/vnp_gpu_op_test" >"$WORK/sm90prof_$shape.log" 2>&1
+    if [[ -f $rep.ncu-rep ]]; then
+      ncu -i "$rep.ncu-rep" >"$OUT/sm90prof_$shape.txt" 2>&1
+      ncu -i "$rep.ncu-rep" --page raw --csv >"$OUT/sm90prof_$shape.raw.csv" 2>&1
+      ncu -i "$rep.ncu-rep" --page source --print-source sass --csv 2>&1 |
+        gzip -9 >"$OUT/sm90prof_$shape.sass.csv.gz"
+      stalls=$(python3 "$ROOT/tools/ncu_stalls.py" "$OUT/sm90prof_$shape.raw.csv" 5 2>/dev/null | head -1)
+      [[ -n $stalls ]] && row sm90prof stalls "$shape: $stalls"
+    else
+      cp "$WORK/sm90prof_$shape.log" "$OUT/sm90prof_$shape.txt"
+    fi
     if grep -q "Duration" "$OUT/sm90prof_$shape.txt"; then st=ok; else st=FAIL; fi
     row sm90prof "$st" "$shape: $(grep -m1 -E '^ +Duration' "$OUT/sm90prof_$shape.txt" | awk '{print $2 $3}'), grid $(grep -m1 -E '^ +Grid Size' "$OUT/sm90prof_$shape.txt" | awk '{print $NF}'), SM busy $(grep -m1 -E '^ +Compute \(SM\) Throughput' "$OUT/sm90prof_$shape.txt" | awk '{print $NF}')%"
   done
