@@ -1758,7 +1758,7 @@ static void sm90_placements_same(vnp_backend *a, const char *an, vnp_backend *b,
 /* One gated GELU GEMM in 128 x 256 tiles (M 130, I 128, K 128) on `be`: how many GEMMs it
  * added to the backend's count of those with the epilogue warps (0 or 1), and in *inter to
  * the count of those with the epilogue interleaved. */
-static long gated_offloads(vnp_backend *be, long *inter)
+static long gated_placement(vnp_backend *be, long *inter)
 {
     const int M = 130, I = 128, K = 128;
     float *x = rand_vec((size_t)M * K, 1.0f), *w = rand_vec((size_t)2 * I * K, 0.1f);
@@ -1995,8 +1995,8 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         /* where a gated GELU runs: interleaved by default, on the warps with =warps, after
          * each tile with =consumers */
         long gdi = 0, gwi = 0, gci = 0;
-        const long gd = gated_offloads(gpu[def], &gdi), gw = gated_offloads(gpu[wrp], &gwi),
-                   gc = gated_offloads(gpu[inl], &gci);
+        const long gd = gated_placement(gpu[def], &gdi), gw = gated_placement(gpu[wrp], &gwi),
+                   gc = gated_placement(gpu[inl], &gci);
         char what[240];
         snprintf(what, sizeof what,
                  "sm_90 GEMM %s: a wide gated GELU took the epilogue warps / was interleaved "
