@@ -1863,12 +1863,12 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     static const char *const shapes[SM90_CONFIGS] = {"1x1", "1x1", "2x1", "2x1", "1x2",
                                                      "2x2", "2x1", "2x1", "2x1", "2x1"};
     static const char *const epis[SM90_CONFIGS] = {"", "", "", "", "", "", "consumers", "warps",
-                                                   "interleaved", "interleaved16"};
+                                                   "interleaved", "interleaved-loop"};
     /* the default (128 x 256, 2 x 1, ESM-2's GELU epilogue on the epilogue warps);
      * 128 x 128 2 x 1; the default with both GELU epilogues on the consumers, with both on
      * the epilogue warps, with both interleaved with the consumers' next main loop, and
-     * the same with 16-byte stores (an experiment) */
-    const int def = 3, narrow = 2, inl = 6, wrp = 7, itl = 8, itl16 = 9;
+     * the same with one copy of a chunk's code (an experiment) */
+    const int def = 3, narrow = 2, inl = 6, wrp = 7, itl = 8, itlp = 9;
     vnp_backend *port, *gpu[SM90_CONFIGS];
     char names[SM90_CONFIGS][40];
     vnp_error err;
@@ -1985,13 +1985,18 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                              256, 1);
         sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 30001, 6144,
                              768, 1);
-        /* with 16-byte stores: the same shapes but the 40000-row gated one */
-        sm90_placements_same(gpu[itl16], "interleaved16", gpu[inl], "consumers", prec, 77, 256,
+        /* with one copy of a chunk's code: the same shapes (the 40000-row gated one: K
+         * shorter than the 8 chunks), and a K of 64 blocks (a chunk every 4th step) */
+        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 77, 256,
                              128, 0);
-        sm90_placements_same(gpu[itl16], "interleaved16", gpu[inl], "consumers", prec, 20000,
+        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 20000,
                              1280, 2560, 0);
-        sm90_placements_same(gpu[itl16], "interleaved16", gpu[inl], "consumers", prec, 30001,
+        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 40000,
+                             3072, 256, 1);
+        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 30001,
                              6144, 768, 1);
+        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 3000,
+                             512, 4096, 0);
         /* where a gated GELU runs: interleaved by default, on the warps with =warps, after
          * each tile with =consumers */
         long gdi = 0, gwi = 0, gci = 0;
@@ -2042,7 +2047,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
             time_linear(gpu[def], names[def], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(gpu[inl], names[inl], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(gpu[itl], names[itl], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
-            time_linear(gpu[itl16], names[itl16], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
+            time_linear(gpu[itlp], names[itlp], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(port, "portable", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
         }
         static const int lin[4][3] = {{10240, 2560, 0}, {7680, 2560, 0}, {2560, 2560, 1},
@@ -2057,7 +2062,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         time_gated_linear(gpu[def], names[def], 65536, 3072, 768); /* (interleaved) */
         time_gated_linear(gpu[wrp], names[wrp], 65536, 3072, 768);
         time_gated_linear(gpu[inl], names[inl], 65536, 3072, 768);
-        time_gated_linear(gpu[itl16], names[itl16], 65536, 3072, 768);
+        time_gated_linear(gpu[itlp], names[itlp], 65536, 3072, 768);
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);
@@ -2076,7 +2081,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
  * (M 65536, K 768), 128 x 256 2 x 1 with the epilogue on the consumers, and portable; last
  * fc1 and the gated up-projection with the epilogue interleaved with the consumers' next
  * main loop (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved; the gated one's default), and the
- * same with 16-byte stores (=interleaved16). Information only. */
+ * same with one copy of a chunk's code (=interleaved-loop). Information only. */
 static void time_gemm_sm90(void)
 {
     static const char *const tiles[3] = {"128x128", "128x256", "128x256"};
@@ -2092,7 +2097,7 @@ static void time_gemm_sm90(void)
         }
         if (i >= 4)
             setenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE",
-                   i == 4 ? "consumers" : i == 5 ? "interleaved" : "interleaved16", 1);
+                   i == 4 ? "consumers" : i == 5 ? "interleaved" : "interleaved-loop", 1);
         if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &gpu[i], &err))
             die("cuda backend", &err);
         unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
@@ -2101,7 +2106,7 @@ static void time_gemm_sm90(void)
         unsetenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE");
         snprintf(names[i], sizeof names[i], "%s %s%s", i == 3 ? "portable" : tiles[i < 3 ? i : 1],
                  i == 3 ? "" : shapes[i < 3 ? i : 1],
-                 i == 4 ? " consumers" : i == 5 ? " interleaved" : i == 6 ? " interleaved16" : "");
+                 i == 4 ? " consumers" : i == 5 ? " interleaved" : i == 6 ? " interleaved-loop" : "");
     }
     for (int i = 0; i < 4; i++)
         time_linear(gpu[i], names[i], 16384, 7680, 2560, VNP_ACT_NONE, 0);

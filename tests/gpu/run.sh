@@ -45,8 +45,8 @@
 #                   VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers, epiwarps: both on the epilogue
 #                   warps, =warps (the default: ESM-2's on the warps, DNABERT-S's gated one
 #                   interleaved), epiinter: both on the consumers, interleaved with
-#                   their next tile's main loop, =interleaved, epiq16: the same with
-#                   16-byte stores, =interleaved16 (an experiment),
+#                   their next tile's main loop, =interleaved, epiloop: the same with
+#                   one copy of a chunk's code, =interleaved-loop (an experiment),
 #                   lnfloats: sync with LayerNorm's rows held as floats, VIRNUCPRO_DEBUG_LN_ROWS=floats,
 #                   attnw2 / attnw4: sync with two / four warps a block of short-sequence
 #                   attention for sequences of at most 64 tokens (the default: two up to 32),
@@ -314,7 +314,7 @@ if has sm90prof; then
   env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
   for ks in 128x128_2x1:3 128x256_2x1:26 fc1_128x256_2x1_warps:95 fc1_128x256_2x1_consumers:141 \
-            residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233 fc1_interleaved16:256 gated_interleaved16:279; do
+            residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233 fc1_interleaved_loop:256 gated_interleaved_loop:279; do
     [[ -n ${VNP_SM90PROF_ONLY:-} && ! $ks =~ $VNP_SM90PROF_ONLY ]] && continue
     IFS=: read -r shape skip <<<"$ks"
     # (through a saved report: its details page as before, every metric (the warp stall
@@ -538,7 +538,7 @@ bench_env() {
     epicons) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers ;;
     epiwarps) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps ;;
     epiinter) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved ;;
-    epiq16) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved16 ;;
+    epiloop) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved-loop ;;
     attnseqs) echo VIRNUCPRO_DEBUG_ATTN_GRID=seqs ;;
     lnfloats) echo VIRNUCPRO_DEBUG_LN_ROWS=floats ;;
     attnw2|attnw4) echo "VIRNUCPRO_DEBUG_ATTN_WARPS=${1#attnw}" ;;
@@ -547,7 +547,7 @@ bench_env() {
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == base || $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == epiinter || $1 == epiq16 || $1 == attnseqs || $1 == lnfloats || $1 == attnw[24] || $1 == attnh[248] ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == base || $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == epiinter || $1 == epiloop || $1 == attnseqs || $1 == lnfloats || $1 == attnw[24] || $1 == attnh[248] ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 # base: sync with the earlier commit's binary (run.sh pack with VNP_PACK_BASE=REV)

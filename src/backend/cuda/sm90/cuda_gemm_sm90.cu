@@ -63,8 +63,12 @@
  *    wgmmas and the wait for the previous step's. The default for the gated GELU:
  *    DNABERT-S's up-projection at 614 TFLOP/s against 547 in variant 1, +4 % end to end;
  *    ESM-2's fc1 was slower here (604 against 695 in variant 2; session 17).
- * 4: 3 with 16-byte stores (finish_chunk16): an experiment, not yet run on a GPU
- *    (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved16). */
+ *    (A variant with 16-byte stores, each quad's pairs traded by shuffles, ran at the
+ *    same speed gated and 16 % slower on fc1, session 18.)
+ * 4: 3 with one copy of a chunk's code (finish_taken), the chunks spread over the main
+ *    loop where K allows: variant 3's copy per chunk made fc1's kernel 14 k instructions,
+ *    and 16 % of its warps' stall samples were instruction fetch (ncu, session 18). An
+ *    experiment, not yet run on a GPU (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved-loop). */
 #define SM90_BN(W) ((W) ? 256 : 128)
 #define SM90_STAGES(W) ((W) ? 4 : 7) /* as deep as the 227 KB hold */
 #define SM90_STAGE_BYTES(W) ((SM90_BM + SM90_BN(W)) * SM90_BK * 2)
@@ -548,10 +552,10 @@ static __device__ __forceinline__ void pack_rounded(const float (&d)[128],
 }
 
 /* Variants 3 and 4: output pair j (fragment column group j, row + 8 h) of a tile packed by
- * pack_rounded, before its rounding: GELU of the rounded sum (gated: times the rounded
- * gate, group j + 16). */
-template <typename T, int EPI>
-static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[64], int j, int h)
+ * pack_rounded (or of a chunk of it, take_chunk), before its rounding: GELU of the
+ * rounded sum (gated: times the rounded gate, G groups on: 16 in a tile, 2 in a chunk). */
+template <typename T, int EPI, int G, int N>
+static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[N], int j, int h)
 {
     typedef typename pair_of<T>::type T2;
     T2 a;
@@ -560,7 +564,7 @@ static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[64], int
     float v0 = vnp_gelu_erf(av.x), v1 = vnp_gelu_erf(av.y);
     if constexpr (EPI == VNP_SM90_GATED) {
         T2 g;
-        memcpy(&g, &pk[2 * (j + 16) + h], 4);
+        memcpy(&g, &pk[2 * (j + G) + h], 4);
         const float2 gv = pair_of<T>::back(g);
         v0 *= gv.x;
         v1 *= gv.y;
@@ -586,7 +590,7 @@ static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int
         const int j = 2 * c + jj;
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            const float2 v = gelu_pair<T, EPI>(pk, j, h);
+            const float2 v = gelu_pair<T, EPI, 16>(pk, j, h);
             if (rows >> h & 1) {
                 bad |= !(fabsf(v.x) < lim) | !(fabsf(v.y) < lim);
                 *(T2 *)(po + h * ld8 + 8 * j) = pair_of<T>::make(v.x, v.y);
@@ -595,65 +599,60 @@ static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int
     }
     return bad;
 }
-/* Variant 4 (an experiment, not yet run on a GPU): variant 3 with 16-byte stores. Chunk
- * c is row + 8 h (h = c % 2) of fragment column groups 4 q ... 4 q + 3 (q = c / 2); the
- * four lanes of a quad (one row) then trade their pairs, so that lane t holds group
- * 4 q + t's eight columns, and each stores them as one 16-byte store: a quad writes 64
- * contiguous bytes, where variant 3's stores put 16 bytes in each of eight rows (ncu: 47 %
- * of the store sectors excess; a suspect for fc1's slowdown when interleaved, the L1
- * wavefronts beside the wgmmas' shared-memory reads). po: the output at the thread's
- * first row and column c0 + 8 t; ld8: 8 rows; rows as in variant 3. */
-template <typename T, int EPI>
-static __device__ __forceinline__ int finish_chunk16(const uint32_t (&pk)[64], int c, T *po,
-                                                     size_t ld8, int rows)
+/* Variant 4: chunk c's pairs (and gated: their gates) of a tile packed by pack_rounded,
+ * copied out of pk by a branch per chunk, so that one copy of the chunk's arithmetic and
+ * stores (finish_taken) serves every chunk: variant 3 has a copy per chunk (14 k
+ * instructions in fc1's kernel against 2 k on the epilogue warps). */
+template <int EPI, int C>
+static __device__ __forceinline__ void take_one(const uint32_t (&pk)[64], uint32_t (&a)[8])
 {
-    const float lim = finite_limit<T>::get();
-    const int q = c >> 1, h = c & 1;
-    const int lane = threadIdx.x & 31;
-    uint32_t v[4];
-    int bad = 0;
+    if constexpr (C < (EPI == VNP_SM90_GATED ? 8 : 16)) {
 #pragma unroll
-    for (int jj = 0; jj < 4; jj++) {
-        const float2 f = gelu_pair<T, EPI>(pk, 4 * q + jj, h);
-        bad |= !(fabsf(f.x) < lim) | !(fabsf(f.y) < lim);
-        const typename pair_of<T>::type r = pair_of<T>::make(f.x, f.y);
-        memcpy(&v[jj], &r, 4);
+        for (int i = 0; i < 4; i++) {
+            a[i] = pk[4 * C + i];
+            if constexpr (EPI == VNP_SM90_GATED)
+                a[4 + i] = pk[32 + 4 * C + i];
+        }
     }
-    /* the quad's 4 x 4 transpose: lane t's v[s] is group s's columns 2 t, 2 t + 1; after
-     * it, v[s] is group t's columns 2 s, 2 s + 1. Neighbours (lane ^ 1) trade within the
-     * pairs of groups (0, 1) and (2, 3), then lanes two apart trade pairs of groups. */
-    const int odd = lane & 1, hi = lane & 2;
-#pragma unroll
-    for (int e = 0; e < 4; e += 2) {
-        const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? v[e] : v[e + 1], 1);
-        if (odd)
-            v[e] = got;
-        else
-            v[e + 1] = got;
-    }
-#pragma unroll
-    for (int e = 0; e < 2; e++) {
-        const uint32_t got = __shfl_xor_sync(0xffffffffu, hi ? v[e] : v[e + 2], 2);
-        if (hi)
-            v[e] = got;
-        else
-            v[e + 2] = got;
-    }
-    if (!(rows >> h & 1))
-        return 0;
-    *(uint4 *)(po + h * ld8 + 32 * q) = make_uint4(v[0], v[1], v[2], v[3]);
-    return bad;
 }
 
-/* Chunk c in variant 3 (Q16 0) or 4 (Q16 1) */
-template <typename T, int EPI, int Q16>
-static __device__ __forceinline__ int finish_any(const uint32_t (&pk)[64], int c, T *po, size_t ld8,
-                                                 int rows)
+template <int EPI>
+static __device__ __forceinline__ void take_chunk(const uint32_t (&pk)[64], int c, uint32_t (&a)[8])
 {
-    if constexpr (Q16)
-        return finish_chunk16<T, EPI>(pk, c, po, ld8, rows);
-    else
-        return finish_chunk<T, EPI>(pk, c, po, ld8, rows);
+    switch (c) {
+#define VNP_TAKE(C)                                                                                   case C:                                                                                               take_one<EPI, C>(pk, a);                                                                          break;
+        VNP_TAKE(0) VNP_TAKE(1) VNP_TAKE(2) VNP_TAKE(3) VNP_TAKE(4) VNP_TAKE(5) VNP_TAKE(6)
+        VNP_TAKE(7) VNP_TAKE(8) VNP_TAKE(9) VNP_TAKE(10) VNP_TAKE(11) VNP_TAKE(12) VNP_TAKE(13)
+        VNP_TAKE(14) VNP_TAKE(15)
+#undef VNP_TAKE
+    default:
+        break;
+    }
+}
+
+/* Variant 4: chunk c, taken out of pk (take_chunk), finished as in finish_chunk: slot
+ * 2 jj + h of a is fragment column group 2 c + jj, row + 8 h; gated, slot 4 + 2 jj + h its
+ * gate. */
+template <typename T, int EPI>
+static __device__ __forceinline__ int finish_taken(const uint32_t (&pk)[64], int c, T *po,
+                                                   size_t ld8, int rows)
+{
+    typedef typename pair_of<T>::type T2;
+    const float lim = finite_limit<T>::get();
+    uint32_t a[8];
+    take_chunk<EPI>(pk, c, a);
+    int bad = 0;
+#pragma unroll
+    for (int jj = 0; jj < 2; jj++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const float2 v = gelu_pair<T, EPI, 2>(a, jj, h);
+            if (rows >> h & 1) {
+                bad |= !(fabsf(v.x) < lim) | !(fabsf(v.y) < lim);
+                *(T2 *)(po + h * ld8 + 8 * (2 * c + jj)) = pair_of<T>::make(v.x, v.y);
+            }
+        }
+    return bad;
 }
 
 /* The cooperative variants' main-loop step for K block kb (the p-th stage use of this
@@ -707,7 +706,7 @@ __global__ void __launch_bounds__(384, 1)
     static_assert(!OFF || EPI != VNP_SM90_LINEAR, "variant 2 is for the GELU epilogues");
     /* the epilogue interleaved with the consumers' next main loop, NCH chunks a tile */
     constexpr int INTER = WIDE == 3 || WIDE == 4;
-    constexpr int Q16 = WIDE == 4; /* variant 4: variant 3 with 16-byte stores */
+    constexpr int LOOP = WIDE == 4; /* variant 4: variant 3 with one copy of a chunk's code */
     static_assert(!INTER || EPI != VNP_SM90_LINEAR, "variant 3 is for the GELU epilogues");
     constexpr int NCH = GATED ? 8 : 16;
     constexpr int BN = SM90_BN(WIDE), NS = SM90_STAGES(WIDE);
@@ -858,7 +857,28 @@ __global__ void __launch_bounds__(384, 1)
             int m0, w0, w1, c0;
             tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
             unsigned p = seq * (unsigned)KT;
-            if constexpr (INTER) {
+            if constexpr (LOOP) {
+                /* the previous tile's chunks (left), one every gap K blocks' steps from
+                 * the first (while their wgmmas run): gap 2 or more where K makes twice
+                 * the chunks, which halves their share of a step's issue slots; with
+                 * fewer K blocks than chunks, the rest after them */
+                int left = pending ? NCH : 0, next = 0;
+                const int gap = KT >= 2 * NCH ? KT / NCH : 1;
+#pragma unroll 1
+                for (int kb = 0; kb < KT; kb++) {
+                    coop_issue<T>(acc, full, sa, sb, p + kb, kb, cw);
+                    if (left && kb == next) {
+                        bad |= finish_taken<T, EPI>(pk, NCH - left, po, ld8, prows);
+                        left--;
+                        next += gap;
+                    }
+                    coop_retire(acc, empty, p + kb, kb, peer, lane);
+                }
+#pragma unroll 1
+                for (; left; left--)
+                    bad |= finish_taken<T, EPI>(pk, NCH - left, po, ld8, prows);
+                p += KT;
+            } else if constexpr (INTER) {
                 /* the previous tile's chunks, one in each of the first K blocks' steps
                  * (while their wgmmas run); with fewer K blocks than chunks, the rest
                  * after them */
@@ -867,7 +887,7 @@ __global__ void __launch_bounds__(384, 1)
                     if (ch < KT) {
                         coop_issue<T>(acc, full, sa, sb, p + ch, ch, cw);
                         if (pending)
-                            bad |= finish_any<T, EPI, Q16>(pk, ch, po, ld8, prows);
+                            bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
                         coop_retire(acc, empty, p + ch, ch, peer, lane);
                     }
                 for (int kb = NCH; kb < KT; kb++) {
@@ -878,7 +898,7 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
                     for (int ch = 0; ch < NCH; ch++)
                         if (ch >= KT)
-                            bad |= finish_any<T, EPI, Q16>(pk, ch, po, ld8, prows);
+                            bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
                 p += KT;
             } else {
                 for (int kb = 0; kb < KT; kb++, p++) {
@@ -908,7 +928,7 @@ __global__ void __launch_bounds__(384, 1)
             if constexpr (INTER) {
                 pack_rounded<T>(acc, bv, pk);
                 const int r0 = m0 + 64 * cw + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
-                po = out + (size_t)r0 * ldo + c0 + (Q16 ? 8 : 2) * (lane & 3);
+                po = out + (size_t)r0 * ldo + c0 + 2 * (lane & 3);
                 prows = (r0 < M) | (r0 + 8 < M) << 1;
                 pending = 1;
             } else if constexpr (OFF) {
@@ -932,10 +952,16 @@ __global__ void __launch_bounds__(384, 1)
             }
         }
         if constexpr (INTER) {
-            if (pending) /* the last tile */
+            if constexpr (LOOP) {
+                if (pending) /* the last tile */
+#pragma unroll 1
+                    for (int ch = 0; ch < NCH; ch++)
+                        bad |= finish_taken<T, EPI>(pk, ch, po, ld8, prows);
+            } else if (pending) { /* the last tile */
 #pragma unroll
                 for (int ch = 0; ch < NCH; ch++)
-                    bad |= finish_any<T, EPI, Q16>(pk, ch, po, ld8, prows);
+                    bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
+            }
         }
         if (__any_sync(0xffffffffu, bad) && leader)
             atomicOr(flag, VNP_CUDA_FLAG_NONFINITE);
@@ -1255,9 +1281,9 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     const int off = wide && epi != VNP_SM90_LINEAR && (c->sm90_offload >> epi & 1) &&
                     (uintptr_t)out % 16 == 0;
     /* or interleaved with the consumers' next main loop (variant 3) where asked for; with
-     * 16-byte stores (variant 4) where asked for and `out` is aligned */
+     * one copy of a chunk's code (variant 4) where asked for */
     const int inter = wide && epi != VNP_SM90_LINEAR && !off && (c->sm90_inter >> epi & 1);
-    const int q16 = inter && c->sm90_inter_q16 && (uintptr_t)out % 16 == 0;
+    const int loop = inter && c->sm90_inter_loop;
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
@@ -1271,7 +1297,7 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                           : launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
 #define VNP_SM90_LAUNCH(T)                                                                        \
-    (off ? VNP_SM90_GELUS(T, 2) : q16 ? VNP_SM90_GELUS(T, 4) : inter ? VNP_SM90_GELUS(T, 3)        \
+    (off ? VNP_SM90_GELUS(T, 2) : loop ? VNP_SM90_GELUS(T, 4) : inter ? VNP_SM90_GELUS(T, 3)        \
          : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
