@@ -620,7 +620,10 @@ template <int EPI>
 static __device__ __forceinline__ void take_chunk(const uint32_t (&pk)[64], int c, uint32_t (&a)[8])
 {
     switch (c) {
-#define VNP_TAKE(C)                                                                                   case C:                                                                                               take_one<EPI, C>(pk, a);                                                                          break;
+#define VNP_TAKE(C)                                                                                \
+    case C:                                                                                        \
+        take_one<EPI, C>(pk, a);                                                                   \
+        break;
         VNP_TAKE(0) VNP_TAKE(1) VNP_TAKE(2) VNP_TAKE(3) VNP_TAKE(4) VNP_TAKE(5) VNP_TAKE(6)
         VNP_TAKE(7) VNP_TAKE(8) VNP_TAKE(9) VNP_TAKE(10) VNP_TAKE(11) VNP_TAKE(12) VNP_TAKE(13)
         VNP_TAKE(14) VNP_TAKE(15)
