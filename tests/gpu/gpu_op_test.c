@@ -1986,7 +1986,10 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 30001, 6144,
                              768, 1);
         /* with one copy of a chunk's code: the same shapes (the 40000-row gated one: K
-         * shorter than the 8 chunks), and a K of 64 blocks (a chunk every 4th step) */
+         * shorter than the 8 chunks), then shapes with more tiles than CTAs (so that
+         * chunks are pending in the K loop, not only drained after the last tile) and
+         * partial row tiles: K shorter than the 16 GELU chunks, and K of 64 (GELU) and 32
+         * (gated) blocks, where the chunks are spread over the main loop */
         sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 77, 256,
                              128, 0);
         sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 20000,
@@ -1995,8 +1998,12 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
                              3072, 256, 1);
         sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 30001,
                              6144, 768, 1);
-        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 3000,
-                             512, 4096, 0);
+        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 4100,
+                             1280, 256, 0);
+        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 2101,
+                             2560, 4096, 0);
+        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 2101,
+                             5120, 2048, 1);
         /* where a gated GELU runs: interleaved by default, on the warps with =warps, after
          * each tile with =consumers */
         long gdi = 0, gwi = 0, gci = 0;

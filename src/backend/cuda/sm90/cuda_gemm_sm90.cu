@@ -65,8 +65,8 @@
  *    ESM-2's fc1 was slower here (604 against 695 in variant 2; session 17).
  *    (A variant with 16-byte stores, each quad's pairs traded by shuffles, ran at the
  *    same speed gated and 16 % slower on fc1, session 18.)
- * 4: 3 with one copy of a chunk's code (finish_taken), the chunks spread over the main
- *    loop where K allows: variant 3's copy per chunk made fc1's kernel 14 k instructions,
+ * 4: 3 with one copy of a chunk's code (finish_taken), the chunks spread over the whole
+ *    main loop where K allows: variant 3's copy per chunk made fc1's kernel 14 k instructions,
  *    and 16 % of its warps' stall samples were instruction fetch (ncu, session 18). An
  *    experiment, not yet run on a GPU (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved-loop). */
 #define SM90_BN(W) ((W) ? 256 : 128)
@@ -861,19 +861,20 @@ __global__ void __launch_bounds__(384, 1)
             tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
             unsigned p = seq * (unsigned)KT;
             if constexpr (LOOP) {
-                /* the previous tile's chunks (left), one every gap K blocks' steps from
-                 * the first (while their wgmmas run): gap 2 or more where K makes twice
-                 * the chunks, which halves their share of a step's issue slots; with
-                 * fewer K blocks than chunks, the rest after them */
+                /* the previous tile's chunks (left), chunk i in K block i (while its
+                 * wgmmas run), or where K makes at least twice the chunks, in K block
+                 * i KT / NCH: spread over the whole main loop, which halves or better
+                 * their share of a step's issue slots; with fewer K blocks than chunks,
+                 * the rest after them */
                 int left = pending ? NCH : 0, next = 0;
-                const int gap = KT >= 2 * NCH ? KT / NCH : 1;
+                const int spread = KT >= 2 * NCH;
 #pragma unroll 1
                 for (int kb = 0; kb < KT; kb++) {
                     coop_issue<T>(acc, full, sa, sb, p + kb, kb, cw);
                     if (left && kb == next) {
                         bad |= finish_taken<T, EPI>(pk, NCH - left, po, ld8, prows);
                         left--;
-                        next += gap;
+                        next = spread ? (unsigned)(NCH - left) * (unsigned)KT / NCH : next + 1;
                     }
                     coop_retire(acc, empty, p + kb, kb, peer, lane);
                 }
