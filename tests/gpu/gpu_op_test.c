@@ -1990,20 +1990,13 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
          * chunks are pending in the K loop, not only drained after the last tile) and
          * partial row tiles: K shorter than the 16 GELU chunks, and K of 64 (GELU) and 32
          * (gated) blocks, where the chunks are spread over the main loop */
-        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 77, 256,
-                             128, 0);
-        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 20000,
-                             1280, 2560, 0);
-        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 40000,
-                             3072, 256, 1);
-        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 30001,
-                             6144, 768, 1);
-        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 4100,
-                             1280, 256, 0);
-        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 2101,
-                             2560, 4096, 0);
-        sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec, 2101,
-                             5120, 2048, 1);
+        static const int loops[7][4] = {{77, 256, 128, 0},      {20000, 1280, 2560, 0},
+                                        {40000, 3072, 256, 1},  {30001, 6144, 768, 1},
+                                        {4100, 1280, 256, 0},   {2101, 2560, 4096, 0},
+                                        {2101, 5120, 2048, 1}}; /* M, N, K, gated */
+        for (int i = 0; i < 7; i++)
+            sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec,
+                                 loops[i][0], loops[i][1], loops[i][2], loops[i][3]);
         /* where a gated GELU runs: interleaved by default, on the warps with =warps, after
          * each tile with =consumers */
         long gdi = 0, gwi = 0, gci = 0;
