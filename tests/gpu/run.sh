@@ -309,7 +309,7 @@ if has sm90prof; then
   # 92-114) and on the consumers (138-160), then out + residual (161-183) and DNABERT-S's
   # gated up-projection (184-206) in 128x256 2x1, their epilogues on the consumers, then
   # fc1 (207-229) and the gated up-projection (230-252) with the epilogue interleaved,
-  # then both with 16-byte stores (253-275, 276-298)
+  # then both with one copy of a chunk's code (253-275, 276-298; =interleaved-loop)
   # (VNP_SM90PROF_ONLY=REGEX: only the launches whose name:skip matches, e.g. ":(210|233)$")
   env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")

@@ -65,7 +65,7 @@
  *    ESM-2's fc1 was slower here (604 against 695 in variant 2; session 17).
  *    (A variant with 16-byte stores, each quad's pairs traded by shuffles, ran at the
  *    same speed gated and 16 % slower on fc1, session 18.)
- * 4: 3 with one copy of a chunk's code (finish_taken), the chunks spread over the whole
+ * 4: 3 with one copy of a chunk's code (finish_chunk), the chunks spread over the whole
  *    main loop where K allows: variant 3's copy per chunk made fc1's kernel 14 k instructions,
  *    and 16 % of its warps' stall samples were instruction fetch (ncu, session 18). An
  *    experiment, not yet run on a GPU (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved-loop). */
@@ -551,11 +551,11 @@ static __device__ __forceinline__ void pack_rounded(const float (&d)[128],
     }
 }
 
-/* Variants 3 and 4: output pair j (fragment column group j, row + 8 h) of a tile packed by
- * pack_rounded (or of a chunk of it, take_chunk), before its rounding: GELU of the
- * rounded sum (gated: times the rounded gate, G groups on: 16 in a tile, 2 in a chunk). */
-template <typename T, int EPI, int G, int N>
-static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[N], int j, int h)
+/* Variants 3 and 4: output pair 2 j + h of a chunk's words (take_chunk: fragment column group
+ * 2 c + j, row + 8 h), before its rounding: GELU of the rounded sum (gated: times the
+ * rounded gate, word 4 + 2 j + h). */
+template <typename T, int EPI>
+static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[8], int j, int h)
 {
     typedef typename pair_of<T>::type T2;
     T2 a;
@@ -564,7 +564,7 @@ static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[N], int 
     float v0 = vnp_gelu_erf(av.x), v1 = vnp_gelu_erf(av.y);
     if constexpr (EPI == VNP_SM90_GATED) {
         T2 g;
-        memcpy(&g, &pk[2 * (j + G) + h], 4);
+        memcpy(&g, &pk[4 + 2 * j + h], 4);
         const float2 gv = pair_of<T>::back(g);
         v0 *= gv.x;
         v1 *= gv.y;
@@ -572,57 +572,33 @@ static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[N], int 
     return make_float2(v0, v1);
 }
 
-/* Variant 3: chunk c of a tile packed by pack_rounded, finished while the consumers' next
- * main loop runs: fragment column groups 2 c and 2 c + 1 of both rows (gated: of the
- * GELU's, each times its gate 16 groups on), GELU of the rounded sum, the product with
- * the rounded gate, a test against T's rounding limit, the store. po: the output at
- * the thread's first row and column (c0 + cq); ld8: 8 rows; rows: bit h set where row
- * + 8 h is below M. A tile has 16 chunks (GELU) or 8 (gated). */
-template <typename T, int EPI>
-static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int c, T *po,
-                                                   size_t ld8, int rows)
+/* Variants 3 and 4: chunk c's words (and gated: their gates) of a tile packed by
+ * pack_rounded: fragment column groups 2 c and 2 c + 1 of both rows, a[2 j + h] group
+ * 2 c + j, row + 8 h; gated, a[4 + 2 j + h] its gate (the GELU's group + 16). c must be
+ * a constant once unrolled: pk is registers. */
+template <int EPI>
+static __device__ __forceinline__ void chunk_words(const uint32_t (&pk)[64], int c,
+                                                   uint32_t (&a)[8])
 {
-    typedef typename pair_of<T>::type T2;
-    const float lim = finite_limit<T>::get();
-    int bad = 0;
 #pragma unroll
-    for (int jj = 0; jj < 2; jj++) {
-        const int j = 2 * c + jj;
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const float2 v = gelu_pair<T, EPI, 16>(pk, j, h);
-            if (rows >> h & 1) {
-                bad |= !(fabsf(v.x) < lim) | !(fabsf(v.y) < lim);
-                *(T2 *)(po + h * ld8 + 8 * j) = pair_of<T>::make(v.x, v.y);
-            }
-        }
-    }
-    return bad;
-}
-/* Variant 4: chunk c's pairs (and gated: their gates) of a tile packed by pack_rounded,
- * copied out of pk by a branch per chunk, so that one copy of the chunk's arithmetic and
- * stores (finish_taken) serves every chunk: variant 3 has a copy per chunk (14 k
- * instructions in fc1's kernel against 2 k on the epilogue warps). */
-template <int EPI, int C>
-static __device__ __forceinline__ void take_one(const uint32_t (&pk)[64], uint32_t (&a)[8])
-{
-    if constexpr (C < (EPI == VNP_SM90_GATED ? 8 : 16)) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            a[i] = pk[4 * C + i];
-            if constexpr (EPI == VNP_SM90_GATED)
-                a[4 + i] = pk[32 + 4 * C + i];
-        }
+    for (int i = 0; i < 4; i++) {
+        a[i] = pk[4 * c + i];
+        if constexpr (EPI == VNP_SM90_GATED)
+            a[4 + i] = pk[32 + 4 * c + i];
     }
 }
 
+/* Variant 4: chunk_words for a chunk known only at run time, by a branch per chunk, so that
+ * one copy of the chunk's arithmetic and stores serves every chunk (variant 3 unrolls a
+ * copy per chunk: 14 k instructions in fc1's kernel against 2 k on the epilogue warps) */
 template <int EPI>
 static __device__ __forceinline__ void take_chunk(const uint32_t (&pk)[64], int c, uint32_t (&a)[8])
 {
     switch (c) {
 #define VNP_TAKE(C)                                                                                \
     case C:                                                                                        \
-        take_one<EPI, C>(pk, a);                                                                   \
+        if constexpr (C < (EPI == VNP_SM90_GATED ? 8 : 16))                                        \
+            chunk_words<EPI>(pk, C, a);                                                            \
         break;
         VNP_TAKE(0) VNP_TAKE(1) VNP_TAKE(2) VNP_TAKE(3) VNP_TAKE(4) VNP_TAKE(5) VNP_TAKE(6)
         VNP_TAKE(7) VNP_TAKE(8) VNP_TAKE(9) VNP_TAKE(10) VNP_TAKE(11) VNP_TAKE(12) VNP_TAKE(13)
@@ -633,11 +609,14 @@ static __device__ __forceinline__ void take_chunk(const uint32_t (&pk)[64], int 
     }
 }
 
-/* Variant 4: chunk c, taken out of pk (take_chunk), finished as in finish_chunk: slot
- * 2 jj + h of a is fragment column group 2 c + jj, row + 8 h; gated, slot 4 + 2 jj + h its
- * gate. */
+/* Variants 3 and 4: chunk c of a tile packed by pack_rounded, finished while the
+ * consumers' next main loop runs: its words taken out (take_chunk; in variant 3 c is a
+ * constant once unrolled and the branch folds away), GELU of the rounded sum, the product
+ * with the rounded gate, a test against T's rounding limit, the store. po: the output at
+ * the thread's first row and column (c0 + cq); ld8: 8 rows; rows: bit h set where row
+ * + 8 h is below M. A tile has 16 chunks (GELU) or 8 (gated). */
 template <typename T, int EPI>
-static __device__ __forceinline__ int finish_taken(const uint32_t (&pk)[64], int c, T *po,
+static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int c, T *po,
                                                    size_t ld8, int rows)
 {
     typedef typename pair_of<T>::type T2;
@@ -649,7 +628,7 @@ static __device__ __forceinline__ int finish_taken(const uint32_t (&pk)[64], int
     for (int jj = 0; jj < 2; jj++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            const float2 v = gelu_pair<T, EPI, 2>(a, jj, h);
+            const float2 v = gelu_pair<T, EPI>(a, jj, h);
             if (rows >> h & 1) {
                 bad |= !(fabsf(v.x) < lim) | !(fabsf(v.y) < lim);
                 *(T2 *)(po + h * ld8 + 8 * (2 * c + jj)) = pair_of<T>::make(v.x, v.y);
@@ -872,7 +851,7 @@ __global__ void __launch_bounds__(384, 1)
                 for (int kb = 0; kb < KT; kb++) {
                     coop_issue<T>(acc, full, sa, sb, p + kb, kb, cw);
                     if (left && kb == next) {
-                        bad |= finish_taken<T, EPI>(pk, NCH - left, po, ld8, prows);
+                        bad |= finish_chunk<T, EPI>(pk, NCH - left, po, ld8, prows);
                         left--;
                         next = spread ? (unsigned)(NCH - left) * (unsigned)KT / NCH : next + 1;
                     }
@@ -880,7 +859,7 @@ __global__ void __launch_bounds__(384, 1)
                 }
 #pragma unroll 1
                 for (; left; left--)
-                    bad |= finish_taken<T, EPI>(pk, NCH - left, po, ld8, prows);
+                    bad |= finish_chunk<T, EPI>(pk, NCH - left, po, ld8, prows);
                 p += KT;
             } else if constexpr (INTER) {
                 /* the previous tile's chunks, one in each of the first K blocks' steps
@@ -960,7 +939,7 @@ __global__ void __launch_bounds__(384, 1)
                 if (pending) /* the last tile */
 #pragma unroll 1
                     for (int ch = 0; ch < NCH; ch++)
-                        bad |= finish_taken<T, EPI>(pk, ch, po, ld8, prows);
+                        bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
             } else if (pending) { /* the last tile */
 #pragma unroll
                 for (int ch = 0; ch < NCH; ch++)
