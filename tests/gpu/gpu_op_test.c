@@ -1792,7 +1792,7 @@ static long gated_placement(vnp_backend *be, long *inter)
  * none. The packed-batch shapes have M = 16101 in the default configuration and 4101 in
  * the others (the same widths; fewer rows keep the stage's time down), and in BF16 run in
  * the default configuration only. */
-#define SM90_CONFIGS 10
+#define SM90_CONFIGS 9
 /* The sm_90 GEMM's non-finite test at T's rounding limit (its epilogue compares each
  * output with the limit before rounding instead of rounding back): x all ones, W's row 0
  * summing to a value just under the limit (FP16: 65519, 1 under it; BF16: a quarter of
@@ -1859,16 +1859,15 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
     /* 1 x 1 (no multicast) first: a hang in a cluster shape leaves its result printed */
     static const char *const tiles[SM90_CONFIGS] = {"128x128", "128x256", "128x128", "128x256",
                                                     "128x256", "128x256", "128x256", "128x256",
-                                                    "128x256", "128x256"};
+                                                    "128x256"};
     static const char *const shapes[SM90_CONFIGS] = {"1x1", "1x1", "2x1", "2x1", "1x2",
-                                                     "2x2", "2x1", "2x1", "2x1", "2x1"};
+                                                     "2x2", "2x1", "2x1", "2x1"};
     static const char *const epis[SM90_CONFIGS] = {"", "", "", "", "", "", "consumers", "warps",
-                                                   "interleaved", "interleaved-loop"};
+                                                   "interleaved"};
     /* the default (128 x 256, 2 x 1, ESM-2's GELU epilogue on the epilogue warps);
      * 128 x 128 2 x 1; the default with both GELU epilogues on the consumers, with both on
-     * the epilogue warps, with both interleaved with the consumers' next main loop, and
-     * the same with one copy of a chunk's code (an experiment) */
-    const int def = 3, narrow = 2, inl = 6, wrp = 7, itl = 8, itlp = 9;
+     * the epilogue warps, and with both interleaved with the consumers' next main loop */
+    const int def = 3, narrow = 2, inl = 6, wrp = 7, itl = 8;
     vnp_backend *port, *gpu[SM90_CONFIGS];
     char names[SM90_CONFIGS][40];
     vnp_error err;
@@ -1924,7 +1923,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         long cl0 = 0, cl1 = 0, wd0 = 0, wd1 = 0, of0 = 0, of1 = 0, in0 = 0, in1 = 0;
         const long before = vnp_backend_cuda_sm90_gemms(gpu[i], &cl0, &wd0, &of0, &in0, NULL);
         /* (BF16: the packed-batch shapes in the default configuration only, to keep
-         * the stage's time down; FP16 runs them in all seven) */
+         * the stage's time down; FP16 runs them in every configuration) */
         const int sm = small || (prec == VNP_PREC_BF16 && i != def);
         const int n = sm90_cases(cpu, port, gpu[i], prec, sm, i == def ? 16101 : 4101, names[i]);
         const long ran = vnp_backend_cuda_sm90_gemms(gpu[i], &cl1, &wd1, &of1, &in1, NULL) - before;
@@ -1952,7 +1951,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
          * off: some of the wide ones, not all (the plain linears keep theirs; by default
          * the gated ones too, checked below) */
         /* (by default ESM-2's GELU on the warps, the gated GELU interleaved) */
-        const int itv = wide && (!*epis[i] || !strncmp(epis[i], "interleaved", 11));
+        const int itv = wide && (!*epis[i] || !strcmp(epis[i], "interleaved"));
         const int off = wide && (!*epis[i] || !strcmp(epis[i], "warps"));
         const long of = of1 - of0, in = in1 - in0;
         snprintf(what, sizeof what,
@@ -1976,27 +1975,19 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         sm90_placements_same(gpu[wrp], "warps", gpu[inl], "consumers", prec, 77, 256, 128, 0);
         sm90_placements_same(gpu[wrp], "warps", gpu[inl], "consumers", prec, 40000, 1280, 256, 0);
         sm90_placements_same(gpu[wrp], "warps", gpu[inl], "consumers", prec, 40000, 3072, 256, 1);
-        /* interleaved: K shorter than the chunks (the rest after the main loop), and
-         * longer (ESM-2's fc1 K, DNABERT-S's gated K), with partial row tiles */
-        sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 77, 256, 128, 0);
-        sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 20000, 1280,
-                             2560, 0);
-        sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 40000, 3072,
-                             256, 1);
-        sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec, 30001, 6144,
-                             768, 1);
-        /* with one copy of a chunk's code: the same shapes (the 40000-row gated one: K
-         * shorter than the 8 chunks), then shapes with more tiles than CTAs (so that
+        /* interleaved: K shorter than the chunks (the rest after the main loop), and longer
+         * (ESM-2's fc1 K, DNABERT-S's gated K), with partial row tiles (the 40000-row gated
+         * one: K shorter than the 8 chunks); then shapes with more tiles than CTAs (so that
          * chunks are pending in the K loop, not only drained after the last tile) and
          * partial row tiles: K shorter than the 16 GELU chunks, and K of 64 (GELU) and 32
          * (gated) blocks, where the chunks are spread over the main loop */
-        static const int loops[7][4] = {{77, 256, 128, 0},      {20000, 1280, 2560, 0},
-                                        {40000, 3072, 256, 1},  {30001, 6144, 768, 1},
-                                        {4100, 1280, 256, 0},   {2101, 2560, 4096, 0},
-                                        {2101, 5120, 2048, 1}}; /* M, N, K, gated */
+        static const int itls[7][4] = {{77, 256, 128, 0},      {20000, 1280, 2560, 0},
+                                       {40000, 3072, 256, 1},  {30001, 6144, 768, 1},
+                                       {4100, 1280, 256, 0},   {2101, 2560, 4096, 0},
+                                       {2101, 5120, 2048, 1}}; /* M, N, K, gated */
         for (int i = 0; i < 7; i++)
-            sm90_placements_same(gpu[itlp], "interleaved-loop", gpu[inl], "consumers", prec,
-                                 loops[i][0], loops[i][1], loops[i][2], loops[i][3]);
+            sm90_placements_same(gpu[itl], "interleaved", gpu[inl], "consumers", prec,
+                                 itls[i][0], itls[i][1], itls[i][2], itls[i][3]);
         /* where a gated GELU runs: interleaved by default, on the warps with =warps, after
          * each tile with =consumers */
         long gdi = 0, gwi = 0, gci = 0;
@@ -2047,7 +2038,6 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
             time_linear(gpu[def], names[def], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(gpu[inl], names[inl], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(gpu[itl], names[itl], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
-            time_linear(gpu[itlp], names[itlp], Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
             time_linear(port, "portable", Ms[m], 10240, 2560, VNP_ACT_GELU_ERF, 0);
         }
         static const int lin[4][3] = {{10240, 2560, 0}, {7680, 2560, 0}, {2560, 2560, 1},
@@ -2062,7 +2052,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         time_gated_linear(gpu[def], names[def], 65536, 3072, 768); /* (interleaved) */
         time_gated_linear(gpu[wrp], names[wrp], 65536, 3072, 768);
         time_gated_linear(gpu[inl], names[inl], 65536, 3072, 768);
-        time_gated_linear(gpu[itlp], names[itlp], 65536, 3072, 768);
+        time_gated_linear(gpu[itl], names[itl], 65536, 3072, 768);
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);
@@ -2080,16 +2070,16 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
  * (N 2560, K 2560), 128 x 256 2 x 1 and portable, and DNABERT-S's gated up-projection
  * (M 65536, K 768), 128 x 256 2 x 1 with the epilogue on the consumers, and portable; last
  * fc1 and the gated up-projection with the epilogue interleaved with the consumers' next
- * main loop (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved; the gated one's default), and the
- * same with one copy of a chunk's code (=interleaved-loop). Information only. */
+ * main loop (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved; the gated one's default).
+ * Information only. */
 static void time_gemm_sm90(void)
 {
     static const char *const tiles[3] = {"128x128", "128x256", "128x256"};
     static const char *const shapes[3] = {"2x1", "2x1", "2x2"};
-    vnp_backend *gpu[7];
-    char names[7][40];
+    vnp_backend *gpu[6];
+    char names[6][40];
     vnp_error err;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 6; i++) {
         setenv("VIRNUCPRO_DEBUG_SM90_GEMM", i != 3 ? "2" : "0", 1);
         if (i != 3) {
             setenv("VIRNUCPRO_DEBUG_SM90_TILE", tiles[i < 3 ? i : 1], 1);
@@ -2097,7 +2087,7 @@ static void time_gemm_sm90(void)
         }
         if (i >= 4)
             setenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE",
-                   i == 4 ? "consumers" : i == 5 ? "interleaved" : "interleaved-loop", 1);
+                   i == 4 ? "consumers" : "interleaved", 1);
         if (vnp_backend_cuda_create(0, VNP_PREC_FP16, &gpu[i], &err))
             die("cuda backend", &err);
         unsetenv("VIRNUCPRO_DEBUG_SM90_TILE");
@@ -2106,7 +2096,7 @@ static void time_gemm_sm90(void)
         unsetenv("VIRNUCPRO_DEBUG_SM90_EPILOGUE");
         snprintf(names[i], sizeof names[i], "%s %s%s", i == 3 ? "portable" : tiles[i < 3 ? i : 1],
                  i == 3 ? "" : shapes[i < 3 ? i : 1],
-                 i == 4 ? " consumers" : i == 5 ? " interleaved" : i == 6 ? " interleaved-loop" : "");
+                 i == 4 ? " consumers" : i == 5 ? " interleaved" : "");
     }
     for (int i = 0; i < 4; i++)
         time_linear(gpu[i], names[i], 16384, 7680, 2560, VNP_ACT_NONE, 0);
@@ -2120,9 +2110,7 @@ static void time_gemm_sm90(void)
     time_gated_linear(gpu[3], names[3], 65536, 3072, 768);
     time_linear(gpu[5], names[5], 16384, 10240, 2560, VNP_ACT_GELU_ERF, 0);
     time_gated_linear(gpu[5], names[5], 65536, 3072, 768);
-    time_linear(gpu[6], names[6], 16384, 10240, 2560, VNP_ACT_GELU_ERF, 0);
-    time_gated_linear(gpu[6], names[6], 65536, 3072, 768);
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 6; i++)
         gpu[i]->ops->destroy(gpu[i]);
 }
 

@@ -45,8 +45,7 @@
 #                   VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers, epiwarps: both on the epilogue
 #                   warps, =warps (the default: ESM-2's on the warps, DNABERT-S's gated one
 #                   interleaved), epiinter: both on the consumers, interleaved with
-#                   their next tile's main loop, =interleaved, epiloop: the same with
-#                   one copy of a chunk's code, =interleaved-loop (an experiment),
+#                   their next tile's main loop, =interleaved,
 #                   lnfloats: sync with LayerNorm's rows held as floats, VIRNUCPRO_DEBUG_LN_ROWS=floats,
 #                   attnw2 / attnw4: sync with two / four warps a block of short-sequence
 #                   attention for sequences of at most 64 tokens (the default: two up to 32),
@@ -308,13 +307,12 @@ if has sm90prof; then
   # and of fc1 in 128x256 2x1 with the GELU epilogue on the epilogue warps (launches
   # 92-114) and on the consumers (138-160), then out + residual (161-183) and DNABERT-S's
   # gated up-projection (184-206) in 128x256 2x1, their epilogues on the consumers, then
-  # fc1 (207-229) and the gated up-projection (230-252) with the epilogue interleaved,
-  # then both with one copy of a chunk's code (253-275, 276-298; =interleaved-loop)
+  # fc1 (207-229) and the gated up-projection (230-252) with the epilogue interleaved
   # (VNP_SM90PROF_ONLY=REGEX: only the launches whose name:skip matches, e.g. ":(210|233)$")
   env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
   for ks in 128x128_2x1:3 128x256_2x1:26 fc1_128x256_2x1_warps:95 fc1_128x256_2x1_consumers:141 \
-            residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233 fc1_interleaved_loop:256 gated_interleaved_loop:279; do
+            residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233; do
     [[ -n ${VNP_SM90PROF_ONLY:-} && ! $ks =~ $VNP_SM90PROF_ONLY ]] && continue
     IFS=: read -r shape skip <<<"$ks"
     # (through a saved report: its details page as before, every metric (the warp stall
@@ -538,7 +536,6 @@ bench_env() {
     epicons) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=consumers ;;
     epiwarps) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps ;;
     epiinter) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved ;;
-    epiloop) echo VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved-loop ;;
     attnseqs) echo VIRNUCPRO_DEBUG_ATTN_GRID=seqs ;;
     lnfloats) echo VIRNUCPRO_DEBUG_LN_ROWS=floats ;;
     attnw2|attnw4) echo "VIRNUCPRO_DEBUG_ATTN_WARPS=${1#attnw}" ;;
@@ -547,7 +544,7 @@ bench_env() {
     *) echo VNP_BENCH=1 ;;
   esac
 }
-bench_mode() { set -- "${1%@*}"; [[ $1 == base || $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == epiinter || $1 == epiloop || $1 == attnseqs || $1 == lnfloats || $1 == attnw[24] || $1 == attnh[248] ]] && echo sync || echo "$1"; }
+bench_mode() { set -- "${1%@*}"; [[ $1 == base || $1 == scalar || $1 == bf16 || $1 == picks || $1 == picks90 || $1 == sm90 || $1 == sm90all || $1 == nosm90 || $1 == epicons || $1 == epiwarps || $1 == epiinter || $1 == attnseqs || $1 == lnfloats || $1 == attnw[24] || $1 == attnh[248] ]] && echo sync || echo "$1"; }
 # bf16: sync in BF16 (the issue's "BF16 within 5 % of FP16")
 bench_prec() { [[ $1 == bf16 ]] && echo bf16 || echo fp16; }
 # base: sync with the earlier commit's binary (run.sh pack with VNP_PACK_BASE=REV)

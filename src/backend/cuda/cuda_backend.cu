@@ -784,7 +784,7 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     static const char *const clusters[] = {"1x1", "2x1", "1x2", "2x2"};
     static const char *const tiles[] = {"128x128", "128x256"};
     static const char *const orders[] = {"seqs", "heads"};
-    static const char *const epis[] = {"consumers", "warps", "interleaved", "interleaved-loop"};
+    static const char *const epis[] = {"consumers", "warps", "interleaved"};
     static const char *const levels[] = {"0", "1", "2"};
     static const char *const hpbs[] = {"1", "2", "4", "8"};
     static const char *const lnrows[] = {"floats", "packed"};
@@ -805,11 +805,10 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
          &ktl},
         {"VIRNUCPRO_DEBUG_ATTN_GRID", orders, 2,
          "heads (a sequence's heads in neighbouring blocks, the default) or seqs", &kag},
-        {"VIRNUCPRO_DEBUG_SM90_EPILOGUE", epis, 4,
+        {"VIRNUCPRO_DEBUG_SM90_EPILOGUE", epis, 3,
          "warps (both GELU epilogues on the producer's spare warps), consumers (both on the "
          "consumers after each tile), interleaved (both on the consumers, during their next "
-         "tile's main loop) or interleaved-loop (the same with one copy of its code, an "
-         "experiment); "
+         "tile's main loop); "
          "unset, the default: ESM-2's on the warps, DNABERT-S's gated one interleaved",
          &kep},
         {"VIRNUCPRO_DEBUG_ATTN_HEADS", hpbs, 4,
@@ -869,7 +868,6 @@ extern "C" vnp_code vnp_backend_cuda_create(int device, vnp_precision prec, vnp_
     c->sm90_wide = swide;
     c->sm90_offload = soff;
     c->sm90_inter = sinter;
-    c->sm90_inter_loop = kep == 3;
     c->attn_heads_x = sheads;
     c->attn_hpb = khp < 0 ? 1 : 1 << khp;
     c->ln_packed = kln != 0;

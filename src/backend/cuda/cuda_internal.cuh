@@ -115,19 +115,15 @@ typedef struct vnp_cuda {
                           the others on the consumers. Default: the GELU one only (ESM-2's
                           fc1 +2.3 %; DNABERT-S's gated one was 5 % slower there, bench/
                           RESULTS.md session 14); VIRNUCPRO_DEBUG_SM90_EPILOGUE=warps both,
-                          =consumers, =interleaved and =interleaved-loop neither; read once at
-                          creation */
+                          =consumers and =interleaved neither; read once at creation */
     int sm90_inter;    /* the epilogues (same bits) that in 128 x 256 tiles the consumers
                           finish chunk by chunk during their next tile's main loop
                           (variant 3) where they are not offloaded. Default: the gated one
                           (DNABERT-S's up-projection 614 TFLOP/s against 546 on the
                           consumers, ESM-2's fc1 603 against 695 on the warps; session
-                          17); VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved (or
-                          =interleaved-loop) both; read once at creation */
-    int sm90_inter_loop; /* 1: those with one copy of a chunk's code (variant 4, an
-                          experiment not yet run on a GPU:
-                          VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved-loop) */
-    int sm90_clusters[5][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per kernel
+                          17); VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved both; read once at
+                          creation */
+    int sm90_clusters[4][3]; /* clusters of 1, 2, 4 CTAs that fit at once, per kernel
                           variant (0: not asked yet) */
     unsigned sm90_attr; /* the sm_90 kernels whose shared-memory size was raised (bits) */
     long sm90_gemms;   /* GEMMs run by the sm_90 kernel (vnp_backend_cuda_sm90_gemms) */

@@ -29,7 +29,7 @@
 #define SM90_BM 128    /* rows of x per tile (two m64 halves) */
 #define SM90_BK 64     /* K per stage: 128 bytes of FP16, one 128-byte swizzle row */
 #define SM90_GROUP_M 16 /* tiles walk 16 row tiles before the next column tile (L2 reuse) */
-/* Five variants (WIDE, a template parameter of the kernel):
+/* Four variants (WIDE, a template parameter of the kernel):
  * 0: 128 x 128 tiles, the two consumers take turns on whole tiles (ping-pong: one's
  *    epilogue overlaps the other's main loop); two m64n128k16 wgmmas per k16; 7 stages.
  * 1: 128 x 256 tiles, the two consumers share each tile, 64 rows each (cooperative: the
@@ -63,12 +63,13 @@
  *    wgmmas and the wait for the previous step's. The default for the gated GELU:
  *    DNABERT-S's up-projection at 614 TFLOP/s against 547 in variant 1, +4 % end to end;
  *    ESM-2's fc1 was slower here (604 against 695 in variant 2; session 17).
- *    (A variant with 16-byte stores, each quad's pairs traded by shuffles, ran at the
- *    same speed gated and 16 % slower on fc1, session 18.)
- * 4: 3 with one copy of a chunk's code (finish_chunk), the chunks spread over the whole
- *    main loop where K allows: variant 3's copy per chunk made fc1's kernel 14 k instructions,
- *    and 16 % of its warps' stall samples were instruction fetch (ncu, session 18). An
- *    experiment, not yet run on a GPU (VIRNUCPRO_DEBUG_SM90_EPILOGUE=interleaved-loop). */
+ *    Two other forms were measured and dropped: 16-byte stores, each quad's pairs traded
+ *    by shuffles (the same speed gated, 16 % slower on fc1; session 18); and one copy of
+ *    the chunk code, the chunk's words taken out by a branch, the chunks spread over
+ *    long K loops (2.4 k instructions against this form's 14 k on fc1, where 16 % of the
+ *    stall samples were instruction fetch): gated 1.03x the consumers' epilogue where
+ *    this form was 1.12x, DNABERT-S 2.5 % slower end to end, fc1 still 6 % below
+ *    variant 2 (session 19). */
 #define SM90_BN(W) ((W) ? 256 : 128)
 #define SM90_STAGES(W) ((W) ? 4 : 7) /* as deep as the 227 KB hold */
 #define SM90_STAGE_BYTES(W) ((SM90_BM + SM90_BN(W)) * SM90_BK * 2)
@@ -551,7 +552,7 @@ static __device__ __forceinline__ void pack_rounded(const float (&d)[128],
     }
 }
 
-/* Variants 3 and 4: output pair 2 j + h of a chunk's words (take_chunk: fragment column group
+/* Variant 3: output pair 2 j + h of a chunk's words (chunk_words: fragment column group
  * 2 c + j, row + 8 h), before its rounding: GELU of the rounded sum (gated: times the
  * rounded gate, word 4 + 2 j + h). */
 template <typename T, int EPI>
@@ -572,7 +573,7 @@ static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[8], int 
     return make_float2(v0, v1);
 }
 
-/* Variants 3 and 4: chunk c's words (and gated: their gates) of a tile packed by
+/* Variant 3: chunk c's words (and gated: their gates) of a tile packed by
  * pack_rounded: fragment column groups 2 c and 2 c + 1 of both rows, a[2 j + h] group
  * 2 c + j, row + 8 h; gated, a[4 + 2 j + h] its gate (the GELU's group + 16). c must be
  * a constant once unrolled: pk is registers. */
@@ -588,30 +589,9 @@ static __device__ __forceinline__ void chunk_words(const uint32_t (&pk)[64], int
     }
 }
 
-/* Variant 4: chunk_words for a chunk known only at run time, by a branch per chunk, so that
- * one copy of the chunk's arithmetic and stores serves every chunk (variant 3 unrolls a
- * copy per chunk: 14 k instructions in fc1's kernel against 2 k on the epilogue warps) */
-template <int EPI>
-static __device__ __forceinline__ void take_chunk(const uint32_t (&pk)[64], int c, uint32_t (&a)[8])
-{
-    switch (c) {
-#define VNP_TAKE(C)                                                                                \
-    case C:                                                                                        \
-        if constexpr (C < (EPI == VNP_SM90_GATED ? 8 : 16))                                        \
-            chunk_words<EPI>(pk, C, a);                                                            \
-        break;
-        VNP_TAKE(0) VNP_TAKE(1) VNP_TAKE(2) VNP_TAKE(3) VNP_TAKE(4) VNP_TAKE(5) VNP_TAKE(6)
-        VNP_TAKE(7) VNP_TAKE(8) VNP_TAKE(9) VNP_TAKE(10) VNP_TAKE(11) VNP_TAKE(12) VNP_TAKE(13)
-        VNP_TAKE(14) VNP_TAKE(15)
-#undef VNP_TAKE
-    default:
-        break;
-    }
-}
-
-/* Variants 3 and 4: chunk c of a tile packed by pack_rounded, finished while the
- * consumers' next main loop runs: its words taken out (take_chunk; in variant 3 c is a
- * constant once unrolled and the branch folds away), GELU of the rounded sum, the product
+/* Variant 3: chunk c of a tile packed by pack_rounded, finished while the consumers'
+ * next main loop runs: its words taken out (chunk_words; c is a constant once unrolled),
+ * GELU of the rounded sum, the product
  * with the rounded gate, a test against T's rounding limit, the store. po: the output at
  * the thread's first row and column (c0 + cq); ld8: 8 rows; rows: bit h set where row
  * + 8 h is below M. A tile has 16 chunks (GELU) or 8 (gated). */
@@ -622,7 +602,7 @@ static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int
     typedef typename pair_of<T>::type T2;
     const float lim = finite_limit<T>::get();
     uint32_t a[8];
-    take_chunk<EPI>(pk, c, a);
+    chunk_words<EPI>(pk, c, a);
     int bad = 0;
 #pragma unroll
     for (int jj = 0; jj < 2; jj++)
@@ -641,7 +621,7 @@ static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int
  * CTA's ring), in two halves: issue waits for the stage and starts the consumer's four
  * m64n256k16 wgmmas on it; retire waits until the previous step's wgmmas are done and
  * hands that stage back to the CTAs that load it. Between them the consumer may do other
- * work while the tensor cores run (variants 2, 3 and 4). */
+ * work while the tensor cores run (variants 2 and 3). */
 template <typename T>
 static __device__ __forceinline__ void coop_issue(float (&acc)[128], uint32_t full, uint32_t sa,
                                                   uint32_t sb, unsigned p, int kb, int cw)
@@ -687,8 +667,7 @@ __global__ void __launch_bounds__(384, 1)
     constexpr int OFF = WIDE == 2; /* the epilogue on the producer warpgroup's warps 1-3 */
     static_assert(!OFF || EPI != VNP_SM90_LINEAR, "variant 2 is for the GELU epilogues");
     /* the epilogue interleaved with the consumers' next main loop, NCH chunks a tile */
-    constexpr int INTER = WIDE == 3 || WIDE == 4;
-    constexpr int LOOP = WIDE == 4; /* variant 4: variant 3 with one copy of a chunk's code */
+    constexpr int INTER = WIDE == 3;
     static_assert(!INTER || EPI != VNP_SM90_LINEAR, "variant 3 is for the GELU epilogues");
     constexpr int NCH = GATED ? 8 : 16;
     constexpr int BN = SM90_BN(WIDE), NS = SM90_STAGES(WIDE);
@@ -839,29 +818,7 @@ __global__ void __launch_bounds__(384, 1)
             int m0, w0, w1, c0;
             tile_at<BN>(t, MT, NT, cm, cn, rm, rn, GATED, I, &m0, &w0, &w1, &c0);
             unsigned p = seq * (unsigned)KT;
-            if constexpr (LOOP) {
-                /* the previous tile's chunks (left), chunk i in K block i (while its
-                 * wgmmas run), or where K makes at least twice the chunks, in K block
-                 * i KT / NCH: spread over the whole main loop, which halves or better
-                 * their share of a step's issue slots; with fewer K blocks than chunks,
-                 * the rest after them */
-                int left = pending ? NCH : 0, next = 0;
-                const int spread = KT >= 2 * NCH;
-#pragma unroll 1
-                for (int kb = 0; kb < KT; kb++) {
-                    coop_issue<T>(acc, full, sa, sb, p + kb, kb, cw);
-                    if (left && kb == next) {
-                        bad |= finish_chunk<T, EPI>(pk, NCH - left, po, ld8, prows);
-                        left--;
-                        next = spread ? (unsigned)(NCH - left) * (unsigned)KT / NCH : next + 1;
-                    }
-                    coop_retire(acc, empty, p + kb, kb, peer, lane);
-                }
-#pragma unroll 1
-                for (; left; left--)
-                    bad |= finish_chunk<T, EPI>(pk, NCH - left, po, ld8, prows);
-                p += KT;
-            } else if constexpr (INTER) {
+            if constexpr (INTER) {
                 /* the previous tile's chunks, one in each of the first K blocks' steps
                  * (while their wgmmas run); with fewer K blocks than chunks, the rest
                  * after them */
@@ -935,12 +892,7 @@ __global__ void __launch_bounds__(384, 1)
             }
         }
         if constexpr (INTER) {
-            if constexpr (LOOP) {
-                if (pending) /* the last tile */
-#pragma unroll 1
-                    for (int ch = 0; ch < NCH; ch++)
-                        bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
-            } else if (pending) { /* the last tile */
+            if (pending) { /* the last tile */
 #pragma unroll
                 for (int ch = 0; ch < NCH; ch++)
                     bad |= finish_chunk<T, EPI>(pk, ch, po, ld8, prows);
@@ -1149,7 +1101,7 @@ static vnp_code configure(vnp_cuda *c, int cs, cudaLaunchConfig_t *cfg, cudaLaun
                             "KB of shared memory each) fits on this GPU",
                             c->device, cs, WIDE ? "128 x 256" : "128 x 128",
                             WIDE == 2   ? ", epilogue warps"
-                            : WIDE >= 3 ? ", interleaved epilogue"
+                            : WIDE == 3 ? ", interleaved epilogue"
                                         : "",
                             SM90_SMEM(WIDE) / 1024);
         c->sm90_clusters[WIDE][ci] = n;
@@ -1188,7 +1140,7 @@ static vnp_code launch(vnp_cuda *c, const CUtensorMap &mx, const CUtensorMap &mw
     c->sm90_clustered += rc == VNP_OK && cs > 1;
     c->sm90_wide_run += rc == VNP_OK && WIDE;
     c->sm90_offload_run += rc == VNP_OK && WIDE == 2;
-    c->sm90_inter_run += rc == VNP_OK && WIDE >= 3;
+    c->sm90_inter_run += rc == VNP_OK && WIDE == 3;
     if (!rc)
         c->sm90_grid = ncl * cs;
     return rc;
@@ -1263,10 +1215,8 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
      * tiles) */
     const int off = wide && epi != VNP_SM90_LINEAR && (c->sm90_offload >> epi & 1) &&
                     (uintptr_t)out % 16 == 0;
-    /* or interleaved with the consumers' next main loop (variant 3) where asked for; with
-     * one copy of a chunk's code (variant 4) where asked for */
+    /* or interleaved with the consumers' next main loop (variant 3) where asked for */
     const int inter = wide && epi != VNP_SM90_LINEAR && !off && (c->sm90_inter >> epi & 1);
-    const int loop = inter && c->sm90_inter_loop;
     CUtensorMap mx, mw;
     if ((rc = tensor_map(fn, &mx, x, tdt, M, K, SM90_BM / cn, c->device, "input", err)) ||
         (rc = tensor_map(fn, &mw, w, tdt, N, K, 64, c->device, "weight", err)))
@@ -1275,12 +1225,12 @@ vnp_code vnp_cuda_gemm_sm90(vnp_cuda *c, int epi, vnp_dtype dt, const void *x, c
     (epi == VNP_SM90_GELU    ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
      : epi == VNP_SM90_GATED ? launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                              : launch<T, VNP_SM90_LINEAR, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
-/* the GELU epilogues' own variants (2: on the epilogue warps, 3, 4: interleaved) */
+/* the GELU epilogues' own variants (2: on the epilogue warps, 3: interleaved) */
 #define VNP_SM90_GELUS(T, W)                                                                      \
     (epi == VNP_SM90_GELU ? launch<T, VNP_SM90_GELU, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err) \
                           : launch<T, VNP_SM90_GATED, W>(c, mx, mw, bias, res, out, M, K, I, mt, nt, cm, cn, err))
 #define VNP_SM90_LAUNCH(T)                                                                        \
-    (off ? VNP_SM90_GELUS(T, 2) : loop ? VNP_SM90_GELUS(T, 4) : inter ? VNP_SM90_GELUS(T, 3)        \
+    (off ? VNP_SM90_GELUS(T, 2) : inter ? VNP_SM90_GELUS(T, 3)                                     \
          : wide ? VNP_SM90_EPI(T, 1) : VNP_SM90_EPI(T, 0))
     return dt == VNP_DT_F16 ? VNP_SM90_LAUNCH(__half) : VNP_SM90_LAUNCH(__nv_bfloat16);
 #undef VNP_SM90_LAUNCH
