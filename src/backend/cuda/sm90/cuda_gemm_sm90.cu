@@ -591,10 +591,10 @@ static __device__ __forceinline__ void chunk_words(const uint32_t (&pk)[64], int
 
 /* Variant 3: chunk c of a tile packed by pack_rounded, finished while the consumers'
  * next main loop runs: its words taken out (chunk_words; c is a constant once unrolled),
- * GELU of the rounded sum, the product
- * with the rounded gate, a test against T's rounding limit, the store. po: the output at
- * the thread's first row and column (c0 + cq); ld8: 8 rows; rows: bit h set where row
- * + 8 h is below M. A tile has 16 chunks (GELU) or 8 (gated). */
+ * GELU of the rounded sum, the product with the rounded gate, a test against T's
+ * rounding limit, the store. po: the output at the thread's first row and column (c0 +
+ * cq); ld8: 8 rows; rows: bit h set where row + 8 h is below M. A tile has 16 chunks
+ * (GELU) or 8 (gated). */
 template <typename T, int EPI>
 static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int c, T *po,
                                                    size_t ld8, int rows)
