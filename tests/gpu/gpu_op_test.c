@@ -2052,7 +2052,6 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
         time_gated_linear(gpu[def], names[def], 65536, 3072, 768); /* (interleaved) */
         time_gated_linear(gpu[wrp], names[wrp], 65536, 3072, 768);
         time_gated_linear(gpu[inl], names[inl], 65536, 3072, 768);
-        time_gated_linear(gpu[itl], names[itl], 65536, 3072, 768);
         time_gated_linear(port, "portable", 65536, 3072, 768);
     }
     port->ops->destroy(port);

@@ -552,7 +552,7 @@ static __device__ __forceinline__ void pack_rounded(const float (&d)[128],
     }
 }
 
-/* Variant 3: output pair 2 j + h of a chunk's words (chunk_words: fragment column group
+/* Variant 3: output pair 2 j + h of a chunk's words (finish_chunk: fragment column group
  * 2 c + j, row + 8 h), before its rounding: GELU of the rounded sum (gated: times the
  * rounded gate, word 4 + 2 j + h). */
 template <typename T, int EPI>
@@ -573,28 +573,14 @@ static __device__ __forceinline__ float2 gelu_pair(const uint32_t (&pk)[8], int 
     return make_float2(v0, v1);
 }
 
-/* Variant 3: chunk c's words (and gated: their gates) of a tile packed by
- * pack_rounded: fragment column groups 2 c and 2 c + 1 of both rows, a[2 j + h] group
- * 2 c + j, row + 8 h; gated, a[4 + 2 j + h] its gate (the GELU's group + 16). c must be
- * a constant once unrolled: pk is registers. */
-template <int EPI>
-static __device__ __forceinline__ void chunk_words(const uint32_t (&pk)[64], int c,
-                                                   uint32_t (&a)[8])
-{
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        a[i] = pk[4 * c + i];
-        if constexpr (EPI == VNP_SM90_GATED)
-            a[4 + i] = pk[32 + 4 * c + i];
-    }
-}
-
 /* Variant 3: chunk c of a tile packed by pack_rounded, finished while the consumers'
- * next main loop runs: its words taken out (chunk_words; c is a constant once unrolled),
- * GELU of the rounded sum, the product with the rounded gate, a test against T's
- * rounding limit, the store. po: the output at the thread's first row and column (c0 +
- * cq); ld8: 8 rows; rows: bit h set where row + 8 h is below M. A tile has 16 chunks
- * (GELU) or 8 (gated). */
+ * next main loop runs: its words taken out (fragment column groups 2 c and 2 c + 1 of
+ * both rows, a[2 j + h] group 2 c + j, row + 8 h; gated, a[4 + 2 j + h] its gate, the
+ * GELU's group + 16; c must be a constant once unrolled: pk is registers), GELU of the
+ * rounded sum, the product with the rounded gate, a test against T's rounding limit,
+ * the store. po: the output at the thread's first row and column (c0 + cq); ld8: 8
+ * rows; rows: bit h set where row + 8 h is below M. A tile has 16 chunks (GELU) or 8
+ * (gated). */
 template <typename T, int EPI>
 static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int c, T *po,
                                                    size_t ld8, int rows)
@@ -602,7 +588,12 @@ static __device__ __forceinline__ int finish_chunk(const uint32_t (&pk)[64], int
     typedef typename pair_of<T>::type T2;
     const float lim = finite_limit<T>::get();
     uint32_t a[8];
-    chunk_words<EPI>(pk, c, a);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        a[i] = pk[4 * c + i];
+        if constexpr (EPI == VNP_SM90_GATED)
+            a[4 + i] = pk[32 + 4 * c + i];
+    }
     int bad = 0;
 #pragma unroll
     for (int jj = 0; jj < 2; jj++)
