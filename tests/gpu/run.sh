@@ -308,18 +308,21 @@ if has sm90prof; then
   # 92-114) and on the consumers (138-160), then out + residual (161-183) and DNABERT-S's
   # gated up-projection (184-206) in 128x256 2x1, their epilogues on the consumers, then
   # fc1 (207-229) and the gated up-projection (230-252) with the epilogue interleaved
-  # (VNP_SM90PROF_ONLY=REGEX: only the launches whose name:skip matches, e.g. ":(210|233)$")
+  # (VNP_SM90PROF_ONLY=REGEX: only the launches whose name:skip matches, e.g. ":(210|233)$"),
+  # and last cuBLASLt's own kernels for qkv and fc1 (the portable path's launches of
+  # sm90time; `name:skip:kernel-regex`), to set our main loop's counters beside theirs
   env VNP_OPS_ONLY=sm90time "$BIN/vnp_gpu_op_test" >"$OUT/sm90time.log" 2>&1
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
   for ks in 128x128_2x1:3 128x256_2x1:26 fc1_128x256_2x1_warps:95 fc1_128x256_2x1_consumers:141 \
-            residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233; do
+            residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233 \
+            cublaslt_qkv:3:nvjet cublaslt_fc1:26:nvjet; do
     [[ -n ${VNP_SM90PROF_ONLY:-} && ! $ks =~ $VNP_SM90PROF_ONLY ]] && continue
-    IFS=: read -r shape skip <<<"$ks"
+    IFS=: read -r shape skip kre <<<"$ks"
     # (through a saved report: its details page as before, every metric (the warp stall
     # reasons among them, tools/ncu_stalls.py) and the per-instruction SASS page)
     rep="$WORK/sm90prof_$shape"
     rm -f "$rep.ncu-rep"
-    VNP_OPS_ONLY=sm90time ncu -k "regex:gemm_sm90" --launch-skip "$skip" --launch-count 1 \
+    VNP_OPS_ONLY=sm90time ncu -k "regex:${kre:-gemm_sm90}" --launch-skip "$skip" --launch-count 1 \
       --set full -f -o "$rep" "$BIN/vnp_gpu_op_test" >"$WORK/sm90prof_$shape.log" 2>&1
     if [[ -f $rep.ncu-rep ]]; then
       ncu -i "$rep.ncu-rep" >"$OUT/sm90prof_$shape.txt" 2>&1
