@@ -315,7 +315,7 @@ if has sm90prof; then
   while read -r l; do row gemm time "${l#time }"; done < <(grep -E '^time ' "$OUT/sm90time.log")
   for ks in 128x128_2x1:3 128x256_2x1:26 fc1_128x256_2x1_warps:95 fc1_128x256_2x1_consumers:141 \
             residual_128x256_2x1:164 gated_consumers:187 fc1_interleaved:210 gated_interleaved:233 \
-            cublaslt_qkv:3:nvjet|xmma|cutlass cublaslt_fc1:26:nvjet|xmma|cutlass; do
+            'cublaslt_qkv:3:nvjet|xmma|cutlass' 'cublaslt_fc1:26:nvjet|xmma|cutlass'; do
     [[ -n ${VNP_SM90PROF_ONLY:-} && ! $ks =~ $VNP_SM90PROF_ONLY ]] && continue
     IFS=: read -r shape skip kre <<<"$ks"
     # (through a saved report: its details page as before, every metric (the warp stall
