@@ -1980,7 +1980,7 @@ static void test_gemm_sm90(vnp_backend *cpu, vnp_precision prec, int small)
          * one: K shorter than the 8 chunks); then shapes with more tiles than CTAs (so that
          * chunks are pending in the K loop, not only drained after the last tile) and
          * partial row tiles: K shorter than the 16 GELU chunks, and K of 64 (GELU) and 32
-         * (gated) blocks, where the chunks are spread over the main loop */
+         * (gated) blocks, where the chunks take the first K steps of a long main loop */
         static const int itls[7][4] = {{77, 256, 128, 0},      {20000, 1280, 2560, 0},
                                        {40000, 3072, 256, 1},  {30001, 6144, 768, 1},
                                        {4100, 1280, 256, 0},   {2101, 2560, 4096, 0},
